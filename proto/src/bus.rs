@@ -1,0 +1,219 @@
+//! The bus over RabbitMQ: one connection, a confirm-mode channel for publishing persistent
+//! messages, and consumer channels with manual acks and a bounded prefetch.
+
+use crate::envelope::{encode, Message};
+use crate::headers::{self, TraceContext};
+use crate::topology::Topology;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Why the bus could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("RabbitMQ at {url}: {source}")]
+    Connect { url: String, source: lapin::Error },
+    #[error("RabbitMQ: {0}")]
+    Amqp(#[from] lapin::Error),
+    #[error("the broker refused message {routing_key} (nack)")]
+    Nacked { routing_key: String },
+    #[error("no queue is bound to routing key {routing_key}; the topology is not declared")]
+    Unroutable { routing_key: String },
+    #[error(transparent)]
+    Encode(#[from] crate::envelope::EnvelopeError),
+}
+
+/// A connection to RabbitMQ with the topology declared and a publisher channel in confirm mode.
+pub struct Bus {
+    connection: Connection,
+    publisher: Channel,
+    topology: Topology,
+}
+
+/// Delivery mode 2: the broker writes the message to disk.
+const PERSISTENT: u8 = 2;
+
+impl Bus {
+    /// Connects, declares the topology and opens the publisher channel.
+    pub async fn connect(url: &str, topology: &Topology) -> Result<Self, BusError> {
+        let connection = Connection::connect(url, ConnectionProperties::default())
+            .await
+            .map_err(|source| BusError::Connect {
+                url: redact_url(url),
+                source,
+            })?;
+        let publisher = connection.create_channel().await?;
+        topology.declare(&publisher).await?;
+        publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Bus {
+            connection,
+            publisher,
+            topology: topology.clone(),
+        })
+    }
+
+    /// Connects, retrying with exponential backoff until it works or `shutdown` fires.
+    pub async fn connect_with_retry(
+        url: &str,
+        topology: &Topology,
+        shutdown: &CancellationToken,
+    ) -> Option<Self> {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match Bus::connect(url, topology).await {
+                Ok(bus) => return Some(bus),
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "waiting for RabbitMQ");
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    /// The topology this bus declared.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// True while the connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.connection.status().connected()
+    }
+
+    /// Publishes a message on the topic exchange and waits for the broker's confirm.
+    pub async fn publish<M: Message>(
+        &self,
+        message: &M,
+        trace: &TraceContext,
+    ) -> Result<(), BusError> {
+        let payload = encode(message)?;
+        self.publish_raw(
+            &self.topology.exchange(),
+            M::ROUTING_KEY,
+            &payload,
+            headers::build(trace, 1, None),
+        )
+        .await
+    }
+
+    /// Publishes bytes with the given headers and waits for the confirm; unroutable messages
+    /// are an error, so a message is never silently dropped.
+    pub async fn publish_raw(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        payload: &[u8],
+        headers: FieldTable,
+    ) -> Result<(), BusError> {
+        let properties = BasicProperties::default()
+            .with_delivery_mode(PERSISTENT)
+            .with_content_type("application/msgpack".into())
+            .with_headers(headers);
+        let confirm = self
+            .publisher
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                payload,
+                properties,
+            )
+            .await?
+            .await?;
+        if confirm.is_nack() {
+            return Err(BusError::Nacked {
+                routing_key: routing_key.to_string(),
+            });
+        }
+        if confirm.take_message().is_some() {
+            return Err(BusError::Unroutable {
+                routing_key: routing_key.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Starts consuming `queue` on a channel of its own with manual acks and `prefetch` unacked
+    /// messages at most.
+    pub async fn consume(&self, queue: &str, prefetch: u16) -> Result<Consumer, BusError> {
+        let channel = self.connection.create_channel().await?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await?;
+        let consumer = channel
+            .basic_consume(
+                queue.into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(consumer)
+    }
+
+    /// A plain channel, for administrative work (counting or purging queues).
+    pub async fn channel(&self) -> Result<Channel, BusError> {
+        Ok(self.connection.create_channel().await?)
+    }
+
+    /// Number of ready messages in a queue.
+    pub async fn queue_depth(&self, queue: &str) -> Result<u32, BusError> {
+        let channel = self.connection.create_channel().await?;
+        let declared = channel
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let _ = channel.close(200, "OK".into()).await;
+        Ok(declared.message_count())
+    }
+
+    /// Closes the connection.
+    pub async fn close(&self) {
+        let _ = self.connection.close(200, "OK".into()).await;
+    }
+}
+
+/// The URL with any password replaced, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "<unparseable url>".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("amqp://guest:secret@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert!(!redact_url("postgres://u:pw@h/db").contains("pw"));
+    }
+}

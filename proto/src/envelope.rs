@@ -1,0 +1,110 @@
+//! The versioned envelope every message travels in, encoded with MessagePack (rmp-serde).
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+/// Version of the message schema this build writes; readers accept the same major version.
+pub const MESSAGE_VERSION: u16 = 1;
+
+/// A message type that crosses a process boundary, with the routing key it is published under.
+pub trait Message: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// Routing key on the topic exchange; the topology binds queues to these keys.
+    const ROUTING_KEY: &'static str;
+}
+
+/// The wire form of a message: schema version, kind (the routing key) and body.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    pub version: u16,
+    pub kind: String,
+    pub body: T,
+}
+
+/// Why a payload could not be read as the expected message.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error(
+        "message version {found} is not supported (this build reads version {MESSAGE_VERSION})"
+    )]
+    Version { found: u16 },
+    #[error("expected a {expected} message, got {found}")]
+    Kind {
+        expected: &'static str,
+        found: String,
+    },
+    #[error("message body could not be decoded: {0}")]
+    Decode(#[from] rmp_serde::decode::Error),
+    #[error("message could not be encoded: {0}")]
+    Encode(#[from] rmp_serde::encode::Error),
+}
+
+/// Encodes a message in its envelope (named fields, so fields can be added compatibly).
+pub fn encode<M: Message>(body: &M) -> Result<Vec<u8>, EnvelopeError> {
+    let envelope = Envelope {
+        version: MESSAGE_VERSION,
+        kind: M::ROUTING_KEY.to_string(),
+        body,
+    };
+    Ok(rmp_serde::to_vec_named(&envelope)?)
+}
+
+/// Decodes an envelope, checking its version and kind first.
+pub fn decode<M: Message>(payload: &[u8]) -> Result<M, EnvelopeError> {
+    let head: Envelope<serde::de::IgnoredAny> = rmp_serde::from_slice(payload)?;
+    if head.version != MESSAGE_VERSION {
+        return Err(EnvelopeError::Version {
+            found: head.version,
+        });
+    }
+    if head.kind != M::ROUTING_KEY {
+        return Err(EnvelopeError::Kind {
+            expected: M::ROUTING_KEY,
+            found: head.kind,
+        });
+    }
+    let envelope: Envelope<M> = rmp_serde::from_slice(payload)?;
+    Ok(envelope.body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Ping {
+        n: u32,
+    }
+    impl Message for Ping {
+        const ROUTING_KEY: &'static str = "test.ping";
+    }
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Pong {
+        n: u32,
+    }
+    impl Message for Pong {
+        const ROUTING_KEY: &'static str = "test.pong";
+    }
+
+    #[test]
+    fn round_trips_and_checks_kind() {
+        let bytes = encode(&Ping { n: 7 }).unwrap();
+        assert_eq!(decode::<Ping>(&bytes).unwrap(), Ping { n: 7 });
+        assert!(matches!(
+            decode::<Pong>(&bytes),
+            Err(EnvelopeError::Kind { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_other_versions() {
+        let envelope = Envelope {
+            version: MESSAGE_VERSION + 1,
+            kind: "test.ping".to_string(),
+            body: Ping { n: 1 },
+        };
+        let bytes = rmp_serde::to_vec_named(&envelope).unwrap();
+        assert!(matches!(
+            decode::<Ping>(&bytes),
+            Err(EnvelopeError::Version { .. })
+        ));
+    }
+}

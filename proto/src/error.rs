@@ -1,0 +1,76 @@
+//! The error a stage reports across the queue: a stable code, a message, and whether to retry.
+
+use serde::{Deserialize, Serialize};
+
+/// Stable error codes shared by every role; users and alerts key on these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The source could not be reached (network, DNS, refused).
+    SourceUnreachable,
+    /// The source rejected the credentials.
+    Authentication,
+    /// The credentials lack a privilege on an object.
+    PermissionDenied,
+    /// A table, view, column or database named by the import does not exist.
+    MissingObject,
+    /// The source answered with an error while reading.
+    SourceQuery,
+    /// The object store could not be read or written.
+    Storage,
+    /// The profile or event store could not be written.
+    Store,
+    /// A message or object did not have the expected shape.
+    InvalidData,
+    /// The import's spec cannot be applied as written.
+    InvalidSpec,
+    /// Anything else; a bug or an unexpected condition.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears in APIs and the control plane.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::SourceUnreachable => "source_unreachable",
+            ErrorCode::Authentication => "authentication",
+            ErrorCode::PermissionDenied => "permission_denied",
+            ErrorCode::MissingObject => "missing_object",
+            ErrorCode::SourceQuery => "source_query",
+            ErrorCode::Storage => "storage",
+            ErrorCode::Store => "store",
+            ErrorCode::InvalidData => "invalid_data",
+            ErrorCode::InvalidSpec => "invalid_spec",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// A failed stage call: what went wrong and whether trying again may help.
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
+#[error("{}: {message}", code.as_str())]
+pub struct StageError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl StageError {
+    /// An error worth retrying (transient network, lock conflicts, a restarting service).
+    pub fn retryable(code: ErrorCode, message: impl Into<String>) -> Self {
+        StageError {
+            code,
+            message: message.into(),
+            retryable: true,
+        }
+    }
+
+    /// An error that will not go away by retrying the same message.
+    pub fn permanent(code: ErrorCode, message: impl Into<String>) -> Self {
+        StageError {
+            code,
+            message: message.into(),
+            retryable: false,
+        }
+    }
+}

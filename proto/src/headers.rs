@@ -1,0 +1,142 @@
+//! Message headers: W3C trace context (`traceparent`) linking every stage of a run into one
+//! trace, and the attempt counter that bounds retries.
+
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use rand::RngCore;
+
+/// Header carrying the W3C trace context.
+pub const TRACEPARENT: &str = "traceparent";
+/// Header carrying how many times this message has been tried (1 on first delivery).
+pub const ATTEMPT: &str = "x-sluice-attempt";
+/// Header carrying the last error of a dead-lettered message.
+pub const LAST_ERROR: &str = "x-sluice-error";
+
+/// A W3C trace context: the run's trace id and the span that published the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    pub trace_id: String,
+    pub span_id: String,
+}
+
+impl TraceContext {
+    /// A new trace, as started for each run.
+    pub fn new_trace() -> Self {
+        TraceContext {
+            trace_id: random_hex(16),
+            span_id: random_hex(8),
+        }
+    }
+
+    /// A context in the same trace with a new span id, for a message published from this one.
+    pub fn child(&self) -> Self {
+        TraceContext {
+            trace_id: self.trace_id.clone(),
+            span_id: random_hex(8),
+        }
+    }
+
+    /// The `traceparent` header value.
+    pub fn to_traceparent(&self) -> String {
+        format!("00-{}-{}-01", self.trace_id, self.span_id)
+    }
+
+    /// Parses a `traceparent` value; `None` if it is not a valid version-00 context.
+    pub fn parse(value: &str) -> Option<Self> {
+        let parts: Vec<&str> = value.split('-').collect();
+        let valid = |s: &str, len: usize| {
+            s.len() == len
+                && s.chars().all(|c| c.is_ascii_hexdigit())
+                && s.chars().any(|c| c != '0')
+        };
+        match parts.as_slice() {
+            ["00", trace, span, _flags] if valid(trace, 32) && valid(span, 16) => {
+                Some(TraceContext {
+                    trace_id: trace.to_string(),
+                    span_id: span.to_string(),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+/// Builds the header table for a message.
+pub fn build(trace: &TraceContext, attempt: u32, last_error: Option<&str>) -> FieldTable {
+    let mut headers = FieldTable::default();
+    headers.insert(
+        TRACEPARENT.into(),
+        AMQPValue::LongString(LongString::from(trace.to_traceparent())),
+    );
+    headers.insert(ATTEMPT.into(), AMQPValue::LongLongInt(attempt as i64));
+    if let Some(error) = last_error {
+        headers.insert(
+            LAST_ERROR.into(),
+            AMQPValue::LongString(LongString::from(error.to_string())),
+        );
+    }
+    headers
+}
+
+/// Reads the trace context from headers, starting a new trace when there is none.
+pub fn trace_of(headers: Option<&FieldTable>) -> TraceContext {
+    headers
+        .and_then(|h| h.inner().get(TRACEPARENT))
+        .and_then(|value| match value {
+            AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok().map(str::to_string),
+            AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
+            _ => None,
+        })
+        .and_then(|s| TraceContext::parse(&s))
+        .unwrap_or_else(TraceContext::new_trace)
+}
+
+/// Reads the attempt counter from headers (1 when absent).
+pub fn attempt_of(headers: Option<&FieldTable>) -> u32 {
+    let value = headers.and_then(|h| h.inner().get(ATTEMPT));
+    let attempt = match value {
+        Some(AMQPValue::LongLongInt(n)) => *n,
+        Some(AMQPValue::LongInt(n)) => *n as i64,
+        Some(AMQPValue::LongUInt(n)) => *n as i64,
+        Some(AMQPValue::ShortInt(n)) => *n as i64,
+        _ => 1,
+    };
+    attempt.clamp(1, u32::MAX as i64) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_round_trips_and_children_share_the_trace() {
+        let trace = TraceContext::new_trace();
+        let parsed = TraceContext::parse(&trace.to_traceparent()).unwrap();
+        assert_eq!(parsed, trace);
+        let child = trace.child();
+        assert_eq!(child.trace_id, trace.trace_id);
+        assert_ne!(child.span_id, trace.span_id);
+    }
+
+    #[test]
+    fn invalid_traceparents_are_ignored() {
+        assert!(TraceContext::parse("00-abc-def-01").is_none());
+        assert!(
+            TraceContext::parse(&format!("00-{}-{}-01", "0".repeat(32), "1".repeat(16))).is_none()
+        );
+    }
+
+    #[test]
+    fn headers_carry_trace_and_attempt() {
+        let trace = TraceContext::new_trace();
+        let headers = build(&trace, 3, None);
+        assert_eq!(trace_of(Some(&headers)), trace);
+        assert_eq!(attempt_of(Some(&headers)), 3);
+        assert_eq!(attempt_of(None), 1);
+    }
+}

@@ -1,0 +1,22 @@
+//! Everything two Sluice processes must agree on: message types and their envelope, the queue
+//! topology, message headers, the bus over RabbitMQ and the consume loop every role shares.
+
+pub mod bounds;
+pub mod bus;
+pub mod envelope;
+pub mod error;
+pub mod headers;
+pub mod mapping;
+pub mod messages;
+pub mod secrets;
+pub mod stage;
+pub mod storage;
+pub mod topology;
+
+pub use bounds::{Bound, KeyValue};
+pub use bus::Bus;
+pub use envelope::{Envelope, Message};
+pub use error::{ErrorCode, StageError};
+pub use mapping::{IdentityMapping, Mapping, PropertyMapping, PropertyType};
+pub use messages::*;
+pub use topology::Topology;

@@ -1,0 +1,207 @@
+//! The messages of a run's life: requested, chunk task, extracted, transformed, loaded, failed.
+//! Each carries what the next stage needs, so workers hold no state between messages.
+
+use crate::bounds::Bound;
+use crate::envelope::Message;
+use crate::error::StageError;
+use crate::mapping::Mapping;
+use crate::secrets::Sealed;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Asks the coordinator to start a run of an import (from the CLI, the API or another service).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRequested {
+    /// Chosen by the requester, so it can follow the run; a repeated id starts nothing new.
+    pub run_id: Uuid,
+    pub workspace: String,
+    pub import: String,
+    /// A dry run goes through every stage, but the loader writes nothing.
+    pub dry_run: bool,
+    pub requested_by: String,
+    pub requested_at: DateTime<Utc>,
+}
+
+impl Message for RunRequested {
+    const ROUTING_KEY: &'static str = "run.requested";
+}
+
+/// Which chunk of which run a message is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    pub run_id: Uuid,
+    pub workspace_id: i64,
+    pub import_id: i64,
+    /// Position of the chunk in its run, from 0.
+    pub seq: u32,
+}
+
+/// Object keys of a chunk's files; fixed per run and chunk, the same on every attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkObjects {
+    pub extracted: String,
+    pub transformed: String,
+    pub rejected: String,
+}
+
+impl ChunkObjects {
+    /// The deterministic keys for a chunk.
+    pub fn for_chunk(chunk: &ChunkRef) -> Self {
+        let base = format!(
+            "ws-{}/import-{}/run-{}/chunk-{:06}",
+            chunk.workspace_id, chunk.import_id, chunk.run_id, chunk.seq
+        );
+        ChunkObjects {
+            extracted: format!("{base}/extracted.parquet"),
+            transformed: format!("{base}/transformed.parquet"),
+            rejected: format!("{base}/rejected.parquet"),
+        }
+    }
+}
+
+/// What every stage after the extractor needs to process a chunk.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChunkWork {
+    pub chunk: ChunkRef,
+    pub dry_run: bool,
+    pub mapping: Mapping,
+    pub objects: ChunkObjects,
+}
+
+/// The kinds of source the extractor can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionKind {
+    Postgres,
+}
+
+/// What to read from: a table or view, or a SQL query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceRelation {
+    Table(String),
+    Query(String),
+}
+
+/// Where and how to read one chunk, with the connection's credentials sealed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceTask {
+    pub kind: ConnectionKind,
+    /// The connection's settings (URL with credentials), sealed with the fleet's master key.
+    pub credentials: Sealed,
+    pub relation: SourceRelation,
+    pub key_column: String,
+    pub watermark_column: String,
+    /// Columns to read besides key and watermark.
+    pub columns: Vec<String>,
+    /// Exclusive lower bound; `None` reads from the start.
+    pub lo: Option<Bound>,
+    /// Inclusive upper bound.
+    pub hi: Bound,
+}
+
+/// The extractor's input: read one chunk's rows into Parquet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChunkTask {
+    pub work: ChunkWork,
+    pub source: SourceTask,
+}
+
+impl Message for ChunkTask {
+    const ROUTING_KEY: &'static str = "chunk.task";
+}
+
+/// The extractor's output: the chunk's rows are in `objects.extracted`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChunkExtracted {
+    pub work: ChunkWork,
+    pub rows_read: u64,
+    pub bytes: u64,
+}
+
+impl Message for ChunkExtracted {
+    const ROUTING_KEY: &'static str = "chunk.extracted";
+}
+
+/// A row the transformer refused, with enough to find and fix it at the source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RowRejection {
+    pub row_key: String,
+    pub column: String,
+    /// The offending value, truncated.
+    pub value: Option<String>,
+    pub reason: String,
+}
+
+/// At most this many rejections travel inline per chunk; all of them are in the rejected object.
+pub const MAX_INLINE_REJECTIONS: usize = 1000;
+
+/// The transformer's output: accepted rows in `objects.transformed`, rejected ones in
+/// `objects.rejected`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChunkTransformed {
+    pub work: ChunkWork,
+    pub rows_accepted: u64,
+    pub rows_rejected: u64,
+    pub rejections: Vec<RowRejection>,
+}
+
+impl Message for ChunkTransformed {
+    const ROUTING_KEY: &'static str = "chunk.transformed";
+}
+
+/// What loading a chunk did (or, in a dry run, would do) to the profile store.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadStats {
+    pub rows_loaded: u64,
+    pub profiles_created: u64,
+    pub profiles_updated: u64,
+    pub profiles_unchanged: u64,
+}
+
+/// The loader's output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChunkLoaded {
+    pub chunk: ChunkRef,
+    pub dry_run: bool,
+    pub stats: LoadStats,
+}
+
+impl Message for ChunkLoaded {
+    const ROUTING_KEY: &'static str = "chunk.loaded";
+}
+
+/// The pipeline stage a message is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageName {
+    Extract,
+    Transform,
+    Load,
+}
+
+impl StageName {
+    /// The stage's name as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageName::Extract => "extract",
+            StageName::Transform => "transform",
+            StageName::Load => "load",
+        }
+    }
+}
+
+/// A chunk gave up: a permanent error, or `max_attempts` retries spent. The message itself has
+/// gone to the dead-letter queue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChunkFailed {
+    pub chunk: ChunkRef,
+    pub stage: StageName,
+    pub attempts: u32,
+    pub error: StageError,
+}
+
+impl Message for ChunkFailed {
+    const ROUTING_KEY: &'static str = "chunk.failed";
+}

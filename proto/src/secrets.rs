@@ -1,0 +1,189 @@
+//! Sealing connection credentials with the fleet's master key (AES-256-GCM), so they are
+//! encrypted at rest and in messages, and can be opened only by processes holding the key.
+
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+/// The fleet's master key, with an id derived from it so sealed values name the key they need.
+#[derive(Clone)]
+pub struct MasterKey {
+    key: [u8; 32],
+    id: String,
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MasterKey({})", self.id)
+    }
+}
+
+/// A value encrypted under a master key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sealed {
+    pub key_id: String,
+    #[serde(with = "serde_bytes_hex")]
+    pub nonce: Vec<u8>,
+    #[serde(with = "serde_bytes_hex")]
+    pub ciphertext: Vec<u8>,
+}
+
+/// Why a key could not be read or a value not opened.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("SLUICE_MASTER_KEY must be 64 hexadecimal characters (32 bytes)")]
+    BadKey,
+    #[error("the value was sealed with master key {found}, but this process holds key {held}")]
+    WrongKey { found: String, held: String },
+    #[error("the sealed value could not be opened: it was changed or the key is wrong")]
+    Corrupt,
+    #[error("master key file {path}: {source}")]
+    KeyFile {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl MasterKey {
+    /// Reads a key from 64 hex characters.
+    pub fn from_hex(hex_key: &str) -> Result<Self, SecretError> {
+        let bytes = hex::decode(hex_key.trim()).map_err(|_| SecretError::BadKey)?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| SecretError::BadKey)?;
+        let id = hex::encode(&Sha256::digest(key)[..4]);
+        Ok(MasterKey { key, id })
+    }
+
+    /// Reads the key file at `path`, creating it with a fresh random key (mode 0600) if missing.
+    pub fn load_or_create(path: &Path) -> Result<Self, SecretError> {
+        let io = |source| SecretError::KeyFile {
+            path: path.display().to_string(),
+            source,
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::from_hex(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(io)?;
+                }
+                let mut key = [0u8; 32];
+                rand::rng().fill_bytes(&mut key);
+                write_private(path, &hex::encode(key)).map_err(io)?;
+                // Another process may have created it first; whatever is on disk wins.
+                Self::from_hex(&std::fs::read_to_string(path).map_err(io)?)
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// The key's id (first 4 bytes of its SHA-256, in hex).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Encrypts `plaintext` with a fresh nonce.
+    pub fn seal(&self, plaintext: &[u8]) -> Sealed {
+        let cipher = Aes256Gcm::new_from_slice(&self.key).expect("32-byte key");
+        let mut nonce = [0u8; 12];
+        rand::rng().fill_bytes(&mut nonce);
+        let ciphertext = cipher
+            .encrypt(Nonce::from_slice(&nonce), plaintext)
+            .expect("AES-GCM encryption does not fail for in-memory buffers");
+        Sealed {
+            key_id: self.id.clone(),
+            nonce: nonce.to_vec(),
+            ciphertext,
+        }
+    }
+
+    /// Decrypts a sealed value.
+    pub fn open(&self, sealed: &Sealed) -> Result<Vec<u8>, SecretError> {
+        if sealed.key_id != self.id {
+            return Err(SecretError::WrongKey {
+                found: sealed.key_id.clone(),
+                held: self.id.clone(),
+            });
+        }
+        if sealed.nonce.len() != 12 {
+            return Err(SecretError::Corrupt);
+        }
+        let cipher = Aes256Gcm::new_from_slice(&self.key).expect("32-byte key");
+        cipher
+            .decrypt(
+                Nonce::from_slice(&sealed.nonce),
+                sealed.ciphertext.as_slice(),
+            )
+            .map_err(|_| SecretError::Corrupt)
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(mut file) => file.write_all(text.as_bytes()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text)
+}
+
+/// Hex encoding for byte fields, so sealed values stay readable in JSON columns.
+mod serde_bytes_hex {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        hex::decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(byte: u8) -> MasterKey {
+        MasterKey::from_hex(&hex::encode([byte; 32])).unwrap()
+    }
+
+    #[test]
+    fn seal_then_open_returns_the_plaintext() {
+        let k = key(1);
+        let sealed = k.seal(b"postgres://u:secret@h/db");
+        assert!(!sealed.ciphertext.windows(6).any(|w| w == b"secret"));
+        assert_eq!(k.open(&sealed).unwrap(), b"postgres://u:secret@h/db");
+    }
+
+    #[test]
+    fn another_key_or_tampering_is_refused() {
+        let sealed = key(1).seal(b"x");
+        assert!(matches!(
+            key(2).open(&sealed),
+            Err(SecretError::WrongKey { .. })
+        ));
+        let mut tampered = sealed.clone();
+        tampered.ciphertext[0] ^= 1;
+        assert!(matches!(key(1).open(&tampered), Err(SecretError::Corrupt)));
+    }
+
+    #[test]
+    fn bad_hex_is_refused() {
+        assert!(MasterKey::from_hex("abc").is_err());
+    }
+}

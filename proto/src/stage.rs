@@ -1,0 +1,318 @@
+//! The consume loop shared by every role: decode, span, call the stage, publish its output with
+//! confirms, then ack; retry with backoff up to `max_attempts`, then dead-letter and report.
+//! A stage itself is a plain async function of its input, testable without RabbitMQ.
+
+use crate::bus::{Bus, BusError};
+use crate::envelope::{decode, encode, Message};
+use crate::error::{ErrorCode, StageError};
+use crate::headers::{self, TraceContext};
+use crate::topology::{QueueRole, Topology};
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// A message a stage wants published once its work is durable.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub routing_key: &'static str,
+    pub payload: Vec<u8>,
+}
+
+impl Outgoing {
+    /// Encodes a message for publishing.
+    pub fn message<M: Message>(message: &M) -> Result<Self, StageError> {
+        let payload = encode(message)
+            .map_err(|e| StageError::permanent(ErrorCode::Internal, e.to_string()))?;
+        Ok(Outgoing {
+            routing_key: M::ROUTING_KEY,
+            payload,
+        })
+    }
+}
+
+/// What a stage call knows about its delivery.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub trace: TraceContext,
+    pub attempt: u32,
+}
+
+/// One step of the pipeline (or a coordinator consumer) as the shared loop sees it.
+pub trait Stage: Send + Sync + 'static {
+    /// The message this stage consumes.
+    type Input: Message;
+    /// The stage's name in logs and spans.
+    const NAME: &'static str;
+    /// The queue it consumes.
+    const QUEUE: QueueRole;
+
+    /// Does the work for one message and returns what to publish next.
+    fn handle(
+        &self,
+        input: Self::Input,
+        delivered: &Delivered,
+    ) -> impl Future<Output = Result<Vec<Outgoing>, StageError>> + Send;
+
+    /// What to publish when the message is given up on (after dead-lettering it).
+    fn on_give_up(
+        &self,
+        _input: &Self::Input,
+        _attempts: u32,
+        _error: &StageError,
+    ) -> Vec<Outgoing> {
+        Vec::new()
+    }
+}
+
+/// How a stage loop runs.
+#[derive(Debug, Clone)]
+pub struct StageOptions {
+    /// Messages handled at once; also the prefetch.
+    pub concurrency: usize,
+    /// Attempts before a message is dead-lettered.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt, capped at 30 s.
+    pub retry_base: Duration,
+}
+
+impl Default for StageOptions {
+    fn default() -> Self {
+        StageOptions {
+            concurrency: 2,
+            max_attempts: 5,
+            retry_base: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Runs a stage until `shutdown` fires: reconnects with backoff when the broker goes away, and
+/// lets in-flight messages finish before returning.
+pub async fn run_stage<S: Stage>(
+    stage: Arc<S>,
+    amqp_url: String,
+    topology: Topology,
+    options: StageOptions,
+    shutdown: CancellationToken,
+) {
+    let queue = topology.queue(S::QUEUE);
+    loop {
+        let Some(bus) = Bus::connect_with_retry(&amqp_url, &topology, &shutdown).await else {
+            return;
+        };
+        let bus = Arc::new(bus);
+        tracing::info!(stage = S::NAME, %queue, concurrency = options.concurrency, "consuming");
+        match consume(&stage, &bus, &queue, &options, &shutdown).await {
+            Ok(()) => {
+                bus.close().await;
+                return;
+            }
+            Err(e) => tracing::warn!(stage = S::NAME, error = %e, "lost RabbitMQ; reconnecting"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+async fn consume<S: Stage>(
+    stage: &Arc<S>,
+    bus: &Arc<Bus>,
+    queue: &str,
+    options: &StageOptions,
+    shutdown: &CancellationToken,
+) -> Result<(), BusError> {
+    let prefetch = options.concurrency.clamp(1, u16::MAX as usize) as u16;
+    let mut consumer = bus.consume(queue, prefetch).await?;
+    let slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
+    let mut in_flight = JoinSet::new();
+    let outcome = loop {
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => break Ok(()),
+            next = consumer.next() => next,
+        };
+        let delivery = match next {
+            Some(Ok(delivery)) => delivery,
+            Some(Err(e)) => break Err(BusError::Amqp(e)),
+            None => {
+                break Err(BusError::Amqp(lapin::Error::from(
+                    lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed),
+                )))
+            }
+        };
+        let permit = slots.clone().acquire_owned().await.expect("semaphore open");
+        let (stage, bus, options, queue) = (
+            stage.clone(),
+            bus.clone(),
+            options.clone(),
+            queue.to_string(),
+        );
+        in_flight.spawn(async move {
+            process(&*stage, &bus, &queue, &options, delivery).await;
+            drop(permit);
+        });
+        while in_flight.try_join_next().is_some() {}
+    };
+    while in_flight.join_next().await.is_some() {}
+    outcome
+}
+
+async fn process<S: Stage>(
+    stage: &S,
+    bus: &Bus,
+    queue: &str,
+    options: &StageOptions,
+    delivery: Delivery,
+) {
+    let headers = delivery.properties.headers().as_ref();
+    let delivered = Delivered {
+        trace: headers::trace_of(headers),
+        attempt: headers::attempt_of(headers),
+    };
+    let span = tracing::info_span!(
+        "stage",
+        stage = S::NAME,
+        trace_id = %delivered.trace.trace_id,
+        attempt = delivered.attempt
+    );
+    async {
+        let input = match decode::<S::Input>(&delivery.data) {
+            Ok(input) => input,
+            Err(e) => {
+                tracing::error!(error = %e, "undecodable message; dead-lettering it");
+                dead_letter(bus, queue, &delivery, &delivered, &e.to_string()).await;
+                return;
+            }
+        };
+        let result = stage.handle(input, &delivered).await;
+        match result {
+            Ok(outgoing) => match publish_all(bus, &delivered.trace, &outgoing).await {
+                Ok(()) => ack(&delivery).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not publish the stage's output; requeueing");
+                    let _ = delivery
+                        .nack(BasicNackOptions {
+                            requeue: true,
+                            ..Default::default()
+                        })
+                        .await;
+                }
+            },
+            Err(error) if error.retryable && delivered.attempt < options.max_attempts => {
+                let delay = retry_delay(options.retry_base, delivered.attempt);
+                tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "stage failed; will retry");
+                tokio::time::sleep(delay).await;
+                let retry = headers::build(&delivered.trace, delivered.attempt + 1, Some(&error.to_string()));
+                match bus.publish_raw("", queue, &delivery.data, retry).await {
+                    Ok(()) => ack(&delivery).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not requeue for retry");
+                        let _ = delivery
+                            .nack(BasicNackOptions {
+                                requeue: true,
+                                ..Default::default()
+                            })
+                            .await;
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "stage gave up; dead-lettering the message");
+                // Decode again: the input was moved into `handle`.
+                if let Ok(input) = decode::<S::Input>(&delivery.data) {
+                    let report = stage.on_give_up(&input, delivered.attempt, &error);
+                    if let Err(e) = publish_all(bus, &delivered.trace, &report).await {
+                        tracing::warn!(error = %e, "could not report the failure; requeueing");
+                        let _ = delivery
+                            .nack(BasicNackOptions {
+                                requeue: true,
+                                ..Default::default()
+                            })
+                            .await;
+                        return;
+                    }
+                }
+                dead_letter(bus, queue, &delivery, &delivered, &error.to_string()).await;
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn publish_all(
+    bus: &Bus,
+    trace: &TraceContext,
+    outgoing: &[Outgoing],
+) -> Result<(), BusError> {
+    let exchange = bus.topology().exchange();
+    for message in outgoing {
+        let headers = headers::build(&trace.child(), 1, None);
+        bus.publish_raw(&exchange, message.routing_key, &message.payload, headers)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Moves a message to its queue's dead-letter queue with the error in a header, then acks it.
+async fn dead_letter(
+    bus: &Bus,
+    queue: &str,
+    delivery: &Delivery,
+    delivered: &Delivered,
+    error: &str,
+) {
+    let headers = headers::build(&delivered.trace, delivered.attempt, Some(error));
+    match bus
+        .publish_raw(
+            &bus.topology().dead_letter_exchange(),
+            queue,
+            &delivery.data,
+            headers,
+        )
+        .await
+    {
+        Ok(()) => ack(delivery).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not dead-letter; rejecting to the broker's dead-letter route");
+            let _ = delivery
+                .nack(BasicNackOptions {
+                    requeue: false,
+                    ..Default::default()
+                })
+                .await;
+        }
+    }
+}
+
+async fn ack(delivery: &Delivery) {
+    if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+        tracing::warn!(error = %e, "ack failed; the message will be redelivered");
+    }
+}
+
+/// Exponential backoff: `base * 2^(attempt-1)`, capped at 30 seconds.
+pub fn retry_delay(base: Duration, attempt: u32) -> Duration {
+    let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(16));
+    (base * factor).min(Duration::from_secs(30))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_doubles_and_is_capped() {
+        let base = Duration::from_millis(500);
+        assert_eq!(retry_delay(base, 1), Duration::from_millis(500));
+        assert_eq!(retry_delay(base, 3), Duration::from_secs(2));
+        assert_eq!(retry_delay(base, 40), Duration::from_secs(30));
+    }
+}
