@@ -3,6 +3,7 @@
 
 pub mod bounds;
 pub mod bus;
+pub mod dateformat;
 pub mod envelope;
 pub mod error;
 pub mod headers;

@@ -1,1 +1,9 @@
-//! placeholder
+//! Sluice's transformer: applies an import's mapping to a chunk with DataFusion (renames,
+//! casts, date parsing, identity checks) and splits it into accepted and rejected rows.
+
+pub mod columns;
+pub mod functions;
+pub mod mapping;
+pub mod transform;
+
+pub use transform::{transform, Transformer};

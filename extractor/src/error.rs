@@ -1,0 +1,60 @@
+//! Source errors, classified so the user knows what to do (fix the network, the credentials,
+//! the grants, or the spec), and converted to the stable codes that cross the queue.
+
+use sluice_proto::{ErrorCode, StageError};
+
+/// Why a source could not be planned or read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SourceError {
+    #[error("source unreachable: {0}")]
+    Unreachable(String),
+    #[error("the source refused the credentials: {0}")]
+    Authentication(String),
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    #[error("missing object: {0}")]
+    MissingObject(String),
+    #[error("invalid import: {0}")]
+    InvalidSpec(String),
+    #[error("the source failed the query: {0}")]
+    Query(String),
+    #[error("could not write the chunk's Parquet object: {0}")]
+    Storage(String),
+    #[error("{0}")]
+    Secret(String),
+}
+
+impl SourceError {
+    /// The stable code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            SourceError::Unreachable(_) => ErrorCode::SourceUnreachable,
+            SourceError::Authentication(_) => ErrorCode::Authentication,
+            SourceError::PermissionDenied(_) => ErrorCode::PermissionDenied,
+            SourceError::MissingObject(_) => ErrorCode::MissingObject,
+            SourceError::InvalidSpec(_) => ErrorCode::InvalidSpec,
+            SourceError::Query(_) => ErrorCode::SourceQuery,
+            SourceError::Storage(_) => ErrorCode::Storage,
+            SourceError::Secret(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// Whether retrying may help: the network and the source's load may recover; a missing
+    /// table, a bad spec or a refused login will not fix themselves between attempts.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            SourceError::Unreachable(_) | SourceError::Query(_) | SourceError::Storage(_)
+        )
+    }
+}
+
+impl From<SourceError> for StageError {
+    fn from(e: SourceError) -> Self {
+        StageError {
+            code: e.code(),
+            retryable: e.retryable(),
+            message: e.to_string(),
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The extract stage: opens the chunk's source, reads exactly its `(lo, hi]` rows and streams
+//! them into one Parquet object at the chunk's deterministic key.
+
+use crate::error::SourceError;
+use crate::postgres::PostgresSource;
+use crate::source::SourceSpec;
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use object_store::ObjectStore;
+use parquet::arrow::async_writer::AsyncArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use sluice_proto::secrets::MasterKey;
+use sluice_proto::stage::{Delivered, Outgoing, Stage};
+use sluice_proto::topology::QueueRole;
+use sluice_proto::{ChunkExtracted, ChunkFailed, ChunkTask, ConnectionKind, StageError, StageName};
+use std::sync::Arc;
+
+/// Rows per Arrow batch while reading.
+pub const BATCH_ROWS: usize = 8192;
+
+/// What the extract stage needs besides its message.
+pub struct Extractor {
+    pub store: Arc<dyn ObjectStore>,
+    pub master_key: MasterKey,
+}
+
+/// Reads one chunk into Parquet and says so.
+pub async fn extract(task: &ChunkTask, deps: &Extractor) -> Result<ChunkExtracted, SourceError> {
+    let source = &task.source;
+    let ConnectionKind::Postgres = source.kind;
+    let url = deps
+        .master_key
+        .open(&source.credentials)
+        .map_err(|e| SourceError::Secret(format!("connection credentials: {e}")))?;
+    let url = String::from_utf8(url)
+        .map_err(|_| SourceError::Secret("connection credentials are not UTF-8".into()))?;
+    let pg = PostgresSource::connect(&url).await?;
+    let shape = pg
+        .describe(&SourceSpec {
+            relation: source.relation.clone(),
+            key_column: source.key_column.clone(),
+            watermark_column: source.watermark_column.clone(),
+            columns: source.columns.clone(),
+        })
+        .await?;
+
+    let schema = crate::postgres::chunk_schema(&shape);
+    let path = Path::from(task.work.objects.extracted.as_str());
+    let sink = BufWriter::new(deps.store.clone(), path);
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let writer = AsyncArrowWriter::try_new(sink, schema, Some(props))
+        .map_err(|e| SourceError::Storage(e.to_string()))?;
+    let writer = tokio::sync::Mutex::new(writer);
+    let rows_read = pg
+        .read_chunk(
+            &shape,
+            source.lo.as_ref(),
+            &source.hi,
+            BATCH_ROWS,
+            |batch| {
+                let writer = &writer;
+                async move {
+                    writer
+                        .lock()
+                        .await
+                        .write(&batch)
+                        .await
+                        .map_err(|e| SourceError::Storage(e.to_string()))
+                }
+            },
+        )
+        .await?;
+    let mut writer = writer.into_inner();
+    writer
+        .finish()
+        .await
+        .map_err(|e| SourceError::Storage(e.to_string()))?;
+    let bytes = writer.bytes_written() as u64;
+    Ok(ChunkExtracted {
+        work: task.work.clone(),
+        rows_read,
+        bytes,
+    })
+}
+
+impl Stage for Extractor {
+    type Input = ChunkTask;
+    const NAME: &'static str = "extract";
+    const QUEUE: QueueRole = QueueRole::Extract;
+
+    async fn handle(&self, task: ChunkTask, _: &Delivered) -> Result<Vec<Outgoing>, StageError> {
+        let chunk = &task.work.chunk;
+        let span = tracing::info_span!("extract", run = %chunk.run_id, chunk = chunk.seq, workspace = chunk.workspace_id);
+        let _enter = span.enter();
+        drop(_enter);
+        let extracted = tracing::Instrument::instrument(extract(&task, self), span).await?;
+        tracing::info!(run = %chunk.run_id, chunk = chunk.seq, rows = extracted.rows_read, "chunk extracted");
+        Ok(vec![Outgoing::message(&extracted)?])
+    }
+
+    fn on_give_up(&self, task: &ChunkTask, attempts: u32, error: &StageError) -> Vec<Outgoing> {
+        let failed = ChunkFailed {
+            chunk: task.work.chunk.clone(),
+            stage: StageName::Extract,
+            attempts,
+            error: error.clone(),
+        };
+        Outgoing::message(&failed).into_iter().collect()
+    }
+}

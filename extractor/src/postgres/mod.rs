@@ -1,0 +1,154 @@
+//! The PostgreSQL source (also Redshift-compatible SQL): read-only sessions pinned to UTC,
+//! keyset planning on the `(watermark, key)` index, and chunk reads streamed as Arrow batches.
+
+mod plan;
+mod read;
+pub use read::{chunk_schema, KEY_COLUMN, WATERMARK_COLUMN};
+mod sql;
+
+pub use sql::quote_ident;
+
+use crate::error::SourceError;
+use crate::source::{ColumnShape, KeyKind, SourceShape, SourceSpec};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
+
+/// Sessions are marked with this application name, so planning can ignore Sluice's own reads
+/// when it looks for the oldest open transaction.
+pub const APPLICATION_NAME: &str = "sluice-extractor";
+
+/// Statements slower than this are cancelled by the source.
+const STATEMENT_TIMEOUT: &str = "15min";
+
+/// A read-only session on a PostgreSQL source.
+pub struct PostgresSource {
+    client: Client,
+}
+
+impl PostgresSource {
+    /// Connects with a read-only, UTC session and a statement timeout.
+    pub async fn connect(url: &str) -> Result<Self, SourceError> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| SourceError::InvalidSpec(format!("connection url: {e}")))?;
+        config.application_name(APPLICATION_NAME);
+        config.connect_timeout(std::time::Duration::from_secs(10));
+        let (client, connection) = config.connect(NoTls).await.map_err(classify)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "source connection closed");
+            }
+        });
+        client
+            .batch_execute(&format!(
+                "SET default_transaction_read_only = on; SET TimeZone = 'UTC'; \
+                 SET DateStyle = 'ISO'; SET statement_timeout = '{STATEMENT_TIMEOUT}'"
+            ))
+            .await
+            .map_err(classify)?;
+        Ok(PostgresSource { client })
+    }
+
+    /// Checks that the source and its columns exist and reads their types.
+    pub async fn describe(&self, spec: &SourceSpec) -> Result<SourceShape, SourceError> {
+        let mut names = vec![spec.key_column.clone(), spec.watermark_column.clone()];
+        names.extend(spec.columns.iter().cloned());
+        let select = names
+            .iter()
+            .map(|n| quote_ident(n))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let statement = self
+            .client
+            .prepare(&format!(
+                "SELECT {select} FROM {} LIMIT 0",
+                sql::relation(&spec.relation)
+            ))
+            .await
+            .map_err(|e| describe_error(spec, e))?;
+        let types: Vec<ColumnShape> = statement
+            .columns()
+            .iter()
+            .map(|c| ColumnShape {
+                name: c.name().to_string(),
+                type_name: c.type_().name().to_string(),
+            })
+            .collect();
+        let key_type = &types[0].type_name;
+        let key = match key_type.as_str() {
+            "int2" | "int4" | "int8" => KeyKind::Int,
+            "text" | "varchar" | "bpchar" | "uuid" | "name" | "numeric" | "date" | "timestamp"
+            | "timestamptz" => KeyKind::Text {
+                type_name: key_type.clone(),
+            },
+            other => {
+                return Err(SourceError::InvalidSpec(format!(
+                    "key column {:?} has type {other}; use an integer, text or uuid column",
+                    spec.key_column
+                )))
+            }
+        };
+        let watermark_type = types[1].type_name.clone();
+        if !matches!(
+            watermark_type.as_str(),
+            "timestamptz" | "timestamp" | "date"
+        ) {
+            return Err(SourceError::InvalidSpec(format!(
+                "watermark column {:?} has type {watermark_type}; it must be timestamptz, timestamp or date",
+                spec.watermark_column
+            )));
+        }
+        Ok(SourceShape {
+            spec: spec.clone(),
+            key,
+            watermark_type,
+            columns: types[2..].to_vec(),
+        })
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// Names the object in errors about a source's columns or relation.
+fn describe_error(spec: &SourceSpec, e: tokio_postgres::Error) -> SourceError {
+    let what = match &spec.relation {
+        sluice_proto::SourceRelation::Table(t) => format!("table {t}"),
+        sluice_proto::SourceRelation::Query(_) => "source query".to_string(),
+    };
+    match classify(e) {
+        SourceError::MissingObject(m) => SourceError::MissingObject(format!("{what}: {m}")),
+        SourceError::PermissionDenied(m) => SourceError::PermissionDenied(format!("{what}: {m}")),
+        SourceError::Query(m) => SourceError::InvalidSpec(format!("{what}: {m}")),
+        other => other,
+    }
+}
+
+/// Classifies a driver error by SQLSTATE, or as unreachable when the connection itself failed.
+pub(crate) fn classify(e: tokio_postgres::Error) -> SourceError {
+    let Some(db) = e.as_db_error() else {
+        return SourceError::Unreachable(e.to_string());
+    };
+    let message = db.message().to_string();
+    let code = db.code();
+    if *code == SqlState::INVALID_PASSWORD || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+    {
+        SourceError::Authentication(message)
+    } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
+        SourceError::PermissionDenied(message)
+    } else if *code == SqlState::UNDEFINED_TABLE
+        || *code == SqlState::UNDEFINED_COLUMN
+        || *code == SqlState::INVALID_CATALOG_NAME
+        || *code == SqlState::INVALID_SCHEMA_NAME
+    {
+        SourceError::MissingObject(message)
+    } else if code.code().starts_with("08")
+        || *code == SqlState::ADMIN_SHUTDOWN
+        || *code == SqlState::CANNOT_CONNECT_NOW
+    {
+        SourceError::Unreachable(message)
+    } else {
+        SourceError::Query(message)
+    }
+}

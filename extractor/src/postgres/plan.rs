@@ -1,0 +1,168 @@
+//! Planning on a PostgreSQL source: the run's upper bound (below `now − settle_lag` and the
+//! oldest open transaction) and chunk boundaries found by stepping the `(watermark, key)` index.
+
+use super::sql::{bound_params, key_select, keyset, quote_ident, relation, watermark_select};
+use super::{classify, PostgresSource, APPLICATION_NAME};
+use crate::error::SourceError;
+use crate::source::{KeyKind, RangePlan, SourceShape};
+use chrono::{DateTime, Utc};
+use sluice_proto::{Bound, KeyValue};
+use std::time::Duration;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+/// Source clock, the lag cap, and the start of the oldest transaction of anyone but Sluice on
+/// this database (`NULL` when none is open or the role cannot see it).
+const CLOCK_SQL: &str = "SELECT now(), now() - make_interval(secs => $1::float8), \
+    (SELECT min(xact_start) FROM pg_stat_activity \
+      WHERE datname = current_database() AND pid <> pg_backend_pid() \
+        AND xact_start IS NOT NULL AND backend_type = 'client backend' \
+        AND coalesce(application_name, '') <> $2)";
+
+/// Parameters for a bound, in the order `bound_params` expects.
+pub(crate) fn bound_values(bound: &Bound) -> [Box<dyn ToSql + Sync + Send>; 2] {
+    let key: Box<dyn ToSql + Sync + Send> = match &bound.key {
+        KeyValue::Int(v) => Box::new(*v),
+        KeyValue::Text(v) => Box::new(v.clone()),
+    };
+    [Box::new(bound.watermark), key]
+}
+
+fn bound_of(shape: &SourceShape, row: &Row) -> Bound {
+    let watermark: DateTime<Utc> = row.get(0);
+    let key = match shape.key {
+        KeyKind::Int => KeyValue::Int(row.get(1)),
+        KeyKind::Text { .. } => KeyValue::Text(row.get(1)),
+    };
+    Bound { watermark, key }
+}
+
+/// A `WHERE` clause for `(wm, key) > lo AND (wm, key) <= hi`, with parameters from `$first`.
+pub(crate) fn range_clause(
+    shape: &SourceShape,
+    lo: Option<&Bound>,
+    hi: &Bound,
+    first: usize,
+) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
+    let keyset = keyset(shape);
+    let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+    let mut clause = String::new();
+    let mut next = first;
+    if let Some(lo) = lo {
+        clause.push_str(&format!("{keyset} > {} AND ", bound_params(shape, next)));
+        params.extend(bound_values(lo));
+        next += 2;
+    }
+    clause.push_str(&format!("{keyset} <= {}", bound_params(shape, next)));
+    params.extend(bound_values(hi));
+    (clause, params)
+}
+
+pub(crate) fn as_refs(params: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}
+
+impl PostgresSource {
+    /// Fixes a run's upper bound: the last `(watermark, key)` past `lo` whose watermark is below
+    /// the cap, and counts rows stamped in the future (held back, reported, never blocking).
+    pub async fn plan_range(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        settle_lag: Duration,
+    ) -> Result<RangePlan, SourceError> {
+        let client = self.client();
+        let clock = client
+            .query_one(CLOCK_SQL, &[&settle_lag.as_secs_f64(), &APPLICATION_NAME])
+            .await
+            .map_err(classify)?;
+        let now: DateTime<Utc> = clock.get(0);
+        let lag_cap: DateTime<Utc> = clock.get(1);
+        let oldest_transaction: Option<DateTime<Utc>> = clock.get(2);
+        let cap = oldest_transaction.map_or(lag_cap, |t| t.min(lag_cap));
+
+        let wm = quote_ident(&shape.spec.watermark_column);
+        let from = relation(&shape.spec.relation);
+        let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(cap)];
+        let mut filter = format!("{wm} < $1::timestamptz::{}", shape.watermark_type);
+        if let Some(lo) = lo {
+            filter.push_str(&format!(
+                " AND {} > {}",
+                keyset(shape),
+                bound_params(shape, 2)
+            ));
+            params.extend(bound_values(lo));
+        }
+        let sql = format!(
+            "SELECT {}, {} FROM {from} WHERE {filter} ORDER BY {wm} DESC, {} DESC LIMIT 1",
+            watermark_select(shape),
+            key_select(shape),
+            quote_ident(&shape.spec.key_column)
+        );
+        let hi = client
+            .query_opt(&sql, &as_refs(&params))
+            .await
+            .map_err(classify)?
+            .map(|row| bound_of(shape, &row));
+
+        let future_sql = format!(
+            "SELECT count(*) FROM {from} WHERE {wm} > $1::timestamptz::{}",
+            shape.watermark_type
+        );
+        let held_back_future: i64 = client
+            .query_one(&future_sql, &[&now])
+            .await
+            .map_err(classify)?
+            .get(0);
+        Ok(RangePlan {
+            hi,
+            cap,
+            held_back_future: held_back_future as u64,
+        })
+    }
+
+    /// Cuts `(lo, hi]` into chunks of `chunk_rows` rows by stepping the `(watermark, key)` index:
+    /// each step skips `chunk_rows` index entries past the previous boundary. Returns the
+    /// boundaries between chunks (not `hi` itself), so chunk `i` is `(b[i-1], b[i]]`.
+    pub async fn chunk_boundaries(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        hi: &Bound,
+        chunk_rows: u64,
+    ) -> Result<Vec<Bound>, SourceError> {
+        let mut boundaries = Vec::new();
+        let mut previous = lo.cloned();
+        let from = relation(&shape.spec.relation);
+        let order = format!(
+            "{}, {}",
+            quote_ident(&shape.spec.watermark_column),
+            quote_ident(&shape.spec.key_column)
+        );
+        loop {
+            let (clause, mut params) = range_clause(shape, previous.as_ref(), hi, 1);
+            let offset_param = params.len() + 1;
+            params.push(Box::new(chunk_rows.saturating_sub(1) as i64));
+            let sql = format!(
+                "SELECT {}, {} FROM {from} WHERE {clause} ORDER BY {order} OFFSET ${offset_param} LIMIT 1",
+                watermark_select(shape),
+                key_select(shape),
+            );
+            let row = self
+                .client()
+                .query_opt(&sql, &as_refs(&params))
+                .await
+                .map_err(classify)?;
+            match row.map(|row| bound_of(shape, &row)) {
+                Some(boundary) if &boundary != hi => {
+                    boundaries.push(boundary.clone());
+                    previous = Some(boundary);
+                }
+                _ => return Ok(boundaries),
+            }
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! Reading one chunk from PostgreSQL in a read-only snapshot, as Arrow record batches.
+
+use super::plan::{as_refs as param_refs, range_clause};
+use super::sql::{key_select, quote_ident, relation, watermark_select};
+use super::{classify, PostgresSource};
+use crate::error::SourceError;
+use crate::source::{KeyKind, SourceShape};
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use futures::{pin_mut, TryStreamExt};
+use sluice_proto::Bound;
+use std::future::Future;
+use std::sync::Arc;
+use tokio_postgres::Row;
+
+/// Column the extractor writes the source key to.
+pub const KEY_COLUMN: &str = "__sluice_key";
+/// Column the extractor writes the watermark to (always a UTC timestamp).
+pub const WATERMARK_COLUMN: &str = "__sluice_watermark";
+
+/// How one selected column is decoded into Arrow.
+#[derive(Debug, Clone, Copy)]
+enum Decode {
+    Bool,
+    Int2,
+    Int4,
+    Int8,
+    Float4,
+    Float8,
+    Text,
+    TimestampTz,
+    Timestamp,
+    Date,
+}
+
+impl Decode {
+    /// The decoding for a PostgreSQL type; `None` means the column is selected as text.
+    fn for_type(type_name: &str) -> Option<Decode> {
+        Some(match type_name {
+            "bool" => Decode::Bool,
+            "int2" => Decode::Int2,
+            "int4" => Decode::Int4,
+            "int8" => Decode::Int8,
+            "float4" => Decode::Float4,
+            "float8" => Decode::Float8,
+            "text" | "varchar" | "bpchar" | "name" => Decode::Text,
+            "timestamptz" => Decode::TimestampTz,
+            "timestamp" => Decode::Timestamp,
+            "date" => Decode::Date,
+            _ => return None,
+        })
+    }
+
+    fn data_type(self) -> DataType {
+        match self {
+            Decode::Bool => DataType::Boolean,
+            Decode::Int2 | Decode::Int4 | Decode::Int8 => DataType::Int64,
+            Decode::Float4 | Decode::Float8 => DataType::Float64,
+            Decode::Text => DataType::Utf8,
+            Decode::TimestampTz | Decode::Timestamp => {
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+            }
+            Decode::Date => DataType::Date32,
+        }
+    }
+}
+
+/// An Arrow builder for one column.
+enum Builder {
+    Bool(BooleanBuilder),
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Text(StringBuilder),
+    Time(TimestampMicrosecondBuilder),
+    Date(Date32Builder),
+}
+
+impl Builder {
+    fn new(decode: Decode, capacity: usize) -> Self {
+        match decode {
+            Decode::Bool => Builder::Bool(BooleanBuilder::with_capacity(capacity)),
+            Decode::Int2 | Decode::Int4 | Decode::Int8 => {
+                Builder::Int(Int64Builder::with_capacity(capacity))
+            }
+            Decode::Float4 | Decode::Float8 => {
+                Builder::Float(Float64Builder::with_capacity(capacity))
+            }
+            Decode::Text => Builder::Text(StringBuilder::with_capacity(capacity, capacity * 16)),
+            Decode::TimestampTz | Decode::Timestamp => Builder::Time(
+                TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"),
+            ),
+            Decode::Date => Builder::Date(Date32Builder::with_capacity(capacity)),
+        }
+    }
+
+    fn push(&mut self, decode: Decode, row: &Row, i: usize) {
+        match (self, decode) {
+            (Builder::Bool(b), _) => b.append_option(row.get::<_, Option<bool>>(i)),
+            (Builder::Int(b), Decode::Int2) => {
+                b.append_option(row.get::<_, Option<i16>>(i).map(i64::from))
+            }
+            (Builder::Int(b), Decode::Int4) => {
+                b.append_option(row.get::<_, Option<i32>>(i).map(i64::from))
+            }
+            (Builder::Int(b), _) => b.append_option(row.get::<_, Option<i64>>(i)),
+            (Builder::Float(b), Decode::Float4) => {
+                b.append_option(row.get::<_, Option<f32>>(i).map(f64::from))
+            }
+            (Builder::Float(b), _) => b.append_option(row.get::<_, Option<f64>>(i)),
+            (Builder::Text(b), _) => b.append_option(row.get::<_, Option<&str>>(i)),
+            (Builder::Time(b), Decode::TimestampTz) => b.append_option(
+                row.get::<_, Option<DateTime<Utc>>>(i)
+                    .map(|t| t.timestamp_micros()),
+            ),
+            (Builder::Time(b), _) => b.append_option(
+                row.get::<_, Option<NaiveDateTime>>(i)
+                    .map(|t| t.and_utc().timestamp_micros()),
+            ),
+            (Builder::Date(b), _) => b.append_option(row.get::<_, Option<NaiveDate>>(i).map(|d| {
+                (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32
+            })),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Builder::Bool(b) => Arc::new(b.finish()),
+            Builder::Int(b) => Arc::new(b.finish()),
+            Builder::Float(b) => Arc::new(b.finish()),
+            Builder::Text(b) => Arc::new(b.finish()),
+            Builder::Time(b) => Arc::new(b.finish()),
+            Builder::Date(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// The select list and Arrow schema for a chunk read: key, watermark, then mapped columns.
+fn projection(shape: &SourceShape) -> (String, Vec<Decode>, SchemaRef) {
+    let key_decode = match shape.key {
+        KeyKind::Int => Decode::Int8,
+        KeyKind::Text { .. } => Decode::Text,
+    };
+    let mut select = vec![
+        format!("{} AS {}", key_select(shape), quote_ident(KEY_COLUMN)),
+        format!(
+            "{} AS {}",
+            watermark_select(shape),
+            quote_ident(WATERMARK_COLUMN)
+        ),
+    ];
+    let mut decodes = vec![key_decode, Decode::TimestampTz];
+    let mut fields = vec![
+        Field::new(KEY_COLUMN, key_decode.data_type(), false),
+        Field::new(WATERMARK_COLUMN, Decode::TimestampTz.data_type(), false),
+    ];
+    for column in &shape.columns {
+        let name = quote_ident(&column.name);
+        let decode = match Decode::for_type(&column.type_name) {
+            Some(decode) => {
+                select.push(name);
+                decode
+            }
+            None => {
+                select.push(format!("{name}::text AS {name}"));
+                Decode::Text
+            }
+        };
+        decodes.push(decode);
+        fields.push(Field::new(&column.name, decode.data_type(), true));
+    }
+    (select.join(", "), decodes, Arc::new(Schema::new(fields)))
+}
+
+/// The Arrow schema a chunk read produces for this source.
+pub fn chunk_schema(shape: &SourceShape) -> SchemaRef {
+    projection(shape).2
+}
+
+impl PostgresSource {
+    /// Reads the rows of `(lo, hi]` in one repeatable-read, read-only snapshot, handing each
+    /// batch of at most `batch_rows` rows to `on_batch`. Returns the number of rows read.
+    pub async fn read_chunk<F, Fut>(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        hi: &Bound,
+        batch_rows: usize,
+        mut on_batch: F,
+    ) -> Result<u64, SourceError>
+    where
+        F: FnMut(RecordBatch) -> Fut,
+        Fut: Future<Output = Result<(), SourceError>>,
+    {
+        let (select, decodes, schema) = projection(shape);
+        let (clause, params) = range_clause(shape, lo, hi, 1);
+        let sql = format!(
+            "SELECT {select} FROM {} WHERE {clause}",
+            relation(&shape.spec.relation)
+        );
+        let client = self.client();
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(classify)?;
+        let result = async {
+            let rows = client
+                .query_raw(&sql, param_refs(&params))
+                .await
+                .map_err(classify)?;
+            pin_mut!(rows);
+            let mut builders: Vec<Builder> = decodes
+                .iter()
+                .map(|d| Builder::new(*d, batch_rows))
+                .collect();
+            let mut pending = 0usize;
+            let mut total = 0u64;
+            while let Some(row) = rows.try_next().await.map_err(classify)? {
+                for (i, (builder, decode)) in builders.iter_mut().zip(&decodes).enumerate() {
+                    builder.push(*decode, &row, i);
+                }
+                pending += 1;
+                if pending == batch_rows {
+                    on_batch(finish(&schema, &mut builders)?).await?;
+                    total += pending as u64;
+                    pending = 0;
+                }
+            }
+            if pending > 0 {
+                on_batch(finish(&schema, &mut builders)?).await?;
+                total += pending as u64;
+            }
+            Ok(total)
+        }
+        .await;
+        let _ = client.batch_execute("COMMIT").await;
+        result
+    }
+}
+
+fn finish(schema: &SchemaRef, builders: &mut [Builder]) -> Result<RecordBatch, SourceError> {
+    let columns = builders.iter_mut().map(Builder::finish).collect();
+    RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| SourceError::Query(format!("building a record batch: {e}")))
+}

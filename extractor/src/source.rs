@@ -1,0 +1,52 @@
+//! What every connector shares: the source an import reads, its shape as discovered, and a
+//! planned range.
+
+use chrono::{DateTime, Utc};
+use sluice_proto::{Bound, SourceRelation};
+
+/// What an import reads: a table or query, its unique key, its watermark and mapped columns.
+#[derive(Debug, Clone)]
+pub struct SourceSpec {
+    pub relation: SourceRelation,
+    pub key_column: String,
+    pub watermark_column: String,
+    /// Mapped columns besides key and watermark.
+    pub columns: Vec<String>,
+}
+
+/// How the key is compared and bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyKind {
+    /// Integer keys, bound as `int8`.
+    Int,
+    /// Any other ordered type, bound as text and cast to this type name.
+    Text { type_name: String },
+}
+
+/// A source column's name and how it is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnShape {
+    pub name: String,
+    pub type_name: String,
+}
+
+/// The source as discovered: key and watermark types, and the mapped columns' types.
+#[derive(Debug, Clone)]
+pub struct SourceShape {
+    pub spec: SourceSpec,
+    pub key: KeyKind,
+    pub watermark_type: String,
+    pub columns: Vec<ColumnShape>,
+}
+
+/// The range a run will read, fixed at planning time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangePlan {
+    /// Inclusive upper bound; `None` when no row is past the lower bound and below the cap.
+    pub hi: Option<Bound>,
+    /// Rows are read only below this instant: `now − settle_lag`, lowered to the start of the
+    /// oldest open transaction when the source can tell.
+    pub cap: DateTime<Utc>,
+    /// Rows whose watermark lies in the future, held back from this run.
+    pub held_back_future: u64,
+}

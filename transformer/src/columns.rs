@@ -1,0 +1,22 @@
+//! Column names of the normalized Parquet the transformer writes and the loader reads.
+
+/// The source row's key, as text.
+pub const KEY: &str = "__key";
+/// The source row's watermark (UTC, microseconds).
+pub const UPDATED_AT: &str = "__updated_at";
+/// The row's external id, trimmed.
+pub const EXTERNAL_ID: &str = "__external_id";
+/// Source column a rejected row failed on.
+pub const REJECT_COLUMN: &str = "__reject_column";
+/// The failing value, truncated.
+pub const REJECT_VALUE: &str = "__reject_value";
+/// Why the row was rejected.
+pub const REJECT_REASON: &str = "__reject_reason";
+
+/// Values in rejection reports are cut to this many characters.
+pub const MAX_VALUE_CHARS: i64 = 200;
+
+/// The column holding a property's normalized value.
+pub fn property(name: &str) -> String {
+    format!("prop:{name}")
+}
