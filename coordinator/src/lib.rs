@@ -1,1 +1,22 @@
-//! placeholder
+//! Sluice's coordinator: the control plane. Applies spec files, plans runs into
+//! watermark-bounded chunks, consumes stage results, and keeps run state and watermarks. It is
+//! the only writer of control-plane state.
+
+pub mod apply;
+pub mod commands;
+pub mod database;
+pub mod duration;
+pub mod migrate;
+pub mod planner;
+pub mod results;
+pub mod runs;
+pub mod spec;
+
+pub use commands::Commands;
+pub use results::Results;
+
+/// The control plane's schema name.
+pub const SCHEMA: &str = "control";
+
+/// The control plane's migrations, in order: (version, SQL).
+pub const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_control.sql"))];

@@ -1,1 +1,16 @@
-//! placeholder
+//! Sluice's loader: identity resolution and set-based upserts into the profile store, with a
+//! per-workspace rate limit, and the schema of the store.
+
+pub mod load;
+pub mod rate;
+pub mod staging;
+pub mod upsert;
+
+pub use load::{load, Loader};
+pub use rate::RowRateLimiter;
+
+/// The profile store's schema name.
+pub const SCHEMA: &str = "profile_store";
+
+/// The profile store's migrations, in order: (version, SQL).
+pub const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_profile_store.sql"))];

@@ -11,6 +11,30 @@ pub trait Message: Serialize + DeserializeOwned + Send + Sync + 'static {
     const ROUTING_KEY: &'static str;
 }
 
+/// Anything a consumer can decode from a payload: a single message type, or an enum of several
+/// (the results queue hears every stage's outcome).
+pub trait Incoming: Sized + Send + 'static {
+    /// Decodes a payload.
+    fn decode(payload: &[u8]) -> Result<Self, EnvelopeError>;
+}
+
+impl<M: Message> Incoming for M {
+    fn decode(payload: &[u8]) -> Result<Self, EnvelopeError> {
+        decode::<M>(payload)
+    }
+}
+
+/// The kind written in a payload's envelope, without decoding its body.
+pub fn kind_of(payload: &[u8]) -> Result<String, EnvelopeError> {
+    let head: Envelope<serde::de::IgnoredAny> = rmp_serde::from_slice(payload)?;
+    if head.version != MESSAGE_VERSION {
+        return Err(EnvelopeError::Version {
+            found: head.version,
+        });
+    }
+    Ok(head.kind)
+}
+
 /// The wire form of a message: schema version, kind (the routing key) and body.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Envelope<T> {

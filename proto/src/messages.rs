@@ -205,3 +205,31 @@ pub struct ChunkFailed {
 impl Message for ChunkFailed {
     const ROUTING_KEY: &'static str = "chunk.failed";
 }
+
+/// Any outcome a stage reports on the results queue.
+#[derive(Debug, Clone)]
+pub enum ChunkResult {
+    Extracted(ChunkExtracted),
+    Transformed(ChunkTransformed),
+    Loaded(ChunkLoaded),
+    Failed(ChunkFailed),
+}
+
+impl crate::envelope::Incoming for ChunkResult {
+    fn decode(payload: &[u8]) -> Result<Self, crate::envelope::EnvelopeError> {
+        use crate::envelope::{decode, kind_of, EnvelopeError};
+        let kind = kind_of(payload)?;
+        Ok(match kind.as_str() {
+            ChunkExtracted::ROUTING_KEY => ChunkResult::Extracted(decode(payload)?),
+            ChunkTransformed::ROUTING_KEY => ChunkResult::Transformed(decode(payload)?),
+            ChunkLoaded::ROUTING_KEY => ChunkResult::Loaded(decode(payload)?),
+            ChunkFailed::ROUTING_KEY => ChunkResult::Failed(decode(payload)?),
+            _ => {
+                return Err(EnvelopeError::Kind {
+                    expected: "chunk result",
+                    found: kind,
+                })
+            }
+        })
+    }
+}

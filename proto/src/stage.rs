@@ -3,7 +3,7 @@
 //! A stage itself is a plain async function of its input, testable without RabbitMQ.
 
 use crate::bus::{Bus, BusError};
-use crate::envelope::{decode, encode, Message};
+use crate::envelope::{encode, Incoming, Message};
 use crate::error::{ErrorCode, StageError};
 use crate::headers::{self, TraceContext};
 use crate::topology::{QueueRole, Topology};
@@ -47,7 +47,7 @@ pub struct Delivered {
 /// One step of the pipeline (or a coordinator consumer) as the shared loop sees it.
 pub trait Stage: Send + Sync + 'static {
     /// The message this stage consumes.
-    type Input: Message;
+    type Input: Incoming;
     /// The stage's name in logs and spans.
     const NAME: &'static str;
     /// The queue it consumes.
@@ -183,7 +183,7 @@ async fn process<S: Stage>(
         attempt = delivered.attempt
     );
     async {
-        let input = match decode::<S::Input>(&delivery.data) {
+        let input = match S::Input::decode(&delivery.data) {
             Ok(input) => input,
             Err(e) => {
                 tracing::error!(error = %e, "undecodable message; dead-lettering it");
@@ -226,7 +226,7 @@ async fn process<S: Stage>(
             Err(error) => {
                 tracing::error!(error = %error, "stage gave up; dead-lettering the message");
                 // Decode again: the input was moved into `handle`.
-                if let Ok(input) = decode::<S::Input>(&delivery.data) {
+                if let Ok(input) = S::Input::decode(&delivery.data) {
                     let report = stage.on_give_up(&input, delivered.attempt, &error);
                     if let Err(e) = publish_all(bus, &delivered.trace, &report).await {
                         tracing::warn!(error = %e, "could not report the failure; requeueing");

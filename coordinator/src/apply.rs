@@ -1,0 +1,217 @@
+//! Applies a spec file: tests every connection and source first, then creates or updates the
+//! workspace, connections and imports in one transaction, so a bad spec writes nothing.
+
+use crate::spec::{ImportDecl, SpecError, SpecFile};
+use sluice_extractor::postgres::PostgresSource;
+use sluice_extractor::{SourceError, SourceSpec};
+use sluice_proto::secrets::{MasterKey, Sealed};
+use std::collections::BTreeMap;
+use tokio_postgres::Client;
+
+/// Why a spec could not be applied; nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{0}")]
+    Spec(#[from] SpecError),
+    #[error("connections.{name}: {error}")]
+    Connection { name: String, error: SourceError },
+    #[error("imports.{import}: {error}")]
+    Source { import: String, error: SourceError },
+    #[error("control plane: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("connections.{name}: {reason}")]
+    Secret { name: String, reason: String },
+}
+
+/// What applying did, one line per object.
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    pub lines: Vec<String>,
+}
+
+/// Finds a workspace's id by name.
+pub async fn workspace_id(
+    client: &Client,
+    name: &str,
+) -> Result<Option<i64>, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            "SELECT id FROM control.workspaces WHERE name = $1",
+            &[&name],
+        )
+        .await?
+        .map(|r| r.get(0)))
+}
+
+/// Opens a stored connection's URL.
+pub fn open_credentials(
+    key: &MasterKey,
+    name: &str,
+    sealed: &serde_json::Value,
+) -> Result<String, ApplyError> {
+    let secret = |reason: String| ApplyError::Secret {
+        name: name.to_string(),
+        reason,
+    };
+    let sealed: Sealed =
+        serde_json::from_value(sealed.clone()).map_err(|e| secret(e.to_string()))?;
+    let bytes = key.open(&sealed).map_err(|e| secret(e.to_string()))?;
+    String::from_utf8(bytes).map_err(|e| secret(e.to_string()))
+}
+
+async fn stored_connection_url(
+    client: &Client,
+    key: &MasterKey,
+    workspace: &str,
+    name: &str,
+) -> Result<Option<String>, ApplyError> {
+    let row = client
+        .query_opt(
+            "SELECT c.credentials FROM control.connections c
+               JOIN control.workspaces w ON w.id = c.workspace_id
+              WHERE w.name = $1 AND c.name = $2",
+            &[&workspace, &name],
+        )
+        .await?;
+    row.map(|r| open_credentials(key, name, &r.get(0)))
+        .transpose()
+}
+
+/// The source an import reads, as the extractor sees it.
+pub fn source_spec(import: &ImportDecl) -> SourceSpec {
+    let mut columns = import.mapping().columns();
+    columns.retain(|c| c != &import.key && c != &import.watermark);
+    SourceSpec {
+        relation: import.source.clone(),
+        key_column: import.key.clone(),
+        watermark_column: import.watermark.clone(),
+        columns,
+    }
+}
+
+/// Tests, then writes, everything the spec declares.
+pub async fn apply(
+    client: &mut Client,
+    key: &MasterKey,
+    spec: &SpecFile,
+) -> Result<ApplyReport, ApplyError> {
+    crate::spec::validate(spec)?;
+    let mut urls: BTreeMap<String, String> = BTreeMap::new();
+    for c in &spec.connections {
+        PostgresSource::connect(&c.url)
+            .await
+            .map_err(|error| ApplyError::Connection {
+                name: c.name.clone(),
+                error,
+            })?;
+        urls.insert(c.name.clone(), c.url.clone());
+    }
+    for import in &spec.imports {
+        let url = match urls.get(&import.connection) {
+            Some(url) => url.clone(),
+            None => stored_connection_url(client, key, &spec.workspace, &import.connection)
+                .await?
+                .ok_or_else(|| {
+                    ApplyError::Spec(SpecError {
+                        field: format!("imports.{}.connection", import.name),
+                        reason: format!(
+                            "no connection named {:?} in this file or in workspace {:?}",
+                            import.connection, spec.workspace
+                        ),
+                    })
+                })?,
+        };
+        let source_error = |error| ApplyError::Source {
+            import: import.name.clone(),
+            error,
+        };
+        let source = PostgresSource::connect(&url).await.map_err(source_error)?;
+        source
+            .describe(&source_spec(import))
+            .await
+            .map_err(source_error)?;
+    }
+
+    let mut report = ApplyReport::default();
+    let tx = client.transaction().await?;
+    let workspace: i64 = tx
+        .query_one(
+            "INSERT INTO control.workspaces (name) VALUES ($1)
+             ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
+            &[&spec.workspace],
+        )
+        .await?
+        .get(0);
+    for c in &spec.connections {
+        let sealed =
+            serde_json::to_value(key.seal(c.url.as_bytes())).expect("sealed value serializes");
+        let kind = serde_json::to_value(c.kind).expect("kind serializes");
+        let inserted: bool = tx
+            .query_one(
+                "INSERT INTO control.connections (workspace_id, name, kind, credentials)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (workspace_id, name) DO UPDATE
+                    SET kind = EXCLUDED.kind, credentials = EXCLUDED.credentials, updated_at = now()
+                 RETURNING xmax = 0",
+                &[&workspace, &c.name, &kind.as_str(), &sealed],
+            )
+            .await?
+            .get(0);
+        report.lines.push(format!(
+            "connection {}: {}",
+            c.name,
+            if inserted { "created" } else { "updated" }
+        ));
+    }
+    for import in &spec.imports {
+        let connection: i64 = tx
+            .query_one(
+                "SELECT id FROM control.connections WHERE workspace_id = $1 AND name = $2",
+                &[&workspace, &import.connection],
+            )
+            .await?
+            .get(0);
+        let existing = tx
+            .query_opt(
+                "SELECT data_type, spec FROM control.imports WHERE workspace_id = $1 AND name = $2",
+                &[&workspace, &import.name],
+            )
+            .await?;
+        let body = serde_json::to_value(import).expect("import spec serializes");
+        match existing {
+            Some(row) => {
+                let data_type: String = row.get(0);
+                if data_type != import.data_type.as_str() {
+                    return Err(ApplyError::Spec(SpecError {
+                        field: format!("imports.{}.data_type", import.name),
+                        reason: format!(
+                            "is {data_type} and cannot change after creation; create a new import"
+                        ),
+                    }));
+                }
+                let old: serde_json::Value = row.get(1);
+                tx.execute(
+                    "UPDATE control.imports SET connection_id = $3, spec = $4, updated_at = now()
+                      WHERE workspace_id = $1 AND name = $2",
+                    &[&workspace, &import.name, &connection, &body],
+                )
+                .await?;
+                let what = if old == body { "unchanged" } else { "updated" };
+                report.lines.push(format!("import {}: {what}", import.name));
+            }
+            None => {
+                tx.execute(
+                    "INSERT INTO control.imports (workspace_id, name, connection_id, data_type, spec)
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[&workspace, &import.name, &connection, &import.data_type.as_str(), &body],
+                )
+                .await?;
+                report
+                    .lines
+                    .push(format!("import {}: created", import.name));
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(report)
+}

@@ -1,0 +1,133 @@
+//! The command consumer: turns a `RunRequested` into a run, plans it and publishes its chunk
+//! tasks. A redelivered command finds the run already planned and republishes what is pending.
+
+use crate::planner::{self, PlanError};
+use crate::runs::{self, status, NewRun, Requested};
+use deadpool_postgres::Pool;
+use sluice_proto::secrets::MasterKey;
+use sluice_proto::stage::{Delivered, Outgoing, Stage};
+use sluice_proto::topology::QueueRole;
+use sluice_proto::{ErrorCode, RunRequested, StageError};
+
+/// What the command consumer needs.
+pub struct Commands {
+    pub pool: Pool,
+    pub master_key: MasterKey,
+}
+
+fn store_error(e: impl std::fmt::Display) -> StageError {
+    StageError::retryable(ErrorCode::Internal, format!("control plane: {e}"))
+}
+
+impl Commands {
+    async fn start(
+        &self,
+        request: &RunRequested,
+        delivered: &Delivered,
+    ) -> Result<Vec<Outgoing>, StageError> {
+        let mut client = self.pool.get().await.map_err(store_error)?;
+        let import = client
+            .query_opt(
+                "SELECT w.id, i.id FROM control.imports i JOIN control.workspaces w ON w.id = i.workspace_id
+                  WHERE w.name = $1 AND i.name = $2",
+                &[&request.workspace, &request.import],
+            )
+            .await
+            .map_err(store_error)?;
+        let Some(import) = import else {
+            tracing::warn!(workspace = %request.workspace, import = %request.import, "run requested for an unknown import; ignored");
+            return Ok(Vec::new());
+        };
+        let new_run = NewRun {
+            run_id: request.run_id,
+            workspace_id: import.get(0),
+            import_id: import.get(1),
+            dry_run: request.dry_run,
+            requested_by: &request.requested_by,
+            trace_id: &delivered.trace.trace_id,
+        };
+        let current = match runs::request(&**client, &new_run)
+            .await
+            .map_err(store_error)?
+        {
+            Requested::Skipped { active } => {
+                tracing::info!(run = %request.run_id, %active, "another run of this import is active; skipped");
+                return Ok(Vec::new());
+            }
+            Requested::Exists(current) => current,
+        };
+        let ctx = planner::context(&**client, request.run_id)
+            .await
+            .map_err(plan_error)?;
+        if current == status::QUEUED || current == status::PLANNING {
+            client
+                .execute(
+                    "UPDATE control.runs SET status = 'planning' WHERE id = $1",
+                    &[&request.run_id],
+                )
+                .await
+                .map_err(store_error)?;
+            let plan = match planner::plan(&self.master_key, &ctx).await {
+                Ok(plan) => plan,
+                Err(PlanError::Source(e)) => {
+                    tracing::warn!(run = %request.run_id, error = %e, "planning failed; the run fails");
+                    runs::fail(&**client, request.run_id, e.code().as_str(), &e.to_string())
+                        .await
+                        .map_err(store_error)?;
+                    return Ok(Vec::new());
+                }
+                Err(e) => return Err(plan_error(e)),
+            };
+            let tx = client.transaction().await.map_err(store_error)?;
+            planner::record(&*tx, &ctx, &plan)
+                .await
+                .map_err(store_error)?;
+            tx.commit().await.map_err(store_error)?;
+            tracing::info!(run = %request.run_id, chunks = plan.chunks.len(), held_back_future = plan.held_back_future, "run planned");
+        } else if current != status::RUNNING {
+            return Ok(Vec::new());
+        }
+        let tasks = planner::pending_tasks(&**client, &ctx)
+            .await
+            .map_err(plan_error)?;
+        tasks.iter().map(Outgoing::message).collect()
+    }
+}
+
+fn plan_error(e: PlanError) -> StageError {
+    match e {
+        PlanError::Database(e) => store_error(e),
+        other => StageError::permanent(ErrorCode::InvalidSpec, other.to_string()),
+    }
+}
+
+impl Stage for Commands {
+    type Input = RunRequested;
+    const NAME: &'static str = "commands";
+    const QUEUE: QueueRole = QueueRole::Commands;
+
+    async fn handle(
+        &self,
+        request: RunRequested,
+        delivered: &Delivered,
+    ) -> Result<Vec<Outgoing>, StageError> {
+        let span = tracing::info_span!("run", run = %request.run_id, workspace = %request.workspace, import = %request.import);
+        tracing::Instrument::instrument(self.start(&request, delivered), span).await
+    }
+
+    fn on_give_up(
+        &self,
+        request: &RunRequested,
+        _attempts: u32,
+        error: &StageError,
+    ) -> Vec<Outgoing> {
+        let pool = self.pool.clone();
+        let (run_id, error) = (request.run_id, error.clone());
+        tokio::spawn(async move {
+            if let Ok(client) = pool.get().await {
+                let _ = runs::fail(&**client, run_id, error.code.as_str(), &error.message).await;
+            }
+        });
+        Vec::new()
+    }
+}

@@ -1,0 +1,215 @@
+//! Plans a run: fixes its upper bound below `now − settle_lag` (and any older open
+//! transaction), cuts `(watermark, hi]` into chunks on the source's index, records them, and
+//! builds each chunk's task.
+
+use crate::apply::{open_credentials, source_spec, ApplyError};
+use crate::spec::ImportDecl;
+use sluice_extractor::postgres::PostgresSource;
+use sluice_extractor::SourceError;
+use sluice_proto::secrets::{MasterKey, Sealed};
+use sluice_proto::{
+    Bound, ChunkObjects, ChunkRef, ChunkTask, ChunkWork, ConnectionKind, SourceTask,
+};
+use tokio_postgres::GenericClient;
+use uuid::Uuid;
+
+/// Why a run could not be planned.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The source failed; the run fails with this error.
+    #[error("{0}")]
+    Source(#[from] SourceError),
+    #[error("{0}")]
+    Import(String),
+    #[error("control plane: {0}")]
+    Database(#[from] tokio_postgres::Error),
+}
+
+impl From<ApplyError> for PlanError {
+    fn from(e: ApplyError) -> Self {
+        PlanError::Import(e.to_string())
+    }
+}
+
+/// A run's import, connection and position, as planning and task building need them.
+pub struct RunContext {
+    pub run_id: Uuid,
+    pub workspace_id: i64,
+    pub import_id: i64,
+    pub dry_run: bool,
+    pub import: ImportDecl,
+    pub credentials: Sealed,
+    pub watermark: Option<Bound>,
+}
+
+/// Loads what planning needs for a run.
+pub async fn context(client: &impl GenericClient, run_id: Uuid) -> Result<RunContext, PlanError> {
+    let row = client
+        .query_one(
+            "SELECT r.workspace_id, r.import_id, r.dry_run, i.spec, c.credentials, wm.position
+               FROM control.runs r
+               JOIN control.imports i ON i.id = r.import_id
+               JOIN control.connections c ON c.id = i.connection_id
+               LEFT JOIN control.watermarks wm ON wm.import_id = r.import_id
+              WHERE r.id = $1",
+            &[&run_id],
+        )
+        .await?;
+    let import: ImportDecl = serde_json::from_value(row.get(3))
+        .map_err(|e| PlanError::Import(format!("stored import spec: {e}")))?;
+    let credentials: Sealed = serde_json::from_value(row.get(4))
+        .map_err(|e| PlanError::Import(format!("stored credentials: {e}")))?;
+    let watermark: Option<serde_json::Value> = row.get(5);
+    let watermark = watermark
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| PlanError::Import(format!("stored watermark: {e}")))?;
+    Ok(RunContext {
+        run_id,
+        workspace_id: row.get(0),
+        import_id: row.get(1),
+        dry_run: row.get(2),
+        import,
+        credentials,
+        watermark,
+    })
+}
+
+/// The planned range of a run.
+pub struct Plan {
+    pub hi: Option<Bound>,
+    pub cap: chrono::DateTime<chrono::Utc>,
+    pub held_back_future: u64,
+    /// Chunk ranges `(lo, hi]`.
+    pub chunks: Vec<(Option<Bound>, Bound)>,
+}
+
+/// Asks the source for the run's range and chunk boundaries.
+pub async fn plan(key: &MasterKey, ctx: &RunContext) -> Result<Plan, PlanError> {
+    let url = open_credentials(
+        key,
+        &ctx.import.connection,
+        &serde_json::to_value(&ctx.credentials).expect("serializes"),
+    )?;
+    let source = PostgresSource::connect(&url).await?;
+    let shape = source.describe(&source_spec(&ctx.import)).await?;
+    let range = source
+        .plan_range(&shape, ctx.watermark.as_ref(), ctx.import.settle_lag)
+        .await?;
+    let mut chunks = Vec::new();
+    if let Some(hi) = &range.hi {
+        let boundaries = source
+            .chunk_boundaries(&shape, ctx.watermark.as_ref(), hi, ctx.import.chunk_rows)
+            .await?;
+        let mut lo = ctx.watermark.clone();
+        for b in boundaries.into_iter().chain(std::iter::once(hi.clone())) {
+            chunks.push((lo.clone(), b.clone()));
+            lo = Some(b);
+        }
+    }
+    Ok(Plan {
+        hi: range.hi,
+        cap: range.cap,
+        held_back_future: range.held_back_future,
+        chunks,
+    })
+}
+
+/// Records the plan: the chunks and the run's range; a run with nothing to read succeeds now.
+pub async fn record(
+    client: &impl GenericClient,
+    ctx: &RunContext,
+    plan: &Plan,
+) -> Result<(), tokio_postgres::Error> {
+    let json = |b: &Option<Bound>| {
+        b.as_ref()
+            .map(|b| serde_json::to_value(b).expect("serializes"))
+    };
+    for (seq, (lo, hi)) in plan.chunks.iter().enumerate() {
+        client
+            .execute(
+                "INSERT INTO control.chunks (run_id, seq, lo, hi) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (run_id, seq) DO NOTHING",
+                &[
+                    &ctx.run_id,
+                    &(seq as i32),
+                    &json(lo),
+                    &serde_json::to_value(hi).expect("serializes"),
+                ],
+            )
+            .await?;
+    }
+    let status = if plan.chunks.is_empty() {
+        "succeeded"
+    } else {
+        "running"
+    };
+    client
+        .execute(
+            "UPDATE control.runs
+                SET status = $2, lo = $3, hi = $4, cap = $5, held_back_future = $6, chunk_count = $7,
+                    started_at = coalesce(started_at, now()),
+                    finished_at = CASE WHEN $2 = 'succeeded' THEN now() END
+              WHERE id = $1",
+            &[
+                &ctx.run_id,
+                &status,
+                &json(&ctx.watermark),
+                &json(&plan.hi),
+                &plan.cap,
+                &(plan.held_back_future as i64),
+                &(plan.chunks.len() as i32),
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The tasks of a run's chunks that are still pending.
+pub async fn pending_tasks(
+    client: &impl GenericClient,
+    ctx: &RunContext,
+) -> Result<Vec<ChunkTask>, PlanError> {
+    let rows = client
+        .query(
+            "SELECT seq, lo, hi FROM control.chunks WHERE run_id = $1 AND status = 'pending' ORDER BY seq",
+            &[&ctx.run_id],
+        )
+        .await?;
+    let mapping = ctx.import.mapping();
+    let spec = source_spec(&ctx.import);
+    rows.iter()
+        .map(|row| {
+            let seq: i32 = row.get(0);
+            let lo: Option<serde_json::Value> = row.get(1);
+            let bound = |v: serde_json::Value| {
+                serde_json::from_value::<Bound>(v)
+                    .map_err(|e| PlanError::Import(format!("stored chunk bound: {e}")))
+            };
+            let chunk = ChunkRef {
+                run_id: ctx.run_id,
+                workspace_id: ctx.workspace_id,
+                import_id: ctx.import_id,
+                seq: seq as u32,
+            };
+            Ok(ChunkTask {
+                work: ChunkWork {
+                    objects: ChunkObjects::for_chunk(&chunk),
+                    chunk,
+                    dry_run: ctx.dry_run,
+                    mapping: mapping.clone(),
+                },
+                source: SourceTask {
+                    kind: ConnectionKind::Postgres,
+                    credentials: ctx.credentials.clone(),
+                    relation: spec.relation.clone(),
+                    key_column: spec.key_column.clone(),
+                    watermark_column: spec.watermark_column.clone(),
+                    columns: spec.columns.clone(),
+                    lo: lo.map(bound).transpose()?,
+                    hi: bound(row.get(2))?,
+                },
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,203 @@
+//! The results consumer: records each chunk's progress and stats, fails the run when a chunk
+//! gives up, and when every chunk is loaded ends the run and advances the watermark, in one
+//! transaction. Every update is idempotent, so redelivered results change nothing.
+
+use crate::runs;
+use deadpool_postgres::Pool;
+use sluice_proto::stage::{Delivered, Outgoing, Stage};
+use sluice_proto::topology::QueueRole;
+use sluice_proto::{ChunkRef, ChunkResult, ErrorCode, StageError};
+use tokio_postgres::Transaction;
+
+/// What the results consumer needs.
+pub struct Results {
+    pub pool: Pool,
+}
+
+fn store_error(e: impl std::fmt::Display) -> StageError {
+    StageError::retryable(ErrorCode::Internal, format!("control plane: {e}"))
+}
+
+const EXTRACTED: &str = "UPDATE control.chunks
+    SET rows_read = $3, bytes = $4, updated_at = now(),
+        status = CASE WHEN status = 'pending' THEN 'extracted' ELSE status END
+  WHERE run_id = $1 AND seq = $2";
+
+const TRANSFORMED: &str = "UPDATE control.chunks
+    SET rows_accepted = $3, rows_rejected = $4, updated_at = now(),
+        status = CASE WHEN status IN ('pending', 'extracted') THEN 'transformed' ELSE status END
+  WHERE run_id = $1 AND seq = $2";
+
+const REJECTION: &str =
+    "INSERT INTO control.run_errors (run_id, chunk_seq, row_key, column_name, value, reason)
+    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING";
+
+const LOADED: &str = "UPDATE control.chunks
+    SET rows_loaded = $3, profiles_created = $4, profiles_updated = $5, profiles_unchanged = $6,
+        updated_at = now(), status = CASE WHEN status = 'failed' THEN status ELSE 'loaded' END
+  WHERE run_id = $1 AND seq = $2";
+
+const FAILED: &str = "UPDATE control.chunks
+    SET status = 'failed', attempts = $3, error_stage = $4, error_code = $5, error_message = $6,
+        updated_at = now()
+  WHERE run_id = $1 AND seq = $2 AND status <> 'loaded'";
+
+/// Ends the run if every chunk is loaded, and advances the watermark (not for dry runs).
+async fn complete_if_done(
+    tx: &Transaction<'_>,
+    chunk: &ChunkRef,
+) -> Result<(), tokio_postgres::Error> {
+    let run = tx
+        .query_one(
+            "SELECT status, dry_run, hi FROM control.runs WHERE id = $1 FOR UPDATE",
+            &[&chunk.run_id],
+        )
+        .await?;
+    let status: String = run.get(0);
+    if status != runs::status::RUNNING {
+        return Ok(());
+    }
+    let counts = tx
+        .query_one(
+            "SELECT count(*) FILTER (WHERE status <> 'loaded'), coalesce(sum(rows_rejected), 0)::int8
+               FROM control.chunks WHERE run_id = $1",
+            &[&chunk.run_id],
+        )
+        .await?;
+    let (unfinished, rejected): (i64, i64) = (counts.get(0), counts.get(1));
+    if unfinished > 0 {
+        return Ok(());
+    }
+    let outcome = if rejected > 0 {
+        runs::status::PARTIALLY_SUCCEEDED
+    } else {
+        runs::status::SUCCEEDED
+    };
+    tx.execute(
+        "UPDATE control.runs SET status = $2, finished_at = now() WHERE id = $1",
+        &[&chunk.run_id, &outcome],
+    )
+    .await?;
+    let dry_run: bool = run.get(1);
+    let hi: Option<serde_json::Value> = run.get(2);
+    if let (false, Some(hi)) = (dry_run, hi) {
+        tx.execute(
+            "INSERT INTO control.watermarks (import_id, position, run_id) VALUES ($1, $2, $3)
+             ON CONFLICT (import_id) DO UPDATE
+                SET position = EXCLUDED.position, run_id = EXCLUDED.run_id, updated_at = now()",
+            &[&chunk.import_id, &hi, &chunk.run_id],
+        )
+        .await?;
+    }
+    tracing::info!(run = %chunk.run_id, status = outcome, "run finished");
+    Ok(())
+}
+
+/// Records one result in one transaction.
+async fn record(
+    client: &mut tokio_postgres::Client,
+    result: &ChunkResult,
+) -> Result<(), tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    match result {
+        ChunkResult::Extracted(m) => {
+            let c = &m.work.chunk;
+            tx.execute(
+                EXTRACTED,
+                &[
+                    &c.run_id,
+                    &(c.seq as i32),
+                    &(m.rows_read as i64),
+                    &(m.bytes as i64),
+                ],
+            )
+            .await?;
+        }
+        ChunkResult::Transformed(m) => {
+            let c = &m.work.chunk;
+            tx.execute(
+                TRANSFORMED,
+                &[
+                    &c.run_id,
+                    &(c.seq as i32),
+                    &(m.rows_accepted as i64),
+                    &(m.rows_rejected as i64),
+                ],
+            )
+            .await?;
+            let insert = tx.prepare(REJECTION).await?;
+            for r in &m.rejections {
+                tx.execute(
+                    &insert,
+                    &[
+                        &c.run_id,
+                        &(c.seq as i32),
+                        &r.row_key,
+                        &r.column,
+                        &r.value,
+                        &r.reason,
+                    ],
+                )
+                .await?;
+            }
+        }
+        ChunkResult::Loaded(m) => {
+            let c = &m.chunk;
+            let s = &m.stats;
+            tx.execute(
+                LOADED,
+                &[
+                    &c.run_id,
+                    &(c.seq as i32),
+                    &(s.rows_loaded as i64),
+                    &(s.profiles_created as i64),
+                    &(s.profiles_updated as i64),
+                    &(s.profiles_unchanged as i64),
+                ],
+            )
+            .await?;
+            complete_if_done(&tx, c).await?;
+        }
+        ChunkResult::Failed(m) => {
+            let c = &m.chunk;
+            tx.execute(
+                FAILED,
+                &[
+                    &c.run_id,
+                    &(c.seq as i32),
+                    &(m.attempts as i32),
+                    &m.stage.as_str(),
+                    &m.error.code.as_str(),
+                    &m.error.message,
+                ],
+            )
+            .await?;
+            let message = format!(
+                "chunk {} failed in {} after {} attempts: {}",
+                c.seq,
+                m.stage.as_str(),
+                m.attempts,
+                m.error.message
+            );
+            runs::fail(&tx, c.run_id, m.error.code.as_str(), &message).await?;
+            tracing::warn!(run = %c.run_id, chunk = c.seq, error = %m.error, "chunk failed; run failed");
+        }
+    }
+    tx.commit().await
+}
+
+impl Stage for Results {
+    type Input = ChunkResult;
+    const NAME: &'static str = "results";
+    const QUEUE: QueueRole = QueueRole::Results;
+
+    async fn handle(
+        &self,
+        result: ChunkResult,
+        _: &Delivered,
+    ) -> Result<Vec<Outgoing>, StageError> {
+        let mut client = self.pool.get().await.map_err(store_error)?;
+        record(&mut client, &result).await.map_err(store_error)?;
+        Ok(Vec::new())
+    }
+}

@@ -1,0 +1,189 @@
+//! Run records in the control plane: creating a run (at most one active per import), failing
+//! it, and reading a run's summary with stats summed over its chunks.
+
+use serde::Serialize;
+use tokio_postgres::GenericClient;
+use uuid::Uuid;
+
+/// Statuses a run moves through.
+pub mod status {
+    pub const QUEUED: &str = "queued";
+    pub const PLANNING: &str = "planning";
+    pub const RUNNING: &str = "running";
+    pub const SUCCEEDED: &str = "succeeded";
+    pub const PARTIALLY_SUCCEEDED: &str = "partially_succeeded";
+    pub const FAILED: &str = "failed";
+    pub const CANCELLED: &str = "cancelled";
+    /// Requested while another run of the import was active; nothing was read.
+    pub const SKIPPED: &str = "skipped";
+
+    /// True for statuses a run never leaves.
+    pub fn is_final(status: &str) -> bool {
+        matches!(
+            status,
+            SUCCEEDED | PARTIALLY_SUCCEEDED | FAILED | CANCELLED | SKIPPED
+        )
+    }
+}
+
+/// What happened when a run was requested.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Requested {
+    /// The run exists (just created, or created by an earlier delivery) with this status.
+    Exists(String),
+    /// Another run of the import is active; this one is recorded as skipped.
+    Skipped { active: Uuid },
+}
+
+/// The new run's identity and where it came from.
+pub struct NewRun<'a> {
+    pub run_id: Uuid,
+    pub workspace_id: i64,
+    pub import_id: i64,
+    pub dry_run: bool,
+    pub requested_by: &'a str,
+    pub trace_id: &'a str,
+}
+
+/// Records a requested run; repeating the same run id is harmless.
+pub async fn request(
+    client: &impl GenericClient,
+    run: &NewRun<'_>,
+) -> Result<Requested, tokio_postgres::Error> {
+    if let Some(row) = client
+        .query_opt(
+            "SELECT status FROM control.runs WHERE id = $1",
+            &[&run.run_id],
+        )
+        .await?
+    {
+        return Ok(Requested::Exists(row.get(0)));
+    }
+    let inserted = client
+        .execute(
+            "INSERT INTO control.runs (id, workspace_id, import_id, status, dry_run, requested_by, trace_id)
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6)
+             ON CONFLICT DO NOTHING",
+            &[&run.run_id, &run.workspace_id, &run.import_id, &run.dry_run, &run.requested_by, &run.trace_id],
+        )
+        .await?;
+    if inserted == 1 {
+        return Ok(Requested::Exists(status::QUEUED.to_string()));
+    }
+    if let Some(row) = client
+        .query_opt(
+            "SELECT status FROM control.runs WHERE id = $1",
+            &[&run.run_id],
+        )
+        .await?
+    {
+        return Ok(Requested::Exists(row.get(0)));
+    }
+    let active: Uuid = client
+        .query_one(
+            "SELECT id FROM control.runs WHERE import_id = $1 AND status IN ('queued', 'planning', 'running')",
+            &[&run.import_id],
+        )
+        .await?
+        .get(0);
+    client
+        .execute(
+            "INSERT INTO control.runs (id, workspace_id, import_id, status, dry_run, requested_by, trace_id,
+                                       error_code, error_message, finished_at)
+             VALUES ($1, $2, $3, 'skipped', $4, $5, $6, 'run_active', $7, now())
+             ON CONFLICT DO NOTHING",
+            &[
+                &run.run_id,
+                &run.workspace_id,
+                &run.import_id,
+                &run.dry_run,
+                &run.requested_by,
+                &run.trace_id,
+                &format!("run {active} of this import is still active"),
+            ],
+        )
+        .await?;
+    Ok(Requested::Skipped { active })
+}
+
+/// Marks a run failed unless it already ended.
+pub async fn fail(
+    client: &impl GenericClient,
+    run_id: Uuid,
+    code: &str,
+    message: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE control.runs SET status = 'failed', error_code = $2, error_message = $3, finished_at = now()
+              WHERE id = $1 AND status IN ('queued', 'planning', 'running')",
+            &[&run_id, &code, &message],
+        )
+        .await?;
+    Ok(())
+}
+
+/// A run as users see it: status, stats summed over chunks, and timing.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub run_id: Uuid,
+    pub workspace: String,
+    pub import: String,
+    pub status: String,
+    pub dry_run: bool,
+    pub rows_read: i64,
+    pub rows_rejected: i64,
+    pub rows_loaded: i64,
+    pub profiles_created: i64,
+    pub profiles_updated: i64,
+    pub profiles_unchanged: i64,
+    pub rows_held_back_future: i64,
+    pub chunks: i32,
+    pub chunks_loaded: i64,
+    pub duration_ms: Option<i64>,
+    pub error_code: Option<String>,
+    pub error: Option<String>,
+}
+
+const SUMMARY_SQL: &str = "SELECT r.id, w.name, i.name, r.status, r.dry_run,
+        coalesce(sum(c.rows_read), 0)::int8, coalesce(sum(c.rows_rejected), 0)::int8,
+        coalesce(sum(c.rows_loaded), 0)::int8, coalesce(sum(c.profiles_created), 0)::int8,
+        coalesce(sum(c.profiles_updated), 0)::int8, coalesce(sum(c.profiles_unchanged), 0)::int8,
+        r.held_back_future, r.chunk_count, count(c.seq) FILTER (WHERE c.status = 'loaded'),
+        (extract(epoch FROM (coalesce(r.finished_at, now()) - r.created_at)) * 1000)::int8,
+        r.error_code, r.error_message
+   FROM control.runs r
+   JOIN control.workspaces w ON w.id = r.workspace_id
+   JOIN control.imports i ON i.id = r.import_id
+   LEFT JOIN control.chunks c ON c.run_id = r.id
+  WHERE r.id = $1
+  GROUP BY r.id, w.name, i.name";
+
+/// Reads a run's summary, or `None` if the coordinator has not recorded it yet.
+pub async fn summary(
+    client: &impl GenericClient,
+    run_id: Uuid,
+) -> Result<Option<RunSummary>, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(SUMMARY_SQL, &[&run_id])
+        .await?
+        .map(|r| RunSummary {
+            run_id: r.get(0),
+            workspace: r.get(1),
+            import: r.get(2),
+            status: r.get(3),
+            dry_run: r.get(4),
+            rows_read: r.get(5),
+            rows_rejected: r.get(6),
+            rows_loaded: r.get(7),
+            profiles_created: r.get(8),
+            profiles_updated: r.get(9),
+            profiles_unchanged: r.get(10),
+            rows_held_back_future: r.get(11),
+            chunks: r.get(12),
+            chunks_loaded: r.get(13),
+            duration_ms: r.get(14),
+            error_code: r.get(15),
+            error: r.get(16),
+        }))
+}

@@ -1,0 +1,316 @@
+//! The declarative spec file (`sluice apply -f spec.yaml`): its format, `${VAR}` interpolation,
+//! and validation that names the field at fault before anything is written.
+
+use serde::{Deserialize, Serialize};
+use sluice_proto::dateformat::{parse_timezone, DateFormat};
+use sluice_proto::{
+    ConnectionKind, IdentityMapping, Mapping, PropertyMapping, PropertyType, SourceRelation,
+};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A spec file: one workspace's connections and imports.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecFile {
+    pub workspace: String,
+    #[serde(default)]
+    pub connections: Vec<ConnectionDecl>,
+    #[serde(default)]
+    pub imports: Vec<ImportDecl>,
+}
+
+/// A warehouse connection as declared.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionDecl {
+    pub name: String,
+    pub kind: ConnectionKind,
+    pub url: String,
+}
+
+/// What an import's rows become.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataType {
+    Profiles,
+    Events,
+    Purchases,
+    UserDeletes,
+}
+
+impl DataType {
+    /// The name as written in specs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataType::Profiles => "profiles",
+            DataType::Events => "events",
+            DataType::Purchases => "purchases",
+            DataType::UserDeletes => "user_deletes",
+        }
+    }
+}
+
+fn default_chunk_rows() -> u64 {
+    50_000
+}
+
+fn default_settle_lag() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// An import as declared; stored as the import's spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportDecl {
+    pub name: String,
+    pub connection: String,
+    pub source: SourceRelation,
+    pub data_type: DataType,
+    /// A unique key in the source; breaks ties on the watermark.
+    pub key: String,
+    /// The "updated on" column.
+    pub watermark: String,
+    pub identity: IdentityMapping,
+    #[serde(default)]
+    pub properties: BTreeMap<String, PropertyMapping>,
+    #[serde(default = "default_chunk_rows")]
+    pub chunk_rows: u64,
+    #[serde(default = "default_settle_lag", with = "crate::duration::serde_text")]
+    pub settle_lag: Duration,
+}
+
+impl ImportDecl {
+    /// The mapping the transformer and loader apply.
+    pub fn mapping(&self) -> Mapping {
+        Mapping {
+            identity: self.identity.clone(),
+            properties: self.properties.clone(),
+        }
+    }
+}
+
+/// A spec that cannot be applied, with the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct SpecError {
+    pub field: String,
+    pub reason: String,
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> SpecError {
+    SpecError {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Replaces `${NAME}` with the environment variable `NAME`; an unset variable is an error.
+pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<String, SpecError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| invalid("spec", "an unclosed ${ in the file"))?;
+        let name = &after[..end];
+        let value = env(name)
+            .ok_or_else(|| invalid(format!("${{{name}}}"), "environment variable is not set"))?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Parses and validates a spec file's text.
+pub fn parse(text: &str) -> Result<SpecFile, SpecError> {
+    let text = interpolate(text, |name| std::env::var(name).ok())?;
+    let spec: SpecFile =
+        serde_norway::from_str(&text).map_err(|e| invalid("spec", e.to_string()))?;
+    validate(&spec)?;
+    Ok(spec)
+}
+
+fn check_name(field: &str, name: &str) -> Result<(), SpecError> {
+    if name.trim().is_empty() {
+        return Err(invalid(field, "must not be empty"));
+    }
+    if name.len() > 200 || name.chars().any(char::is_control) {
+        return Err(invalid(field, "must be at most 200 printable characters"));
+    }
+    Ok(())
+}
+
+/// Checks everything that can be checked without a source: names, references, types,
+/// date formats, timezones and limits.
+pub fn validate(spec: &SpecFile) -> Result<(), SpecError> {
+    check_name("workspace", &spec.workspace)?;
+    let mut connection_names = Vec::new();
+    for (i, c) in spec.connections.iter().enumerate() {
+        let field = format!("connections[{i}]");
+        check_name(&format!("{field}.name"), &c.name)?;
+        if connection_names.contains(&&c.name) {
+            return Err(invalid(
+                format!("{field}.name"),
+                format!("connection {:?} is declared twice", c.name),
+            ));
+        }
+        connection_names.push(&c.name);
+        match c.kind {
+            ConnectionKind::Postgres => {
+                if !(c.url.starts_with("postgres://") || c.url.starts_with("postgresql://")) {
+                    return Err(invalid(format!("{field}.url"), "must be a postgres:// URL"));
+                }
+                c.url
+                    .parse::<tokio_postgres::Config>()
+                    .map_err(|e| invalid(format!("{field}.url"), e.to_string()))?;
+            }
+        }
+    }
+    let mut import_names = Vec::new();
+    for (i, import) in spec.imports.iter().enumerate() {
+        let field = format!("imports[{i}]");
+        check_name(&format!("{field}.name"), &import.name)?;
+        if import_names.contains(&&import.name) {
+            return Err(invalid(
+                format!("{field}.name"),
+                format!("import {:?} is declared twice", import.name),
+            ));
+        }
+        import_names.push(&import.name);
+        let field = format!("imports.{}", import.name);
+        check_name(&format!("{field}.connection"), &import.connection)?;
+        if import.data_type != DataType::Profiles {
+            return Err(invalid(
+                format!("{field}.data_type"),
+                format!(
+                    "{} imports are not supported by this version; use profiles",
+                    import.data_type.as_str()
+                ),
+            ));
+        }
+        match &import.source {
+            SourceRelation::Table(t) => check_name(&format!("{field}.source.table"), t)?,
+            SourceRelation::Query(q) => {
+                let head = q.trim_start().to_ascii_lowercase();
+                if !(head.starts_with("select") || head.starts_with("with")) {
+                    return Err(invalid(
+                        format!("{field}.source.query"),
+                        "must be a SELECT (or WITH ... SELECT) statement",
+                    ));
+                }
+            }
+        }
+        check_name(&format!("{field}.key"), &import.key)?;
+        check_name(&format!("{field}.watermark"), &import.watermark)?;
+        check_name(
+            &format!("{field}.identity.external_id"),
+            &import.identity.external_id,
+        )?;
+        if import.key == import.watermark {
+            return Err(invalid(
+                format!("{field}.key"),
+                "the key and the watermark must be different columns",
+            ));
+        }
+        if !(100..=10_000_000).contains(&import.chunk_rows) {
+            return Err(invalid(
+                format!("{field}.chunk_rows"),
+                "must be between 100 and 10000000",
+            ));
+        }
+        if import.settle_lag > Duration::from_secs(86_400) {
+            return Err(invalid(format!("{field}.settle_lag"), "must be at most 1d"));
+        }
+        for (name, p) in &import.properties {
+            let pfield = format!("{field}.properties.{name}");
+            check_name(&pfield, name)?;
+            if name.starts_with("__") {
+                return Err(invalid(
+                    pfield,
+                    "property names starting with __ are reserved",
+                ));
+            }
+            check_name(&format!("{pfield}.column"), &p.column)?;
+            let dated = matches!(p.kind, PropertyType::Date | PropertyType::Datetime);
+            if p.format.is_some() && !dated {
+                return Err(invalid(
+                    format!("{pfield}.format"),
+                    "only date and datetime properties take a format",
+                ));
+            }
+            if dated {
+                DateFormat::parse(p.format.as_deref())
+                    .map_err(|e| invalid(format!("{pfield}.format"), e))?;
+            }
+            parse_timezone(p.timezone.as_deref())
+                .map_err(|e| invalid(format!("{pfield}.timezone"), e))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+workspace: demo
+connections:
+  - name: wh
+    kind: postgres
+    url: postgres://postgres@127.0.0.1:5432/warehouse
+imports:
+  - name: users
+    connection: wh
+    source: { table: public.users }
+    data_type: profiles
+    key: id
+    watermark: updated_at
+    identity: { external_id: external_id }
+    properties:
+      first_name: { column: first_name, type: string }
+      birthday: { column: birthday, type: date, format: "yyyy-MM-dd" }
+    chunk_rows: 50000
+    settle_lag: 5s
+"#;
+
+    #[test]
+    fn the_documented_example_parses() {
+        let spec = parse(GOOD).unwrap();
+        assert_eq!(spec.imports[0].settle_lag, Duration::from_secs(5));
+        assert_eq!(
+            spec.imports[0].mapping().columns(),
+            vec!["external_id", "first_name", "birthday"]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = parse(&GOOD.replace("chunk_rows: 50000", "chunk_rows: 50000\n    chunk_size: 3"))
+            .unwrap_err();
+        assert!(err.to_string().contains("chunk_size"), "{err}");
+    }
+
+    #[test]
+    fn bad_formats_and_types_name_the_property() {
+        let err = parse(&GOOD.replace("yyyy-MM-dd", "yyyy-QQ")).unwrap_err();
+        assert_eq!(err.field, "imports.users.properties.birthday.format");
+        let err = parse(&GOOD.replace("type: string", "type: text")).unwrap_err();
+        assert!(err.to_string().contains("text"), "{err}");
+        let err = parse(&GOOD.replace("settle_lag: 5s", "settle_lag: 5")).unwrap_err();
+        assert!(err.to_string().contains("no unit"), "{err}");
+    }
+
+    #[test]
+    fn environment_variables_are_interpolated() {
+        let text =
+            interpolate("url: ${A}/db", |n| (n == "A").then(|| "pg://x".to_string())).unwrap();
+        assert_eq!(text, "url: pg://x/db");
+        let err = interpolate("url: ${MISSING}", |_| None).unwrap_err();
+        assert_eq!(err.field, "${MISSING}");
+    }
+}

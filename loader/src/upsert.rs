@@ -1,0 +1,58 @@
+//! The set-based statements of a profile load: staging table, profile creation for unknown
+//! identities, and one upsert that applies each identity's newest row.
+
+/// A staging table for one chunk, dropped at commit.
+pub const CREATE_STAGE: &str = "CREATE TEMP TABLE sluice_stage (
+    key text NOT NULL,
+    updated_at timestamptz NOT NULL,
+    external_id text NOT NULL,
+    props jsonb NOT NULL,
+    unset text[] NOT NULL
+) ON COMMIT DROP";
+
+/// Binary COPY into the staging table.
+pub const COPY_STAGE: &str =
+    "COPY sluice_stage (key, updated_at, external_id, props, unset) FROM STDIN (FORMAT binary)";
+
+/// Creates a profile and its identity for every external id the store does not know yet.
+/// Returns one row per created profile.
+pub const CREATE_PROFILES: &str = "WITH missing AS (
+    SELECT s.external_id, nextval('profile_store.profile_id_seq') AS profile_id
+      FROM (SELECT DISTINCT external_id FROM sluice_stage) s
+     WHERE NOT EXISTS (
+        SELECT 1 FROM profile_store.identities i
+         WHERE i.workspace_id = $1 AND i.kind = 'external_id' AND i.value = s.external_id)
+), created AS (
+    INSERT INTO profile_store.profiles (workspace_id, profile_id)
+    SELECT $1, profile_id FROM missing
+)
+INSERT INTO profile_store.identities (workspace_id, kind, value, profile_id)
+SELECT $1, 'external_id', external_id, profile_id FROM missing";
+
+/// Applies each identity's newest staged row (ties broken by the source key) to its profile,
+/// unless the store already holds a newer source row. A NULL property removes it; properties
+/// not mapped are left as they are. Returns (profiles updated, distinct identities staged),
+/// where profiles just created do not count as updated.
+pub const UPSERT_PROFILES: &str = "WITH s AS (
+    SELECT DISTINCT ON (external_id) external_id, updated_at, props, unset
+      FROM sluice_stage
+     ORDER BY external_id, updated_at DESC, key DESC
+), u AS (
+    UPDATE profile_store.profiles p
+       SET properties = (p.properties || s.props) - s.unset,
+           source_updated_at = s.updated_at,
+           updated_at = now()
+      FROM s
+      JOIN profile_store.identities i
+        ON i.workspace_id = $1 AND i.kind = 'external_id' AND i.value = s.external_id
+      JOIN profile_store.profiles old
+        ON old.workspace_id = $1 AND old.profile_id = i.profile_id
+     WHERE p.workspace_id = $1 AND p.profile_id = i.profile_id
+       AND s.updated_at >= p.source_updated_at
+       AND (s.updated_at > p.source_updated_at
+            OR ((p.properties || s.props) - s.unset) IS DISTINCT FROM p.properties)
+    RETURNING old.source_updated_at = '-infinity' AS created,
+              p.properties IS DISTINCT FROM old.properties AS changed
+)
+SELECT (SELECT count(*) FROM u WHERE NOT created AND changed),
+       (SELECT count(*) FROM s)";
