@@ -1,1 +1,166 @@
-fn main() {}
+//! The one `sluice` binary: every role of the fleet (`coordinator`, `extractor`,
+//! `transformer`, `loader`, or `all` in one process) and the admin commands.
+
+mod demo;
+mod export;
+mod roles;
+mod settings;
+mod trigger;
+
+use clap::{Parser, Subcommand};
+use roles::{Role, WorkerOptions};
+use settings::Settings;
+use std::path::PathBuf;
+
+/// Imports profiles from data warehouses into the profile store, exactly once.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about)]
+struct Cli {
+    #[command(flatten)]
+    settings: Settings,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the database if needed and apply the control plane's and stores' migrations.
+    Migrate,
+    /// Run the coordinator and every worker role in this process.
+    All(WorkerArgs),
+    /// Run the coordinator: plans runs and records their results.
+    Coordinator(WorkerArgs),
+    /// Run an extractor worker: reads chunks from warehouses into Parquet.
+    Extractor(WorkerArgs),
+    /// Run a transformer worker: applies mappings with DataFusion.
+    Transformer(WorkerArgs),
+    /// Run a loader worker: upserts into the profile store.
+    Loader(WorkerArgs),
+    /// Create or update the connections and imports a spec file declares.
+    Apply {
+        /// The spec file (YAML).
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    /// Trigger a run of an import.
+    Run {
+        /// The import's name.
+        import: String,
+        #[arg(long, default_value = "demo")]
+        workspace: String,
+        /// Go through every stage but write nothing; report what would change.
+        #[arg(long)]
+        dry_run: bool,
+        /// Follow the run until it ends; exit 0 if it succeeded.
+        #[arg(long)]
+        wait: bool,
+        /// Print the result as one JSON object.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Profiles in the profile store.
+    Profiles {
+        #[command(subcommand)]
+        command: ProfilesCommand,
+    },
+    /// Create a demo warehouse table, import it with every role in this process, and show the result.
+    Demo(WorkerArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ProfilesCommand {
+    /// Print every profile of a workspace as one JSON line.
+    Export {
+        #[arg(long)]
+        workspace: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+struct WorkerArgs {
+    #[command(flatten)]
+    options: WorkerOptions,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,lapin=warn,datafusion=warn,tokio_postgres=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("SLUICE_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(roles: &[Role], settings: &Settings, args: &WorkerArgs) -> anyhow::Result<i32> {
+    roles::run(roles, settings, &args.options, roles::shutdown_on_signal()).await?;
+    Ok(0)
+}
+
+async fn execute(cli: Cli) -> anyhow::Result<i32> {
+    let settings = &cli.settings;
+    match &cli.command {
+        Command::Migrate => {
+            settings.migrate().await?;
+            println!("migrations applied to {}", sluice_proto::bus::redact_url(&settings.database_url));
+            Ok(0)
+        }
+        Command::All(args) => {
+            serve(&[Role::Coordinator, Role::Extractor, Role::Transformer, Role::Loader], settings, args).await
+        }
+        Command::Coordinator(args) => serve(&[Role::Coordinator], settings, args).await,
+        Command::Extractor(args) => serve(&[Role::Extractor], settings, args).await,
+        Command::Transformer(args) => serve(&[Role::Transformer], settings, args).await,
+        Command::Loader(args) => serve(&[Role::Loader], settings, args).await,
+        Command::Apply { file } => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+            let spec = sluice_coordinator::spec::parse(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            settings.migrate().await?;
+            let mut client = sluice_coordinator::database::connect(&settings.database_url).await?;
+            let report = sluice_coordinator::apply::apply(&mut client, &settings.master_key()?, &spec)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            for line in report.lines {
+                println!("{line}");
+            }
+            Ok(0)
+        }
+        Command::Run { import, workspace, dry_run, wait, output } => {
+            let request = trigger::RunRequest {
+                workspace,
+                import,
+                dry_run: *dry_run,
+                wait: *wait,
+                json: matches!(output, Output::Json),
+            };
+            trigger::run(settings, &request).await
+        }
+        Command::Profiles { command: ProfilesCommand::Export { workspace } } => {
+            export::export(settings, workspace).await?;
+            Ok(0)
+        }
+        Command::Demo(args) => demo::demo(settings, &args.options).await,
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    init_logging();
+    let cli = Cli::parse();
+    match execute(cli).await {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}

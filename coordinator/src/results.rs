@@ -47,12 +47,16 @@ async fn complete_if_done(
     tx: &Transaction<'_>,
     chunk: &ChunkRef,
 ) -> Result<(), tokio_postgres::Error> {
-    let run = tx
-        .query_one(
+    let Some(run) = tx
+        .query_opt(
             "SELECT status, dry_run, hi FROM control.runs WHERE id = $1 FOR UPDATE",
             &[&chunk.run_id],
         )
-        .await?;
+        .await?
+    else {
+        tracing::warn!(run = %chunk.run_id, "result for a run the control plane does not know; ignored");
+        return Ok(());
+    };
     let status: String = run.get(0);
     if status != runs::status::RUNNING {
         return Ok(());

@@ -65,6 +65,8 @@ fn default_settle_lag() -> Duration {
 pub struct ImportDecl {
     pub name: String,
     pub connection: String,
+    /// `{ table: name }` or `{ query: "SELECT ..." }`.
+    #[serde(with = "serde_norway::with::singleton_map")]
     pub source: SourceRelation,
     pub data_type: DataType,
     /// A unique key in the source; breaks ties on the watermark.

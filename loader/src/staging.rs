@@ -1,7 +1,9 @@
 //! Turns normalized Arrow rows into staging rows: key, updated_at, external id, the properties
 //! to set (as one JSON object) and the properties to remove (mapped columns that are NULL).
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::DataType;
 use arrow::datatypes::{Date32Type, Float64Type, Int64Type, TimestampMicrosecondType};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde_json::{Map, Number, Value};
@@ -22,19 +24,29 @@ pub struct StagedRow {
 #[error("normalized chunk: {0}")]
 pub struct StagingError(pub String);
 
-fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array, StagingError> {
-    batch
+/// A column of the batch, with text of any encoding (Utf8View, LargeUtf8) read as Utf8.
+fn column(batch: &RecordBatch, name: &str) -> Result<ArrayRef, StagingError> {
+    let array = batch
         .column_by_name(name)
-        .map(|c| c.as_ref())
-        .ok_or_else(|| StagingError(format!("missing column {name:?}")))
+        .ok_or_else(|| StagingError(format!("missing column {name:?}")))?;
+    match array.data_type() {
+        DataType::Utf8View | DataType::LargeUtf8 => cast(array, &DataType::Utf8)
+            .map_err(|e| StagingError(format!("column {name:?}: {e}"))),
+        _ => Ok(array.clone()),
+    }
 }
 
 /// Converts a batch of the transformer's output into staging rows.
 pub fn stage_rows(batch: &RecordBatch, mapping: &Mapping) -> Result<Vec<StagedRow>, StagingError> {
-    let keys = column(batch, "__key")?.as_string::<i32>();
-    let times = column(batch, "__updated_at")?.as_primitive::<TimestampMicrosecondType>();
-    let ids = column(batch, "__external_id")?.as_string::<i32>();
-    let properties: Vec<(&String, PropertyType, &dyn Array)> = mapping
+    let (keys, times, ids) = (
+        column(batch, "__key")?,
+        column(batch, "__updated_at")?,
+        column(batch, "__external_id")?,
+    );
+    let keys = keys.as_string::<i32>();
+    let times = times.as_primitive::<TimestampMicrosecondType>();
+    let ids = ids.as_string::<i32>();
+    let properties: Vec<(&String, PropertyType, ArrayRef)> = mapping
         .properties
         .iter()
         .map(|(name, p)| Ok((name, p.kind, column(batch, &format!("prop:{name}"))?)))
@@ -45,7 +57,7 @@ pub fn stage_rows(batch: &RecordBatch, mapping: &Mapping) -> Result<Vec<StagedRo
         let mut props = Map::new();
         let mut unset = Vec::new();
         for (name, kind, array) in &properties {
-            match value(*kind, *array, row) {
+            match value(*kind, array.as_ref(), row) {
                 Some(v) => {
                     props.insert((*name).clone(), v);
                 }
@@ -95,8 +107,8 @@ fn value(kind: PropertyType, array: &dyn Array, row: usize) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{ArrayRef, Date32Array, Int64Array, StringArray, TimestampMicrosecondArray};
-    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use arrow::array::{Date32Array, Int64Array, StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{Field, Schema, TimeUnit};
     use std::sync::Arc;
 
     #[test]

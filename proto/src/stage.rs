@@ -7,7 +7,7 @@ use crate::envelope::{encode, Incoming, Message};
 use crate::error::{ErrorCode, StageError};
 use crate::headers::{self, TraceContext};
 use crate::topology::{QueueRole, Topology};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use std::future::Future;
@@ -191,7 +191,14 @@ async fn process<S: Stage>(
                 return;
             }
         };
-        let result = stage.handle(input, &delivered).await;
+        // A panic in a stage is a bug, not a reason to hold the message forever.
+        let result = match std::panic::AssertUnwindSafe(stage.handle(input, &delivered))
+            .catch_unwind()
+            .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(StageError::permanent(ErrorCode::Internal, format!("{} stage panicked", S::NAME))),
+        };
         match result {
             Ok(outgoing) => match publish_all(bus, &delivered.trace, &outgoing).await {
                 Ok(()) => ack(&delivery).await,

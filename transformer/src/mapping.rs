@@ -138,13 +138,7 @@ fn convert(index: usize, property: &PropertyMapping, source: &DataType) -> Resul
     let src = ident(&property.column);
     let text = || cast(ident(&property.column), DataType::Utf8);
     Ok(match property.kind {
-        PropertyType::String => {
-            if is_text(source) {
-                src
-            } else {
-                text()
-            }
-        }
+        PropertyType::String => text(),
         PropertyType::Integer => {
             if is_integer(source) || *source == DataType::Boolean {
                 cast(src, DataType::Int64)

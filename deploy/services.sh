@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Makes sure the services Sluice needs are up on 127.0.0.1: PostgreSQL and RabbitMQ.
+# Starts them if installed; on Debian/Ubuntu installs them with apt-get if missing.
+# Idempotent: running it again changes nothing. Prints the URLs the fleet will use.
+set -euo pipefail
+
+log() { printf 'services: %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+  local port=$1 name=$2
+  for _ in $(seq 1 60); do
+    port_open "$port" && return 0
+    sleep 1
+  done
+  log "$name did not open port $port within 60s"
+  return 1
+}
+
+apt_updated=0
+apt_install() {
+  command -v apt-get >/dev/null || { log "cannot install $*: no apt-get; install it yourself"; exit 1; }
+  if [ $apt_updated -eq 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+  log "installing $*"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_postgres() {
+  if port_open 5432; then log "PostgreSQL is up"; return; fi
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then apt_install postgresql; fi
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -1)
+  local conf="/etc/postgresql/$version/main"
+  # Local trust authentication for the fleet's user, as on a developer machine.
+  if ! as_root grep -q '^host all all 127.0.0.1/32 trust' "$conf/pg_hba.conf"; then
+    as_root sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$conf/pg_hba.conf"
+  fi
+  log "starting PostgreSQL $version"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || as_root pg_ctlcluster "$version" main start
+  wait_port 5432 PostgreSQL
+}
+
+ensure_rabbitmq() {
+  if port_open 5672; then log "RabbitMQ is up"; return; fi
+  command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
+  log "starting RabbitMQ"
+  as_root rabbitmq-server -detached
+  wait_port 5672 RabbitMQ
+  # The port opens before the broker accepts connections; wait for it to be fully booted.
+  for _ in $(seq 1 60); do
+    as_root rabbitmqctl -q await_startup >/dev/null 2>&1 && break
+    sleep 1
+  done
+}
+
+ensure_postgres
+ensure_rabbitmq
+
+echo "SLUICE_DATABASE_URL=${SLUICE_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/sluice}"
+echo "SLUICE_AMQP_URL=${SLUICE_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"

@@ -1,0 +1,38 @@
+//! `sluice profiles export`: every profile of a workspace as one JSON line.
+
+use crate::settings::Settings;
+use futures::{pin_mut, TryStreamExt};
+use std::io::Write;
+
+const EXPORT_SQL: &str = "SELECT p.profile_id, p.properties, p.source_updated_at,
+        coalesce(jsonb_object_agg(i.kind, i.value) FILTER (WHERE i.kind IS NOT NULL), '{}'::jsonb)
+   FROM profile_store.profiles p
+   LEFT JOIN profile_store.identities i ON i.workspace_id = p.workspace_id AND i.profile_id = p.profile_id
+  WHERE p.workspace_id = (SELECT id FROM control.workspaces WHERE name = $1)
+  GROUP BY p.workspace_id, p.profile_id
+  ORDER BY p.profile_id";
+
+/// Writes the workspace's profiles to stdout.
+pub async fn export(settings: &Settings, workspace: &str) -> anyhow::Result<()> {
+    settings.migrate().await?;
+    let client = sluice_coordinator::database::connect(&settings.database_url).await?;
+    if sluice_coordinator::apply::workspace_id(&client, workspace).await?.is_none() {
+        anyhow::bail!("workspace {workspace:?} does not exist");
+    }
+    let rows = client.query_raw(EXPORT_SQL, [&workspace]).await?;
+    pin_mut!(rows);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    while let Some(row) = rows.try_next().await? {
+        let updated_at: chrono::DateTime<chrono::Utc> = row.get(2);
+        let line = serde_json::json!({
+            "profile_id": row.get::<_, i64>(0),
+            "identities": row.get::<_, serde_json::Value>(3),
+            "properties": row.get::<_, serde_json::Value>(1),
+            "updated_at": updated_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        });
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    Ok(())
+}

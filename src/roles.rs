@@ -1,0 +1,110 @@
+//! Starts the fleet's roles — coordinator consumers and the extract, transform and load
+//! stages — as tasks that stop together on a shutdown signal.
+
+use crate::settings::Settings;
+use sluice_proto::stage::{run_stage, Stage, StageOptions};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// A role the binary can play.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Coordinator,
+    Extractor,
+    Transformer,
+    Loader,
+}
+
+/// Tuning shared by the worker roles.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerOptions {
+    /// Messages each role handles at once (and its prefetch).
+    #[arg(long, env = "SLUICE_CONCURRENCY", default_value_t = 2)]
+    pub concurrency: usize,
+    /// Attempts before a chunk is dead-lettered and its run fails.
+    #[arg(long, env = "SLUICE_MAX_ATTEMPTS", default_value_t = 5)]
+    pub max_attempts: u32,
+    /// Rows per second each workspace may write to the stores (per loader process).
+    #[arg(long, env = "SLUICE_LOAD_ROWS_PER_SECOND", default_value_t = 200_000)]
+    pub load_rows_per_second: u32,
+    /// First retry delay in milliseconds (doubles per attempt).
+    #[arg(long, env = "SLUICE_RETRY_BASE_MS", default_value_t = 500)]
+    pub retry_base_ms: u64,
+}
+
+fn spawn<S: Stage>(tasks: &mut JoinSet<()>, stage: S, settings: &Settings, options: &StageOptions, shutdown: &CancellationToken) {
+    tasks.spawn(run_stage(
+        Arc::new(stage),
+        settings.amqp_url.clone(),
+        settings.topology(),
+        options.clone(),
+        shutdown.clone(),
+    ));
+}
+
+/// Starts `roles` and waits until `shutdown` fires and they have finished.
+pub async fn run(roles: &[Role], settings: &Settings, worker: &WorkerOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
+    settings.migrate().await?;
+    let options = StageOptions {
+        concurrency: worker.concurrency.max(1),
+        max_attempts: worker.max_attempts.max(1),
+        retry_base: std::time::Duration::from_millis(worker.retry_base_ms),
+    };
+    let key = settings.master_key()?;
+    let store = sluice_proto::storage::open(&settings.object_store_url())?;
+    let pool_size = worker.concurrency.max(1) + 2;
+    let mut tasks = JoinSet::new();
+    for role in roles {
+        match role {
+            Role::Coordinator => {
+                let pool = sluice_coordinator::database::pool(&settings.database_url, pool_size)?;
+                spawn(&mut tasks, sluice_coordinator::Commands { pool: pool.clone(), master_key: key.clone() }, settings, &options, &shutdown);
+                spawn(&mut tasks, sluice_coordinator::Results { pool }, settings, &options, &shutdown);
+            }
+            Role::Extractor => spawn(
+                &mut tasks,
+                sluice_extractor::Extractor { store: store.clone(), master_key: key.clone() },
+                settings,
+                &options,
+                &shutdown,
+            ),
+            Role::Transformer => spawn(&mut tasks, sluice_transformer::Transformer { store: store.clone() }, settings, &options, &shutdown),
+            Role::Loader => {
+                let rate = NonZeroU32::new(worker.load_rows_per_second)
+                    .ok_or_else(|| anyhow::anyhow!("--load-rows-per-second must be at least 1"))?;
+                spawn(
+                    &mut tasks,
+                    sluice_loader::Loader {
+                        store: store.clone(),
+                        pool: sluice_coordinator::database::pool(&settings.database_url, pool_size)?,
+                        limiter: sluice_loader::RowRateLimiter::new(rate),
+                    },
+                    settings,
+                    &options,
+                    &shutdown,
+                );
+            }
+        }
+    }
+    tracing::info!(?roles, "started");
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// A token cancelled on Ctrl-C or SIGTERM.
+pub fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down; finishing in-flight messages");
+        trigger.cancel();
+    });
+    token
+}

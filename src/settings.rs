@@ -1,0 +1,73 @@
+//! Settings shared by every subcommand, from flags or `SLUICE_*` environment variables.
+
+use clap::Args;
+use sluice_proto::secrets::MasterKey;
+use sluice_proto::Topology;
+use std::path::PathBuf;
+
+/// Where the fleet's services are and how it identifies itself.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Control plane and stores (PostgreSQL).
+    #[arg(long, env = "SLUICE_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/sluice", global = true)]
+    pub database_url: String,
+    /// RabbitMQ.
+    #[arg(long, env = "SLUICE_AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f", global = true)]
+    pub amqp_url: String,
+    /// Prefix of the exchange and queue names, so several fleets can share one broker.
+    #[arg(long, env = "SLUICE_AMQP_PREFIX", default_value = "sluice", global = true)]
+    pub amqp_prefix: String,
+    /// Where chunks are staged: a directory, or an s3://, gs://, az:// URL.
+    #[arg(long, env = "SLUICE_OBJECT_STORE_URL", global = true)]
+    pub object_store_url: Option<String>,
+    /// The master key sealing credentials (64 hex characters). Without it, a key file in the
+    /// data directory is used (created on first use).
+    #[arg(long, env = "SLUICE_MASTER_KEY", hide_env_values = true, global = true)]
+    pub master_key: Option<String>,
+    /// Directory for the local object store and the key file.
+    #[arg(long, env = "SLUICE_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Settings {
+    /// The data directory: `--data-dir`, or `~/.local/share/sluice`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+            home.join(".local/share/sluice")
+        })
+    }
+
+    /// The object store URL, defaulting to a directory in the data directory.
+    pub fn object_store_url(&self) -> String {
+        self.object_store_url
+            .clone()
+            .unwrap_or_else(|| self.data_dir().join("objects").display().to_string())
+    }
+
+    /// The master key from `SLUICE_MASTER_KEY` or the key file.
+    pub fn master_key(&self) -> anyhow::Result<MasterKey> {
+        Ok(match &self.master_key {
+            Some(hex) => MasterKey::from_hex(hex)?,
+            None => MasterKey::load_or_create(&self.data_dir().join("master.key"))?,
+        })
+    }
+
+    /// The queue topology.
+    pub fn topology(&self) -> Topology {
+        Topology::new(self.amqp_prefix.clone())
+    }
+
+    /// Creates the database if needed and applies the control plane's and stores' migrations.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        sluice_coordinator::database::migrate(
+            &self.database_url,
+            &[
+                (sluice_coordinator::SCHEMA, sluice_coordinator::MIGRATIONS),
+                (sluice_loader::SCHEMA, sluice_loader::MIGRATIONS),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,127 @@
+//! `sluice run`: publishes a run request, and with `--wait` follows the run with a progress bar
+//! until it ends.
+
+use crate::settings::Settings;
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sluice_coordinator::runs::{self, status, RunSummary};
+use sluice_proto::headers::TraceContext;
+use sluice_proto::{Bus, RunRequested};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// What to run and how to report it.
+pub struct RunRequest<'a> {
+    pub workspace: &'a str,
+    pub import: &'a str,
+    pub dry_run: bool,
+    pub wait: bool,
+    pub json: bool,
+}
+
+/// Requests a run; returns the process exit code.
+pub async fn run(settings: &Settings, request: &RunRequest<'_>) -> anyhow::Result<i32> {
+    settings.migrate().await?;
+    let client = sluice_coordinator::database::connect(&settings.database_url).await?;
+    let known = client
+        .query_opt(
+            "SELECT 1 FROM control.imports i JOIN control.workspaces w ON w.id = i.workspace_id
+              WHERE w.name = $1 AND i.name = $2",
+            &[&request.workspace, &request.import],
+        )
+        .await?;
+    if known.is_none() {
+        anyhow::bail!(
+            "import {:?} not found in workspace {:?}; declare it in a spec and run `sluice apply -f spec.yaml`",
+            request.import,
+            request.workspace
+        );
+    }
+    let run_id = Uuid::new_v4();
+    let bus = Bus::connect(&settings.amqp_url, &settings.topology())
+        .await
+        .context("could not reach RabbitMQ; start it with deploy/services.sh")?;
+    let message = RunRequested {
+        run_id,
+        workspace: request.workspace.to_string(),
+        import: request.import.to_string(),
+        dry_run: request.dry_run,
+        requested_by: std::env::var("USER").unwrap_or_else(|_| "cli".to_string()),
+        requested_at: chrono::Utc::now(),
+    };
+    bus.publish(&message, &TraceContext::new_trace()).await?;
+    bus.close().await;
+    if !request.wait {
+        if request.json {
+            println!("{}", serde_json::json!({ "run_id": run_id, "status": status::QUEUED }));
+        } else {
+            println!("run {run_id} requested; follow it with `sluice run ... --wait` or the run listing");
+        }
+        return Ok(0);
+    }
+    let summary = follow(&client, run_id, !request.json).await?;
+    if request.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        print_summary(&summary);
+    }
+    Ok(match summary.status.as_str() {
+        status::SUCCEEDED | status::PARTIALLY_SUCCEEDED => 0,
+        _ => 1,
+    })
+}
+
+/// Polls the run until it ends, drawing chunks and rows on a progress bar.
+pub async fn follow(client: &tokio_postgres::Client, run_id: Uuid, show: bool) -> anyhow::Result<RunSummary> {
+    let bar = ProgressBar::new(0);
+    if !show {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} chunks  {msg}")
+            .expect("valid template"),
+    );
+    let started = Instant::now();
+    let mut warned = false;
+    loop {
+        match runs::summary(client, run_id).await? {
+            Some(summary) => {
+                bar.set_length(summary.chunks.max(0) as u64);
+                bar.set_position(summary.chunks_loaded.max(0) as u64);
+                bar.set_message(format!("{} — {} rows read", summary.status, summary.rows_read));
+                if status::is_final(&summary.status) {
+                    bar.finish_and_clear();
+                    return Ok(summary);
+                }
+            }
+            None if !warned && started.elapsed() > Duration::from_secs(10) => {
+                bar.println("waiting for a coordinator to pick up the run (is `sluice coordinator` or `sluice all` running?)");
+                warned = true;
+            }
+            None => {}
+        }
+        bar.tick();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Prints a run's outcome for people.
+pub fn print_summary(s: &RunSummary) {
+    println!("run {} of {}/{}: {}", s.run_id, s.workspace, s.import, s.status);
+    println!(
+        "  rows read {}, rejected {}, loaded {}; profiles created {}, updated {}, unchanged {}",
+        s.rows_read, s.rows_rejected, s.rows_loaded, s.profiles_created, s.profiles_updated, s.profiles_unchanged
+    );
+    println!(
+        "  {} chunks in {:.1}s; {} rows stamped in the future held back",
+        s.chunks,
+        s.duration_ms.unwrap_or(0) as f64 / 1000.0,
+        s.rows_held_back_future
+    );
+    if let Some(error) = &s.error {
+        println!("  error: {error}");
+    }
+    if s.rows_rejected > 0 {
+        println!("  rejected rows and their reasons are in control.run_errors (run_id = '{}')", s.run_id);
+    }
+}

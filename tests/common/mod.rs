@@ -1,0 +1,269 @@
+//! A fleet for one test: its own control database, warehouse database, queue names and data
+//! directory, and `sluice` processes started from the built binary.
+
+#![allow(dead_code)]
+
+use rand::RngCore;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use tokio_postgres::{Client, NoTls};
+
+pub const PG: &str = "postgres://postgres@127.0.0.1:5432";
+pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// One test's isolated fleet.
+pub struct Fleet {
+    pub id: String,
+    pub data_dir: PathBuf,
+    master_key: String,
+    children: Vec<(String, Child)>,
+}
+
+pub async fn connect(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+impl Fleet {
+    /// A new fleet with empty databases.
+    pub async fn new() -> Fleet {
+        let id = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let data_dir = std::env::temp_dir().join(format!("sluice-{id}"));
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        let admin = connect(&format!("{PG}/postgres")).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE wh_{id}"))
+            .await
+            .unwrap();
+        Fleet {
+            id,
+            data_dir,
+            master_key: key.iter().map(|b| format!("{b:02x}")).collect(),
+            children: Vec::new(),
+        }
+    }
+
+    pub fn database_url(&self) -> String {
+        format!("{PG}/sluice_{}", self.id)
+    }
+
+    pub fn warehouse_url(&self) -> String {
+        format!("{PG}/wh_{}", self.id)
+    }
+
+    pub async fn warehouse(&self) -> Client {
+        connect(&self.warehouse_url()).await
+    }
+
+    pub async fn control(&self) -> Client {
+        connect(&self.database_url()).await
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.args(args)
+            .env("SLUICE_DATABASE_URL", self.database_url())
+            .env("SLUICE_AMQP_URL", AMQP)
+            .env("SLUICE_AMQP_PREFIX", format!("sluice_{}", self.id))
+            .env("SLUICE_DATA_DIR", &self.data_dir)
+            .env("SLUICE_MASTER_KEY", &self.master_key)
+            .env("SLUICE_RETRY_BASE_MS", "100")
+            .env("SLUICE_LOG", "info,lapin=warn,tokio_postgres=warn");
+        cmd
+    }
+
+    /// Runs a `sluice` command to completion.
+    pub fn sluice(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("sluice runs")
+    }
+
+    /// Applies a spec given as text.
+    pub fn apply(&self, spec: &str) -> Output {
+        let path = self.data_dir.join("spec.yaml");
+        std::fs::write(&path, spec).unwrap();
+        self.sluice(&["apply", "-f", path.to_str().unwrap()])
+    }
+
+    /// Starts a long-running role (`all`, `coordinator`, `loader`, ...), logging to a file.
+    pub fn start(&mut self, role: &str, extra: &[&str]) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.join(format!("{role}.log")))
+            .unwrap();
+        let mut args = vec![role];
+        args.extend_from_slice(extra);
+        let child = self
+            .command(&args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("sluice starts");
+        self.children.push((role.to_string(), child));
+    }
+
+    /// Kills a role's process with SIGKILL.
+    pub fn kill(&mut self, role: &str) {
+        let index = self
+            .children
+            .iter()
+            .position(|(r, _)| r == role)
+            .expect("role is running");
+        let (_, mut child) = self.children.remove(index);
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Runs an import and waits for it; returns the run summary.
+    pub fn run(&self, workspace: &str, import: &str) -> serde_json::Value {
+        let out = self.sluice(&["run", import, "--workspace", workspace, "--wait", "--output", "json"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
+            panic!(
+                "run output was not JSON: {stdout}\nstderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+
+    /// Waits for a run to end, polling the control plane.
+    pub async fn wait_for_run(&self, run_id: &str, timeout: Duration) -> String {
+        let control = self.control().await;
+        let run_id: uuid::Uuid = run_id.parse().unwrap();
+        let start = Instant::now();
+        loop {
+            let row = control
+                .query_opt("SELECT status FROM control.runs WHERE id = $1", &[&run_id])
+                .await
+                .unwrap();
+            if let Some(row) = row {
+                let status: String = row.get(0);
+                if !["queued", "planning", "running"].contains(&status.as_str()) {
+                    return status;
+                }
+            }
+            assert!(start.elapsed() < timeout, "run {run_id} did not end in {timeout:?}; logs in {}", self.data_dir.display());
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Stops every process, drops the databases and deletes the queues.
+    pub async fn cleanup(mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.children.clear();
+        let admin = connect(&format!("{PG}/postgres")).await;
+        for db in [format!("sluice_{}", self.id), format!("wh_{}", self.id)] {
+            let _ = admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                .await;
+        }
+        let topology = sluice_proto::Topology::new(format!("sluice_{}", self.id));
+        if let Ok(bus) = sluice_proto::Bus::connect(AMQP, &topology).await {
+            if let Ok(channel) = bus.channel().await {
+                let _ = topology.delete(&channel).await;
+            }
+            bus.close().await;
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Creates `public.users` with `rows` rows; rows 50,001..55,000 share one updated_at, and every
+/// 97th row has no first name.
+pub async fn create_users(warehouse: &Client, rows: i64) {
+    warehouse
+        .batch_execute(
+            "CREATE TABLE public.users (
+                id bigint PRIMARY KEY,
+                external_id text NOT NULL,
+                first_name text,
+                loyalty_points integer,
+                birthday date,
+                updated_at timestamptz NOT NULL);
+             CREATE INDEX users_watermark ON public.users (updated_at, id);",
+        )
+        .await
+        .unwrap();
+    warehouse
+        .execute(
+            "INSERT INTO public.users
+             SELECT g, 'user-' || g, CASE WHEN g % 97 = 0 THEN NULL ELSE 'Name ' || g END,
+                    (g * 7) % 1000, date '1970-01-01' + (g % 15000)::int,
+                    CASE WHEN g BETWEEN 50001 AND 55000 THEN timestamptz '2024-03-01 12:00:00+00'
+                         ELSE timestamptz '2024-01-01 00:00:00+00' + g * interval '1 millisecond' * 37 END
+               FROM generate_series(1, $1::int8) g",
+            &[&rows],
+        )
+        .await
+        .unwrap();
+}
+
+/// The spec importing `public.users` as profiles.
+pub fn users_spec(fleet: &Fleet, chunk_rows: u64) -> String {
+    format!(
+        r#"workspace: acme
+connections:
+  - name: wh
+    kind: postgres
+    url: {}
+imports:
+  - name: users
+    connection: wh
+    source: {{ table: public.users }}
+    data_type: profiles
+    key: id
+    watermark: updated_at
+    identity: {{ external_id: external_id }}
+    properties:
+      first_name: {{ column: first_name, type: string }}
+      points: {{ column: loyalty_points, type: integer }}
+      birthday: {{ column: birthday, type: date, format: "yyyy-MM-dd" }}
+    chunk_rows: {chunk_rows}
+    settle_lag: 1s
+"#,
+        fleet.warehouse_url()
+    )
+}
+
+const SOURCE_DIGEST: &str = "SELECT count(*), md5(coalesce(string_agg(
+        concat_ws('|', external_id, first_name, loyalty_points::text, to_char(birthday, 'YYYY-MM-DD')),
+        E'\\n' ORDER BY external_id), ''))
+   FROM public.users";
+
+const STORE_DIGEST: &str = "SELECT count(*), md5(coalesce(string_agg(
+        concat_ws('|', i.value, p.properties->>'first_name', p.properties->>'points', p.properties->>'birthday'),
+        E'\\n' ORDER BY i.value), ''))
+   FROM profile_store.profiles p
+   JOIN profile_store.identities i ON i.workspace_id = p.workspace_id AND i.profile_id = p.profile_id
+  WHERE i.kind = 'external_id'";
+
+/// (row count, md5 over rows ordered by key) of the source and of the profile store.
+pub async fn digests(fleet: &Fleet) -> ((i64, String), (i64, String)) {
+    let source = fleet.warehouse().await.query_one(SOURCE_DIGEST, &[]).await.unwrap();
+    let store = fleet.control().await.query_one(STORE_DIGEST, &[]).await.unwrap();
+    ((source.get(0), source.get(1)), (store.get(0), store.get(1)))
+}
+
+/// Asserts that the profile store holds exactly the source's rows.
+pub async fn assert_store_equals_source(fleet: &Fleet) {
+    let (source, store) = digests(fleet).await;
+    assert_eq!(source, store, "profile store differs from the source (count, md5)");
+}
