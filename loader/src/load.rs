@@ -4,7 +4,7 @@
 
 use crate::rate::RowRateLimiter;
 use crate::staging::stage_rows;
-use crate::upsert::{COPY_STAGE, CREATE_PROFILES, CREATE_STAGE, UPSERT_PROFILES};
+use crate::upsert::{ANALYZE_STAGE, COPY_STAGE, CREATE_PROFILES, CREATE_STAGE, UPSERT_PROFILES};
 use deadpool_postgres::Pool;
 use futures::pin_mut;
 use object_store::path::Path;
@@ -140,6 +140,7 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
         rows_loaded += rows.len() as u64;
     }
     writer.finish().await.map_err(store_error)?;
+    tx.batch_execute(ANALYZE_STAGE).await.map_err(store_error)?;
 
     let created = tx
         .execute(CREATE_PROFILES, &[&workspace])

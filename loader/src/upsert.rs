@@ -14,14 +14,19 @@ pub const CREATE_STAGE: &str = "CREATE TEMP TABLE sluice_stage (
 pub const COPY_STAGE: &str =
     "COPY sluice_stage (key, updated_at, external_id, props, unset) FROM STDIN (FORMAT binary)";
 
+/// Statistics for the planner, so staged rows are not estimated as a handful.
+pub const ANALYZE_STAGE: &str = "ANALYZE sluice_stage";
+
+// Identity lookups below are correlated subqueries on the identities primary key: one index
+// probe per staged identity, whatever the store's statistics say, never a scan per row.
+
 /// Creates a profile and its identity for every external id the store does not know yet.
 /// Returns one row per created profile.
 pub const CREATE_PROFILES: &str = "WITH missing AS (
     SELECT s.external_id, nextval('profile_store.profile_id_seq') AS profile_id
       FROM (SELECT DISTINCT external_id FROM sluice_stage) s
-     WHERE NOT EXISTS (
-        SELECT 1 FROM profile_store.identities i
-         WHERE i.workspace_id = $1 AND i.kind = 'external_id' AND i.value = s.external_id)
+     WHERE (SELECT i.profile_id FROM profile_store.identities i
+             WHERE i.workspace_id = $1 AND i.kind = 'external_id' AND i.value = s.external_id) IS NULL
 ), created AS (
     INSERT INTO profile_store.profiles (workspace_id, profile_id)
     SELECT $1, profile_id FROM missing
@@ -37,22 +42,25 @@ pub const UPSERT_PROFILES: &str = "WITH s AS (
     SELECT DISTINCT ON (external_id) external_id, updated_at, props, unset
       FROM sluice_stage
      ORDER BY external_id, updated_at DESC, key DESC
+), r AS MATERIALIZED (
+    SELECT s.*, o.profile_id, o.properties AS old_props, o.source_updated_at AS old_updated_at
+      FROM s CROSS JOIN LATERAL (
+        SELECT p.profile_id, p.properties, p.source_updated_at
+          FROM profile_store.identities i
+          JOIN profile_store.profiles p ON p.workspace_id = i.workspace_id AND p.profile_id = i.profile_id
+         WHERE i.workspace_id = $1 AND i.kind = 'external_id' AND i.value = s.external_id) o
 ), u AS (
     UPDATE profile_store.profiles p
-       SET properties = (p.properties || s.props) - s.unset,
-           source_updated_at = s.updated_at,
+       SET properties = (p.properties || r.props) - r.unset,
+           source_updated_at = r.updated_at,
            updated_at = now()
-      FROM s
-      JOIN profile_store.identities i
-        ON i.workspace_id = $1 AND i.kind = 'external_id' AND i.value = s.external_id
-      JOIN profile_store.profiles old
-        ON old.workspace_id = $1 AND old.profile_id = i.profile_id
-     WHERE p.workspace_id = $1 AND p.profile_id = i.profile_id
-       AND s.updated_at >= p.source_updated_at
-       AND (s.updated_at > p.source_updated_at
-            OR ((p.properties || s.props) - s.unset) IS DISTINCT FROM p.properties)
-    RETURNING old.source_updated_at = '-infinity' AS created,
-              p.properties IS DISTINCT FROM old.properties AS changed
+      FROM r
+     WHERE p.workspace_id = $1 AND p.profile_id = r.profile_id
+       AND r.updated_at >= p.source_updated_at
+       AND (r.updated_at > p.source_updated_at
+            OR ((p.properties || r.props) - r.unset) IS DISTINCT FROM p.properties)
+    RETURNING r.old_updated_at = '-infinity' AS created,
+              p.properties IS DISTINCT FROM r.old_props AS changed
 )
 SELECT (SELECT count(*) FROM u WHERE NOT created AND changed),
        (SELECT count(*) FROM s)";
