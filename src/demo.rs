@@ -75,7 +75,8 @@ pub async fn demo(settings: &Settings, worker: &WorkerOptions) -> anyhow::Result
     std::fs::write(&spec_path, demo_spec(&warehouse))?;
     let spec = sluice_coordinator::spec::parse(&demo_spec(&warehouse))?;
     let mut control = sluice_coordinator::database::connect(&settings.database_url).await?;
-    let report = sluice_coordinator::apply::apply(&mut control, &settings.master_key()?, &spec).await?;
+    let report =
+        sluice_coordinator::apply::apply(&mut control, &settings.master_key()?, &spec).await?;
     for line in report.lines {
         println!("applied {line}");
     }
@@ -84,7 +85,18 @@ pub async fn demo(settings: &Settings, worker: &WorkerOptions) -> anyhow::Result
     let fleet = {
         let (settings, worker, shutdown) = (settings.clone(), worker.clone(), shutdown.clone());
         tokio::spawn(async move {
-            roles::run(&[Role::Coordinator, Role::Extractor, Role::Transformer, Role::Loader], &settings, &worker, shutdown).await
+            roles::run(
+                &[
+                    Role::Coordinator,
+                    Role::Extractor,
+                    Role::Transformer,
+                    Role::Loader,
+                ],
+                &settings,
+                &worker,
+                shutdown,
+            )
+            .await
         })
     };
     let code = trigger::run(

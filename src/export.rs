@@ -16,7 +16,10 @@ const EXPORT_SQL: &str = "SELECT p.profile_id, p.properties, p.source_updated_at
 pub async fn export(settings: &Settings, workspace: &str) -> anyhow::Result<()> {
     settings.migrate().await?;
     let client = sluice_coordinator::database::connect(&settings.database_url).await?;
-    if sluice_coordinator::apply::workspace_id(&client, workspace).await?.is_none() {
+    if sluice_coordinator::apply::workspace_id(&client, workspace)
+        .await?
+        .is_none()
+    {
         anyhow::bail!("workspace {workspace:?} does not exist");
     }
     let rows = client.query_raw(EXPORT_SQL, [&workspace]).await?;

@@ -89,9 +89,12 @@ struct WorkerArgs {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,lapin=warn,datafusion=warn,tokio_postgres=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,lapin=warn,datafusion=warn,tokio_postgres=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::env::var("SLUICE_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();
     } else {
@@ -109,11 +112,24 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Command::Migrate => {
             settings.migrate().await?;
-            println!("migrations applied to {}", sluice_proto::bus::redact_url(&settings.database_url));
+            println!(
+                "migrations applied to {}",
+                sluice_proto::bus::redact_url(&settings.database_url)
+            );
             Ok(0)
         }
         Command::All(args) => {
-            serve(&[Role::Coordinator, Role::Extractor, Role::Transformer, Role::Loader], settings, args).await
+            serve(
+                &[
+                    Role::Coordinator,
+                    Role::Extractor,
+                    Role::Transformer,
+                    Role::Loader,
+                ],
+                settings,
+                args,
+            )
+            .await
         }
         Command::Coordinator(args) => serve(&[Role::Coordinator], settings, args).await,
         Command::Extractor(args) => serve(&[Role::Extractor], settings, args).await,
@@ -126,15 +142,22 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             settings.migrate().await?;
             let mut client = sluice_coordinator::database::connect(&settings.database_url).await?;
-            let report = sluice_coordinator::apply::apply(&mut client, &settings.master_key()?, &spec)
-                .await
-                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let report =
+                sluice_coordinator::apply::apply(&mut client, &settings.master_key()?, &spec)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             for line in report.lines {
                 println!("{line}");
             }
             Ok(0)
         }
-        Command::Run { import, workspace, dry_run, wait, output } => {
+        Command::Run {
+            import,
+            workspace,
+            dry_run,
+            wait,
+            output,
+        } => {
             let request = trigger::RunRequest {
                 workspace,
                 import,
@@ -144,7 +167,9 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
             };
             trigger::run(settings, &request).await
         }
-        Command::Profiles { command: ProfilesCommand::Export { workspace } } => {
+        Command::Profiles {
+            command: ProfilesCommand::Export { workspace },
+        } => {
             export::export(settings, workspace).await?;
             Ok(0)
         }

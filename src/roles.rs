@@ -34,7 +34,13 @@ pub struct WorkerOptions {
     pub retry_base_ms: u64,
 }
 
-fn spawn<S: Stage>(tasks: &mut JoinSet<()>, stage: S, settings: &Settings, options: &StageOptions, shutdown: &CancellationToken) {
+fn spawn<S: Stage>(
+    tasks: &mut JoinSet<()>,
+    stage: S,
+    settings: &Settings,
+    options: &StageOptions,
+    shutdown: &CancellationToken,
+) {
     tasks.spawn(run_stage(
         Arc::new(stage),
         settings.amqp_url.clone(),
@@ -45,7 +51,12 @@ fn spawn<S: Stage>(tasks: &mut JoinSet<()>, stage: S, settings: &Settings, optio
 }
 
 /// Starts `roles` and waits until `shutdown` fires and they have finished.
-pub async fn run(roles: &[Role], settings: &Settings, worker: &WorkerOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    roles: &[Role],
+    settings: &Settings,
+    worker: &WorkerOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     settings.migrate().await?;
     let options = StageOptions {
         concurrency: worker.concurrency.max(1),
@@ -60,17 +71,43 @@ pub async fn run(roles: &[Role], settings: &Settings, worker: &WorkerOptions, sh
         match role {
             Role::Coordinator => {
                 let pool = sluice_coordinator::database::pool(&settings.database_url, pool_size)?;
-                spawn(&mut tasks, sluice_coordinator::Commands { pool: pool.clone(), master_key: key.clone() }, settings, &options, &shutdown);
-                spawn(&mut tasks, sluice_coordinator::Results { pool }, settings, &options, &shutdown);
+                spawn(
+                    &mut tasks,
+                    sluice_coordinator::Commands {
+                        pool: pool.clone(),
+                        master_key: key.clone(),
+                    },
+                    settings,
+                    &options,
+                    &shutdown,
+                );
+                spawn(
+                    &mut tasks,
+                    sluice_coordinator::Results { pool },
+                    settings,
+                    &options,
+                    &shutdown,
+                );
             }
             Role::Extractor => spawn(
                 &mut tasks,
-                sluice_extractor::Extractor { store: store.clone(), master_key: key.clone() },
+                sluice_extractor::Extractor {
+                    store: store.clone(),
+                    master_key: key.clone(),
+                },
                 settings,
                 &options,
                 &shutdown,
             ),
-            Role::Transformer => spawn(&mut tasks, sluice_transformer::Transformer { store: store.clone() }, settings, &options, &shutdown),
+            Role::Transformer => spawn(
+                &mut tasks,
+                sluice_transformer::Transformer {
+                    store: store.clone(),
+                },
+                settings,
+                &options,
+                &shutdown,
+            ),
             Role::Loader => {
                 let rate = NonZeroU32::new(worker.load_rows_per_second)
                     .ok_or_else(|| anyhow::anyhow!("--load-rows-per-second must be at least 1"))?;
@@ -78,7 +115,10 @@ pub async fn run(roles: &[Role], settings: &Settings, worker: &WorkerOptions, sh
                     &mut tasks,
                     sluice_loader::Loader {
                         store: store.clone(),
-                        pool: sluice_coordinator::database::pool(&settings.database_url, pool_size)?,
+                        pool: sluice_coordinator::database::pool(
+                            &settings.database_url,
+                            pool_size,
+                        )?,
                         limiter: sluice_loader::RowRateLimiter::new(rate),
                     },
                     settings,
@@ -98,7 +138,8 @@ pub fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let trigger = token.clone();
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

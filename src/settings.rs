@@ -9,13 +9,28 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
     /// Control plane and stores (PostgreSQL).
-    #[arg(long, env = "SLUICE_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/sluice", global = true)]
+    #[arg(
+        long,
+        env = "SLUICE_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/sluice",
+        global = true
+    )]
     pub database_url: String,
     /// RabbitMQ.
-    #[arg(long, env = "SLUICE_AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f", global = true)]
+    #[arg(
+        long,
+        env = "SLUICE_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        global = true
+    )]
     pub amqp_url: String,
     /// Prefix of the exchange and queue names, so several fleets can share one broker.
-    #[arg(long, env = "SLUICE_AMQP_PREFIX", default_value = "sluice", global = true)]
+    #[arg(
+        long,
+        env = "SLUICE_AMQP_PREFIX",
+        default_value = "sluice",
+        global = true
+    )]
     pub amqp_prefix: String,
     /// Where chunks are staged: a directory, or an s3://, gs://, az:// URL.
     #[arg(long, env = "SLUICE_OBJECT_STORE_URL", global = true)]
@@ -33,7 +48,9 @@ impl Settings {
     /// The data directory: `--data-dir`, or `~/.local/share/sluice`.
     pub fn data_dir(&self) -> PathBuf {
         self.data_dir.clone().unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."));
             home.join(".local/share/sluice")
         })
     }

@@ -53,9 +53,14 @@ pub async fn run(settings: &Settings, request: &RunRequest<'_>) -> anyhow::Resul
     bus.close().await;
     if !request.wait {
         if request.json {
-            println!("{}", serde_json::json!({ "run_id": run_id, "status": status::QUEUED }));
+            println!(
+                "{}",
+                serde_json::json!({ "run_id": run_id, "status": status::QUEUED })
+            );
         } else {
-            println!("run {run_id} requested; follow it with `sluice run ... --wait` or the run listing");
+            println!(
+                "run {run_id} requested; follow it with `sluice run ... --wait` or the run listing"
+            );
         }
         return Ok(0);
     }
@@ -72,14 +77,20 @@ pub async fn run(settings: &Settings, request: &RunRequest<'_>) -> anyhow::Resul
 }
 
 /// Polls the run until it ends, drawing chunks and rows on a progress bar.
-pub async fn follow(client: &tokio_postgres::Client, run_id: Uuid, show: bool) -> anyhow::Result<RunSummary> {
+pub async fn follow(
+    client: &tokio_postgres::Client,
+    run_id: Uuid,
+    show: bool,
+) -> anyhow::Result<RunSummary> {
     let bar = ProgressBar::new(0);
     if !show {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} chunks  {msg}")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} chunks  {msg}",
+        )
+        .expect("valid template"),
     );
     let started = Instant::now();
     let mut warned = false;
@@ -88,7 +99,10 @@ pub async fn follow(client: &tokio_postgres::Client, run_id: Uuid, show: bool) -
             Some(summary) => {
                 bar.set_length(summary.chunks.max(0) as u64);
                 bar.set_position(summary.chunks_loaded.max(0) as u64);
-                bar.set_message(format!("{} — {} rows read", summary.status, summary.rows_read));
+                bar.set_message(format!(
+                    "{} — {} rows read",
+                    summary.status, summary.rows_read
+                ));
                 if status::is_final(&summary.status) {
                     bar.finish_and_clear();
                     return Ok(summary);
@@ -107,10 +121,18 @@ pub async fn follow(client: &tokio_postgres::Client, run_id: Uuid, show: bool) -
 
 /// Prints a run's outcome for people.
 pub fn print_summary(s: &RunSummary) {
-    println!("run {} of {}/{}: {}", s.run_id, s.workspace, s.import, s.status);
+    println!(
+        "run {} of {}/{}: {}",
+        s.run_id, s.workspace, s.import, s.status
+    );
     println!(
         "  rows read {}, rejected {}, loaded {}; profiles created {}, updated {}, unchanged {}",
-        s.rows_read, s.rows_rejected, s.rows_loaded, s.profiles_created, s.profiles_updated, s.profiles_unchanged
+        s.rows_read,
+        s.rows_rejected,
+        s.rows_loaded,
+        s.profiles_created,
+        s.profiles_updated,
+        s.profiles_unchanged
     );
     println!(
         "  {} chunks in {:.1}s; {} rows stamped in the future held back",
@@ -122,6 +144,9 @@ pub fn print_summary(s: &RunSummary) {
         println!("  error: {error}");
     }
     if s.rows_rejected > 0 {
-        println!("  rejected rows and their reasons are in control.run_errors (run_id = '{}')", s.run_id);
+        println!(
+            "  rejected rows and their reasons are in control.run_errors (run_id = '{}')",
+            s.run_id
+        );
     }
 }

@@ -11,7 +11,11 @@ async fn initial_and_incremental_runs_leave_the_store_equal_to_the_source() {
     let warehouse = fleet.warehouse().await;
     create_users(&warehouse, 200_000).await;
     let applied = fleet.apply(&users_spec(&fleet, 10_000));
-    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
     fleet.start("all", &[]);
 
     let first = fleet.run("acme", "users");
@@ -34,7 +38,10 @@ async fn initial_and_incremental_runs_leave_the_store_equal_to_the_source() {
         .unwrap();
     let second = fleet.run("acme", "users");
     assert_eq!(second["status"], "succeeded", "{second}");
-    assert_eq!(second["rows_read"], 22_000, "only changed rows are read: {second}");
+    assert_eq!(
+        second["rows_read"], 22_000,
+        "only changed rows are read: {second}"
+    );
     assert_eq!(second["profiles_created"], 2_000);
     assert_eq!(second["profiles_updated"], 20_000);
     assert_store_equals_source(&fleet).await;
@@ -50,7 +57,11 @@ async fn a_loader_killed_mid_run_is_restarted_and_the_run_completes() {
     let mut fleet = Fleet::new().await;
     create_users(&fleet.warehouse().await, 100_000).await;
     let applied = fleet.apply(&users_spec(&fleet, 4_000));
-    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
     fleet.start("coordinator", &[]);
     fleet.start("extractor", &[]);
     fleet.start("transformer", &[]);
@@ -76,7 +87,10 @@ async fn a_loader_killed_mid_run_is_restarted_and_the_run_completes() {
         if loaded >= 3 {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(180), "no chunk loaded in time");
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "no chunk loaded in time"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     fleet.kill("loader");

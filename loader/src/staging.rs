@@ -30,8 +30,9 @@ fn column(batch: &RecordBatch, name: &str) -> Result<ArrayRef, StagingError> {
         .column_by_name(name)
         .ok_or_else(|| StagingError(format!("missing column {name:?}")))?;
     match array.data_type() {
-        DataType::Utf8View | DataType::LargeUtf8 => cast(array, &DataType::Utf8)
-            .map_err(|e| StagingError(format!("column {name:?}: {e}"))),
+        DataType::Utf8View | DataType::LargeUtf8 => {
+            cast(array, &DataType::Utf8).map_err(|e| StagingError(format!("column {name:?}: {e}")))
+        }
         _ => Ok(array.clone()),
     }
 }

@@ -122,7 +122,15 @@ impl Fleet {
 
     /// Runs an import and waits for it; returns the run summary.
     pub fn run(&self, workspace: &str, import: &str) -> serde_json::Value {
-        let out = self.sluice(&["run", import, "--workspace", workspace, "--wait", "--output", "json"]);
+        let out = self.sluice(&[
+            "run",
+            import,
+            "--workspace",
+            workspace,
+            "--wait",
+            "--output",
+            "json",
+        ]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
             panic!(
@@ -148,7 +156,11 @@ impl Fleet {
                     return status;
                 }
             }
-            assert!(start.elapsed() < timeout, "run {run_id} did not end in {timeout:?}; logs in {}", self.data_dir.display());
+            assert!(
+                start.elapsed() < timeout,
+                "run {run_id} did not end in {timeout:?}; logs in {}",
+                self.data_dir.display()
+            );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
@@ -257,13 +269,26 @@ const STORE_DIGEST: &str = "SELECT count(*), md5(coalesce(string_agg(
 
 /// (row count, md5 over rows ordered by key) of the source and of the profile store.
 pub async fn digests(fleet: &Fleet) -> ((i64, String), (i64, String)) {
-    let source = fleet.warehouse().await.query_one(SOURCE_DIGEST, &[]).await.unwrap();
-    let store = fleet.control().await.query_one(STORE_DIGEST, &[]).await.unwrap();
+    let source = fleet
+        .warehouse()
+        .await
+        .query_one(SOURCE_DIGEST, &[])
+        .await
+        .unwrap();
+    let store = fleet
+        .control()
+        .await
+        .query_one(STORE_DIGEST, &[])
+        .await
+        .unwrap();
     ((source.get(0), source.get(1)), (store.get(0), store.get(1)))
 }
 
 /// Asserts that the profile store holds exactly the source's rows.
 pub async fn assert_store_equals_source(fleet: &Fleet) {
     let (source, store) = digests(fleet).await;
-    assert_eq!(source, store, "profile store differs from the source (count, md5)");
+    assert_eq!(
+        source, store,
+        "profile store differs from the source (count, md5)"
+    );
 }

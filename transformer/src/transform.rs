@@ -78,7 +78,11 @@ pub async fn transform(
 ) -> Result<ChunkTransformed, TransformError> {
     let mut config = SessionConfig::new().with_target_partitions(1);
     // Plain Utf8 keeps the normalized schema the loader reads stable.
-    config.options_mut().execution.parquet.schema_force_view_types = false;
+    config
+        .options_mut()
+        .execution
+        .parquet
+        .schema_force_view_types = false;
     let ctx = SessionContext::new_with_config(config);
     ctx.register_object_store(
         &Url::parse(STORE_URL).expect("static url"),
