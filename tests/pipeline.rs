@@ -36,6 +36,22 @@ async fn initial_and_incremental_runs_leave_the_store_equal_to_the_source() {
         )
         .await
         .unwrap();
+    let before = common::digests(&fleet).await.1;
+    let dry = fleet.run_with("acme", "users", &["--dry-run"]);
+    assert_eq!(dry["status"], "succeeded", "{dry}");
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["rows_read"], 22_000, "{dry}");
+    assert_eq!(
+        dry["profiles_created"], 2_000,
+        "a dry run reports what it would do: {dry}"
+    );
+    assert_eq!(dry["profiles_updated"], 20_000, "{dry}");
+    assert_eq!(
+        common::digests(&fleet).await.1,
+        before,
+        "a dry run writes nothing"
+    );
+
     let second = fleet.run("acme", "users");
     assert_eq!(second["status"], "succeeded", "{second}");
     assert_eq!(

@@ -122,7 +122,12 @@ impl Fleet {
 
     /// Runs an import and waits for it; returns the run summary.
     pub fn run(&self, workspace: &str, import: &str) -> serde_json::Value {
-        let out = self.sluice(&[
+        self.run_with(workspace, import, &[])
+    }
+
+    /// Runs an import with extra flags (`--dry-run`) and waits for it.
+    pub fn run_with(&self, workspace: &str, import: &str, extra: &[&str]) -> serde_json::Value {
+        let mut args = vec![
             "run",
             import,
             "--workspace",
@@ -130,7 +135,9 @@ impl Fleet {
             "--wait",
             "--output",
             "json",
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let out = self.sluice(&args);
         let stdout = String::from_utf8_lossy(&out.stdout);
         serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
             panic!(
