@@ -13,7 +13,7 @@ use parquet::file::properties::WriterProperties;
 use sluice_proto::secrets::MasterKey;
 use sluice_proto::stage::{Delivered, Outgoing, Stage};
 use sluice_proto::topology::QueueRole;
-use sluice_proto::{ChunkExtracted, ChunkFailed, ChunkTask, ConnectionKind, StageError, StageName};
+use sluice_proto::{ChunkExtracted, ChunkTask, ConnectionKind, StageError, StageName};
 use std::sync::Arc;
 
 /// Rows per Arrow batch while reading.
@@ -102,12 +102,6 @@ impl Stage for Extractor {
     }
 
     fn on_give_up(&self, task: &ChunkTask, attempts: u32, error: &StageError) -> Vec<Outgoing> {
-        let failed = ChunkFailed {
-            chunk: task.work.chunk.clone(),
-            stage: StageName::Extract,
-            attempts,
-            error: error.clone(),
-        };
-        Outgoing::message(&failed).into_iter().collect()
+        sluice_proto::stage::report_failure(&task.work.chunk, StageName::Extract, attempts, error)
     }
 }

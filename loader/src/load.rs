@@ -13,8 +13,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sluice_proto::stage::{Delivered, Outgoing, Stage};
 use sluice_proto::topology::QueueRole;
 use sluice_proto::{
-    ChunkFailed, ChunkLoaded, ChunkTransformed, ChunkWork, ErrorCode, LoadStats, StageError,
-    StageName,
+    ChunkLoaded, ChunkTransformed, ChunkWork, ErrorCode, LoadStats, StageError, StageName,
 };
 use std::sync::Arc;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -192,12 +191,6 @@ impl Stage for Loader {
         attempts: u32,
         error: &StageError,
     ) -> Vec<Outgoing> {
-        let failed = ChunkFailed {
-            chunk: input.work.chunk.clone(),
-            stage: StageName::Load,
-            attempts,
-            error: error.clone(),
-        };
-        Outgoing::message(&failed).into_iter().collect()
+        sluice_proto::stage::report_failure(&input.work.chunk, StageName::Load, attempts, error)
     }
 }

@@ -37,6 +37,22 @@ impl Outgoing {
     }
 }
 
+/// The `ChunkFailed` report a pipeline stage publishes when it gives up on a chunk.
+pub fn report_failure(
+    chunk: &crate::messages::ChunkRef,
+    stage: crate::messages::StageName,
+    attempts: u32,
+    error: &StageError,
+) -> Vec<Outgoing> {
+    let failed = crate::messages::ChunkFailed {
+        chunk: chunk.clone(),
+        stage,
+        attempts,
+        error: error.clone(),
+    };
+    Outgoing::message(&failed).into_iter().collect()
+}
+
 /// What a stage call knows about its delivery.
 #[derive(Debug, Clone)]
 pub struct Delivered {

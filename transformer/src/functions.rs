@@ -82,47 +82,38 @@ pub fn parse_date(name: &str, format: DateFormat, tz: Tz) -> ScalarUDF {
     )
 }
 
-/// `sluice_json(text) -> text`: the value re-serialized if it is valid JSON, else NULL.
-pub fn json() -> ScalarUDF {
+/// A text-to-text function applying `f` to each non-NULL value (`f` sees NULL as `None`).
+fn text_udf(name: &str, f: fn(Option<&str>) -> Option<String>) -> ScalarUDF {
     create_udf(
-        "sluice_json",
+        name,
         vec![DataType::Utf8],
         DataType::Utf8,
         Volatility::Immutable,
-        Arc::new(|args| {
+        Arc::new(move |args| {
             let (array, len) = strings(args)?;
             let values = as_strings(&array)?;
             let mut out = StringBuilder::with_capacity(len, len * 16);
             for value in values.iter() {
-                out.append_option(
-                    value
-                        .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
-                        .map(|v| v.to_string()),
-                );
+                out.append_option(f(value));
             }
             Ok(ColumnarValue::Array(Arc::new(out.finish())))
         }),
     )
 }
 
+/// `sluice_json(text) -> text`: the value re-serialized if it is valid JSON, else NULL.
+pub fn json() -> ScalarUDF {
+    text_udf("sluice_json", |value| {
+        value
+            .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
+            .map(|v| v.to_string())
+    })
+}
+
 /// `sluice_identity_problem(text) -> text`: why an identity is unusable, or NULL if it is fine.
 pub fn identity_check() -> ScalarUDF {
-    create_udf(
-        "sluice_identity_problem",
-        vec![DataType::Utf8],
-        DataType::Utf8,
-        Volatility::Immutable,
-        Arc::new(|args| {
-            let (array, len) = strings(args)?;
-            let values = as_strings(&array)?;
-            let mut out = StringBuilder::with_capacity(len, len * 8);
-            for value in values.iter() {
-                out.append_option(match value {
-                    None => Some("identity is missing"),
-                    Some(v) => identity_problem(v),
-                });
-            }
-            Ok(ColumnarValue::Array(Arc::new(out.finish())))
-        }),
-    )
+    text_udf("sluice_identity_problem", |value| match value {
+        None => Some("identity is missing".to_string()),
+        Some(v) => identity_problem(v).map(str::to_string),
+    })
 }

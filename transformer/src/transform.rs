@@ -17,8 +17,8 @@ use parquet::file::properties::WriterProperties;
 use sluice_proto::stage::{Delivered, Outgoing, Stage};
 use sluice_proto::topology::QueueRole;
 use sluice_proto::{
-    ChunkExtracted, ChunkFailed, ChunkTransformed, ChunkWork, ErrorCode, RowRejection, StageError,
-    StageName, MAX_INLINE_REJECTIONS,
+    ChunkExtracted, ChunkTransformed, ChunkWork, ErrorCode, RowRejection, StageError, StageName,
+    MAX_INLINE_REJECTIONS,
 };
 use std::sync::Arc;
 use url::Url;
@@ -190,12 +190,11 @@ impl Stage for Transformer {
         attempts: u32,
         error: &StageError,
     ) -> Vec<Outgoing> {
-        let failed = ChunkFailed {
-            chunk: input.work.chunk.clone(),
-            stage: StageName::Transform,
+        sluice_proto::stage::report_failure(
+            &input.work.chunk,
+            StageName::Transform,
             attempts,
-            error: error.clone(),
-        };
-        Outgoing::message(&failed).into_iter().collect()
+            error,
+        )
     }
 }
