@@ -34,8 +34,18 @@ pub async fn export(settings: &Settings, workspace: &str) -> anyhow::Result<()> 
             "properties": row.get::<_, serde_json::Value>(1),
             "updated_at": updated_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         });
-        writeln!(out, "{line}")?;
+        if let Err(e) = writeln!(out, "{line}") {
+            return quiet_on_closed_pipe(e);
+        }
     }
-    out.flush()?;
-    Ok(())
+    out.flush().or_else(quiet_on_closed_pipe)
+}
+
+/// A reader that stopped reading (`| head`) is not an error.
+fn quiet_on_closed_pipe(e: std::io::Error) -> anyhow::Result<()> {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Ok(())
+    } else {
+        Err(e.into())
+    }
 }
