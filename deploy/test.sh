@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./deploy/services.sh >/dev/null
 cargo build --workspace --all-targets
-cargo test --workspace --all-targets -- --test-threads=2
+cargo test --workspace --all-targets --no-fail-fast -- --test-threads=2

@@ -286,7 +286,7 @@ imports:
         assert_eq!(spec.imports[0].settle_lag, Duration::from_secs(5));
         assert_eq!(
             spec.imports[0].mapping().columns(),
-            vec!["external_id", "first_name", "birthday"]
+            vec!["external_id", "birthday", "first_name"]
         );
     }
 
