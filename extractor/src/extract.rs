@@ -94,8 +94,6 @@ impl Stage for Extractor {
     async fn handle(&self, task: ChunkTask, _: &Delivered) -> Result<Vec<Outgoing>, StageError> {
         let chunk = &task.work.chunk;
         let span = tracing::info_span!("extract", run = %chunk.run_id, chunk = chunk.seq, workspace = chunk.workspace_id);
-        let _enter = span.enter();
-        drop(_enter);
         let extracted = tracing::Instrument::instrument(extract(&task, self), span).await?;
         tracing::info!(run = %chunk.run_id, chunk = chunk.seq, rows = extracted.rows_read, "chunk extracted");
         Ok(vec![Outgoing::message(&extracted)?])
