@@ -27,7 +27,7 @@ cleanup() {
   psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS ${ID}_wh WITH (FORCE)" -c "DROP DATABASE IF EXISTS ${ID}_store WITH (FORCE)" >/dev/null
   rm -rf "$DATA"
 }
-trap cleanup EXIT
+[ -n "${KEEP:-}" ] || trap cleanup EXIT
 
 now() { date +%s.%N; }
 rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", n / s }'; }

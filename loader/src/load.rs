@@ -4,7 +4,10 @@
 
 use crate::rate::RowRateLimiter;
 use crate::staging::stage_rows;
-use crate::upsert::{ANALYZE_STAGE, COPY_STAGE, CREATE_PROFILES, CREATE_STAGE, UPSERT_PROFILES};
+use crate::upsert::{
+    ANALYZE_STAGE, ANALYZE_STORE, COPY_STAGE, CREATE_PROFILES, CREATE_STAGE, STORE_STATS_STALE,
+    UPSERT_PROFILES,
+};
 use deadpool_postgres::Pool;
 use futures::pin_mut;
 use object_store::path::Path;
@@ -155,6 +158,17 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
         tx.rollback().await.map_err(store_error)?;
     } else {
         tx.commit().await.map_err(store_error)?;
+        let stale: bool = client
+            .query_one(STORE_STATS_STALE, &[])
+            .await
+            .map_err(store_error)?
+            .get(0);
+        if stale {
+            client
+                .batch_execute(ANALYZE_STORE)
+                .await
+                .map_err(store_error)?;
+        }
     }
     Ok(LoadStats {
         rows_loaded,

@@ -64,3 +64,14 @@ pub const UPSERT_PROFILES: &str = "WITH s AS (
 )
 SELECT (SELECT count(*) FROM u WHERE NOT created AND changed),
        (SELECT count(*) FROM s)";
+
+/// True when the store's tables changed by more than a fifth since they were last analyzed.
+/// The loader keeps their statistics fresh itself, so identity lookups stay index probes
+/// whether or not the server runs autovacuum.
+pub const STORE_STATS_STALE: &str =
+    "SELECT coalesce(bool_or(n_mod_since_analyze > greatest(1000, n_live_tup / 5)), false)
+  FROM pg_stat_user_tables
+ WHERE schemaname = 'profile_store' AND relname IN ('profiles', 'identities')";
+
+/// Refreshes the store's statistics.
+pub const ANALYZE_STORE: &str = "ANALYZE profile_store.profiles, profile_store.identities";
