@@ -7,7 +7,7 @@ use arrow::datatypes::DataType;
 use arrow::datatypes::{Date32Type, Float64Type, Int64Type, TimestampMicrosecondType};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde_json::{Map, Number, Value};
-use sluice_proto::{Mapping, PropertyType};
+use sluice_proto::{columns, Mapping, PropertyType};
 
 /// One row for the staging table.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,9 +40,9 @@ fn column(batch: &RecordBatch, name: &str) -> Result<ArrayRef, StagingError> {
 /// Converts a batch of the transformer's output into staging rows.
 pub fn stage_rows(batch: &RecordBatch, mapping: &Mapping) -> Result<Vec<StagedRow>, StagingError> {
     let (keys, times, ids) = (
-        column(batch, "__key")?,
-        column(batch, "__updated_at")?,
-        column(batch, "__external_id")?,
+        column(batch, columns::KEY)?,
+        column(batch, columns::UPDATED_AT)?,
+        column(batch, columns::EXTERNAL_ID)?,
     );
     let keys = keys.as_string::<i32>();
     let times = times.as_primitive::<TimestampMicrosecondType>();
@@ -50,7 +50,7 @@ pub fn stage_rows(batch: &RecordBatch, mapping: &Mapping) -> Result<Vec<StagedRo
     let properties: Vec<(&String, PropertyType, ArrayRef)> = mapping
         .properties
         .iter()
-        .map(|(name, p)| Ok((name, p.kind, column(batch, &format!("prop:{name}"))?)))
+        .map(|(name, p)| Ok((name, p.kind, column(batch, &columns::property(name))?)))
         .collect::<Result<_, StagingError>>()?;
 
     let mut rows = Vec::with_capacity(batch.num_rows());
@@ -125,12 +125,12 @@ mod tests {
         .unwrap();
         let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
         let schema = Schema::new(vec![
-            Field::new("__key", DataType::Utf8, false),
-            Field::new("__updated_at", ts, false),
-            Field::new("__external_id", DataType::Utf8, false),
-            Field::new("prop:name", DataType::Utf8, true),
-            Field::new("prop:points", DataType::Int64, true),
-            Field::new("prop:birthday", DataType::Date32, true),
+            Field::new(columns::KEY, DataType::Utf8, false),
+            Field::new(columns::UPDATED_AT, ts, false),
+            Field::new(columns::EXTERNAL_ID, DataType::Utf8, false),
+            Field::new(columns::property("name"), DataType::Utf8, true),
+            Field::new(columns::property("points"), DataType::Int64, true),
+            Field::new(columns::property("birthday"), DataType::Date32, true),
         ]);
         let columns: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from(vec!["1"])),

@@ -85,11 +85,6 @@ impl Bus {
         &self.topology
     }
 
-    /// True while the connection is up.
-    pub fn is_connected(&self) -> bool {
-        self.connection.status().connected()
-    }
-
     /// Publishes a message on the topic exchange and waits for the broker's confirm.
     pub async fn publish<M: Message>(
         &self,

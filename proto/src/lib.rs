@@ -3,6 +3,7 @@
 
 pub mod bounds;
 pub mod bus;
+pub mod columns;
 pub mod dateformat;
 pub mod envelope;
 pub mod error;

@@ -1,7 +1,6 @@
 //! Sluice's transformer: applies an import's mapping to a chunk with DataFusion (renames,
 //! casts, date parsing, identity checks) and splits it into accepted and rejected rows.
 
-pub mod columns;
 pub mod functions;
 pub mod mapping;
 pub mod transform;

@@ -1,20 +1,15 @@
 //! Turns an import's mapping into DataFusion expressions: one projection that normalizes every
 //! column, and one that names the first problem of each row (its column, value and reason).
 
-use crate::columns;
 use crate::functions;
 use arrow::datatypes::{DataType, Schema};
 use datafusion::functions::unicode::expr_fn::substring;
 use datafusion::logical_expr::{cast, ident, lit, try_cast, when, Expr};
 use datafusion::prelude::{btrim, concat, lower, trunc};
 use datafusion::scalar::ScalarValue;
+use sluice_proto::columns::{self, SOURCE_KEY, SOURCE_WATERMARK};
 use sluice_proto::dateformat::{parse_timezone, DateFormat};
 use sluice_proto::{Mapping, PropertyMapping, PropertyType};
-
-/// Columns the extractor writes ahead of the mapped ones.
-pub const SOURCE_KEY: &str = "__sluice_key";
-/// Column the extractor writes the watermark to.
-pub const SOURCE_WATERMARK: &str = "__sluice_watermark";
 
 const IDENTITY_PROBLEM: &str = "__identity_problem";
 

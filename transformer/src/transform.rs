@@ -102,7 +102,7 @@ pub async fn transform(
     let rejected_columns: Vec<usize> = plan.rejected.iter().map(index).collect();
     let accepted_schema = Arc::new(schema.project(&accepted_columns).expect("valid projection"));
     let rejected_schema = Arc::new(schema.project(&rejected_columns).expect("valid projection"));
-    let reason_column = index(&crate::columns::REJECT_REASON.to_string());
+    let reason_column = index(&sluice_proto::columns::REJECT_REASON.to_string());
 
     let mut accepted = writer(&deps.store, &work.objects.transformed, accepted_schema)?;
     let mut rejected = writer(&deps.store, &work.objects.rejected, rejected_schema)?;

@@ -3,7 +3,7 @@
 
 mod plan;
 mod read;
-pub use read::{chunk_schema, KEY_COLUMN, WATERMARK_COLUMN};
+pub use read::chunk_schema;
 mod sql;
 
 pub use sql::quote_ident;

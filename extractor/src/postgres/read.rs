@@ -18,10 +18,7 @@ use std::future::Future;
 use std::sync::Arc;
 use tokio_postgres::Row;
 
-/// Column the extractor writes the source key to.
-pub const KEY_COLUMN: &str = "__sluice_key";
-/// Column the extractor writes the watermark to (always a UTC timestamp).
-pub const WATERMARK_COLUMN: &str = "__sluice_watermark";
+use sluice_proto::columns::{SOURCE_KEY as KEY_COLUMN, SOURCE_WATERMARK as WATERMARK_COLUMN};
 
 /// How one selected column is decoded into Arrow.
 #[derive(Debug, Clone, Copy)]

@@ -1,4 +1,10 @@
-//! Column names of the normalized Parquet the transformer writes and the loader reads.
+//! Column names of the chunk objects stages hand each other: what the extractor writes and the
+//! transformer reads, and the normalized rows the transformer writes and the loader reads.
+
+/// Extracted chunk: the source row's key.
+pub const SOURCE_KEY: &str = "__sluice_key";
+/// Extracted chunk: the source row's watermark (always a UTC timestamp).
+pub const SOURCE_WATERMARK: &str = "__sluice_watermark";
 
 /// The source row's key, as text.
 pub const KEY: &str = "__key";
