@@ -6,6 +6,7 @@ use std::io::Write;
 
 const EXPORT_SQL: &str = "SELECT p.profile_id, p.properties, p.source_updated_at,
         coalesce(jsonb_object_agg(i.kind, i.value) FILTER (WHERE i.kind IS NOT NULL), '{}'::jsonb)
+          || jsonb_strip_nulls(jsonb_build_object('email', p.email, 'phone', p.phone))
    FROM profile_store.profiles p
    LEFT JOIN profile_store.identities i ON i.workspace_id = p.workspace_id AND i.profile_id = p.profile_id
   WHERE p.workspace_id = (SELECT id FROM control.workspaces WHERE name = $1)

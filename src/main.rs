@@ -2,6 +2,7 @@
 //! `transformer`, `loader`, or `all` in one process) and the admin commands.
 
 mod demo;
+mod errors;
 mod export;
 mod roles;
 mod settings;
@@ -58,6 +59,11 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
+    /// Runs and their row-level errors.
+    Runs {
+        #[command(subcommand)]
+        command: RunsCommand,
+    },
     /// Profiles in the profile store.
     Profiles {
         #[command(subcommand)]
@@ -65,6 +71,21 @@ enum Command {
     },
     /// Create a demo warehouse table, import it with every role in this process, and show the result.
     Demo(WorkerArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum RunsCommand {
+    /// Print a run's rejected rows with their reason codes.
+    Errors {
+        /// The run's id, as `sluice run` prints it.
+        run: String,
+        /// Write every rejected row as CSV: the source row's mapped columns, the reason last.
+        #[arg(long)]
+        csv: bool,
+        /// Rows to print (without --csv).
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -167,6 +188,9 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
             };
             trigger::run(settings, &request).await
         }
+        Command::Runs {
+            command: RunsCommand::Errors { run, csv, limit },
+        } => errors::print(settings, run, *csv, *limit).await,
         Command::Profiles {
             command: ProfilesCommand::Export { workspace },
         } => {

@@ -83,7 +83,10 @@ pub async fn run(
                 );
                 spawn(
                     &mut tasks,
-                    sluice_coordinator::Results { pool },
+                    sluice_coordinator::Results {
+                        pool,
+                        store: store.clone(),
+                    },
                     settings,
                     &options,
                     &shutdown,

@@ -126,14 +126,19 @@ pub fn print_summary(s: &RunSummary) {
         s.run_id, s.workspace, s.import, s.status
     );
     println!(
-        "  rows read {}, rejected {}, loaded {}; profiles created {}, updated {}, unchanged {}",
+        "  rows read {}, rejected {}, loaded {}, skipped {}; profiles created {}, updated {}, unchanged {}; ambiguous identities {}",
         s.rows_read,
         s.rows_rejected,
         s.rows_loaded,
+        s.rows_skipped,
         s.profiles_created,
         s.profiles_updated,
-        s.profiles_unchanged
+        s.profiles_unchanged,
+        s.identities_ambiguous
     );
+    for (reason, rows) in &s.rejected_by_reason {
+        println!("    rejected {reason}: {rows}");
+    }
     println!(
         "  {} chunks in {:.1}s; {} rows stamped in the future held back",
         s.chunks,
@@ -143,9 +148,19 @@ pub fn print_summary(s: &RunSummary) {
     if let Some(error) = &s.error {
         println!("  error: {error}");
     }
+    for row in &s.sample {
+        println!(
+            "    sample row {}: {} via {} {} -> {}",
+            row.row_key,
+            row.outcome,
+            row.identity_kind.as_deref().unwrap_or("-"),
+            row.identity_value.as_deref().unwrap_or("-"),
+            row.properties
+        );
+    }
     if s.rows_rejected > 0 {
         println!(
-            "  rejected rows and their reasons are in control.run_errors (run_id = '{}')",
+            "  rejected rows: `sluice runs errors {}` (add --csv for the failure report)",
             s.run_id
         );
     }

@@ -6,6 +6,7 @@ pub mod apply;
 pub mod commands;
 pub mod database;
 pub mod duration;
+pub mod errors;
 pub mod migrate;
 pub mod planner;
 pub mod results;
@@ -19,4 +20,7 @@ pub use results::Results;
 pub const SCHEMA: &str = "control";
 
 /// The control plane's migrations, in order: (version, SQL).
-pub const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_control.sql"))];
+pub const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../migrations/0001_control.sql")),
+    (2, include_str!("../migrations/0002_error_stream.sql")),
+];

@@ -1,17 +1,24 @@
-//! The results consumer: records each chunk's progress and stats, fails the run when a chunk
-//! gives up, and when every chunk is loaded ends the run and advances the watermark, in one
-//! transaction. Every update is idempotent, so redelivered results change nothing.
+//! The results consumer: records each chunk's progress, stats and rejected rows, fails the run
+//! when a chunk gives up, and when every chunk is loaded ends the run and advances the
+//! watermark, in one transaction. Every update is idempotent, so redelivered results change nothing.
 
+use crate::errors::{self, ErrorStreamError};
 use crate::runs;
 use deadpool_postgres::Pool;
+use object_store::ObjectStore;
 use sluice_proto::stage::{Delivered, Outgoing, Stage};
 use sluice_proto::topology::QueueRole;
-use sluice_proto::{ChunkRef, ChunkResult, ErrorCode, StageError};
+use sluice_proto::{
+    ChunkObjects, ChunkRef, ChunkResult, ErrorCode, RowRejection, StageError, StageName,
+};
+use std::sync::Arc;
 use tokio_postgres::Transaction;
 
-/// What the results consumer needs.
+/// What the results consumer needs: the control plane, and the object store the stages write
+/// rejected rows to.
 pub struct Results {
     pub pool: Pool,
+    pub store: Arc<dyn ObjectStore>,
 }
 
 fn store_error(e: impl std::fmt::Display) -> StageError {
@@ -24,17 +31,14 @@ const EXTRACTED: &str = "UPDATE control.chunks
   WHERE run_id = $1 AND seq = $2";
 
 const TRANSFORMED: &str = "UPDATE control.chunks
-    SET rows_accepted = $3, rows_rejected = $4, updated_at = now(),
+    SET rows_accepted = $3, rows_rejected = $4, rejected_by_reason = $5, updated_at = now(),
         status = CASE WHEN status IN ('pending', 'extracted') THEN 'transformed' ELSE status END
   WHERE run_id = $1 AND seq = $2";
 
-const REJECTION: &str =
-    "INSERT INTO control.run_errors (run_id, chunk_seq, row_key, column_name, value, reason)
-    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING";
-
 const LOADED: &str = "UPDATE control.chunks
     SET rows_loaded = $3, profiles_created = $4, profiles_updated = $5, profiles_unchanged = $6,
-        updated_at = now(), status = CASE WHEN status = 'failed' THEN status ELSE 'loaded' END
+        rows_skipped = $7, identities_ambiguous = $8, rows_rejected_load = $9,
+        load_rejected_by_reason = $10, sample = $11, updated_at = now(), status = CASE WHEN status = 'failed' THEN status ELSE 'loaded' END
   WHERE run_id = $1 AND seq = $2";
 
 const FAILED: &str = "UPDATE control.chunks
@@ -63,7 +67,8 @@ async fn complete_if_done(
     }
     let counts = tx
         .query_one(
-            "SELECT count(*) FILTER (WHERE status <> 'loaded'), coalesce(sum(rows_rejected), 0)::int8
+            "SELECT count(*) FILTER (WHERE status <> 'loaded'),
+                    coalesce(sum(rows_rejected + rows_rejected_load), 0)::int8
                FROM control.chunks WHERE run_id = $1",
             &[&chunk.run_id],
         )
@@ -97,10 +102,32 @@ async fn complete_if_done(
     Ok(())
 }
 
-/// Records one result in one transaction.
+/// Rejections a result points at, read from the object store before the transaction opens.
+async fn rejections_of(
+    store: &dyn ObjectStore,
+    result: &ChunkResult,
+) -> Result<Vec<RowRejection>, ErrorStreamError> {
+    match result {
+        ChunkResult::Transformed(m) if m.rows_rejected > 0 => {
+            errors::read_rejections(store, &m.work.objects.rejected).await
+        }
+        ChunkResult::Loaded(m) if m.stats.rows_rejected > 0 => {
+            let objects = ChunkObjects::for_chunk(&m.chunk);
+            errors::read_rejections(store, &objects.load_rejected).await
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).expect("stats serialize")
+}
+
+/// Records one result, and the rejected rows it reports, in one transaction.
 async fn record(
     client: &mut tokio_postgres::Client,
     result: &ChunkResult,
+    rejections: &[RowRejection],
 ) -> Result<(), tokio_postgres::Error> {
     let tx = client.transaction().await?;
     match result {
@@ -126,28 +153,16 @@ async fn record(
                     &(c.seq as i32),
                     &(m.rows_accepted as i64),
                     &(m.rows_rejected as i64),
+                    &json(&m.rejected_by_reason),
                 ],
             )
             .await?;
-            let insert = tx.prepare(REJECTION).await?;
-            for r in &m.rejections {
-                tx.execute(
-                    &insert,
-                    &[
-                        &c.run_id,
-                        &(c.seq as i32),
-                        &r.row_key,
-                        &r.column,
-                        &r.value,
-                        &r.reason,
-                    ],
-                )
-                .await?;
-            }
+            errors::record(&tx, c.run_id, c.seq, StageName::Transform, rejections).await?;
         }
         ChunkResult::Loaded(m) => {
             let c = &m.chunk;
             let s = &m.stats;
+            let sample = (!s.sample.is_empty()).then(|| json(&s.sample));
             tx.execute(
                 LOADED,
                 &[
@@ -157,9 +172,15 @@ async fn record(
                     &(s.profiles_created as i64),
                     &(s.profiles_updated as i64),
                     &(s.profiles_unchanged as i64),
+                    &(s.rows_skipped as i64),
+                    &(s.identities_ambiguous as i64),
+                    &(s.rows_rejected as i64),
+                    &json(&s.rejected_by_reason),
+                    &sample,
                 ],
             )
             .await?;
+            errors::record(&tx, c.run_id, c.seq, StageName::Load, rejections).await?;
             complete_if_done(&tx, c).await?;
         }
         ChunkResult::Failed(m) => {
@@ -200,8 +221,13 @@ impl Stage for Results {
         result: ChunkResult,
         _: &Delivered,
     ) -> Result<Vec<Outgoing>, StageError> {
+        let rejections = rejections_of(self.store.as_ref(), &result)
+            .await
+            .map_err(|e| StageError::retryable(ErrorCode::Storage, e.to_string()))?;
         let mut client = self.pool.get().await.map_err(store_error)?;
-        record(&mut client, &result).await.map_err(store_error)?;
+        record(&mut client, &result, &rejections)
+            .await
+            .map_err(store_error)?;
         Ok(Vec::new())
     }
 }

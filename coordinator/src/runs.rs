@@ -2,6 +2,8 @@
 //! it, and reading a run's summary with stats summed over its chunks.
 
 use serde::Serialize;
+use sluice_proto::SampleRow;
+use std::collections::BTreeMap;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
@@ -137,21 +139,43 @@ pub struct RunSummary {
     pub profiles_created: i64,
     pub profiles_updated: i64,
     pub profiles_unchanged: i64,
+    /// Rows that matched no profile and could not create one (`update_only`, `profile_id`).
+    pub rows_skipped: i64,
+    /// Rows resolved by an email or phone several profiles share (the most recent was used).
+    pub identities_ambiguous: i64,
+    pub rejected_by_reason: BTreeMap<String, i64>,
     pub rows_held_back_future: i64,
     pub chunks: i32,
     pub chunks_loaded: i64,
     pub duration_ms: Option<i64>,
     pub error_code: Option<String>,
     pub error: Option<String>,
+    /// Dry runs: up to 20 rows, the identity they matched, their outcome and properties.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sample: Vec<SampleRow>,
 }
 
 const SUMMARY_SQL: &str = "SELECT r.id, w.name, i.name, r.status, r.dry_run,
-        coalesce(sum(c.rows_read), 0)::int8, coalesce(sum(c.rows_rejected), 0)::int8,
+        coalesce(sum(c.rows_read), 0)::int8,
+        coalesce(sum(c.rows_rejected + c.rows_rejected_load), 0)::int8,
         coalesce(sum(c.rows_loaded), 0)::int8, coalesce(sum(c.profiles_created), 0)::int8,
         coalesce(sum(c.profiles_updated), 0)::int8, coalesce(sum(c.profiles_unchanged), 0)::int8,
         r.held_back_future, r.chunk_count, count(c.seq) FILTER (WHERE c.status = 'loaded'),
         (extract(epoch FROM (coalesce(r.finished_at, now()) - r.created_at)) * 1000)::int8,
-        r.error_code, r.error_message
+        r.error_code, r.error_message,
+        coalesce(sum(c.rows_skipped), 0)::int8, coalesce(sum(c.identities_ambiguous), 0)::int8,
+        (SELECT coalesce(jsonb_object_agg(code, n), '{}'::jsonb) FROM (
+            SELECT e.key AS code, sum(e.value::int8) AS n
+              FROM control.chunks c2
+             CROSS JOIN LATERAL (SELECT * FROM jsonb_each_text(c2.rejected_by_reason)
+                                 UNION ALL
+                                 SELECT * FROM jsonb_each_text(c2.load_rejected_by_reason)) e
+             WHERE c2.run_id = r.id GROUP BY e.key) x),
+        (SELECT coalesce(jsonb_agg(s.row ORDER BY s.seq, s.ord), '[]'::jsonb) FROM (
+            SELECT c3.seq, t.ord, t.row
+              FROM control.chunks c3, jsonb_array_elements(c3.sample) WITH ORDINALITY t(row, ord)
+             WHERE c3.run_id = r.id AND c3.sample IS NOT NULL
+             ORDER BY c3.seq, t.ord LIMIT 20) s)
    FROM control.runs r
    JOIN control.workspaces w ON w.id = r.workspace_id
    JOIN control.imports i ON i.id = r.import_id
@@ -185,5 +209,9 @@ pub async fn summary(
             duration_ms: r.get(14),
             error_code: r.get(15),
             error: r.get(16),
+            rows_skipped: r.get(17),
+            identities_ambiguous: r.get(18),
+            rejected_by_reason: serde_json::from_value(r.get(19)).unwrap_or_default(),
+            sample: serde_json::from_value(r.get(20)).unwrap_or_default(),
         }))
 }

@@ -3,8 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 use sluice_proto::dateformat::{parse_timezone, DateFormat};
+use sluice_proto::mapping::{property_name_problem, MAX_PROPERTIES};
 use sluice_proto::{
-    ConnectionKind, IdentityMapping, Mapping, PropertyMapping, PropertyType, SourceRelation,
+    ConnectionKind, IdentityKind, IdentityMapping, ImportMode, Mapping, PropertyMapping,
+    PropertyType, SourceRelation,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -73,9 +75,26 @@ pub struct ImportDecl {
     pub key: String,
     /// The "updated on" column.
     pub watermark: String,
+    /// Columns holding the row's identities: any of identity, external_id, alias_name +
+    /// alias_label, email, phone, profile_id.
     pub identity: IdentityMapping,
+    /// The order identities are tried in; identity > external_id > alias > email > phone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identity_precedence: Vec<IdentityKind>,
+    /// `upsert` (default) or `update_only`.
+    #[serde(default)]
+    pub mode: ImportMode,
     #[serde(default)]
     pub properties: BTreeMap<String, PropertyMapping>,
+    /// Properties given the same value on every row.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub constants: BTreeMap<String, serde_json::Value>,
+    /// A column holding a JSON object whose keys become properties.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    /// Timezone of zone-less date-times for every property that names none; UTC by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
     #[serde(default = "default_chunk_rows")]
     pub chunk_rows: u64,
     #[serde(default = "default_settle_lag", with = "crate::duration::serde_text")]
@@ -87,7 +106,12 @@ impl ImportDecl {
     pub fn mapping(&self) -> Mapping {
         Mapping {
             identity: self.identity.clone(),
+            precedence: self.identity_precedence.clone(),
+            mode: self.mode,
             properties: self.properties.clone(),
+            constants: self.constants.clone(),
+            payload: self.payload.clone(),
+            timezone: self.timezone.clone(),
         }
     }
 }
@@ -208,10 +232,7 @@ pub fn validate(spec: &SpecFile) -> Result<(), SpecError> {
         }
         check_name(&format!("{field}.key"), &import.key)?;
         check_name(&format!("{field}.watermark"), &import.watermark)?;
-        check_name(
-            &format!("{field}.identity.external_id"),
-            &import.identity.external_id,
-        )?;
+        validate_identity(&field, import)?;
         if import.key == import.watermark {
             return Err(invalid(
                 format!("{field}.key"),
@@ -227,14 +248,12 @@ pub fn validate(spec: &SpecFile) -> Result<(), SpecError> {
         if import.settle_lag > Duration::from_secs(86_400) {
             return Err(invalid(format!("{field}.settle_lag"), "must be at most 1d"));
         }
+        validate_values(&field, import)?;
         for (name, p) in &import.properties {
             let pfield = format!("{field}.properties.{name}");
             check_name(&pfield, name)?;
-            if name.starts_with("__") {
-                return Err(invalid(
-                    pfield,
-                    "property names starting with __ are reserved",
-                ));
+            if let Some(problem) = property_name_problem(name) {
+                return Err(invalid(pfield, problem));
             }
             check_name(&format!("{pfield}.column"), &p.column)?;
             let dated = matches!(p.kind, PropertyType::Date | PropertyType::Datetime);
@@ -251,6 +270,83 @@ pub fn validate(spec: &SpecFile) -> Result<(), SpecError> {
             parse_timezone(p.timezone.as_deref())
                 .map_err(|e| invalid(format!("{pfield}.timezone"), e))?;
         }
+    }
+    Ok(())
+}
+
+/// Checks the identity columns and their precedence.
+fn validate_identity(field: &str, import: &ImportDecl) -> Result<(), SpecError> {
+    let identity = &import.identity;
+    for (f, column) in identity.fields() {
+        check_name(&format!("{field}.identity.{}", f.as_str()), column)?;
+    }
+    match (&identity.alias_name, &identity.alias_label) {
+        (Some(_), None) => {
+            return Err(invalid(
+                format!("{field}.identity.alias_label"),
+                "an alias needs both alias_name and alias_label",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                format!("{field}.identity.alias_name"),
+                "an alias needs both alias_name and alias_label",
+            ))
+        }
+        _ => {}
+    }
+    if identity.fields().is_empty() {
+        return Err(invalid(
+            format!("{field}.identity"),
+            "map at least one identity column: identity, external_id, alias_name + alias_label, email, phone or profile_id",
+        ));
+    }
+    let mut seen = Vec::new();
+    for (i, kind) in import.identity_precedence.iter().enumerate() {
+        let pfield = format!("{field}.identity_precedence[{i}]");
+        if seen.contains(kind) {
+            return Err(invalid(
+                pfield,
+                format!("{} is listed twice", kind.as_str()),
+            ));
+        }
+        if !identity.has(*kind) {
+            return Err(invalid(
+                pfield,
+                format!("{} is not mapped under identity", kind.as_str()),
+            ));
+        }
+        seen.push(*kind);
+    }
+    Ok(())
+}
+
+/// Checks constants, the payload column, the import's timezone and the property count.
+fn validate_values(field: &str, import: &ImportDecl) -> Result<(), SpecError> {
+    for (name, value) in &import.constants {
+        let cfield = format!("{field}.constants.{name}");
+        check_name(&cfield, name)?;
+        if let Some(problem) = property_name_problem(name) {
+            return Err(invalid(cfield, problem));
+        }
+        if import.properties.contains_key(name) {
+            return Err(invalid(cfield, "is also mapped under properties"));
+        }
+        if value.is_null() {
+            return Err(invalid(cfield, "a constant must have a value"));
+        }
+    }
+    if let Some(payload) = &import.payload {
+        check_name(&format!("{field}.payload"), payload)?;
+    }
+    parse_timezone(import.timezone.as_deref())
+        .map_err(|e| invalid(format!("{field}.timezone"), e))?;
+    let count = import.properties.len() + import.constants.len();
+    if count > MAX_PROPERTIES {
+        return Err(invalid(
+            format!("{field}.properties"),
+            format!("{count} properties and constants; at most {MAX_PROPERTIES} are allowed"),
+        ));
     }
     Ok(())
 }
@@ -305,6 +401,66 @@ imports:
         assert!(err.to_string().contains("text"), "{err}");
         let err = parse(&GOOD.replace("settle_lag: 5s", "settle_lag: 5")).unwrap_err();
         assert!(err.to_string().contains("no unit"), "{err}");
+    }
+
+    #[test]
+    fn identities_precedence_and_constants_are_checked_by_field() {
+        let with = |from: &str, to: &str| parse(&GOOD.replace(from, to)).unwrap_err();
+        let err = with("identity: { external_id: external_id }", "identity: {}");
+        assert_eq!(err.field, "imports.users.identity");
+        let err = with(
+            "identity: { external_id: external_id }",
+            "identity: { alias_name: a }",
+        );
+        assert_eq!(err.field, "imports.users.identity.alias_label");
+        let err = with(
+            "identity: { external_id: external_id }",
+            "identity: { external_id: external_id }\n    identity_precedence: [email]",
+        );
+        assert_eq!(err.field, "imports.users.identity_precedence[0]");
+        let err = with(
+            "chunk_rows: 50000",
+            "chunk_rows: 50000\n    constants: { profile_id: 3 }",
+        );
+        assert_eq!(err.field, "imports.users.constants.profile_id");
+        let err = with("first_name: {", "__first_name: {");
+        assert_eq!(err.field, "imports.users.properties.__first_name");
+        let err = with(
+            "chunk_rows: 50000",
+            "chunk_rows: 50000\n    timezone: Mars/Base",
+        );
+        assert_eq!(err.field, "imports.users.timezone");
+        let err = with(
+            "chunk_rows: 50000",
+            "chunk_rows: 50000\n    mode: sometimes",
+        );
+        assert!(err.to_string().contains("sometimes"), "{err}");
+    }
+
+    #[test]
+    fn a_full_mapping_parses() {
+        let spec = parse(&GOOD.replace(
+            "identity: { external_id: external_id }",
+            "identity: { external_id: external_id, email: email, phone: phone }
+    identity_precedence: [email, external_id]
+    mode: update_only
+    payload: attributes
+    timezone: Europe/Paris
+    constants: { source: warehouse, tier: 2 }",
+        ))
+        .unwrap();
+        let mapping = spec.imports[0].mapping();
+        assert_eq!(mapping.mode, ImportMode::UpdateOnly);
+        assert_eq!(
+            mapping.precedence(),
+            vec![
+                IdentityKind::Email,
+                IdentityKind::ExternalId,
+                IdentityKind::Phone
+            ]
+        );
+        assert_eq!(mapping.constants["tier"], serde_json::json!(2));
+        assert_eq!(mapping.payload.as_deref(), Some("attributes"));
     }
 
     #[test]

@@ -1,8 +1,10 @@
-//! Sluice's loader: identity resolution and set-based upserts into the profile store, with a
-//! per-workspace rate limit, and the schema of the store.
+//! Sluice's loader: identity resolution, the schema registry and set-based upserts into the
+//! profile store, with a per-workspace rate limit, and the schema of the store.
 
 pub mod load;
 pub mod rate;
+pub mod registry;
+pub mod resolve;
 pub mod staging;
 pub mod upsert;
 
@@ -13,4 +15,10 @@ pub use rate::RowRateLimiter;
 pub const SCHEMA: &str = "profile_store";
 
 /// The profile store's migrations, in order: (version, SQL).
-pub const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_profile_store.sql"))];
+pub const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../migrations/0001_profile_store.sql")),
+    (
+        2,
+        include_str!("../migrations/0002_identities_and_registry.sql"),
+    ),
+];

@@ -1,22 +1,27 @@
-//! The load stage: stages a chunk's accepted rows with binary COPY, creates profiles for unknown
-//! identities and applies the upsert, all in one transaction; a dry run rolls it back and
-//! reports what it would have done.
+//! The load stage: checks a chunk's accepted rows against the schema registry, stages them
+//! with binary COPY, resolves their identities, creates profiles for unknown ones and applies
+//! the upsert, all in one transaction; a dry run rolls it back and reports what it would have
+//! done, with a sample of rows.
 
 use crate::rate::RowRateLimiter;
-use crate::staging::stage_rows;
-use crate::upsert::{
-    ANALYZE_STAGE, ANALYZE_STORE, COPY_STAGE, CREATE_PROFILES, CREATE_STAGE, STORE_STATS_STALE,
-    UPSERT_PROFILES,
+use crate::registry::Registry;
+use crate::resolve::{
+    resolve_statement, ANALYZE_STAGE, ATTACH_IDENTITIES, COPY_STAGE, CREATE_PROFILES, CREATE_STAGE,
+    RESOLUTION_COUNTS, SAMPLE,
 };
+use crate::staging::stage_rows;
+use crate::upsert::{ANALYZE_STORE, STORE_STATS_STALE, UPSERT_PROFILES};
 use deadpool_postgres::Pool;
 use futures::pin_mut;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use sluice_proto::rejection;
 use sluice_proto::stage::{Delivered, Outgoing, Stage};
 use sluice_proto::topology::QueueRole;
 use sluice_proto::{
-    ChunkLoaded, ChunkTransformed, ChunkWork, ErrorCode, LoadStats, StageError, StageName,
+    ChunkLoaded, ChunkTransformed, ChunkWork, ErrorCode, ImportMode, LoadStats, SampleRow,
+    StageError, StageName, MAX_SAMPLE_ROWS,
 };
 use std::sync::Arc;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -65,7 +70,10 @@ fn store_error(e: tokio_postgres::Error) -> LoadError {
         {
             LoadError::Conflict(e.to_string())
         }
-        _ => LoadError::Store(e.to_string()),
+        _ => LoadError::Store(match e.as_db_error() {
+            Some(db) => db.to_string(),
+            None => e.to_string(),
+        }),
     }
 }
 
@@ -85,6 +93,7 @@ pub async fn load(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErro
 
 async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadError> {
     let workspace = work.chunk.workspace_id;
+    let mapping = &work.mapping;
     // The normalized chunk is compressed and bounded by chunk_rows; it is read whole.
     let bytes = deps
         .store
@@ -100,6 +109,11 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
         .build()
         .map_err(|e| LoadError::Storage(e.to_string()))?;
 
+    let registrar = deps
+        .pool
+        .get()
+        .await
+        .map_err(|e| LoadError::Store(e.to_string()))?;
     let mut client = deps
         .pool
         .get()
@@ -114,26 +128,58 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
             Type::TEXT,
             Type::TIMESTAMPTZ,
             Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
             Type::JSONB,
             Type::TEXT_ARRAY,
         ],
     );
     pin_mut!(writer);
+    let mut registry = Registry::default();
+    let mut rejections = Vec::new();
     let mut rows_loaded = 0u64;
     for batch in batches {
         let batch = batch.map_err(|e| LoadError::Storage(e.to_string()))?;
-        let rows = stage_rows(&batch, &work.mapping)?;
+        let rows = stage_rows(&batch, mapping)?;
+        registry
+            .learn(
+                &**registrar,
+                workspace,
+                work.chunk.import_id,
+                mapping,
+                &rows,
+                work.dry_run,
+            )
+            .await
+            .map_err(store_error)?;
+        let (rows, rejected) = registry.check(mapping, rows);
+        rejections.extend(rejected);
         if !work.dry_run {
             deps.limiter.acquire(workspace, rows.len()).await;
         }
         for row in &rows {
+            let props = serde_json::Value::Object(row.props.clone());
             writer
                 .as_mut()
                 .write(&[
                     &row.key,
                     &row.updated_at,
+                    &row.identity,
                     &row.external_id,
-                    &row.props,
+                    &row.alias_kind,
+                    &row.alias_name,
+                    &row.email,
+                    &row.phone,
+                    &row.profile_ref,
+                    &row.create_kind,
+                    &row.create_value,
+                    &props,
                     &row.unset,
                 ])
                 .await
@@ -142,18 +188,51 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
         rows_loaded += rows.len() as u64;
     }
     writer.finish().await.map_err(store_error)?;
+    drop(registrar);
     tx.batch_execute(ANALYZE_STAGE).await.map_err(store_error)?;
 
-    let created = tx
-        .execute(CREATE_PROFILES, &[&workspace])
+    tx.execute(&resolve_statement(&mapping.precedence()), &[&workspace])
+        .await
+        .map_err(store_error)?;
+    let created = match mapping.mode {
+        ImportMode::Upsert => {
+            let count: i64 = tx
+                .query_one(CREATE_PROFILES, &[&workspace])
+                .await
+                .map_err(store_error)?
+                .get(0);
+            count as u64
+        }
+        ImportMode::UpdateOnly => 0,
+    };
+    tx.execute(ATTACH_IDENTITIES, &[&workspace])
         .await
         .map_err(store_error)?;
     let counts = tx
-        .query_one(UPSERT_PROFILES, &[&workspace])
+        .query_one(RESOLUTION_COUNTS, &[])
         .await
         .map_err(store_error)?;
-    let updated: i64 = counts.get(0);
-    let distinct: i64 = counts.get(1);
+    let (skipped, ambiguous, existing): (i64, i64, i64) =
+        (counts.get(0), counts.get(1), counts.get(2));
+    let sample = if work.dry_run {
+        sample(&tx, workspace).await?
+    } else {
+        Vec::new()
+    };
+    let updated: i64 = tx
+        .query_one(UPSERT_PROFILES, &[&workspace])
+        .await
+        .map_err(store_error)?
+        .get(0);
+    if !rejections.is_empty() {
+        deps.store
+            .put(
+                &Path::from(work.objects.load_rejected.as_str()),
+                rejection::to_json_lines(&rejections).into(),
+            )
+            .await
+            .map_err(|e| LoadError::Storage(e.to_string()))?;
+    }
     if work.dry_run {
         tx.rollback().await.map_err(store_error)?;
     } else {
@@ -174,8 +253,35 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
         rows_loaded,
         profiles_created: created,
         profiles_updated: updated as u64,
-        profiles_unchanged: (distinct as u64).saturating_sub(created + updated as u64),
+        profiles_unchanged: (existing - updated).max(0) as u64,
+        rows_skipped: skipped as u64,
+        identities_ambiguous: ambiguous as u64,
+        rows_rejected: rejections.len() as u64,
+        rejected_by_reason: rejection::count_by_reason(rejections.iter().map(|r| &r.reason)),
+        sample,
     })
+}
+
+/// The dry run's sample rows, read from the staging table before the upsert.
+async fn sample(
+    tx: &tokio_postgres::Transaction<'_>,
+    workspace: i64,
+) -> Result<Vec<SampleRow>, LoadError> {
+    let rows = tx
+        .query(SAMPLE, &[&workspace, &(MAX_SAMPLE_ROWS as i64)])
+        .await
+        .map_err(store_error)?;
+    Ok(rows
+        .iter()
+        .map(|r| SampleRow {
+            row_key: r.get(0),
+            identity_kind: r.get(1),
+            identity_value: r.get(2),
+            profile_id: r.get(3),
+            outcome: r.get(4),
+            properties: r.get(5),
+        })
+        .collect())
 }
 
 impl Stage for Loader {

@@ -1,5 +1,6 @@
-//! Turns normalized Arrow rows into staging rows: key, updated_at, external id, the properties
-//! to set (as one JSON object) and the properties to remove (mapped columns that are NULL).
+//! Turns normalized Arrow rows into staging rows: key, updated_at, the row's identities (and
+//! the one it would create a profile by), the properties to set (mapped, payload and
+//! constants, as one JSON object) and the properties to remove (NULL values).
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::cast;
@@ -7,15 +8,26 @@ use arrow::datatypes::DataType;
 use arrow::datatypes::{Date32Type, Float64Type, Int64Type, TimestampMicrosecondType};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde_json::{Map, Number, Value};
-use sluice_proto::{columns, Mapping, PropertyType};
+use sluice_proto::{columns, IdentityField, IdentityKind, Mapping, PropertyType};
 
 /// One row for the staging table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StagedRow {
     pub key: String,
     pub updated_at: DateTime<Utc>,
-    pub external_id: String,
-    pub props: Value,
+    pub identity: Option<String>,
+    pub external_id: Option<String>,
+    /// `alias:<label>`, the identity kind an alias is stored under.
+    pub alias_kind: Option<String>,
+    pub alias_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub profile_ref: Option<i64>,
+    /// The identity a new profile is created by: the first in precedence the row carries
+    /// (never `profile_id`).
+    pub create_kind: Option<String>,
+    pub create_value: Option<String>,
+    pub props: Map<String, Value>,
     pub unset: Vec<String>,
 }
 
@@ -37,26 +49,59 @@ fn column(batch: &RecordBatch, name: &str) -> Result<ArrayRef, StagingError> {
     }
 }
 
+/// The text of a row in an optional text column.
+fn text_at(array: &Option<ArrayRef>, row: usize) -> Option<String> {
+    let array = array.as_ref()?;
+    (!array.is_null(row)).then(|| array.as_string::<i32>().value(row).to_string())
+}
+
 /// Converts a batch of the transformer's output into staging rows.
 pub fn stage_rows(batch: &RecordBatch, mapping: &Mapping) -> Result<Vec<StagedRow>, StagingError> {
-    let (keys, times, ids) = (
-        column(batch, columns::KEY)?,
-        column(batch, columns::UPDATED_AT)?,
-        column(batch, columns::EXTERNAL_ID)?,
-    );
+    let keys = column(batch, columns::KEY)?;
+    let times = column(batch, columns::UPDATED_AT)?;
     let keys = keys.as_string::<i32>();
     let times = times.as_primitive::<TimestampMicrosecondType>();
-    let ids = ids.as_string::<i32>();
+    let identity_column = |field: IdentityField| -> Result<Option<ArrayRef>, StagingError> {
+        match mapping.identity.column(field) {
+            Some(_) => column(batch, &columns::identity(field)).map(Some),
+            None => Ok(None),
+        }
+    };
+    let ids: Vec<(IdentityField, Option<ArrayRef>)> = IdentityField::ALL
+        .iter()
+        .map(|f| Ok((*f, identity_column(*f)?)))
+        .collect::<Result<_, StagingError>>()?;
+    let id = |field: IdentityField, row: usize| text_at(&ids[field as usize].1, row);
     let properties: Vec<(&String, PropertyType, ArrayRef)> = mapping
         .properties
         .iter()
         .map(|(name, p)| Ok((name, p.kind, column(batch, &columns::property(name))?)))
         .collect::<Result<_, StagingError>>()?;
+    let payload = match &mapping.payload {
+        Some(_) => Some(column(batch, columns::PAYLOAD)?),
+        None => None,
+    };
+    let precedence = mapping.precedence();
 
     let mut rows = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
+        let key = keys.value(row).to_string();
         let mut props = Map::new();
         let mut unset = Vec::new();
+        if let Some(text) = text_at(&payload, row) {
+            let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&text) else {
+                return Err(StagingError(format!(
+                    "row {key}: the payload is not a JSON object"
+                )));
+            };
+            for (name, value) in map {
+                if value.is_null() {
+                    unset.push(name);
+                } else {
+                    props.insert(name, value);
+                }
+            }
+        }
         for (name, kind, array) in &properties {
             match value(*kind, array.as_ref(), row) {
                 Some(v) => {
@@ -65,18 +110,56 @@ pub fn stage_rows(batch: &RecordBatch, mapping: &Mapping) -> Result<Vec<StagedRo
                 None => unset.push((*name).clone()),
             }
         }
-        let updated_at = DateTime::from_timestamp_micros(times.value(row)).ok_or_else(|| {
-            StagingError(format!("row {}: updated_at out of range", keys.value(row)))
-        })?;
-        rows.push(StagedRow {
-            key: keys.value(row).to_string(),
+        for (name, value) in &mapping.constants {
+            props.insert(name.clone(), value.clone());
+        }
+        let updated_at = DateTime::from_timestamp_micros(times.value(row))
+            .ok_or_else(|| StagingError(format!("row {key}: updated_at out of range")))?;
+        let alias_name = id(IdentityField::AliasName, row);
+        let alias_kind = id(IdentityField::AliasLabel, row).map(|label| format!("alias:{label}"));
+        let mut staged = StagedRow {
+            key,
             updated_at,
-            external_id: ids.value(row).to_string(),
-            props: Value::Object(props),
+            identity: id(IdentityField::Identity, row),
+            external_id: id(IdentityField::ExternalId, row),
+            alias_kind,
+            alias_name,
+            email: id(IdentityField::Email, row),
+            phone: id(IdentityField::Phone, row),
+            profile_ref: id(IdentityField::ProfileId, row).and_then(|v| v.parse().ok()),
+            create_kind: None,
+            create_value: None,
+            props,
             unset,
-        });
+        };
+        (staged.create_kind, staged.create_value) = creating_identity(&staged, &precedence);
+        rows.push(staged);
     }
     Ok(rows)
+}
+
+/// The first identity in `precedence` the row carries that can create a profile.
+fn creating_identity(
+    row: &StagedRow,
+    precedence: &[IdentityKind],
+) -> (Option<String>, Option<String>) {
+    for kind in precedence {
+        let found = match kind {
+            IdentityKind::Identity => row.identity.clone().map(|v| ("identity".to_string(), v)),
+            IdentityKind::ExternalId => row
+                .external_id
+                .clone()
+                .map(|v| ("external_id".to_string(), v)),
+            IdentityKind::Alias => row.alias_kind.clone().zip(row.alias_name.clone()),
+            IdentityKind::Email => row.email.clone().map(|v| ("email".to_string(), v)),
+            IdentityKind::Phone => row.phone.clone().map(|v| ("phone".to_string(), v)),
+            IdentityKind::ProfileId => None,
+        };
+        if let Some((kind, value)) = found {
+            return (Some(kind), Some(value));
+        }
+    }
+    (None, None)
 }
 
 /// A property's JSON value, or `None` when it is NULL (the property is then removed).
@@ -112,6 +195,25 @@ mod tests {
     use arrow::datatypes::{Field, Schema, TimeUnit};
     use std::sync::Arc;
 
+    fn batch(fields: Vec<(String, ArrayRef)>) -> RecordBatch {
+        let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        let mut schema = vec![
+            Field::new(columns::KEY, DataType::Utf8, false),
+            Field::new(columns::UPDATED_AT, ts, false),
+        ];
+        let mut arrays: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec!["1"])),
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![1_700_000_000_000_000]).with_timezone("UTC"),
+            ),
+        ];
+        for (name, array) in fields {
+            schema.push(Field::new(name, array.data_type().clone(), true));
+            arrays.push(array);
+        }
+        RecordBatch::try_new(Arc::new(Schema::new(schema)), arrays).unwrap()
+    }
+
     #[test]
     fn nulls_become_removals_and_values_keep_their_types() {
         let mapping: Mapping = serde_json::from_value(serde_json::json!({
@@ -120,35 +222,89 @@ mod tests {
                 "name": {"column": "n", "type": "string"},
                 "points": {"column": "p", "type": "integer"},
                 "birthday": {"column": "b", "type": "date"}
-            }
+            },
+            "constants": {"source": "warehouse"}
         }))
         .unwrap();
-        let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-        let schema = Schema::new(vec![
-            Field::new(columns::KEY, DataType::Utf8, false),
-            Field::new(columns::UPDATED_AT, ts, false),
-            Field::new(columns::EXTERNAL_ID, DataType::Utf8, false),
-            Field::new(columns::property("name"), DataType::Utf8, true),
-            Field::new(columns::property("points"), DataType::Int64, true),
-            Field::new(columns::property("birthday"), DataType::Date32, true),
-        ]);
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from(vec!["1"])),
-            Arc::new(
-                TimestampMicrosecondArray::from(vec![1_700_000_000_000_000]).with_timezone("UTC"),
-            ),
-            Arc::new(StringArray::from(vec!["u1"])),
-            Arc::new(StringArray::from(vec![Some("Ada")])),
-            Arc::new(Int64Array::from(vec![None::<i64>])),
-            Arc::new(Date32Array::from(vec![Some(19_000)])),
-        ];
-        let batch = RecordBatch::try_new(Arc::new(schema), columns).unwrap();
-        let rows = stage_rows(&batch, &mapping).unwrap();
+        let rows = stage_rows(
+            &batch(vec![
+                (
+                    columns::identity(IdentityField::ExternalId),
+                    Arc::new(StringArray::from(vec!["u1"])),
+                ),
+                (
+                    columns::property("name"),
+                    Arc::new(StringArray::from(vec![Some("Ada")])),
+                ),
+                (
+                    columns::property("points"),
+                    Arc::new(Int64Array::from(vec![None::<i64>])),
+                ),
+                (
+                    columns::property("birthday"),
+                    Arc::new(Date32Array::from(vec![Some(19_000)])),
+                ),
+            ]),
+            &mapping,
+        )
+        .unwrap();
         assert_eq!(
-            rows[0].props,
-            serde_json::json!({"name": "Ada", "birthday": "2022-01-08"})
+            Value::Object(rows[0].props.clone()),
+            serde_json::json!({"name": "Ada", "birthday": "2022-01-08", "source": "warehouse"})
         );
         assert_eq!(rows[0].unset, vec!["points".to_string()]);
-        assert_eq!(rows[0].external_id, "u1");
+        assert_eq!(rows[0].external_id.as_deref(), Some("u1"));
+        assert_eq!(rows[0].create_kind.as_deref(), Some("external_id"));
+    }
+
+    #[test]
+    fn payload_keys_expand_and_email_creates_when_it_comes_first() {
+        let mapping: Mapping = serde_json::from_value(serde_json::json!({
+            "identity": {"phone": "p", "email": "e", "alias_name": "an", "alias_label": "al"},
+            "precedence": ["email"],
+            "properties": {},
+            "payload": "extra"
+        }))
+        .unwrap();
+        let text = |v: Option<&str>| Arc::new(StringArray::from(vec![v])) as ArrayRef;
+        let rows = stage_rows(
+            &batch(vec![
+                (
+                    columns::identity(IdentityField::AliasName),
+                    text(Some("crm-1")),
+                ),
+                (
+                    columns::identity(IdentityField::AliasLabel),
+                    text(Some("crm")),
+                ),
+                (
+                    columns::identity(IdentityField::Email),
+                    text(Some("a@example.com")),
+                ),
+                (
+                    columns::identity(IdentityField::Phone),
+                    text(Some("+4712345678")),
+                ),
+                (
+                    columns::PAYLOAD.to_string(),
+                    text(Some(r#"{"tier": 2, "gone": null}"#)),
+                ),
+            ]),
+            &mapping,
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(rows[0].props.clone()),
+            serde_json::json!({"tier": 2})
+        );
+        assert_eq!(rows[0].unset, vec!["gone".to_string()]);
+        assert_eq!(rows[0].alias_kind.as_deref(), Some("alias:crm"));
+        assert_eq!(
+            (
+                rows[0].create_kind.as_deref(),
+                rows[0].create_value.as_deref()
+            ),
+            (Some("email"), Some("a@example.com"))
+        );
     }
 }

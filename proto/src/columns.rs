@@ -10,17 +10,21 @@ pub const SOURCE_WATERMARK: &str = "__sluice_watermark";
 pub const KEY: &str = "__key";
 /// The source row's watermark (UTC, microseconds).
 pub const UPDATED_AT: &str = "__updated_at";
-/// The row's external id, trimmed.
-pub const EXTERNAL_ID: &str = "__external_id";
+/// The row's payload: a JSON object of the properties it adds.
+pub const PAYLOAD: &str = "__payload";
 /// Source column a rejected row failed on.
 pub const REJECT_COLUMN: &str = "__reject_column";
 /// The failing value, truncated.
 pub const REJECT_VALUE: &str = "__reject_value";
-/// Why the row was rejected.
+/// Why the row was rejected: its reason code, `REASON_SEPARATOR`, and the message.
 pub const REJECT_REASON: &str = "__reject_reason";
+/// Separates the code from the message in `REJECT_REASON`.
+pub const REASON_SEPARATOR: char = '\u{1f}';
 
-/// Values in rejection reports are cut to this many characters.
-pub const MAX_VALUE_CHARS: i64 = 200;
+/// The column holding a normalized identity field.
+pub fn identity(field: crate::mapping::IdentityField) -> String {
+    format!("id:{}", field.as_str())
+}
 
 /// The column holding a property's normalized value.
 pub fn property(name: &str) -> String {

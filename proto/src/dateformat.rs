@@ -61,7 +61,7 @@ impl DateFormat {
                     }
                 }
                 let date = NaiveDate::parse_from_str(value, "%Y-%m-%d").ok()?;
-                local(date.and_hms_opt(0, 0, 0)?, tz)
+                local(date_only(date)?, tz)
             }
             DateFormat::Pattern {
                 chrono,
@@ -76,7 +76,7 @@ impl DateFormat {
                     local(NaiveDateTime::parse_from_str(value, chrono).ok()?, tz)
                 } else {
                     let date = NaiveDate::parse_from_str(value, chrono).ok()?;
-                    local(date.and_hms_opt(0, 0, 0)?, tz)
+                    local(date_only(date)?, tz)
                 }
             }
         }
@@ -100,6 +100,12 @@ impl DateFormat {
         self.parse_datetime(value, tz)
             .map(|t| t.with_timezone(&tz).date_naive())
     }
+}
+
+/// A date-time given as a date alone is read as 00:00:01 that day (the time CleverTap uses),
+/// so it stays distinguishable from an explicit midnight.
+fn date_only(date: NaiveDate) -> Option<NaiveDateTime> {
+    date.and_hms_opt(0, 0, 1)
 }
 
 /// Reads an IANA timezone name; UTC when absent.
@@ -259,6 +265,19 @@ mod tests {
         assert_eq!(
             t.parse_datetime("2024-01-02T03:04:05", Tz::UTC),
             Some(utc("2024-01-02T03:04:05Z"))
+        );
+    }
+
+    #[test]
+    fn a_date_without_time_is_one_second_past_midnight() {
+        let f = DateFormat::parse(Some("yyyy-MM-dd")).unwrap();
+        assert_eq!(
+            f.parse_datetime("2024-07-01", Tz::UTC),
+            Some(utc("2024-07-01T00:00:01Z"))
+        );
+        assert_eq!(
+            DateFormat::Iso8601.parse_datetime("2024-07-01", Tz::UTC),
+            Some(utc("2024-07-01T00:00:01Z"))
         );
     }
 

@@ -8,8 +8,10 @@ pub mod dateformat;
 pub mod envelope;
 pub mod error;
 pub mod headers;
+pub mod identity;
 pub mod mapping;
 pub mod messages;
+pub mod rejection;
 pub mod secrets;
 pub mod stage;
 pub mod storage;
@@ -19,6 +21,10 @@ pub use bounds::{Bound, KeyValue};
 pub use bus::Bus;
 pub use envelope::{Envelope, Message};
 pub use error::{ErrorCode, StageError};
-pub use mapping::{IdentityMapping, Mapping, PropertyMapping, PropertyType};
+pub use mapping::{
+    IdentityField, IdentityKind, IdentityMapping, ImportMode, Mapping, PropertyMapping,
+    PropertyType,
+};
 pub use messages::*;
+pub use rejection::{Reason, RowRejection};
 pub use topology::Topology;

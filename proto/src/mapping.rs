@@ -1,28 +1,223 @@
 //! How an import maps source columns to identities and typed properties; read by the
-//! transformer (to normalise rows) and the loader (to write them).
+//! transformer (to normalise and validate rows) and the loader (to resolve and write them).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Identities longer than this are rejected (the limit CleverTap documents).
-pub const MAX_IDENTITY_LEN: usize = 1024;
+/// At most this many properties in one row (mapped, constant and payload together).
+pub const MAX_PROPERTIES: usize = 250;
 
-/// Identity values that are never accepted, compared case-insensitively after trimming.
-pub const RESERVED_IDENTITIES: &[&str] = &["null", "undefined", "none", "test"];
+/// A row whose mapped values add up to more bytes than this is rejected.
+pub const MAX_ROW_BYTES: usize = 1024 * 1024;
 
-/// The mapping of one import: which column names the profile, and which columns become properties.
+/// Property names the store owns; a row or spec may not write them.
+pub const RESERVED_PROPERTIES: &[&str] = &[
+    "profile_id",
+    "identity",
+    "external_id",
+    "alias_name",
+    "alias_label",
+    "first_seen",
+    "last_seen",
+    "created_at",
+    "updated_at",
+    "first_event_at",
+    "last_event_at",
+    "event_count",
+];
+
+/// Why a property name cannot be used, or `None` when it can.
+pub fn property_name_problem(name: &str) -> Option<String> {
+    if name.trim().is_empty() {
+        Some("property names must not be empty".to_string())
+    } else if name.starts_with("__") || name.starts_with('$') {
+        Some(format!(
+            "property name {name:?} is reserved: names starting with __ or $ belong to the store"
+        ))
+    } else if RESERVED_PROPERTIES.contains(&name) {
+        Some(format!(
+            "property name {name:?} is reserved for the store's system fields"
+        ))
+    } else {
+        None
+    }
+}
+
+/// The mapping of one import: identities, properties, constants and payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Mapping {
     pub identity: IdentityMapping,
+    /// The order in which a row's identities are tried; the default order when empty.
+    #[serde(default)]
+    pub precedence: Vec<IdentityKind>,
+    #[serde(default)]
+    pub mode: ImportMode,
     pub properties: BTreeMap<String, PropertyMapping>,
+    /// Properties set to the same value on every row.
+    #[serde(default)]
+    pub constants: BTreeMap<String, serde_json::Value>,
+    /// A column holding a JSON object (text, jsonb or struct) whose keys become properties.
+    #[serde(default)]
+    pub payload: Option<String>,
+    /// IANA timezone of zone-less date-times, unless the property names its own; UTC when absent.
+    #[serde(default)]
+    pub timezone: Option<String>,
 }
 
-/// Which source column holds the profile's identity.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Whether rows may create profiles.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportMode {
+    /// Update the matching profile, or create one.
+    #[default]
+    Upsert,
+    /// Update the matching profile; rows matching none are skipped and counted.
+    UpdateOnly,
+}
+
+/// The kinds of identity a row can name its profile by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityKind {
+    /// The platform's user id.
+    Identity,
+    ExternalId,
+    /// `alias_name` + `alias_label`.
+    Alias,
+    Email,
+    Phone,
+    /// The store's own profile id; it can update a profile but never creates one.
+    ProfileId,
+}
+
+impl IdentityKind {
+    /// Identity > external_id > alias > email > phone, then profile_id.
+    pub const DEFAULT_PRECEDENCE: [IdentityKind; 6] = [
+        IdentityKind::Identity,
+        IdentityKind::ExternalId,
+        IdentityKind::Alias,
+        IdentityKind::Email,
+        IdentityKind::Phone,
+        IdentityKind::ProfileId,
+    ];
+
+    /// The kind's name as written in specs and stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityKind::Identity => "identity",
+            IdentityKind::ExternalId => "external_id",
+            IdentityKind::Alias => "alias",
+            IdentityKind::Email => "email",
+            IdentityKind::Phone => "phone",
+            IdentityKind::ProfileId => "profile_id",
+        }
+    }
+
+    /// True for kinds that name at most one profile (email and phone may be shared).
+    pub fn is_unique(self) -> bool {
+        !matches!(self, IdentityKind::Email | IdentityKind::Phone)
+    }
+}
+
+/// Which source columns hold the row's identities; at least one must be mapped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityMapping {
-    /// Column holding the platform's external id.
-    pub external_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias_label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_id: Option<String>,
+}
+
+/// One identity field of a row: the column it is read from and how it is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityField {
+    Identity,
+    ExternalId,
+    AliasName,
+    AliasLabel,
+    Email,
+    Phone,
+    ProfileId,
+}
+
+impl IdentityField {
+    /// Every field, in a fixed order.
+    pub const ALL: [IdentityField; 7] = [
+        IdentityField::Identity,
+        IdentityField::ExternalId,
+        IdentityField::AliasName,
+        IdentityField::AliasLabel,
+        IdentityField::Email,
+        IdentityField::Phone,
+        IdentityField::ProfileId,
+    ];
+
+    /// The field's name in specs and in chunk columns.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityField::Identity => "identity",
+            IdentityField::ExternalId => "external_id",
+            IdentityField::AliasName => "alias_name",
+            IdentityField::AliasLabel => "alias_label",
+            IdentityField::Email => "email",
+            IdentityField::Phone => "phone",
+            IdentityField::ProfileId => "profile_id",
+        }
+    }
+
+    /// The identity kind the field belongs to.
+    pub fn kind(self) -> IdentityKind {
+        match self {
+            IdentityField::Identity => IdentityKind::Identity,
+            IdentityField::ExternalId => IdentityKind::ExternalId,
+            IdentityField::AliasName | IdentityField::AliasLabel => IdentityKind::Alias,
+            IdentityField::Email => IdentityKind::Email,
+            IdentityField::Phone => IdentityKind::Phone,
+            IdentityField::ProfileId => IdentityKind::ProfileId,
+        }
+    }
+}
+
+impl IdentityMapping {
+    /// The source column of a field, if mapped.
+    pub fn column(&self, field: IdentityField) -> Option<&str> {
+        match field {
+            IdentityField::Identity => self.identity.as_deref(),
+            IdentityField::ExternalId => self.external_id.as_deref(),
+            IdentityField::AliasName => self.alias_name.as_deref(),
+            IdentityField::AliasLabel => self.alias_label.as_deref(),
+            IdentityField::Email => self.email.as_deref(),
+            IdentityField::Phone => self.phone.as_deref(),
+            IdentityField::ProfileId => self.profile_id.as_deref(),
+        }
+    }
+
+    /// The mapped fields and their columns.
+    pub fn fields(&self) -> Vec<(IdentityField, &str)> {
+        IdentityField::ALL
+            .iter()
+            .filter_map(|f| self.column(*f).map(|c| (*f, c)))
+            .collect()
+    }
+
+    /// True when the mapping names a kind (an alias needs both of its columns).
+    pub fn has(&self, kind: IdentityKind) -> bool {
+        match kind {
+            IdentityKind::Alias => self.alias_name.is_some() && self.alias_label.is_some(),
+            _ => self.fields().iter().any(|(f, _)| f.kind() == kind),
+        }
+    }
 }
 
 /// One property: the column it comes from and the type it is stored as.
@@ -36,7 +231,7 @@ pub struct PropertyMapping {
     /// `epoch_seconds`, `epoch_millis`, `iso8601`); ISO-8601 when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
-    /// IANA timezone of zone-less date-times; UTC when absent.
+    /// IANA timezone of zone-less date-times; the import's, or UTC, when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
 }
@@ -67,35 +262,73 @@ impl PropertyType {
             PropertyType::Json => "json",
         }
     }
-}
 
-impl Mapping {
-    /// The source columns the mapping reads (identity first, then properties), without repeats.
-    pub fn columns(&self) -> Vec<String> {
-        let mut columns = vec![self.identity.external_id.clone()];
-        for property in self.properties.values() {
-            if !columns.contains(&property.column) {
-                columns.push(property.column.clone());
-            }
-        }
-        columns
+    /// Reads a type name as stored.
+    pub fn parse(name: &str) -> Option<PropertyType> {
+        Some(match name {
+            "string" => PropertyType::String,
+            "integer" => PropertyType::Integer,
+            "number" => PropertyType::Number,
+            "boolean" => PropertyType::Boolean,
+            "date" => PropertyType::Date,
+            "datetime" => PropertyType::Datetime,
+            "json" => PropertyType::Json,
+            _ => return None,
+        })
+    }
+
+    /// The type of a JSON value that carries no declared type (payload keys, constants).
+    pub fn of_json(value: &serde_json::Value) -> Option<PropertyType> {
+        use serde_json::Value;
+        Some(match value {
+            Value::Null => return None,
+            Value::Bool(_) => PropertyType::Boolean,
+            Value::Number(n) if n.is_i64() || n.is_u64() => PropertyType::Integer,
+            Value::Number(_) => PropertyType::Number,
+            Value::String(_) => PropertyType::String,
+            Value::Array(_) | Value::Object(_) => PropertyType::Json,
+        })
+    }
+
+    /// True when a value of type `value` may be stored in a property registered as `self`
+    /// (an integer fits a number; nothing else is converted).
+    pub fn accepts(self, value: PropertyType) -> bool {
+        self == value || (self == PropertyType::Number && value == PropertyType::Integer)
     }
 }
 
-/// Why an identity value cannot be used, or `None` when it can.
-pub fn identity_problem(value: &str) -> Option<&'static str> {
-    let trimmed = value.trim();
-    if trimmed.is_empty() {
-        Some("identity is empty")
-    } else if trimmed.chars().count() > MAX_IDENTITY_LEN {
-        Some("identity is longer than 1024 characters")
-    } else if RESERVED_IDENTITIES
-        .iter()
-        .any(|reserved| trimmed.eq_ignore_ascii_case(reserved))
-    {
-        Some("identity is a reserved value")
-    } else {
-        None
+impl Mapping {
+    /// The identity kinds in the order rows are resolved by.
+    pub fn precedence(&self) -> Vec<IdentityKind> {
+        let mut order: Vec<IdentityKind> = self.precedence.clone();
+        for kind in IdentityKind::DEFAULT_PRECEDENCE {
+            if !order.contains(&kind) {
+                order.push(kind);
+            }
+        }
+        order.retain(|k| self.identity.has(*k));
+        order
+    }
+
+    /// The source columns the mapping reads (identities first, then properties, then the
+    /// payload), without repeats.
+    pub fn columns(&self) -> Vec<String> {
+        let mut columns: Vec<String> = Vec::new();
+        let mut add = |c: &str| {
+            if !columns.iter().any(|x| x == c) {
+                columns.push(c.to_string());
+            }
+        };
+        for (_, column) in self.identity.fields() {
+            add(column);
+        }
+        for property in self.properties.values() {
+            add(&property.column);
+        }
+        if let Some(payload) = &self.payload {
+            add(payload);
+        }
+        columns
     }
 }
 
@@ -104,32 +337,60 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reserved_blank_and_long_identities_are_refused() {
-        assert_eq!(identity_problem("  "), Some("identity is empty"));
-        assert_eq!(
-            identity_problem("NULL"),
-            Some("identity is a reserved value")
-        );
-        assert_eq!(
-            identity_problem(" undefined "),
-            Some("identity is a reserved value")
-        );
-        assert!(identity_problem(&"x".repeat(1025)).is_some());
-        assert_eq!(identity_problem(&"x".repeat(1024)), None);
-        assert_eq!(identity_problem("user-1"), None);
-    }
-
-    #[test]
-    fn columns_are_listed_once_identity_first() {
+    fn columns_are_listed_once_identities_first() {
         let mapping: Mapping = serde_json::from_value(serde_json::json!({
-            "identity": {"external_id": "ext"},
+            "identity": {"external_id": "ext", "email": "mail"},
             "properties": {
                 "a": {"column": "x", "type": "string"},
                 "b": {"column": "x", "type": "integer"},
                 "c": {"column": "ext", "type": "string"}
-            }
+            },
+            "payload": "extra"
         }))
         .unwrap();
-        assert_eq!(mapping.columns(), vec!["ext".to_string(), "x".to_string()]);
+        assert_eq!(mapping.columns(), vec!["ext", "mail", "x", "extra"]);
+    }
+
+    #[test]
+    fn precedence_defaults_and_reorders_over_mapped_kinds_only() {
+        let mut mapping: Mapping = serde_json::from_value(serde_json::json!({
+            "identity": {"phone": "p", "email": "e", "alias_name": "n"},
+            "properties": {}
+        }))
+        .unwrap();
+        assert_eq!(
+            mapping.precedence(),
+            vec![IdentityKind::Email, IdentityKind::Phone],
+            "an alias needs both columns; email beats phone"
+        );
+        mapping.precedence = vec![IdentityKind::Phone];
+        assert_eq!(
+            mapping.precedence(),
+            vec![IdentityKind::Phone, IdentityKind::Email]
+        );
+    }
+
+    #[test]
+    fn an_integer_fits_a_number_and_nothing_else_converts() {
+        assert!(PropertyType::Number.accepts(PropertyType::Integer));
+        assert!(!PropertyType::Integer.accepts(PropertyType::Number));
+        assert!(!PropertyType::String.accepts(PropertyType::Integer));
+        assert_eq!(
+            PropertyType::of_json(&serde_json::json!(1.5)),
+            Some(PropertyType::Number)
+        );
+        assert_eq!(
+            PropertyType::of_json(&serde_json::json!([1])),
+            Some(PropertyType::Json)
+        );
+    }
+
+    #[test]
+    fn reserved_property_names_are_refused() {
+        assert!(property_name_problem("__x").is_some());
+        assert!(property_name_problem("profile_id").is_some());
+        assert!(property_name_problem("$email").is_some());
+        assert!(property_name_problem("email").is_none());
+        assert!(property_name_problem("first_name").is_none());
     }
 }

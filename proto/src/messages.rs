@@ -8,6 +8,7 @@ use crate::mapping::Mapping;
 use crate::secrets::Sealed;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// Asks the coordinator to start a run of an import (from the CLI, the API or another service).
@@ -42,7 +43,10 @@ pub struct ChunkRef {
 pub struct ChunkObjects {
     pub extracted: String,
     pub transformed: String,
+    /// Rows the transformer rejected, as JSON lines.
     pub rejected: String,
+    /// Rows the loader rejected (schema registry conflicts), as JSON lines.
+    pub load_rejected: String,
 }
 
 impl ChunkObjects {
@@ -55,7 +59,8 @@ impl ChunkObjects {
         ChunkObjects {
             extracted: format!("{base}/extracted.parquet"),
             transformed: format!("{base}/transformed.parquet"),
-            rejected: format!("{base}/rejected.parquet"),
+            rejected: format!("{base}/rejected.jsonl"),
+            load_rejected: format!("{base}/load_rejected.jsonl"),
         }
     }
 }
@@ -124,27 +129,15 @@ impl Message for ChunkExtracted {
     const ROUTING_KEY: &'static str = "chunk.extracted";
 }
 
-/// A row the transformer refused, with enough to find and fix it at the source.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RowRejection {
-    pub row_key: String,
-    pub column: String,
-    /// The offending value, truncated.
-    pub value: Option<String>,
-    pub reason: String,
-}
-
-/// At most this many rejections travel inline per chunk; all of them are in the rejected object.
-pub const MAX_INLINE_REJECTIONS: usize = 1000;
-
-/// The transformer's output: accepted rows in `objects.transformed`, rejected ones in
-/// `objects.rejected`.
+/// The transformer's output: accepted rows in `objects.transformed`, rejected ones (JSON
+/// lines of `RowRejection`) in `objects.rejected`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChunkTransformed {
     pub work: ChunkWork,
     pub rows_accepted: u64,
     pub rows_rejected: u64,
-    pub rejections: Vec<RowRejection>,
+    /// Rejected rows by reason code; the rows themselves are in `objects.rejected`.
+    pub rejected_by_reason: BTreeMap<String, u64>,
 }
 
 impl Message for ChunkTransformed {
@@ -154,10 +147,38 @@ impl Message for ChunkTransformed {
 /// What loading a chunk did (or, in a dry run, would do) to the profile store.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadStats {
+    /// Rows staged (accepted by the transformer and not rejected by the loader).
     pub rows_loaded: u64,
     pub profiles_created: u64,
     pub profiles_updated: u64,
+    /// Profiles whose properties already equalled the row's; not rewritten.
     pub profiles_unchanged: u64,
+    /// Rows that matched no profile and could not create one (`update_only`, `profile_id`).
+    pub rows_skipped: u64,
+    /// Rows resolved by an email or phone that several profiles share.
+    pub identities_ambiguous: u64,
+    /// Rows the loader rejected; they are in `objects.load_rejected`.
+    pub rows_rejected: u64,
+    pub rejected_by_reason: BTreeMap<String, u64>,
+    /// Dry runs only: up to `MAX_SAMPLE_ROWS` rows and what would happen to them.
+    pub sample: Vec<SampleRow>,
+}
+
+/// A dry run reports at most this many sample rows.
+pub const MAX_SAMPLE_ROWS: usize = 20;
+
+/// One row of a dry run's sample: the identity it matched, its outcome and its properties.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SampleRow {
+    pub row_key: String,
+    /// The identity kind that named the profile (`external_id`, `email`, `alias:<label>`...).
+    pub identity_kind: Option<String>,
+    pub identity_value: Option<String>,
+    pub profile_id: Option<i64>,
+    /// `created`, `updated`, `unchanged`, `skipped` or `stale` (older than the store's row).
+    pub outcome: String,
+    /// The profile's properties after the row would be applied.
+    pub properties: String,
 }
 
 /// The loader's output.

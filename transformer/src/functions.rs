@@ -1,17 +1,22 @@
 //! Scalar functions the mapping needs beyond DataFusion's own: date parsing in a declared
-//! format and timezone, JSON validation, and identity checks. Each returns NULL for a value it
-//! cannot accept, so the caller can turn that into a row-level rejection.
+//! format and timezone, JSON validation, payload expansion, identity checks and struct-to-JSON.
+//! Each returns NULL for a value it cannot accept, and a companion names the problem, so the
+//! caller can turn it into a row-level rejection.
 
 use arrow::array::{
-    Array, ArrayRef, Date32Builder, StringArray, StringBuilder, TimestampMicrosecondBuilder,
+    Array, ArrayRef, AsArray, Date32Builder, RecordBatch, StringArray, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, TimeUnit};
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::{create_udf, ColumnarValue, ScalarUDF, Volatility};
+use datafusion::logical_expr::{cast, create_udf, ColumnarValue, Expr, ScalarUDF, Volatility};
+use sluice_proto::columns::REASON_SEPARATOR;
 use sluice_proto::dateformat::DateFormat;
-use sluice_proto::mapping::identity_problem;
+use sluice_proto::identity;
+use sluice_proto::mapping::{property_name_problem, MAX_PROPERTIES};
+use sluice_proto::{IdentityField, Reason};
 use std::sync::Arc;
 
 /// The Arrow type of normalized date-times.
@@ -82,8 +87,11 @@ pub fn parse_date(name: &str, format: DateFormat, tz: Tz) -> ScalarUDF {
     )
 }
 
-/// A text-to-text function applying `f` to each non-NULL value (`f` sees NULL as `None`).
-fn text_udf(name: &str, f: fn(Option<&str>) -> Option<String>) -> ScalarUDF {
+/// A text-to-text function applying `f` to each value (`f` sees NULL as `None`).
+fn text_udf(
+    name: &str,
+    f: impl Fn(Option<&str>) -> Option<String> + Send + Sync + 'static,
+) -> ScalarUDF {
     create_udf(
         name,
         vec![DataType::Utf8],
@@ -101,6 +109,43 @@ fn text_udf(name: &str, f: fn(Option<&str>) -> Option<String>) -> ScalarUDF {
     )
 }
 
+/// A source column as text: structs become JSON objects, everything else is cast.
+pub fn text(column: Expr, source: &DataType) -> Result<Expr, String> {
+    Ok(match source {
+        DataType::Utf8 => column,
+        DataType::Struct(_) => struct_json(source.clone()).call(vec![column]),
+        _ => cast(column, DataType::Utf8),
+    })
+}
+
+/// `sluice_struct_json(struct) -> text`: each struct value as a JSON object.
+fn struct_json(input: DataType) -> ScalarUDF {
+    create_udf(
+        "sluice_struct_json",
+        vec![input],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let array = arrays[0].as_struct();
+            let batch = RecordBatch::from(array.clone());
+            let mut writer = arrow_json::LineDelimitedWriter::new(Vec::new());
+            writer.write(&batch)?;
+            writer.finish()?;
+            let lines = writer.into_inner();
+            let mut out = StringBuilder::with_capacity(array.len(), lines.len());
+            for (row, line) in lines.split(|b| *b == b'\n').take(array.len()).enumerate() {
+                if array.is_null(row) {
+                    out.append_null();
+                } else {
+                    out.append_value(String::from_utf8_lossy(line));
+                }
+            }
+            Ok(ColumnarValue::Array(Arc::new(out.finish())))
+        }),
+    )
+}
+
 /// `sluice_json(text) -> text`: the value re-serialized if it is valid JSON, else NULL.
 pub fn json() -> ScalarUDF {
     text_udf("sluice_json", |value| {
@@ -110,10 +155,71 @@ pub fn json() -> ScalarUDF {
     })
 }
 
-/// `sluice_identity_problem(text) -> text`: why an identity is unusable, or NULL if it is fine.
-pub fn identity_check() -> ScalarUDF {
-    text_udf("sluice_identity_problem", |value| match value {
-        None => Some("identity is missing".to_string()),
-        Some(v) => identity_problem(v).map(str::to_string),
+/// `sluice_identity_<field>(text) -> text`: the normalized identity, NULL if absent or unusable.
+pub fn identity_value(field: IdentityField) -> ScalarUDF {
+    text_udf(&format!("sluice_identity_{}", field.as_str()), move |v| {
+        v.and_then(|v| identity::normalize(field, v).ok())
+    })
+}
+
+/// `sluice_identity_problem_<field>(text) -> text`: why a present identity is unusable
+/// (reason code, separator, message), or NULL.
+pub fn identity_problem(field: IdentityField) -> ScalarUDF {
+    text_udf(
+        &format!("sluice_identity_problem_{}", field.as_str()),
+        move |v| {
+            v.and_then(|v| identity::normalize(field, v).err())
+                .map(|(reason, message)| format!("{}{REASON_SEPARATOR}{message}", reason.as_str()))
+        },
+    )
+}
+
+/// Reads a payload value: a JSON object, without the keys the mapping declares itself.
+fn payload_object(
+    text: &str,
+    declared: &[String],
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(mut map)) => {
+            map.retain(|k, _| !declared.contains(k));
+            Ok(map)
+        }
+        Ok(_) => Err("the payload is not a JSON object".to_string()),
+        Err(e) => Err(format!("the payload is not valid JSON: {e}")),
+    }
+}
+
+/// `sluice_payload(text) -> text`: the payload's object without declared keys, or NULL.
+pub fn payload(declared: Vec<String>) -> ScalarUDF {
+    text_udf("sluice_payload", move |v| {
+        v.and_then(|v| payload_object(v, &declared).ok())
+            .map(|map| serde_json::Value::Object(map).to_string())
+    })
+}
+
+/// `sluice_payload_problem(text) -> text`: why a payload cannot be used (not an object, a
+/// reserved key, more keys than `budget`), or NULL.
+pub fn payload_problem(declared: Vec<String>, budget: usize) -> ScalarUDF {
+    text_udf("sluice_payload_problem", move |v| {
+        let problem = |reason: Reason, message: String| {
+            Some(format!("{}{REASON_SEPARATOR}{message}", reason.as_str()))
+        };
+        let map = match payload_object(v?, &declared) {
+            Ok(map) => map,
+            Err(message) => return problem(Reason::InvalidPayload, message),
+        };
+        if let Some(message) = map.keys().find_map(|k| property_name_problem(k)) {
+            return problem(Reason::ReservedProperty, message);
+        }
+        if map.len() > budget {
+            return problem(
+                Reason::TooManyProperties,
+                format!(
+                    "the row has {} properties; at most {MAX_PROPERTIES} are allowed",
+                    map.len() + MAX_PROPERTIES - budget
+                ),
+            );
+        }
+        None
     })
 }

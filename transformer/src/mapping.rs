@@ -1,26 +1,79 @@
-//! Turns an import's mapping into DataFusion expressions: one projection that normalizes every
-//! column, and one that names the first problem of each row (its column, value and reason).
+//! Turns an import's mapping into DataFusion expressions: one projection that reads each mapped
+//! column's text, one that normalizes every
+//! column (identities, properties, payload), and one that names the first problem of each row
+//! (its column, value, reason code and message).
 
 use crate::functions;
 use arrow::datatypes::{DataType, Schema};
-use datafusion::functions::unicode::expr_fn::substring;
-use datafusion::logical_expr::{cast, ident, lit, try_cast, when, Expr};
-use datafusion::prelude::{btrim, concat, lower, trunc};
+use datafusion::functions::string::expr_fn::octet_length;
+use datafusion::logical_expr::{cast, ident, lit, try_cast, when, Case, Expr};
+use datafusion::prelude::{btrim, lower, trunc};
 use datafusion::scalar::ScalarValue;
-use sluice_proto::columns::{self, SOURCE_KEY, SOURCE_WATERMARK};
+use sluice_proto::columns::{self, REASON_SEPARATOR, SOURCE_KEY, SOURCE_WATERMARK};
 use sluice_proto::dateformat::{parse_timezone, DateFormat};
-use sluice_proto::{Mapping, PropertyMapping, PropertyType};
+use sluice_proto::mapping::{MAX_PROPERTIES, MAX_ROW_BYTES};
+use sluice_proto::{IdentityField, Mapping, PropertyMapping, PropertyType, Reason};
 
-const IDENTITY_PROBLEM: &str = "__identity_problem";
+const PAYLOAD_PROBLEM: &str = "__payload_problem";
 
-const IDENTITY_RAW: &str = "src:identity";
-
-/// The two projections of a chunk and the names of the accepted and rejected outputs.
+/// The two projections of a chunk and the names of the accepted outputs and of the source
+/// columns a rejected row is reported with.
 pub struct MappingPlan {
+    /// The source columns the mapping reads, and each one's text.
+    pub texts: Vec<Expr>,
     pub normalize: Vec<Expr>,
     pub classify: Vec<Expr>,
     pub accepted: Vec<String>,
-    pub rejected: Vec<String>,
+    /// (source column, the projected column holding its text).
+    pub source_text: Vec<(String, String)>,
+}
+
+/// The projected column holding a source column's text.
+fn raw(column: &str) -> String {
+    format!("src:{column}")
+}
+
+fn problem_column(field: IdentityField) -> String {
+    format!("idp:{}", field.as_str())
+}
+
+/// A reason as carried in `REJECT_REASON`.
+fn reason_text(reason: Reason, message: &str) -> String {
+    format!("{}{REASON_SEPARATOR}{message}", reason.as_str())
+}
+
+/// Three `CASE` expressions (column, value, reason) built up one condition at a time; the
+/// first condition that holds names the row's problem.
+#[derive(Default)]
+struct FirstProblem {
+    column: Vec<(Box<Expr>, Box<Expr>)>,
+    value: Vec<(Box<Expr>, Box<Expr>)>,
+    reason: Vec<(Box<Expr>, Box<Expr>)>,
+}
+
+impl FirstProblem {
+    fn add(&mut self, condition: Expr, column: &str, value: Expr, reason: Expr) {
+        let when = Box::new(condition);
+        self.column.push((when.clone(), Box::new(lit(column))));
+        self.value.push((when.clone(), Box::new(value)));
+        self.reason.push((when, Box::new(reason)));
+    }
+
+    fn finish(self) -> Vec<Expr> {
+        let end = |when_then: Vec<(Box<Expr>, Box<Expr>)>, name: &str| {
+            Expr::Case(Case::new(
+                None,
+                when_then,
+                Some(Box::new(lit(ScalarValue::Utf8(None)))),
+            ))
+            .alias(name)
+        };
+        vec![
+            end(self.column, columns::REJECT_COLUMN),
+            end(self.value, columns::REJECT_VALUE),
+            end(self.reason, columns::REJECT_REASON),
+        ]
+    }
 }
 
 /// Builds the projections for `mapping` over a chunk whose schema is `input`.
@@ -33,82 +86,157 @@ pub fn plan(mapping: &Mapping, input: &Schema) -> Result<MappingPlan, String> {
     };
     column_type(SOURCE_KEY)?;
     column_type(SOURCE_WATERMARK)?;
-    let external = &mapping.identity.external_id;
-    column_type(external)?;
+    let identity_fields = mapping.identity.fields();
+    if identity_fields.is_empty() {
+        return Err("the mapping names no identity column".to_string());
+    }
 
     let mut normalize = vec![
         cast(ident(SOURCE_KEY), DataType::Utf8).alias(columns::KEY),
         cast(ident(SOURCE_WATERMARK), functions::datetime_type()).alias(columns::UPDATED_AT),
-        btrim(vec![cast(ident(external), DataType::Utf8)]).alias(columns::EXTERNAL_ID),
-        functions::identity_check()
-            .call(vec![cast(ident(external), DataType::Utf8)])
-            .alias(IDENTITY_PROBLEM),
-        cast(ident(external), DataType::Utf8).alias(IDENTITY_RAW),
     ];
-    let mut accepted = vec![
-        columns::KEY.to_string(),
-        columns::UPDATED_AT.to_string(),
-        columns::EXTERNAL_ID.to_string(),
-    ];
-    let problem = ident(IDENTITY_PROBLEM).is_not_null();
-    let mut reject_column = when(problem.clone(), lit(external.as_str()));
-    let mut reject_value = when(problem.clone(), ident(IDENTITY_RAW));
-    let mut reject_reason = when(
-        problem,
-        concat(vec![lit("identity external_id: "), ident(IDENTITY_PROBLEM)]),
+    let mut accepted = vec![columns::KEY.to_string(), columns::UPDATED_AT.to_string()];
+    let mut source_text = Vec::new();
+    let mut texts = vec![ident(SOURCE_KEY), ident(SOURCE_WATERMARK)];
+    for column in mapping.columns() {
+        let source_type = column_type(&column)?;
+        texts.push(ident(&column));
+        texts.push(functions::text(ident(&column), &source_type)?.alias(raw(&column)));
+        normalize.push(ident(raw(&column)));
+        source_text.push((column.clone(), raw(&column)));
+    }
+
+    let mut problems = FirstProblem::default();
+    let all_missing = identity_fields
+        .iter()
+        .map(|(_, c)| ident(raw(c)).is_null())
+        .reduce(Expr::and)
+        .expect("at least one identity");
+    let names: Vec<&str> = identity_fields.iter().map(|(_, c)| *c).collect();
+    problems.add(
+        all_missing,
+        identity_fields[0].1,
+        lit(ScalarValue::Utf8(None)),
+        lit(reason_text(
+            Reason::MissingIdentity,
+            &format!("no identity column has a value ({})", names.join(", ")),
+        )),
     );
+    for (field, column) in &identity_fields {
+        let text = ident(raw(column));
+        normalize.push(
+            functions::identity_value(*field)
+                .call(vec![text.clone()])
+                .alias(columns::identity(*field)),
+        );
+        normalize.push(
+            functions::identity_problem(*field)
+                .call(vec![text])
+                .alias(problem_column(*field)),
+        );
+        accepted.push(columns::identity(*field));
+        problems.add(
+            ident(problem_column(*field)).is_not_null(),
+            column,
+            ident(raw(column)),
+            ident(problem_column(*field)),
+        );
+    }
+    if let (Some(name), Some(label)) = (&mapping.identity.alias_name, &mapping.identity.alias_label)
+    {
+        let (n, l) = (ident(raw(name)), ident(raw(label)));
+        problems.add(
+            n.clone().is_null().and(l.clone().is_not_null()),
+            name,
+            lit(ScalarValue::Utf8(None)),
+            lit(reason_text(
+                Reason::InvalidIdentity,
+                "alias_label has a value but alias_name has none; an alias needs both",
+            )),
+        );
+        problems.add(
+            n.is_not_null().and(l.is_null()),
+            label,
+            lit(ScalarValue::Utf8(None)),
+            lit(reason_text(
+                Reason::InvalidIdentity,
+                "alias_name has a value but alias_label has none; an alias needs both",
+            )),
+        );
+    }
+
+    let row_bytes = source_text
+        .iter()
+        .map(|(_, text)| datafusion::prelude::coalesce(vec![octet_length(ident(text)), lit(0i32)]))
+        .reduce(|a, b| a + b)
+        .expect("at least one column");
+    problems.add(
+        row_bytes.gt(lit(MAX_ROW_BYTES as i64)),
+        identity_fields[0].1,
+        lit(ScalarValue::Utf8(None)),
+        lit(reason_text(
+            Reason::RowTooLarge,
+            &format!("the row's mapped values are over {MAX_ROW_BYTES} bytes"),
+        )),
+    );
+
+    if let Some(payload) = &mapping.payload {
+        let declared: Vec<String> = mapping
+            .properties
+            .keys()
+            .chain(mapping.constants.keys())
+            .cloned()
+            .collect();
+        let budget = MAX_PROPERTIES.saturating_sub(declared.len());
+        let text = ident(raw(payload));
+        normalize.push(
+            functions::payload(declared.clone())
+                .call(vec![text.clone()])
+                .alias(columns::PAYLOAD),
+        );
+        normalize.push(
+            functions::payload_problem(declared, budget)
+                .call(vec![text])
+                .alias(PAYLOAD_PROBLEM),
+        );
+        accepted.push(columns::PAYLOAD.to_string());
+        problems.add(
+            ident(PAYLOAD_PROBLEM).is_not_null(),
+            payload,
+            ident(raw(payload)),
+            ident(PAYLOAD_PROBLEM),
+        );
+    }
 
     for (index, (name, property)) in mapping.properties.iter().enumerate() {
         let source_type = column_type(&property.column)?;
         let output = columns::property(name);
-        let raw_name = format!("src:{index}");
-        normalize.push(convert(index, property, &source_type)?.alias(&output));
-        normalize.push(cast(ident(&property.column), DataType::Utf8).alias(&raw_name));
-        let failed = ident(&raw_name).is_not_null().and(ident(&output).is_null());
-        reject_column = reject_column.when(failed.clone(), lit(property.column.as_str()));
-        reject_value = reject_value.when(failed.clone(), ident(&raw_name));
-        reject_reason = reject_reason.when(failed, lit(reason(name, property)));
+        let timezone = property.timezone.as_deref().or(mapping.timezone.as_deref());
+        normalize.push(convert(index, property, timezone, &source_type)?.alias(&output));
+        let text = ident(raw(&property.column));
+        let failed = text.clone().is_not_null().and(ident(&output).is_null());
+        problems.add(
+            failed,
+            &property.column,
+            text,
+            lit(reason_text(Reason::InvalidValue, &reason(name, property))),
+        );
         accepted.push(output);
     }
 
-    let null_text = || lit(ScalarValue::Utf8(None));
-    let truncate = |e: Expr| substring(e, lit(1i64), lit(columns::MAX_VALUE_CHARS));
     let mut classify: Vec<Expr> = accepted.iter().map(ident).collect();
-    classify.push(
-        reject_column
-            .otherwise(null_text())
-            .map_err(|e| e.to_string())?
-            .alias(columns::REJECT_COLUMN),
-    );
-    classify.push(
-        truncate(
-            reject_value
-                .otherwise(null_text())
-                .map_err(|e| e.to_string())?,
-        )
-        .alias(columns::REJECT_VALUE),
-    );
-    classify.push(
-        reject_reason
-            .otherwise(null_text())
-            .map_err(|e| e.to_string())?
-            .alias(columns::REJECT_REASON),
-    );
-    let rejected = vec![
-        columns::KEY.to_string(),
-        columns::REJECT_COLUMN.to_string(),
-        columns::REJECT_VALUE.to_string(),
-        columns::REJECT_REASON.to_string(),
-    ];
+    classify.extend(source_text.iter().map(|(_, text)| ident(text)));
+    classify.extend(problems.finish());
     Ok(MappingPlan {
+        texts,
         normalize,
         classify,
         accepted,
-        rejected,
+        source_text,
     })
 }
 
-/// The reason given when a property's value cannot be converted.
+/// The message given when a property's value cannot be converted.
 fn reason(name: &str, property: &PropertyMapping) -> String {
     match (&property.kind, &property.format) {
         (PropertyType::Date | PropertyType::Datetime, Some(format)) => format!(
@@ -123,19 +251,20 @@ fn is_text(t: &DataType) -> bool {
     matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
 }
 
-fn is_integer(t: &DataType) -> bool {
-    t.is_integer()
-}
-
 /// The expression converting a source column to a property's declared type; NULL where the
 /// value does not convert.
-fn convert(index: usize, property: &PropertyMapping, source: &DataType) -> Result<Expr, String> {
+fn convert(
+    index: usize,
+    property: &PropertyMapping,
+    timezone: Option<&str>,
+    source: &DataType,
+) -> Result<Expr, String> {
     let src = ident(&property.column);
-    let text = || cast(ident(&property.column), DataType::Utf8);
+    let text = || ident(raw(&property.column));
     Ok(match property.kind {
         PropertyType::String => text(),
         PropertyType::Integer => {
-            if is_integer(source) || *source == DataType::Boolean {
+            if source.is_integer() || *source == DataType::Boolean {
                 cast(src, DataType::Int64)
             } else if source.is_floating() {
                 when(
@@ -163,7 +292,7 @@ fn convert(index: usize, property: &PropertyMapping, source: &DataType) -> Resul
             }
         }
         PropertyType::Date | PropertyType::Datetime => {
-            let tz = parse_timezone(property.timezone.as_deref())?;
+            let tz = parse_timezone(timezone)?;
             let format = DateFormat::parse(property.format.as_deref())?;
             let is_datetime = property.kind == PropertyType::Datetime;
             match source {
@@ -183,7 +312,7 @@ fn convert(index: usize, property: &PropertyMapping, source: &DataType) -> Resul
             }
         }
         PropertyType::Json => {
-            if is_integer(source) || source.is_floating() || *source == DataType::Boolean {
+            if source.is_integer() || source.is_floating() || *source == DataType::Boolean {
                 text()
             } else {
                 functions::json().call(vec![text()])

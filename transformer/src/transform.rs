@@ -1,8 +1,9 @@
 //! The transform stage: reads a chunk's extracted Parquet with DataFusion, applies the mapping,
-//! and writes accepted rows and rejected rows (with reasons) as two Parquet objects.
+//! and writes accepted rows as Parquet and rejected rows (with reasons and their mapped
+//! columns) as JSON lines.
 
 use crate::mapping::plan;
-use arrow::array::{Array, AsArray};
+use arrow::array::{Array, AsArray, StringArray};
 use arrow::compute::{filter_record_batch, is_null, not};
 use arrow::record_batch::RecordBatch;
 use datafusion::execution::context::SessionContext;
@@ -10,15 +11,16 @@ use datafusion::prelude::{ParquetReadOptions, SessionConfig};
 use futures::StreamExt;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::async_writer::AsyncArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use sluice_proto::rejection;
 use sluice_proto::stage::{Delivered, Outgoing, Stage};
 use sluice_proto::topology::QueueRole;
 use sluice_proto::{
-    ChunkExtracted, ChunkTransformed, ChunkWork, ErrorCode, RowRejection, StageError, StageName,
-    MAX_INLINE_REJECTIONS,
+    columns, ChunkExtracted, ChunkTransformed, ChunkWork, ErrorCode, Reason, RowRejection,
+    StageError, StageName,
 };
 use std::sync::Arc;
 use url::Url;
@@ -95,35 +97,41 @@ pub async fn transform(
         )
         .await?;
     let plan = plan(&work.mapping, source.schema().as_arrow()).map_err(TransformError::Mapping)?;
-    let frame = source.select(plan.normalize)?.select(plan.classify)?;
+    let frame = source
+        .select(plan.texts)?
+        .select(plan.normalize)?
+        .select(plan.classify)?;
     let schema = frame.schema().as_arrow().clone();
-    let index = |name: &String| schema.index_of(name).expect("projected column");
-    let accepted_columns: Vec<usize> = plan.accepted.iter().map(index).collect();
-    let rejected_columns: Vec<usize> = plan.rejected.iter().map(index).collect();
+    let index = |name: &str| schema.index_of(name).expect("projected column");
+    let accepted_columns: Vec<usize> = plan.accepted.iter().map(|c| index(c)).collect();
     let accepted_schema = Arc::new(schema.project(&accepted_columns).expect("valid projection"));
-    let rejected_schema = Arc::new(schema.project(&rejected_columns).expect("valid projection"));
-    let reason_column = index(&sluice_proto::columns::REJECT_REASON.to_string());
+    let report = RejectColumns {
+        key: index(columns::KEY),
+        column: index(columns::REJECT_COLUMN),
+        value: index(columns::REJECT_VALUE),
+        reason: index(columns::REJECT_REASON),
+        source: plan
+            .source_text
+            .iter()
+            .map(|(column, text)| (column.clone(), index(text)))
+            .collect(),
+    };
 
     let mut accepted = writer(&deps.store, &work.objects.transformed, accepted_schema)?;
-    let mut rejected = writer(&deps.store, &work.objects.rejected, rejected_schema)?;
-    let (mut rows_accepted, mut rows_rejected) = (0u64, 0u64);
+    let mut rows_accepted = 0u64;
     let mut rejections = Vec::new();
     let mut stream = frame.execute_stream().await?;
     while let Some(batch) = stream.next().await {
         let batch = batch?;
-        let ok = is_null(batch.column(reason_column))?;
-        let bad = not(&ok)?;
+        let ok = is_null(batch.column(report.reason))?;
         let good_rows = filter_record_batch(&batch.project(&accepted_columns)?, &ok)?;
-        let bad_rows = filter_record_batch(&batch.project(&rejected_columns)?, &bad)?;
         rows_accepted += good_rows.num_rows() as u64;
-        rows_rejected += bad_rows.num_rows() as u64;
-        collect_rejections(&bad_rows, &mut rejections);
+        if good_rows.num_rows() < batch.num_rows() {
+            let bad_rows = filter_record_batch(&batch, &not(&ok)?)?;
+            report.collect(&bad_rows, &mut rejections);
+        }
         accepted
             .write(&good_rows)
-            .await
-            .map_err(|e| TransformError::Storage(e.to_string()))?;
-        rejected
-            .write(&bad_rows)
             .await
             .map_err(|e| TransformError::Storage(e.to_string()))?;
     }
@@ -131,32 +139,65 @@ pub async fn transform(
         .finish()
         .await
         .map_err(|e| TransformError::Storage(e.to_string()))?;
-    rejected
-        .finish()
+    deps.store
+        .put(
+            &Path::from(work.objects.rejected.as_str()),
+            rejection::to_json_lines(&rejections).into(),
+        )
         .await
         .map_err(|e| TransformError::Storage(e.to_string()))?;
     Ok(ChunkTransformed {
         work: work.clone(),
         rows_accepted,
-        rows_rejected,
-        rejections,
+        rows_rejected: rejections.len() as u64,
+        rejected_by_reason: rejection::count_by_reason(rejections.iter().map(|r| &r.reason)),
     })
 }
 
-/// Copies rejected rows into the inline report, up to `MAX_INLINE_REJECTIONS`.
-fn collect_rejections(rows: &RecordBatch, out: &mut Vec<RowRejection>) {
-    let text = |i: usize| rows.column(i).as_string::<i32>().clone();
-    let (keys, columns, values, reasons) = (text(0), text(1), text(2), text(3));
-    for row in 0..rows.num_rows() {
-        if out.len() >= MAX_INLINE_REJECTIONS {
-            return;
+/// Where a classified batch keeps what a rejection reports.
+struct RejectColumns {
+    key: usize,
+    column: usize,
+    value: usize,
+    reason: usize,
+    /// (source column, index of its text).
+    source: Vec<(String, usize)>,
+}
+
+impl RejectColumns {
+    /// Turns rejected rows into rejection records.
+    fn collect(&self, rows: &RecordBatch, out: &mut Vec<RowRejection>) {
+        let text = |i: usize| rows.column(i).as_string::<i32>().clone();
+        let (keys, columns, values, reasons) = (
+            text(self.key),
+            text(self.column),
+            text(self.value),
+            text(self.reason),
+        );
+        let sources: Vec<(&String, StringArray)> =
+            self.source.iter().map(|(c, i)| (c, text(*i))).collect();
+        for row in 0..rows.num_rows() {
+            let (code, message) = reasons
+                .value(row)
+                .split_once(columns::REASON_SEPARATOR)
+                .unwrap_or(("invalid_value", reasons.value(row)));
+            out.push(RowRejection {
+                row_key: keys.value(row).to_string(),
+                column: columns.value(row).to_string(),
+                value: (!values.is_null(row)).then(|| rejection::truncate(values.value(row))),
+                reason: Reason::parse(code).unwrap_or(Reason::InvalidValue),
+                message: message.to_string(),
+                row: sources
+                    .iter()
+                    .map(|(c, a)| {
+                        (
+                            (*c).clone(),
+                            (!a.is_null(row)).then(|| rejection::truncate(a.value(row))),
+                        )
+                    })
+                    .collect(),
+            });
         }
-        out.push(RowRejection {
-            row_key: keys.value(row).to_string(),
-            column: columns.value(row).to_string(),
-            value: (!values.is_null(row)).then(|| values.value(row).to_string()),
-            reason: reasons.value(row).to_string(),
-        });
     }
 }
 

@@ -1,0 +1,191 @@
+//! The workspace's schema registry: the first import that writes a property fixes its type,
+//! and a later value of another type is a row-level rejection naming the property and both
+//! types, never a silent coercion.
+
+use crate::staging::StagedRow;
+use serde_json::Value;
+use sluice_proto::rejection::{self, RowRejection};
+use sluice_proto::{Mapping, PropertyType, Reason};
+use std::collections::{BTreeMap, HashMap};
+use tokio_postgres::GenericClient;
+
+/// Records first-seen types; a name another import registered first keeps its type.
+const REGISTER: &str =
+    "INSERT INTO profile_store.property_types (workspace_id, name, type, import_id)
+SELECT $1, n, t, $4 FROM unnest($2::text[], $3::text[]) AS x(n, t)
+ON CONFLICT (workspace_id, name) DO NOTHING";
+
+/// The registered types of some names.
+const LOOKUP: &str = "SELECT name, type FROM profile_store.property_types
+ WHERE workspace_id = $1 AND name = ANY($2)";
+
+/// The registry as far as one chunk needs it.
+#[derive(Debug, Default)]
+pub struct Registry {
+    known: HashMap<String, PropertyType>,
+}
+
+/// The type a staged value is checked as: the declared one for mapped properties, the JSON
+/// value's own for payload keys and constants.
+pub fn value_type(mapping: &Mapping, name: &str, value: &Value) -> Option<PropertyType> {
+    match mapping.properties.get(name) {
+        Some(p) => Some(p.kind),
+        None => PropertyType::of_json(value),
+    }
+}
+
+impl Registry {
+    /// Makes sure every property of `rows` has a known type: reads the registered ones and,
+    /// unless `dry_run`, registers the rest with the first type this chunk gives them (a dry
+    /// run only assumes them). `client` must not be inside the load's transaction, so a first
+    /// registration does not hold other loaders up until the load commits.
+    pub async fn learn(
+        &mut self,
+        client: &impl GenericClient,
+        workspace: i64,
+        import: i64,
+        mapping: &Mapping,
+        rows: &[StagedRow],
+        dry_run: bool,
+    ) -> Result<(), tokio_postgres::Error> {
+        let mut new: BTreeMap<&str, PropertyType> = BTreeMap::new();
+        for row in rows {
+            for (name, value) in &row.props {
+                if self.known.contains_key(name) || new.contains_key(name.as_str()) {
+                    continue;
+                }
+                if let Some(kind) = value_type(mapping, name, value) {
+                    new.insert(name, kind);
+                }
+            }
+        }
+        if new.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = new.keys().copied().collect();
+        let types: Vec<&str> = new.values().map(|t| t.as_str()).collect();
+        if !dry_run {
+            client
+                .execute(REGISTER, &[&workspace, &names, &types, &import])
+                .await?;
+        }
+        for row in client.query(LOOKUP, &[&workspace, &names]).await? {
+            let name: String = row.get(0);
+            let kind: String = row.get(1);
+            if let Some(kind) = PropertyType::parse(&kind) {
+                self.known.insert(name, kind);
+            }
+        }
+        for (name, kind) in new {
+            self.known.entry(name.to_string()).or_insert(kind);
+        }
+        Ok(())
+    }
+
+    /// Splits rows into those whose values fit the registry and rejections for the rest.
+    pub fn check(
+        &self,
+        mapping: &Mapping,
+        rows: Vec<StagedRow>,
+    ) -> (Vec<StagedRow>, Vec<RowRejection>) {
+        let mut fit = Vec::with_capacity(rows.len());
+        let mut rejected = Vec::new();
+        for row in rows {
+            match self.conflict(mapping, &row) {
+                None => fit.push(row),
+                Some(rejection) => rejected.push(rejection),
+            }
+        }
+        (fit, rejected)
+    }
+
+    /// The first property of `row` whose value does not fit its registered type.
+    fn conflict(&self, mapping: &Mapping, row: &StagedRow) -> Option<RowRejection> {
+        for (name, value) in &row.props {
+            let (Some(actual), Some(registered)) =
+                (value_type(mapping, name, value), self.known.get(name))
+            else {
+                continue;
+            };
+            if registered.accepts(actual) {
+                continue;
+            }
+            let text = |v: &Value| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            return Some(RowRejection {
+                row_key: row.key.clone(),
+                column: name.clone(),
+                value: Some(rejection::truncate(&text(value))),
+                reason: Reason::TypeConflict,
+                message: format!(
+                    "property {name} is {} in the workspace's schema registry; this row's value is {}",
+                    registered.as_str(),
+                    actual.as_str()
+                ),
+                row: row
+                    .props
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Some(rejection::truncate(&text(v)))))
+                    .collect(),
+            });
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(props: Value) -> StagedRow {
+        StagedRow {
+            key: "1".into(),
+            updated_at: chrono::Utc::now(),
+            identity: None,
+            external_id: Some("u1".into()),
+            alias_kind: None,
+            alias_name: None,
+            email: None,
+            phone: None,
+            profile_ref: None,
+            create_kind: None,
+            create_value: None,
+            props: props.as_object().unwrap().clone(),
+            unset: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_value_of_another_type_is_rejected_naming_both_types() {
+        let mapping: Mapping = serde_json::from_value(serde_json::json!({
+            "identity": {"external_id": "ext"},
+            "properties": {"born": {"column": "b", "type": "date"}}
+        }))
+        .unwrap();
+        let registry = Registry {
+            known: HashMap::from([
+                ("age".to_string(), PropertyType::Integer),
+                ("score".to_string(), PropertyType::Number),
+                ("born".to_string(), PropertyType::Datetime),
+            ]),
+        };
+        let (fit, rejected) = registry.check(
+            &mapping,
+            vec![
+                row(serde_json::json!({"age": 3, "score": 4})),
+                row(serde_json::json!({"age": "three"})),
+                row(serde_json::json!({"born": "2000-01-01"})),
+            ],
+        );
+        assert_eq!(fit.len(), 1, "an integer fits a number");
+        assert_eq!(rejected[0].column, "age");
+        assert_eq!(
+            rejected[0].message,
+            "property age is integer in the workspace's schema registry; this row's value is string"
+        );
+        assert_eq!(rejected[1].column, "born");
+        assert!(rejected[1].message.contains("datetime") && rejected[1].message.contains("date"));
+    }
+}
