@@ -37,6 +37,9 @@ pub struct Bus {
 /// Delivery mode 2: the broker writes the message to disk.
 const PERSISTENT: u8 = 2;
 
+/// Times a nacked publish is tried before the nack is an error.
+const NACK_RETRIES: u32 = 6;
+
 impl Bus {
     /// Connects, declares the topology and opens the publisher channel.
     pub async fn connect(url: &str, topology: &Topology) -> Result<Self, BusError> {
@@ -102,7 +105,9 @@ impl Bus {
     }
 
     /// Publishes bytes with the given headers and waits for the confirm; unroutable messages
-    /// are an error, so a message is never silently dropped.
+    /// are an error, so a message is never silently dropped. A nack (a quorum queue that is
+    /// still electing its leader, for one) is retried with backoff a few times: the broker
+    /// took no responsibility for the message, and every consumer is idempotent.
     pub async fn publish_raw(
         &self,
         exchange: &str,
@@ -110,10 +115,35 @@ impl Bus {
         payload: &[u8],
         headers: FieldTable,
     ) -> Result<(), BusError> {
+        let mut delay = std::time::Duration::from_millis(50);
+        for _ in 1..NACK_RETRIES {
+            match self
+                .publish_once(exchange, routing_key, payload, &headers)
+                .await
+            {
+                Err(BusError::Nacked { .. }) => {
+                    tracing::debug!(routing_key, "publish nacked; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                other => return other,
+            }
+        }
+        self.publish_once(exchange, routing_key, payload, &headers)
+            .await
+    }
+
+    async fn publish_once(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        payload: &[u8],
+        headers: &FieldTable,
+    ) -> Result<(), BusError> {
         let properties = BasicProperties::default()
             .with_delivery_mode(PERSISTENT)
             .with_content_type("application/msgpack".into())
-            .with_headers(headers);
+            .with_headers(headers.clone());
         let confirm = self
             .publisher
             .basic_publish(

@@ -90,6 +90,25 @@ impl Fleet {
         self.sluice(&["apply", "-f", path.to_str().unwrap()])
     }
 
+    /// Applies a spec and fails the test if it is refused.
+    pub fn apply_ok(&self, spec: &str) {
+        let out = self.apply(spec);
+        assert!(
+            out.status.success(),
+            "spec refused: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A spec for workspace `acme` with the warehouse connection `wh` and the given imports
+    /// (YAML list items, indented by two spaces).
+    pub fn spec(&self, imports: &str) -> String {
+        format!(
+            "workspace: acme\nconnections:\n  - name: wh\n    kind: postgres\n    url: {}\nimports:\n{imports}",
+            self.warehouse_url()
+        )
+    }
+
     /// Starts a long-running role (`all`, `coordinator`, `loader`, ...), logging to a file.
     pub fn start(&mut self, role: &str, extra: &[&str]) {
         let log = std::fs::OpenOptions::new()
