@@ -17,13 +17,21 @@ CREATE TABLE IF NOT EXISTS public.users (
     birthday       text,
     updated_at     timestamptz NOT NULL
 );
+ALTER TABLE public.users ADD COLUMN IF NOT EXISTS email text,
+                         ADD COLUMN IF NOT EXISTS attributes jsonb;
 CREATE INDEX IF NOT EXISTS users_watermark ON public.users (updated_at, id);";
 
-/// Rows are stamped 500 to a second, so most of them tie on updated_at.
+/// Rows are stamped 500 to a second, so most of them tie on updated_at; every 20,000th row has
+/// a malformed email, so the run shows its error stream.
 const DEMO_ROWS_SQL: &str = "
-INSERT INTO public.users (id, external_id, first_name, loyalty_points, birthday, updated_at)
-SELECT g, 'user-' || g, 'Name ' || g, (g * 7) % 1000,
+INSERT INTO public.users (id, external_id, email, first_name, loyalty_points, birthday,
+                          attributes, updated_at)
+SELECT g, 'user-' || g,
+       CASE WHEN g % 20000 = 0 THEN 'user-' || g || '-at-example.com' ELSE 'user' || g || '@example.com' END,
+       'Name ' || g, (g * 7) % 1000,
        to_char(date '1970-01-01' + (g % 15000)::int, 'YYYY-MM-DD'),
+       jsonb_build_object('plan', (ARRAY['free', 'pro', 'team'])[g % 3 + 1],
+                          'devices', jsonb_build_array('ios', 'web')),
        timestamptz '2024-01-01 00:00:00+00' + (g / 500) * interval '1 second'
   FROM generate_series(1, $1::int8) AS g
 ON CONFLICT (id) DO NOTHING";
@@ -42,11 +50,13 @@ imports:
     data_type: profiles
     key: id
     watermark: updated_at
-    identity: {{ external_id: external_id }}
+    identity: {{ external_id: external_id, email: email }}
     properties:
       first_name: {{ column: first_name, type: string }}
       points: {{ column: loyalty_points, type: integer }}
       birthday: {{ column: birthday, type: date, format: "yyyy-MM-dd" }}
+    constants: {{ source: demo }}
+    payload: attributes
     chunk_rows: 10000
     settle_lag: 1s
 "#
@@ -118,6 +128,7 @@ pub async fn demo(settings: &Settings, worker: &WorkerOptions) -> anyhow::Result
     println!("  sluice profiles export --workspace demo | head      # the imported profiles");
     println!("  psql {warehouse} -c \"UPDATE users SET loyalty_points = loyalty_points + 1, updated_at = now() WHERE id % 10 = 0\"");
     println!("  sluice all & sluice run users --workspace demo --wait   # only the changed rows are read");
+    println!("  sluice run users --workspace demo --dry-run --wait      # what a run would change, with a sample");
     println!("  the spec used is {}", spec_path.display());
     Ok(code)
 }
