@@ -109,11 +109,6 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
         .build()
         .map_err(|e| LoadError::Storage(e.to_string()))?;
 
-    let registrar = deps
-        .pool
-        .get()
-        .await
-        .map_err(|e| LoadError::Store(e.to_string()))?;
     let mut client = deps
         .pool
         .get()
@@ -149,7 +144,7 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
         let rows = stage_rows(&batch, mapping)?;
         registry
             .learn(
-                &**registrar,
+                &deps.pool,
                 workspace,
                 work.chunk.import_id,
                 mapping,
@@ -157,7 +152,7 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
                 work.dry_run,
             )
             .await
-            .map_err(store_error)?;
+            .map_err(|e| LoadError::Store(e.to_string()))?;
         let (rows, rejected) = registry.check(mapping, rows);
         rejections.extend(rejected);
         if !work.dry_run {
@@ -188,7 +183,6 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
         rows_loaded += rows.len() as u64;
     }
     writer.finish().await.map_err(store_error)?;
-    drop(registrar);
     tx.batch_execute(ANALYZE_STAGE).await.map_err(store_error)?;
 
     tx.execute(&resolve_statement(&mapping.precedence()), &[&workspace])

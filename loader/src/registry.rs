@@ -3,11 +3,25 @@
 //! types, never a silent coercion.
 
 use crate::staging::StagedRow;
+use deadpool_postgres::Pool;
 use serde_json::Value;
 use sluice_proto::rejection::{self, RowRejection};
 use sluice_proto::{Mapping, PropertyType, Reason};
 use std::collections::{BTreeMap, HashMap};
-use tokio_postgres::GenericClient;
+
+/// The registry could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("schema registry: {0}")]
+pub struct RegistryError(pub String);
+
+impl From<tokio_postgres::Error> for RegistryError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        RegistryError(match e.as_db_error() {
+            Some(db) => db.to_string(),
+            None => e.to_string(),
+        })
+    }
+}
 
 /// Records first-seen types; a name another import registered first keeps its type.
 const REGISTER: &str =
@@ -37,17 +51,18 @@ pub fn value_type(mapping: &Mapping, name: &str, value: &Value) -> Option<Proper
 impl Registry {
     /// Makes sure every property of `rows` has a known type: reads the registered ones and,
     /// unless `dry_run`, registers the rest with the first type this chunk gives them (a dry
-    /// run only assumes them). `client` must not be inside the load's transaction, so a first
-    /// registration does not hold other loaders up until the load commits.
+    /// run only assumes them). It uses a pooled connection of its own, outside the load's
+    /// transaction, so a first registration does not hold other loaders up until a load
+    /// commits; only chunks that bring names not yet known here take one.
     pub async fn learn(
         &mut self,
-        client: &impl GenericClient,
+        pool: &Pool,
         workspace: i64,
         import: i64,
         mapping: &Mapping,
         rows: &[StagedRow],
         dry_run: bool,
-    ) -> Result<(), tokio_postgres::Error> {
+    ) -> Result<(), RegistryError> {
         let mut new: BTreeMap<&str, PropertyType> = BTreeMap::new();
         for row in rows {
             for (name, value) in &row.props {
@@ -62,6 +77,7 @@ impl Registry {
         if new.is_empty() {
             return Ok(());
         }
+        let client = pool.get().await.map_err(|e| RegistryError(e.to_string()))?;
         let names: Vec<&str> = new.keys().copied().collect();
         let types: Vec<&str> = new.values().map(|t| t.as_str()).collect();
         if !dry_run {

@@ -71,7 +71,11 @@ pub fn stage_rows(batch: &RecordBatch, mapping: &Mapping) -> Result<Vec<StagedRo
         .iter()
         .map(|f| Ok((*f, identity_column(*f)?)))
         .collect::<Result<_, StagingError>>()?;
-    let id = |field: IdentityField, row: usize| text_at(&ids[field as usize].1, row);
+    let id = |field: IdentityField, row: usize| {
+        ids.iter()
+            .find(|(f, _)| *f == field)
+            .and_then(|(_, array)| text_at(array, row))
+    };
     let properties: Vec<(&String, PropertyType, ArrayRef)> = mapping
         .properties
         .iter()
