@@ -5,6 +5,7 @@ use futures::{pin_mut, TryStreamExt};
 use std::io::Write;
 
 const EXPORT_SQL: &str = "SELECT p.profile_id, p.properties, p.source_updated_at,
+        p.first_event_at, p.last_event_at, p.event_count,
         coalesce(jsonb_object_agg(i.kind, i.value) FILTER (WHERE i.kind IS NOT NULL), '{}'::jsonb)
           || jsonb_strip_nulls(jsonb_build_object('email', p.email, 'phone', p.phone))
    FROM profile_store.profiles p
@@ -31,9 +32,12 @@ pub async fn export(settings: &Settings, workspace: &str) -> anyhow::Result<()> 
         let updated_at: chrono::DateTime<chrono::Utc> = row.get(2);
         let line = serde_json::json!({
             "profile_id": row.get::<_, i64>(0),
-            "identities": row.get::<_, serde_json::Value>(3),
+            "identities": row.get::<_, serde_json::Value>(6),
             "properties": row.get::<_, serde_json::Value>(1),
             "updated_at": updated_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "first_event_at": time(row.get(3)),
+            "last_event_at": time(row.get(4)),
+            "event_count": row.get::<_, i64>(5),
         });
         if let Err(e) = writeln!(out, "{line}") {
             return quiet_on_closed_pipe(e);
@@ -42,8 +46,12 @@ pub async fn export(settings: &Settings, workspace: &str) -> anyhow::Result<()> 
     out.flush().or_else(quiet_on_closed_pipe)
 }
 
+fn time(value: Option<chrono::DateTime<chrono::Utc>>) -> Option<String> {
+    value.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+}
+
 /// A reader that stopped reading (`| head`) is not an error.
-fn quiet_on_closed_pipe(e: std::io::Error) -> anyhow::Result<()> {
+pub fn quiet_on_closed_pipe(e: std::io::Error) -> anyhow::Result<()> {
     if e.kind() == std::io::ErrorKind::BrokenPipe {
         Ok(())
     } else {

@@ -3,6 +3,7 @@
 
 mod demo;
 mod errors;
+mod events_export;
 mod export;
 mod roles;
 mod settings;
@@ -13,7 +14,7 @@ use roles::{Role, WorkerOptions};
 use settings::Settings;
 use std::path::PathBuf;
 
-/// Imports profiles from data warehouses into the profile store, exactly once.
+/// Imports profiles and events from data warehouses into the profile and event stores, exactly once.
 #[derive(Debug, Parser)]
 #[command(name = "sluice", version, about)]
 struct Cli {
@@ -64,6 +65,11 @@ enum Command {
         #[command(subcommand)]
         command: RunsCommand,
     },
+    /// Events in the event store.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
     /// Profiles in the profile store.
     Profiles {
         #[command(subcommand)]
@@ -85,6 +91,15 @@ enum RunsCommand {
         /// Rows to print (without --csv).
         #[arg(long, default_value_t = 100)]
         limit: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// Print every event of a workspace as one JSON line, oldest first.
+    Export {
+        #[arg(long)]
+        workspace: String,
     },
 }
 
@@ -191,6 +206,12 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
         Command::Runs {
             command: RunsCommand::Errors { run, csv, limit },
         } => errors::print(settings, run, *csv, *limit).await,
+        Command::Events {
+            command: EventsCommand::Export { workspace },
+        } => {
+            events_export::export(settings, workspace).await?;
+            Ok(0)
+        }
         Command::Profiles {
             command: ProfilesCommand::Export { workspace },
         } => {

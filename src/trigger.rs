@@ -136,6 +136,18 @@ pub fn print_summary(s: &RunSummary) {
         s.profiles_unchanged,
         s.identities_ambiguous
     );
+    if s.events_inserted + s.events_duplicate > 0 {
+        println!(
+            "  events inserted {}, duplicates skipped {}",
+            s.events_inserted, s.events_duplicate
+        );
+    }
+    if s.profiles_deleted + s.deletes_not_found > 0 {
+        println!(
+            "  profiles deleted {}, not found {}",
+            s.profiles_deleted, s.deletes_not_found
+        );
+    }
     for (reason, rows) in &s.rejected_by_reason {
         println!("    rejected {reason}: {rows}");
     }

@@ -133,12 +133,16 @@ pub async fn apply(
     }
 
     let mut report = ApplyReport::default();
+    let retention_days: Option<i32> = spec
+        .event_retention
+        .map(|d| (d.as_secs() / 86_400).min(i32::MAX as u64) as i32);
     let tx = client.transaction().await?;
     let workspace: i64 = tx
         .query_one(
-            "INSERT INTO control.workspaces (name) VALUES ($1)
-             ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
-            &[&spec.workspace],
+            "INSERT INTO control.workspaces (name, event_retention_days) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET event_retention_days = EXCLUDED.event_retention_days
+             RETURNING id",
+            &[&spec.workspace, &retention_days],
         )
         .await?
         .get(0);

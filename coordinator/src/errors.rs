@@ -220,5 +220,6 @@ fn empty_mapping() -> Mapping {
         constants: BTreeMap::new(),
         payload: None,
         timezone: None,
+        records: Default::default(),
     }
 }

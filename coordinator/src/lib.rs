@@ -23,4 +23,5 @@ pub const SCHEMA: &str = "control";
 pub const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/0001_control.sql")),
     (2, include_str!("../migrations/0002_error_stream.sql")),
+    (3, include_str!("../migrations/0003_events.sql")),
 ];

@@ -8,7 +8,7 @@ use sluice_extractor::postgres::PostgresSource;
 use sluice_extractor::SourceError;
 use sluice_proto::secrets::{MasterKey, Sealed};
 use sluice_proto::{
-    Bound, ChunkObjects, ChunkRef, ChunkTask, ChunkWork, ConnectionKind, SourceTask,
+    Bound, ChunkObjects, ChunkRef, ChunkTask, ChunkWork, ConnectionKind, Records, SourceTask,
 };
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
@@ -40,14 +40,18 @@ pub struct RunContext {
     pub import: ImportDecl,
     pub credentials: Sealed,
     pub watermark: Option<Bound>,
+    /// The workspace's event retention policy, in days.
+    pub retention_days: Option<u32>,
 }
 
 /// Loads what planning needs for a run.
 pub async fn context(client: &impl GenericClient, run_id: Uuid) -> Result<RunContext, PlanError> {
     let row = client
         .query_one(
-            "SELECT r.workspace_id, r.import_id, r.dry_run, i.spec, c.credentials, wm.position
+            "SELECT r.workspace_id, r.import_id, r.dry_run, i.spec, c.credentials, wm.position,
+                    w.event_retention_days
                FROM control.runs r
+               JOIN control.workspaces w ON w.id = r.workspace_id
                JOIN control.imports i ON i.id = r.import_id
                JOIN control.connections c ON c.id = i.connection_id
                LEFT JOIN control.watermarks wm ON wm.import_id = r.import_id
@@ -72,6 +76,7 @@ pub async fn context(client: &impl GenericClient, run_id: Uuid) -> Result<RunCon
         import,
         credentials,
         watermark,
+        retention_days: row.get::<_, Option<i32>>(6).map(|d| d.max(0) as u32),
     })
 }
 
@@ -176,7 +181,10 @@ pub async fn pending_tasks(
             &[&ctx.run_id],
         )
         .await?;
-    let mapping = ctx.import.mapping();
+    let mut mapping = ctx.import.mapping();
+    if let Records::Events(events) = &mut mapping.records {
+        events.retention_days = ctx.retention_days;
+    }
     let spec = source_spec(&ctx.import);
     rows.iter()
         .map(|row| {

@@ -38,7 +38,8 @@ const TRANSFORMED: &str = "UPDATE control.chunks
 const LOADED: &str = "UPDATE control.chunks
     SET rows_loaded = $3, profiles_created = $4, profiles_updated = $5, profiles_unchanged = $6,
         rows_skipped = $7, identities_ambiguous = $8, rows_rejected_load = $9,
-        load_rejected_by_reason = $10, sample = $11, updated_at = now(), status = CASE WHEN status = 'failed' THEN status ELSE 'loaded' END
+        load_rejected_by_reason = $10, sample = $11, events_inserted = $12, events_duplicate = $13,
+        profiles_deleted = $14, deletes_not_found = $15, updated_at = now(), status = CASE WHEN status = 'failed' THEN status ELSE 'loaded' END
   WHERE run_id = $1 AND seq = $2";
 
 const FAILED: &str = "UPDATE control.chunks
@@ -177,6 +178,10 @@ async fn record(
                     &(s.rows_rejected as i64),
                     &json(&s.rejected_by_reason),
                     &sample,
+                    &(s.events_inserted as i64),
+                    &(s.events_duplicate as i64),
+                    &(s.profiles_deleted as i64),
+                    &(s.deletes_not_found as i64),
                 ],
             )
             .await?;

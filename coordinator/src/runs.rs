@@ -144,6 +144,11 @@ pub struct RunSummary {
     /// Rows resolved by an email or phone several profiles share (the most recent was used).
     pub identities_ambiguous: i64,
     pub rejected_by_reason: BTreeMap<String, i64>,
+    pub events_inserted: i64,
+    /// Events the store already held (replays, resyncs, repeated rows): not stored again.
+    pub events_duplicate: i64,
+    pub profiles_deleted: i64,
+    pub deletes_not_found: i64,
     pub rows_held_back_future: i64,
     pub chunks: i32,
     pub chunks_loaded: i64,
@@ -175,7 +180,9 @@ const SUMMARY_SQL: &str = "SELECT r.id, w.name, i.name, r.status, r.dry_run,
             SELECT c3.seq, t.ord, t.row
               FROM control.chunks c3, jsonb_array_elements(c3.sample) WITH ORDINALITY t(row, ord)
              WHERE c3.run_id = r.id AND c3.sample IS NOT NULL
-             ORDER BY c3.seq, t.ord LIMIT 20) s)
+             ORDER BY c3.seq, t.ord LIMIT 20) s),
+        coalesce(sum(c.events_inserted), 0)::int8, coalesce(sum(c.events_duplicate), 0)::int8,
+        coalesce(sum(c.profiles_deleted), 0)::int8, coalesce(sum(c.deletes_not_found), 0)::int8
    FROM control.runs r
    JOIN control.workspaces w ON w.id = r.workspace_id
    JOIN control.imports i ON i.id = r.import_id
@@ -213,5 +220,9 @@ pub async fn summary(
             identities_ambiguous: r.get(18),
             rejected_by_reason: serde_json::from_value(r.get(19)).unwrap_or_default(),
             sample: serde_json::from_value(r.get(20)).unwrap_or_default(),
+            events_inserted: r.get(21),
+            events_duplicate: r.get(22),
+            profiles_deleted: r.get(23),
+            deletes_not_found: r.get(24),
         }))
 }

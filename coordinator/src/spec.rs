@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 use sluice_proto::dateformat::{parse_timezone, DateFormat};
 use sluice_proto::mapping::{property_name_problem, MAX_PROPERTIES};
 use sluice_proto::{
-    ConnectionKind, IdentityKind, IdentityMapping, ImportMode, Mapping, PropertyMapping,
-    PropertyType, SourceRelation,
+    ConnectionKind, EventMapping, EventName, EventTime, IdentityKind, IdentityMapping, ImportMode,
+    Mapping, PropertyMapping, PropertyType, PurchaseMapping, Records, SourceRelation,
+    UnknownIdentity,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,6 +17,9 @@ use std::time::Duration;
 #[serde(deny_unknown_fields)]
 pub struct SpecFile {
     pub workspace: String,
+    /// The workspace's data retention policy: events older than this are rejected.
+    #[serde(default, with = "crate::duration::serde_text_opt")]
+    pub event_retention: Option<Duration>,
     #[serde(default)]
     pub connections: Vec<ConnectionDecl>,
     #[serde(default)]
@@ -95,16 +99,71 @@ pub struct ImportDecl {
     /// Timezone of zone-less date-times for every property that names none; UTC by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    /// Events and purchases: where the event's name comes from, `{ column: C }` or
+    /// `{ value: "Name" }`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "serde_norway::with::singleton_map"
+    )]
+    pub event_name: Option<EventName>,
+    /// Events and purchases: the event's time (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<EventTime>,
+    /// Events and purchases: a column identifying each event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup_key: Option<String>,
+    /// Events and purchases: `create` (default) or `reject`.
+    #[serde(default)]
+    pub unknown_identity: UnknownIdentity,
+    /// Purchases: the product, currency, price and items columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purchase: Option<PurchaseMapping>,
+    /// User deletes: must be true, a guard against deleting by accident.
+    #[serde(default)]
+    pub allow_deletes: bool,
+    /// User deletes: delete the profiles' events as well.
+    #[serde(default)]
+    pub delete_events: bool,
     #[serde(default = "default_chunk_rows")]
     pub chunk_rows: u64,
     #[serde(default = "default_settle_lag", with = "crate::duration::serde_text")]
     pub settle_lag: Duration,
 }
 
+/// The event name purchases get when the spec names none.
+pub const PURCHASE_EVENT: &str = "Charged";
+
 impl ImportDecl {
+    /// What the rows become.
+    pub fn records(&self) -> Records {
+        match self.data_type {
+            DataType::Profiles => Records::Profiles,
+            DataType::UserDeletes => Records::UserDeletes {
+                delete_events: self.delete_events,
+            },
+            DataType::Events | DataType::Purchases => Records::Events(Box::new(EventMapping {
+                name: self
+                    .event_name
+                    .clone()
+                    .unwrap_or_else(|| EventName::Value(PURCHASE_EVENT.to_string())),
+                time: self.event_time.clone().unwrap_or_else(|| EventTime {
+                    column: String::new(),
+                    format: None,
+                    timezone: None,
+                }),
+                dedup_key: self.dedup_key.clone(),
+                unknown_identity: self.unknown_identity,
+                purchase: self.purchase.clone(),
+                retention_days: None,
+            })),
+        }
+    }
+
     /// The mapping the transformer and loader apply.
     pub fn mapping(&self) -> Mapping {
         Mapping {
+            records: self.records(),
             identity: self.identity.clone(),
             precedence: self.identity_precedence.clone(),
             mode: self.mode,
@@ -174,6 +233,11 @@ fn check_name(field: &str, name: &str) -> Result<(), SpecError> {
 /// date formats, timezones and limits.
 pub fn validate(spec: &SpecFile) -> Result<(), SpecError> {
     check_name("workspace", &spec.workspace)?;
+    if let Some(retention) = spec.event_retention {
+        if retention < Duration::from_secs(86_400) {
+            return Err(invalid("event_retention", "must be at least 1d"));
+        }
+    }
     let mut connection_names = Vec::new();
     for (i, c) in spec.connections.iter().enumerate() {
         let field = format!("connections[{i}]");
@@ -209,15 +273,7 @@ pub fn validate(spec: &SpecFile) -> Result<(), SpecError> {
         import_names.push(&import.name);
         let field = format!("imports.{}", import.name);
         check_name(&format!("{field}.connection"), &import.connection)?;
-        if import.data_type != DataType::Profiles {
-            return Err(invalid(
-                format!("{field}.data_type"),
-                format!(
-                    "{} imports are not supported by this version; use profiles",
-                    import.data_type.as_str()
-                ),
-            ));
-        }
+        validate_records(&field, import)?;
         match &import.source {
             SourceRelation::Table(t) => check_name(&format!("{field}.source.table"), t)?,
             SourceRelation::Query(q) => {
@@ -317,6 +373,134 @@ fn validate_identity(field: &str, import: &ImportDecl) -> Result<(), SpecError> 
             ));
         }
         seen.push(*kind);
+    }
+    Ok(())
+}
+
+/// Checks what the data type needs and refuses what it does not take.
+fn validate_records(field: &str, import: &ImportDecl) -> Result<(), SpecError> {
+    let event_fields = [
+        ("event_name", import.event_name.is_some()),
+        ("event_time", import.event_time.is_some()),
+        ("dedup_key", import.dedup_key.is_some()),
+        ("purchase", import.purchase.is_some()),
+        (
+            "unknown_identity",
+            import.unknown_identity != UnknownIdentity::Create,
+        ),
+    ];
+    let delete_fields = [
+        ("allow_deletes", import.allow_deletes),
+        ("delete_events", import.delete_events),
+    ];
+    let refuse = |fields: &[(&str, bool)], what: &str| -> Result<(), SpecError> {
+        match fields.iter().find(|(_, set)| *set) {
+            Some((name, _)) => Err(invalid(
+                format!("{field}.{name}"),
+                format!("{what} imports do not take {name}"),
+            )),
+            None => Ok(()),
+        }
+    };
+    let data_type = import.data_type.as_str();
+    match import.data_type {
+        DataType::Profiles => {
+            refuse(&event_fields, data_type)?;
+            refuse(&delete_fields, data_type)?;
+        }
+        DataType::Events | DataType::Purchases => {
+            refuse(&delete_fields, data_type)?;
+            if import.mode != ImportMode::Upsert {
+                return Err(invalid(
+                    format!("{field}.mode"),
+                    "events are inserted; use unknown_identity: reject to refuse unknown profiles",
+                ));
+            }
+            match &import.event_name {
+                None if import.data_type == DataType::Events => {
+                    return Err(invalid(
+                        format!("{field}.event_name"),
+                        "is required: { column: C } or { value: \"Name\" }",
+                    ))
+                }
+                Some(EventName::Column(c)) => check_name(&format!("{field}.event_name.column"), c)?,
+                Some(EventName::Value(v)) => check_name(&format!("{field}.event_name.value"), v)?,
+                None => {}
+            }
+            let Some(time) = &import.event_time else {
+                return Err(invalid(
+                    format!("{field}.event_time"),
+                    "is required: { column: C, format: F }; events are never stamped with the import's time",
+                ));
+            };
+            check_name(&format!("{field}.event_time.column"), &time.column)?;
+            DateFormat::parse(time.format.as_deref())
+                .map_err(|e| invalid(format!("{field}.event_time.format"), e))?;
+            parse_timezone(time.timezone.as_deref())
+                .map_err(|e| invalid(format!("{field}.event_time.timezone"), e))?;
+            if let Some(c) = &import.dedup_key {
+                check_name(&format!("{field}.dedup_key"), c)?;
+            }
+            match (&import.purchase, import.data_type) {
+                (Some(p), DataType::Purchases) => {
+                    check_name(&format!("{field}.purchase.product_id"), &p.product_id)?;
+                    check_name(&format!("{field}.purchase.currency"), &p.currency)?;
+                    check_name(&format!("{field}.purchase.price"), &p.price)?;
+                    if let Some(items) = &p.items {
+                        check_name(&format!("{field}.purchase.items"), items)?;
+                    }
+                    for name in ["product_id", "currency", "price", "items"] {
+                        if import.properties.contains_key(name)
+                            || import.constants.contains_key(name)
+                        {
+                            return Err(invalid(
+                                format!("{field}.properties.{name}"),
+                                "is a purchase field; map it under purchase",
+                            ));
+                        }
+                    }
+                }
+                (None, DataType::Purchases) => {
+                    return Err(invalid(
+                        format!("{field}.purchase"),
+                        "is required: { product_id: C, currency: C, price: C, items: C }",
+                    ))
+                }
+                (Some(_), _) => {
+                    return Err(invalid(
+                        format!("{field}.purchase"),
+                        "only purchases imports take purchase; use data_type: purchases",
+                    ))
+                }
+                (None, _) => {}
+            }
+        }
+        DataType::UserDeletes => {
+            refuse(&event_fields, data_type)?;
+            if !import.allow_deletes {
+                return Err(invalid(
+                    format!("{field}.allow_deletes"),
+                    "must be true: user_deletes removes the profiles its rows name",
+                ));
+            }
+            let mapped = [
+                ("properties", !import.properties.is_empty()),
+                ("constants", !import.constants.is_empty()),
+                ("payload", import.payload.is_some()),
+            ];
+            if let Some((name, _)) = mapped.iter().find(|(_, set)| *set) {
+                return Err(invalid(
+                    format!("{field}.{name}"),
+                    "a user_deletes import must map no properties (a guard against deleting by accident)",
+                ));
+            }
+            if import.mode != ImportMode::Upsert {
+                return Err(invalid(
+                    format!("{field}.mode"),
+                    "user_deletes imports take no mode",
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -461,6 +645,104 @@ imports:
         );
         assert_eq!(mapping.constants["tier"], serde_json::json!(2));
         assert_eq!(mapping.payload.as_deref(), Some("attributes"));
+    }
+
+    const EVENTS: &str = r#"
+workspace: demo
+event_retention: 365d
+connections:
+  - name: wh
+    kind: postgres
+    url: postgres://postgres@127.0.0.1:5432/warehouse
+imports:
+  - name: clicks
+    connection: wh
+    source: { table: public.clicks }
+    data_type: events
+    key: id
+    watermark: updated_at
+    identity: { external_id: user_id }
+    event_name: { column: name }
+    event_time: { column: at, format: "yyyy-MM-dd HH:mm:ss" }
+    dedup_key: event_id
+"#;
+
+    #[test]
+    fn an_events_import_parses_and_needs_its_time_and_name() {
+        let spec = parse(EVENTS).unwrap();
+        assert_eq!(
+            spec.event_retention,
+            Some(Duration::from_secs(365 * 86_400))
+        );
+        let Records::Events(events) = spec.imports[0].records() else {
+            panic!("events expected")
+        };
+        assert_eq!(events.name, EventName::Column("name".into()));
+        assert_eq!(
+            spec.imports[0].mapping().columns(),
+            vec!["user_id", "name", "at", "event_id"]
+        );
+        let err = parse(&EVENTS.replace(
+            "    event_time: { column: at, format: \"yyyy-MM-dd HH:mm:ss\" }\n",
+            "",
+        ))
+        .unwrap_err();
+        assert_eq!(err.field, "imports.clicks.event_time");
+        let err = parse(&EVENTS.replace(
+            "event_name: { column: name }",
+            "event_name: { value: \"\" }",
+        ))
+        .unwrap_err();
+        assert_eq!(err.field, "imports.clicks.event_name.value");
+        let err = parse(&EVENTS.replace("data_type: events", "data_type: profiles")).unwrap_err();
+        assert_eq!(err.field, "imports.clicks.event_name");
+        let err =
+            parse(&EVENTS.replace("event_retention: 365d", "event_retention: 1h")).unwrap_err();
+        assert_eq!(err.field, "event_retention");
+    }
+
+    #[test]
+    fn purchases_need_their_columns_and_default_to_charged() {
+        let purchases = EVENTS
+            .replace("data_type: events", "data_type: purchases")
+            .replace("    event_name: { column: name }\n", "");
+        let err = parse(&purchases).unwrap_err();
+        assert_eq!(err.field, "imports.clicks.purchase");
+        let spec = parse(&format!(
+            "{purchases}    purchase: {{ product_id: sku, currency: cur, price: amount, items: items }}\n"
+        ))
+        .unwrap();
+        let Records::Events(events) = spec.imports[0].records() else {
+            panic!("events expected")
+        };
+        assert_eq!(events.name, EventName::Value(PURCHASE_EVENT.into()));
+        assert!(spec.imports[0]
+            .mapping()
+            .columns()
+            .contains(&"items".to_string()));
+    }
+
+    #[test]
+    fn user_deletes_need_the_guard_and_no_properties() {
+        let deletes = GOOD
+            .replace("data_type: profiles", "data_type: user_deletes")
+            .replace(
+                "    properties:\n      first_name: { column: first_name, type: string }\n      birthday: { column: birthday, type: date, format: \"yyyy-MM-dd\" }\n",
+                "",
+            );
+        let err = parse(&deletes).unwrap_err();
+        assert_eq!(err.field, "imports.users.allow_deletes");
+        let guarded = deletes.replace(
+            "chunk_rows: 50000",
+            "chunk_rows: 50000\n    allow_deletes: true",
+        );
+        assert!(parse(&guarded).is_ok());
+        let err = parse(&guarded.replace(
+            "allow_deletes: true",
+            "allow_deletes: true\n    constants: { a: 1 }",
+        ))
+        .unwrap_err();
+        assert_eq!(err.field, "imports.users.constants");
     }
 
     #[test]

@@ -1,12 +1,15 @@
-//! Sluice's loader: identity resolution, the schema registry and set-based upserts into the
-//! profile store, with a per-workspace rate limit, and the schema of the store.
+//! Sluice's loader: identity resolution, the schema registry, set-based upserts into the
+//! profile store, exactly-once inserts into the event store and deletes, with a per-workspace
+//! rate limit; and the schema of both stores.
 
+pub mod deletes;
+pub mod events;
 pub mod load;
+pub mod profiles;
 pub mod rate;
 pub mod registry;
 pub mod resolve;
 pub mod staging;
-pub mod upsert;
 
 pub use load::{load, Loader};
 pub use rate::RowRateLimiter;
@@ -21,4 +24,5 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         2,
         include_str!("../migrations/0002_identities_and_registry.sql"),
     ),
+    (3, include_str!("../migrations/0003_event_store.sql")),
 ];

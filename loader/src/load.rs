@@ -1,16 +1,15 @@
 //! The load stage: checks a chunk's accepted rows against the schema registry, stages them
-//! with binary COPY, resolves their identities, creates profiles for unknown ones and applies
-//! the upsert, all in one transaction; a dry run rolls it back and reports what it would have
-//! done, with a sample of rows.
+//! with binary COPY, resolves their identities, and applies them as profiles, events or
+//! deletes, all in one transaction; a dry run rolls it back and reports what it would have
+//! done.
 
+use crate::events::{ensure_partitions, month_of};
+use crate::profiles::{self, ANALYZE_STORE, STORE_STATS_STALE};
 use crate::rate::RowRateLimiter;
 use crate::registry::Registry;
-use crate::resolve::{
-    resolve_statement, ANALYZE_STAGE, ATTACH_IDENTITIES, COPY_STAGE, CREATE_PROFILES, CREATE_STAGE,
-    RESOLUTION_COUNTS, SAMPLE,
-};
+use crate::resolve::{resolve_statement, ANALYZE_STAGE, COPY_STAGE, COPY_TYPES, CREATE_STAGE};
 use crate::staging::stage_rows;
-use crate::upsert::{ANALYZE_STORE, STORE_STATS_STALE, UPSERT_PROFILES};
+use crate::{deletes, events};
 use deadpool_postgres::Pool;
 use futures::pin_mut;
 use object_store::path::Path;
@@ -20,13 +19,12 @@ use sluice_proto::rejection;
 use sluice_proto::stage::{Delivered, Outgoing, Stage};
 use sluice_proto::topology::QueueRole;
 use sluice_proto::{
-    ChunkLoaded, ChunkTransformed, ChunkWork, ErrorCode, ImportMode, LoadStats, SampleRow,
-    StageError, StageName, MAX_SAMPLE_ROWS,
+    ChunkLoaded, ChunkTransformed, ChunkWork, ErrorCode, LoadStats, Records, StageError, StageName,
 };
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::Type;
 
 /// Rows per batch read from the normalized Parquet.
 const BATCH_ROWS: usize = 8192;
@@ -63,7 +61,9 @@ impl From<LoadError> for StageError {
     }
 }
 
-fn store_error(e: tokio_postgres::Error) -> LoadError {
+/// Classifies a store error: lost races are retried in place, the rest reported with the
+/// server's message.
+pub fn store_error(e: tokio_postgres::Error) -> LoadError {
     match e.code() {
         Some(code)
             if *code == SqlState::UNIQUE_VIOLATION || *code == SqlState::T_R_DEADLOCK_DETECTED =>
@@ -93,6 +93,7 @@ pub async fn load(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErro
 
 async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadError> {
     let workspace = work.chunk.workspace_id;
+    let import_id = work.chunk.import_id;
     let mapping = &work.mapping;
     // The normalized chunk is compressed and bounded by chunk_rows; it is read whole.
     let bytes = deps
@@ -117,44 +118,32 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
     let tx = client.transaction().await.map_err(store_error)?;
     tx.batch_execute(CREATE_STAGE).await.map_err(store_error)?;
     let sink = tx.copy_in(COPY_STAGE).await.map_err(store_error)?;
-    let writer = BinaryCopyInWriter::new(
-        sink,
-        &[
-            Type::TEXT,
-            Type::TIMESTAMPTZ,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::INT8,
-            Type::TEXT,
-            Type::TEXT,
-            Type::JSONB,
-            Type::TEXT_ARRAY,
-        ],
-    );
+    let writer = BinaryCopyInWriter::new(sink, COPY_TYPES);
     pin_mut!(writer);
     let mut registry = Registry::default();
     let mut rejections = Vec::new();
-    let mut rows_loaded = 0u64;
+    let mut months = BTreeSet::new();
+    let mut stats = LoadStats::default();
     for batch in batches {
         let batch = batch.map_err(|e| LoadError::Storage(e.to_string()))?;
-        let rows = stage_rows(&batch, mapping)?;
-        registry
-            .learn(
-                &deps.pool,
-                workspace,
-                work.chunk.import_id,
-                mapping,
-                &rows,
-                work.dry_run,
-            )
-            .await
-            .map_err(|e| LoadError::Store(e.to_string()))?;
-        let (rows, rejected) = registry.check(mapping, rows);
-        rejections.extend(rejected);
+        let mut rows = stage_rows(&batch, mapping, import_id)?;
+        if mapping.records == Records::Profiles {
+            registry
+                .learn(
+                    &deps.pool,
+                    workspace,
+                    import_id,
+                    mapping,
+                    &rows,
+                    work.dry_run,
+                )
+                .await
+                .map_err(|e| LoadError::Store(e.to_string()))?;
+            let (fit, rejected) = registry.check(mapping, rows);
+            rows = fit;
+            rejections.extend(rejected);
+        }
+        months.extend(rows.iter().filter_map(|r| r.event_time).map(month_of));
         if !work.dry_run {
             deps.limiter.acquire(workspace, rows.len()).await;
         }
@@ -176,48 +165,44 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
                     &row.create_value,
                     &props,
                     &row.unset,
+                    &row.event_name,
+                    &row.event_time,
+                    &row.dedup_key,
+                    &row.price,
                 ])
                 .await
                 .map_err(store_error)?;
         }
-        rows_loaded += rows.len() as u64;
+        stats.rows_loaded += rows.len() as u64;
     }
     writer.finish().await.map_err(store_error)?;
     tx.batch_execute(ANALYZE_STAGE).await.map_err(store_error)?;
-
     tx.execute(&resolve_statement(&mapping.precedence()), &[&workspace])
         .await
         .map_err(store_error)?;
-    let created = match mapping.mode {
-        ImportMode::Upsert => {
-            let count: i64 = tx
-                .query_one(CREATE_PROFILES, &[&workspace])
-                .await
-                .map_err(store_error)?
-                .get(0);
-            count as u64
+    match &mapping.records {
+        Records::Profiles => {
+            profiles::apply(&tx, workspace, mapping.mode, work.dry_run, &mut stats).await?
         }
-        ImportMode::UpdateOnly => 0,
-    };
-    tx.execute(ATTACH_IDENTITIES, &[&workspace])
-        .await
-        .map_err(store_error)?;
-    let counts = tx
-        .query_one(RESOLUTION_COUNTS, &[])
-        .await
-        .map_err(store_error)?;
-    let (skipped, ambiguous, existing): (i64, i64, i64) =
-        (counts.get(0), counts.get(1), counts.get(2));
-    let sample = if work.dry_run {
-        sample(&tx, workspace).await?
-    } else {
-        Vec::new()
-    };
-    let updated: i64 = tx
-        .query_one(UPSERT_PROFILES, &[&workspace])
-        .await
-        .map_err(store_error)?
-        .get(0);
+        Records::Events(events) => {
+            if !work.dry_run {
+                ensure_partitions(&deps.pool, &months).await?;
+            }
+            events::apply(
+                &tx,
+                workspace,
+                import_id,
+                events,
+                work.dry_run,
+                &mut stats,
+                &mut rejections,
+            )
+            .await?
+        }
+        Records::UserDeletes { delete_events } => {
+            deletes::apply(&tx, workspace, *delete_events, &mut stats).await?
+        }
+    }
     if !rejections.is_empty() {
         deps.store
             .put(
@@ -227,6 +212,8 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
             .await
             .map_err(|e| LoadError::Storage(e.to_string()))?;
     }
+    stats.rows_rejected = rejections.len() as u64;
+    stats.rejected_by_reason = rejection::count_by_reason(rejections.iter().map(|r| &r.reason));
     if work.dry_run {
         tx.rollback().await.map_err(store_error)?;
     } else {
@@ -243,39 +230,7 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
                 .map_err(store_error)?;
         }
     }
-    Ok(LoadStats {
-        rows_loaded,
-        profiles_created: created,
-        profiles_updated: updated as u64,
-        profiles_unchanged: (existing - updated).max(0) as u64,
-        rows_skipped: skipped as u64,
-        identities_ambiguous: ambiguous as u64,
-        rows_rejected: rejections.len() as u64,
-        rejected_by_reason: rejection::count_by_reason(rejections.iter().map(|r| &r.reason)),
-        sample,
-    })
-}
-
-/// The dry run's sample rows, read from the staging table before the upsert.
-async fn sample(
-    tx: &tokio_postgres::Transaction<'_>,
-    workspace: i64,
-) -> Result<Vec<SampleRow>, LoadError> {
-    let rows = tx
-        .query(SAMPLE, &[&workspace, &(MAX_SAMPLE_ROWS as i64)])
-        .await
-        .map_err(store_error)?;
-    Ok(rows
-        .iter()
-        .map(|r| SampleRow {
-            row_key: r.get(0),
-            identity_kind: r.get(1),
-            identity_value: r.get(2),
-            profile_id: r.get(3),
-            outcome: r.get(4),
-            properties: r.get(5),
-        })
-        .collect())
+    Ok(stats)
 }
 
 impl Stage for Loader {

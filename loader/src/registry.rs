@@ -170,6 +170,10 @@ mod tests {
             create_value: None,
             props: props.as_object().unwrap().clone(),
             unset: Vec::new(),
+            event_name: None,
+            event_time: None,
+            dedup_key: None,
+            price: None,
         }
     }
 

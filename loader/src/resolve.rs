@@ -4,8 +4,10 @@
 //! (unless the import is `update_only` or the row has only a `profile_id`).
 
 use sluice_proto::IdentityKind;
+use tokio_postgres::types::Type;
 
-/// A staging table for one chunk, dropped at commit. The last five columns are filled here.
+/// A staging table for one chunk, dropped at commit. The event columns are NULL for profile
+/// loads; the last five columns are filled by resolution.
 pub const CREATE_STAGE: &str = "CREATE TEMP TABLE sluice_stage (
     key           text NOT NULL,
     updated_at    timestamptz NOT NULL,
@@ -20,6 +22,10 @@ pub const CREATE_STAGE: &str = "CREATE TEMP TABLE sluice_stage (
     create_value  text,
     props         jsonb NOT NULL,
     unset         text[] NOT NULL,
+    event_name    text,
+    event_time    timestamptz,
+    dedup_key     text,
+    price         text,
     profile_id    bigint,
     matched_kind  text,
     matched_value text,
@@ -29,9 +35,31 @@ pub const CREATE_STAGE: &str = "CREATE TEMP TABLE sluice_stage (
 
 /// Binary COPY into the staging table.
 pub const COPY_STAGE: &str =
-    "COPY sluice_stage (key, updated_at, identity, external_id, alias_kind,
-    alias_name, email, phone, profile_ref, create_kind, create_value, props, unset)
+    "COPY sluice_stage (key, updated_at, identity, external_id, alias_kind, alias_name, email,
+    phone, profile_ref, create_kind, create_value, props, unset, event_name, event_time,
+    dedup_key, price)
     FROM STDIN (FORMAT binary)";
+
+/// The column types of `COPY_STAGE`, in order.
+pub const COPY_TYPES: &[Type] = &[
+    Type::TEXT,
+    Type::TIMESTAMPTZ,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::JSONB,
+    Type::TEXT_ARRAY,
+    Type::TEXT,
+    Type::TIMESTAMPTZ,
+    Type::TEXT,
+    Type::TEXT,
+];
 
 /// Statistics for the planner, so staged rows are not estimated as a handful.
 pub const ANALYZE_STAGE: &str = "ANALYZE sluice_stage";
@@ -127,6 +155,11 @@ SELECT $1, v.kind, v.value, s.profile_id
  WHERE s.profile_id IS NOT NULL AND v.kind IS NOT NULL AND v.value IS NOT NULL
    AND (v.kind, v.value) IS DISTINCT FROM (s.matched_kind, s.matched_value)
 ON CONFLICT DO NOTHING";
+
+/// Rows that matched no profile: (key, the identity they carry, its value, props).
+pub const UNMATCHED: &str = "SELECT key, coalesce(create_kind, 'profile_id'),
+       coalesce(create_value, profile_ref::text), props::text
+  FROM sluice_stage WHERE profile_id IS NULL ORDER BY key";
 
 /// (rows matching no profile, rows matched ambiguously, existing profiles the chunk names).
 pub const RESOLUTION_COUNTS: &str = "SELECT count(*) FILTER (WHERE profile_id IS NULL),

@@ -1,6 +1,7 @@
 //! Turns normalized Arrow rows into staging rows: key, updated_at, the row's identities (and
 //! the one it would create a profile by), the properties to set (mapped, payload and
-//! constants, as one JSON object) and the properties to remove (NULL values).
+//! constants, as one JSON object), the properties to remove (NULL values), and for events
+//! their name, time, dedup key and purchase fields.
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::cast;
@@ -8,7 +9,9 @@ use arrow::datatypes::DataType;
 use arrow::datatypes::{Date32Type, Float64Type, Int64Type, TimestampMicrosecondType};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde_json::{Map, Number, Value};
-use sluice_proto::{columns, IdentityField, IdentityKind, Mapping, PropertyType};
+use sluice_proto::{
+    columns, EventMapping, IdentityField, IdentityKind, Mapping, PropertyType, Records,
+};
 
 /// One row for the staging table.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +32,21 @@ pub struct StagedRow {
     pub create_value: Option<String>,
     pub props: Map<String, Value>,
     pub unset: Vec<String>,
+    pub event_name: Option<String>,
+    pub event_time: Option<DateTime<Utc>>,
+    /// The event's dedup key: the mapped column's value, or a hash of the import id and the
+    /// row's source key.
+    pub dedup_key: Option<String>,
+    /// A purchase's price, as a canonical decimal.
+    pub price: Option<String>,
+}
+
+/// The default dedup key of an event: a hash of the import id and the row's source key, so a
+/// re-read or replayed row has the same key and another import's rows never do.
+pub fn default_dedup_key(import_id: i64, key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{import_id}:{key}").as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Why a normalized batch could not be staged.
@@ -55,8 +73,12 @@ fn text_at(array: &Option<ArrayRef>, row: usize) -> Option<String> {
     (!array.is_null(row)).then(|| array.as_string::<i32>().value(row).to_string())
 }
 
-/// Converts a batch of the transformer's output into staging rows.
-pub fn stage_rows(batch: &RecordBatch, mapping: &Mapping) -> Result<Vec<StagedRow>, StagingError> {
+/// Converts a batch of the transformer's output for import `import_id` into staging rows.
+pub fn stage_rows(
+    batch: &RecordBatch,
+    mapping: &Mapping,
+    import_id: i64,
+) -> Result<Vec<StagedRow>, StagingError> {
     let keys = column(batch, columns::KEY)?;
     let times = column(batch, columns::UPDATED_AT)?;
     let keys = keys.as_string::<i32>();
@@ -86,6 +108,10 @@ pub fn stage_rows(batch: &RecordBatch, mapping: &Mapping) -> Result<Vec<StagedRo
         None => None,
     };
     let precedence = mapping.precedence();
+    let events = match &mapping.records {
+        Records::Events(events) => Some(EventColumns::read(batch, events)?),
+        _ => None,
+    };
 
     let mut rows = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
@@ -135,11 +161,84 @@ pub fn stage_rows(batch: &RecordBatch, mapping: &Mapping) -> Result<Vec<StagedRo
             create_value: None,
             props,
             unset,
+            event_name: None,
+            event_time: None,
+            dedup_key: None,
+            price: None,
         };
+        if let Some(events) = &events {
+            events.fill(row, import_id, &mut staged);
+        }
         (staged.create_kind, staged.create_value) = creating_identity(&staged, &precedence);
         rows.push(staged);
     }
     Ok(rows)
+}
+
+/// The event columns of a normalized batch.
+struct EventColumns {
+    name: ArrayRef,
+    time: ArrayRef,
+    dedup_key: Option<ArrayRef>,
+    purchase: Option<[ArrayRef; 3]>,
+    items: Option<ArrayRef>,
+}
+
+impl EventColumns {
+    fn read(batch: &RecordBatch, events: &EventMapping) -> Result<Self, StagingError> {
+        let purchase = match &events.purchase {
+            Some(_) => Some([
+                column(batch, columns::PRODUCT_ID)?,
+                column(batch, columns::CURRENCY)?,
+                column(batch, columns::PRICE)?,
+            ]),
+            None => None,
+        };
+        let items = match events.purchase.as_ref().and_then(|p| p.items.as_ref()) {
+            Some(_) => Some(column(batch, columns::ITEMS)?),
+            None => None,
+        };
+        Ok(EventColumns {
+            name: column(batch, columns::EVENT_NAME)?,
+            time: column(batch, columns::EVENT_TIME)?,
+            dedup_key: match &events.dedup_key {
+                Some(_) => Some(column(batch, columns::DEDUP_KEY)?),
+                None => None,
+            },
+            purchase,
+            items,
+        })
+    }
+
+    /// Sets the event fields of a staged row; purchase fields become event properties.
+    fn fill(&self, row: usize, import_id: i64, staged: &mut StagedRow) {
+        let text = |a: &ArrayRef| text_at(&Some(a.clone()), row);
+        staged.event_name = text(&self.name);
+        staged.event_time = (!self.time.is_null(row))
+            .then(|| {
+                self.time
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .value(row)
+            })
+            .and_then(DateTime::from_timestamp_micros);
+        staged.dedup_key = Some(match &self.dedup_key {
+            Some(a) => text(a).unwrap_or_default(),
+            None => default_dedup_key(import_id, &staged.key),
+        });
+        if let Some([product, currency, price]) = &self.purchase {
+            for (name, array) in [("product_id", product), ("currency", currency)] {
+                if let Some(v) = text(array) {
+                    staged.props.insert(name.to_string(), Value::String(v));
+                }
+            }
+            staged.price = text(price);
+        }
+        if let Some(items) = self.items.as_ref().and_then(text) {
+            if let Ok(value) = serde_json::from_str::<Value>(&items) {
+                staged.props.insert("items".to_string(), value);
+            }
+        }
+    }
 }
 
 /// The first identity in `precedence` the row carries that can create a profile.
@@ -250,6 +349,7 @@ mod tests {
                 ),
             ]),
             &mapping,
+            7,
         )
         .unwrap();
         assert_eq!(
@@ -295,6 +395,7 @@ mod tests {
                 ),
             ]),
             &mapping,
+            7,
         )
         .unwrap();
         assert_eq!(

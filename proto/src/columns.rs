@@ -12,6 +12,20 @@ pub const KEY: &str = "__key";
 pub const UPDATED_AT: &str = "__updated_at";
 /// The row's payload: a JSON object of the properties it adds.
 pub const PAYLOAD: &str = "__payload";
+/// An event's name.
+pub const EVENT_NAME: &str = "__event_name";
+/// An event's time (UTC, microseconds).
+pub const EVENT_TIME: &str = "__event_time";
+/// An event's dedup key, when the import maps one.
+pub const DEDUP_KEY: &str = "__dedup_key";
+/// A purchase's product id.
+pub const PRODUCT_ID: &str = "__product_id";
+/// A purchase's ISO-4217 currency.
+pub const CURRENCY: &str = "__currency";
+/// A purchase's price, a canonical decimal as text.
+pub const PRICE: &str = "__price";
+/// A purchase's items, a JSON array as text.
+pub const ITEMS: &str = "__items";
 /// Source column a rejected row failed on.
 pub const REJECT_COLUMN: &str = "__reject_column";
 /// The failing value, truncated.

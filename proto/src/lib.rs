@@ -4,6 +4,7 @@
 pub mod bounds;
 pub mod bus;
 pub mod columns;
+
 pub mod dateformat;
 pub mod envelope;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod headers;
 pub mod identity;
 pub mod mapping;
 pub mod messages;
+pub mod purchase;
 pub mod rejection;
 pub mod secrets;
 pub mod stage;
@@ -22,8 +24,8 @@ pub use bus::Bus;
 pub use envelope::{Envelope, Message};
 pub use error::{ErrorCode, StageError};
 pub use mapping::{
-    IdentityField, IdentityKind, IdentityMapping, ImportMode, Mapping, PropertyMapping,
-    PropertyType,
+    EventMapping, EventName, EventTime, IdentityField, IdentityKind, IdentityMapping, ImportMode,
+    Mapping, PropertyMapping, PropertyType, PurchaseMapping, Records, UnknownIdentity,
 };
 pub use messages::*;
 pub use rejection::{Reason, RowRejection};

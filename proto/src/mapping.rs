@@ -62,6 +62,109 @@ pub struct Mapping {
     /// IANA timezone of zone-less date-times, unless the property names its own; UTC when absent.
     #[serde(default)]
     pub timezone: Option<String>,
+    /// What the rows become: profiles (the default), events, or deletions.
+    #[serde(default)]
+    pub records: Records,
+}
+
+/// What an import's rows become in the stores.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Records {
+    /// Each row updates (or creates) a profile.
+    #[default]
+    Profiles,
+    /// Each row is an event of the profile it names (purchases are events with a purchase).
+    Events(Box<EventMapping>),
+    /// Each row names a profile to delete.
+    UserDeletes {
+        /// Delete the profile's events as well.
+        delete_events: bool,
+    },
+}
+
+/// How a row becomes an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventMapping {
+    pub name: EventName,
+    pub time: EventTime,
+    /// A column whose value identifies the event; by default a hash of the import id and the
+    /// row's source key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup_key: Option<String>,
+    #[serde(default)]
+    pub unknown_identity: UnknownIdentity,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purchase: Option<PurchaseMapping>,
+    /// Events older than this many days are rejected (the workspace's retention policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
+}
+
+/// Where an event's name comes from; names are case-sensitive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum EventName {
+    Column(String),
+    Value(String),
+}
+
+/// The column holding an event's time, and how to read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventTime {
+    pub column: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+}
+
+/// What happens to an event whose identity names no profile.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownIdentity {
+    /// Create a profile with that identity (CleverTap's behaviour).
+    #[default]
+    Create,
+    /// Reject the row.
+    Reject,
+}
+
+/// The purchase columns of a purchase event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurchaseMapping {
+    pub product_id: String,
+    /// ISO-4217 code.
+    pub currency: String,
+    /// A decimal.
+    pub price: String,
+    /// A JSON array of items, each with product_id, currency, price and an optional quantity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<String>,
+}
+
+impl EventMapping {
+    /// The source columns the event reads besides identities and properties.
+    pub fn columns(&self) -> Vec<&str> {
+        let mut columns = Vec::new();
+        if let EventName::Column(c) = &self.name {
+            columns.push(c.as_str());
+        }
+        columns.push(self.time.column.as_str());
+        if let Some(c) = &self.dedup_key {
+            columns.push(c.as_str());
+        }
+        if let Some(p) = &self.purchase {
+            columns.extend([p.product_id.as_str(), p.currency.as_str(), p.price.as_str()]);
+            if let Some(items) = &p.items {
+                columns.push(items.as_str());
+            }
+        }
+        columns
+    }
 }
 
 /// Whether rows may create profiles.
@@ -327,6 +430,11 @@ impl Mapping {
         }
         if let Some(payload) = &self.payload {
             add(payload);
+        }
+        if let Records::Events(events) = &self.records {
+            for column in events.columns() {
+                add(column);
+            }
         }
         columns
     }

@@ -144,7 +144,7 @@ impl Message for ChunkTransformed {
     const ROUTING_KEY: &'static str = "chunk.transformed";
 }
 
-/// What loading a chunk did (or, in a dry run, would do) to the profile store.
+/// What loading a chunk did (or, in a dry run, would do) to the profile and event stores.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadStats {
     /// Rows staged (accepted by the transformer and not rejected by the loader).
@@ -162,6 +162,13 @@ pub struct LoadStats {
     pub rejected_by_reason: BTreeMap<String, u64>,
     /// Dry runs only: up to `MAX_SAMPLE_ROWS` rows and what would happen to them.
     pub sample: Vec<SampleRow>,
+    /// Events stored for the first time.
+    pub events_inserted: u64,
+    /// Events whose dedup key the store already held (a replay, a resync or a repeated row).
+    pub events_duplicate: u64,
+    pub profiles_deleted: u64,
+    /// Delete rows whose identity named no profile.
+    pub deletes_not_found: u64,
 }
 
 /// A dry run reports at most this many sample rows.

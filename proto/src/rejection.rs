@@ -32,11 +32,31 @@ pub enum Reason {
     ReservedProperty,
     /// A value whose type differs from the one the workspace's schema registry holds.
     TypeConflict,
+    /// An event without a name.
+    MissingEventName,
+    /// An event without a time (events are never stamped with the import's time).
+    MissingEventTime,
+    /// An event time that does not parse in the declared format.
+    InvalidEventTime,
+    /// An event older than the workspace's retention window.
+    OutsideRetention,
+    /// An event whose dedup key column is empty.
+    MissingDedupKey,
+    /// A purchase without a product id.
+    InvalidProduct,
+    /// A currency that is not an ISO-4217 code.
+    InvalidCurrency,
+    /// A price that is not a non-negative decimal.
+    InvalidPrice,
+    /// An items value that is not an array of valid items.
+    InvalidItems,
+    /// An event whose identity names no profile, with `unknown_identity: reject`.
+    UnknownIdentity,
 }
 
 impl Reason {
     /// Every code, for documentation and tests.
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 22] = [
         Reason::MissingIdentity,
         Reason::IdentityTooLong,
         Reason::ReservedIdentity,
@@ -49,6 +69,16 @@ impl Reason {
         Reason::TooManyProperties,
         Reason::ReservedProperty,
         Reason::TypeConflict,
+        Reason::MissingEventName,
+        Reason::MissingEventTime,
+        Reason::InvalidEventTime,
+        Reason::OutsideRetention,
+        Reason::MissingDedupKey,
+        Reason::InvalidProduct,
+        Reason::InvalidCurrency,
+        Reason::InvalidPrice,
+        Reason::InvalidItems,
+        Reason::UnknownIdentity,
     ];
 
     /// The code as stored and shown.
@@ -66,6 +96,16 @@ impl Reason {
             Reason::TooManyProperties => "too_many_properties",
             Reason::ReservedProperty => "reserved_property",
             Reason::TypeConflict => "type_conflict",
+            Reason::MissingEventName => "missing_event_name",
+            Reason::MissingEventTime => "missing_event_time",
+            Reason::InvalidEventTime => "invalid_event_time",
+            Reason::OutsideRetention => "outside_retention",
+            Reason::MissingDedupKey => "missing_dedup_key",
+            Reason::InvalidProduct => "invalid_product",
+            Reason::InvalidCurrency => "invalid_currency",
+            Reason::InvalidPrice => "invalid_price",
+            Reason::InvalidItems => "invalid_items",
+            Reason::UnknownIdentity => "unknown_identity",
         }
     }
 

@@ -16,6 +16,7 @@ use sluice_proto::columns::REASON_SEPARATOR;
 use sluice_proto::dateformat::DateFormat;
 use sluice_proto::identity;
 use sluice_proto::mapping::{property_name_problem, MAX_PROPERTIES};
+use sluice_proto::purchase;
 use sluice_proto::{IdentityField, Reason};
 use std::sync::Arc;
 
@@ -221,5 +222,35 @@ pub fn payload_problem(declared: Vec<String>, budget: usize) -> ScalarUDF {
             );
         }
         None
+    })
+}
+
+/// `sluice_currency(text) -> text`: the ISO-4217 code upper-cased, or NULL.
+pub fn currency() -> ScalarUDF {
+    text_udf("sluice_currency", |v| v.and_then(purchase::currency))
+}
+
+/// `sluice_price(text) -> text`: a non-negative decimal in canonical form, or NULL.
+pub fn price() -> ScalarUDF {
+    text_udf("sluice_price", |v| v.and_then(purchase::price))
+}
+
+/// `sluice_items(text) -> text`: a valid items array (currencies upper-cased), or NULL.
+pub fn items() -> ScalarUDF {
+    text_udf("sluice_items", |v| {
+        v.and_then(|v| purchase::items(v).ok())
+            .map(|v| v.to_string())
+    })
+}
+
+/// `sluice_items_problem(text) -> text`: why an items value is not valid, or NULL.
+pub fn items_problem() -> ScalarUDF {
+    text_udf("sluice_items_problem", |v| {
+        v.and_then(|v| purchase::items(v).err()).map(|message| {
+            format!(
+                "{}{REASON_SEPARATOR}{message}",
+                Reason::InvalidItems.as_str()
+            )
+        })
     })
 }

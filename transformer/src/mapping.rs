@@ -12,9 +12,12 @@ use datafusion::scalar::ScalarValue;
 use sluice_proto::columns::{self, REASON_SEPARATOR, SOURCE_KEY, SOURCE_WATERMARK};
 use sluice_proto::dateformat::{parse_timezone, DateFormat};
 use sluice_proto::mapping::{MAX_PROPERTIES, MAX_ROW_BYTES};
-use sluice_proto::{IdentityField, Mapping, PropertyMapping, PropertyType, Reason};
+use sluice_proto::{
+    EventMapping, EventName, IdentityField, Mapping, PropertyMapping, PropertyType, Reason, Records,
+};
 
 const PAYLOAD_PROBLEM: &str = "__payload_problem";
+const ITEMS_PROBLEM: &str = "__items_problem";
 
 /// The two projections of a chunk and the names of the accepted outputs and of the source
 /// columns a rejected row is reported with.
@@ -208,11 +211,23 @@ pub fn plan(mapping: &Mapping, input: &Schema) -> Result<MappingPlan, String> {
         );
     }
 
+    if let Records::Events(events) = &mapping.records {
+        plan_event(
+            events,
+            mapping.timezone.as_deref(),
+            &column_type,
+            &mut normalize,
+            &mut accepted,
+            &mut problems,
+        )?;
+    }
+
     for (index, (name, property)) in mapping.properties.iter().enumerate() {
         let source_type = column_type(&property.column)?;
         let output = columns::property(name);
         let timezone = property.timezone.as_deref().or(mapping.timezone.as_deref());
-        normalize.push(convert(index, property, timezone, &source_type)?.alias(&output));
+        normalize
+            .push(convert(&index.to_string(), property, timezone, &source_type)?.alias(&output));
         let text = ident(raw(&property.column));
         let failed = text.clone().is_not_null().and(ident(&output).is_null());
         problems.add(
@@ -236,6 +251,171 @@ pub fn plan(mapping: &Mapping, input: &Schema) -> Result<MappingPlan, String> {
     })
 }
 
+/// A problem reason as a literal.
+fn problem(reason: Reason, message: &str) -> Expr {
+    lit(reason_text(reason, message))
+}
+
+/// True where a text column is NULL or blank.
+fn blank(text: Expr) -> Expr {
+    text.clone().is_null().or(btrim(vec![text]).eq(lit("")))
+}
+
+/// The event columns (name, time, dedup key, purchase fields) and their problems.
+fn plan_event(
+    events: &EventMapping,
+    timezone: Option<&str>,
+    column_type: &dyn Fn(&str) -> Result<DataType, String>,
+    normalize: &mut Vec<Expr>,
+    accepted: &mut Vec<String>,
+    problems: &mut FirstProblem,
+) -> Result<(), String> {
+    let no_value = || lit(ScalarValue::Utf8(None));
+    match &events.name {
+        EventName::Value(name) => normalize.push(lit(name.as_str()).alias(columns::EVENT_NAME)),
+        EventName::Column(column) => {
+            let text = ident(raw(column));
+            normalize.push(btrim(vec![text.clone()]).alias(columns::EVENT_NAME));
+            problems.add(
+                blank(text.clone()),
+                column,
+                text,
+                problem(Reason::MissingEventName, "the event has no name"),
+            );
+        }
+    }
+    accepted.push(columns::EVENT_NAME.to_string());
+
+    let time = &events.time;
+    let as_property = PropertyMapping {
+        column: time.column.clone(),
+        kind: PropertyType::Datetime,
+        format: time.format.clone(),
+        timezone: time.timezone.clone(),
+    };
+    let zone = time.timezone.as_deref().or(timezone);
+    let source_type = column_type(&time.column)?;
+    normalize
+        .push(convert("event_time", &as_property, zone, &source_type)?.alias(columns::EVENT_TIME));
+    accepted.push(columns::EVENT_TIME.to_string());
+    let raw_time = ident(raw(&time.column));
+    problems.add(
+        raw_time.clone().is_null(),
+        &time.column,
+        no_value(),
+        problem(
+            Reason::MissingEventTime,
+            "the event has no time; events are never stamped with the import's time",
+        ),
+    );
+    problems.add(
+        ident(columns::EVENT_TIME).is_null(),
+        &time.column,
+        raw_time,
+        problem(
+            Reason::InvalidEventTime,
+            &match &time.format {
+                Some(f) => format!("the event time is not a valid datetime in format {f}"),
+                None => "the event time is not a valid ISO-8601 datetime".to_string(),
+            },
+        ),
+    );
+    if let Some(days) = events.retention_days {
+        let cutoff = chrono::Utc::now() - chrono::Duration::days(days as i64);
+        problems.add(
+            ident(columns::EVENT_TIME).lt(lit(ScalarValue::TimestampMicrosecond(
+                Some(cutoff.timestamp_micros()),
+                Some("UTC".into()),
+            ))),
+            &time.column,
+            ident(raw(&time.column)),
+            problem(
+                Reason::OutsideRetention,
+                &format!("the event is older than the workspace's retention of {days} days"),
+            ),
+        );
+    }
+
+    if let Some(column) = &events.dedup_key {
+        let text = ident(raw(column));
+        normalize.push(btrim(vec![text.clone()]).alias(columns::DEDUP_KEY));
+        accepted.push(columns::DEDUP_KEY.to_string());
+        problems.add(
+            blank(text),
+            column,
+            no_value(),
+            problem(Reason::MissingDedupKey, "the event's dedup key is empty"),
+        );
+    }
+
+    if let Some(purchase) = &events.purchase {
+        let product = ident(raw(&purchase.product_id));
+        normalize.push(btrim(vec![product.clone()]).alias(columns::PRODUCT_ID));
+        problems.add(
+            blank(product.clone()),
+            &purchase.product_id,
+            product,
+            problem(Reason::InvalidProduct, "the purchase has no product_id"),
+        );
+        let currency = ident(raw(&purchase.currency));
+        normalize.push(
+            functions::currency()
+                .call(vec![currency.clone()])
+                .alias(columns::CURRENCY),
+        );
+        problems.add(
+            ident(columns::CURRENCY).is_null(),
+            &purchase.currency,
+            currency,
+            problem(
+                Reason::InvalidCurrency,
+                "the currency is not an ISO-4217 code",
+            ),
+        );
+        let price = ident(raw(&purchase.price));
+        normalize.push(
+            functions::price()
+                .call(vec![price.clone()])
+                .alias(columns::PRICE),
+        );
+        problems.add(
+            ident(columns::PRICE).is_null(),
+            &purchase.price,
+            price,
+            problem(
+                Reason::InvalidPrice,
+                "the price is not a non-negative decimal",
+            ),
+        );
+        accepted.extend([
+            columns::PRODUCT_ID.to_string(),
+            columns::CURRENCY.to_string(),
+            columns::PRICE.to_string(),
+        ]);
+        if let Some(items) = &purchase.items {
+            let text = ident(raw(items));
+            normalize.push(
+                functions::items()
+                    .call(vec![text.clone()])
+                    .alias(columns::ITEMS),
+            );
+            normalize.push(
+                functions::items_problem()
+                    .call(vec![text.clone()])
+                    .alias(ITEMS_PROBLEM),
+            );
+            accepted.push(columns::ITEMS.to_string());
+            problems.add(
+                ident(ITEMS_PROBLEM).is_not_null(),
+                items,
+                text,
+                ident(ITEMS_PROBLEM),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The message given when a property's value cannot be converted.
 fn reason(name: &str, property: &PropertyMapping) -> String {
     match (&property.kind, &property.format) {
@@ -254,7 +434,7 @@ fn is_text(t: &DataType) -> bool {
 /// The expression converting a source column to a property's declared type; NULL where the
 /// value does not convert.
 fn convert(
-    index: usize,
+    tag: &str,
     property: &PropertyMapping,
     timezone: Option<&str>,
     source: &DataType,
@@ -304,10 +484,10 @@ fn convert(
                     }
                 }
                 _ if is_datetime => {
-                    functions::parse_datetime(&format!("sluice_parse_datetime_{index}"), format, tz)
+                    functions::parse_datetime(&format!("sluice_parse_datetime_{tag}"), format, tz)
                         .call(vec![text()])
                 }
-                _ => functions::parse_date(&format!("sluice_parse_date_{index}"), format, tz)
+                _ => functions::parse_date(&format!("sluice_parse_date_{tag}"), format, tz)
                     .call(vec![text()]),
             }
         }

@@ -1,0 +1,37 @@
+//! Applying a staged user-deletes chunk: the profiles the rows name are removed with their
+//! identities, and their events when the import says so. Rows naming no profile are counted.
+
+use crate::load::{store_error, LoadError};
+use sluice_proto::LoadStats;
+use tokio_postgres::Transaction;
+
+/// Deletes the resolved profiles (identities go with them); returns (profiles deleted, rows
+/// that named no profile). Event dedup keys stay, so a replayed event import does not bring
+/// deleted events back under the same keys.
+pub const DELETE_PROFILES: &str = "WITH doomed AS (
+    SELECT DISTINCT profile_id FROM sluice_stage WHERE profile_id IS NOT NULL
+), gone_events AS (
+    DELETE FROM profile_store.events e USING doomed d
+     WHERE $2::boolean AND e.workspace_id = $1 AND e.profile_id = d.profile_id
+), gone AS (
+    DELETE FROM profile_store.profiles p USING doomed d
+     WHERE p.workspace_id = $1 AND p.profile_id = d.profile_id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM sluice_stage WHERE profile_id IS NULL)";
+
+/// Deletes the profiles a staged chunk names.
+pub async fn apply(
+    tx: &Transaction<'_>,
+    workspace: i64,
+    delete_events: bool,
+    stats: &mut LoadStats,
+) -> Result<(), LoadError> {
+    let counts = tx
+        .query_one(DELETE_PROFILES, &[&workspace, &delete_events])
+        .await
+        .map_err(store_error)?;
+    stats.profiles_deleted = counts.get::<_, i64>(0) as u64;
+    stats.deletes_not_found = counts.get::<_, i64>(1) as u64;
+    Ok(())
+}

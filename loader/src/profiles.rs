@@ -1,0 +1,117 @@
+//! Applying a staged profile chunk: profiles created for unknown identities, identities
+//! linked, one upsert applying each profile's newest row; and keeping the store's statistics
+//! fresh.
+
+use crate::load::{store_error, LoadError};
+use crate::resolve::{ATTACH_IDENTITIES, CREATE_PROFILES, RESOLUTION_COUNTS, SAMPLE};
+use sluice_proto::{ImportMode, LoadStats, SampleRow, MAX_SAMPLE_ROWS};
+use tokio_postgres::Transaction;
+
+/// Creates profiles for unmatched rows (in `upsert` mode), links identities, and applies the
+/// upsert; a dry run also reads its sample first.
+pub async fn apply(
+    tx: &Transaction<'_>,
+    workspace: i64,
+    mode: ImportMode,
+    dry_run: bool,
+    stats: &mut LoadStats,
+) -> Result<(), LoadError> {
+    if mode == ImportMode::Upsert {
+        stats.profiles_created = create_profiles(tx, workspace).await?;
+    }
+    tx.execute(ATTACH_IDENTITIES, &[&workspace])
+        .await
+        .map_err(store_error)?;
+    let counts = tx
+        .query_one(RESOLUTION_COUNTS, &[])
+        .await
+        .map_err(store_error)?;
+    let (skipped, ambiguous, existing): (i64, i64, i64) =
+        (counts.get(0), counts.get(1), counts.get(2));
+    if dry_run {
+        stats.sample = sample(tx, workspace).await?;
+    }
+    let updated: i64 = tx
+        .query_one(UPSERT_PROFILES, &[&workspace])
+        .await
+        .map_err(store_error)?
+        .get(0);
+    stats.profiles_updated = updated as u64;
+    stats.profiles_unchanged = (existing - updated).max(0) as u64;
+    stats.rows_skipped = skipped as u64;
+    stats.identities_ambiguous = ambiguous as u64;
+    Ok(())
+}
+
+/// Creates a profile per distinct creating identity among unmatched rows; returns how many.
+pub async fn create_profiles(tx: &Transaction<'_>, workspace: i64) -> Result<u64, LoadError> {
+    let count: i64 = tx
+        .query_one(CREATE_PROFILES, &[&workspace])
+        .await
+        .map_err(store_error)?
+        .get(0);
+    Ok(count as u64)
+}
+
+/// The dry run's sample rows, read from the staging table before the upsert.
+async fn sample(tx: &Transaction<'_>, workspace: i64) -> Result<Vec<SampleRow>, LoadError> {
+    let rows = tx
+        .query(SAMPLE, &[&workspace, &(MAX_SAMPLE_ROWS as i64)])
+        .await
+        .map_err(store_error)?;
+    Ok(rows
+        .iter()
+        .map(|r| SampleRow {
+            row_key: r.get(0),
+            identity_kind: r.get(1),
+            identity_value: r.get(2),
+            profile_id: r.get(3),
+            outcome: r.get(4),
+            properties: r.get(5),
+        })
+        .collect())
+}
+
+/// Applies each profile's newest staged row (ties broken by the source key), unless the store
+/// already holds a newer source row. A NULL property removes it; properties not mapped are left
+/// as they are; email and phone are set when the row has them. A row that would change nothing
+/// is not written. Returns the number of existing profiles changed.
+pub const UPSERT_PROFILES: &str = "WITH s AS (
+    SELECT DISTINCT ON (profile_id) profile_id, updated_at, props, unset, email, phone, created
+      FROM sluice_stage
+     WHERE profile_id IS NOT NULL
+     ORDER BY profile_id, updated_at DESC, key DESC
+), r AS MATERIALIZED (
+    SELECT s.*, o.properties AS old_props
+      FROM s CROSS JOIN LATERAL (
+        SELECT p.properties FROM profile_store.profiles p
+         WHERE p.workspace_id = $1 AND p.profile_id = s.profile_id) o
+), u AS (
+    UPDATE profile_store.profiles p
+       SET properties = (p.properties || r.props) - r.unset,
+           email = coalesce(r.email, p.email),
+           phone = coalesce(r.phone, p.phone),
+           source_updated_at = r.updated_at,
+           updated_at = now()
+      FROM r
+     WHERE p.workspace_id = $1 AND p.profile_id = r.profile_id
+       AND r.updated_at >= p.source_updated_at
+       AND (r.created
+            OR ((p.properties || r.props) - r.unset) IS DISTINCT FROM p.properties
+            OR (r.email IS NOT NULL AND r.email IS DISTINCT FROM p.email)
+            OR (r.phone IS NOT NULL AND r.phone IS DISTINCT FROM p.phone))
+    RETURNING r.created
+)
+SELECT count(*) FILTER (WHERE NOT created) FROM u";
+
+/// True when the store's tables changed by more than a fifth since they were last analyzed.
+/// The loader keeps their statistics fresh itself, so identity lookups stay index probes
+/// whether or not the server runs autovacuum.
+pub const STORE_STATS_STALE: &str =
+    "SELECT coalesce(bool_or(n_mod_since_analyze > greatest(1000, n_live_tup / 5)), false)
+  FROM pg_stat_user_tables
+ WHERE schemaname = 'profile_store' AND relname IN ('profiles', 'identities', 'event_keys')";
+
+/// Refreshes the store's statistics.
+pub const ANALYZE_STORE: &str =
+    "ANALYZE profile_store.profiles, profile_store.identities, profile_store.event_keys";
