@@ -506,3 +506,48 @@ async fn user_deletes_need_the_guard_and_delete_exactly_the_listed_profiles() {
     );
     fleet.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_older_than_the_workspace_retention_are_rejected_and_the_rest_export() {
+    let mut fleet = Fleet::new().await;
+    let warehouse = fleet.warehouse().await;
+    create_activity(&warehouse, 20).await;
+    warehouse
+        .batch_execute(
+            "INSERT INTO public.activity VALUES
+                (101, 'user-1', 'Recent', now() - interval '1 day', '{}', '2024-05-01'),
+                (102, 'user-1', 'Recent', now() - interval '2 days', '{}', '2024-05-01')",
+        )
+        .await
+        .unwrap();
+    let spec = fleet.spec(&activity_import(1_000)).replace(
+        "workspace: acme\n",
+        "workspace: acme\nevent_retention: 30d\n",
+    );
+    fleet.apply_ok(&spec);
+    fleet.start("all", &[]);
+    let run = fleet.run("acme", "activity");
+    assert_eq!(run["status"], "partially_succeeded", "{run}");
+    assert_eq!(run["events_inserted"], 2, "{run}");
+    assert_eq!(
+        run["rejected_by_reason"],
+        serde_json::json!({"outside_retention": 20}),
+        "{run}"
+    );
+    let out = fleet.sluice(&["events", "export", "--workspace", "acme"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines
+        .iter()
+        .all(|e| e["name"] == "Recent" && e["profile_id"].is_i64()));
+    fleet.cleanup().await;
+}
