@@ -1,10 +1,13 @@
-//! `sluice profiles export`: every profile of a workspace as one JSON line.
+//! `sluice profiles export` and `sluice events export`: every profile or event of a workspace
+//! as one JSON line, streamed.
 
 use crate::settings::Settings;
+use chrono::{DateTime, SecondsFormat, Utc};
 use futures::{pin_mut, TryStreamExt};
 use std::io::Write;
+use tokio_postgres::Row;
 
-const EXPORT_SQL: &str = "SELECT p.profile_id, p.properties, p.source_updated_at,
+const PROFILES_SQL: &str = "SELECT p.profile_id, p.properties, p.source_updated_at,
         p.first_event_at, p.last_event_at, p.event_count,
         coalesce(jsonb_object_agg(i.kind, i.value) FILTER (WHERE i.kind IS NOT NULL), '{}'::jsonb)
           || jsonb_strip_nulls(jsonb_build_object('email', p.email, 'phone', p.phone))
@@ -14,8 +17,56 @@ const EXPORT_SQL: &str = "SELECT p.profile_id, p.properties, p.source_updated_at
   GROUP BY p.workspace_id, p.profile_id
   ORDER BY p.profile_id";
 
-/// Writes the workspace's profiles to stdout.
-pub async fn export(settings: &Settings, workspace: &str) -> anyhow::Result<()> {
+const EVENTS_SQL: &str =
+    "SELECT e.event_id, e.profile_id, e.name, e.time, e.properties, e.dedup_key
+   FROM profile_store.events e
+  WHERE e.workspace_id = (SELECT id FROM control.workspaces WHERE name = $1)
+  ORDER BY e.time, e.event_id";
+
+fn time(value: Option<DateTime<Utc>>) -> Option<String> {
+    value.map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))
+}
+
+fn profile(row: &Row) -> serde_json::Value {
+    serde_json::json!({
+        "profile_id": row.get::<_, i64>(0),
+        "identities": row.get::<_, serde_json::Value>(6),
+        "properties": row.get::<_, serde_json::Value>(1),
+        "updated_at": time(row.get(2)),
+        "first_event_at": time(row.get(3)),
+        "last_event_at": time(row.get(4)),
+        "event_count": row.get::<_, i64>(5),
+    })
+}
+
+fn event(row: &Row) -> serde_json::Value {
+    serde_json::json!({
+        "event_id": row.get::<_, i64>(0),
+        "profile_id": row.get::<_, i64>(1),
+        "name": row.get::<_, String>(2),
+        "time": time(row.get(3)),
+        "properties": row.get::<_, serde_json::Value>(4),
+        "dedup_key": row.get::<_, String>(5),
+    })
+}
+
+/// Writes the workspace's profiles to stdout, by profile id.
+pub async fn profiles(settings: &Settings, workspace: &str) -> anyhow::Result<()> {
+    export(settings, workspace, PROFILES_SQL, profile).await
+}
+
+/// Writes the workspace's events to stdout, oldest first.
+pub async fn events(settings: &Settings, workspace: &str) -> anyhow::Result<()> {
+    export(settings, workspace, EVENTS_SQL, event).await
+}
+
+/// Streams the rows of `sql` (which takes the workspace name) to stdout as JSON lines.
+async fn export(
+    settings: &Settings,
+    workspace: &str,
+    sql: &str,
+    line: fn(&Row) -> serde_json::Value,
+) -> anyhow::Result<()> {
     settings.migrate().await?;
     let client = sluice_coordinator::database::connect(&settings.database_url).await?;
     if sluice_coordinator::apply::workspace_id(&client, workspace)
@@ -24,34 +75,20 @@ pub async fn export(settings: &Settings, workspace: &str) -> anyhow::Result<()> 
     {
         anyhow::bail!("workspace {workspace:?} does not exist");
     }
-    let rows = client.query_raw(EXPORT_SQL, [&workspace]).await?;
+    let rows = client.query_raw(sql, [&workspace]).await?;
     pin_mut!(rows);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     while let Some(row) = rows.try_next().await? {
-        let updated_at: chrono::DateTime<chrono::Utc> = row.get(2);
-        let line = serde_json::json!({
-            "profile_id": row.get::<_, i64>(0),
-            "identities": row.get::<_, serde_json::Value>(6),
-            "properties": row.get::<_, serde_json::Value>(1),
-            "updated_at": updated_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            "first_event_at": time(row.get(3)),
-            "last_event_at": time(row.get(4)),
-            "event_count": row.get::<_, i64>(5),
-        });
-        if let Err(e) = writeln!(out, "{line}") {
+        if let Err(e) = writeln!(out, "{}", line(&row)) {
             return quiet_on_closed_pipe(e);
         }
     }
     out.flush().or_else(quiet_on_closed_pipe)
 }
 
-fn time(value: Option<chrono::DateTime<chrono::Utc>>) -> Option<String> {
-    value.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-}
-
 /// A reader that stopped reading (`| head`) is not an error.
-pub fn quiet_on_closed_pipe(e: std::io::Error) -> anyhow::Result<()> {
+fn quiet_on_closed_pipe(e: std::io::Error) -> anyhow::Result<()> {
     if e.kind() == std::io::ErrorKind::BrokenPipe {
         Ok(())
     } else {

@@ -3,7 +3,6 @@
 
 mod demo;
 mod errors;
-mod events_export;
 mod export;
 mod roles;
 mod settings;
@@ -209,13 +208,13 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
         Command::Events {
             command: EventsCommand::Export { workspace },
         } => {
-            events_export::export(settings, workspace).await?;
+            export::events(settings, workspace).await?;
             Ok(0)
         }
         Command::Profiles {
             command: ProfilesCommand::Export { workspace },
         } => {
-            export::export(settings, workspace).await?;
+            export::profiles(settings, workspace).await?;
             Ok(0)
         }
         Command::Demo(args) => demo::demo(settings, &args.options).await,

@@ -197,30 +197,10 @@ async fn a_loader_killed_mid_event_chunk_leaves_every_event_stored_once() {
     fleet.start("extractor", &[]);
     fleet.start("transformer", &[]);
     fleet.start("loader", &["--load-rows-per-second", "12000"]);
-    let out = fleet.sluice(&["run", "activity", "--workspace", "acme", "--output", "json"]);
-    let requested: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let run_id = requested["run_id"].as_str().unwrap().to_string();
-    let run_uuid: uuid::Uuid = run_id.parse().unwrap();
-    let control = fleet.control().await;
-    let started = Instant::now();
-    loop {
-        let loaded: i64 = control
-            .query_one(
-                "SELECT count(*) FROM control.chunks WHERE run_id = $1 AND status = 'loaded'",
-                &[&run_uuid],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if loaded >= 2 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(180),
-            "no chunk loaded in time"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let run_id = fleet.request_run("acme", "activity");
+    fleet
+        .wait_for_loaded_chunks(&run_id, 2, Duration::from_secs(180))
+        .await;
     fleet.kill("loader");
     tokio::time::sleep(Duration::from_millis(500)).await;
     fleet.start("loader", &[]);

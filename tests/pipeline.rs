@@ -84,31 +84,10 @@ async fn a_loader_killed_mid_run_is_restarted_and_the_run_completes() {
     // A slow loader, so the kill lands mid-run.
     fleet.start("loader", &["--load-rows-per-second", "15000"]);
 
-    let out = fleet.sluice(&["run", "users", "--workspace", "acme", "--output", "json"]);
-    let requested: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let run_id = requested["run_id"].as_str().unwrap().to_string();
-
-    let control = fleet.control().await;
-    let run_uuid: uuid::Uuid = run_id.parse().unwrap();
-    let started = std::time::Instant::now();
-    loop {
-        let loaded: i64 = control
-            .query_one(
-                "SELECT count(*) FROM control.chunks WHERE run_id = $1 AND status = 'loaded'",
-                &[&run_uuid],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if loaded >= 3 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(180),
-            "no chunk loaded in time"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let run_id = fleet.request_run("acme", "users");
+    fleet
+        .wait_for_loaded_chunks(&run_id, 3, Duration::from_secs(180))
+        .await;
     fleet.kill("loader");
     tokio::time::sleep(Duration::from_millis(500)).await;
     fleet.start("loader", &["--load-rows-per-second", "15000"]);

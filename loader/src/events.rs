@@ -3,8 +3,7 @@
 //! workspace already holds and keeps each profile's event lifecycle.
 
 use crate::load::{store_error, LoadError};
-use crate::profiles::create_profiles;
-use crate::resolve::{ANALYZE_STAGE, ATTACH_IDENTITIES, RESOLUTION_COUNTS, UNMATCHED};
+use crate::resolve::{link, ANALYZE_STAGE, UNMATCHED};
 use chrono::{DateTime, Datelike, Utc};
 use deadpool_postgres::Pool;
 use sluice_proto::rejection::{self, RowRejection};
@@ -135,17 +134,14 @@ pub async fn apply(
     stats: &mut LoadStats,
     rejections: &mut Vec<RowRejection>,
 ) -> Result<(), LoadError> {
-    if events.unknown_identity == UnknownIdentity::Create {
-        stats.profiles_created = create_profiles(tx, workspace).await?;
-    }
-    tx.execute(ATTACH_IDENTITIES, &[&workspace])
-        .await
-        .map_err(store_error)?;
-    let counts = tx
-        .query_one(RESOLUTION_COUNTS, &[])
-        .await
-        .map_err(store_error)?;
-    stats.identities_ambiguous = counts.get::<_, i64>(1) as u64;
+    let found = link(
+        tx,
+        workspace,
+        events.unknown_identity == UnknownIdentity::Create,
+    )
+    .await?;
+    stats.profiles_created = found.profiles_created;
+    stats.identities_ambiguous = found.ambiguous;
     // Resolution filled profile_id after the stage was analyzed; the insert's plan must see it.
     tx.batch_execute(ANALYZE_STAGE).await.map_err(store_error)?;
     for row in tx.query(UNMATCHED, &[]).await.map_err(store_error)? {

@@ -3,7 +3,7 @@
 //! fresh.
 
 use crate::load::{store_error, LoadError};
-use crate::resolve::{ATTACH_IDENTITIES, CREATE_PROFILES, RESOLUTION_COUNTS, SAMPLE};
+use crate::resolve::{link, SAMPLE};
 use sluice_proto::{ImportMode, LoadStats, SampleRow, MAX_SAMPLE_ROWS};
 use tokio_postgres::Transaction;
 
@@ -16,18 +16,8 @@ pub async fn apply(
     dry_run: bool,
     stats: &mut LoadStats,
 ) -> Result<(), LoadError> {
-    if mode == ImportMode::Upsert {
-        stats.profiles_created = create_profiles(tx, workspace).await?;
-    }
-    tx.execute(ATTACH_IDENTITIES, &[&workspace])
-        .await
-        .map_err(store_error)?;
-    let counts = tx
-        .query_one(RESOLUTION_COUNTS, &[])
-        .await
-        .map_err(store_error)?;
-    let (skipped, ambiguous, existing): (i64, i64, i64) =
-        (counts.get(0), counts.get(1), counts.get(2));
+    let found = link(tx, workspace, mode == ImportMode::Upsert).await?;
+    stats.profiles_created = found.profiles_created;
     if dry_run {
         stats.sample = sample(tx, workspace).await?;
     }
@@ -37,20 +27,10 @@ pub async fn apply(
         .map_err(store_error)?
         .get(0);
     stats.profiles_updated = updated as u64;
-    stats.profiles_unchanged = (existing - updated).max(0) as u64;
-    stats.rows_skipped = skipped as u64;
-    stats.identities_ambiguous = ambiguous as u64;
+    stats.profiles_unchanged = found.existing.saturating_sub(updated as u64);
+    stats.rows_skipped = found.unmatched;
+    stats.identities_ambiguous = found.ambiguous;
     Ok(())
-}
-
-/// Creates a profile per distinct creating identity among unmatched rows; returns how many.
-pub async fn create_profiles(tx: &Transaction<'_>, workspace: i64) -> Result<u64, LoadError> {
-    let count: i64 = tx
-        .query_one(CREATE_PROFILES, &[&workspace])
-        .await
-        .map_err(store_error)?
-        .get(0);
-    Ok(count as u64)
 }
 
 /// The dry run's sample rows, read from the staging table before the upsert.

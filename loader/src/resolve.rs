@@ -3,8 +3,10 @@
 //! precedence that names one; rows that match none create a profile by their first identity
 //! (unless the import is `update_only` or the row has only a `profile_id`).
 
+use crate::load::{store_error, LoadError};
 use sluice_proto::IdentityKind;
 use tokio_postgres::types::Type;
+use tokio_postgres::Transaction;
 
 /// A staging table for one chunk, dropped at commit. The event columns are NULL for profile
 /// loads; the last five columns are filled by resolution.
@@ -182,6 +184,48 @@ pub const SAMPLE: &str = "SELECT s.key, s.matched_kind, s.matched_value, s.profi
   LEFT JOIN profile_store.profiles o ON o.workspace_id = $1 AND o.profile_id = s.profile_id
  ORDER BY s.key
  LIMIT $2";
+
+/// What resolution found after profiles were created and identities linked.
+pub struct Resolution {
+    pub profiles_created: u64,
+    /// Rows matching no profile.
+    pub unmatched: u64,
+    pub ambiguous: u64,
+    /// Existing profiles the chunk names.
+    pub existing: u64,
+}
+
+/// After `resolve_statement`: creates profiles for unmatched rows when `create`, links the
+/// rows' other identities, and counts what resolution found.
+pub async fn link(
+    tx: &Transaction<'_>,
+    workspace: i64,
+    create: bool,
+) -> Result<Resolution, LoadError> {
+    let profiles_created = if create {
+        let count: i64 = tx
+            .query_one(CREATE_PROFILES, &[&workspace])
+            .await
+            .map_err(store_error)?
+            .get(0);
+        count as u64
+    } else {
+        0
+    };
+    tx.execute(ATTACH_IDENTITIES, &[&workspace])
+        .await
+        .map_err(store_error)?;
+    let counts = tx
+        .query_one(RESOLUTION_COUNTS, &[])
+        .await
+        .map_err(store_error)?;
+    Ok(Resolution {
+        profiles_created,
+        unmatched: counts.get::<_, i64>(0) as u64,
+        ambiguous: counts.get::<_, i64>(1) as u64,
+        existing: counts.get::<_, i64>(2) as u64,
+    })
+}
 
 #[cfg(test)]
 mod tests {

@@ -166,6 +166,44 @@ impl Fleet {
         })
     }
 
+    /// Requests a run without waiting for it; returns the run id.
+    pub fn request_run(&self, workspace: &str, import: &str) -> String {
+        let out = self.sluice(&["run", import, "--workspace", workspace, "--output", "json"]);
+        let requested: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+                panic!(
+                    "run request failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            });
+        requested["run_id"].as_str().unwrap().to_string()
+    }
+
+    /// Waits until at least `chunks` chunks of a run are loaded.
+    pub async fn wait_for_loaded_chunks(&self, run_id: &str, chunks: i64, timeout: Duration) {
+        let control = self.control().await;
+        let run_id: uuid::Uuid = run_id.parse().unwrap();
+        let start = Instant::now();
+        loop {
+            let loaded: i64 = control
+                .query_one(
+                    "SELECT count(*) FROM control.chunks WHERE run_id = $1 AND status = 'loaded'",
+                    &[&run_id],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if loaded >= chunks {
+                return;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "{chunks} chunks of run {run_id} were not loaded in {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits for a run to end, polling the control plane.
     pub async fn wait_for_run(&self, run_id: &str, timeout: Duration) -> String {
         let control = self.control().await;
