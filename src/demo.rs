@@ -117,6 +117,7 @@ pub async fn demo(settings: &Settings, worker: &WorkerOptions) -> anyhow::Result
             dry_run: false,
             wait: true,
             json: false,
+            idempotency_key: None,
         },
     )
     .await;

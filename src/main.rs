@@ -4,6 +4,7 @@
 mod demo;
 mod errors;
 mod export;
+mod imports;
 mod roles;
 mod settings;
 mod trigger;
@@ -58,6 +59,15 @@ enum Command {
         /// Print the result as one JSON object.
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
+        /// The same key for the same import always names the same run: a repeated trigger
+        /// returns that run instead of starting another.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Imports: list, show (state, schedule, next fire times), pause, resume.
+    Imports {
+        #[command(subcommand)]
+        command: ImportsCommand,
     },
     /// Runs and their row-level errors.
     Runs {
@@ -76,6 +86,36 @@ enum Command {
     },
     /// Create a demo warehouse table, import it with every role in this process, and show the result.
     Demo(WorkerArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ImportsCommand {
+    /// List a workspace's imports with their state and next fire time.
+    List {
+        #[arg(long)]
+        workspace: String,
+    },
+    /// Show an import: state, schedule, the next 5 fire times (UTC and local), last run and
+    /// state changes.
+    Show {
+        import: String,
+        #[arg(long)]
+        workspace: String,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Stop firing the import's schedule; an active run finishes.
+    Pause {
+        import: String,
+        #[arg(long)]
+        workspace: String,
+    },
+    /// Schedule a paused import again from now.
+    Resume {
+        import: String,
+        #[arg(long)]
+        workspace: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -192,6 +232,7 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
             dry_run,
             wait,
             output,
+            idempotency_key,
         } => {
             let request = trigger::RunRequest {
                 workspace,
@@ -199,9 +240,24 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
                 dry_run: *dry_run,
                 wait: *wait,
                 json: matches!(output, Output::Json),
+                idempotency_key: idempotency_key.as_deref(),
             };
             trigger::run(settings, &request).await
         }
+        Command::Imports { command } => match command {
+            ImportsCommand::List { workspace } => imports::list(settings, workspace).await,
+            ImportsCommand::Show {
+                import,
+                workspace,
+                output,
+            } => imports::show(settings, workspace, import, matches!(output, Output::Json)).await,
+            ImportsCommand::Pause { import, workspace } => {
+                imports::set_paused(settings, workspace, import, true).await
+            }
+            ImportsCommand::Resume { import, workspace } => {
+                imports::set_paused(settings, workspace, import, false).await
+            }
+        },
         Command::Runs {
             command: RunsCommand::Errors { run, csv, limit },
         } => errors::print(settings, run, *csv, *limit).await,

@@ -81,6 +81,18 @@ pub async fn run(
                     &options,
                     &shutdown,
                 );
+                tasks.spawn(sluice_coordinator::scheduler::run(
+                    settings.database_url.clone(),
+                    settings.amqp_url.clone(),
+                    settings.topology(),
+                    format!(
+                        "{}:{}",
+                        std::env::var("HOSTNAME").unwrap_or_else(|_| "coordinator".to_string()),
+                        std::process::id()
+                    ),
+                    Arc::new(sluice_coordinator::scheduler::SystemClock),
+                    shutdown.clone(),
+                ));
                 spawn(
                     &mut tasks,
                     sluice_coordinator::Results {

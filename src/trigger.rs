@@ -17,6 +17,7 @@ pub struct RunRequest<'a> {
     pub dry_run: bool,
     pub wait: bool,
     pub json: bool,
+    pub idempotency_key: Option<&'a str>,
 }
 
 /// Requests a run; returns the process exit code.
@@ -37,7 +38,12 @@ pub async fn run(settings: &Settings, request: &RunRequest<'_>) -> anyhow::Resul
             request.workspace
         );
     }
-    let run_id = Uuid::new_v4();
+    let run_id = match request.idempotency_key {
+        Some(key) => {
+            RunRequested::derived_run_id(request.workspace, request.import, &format!("key:{key}"))
+        }
+        None => Uuid::new_v4(),
+    };
     let bus = Bus::connect(&settings.amqp_url, &settings.topology())
         .await
         .context("could not reach RabbitMQ; start it with deploy/services.sh")?;
@@ -48,6 +54,8 @@ pub async fn run(settings: &Settings, request: &RunRequest<'_>) -> anyhow::Resul
         dry_run: request.dry_run,
         requested_by: std::env::var("USER").unwrap_or_else(|_| "cli".to_string()),
         requested_at: chrono::Utc::now(),
+        scheduled_for: None,
+        idempotency_key: request.idempotency_key.map(str::to_string),
     };
     bus.publish(&message, &TraceContext::new_trace()).await?;
     bus.close().await;

@@ -194,12 +194,18 @@ pub async fn apply(
                     }));
                 }
                 let old: serde_json::Value = row.get(1);
+                let old_schedule = serde_json::from_value::<ImportDecl>(old.clone())
+                    .ok()
+                    .and_then(|i| i.schedule);
                 tx.execute(
                     "UPDATE control.imports SET connection_id = $3, spec = $4, updated_at = now()
                       WHERE workspace_id = $1 AND name = $2",
                     &[&workspace, &import.name, &connection, &body],
                 )
                 .await?;
+                if old_schedule != import.schedule {
+                    crate::imports::reschedule(&tx, workspace, import, "apply").await?;
+                }
                 let what = if old == body { "unchanged" } else { "updated" };
                 report.lines.push(format!("import {}: {what}", import.name));
             }
@@ -210,6 +216,7 @@ pub async fn apply(
                     &[&workspace, &import.name, &connection, &import.data_type.as_str(), &body],
                 )
                 .await?;
+                crate::imports::reschedule(&tx, workspace, import, "apply").await?;
                 report
                     .lines
                     .push(format!("import {}: created", import.name));

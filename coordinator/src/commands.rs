@@ -45,6 +45,8 @@ impl Commands {
             dry_run: request.dry_run,
             requested_by: &request.requested_by,
             trace_id: &delivered.trace.trace_id,
+            scheduled_for: request.scheduled_for,
+            idempotency_key: request.idempotency_key.as_deref(),
         };
         let current = match runs::request(&**client, &new_run)
             .await

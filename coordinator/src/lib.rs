@@ -7,10 +7,13 @@ pub mod commands;
 pub mod database;
 pub mod duration;
 pub mod errors;
+pub mod imports;
 pub mod migrate;
 pub mod planner;
 pub mod results;
 pub mod runs;
+pub mod schedule;
+pub mod scheduler;
 pub mod spec;
 
 pub use commands::Commands;
@@ -24,4 +27,5 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/0001_control.sql")),
     (2, include_str!("../migrations/0002_error_stream.sql")),
     (3, include_str!("../migrations/0003_events.sql")),
+    (4, include_str!("../migrations/0004_schedules.sql")),
 ];

@@ -1,6 +1,7 @@
 //! Run records in the control plane: creating a run (at most one active per import), failing
 //! it, and reading a run's summary with stats summed over its chunks.
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sluice_proto::SampleRow;
 use std::collections::BTreeMap;
@@ -45,6 +46,8 @@ pub struct NewRun<'a> {
     pub dry_run: bool,
     pub requested_by: &'a str,
     pub trace_id: &'a str,
+    pub scheduled_for: Option<DateTime<Utc>>,
+    pub idempotency_key: Option<&'a str>,
 }
 
 /// Records a requested run; repeating the same run id is harmless.
@@ -61,38 +64,55 @@ pub async fn request(
     {
         return Ok(Requested::Exists(row.get(0)));
     }
-    let inserted = client
-        .execute(
-            "INSERT INTO control.runs (id, workspace_id, import_id, status, dry_run, requested_by, trace_id)
-             VALUES ($1, $2, $3, 'queued', $4, $5, $6)
-             ON CONFLICT DO NOTHING",
-            &[&run.run_id, &run.workspace_id, &run.import_id, &run.dry_run, &run.requested_by, &run.trace_id],
-        )
-        .await?;
-    if inserted == 1 {
-        return Ok(Requested::Exists(status::QUEUED.to_string()));
-    }
-    if let Some(row) = client
-        .query_opt(
-            "SELECT status FROM control.runs WHERE id = $1",
-            &[&run.run_id],
-        )
-        .await?
-    {
-        return Ok(Requested::Exists(row.get(0)));
-    }
-    let active: Uuid = client
-        .query_one(
-            "SELECT id FROM control.runs WHERE import_id = $1 AND status IN ('queued', 'planning', 'running')",
-            &[&run.import_id],
-        )
-        .await?
-        .get(0);
+    // The active run may end between the insert and the look-up; then the insert is tried again.
+    let active = loop {
+        let inserted = client
+            .execute(
+                "INSERT INTO control.runs (id, workspace_id, import_id, status, dry_run, requested_by, trace_id,
+                                           scheduled_for, idempotency_key)
+                 VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8)
+                 ON CONFLICT DO NOTHING",
+                &[&run.run_id, &run.workspace_id, &run.import_id, &run.dry_run, &run.requested_by, &run.trace_id,
+                  &run.scheduled_for, &run.idempotency_key],
+            )
+            .await?;
+        if inserted == 1 {
+            return Ok(Requested::Exists(status::QUEUED.to_string()));
+        }
+        if let Some(row) = client
+            .query_opt(
+                "SELECT status FROM control.runs WHERE id = $1",
+                &[&run.run_id],
+            )
+            .await?
+        {
+            return Ok(Requested::Exists(row.get(0)));
+        }
+        if let Some(row) = client
+            .query_opt(
+                "SELECT status FROM control.runs
+                  WHERE import_id = $1 AND (scheduled_for = $2 OR idempotency_key = $3)",
+                &[&run.import_id, &run.scheduled_for, &run.idempotency_key],
+            )
+            .await?
+        {
+            return Ok(Requested::Exists(row.get(0)));
+        }
+        if let Some(row) = client
+            .query_opt(
+                "SELECT id FROM control.runs WHERE import_id = $1 AND status IN ('queued', 'planning', 'running')",
+                &[&run.import_id],
+            )
+            .await?
+        {
+            break row.get::<_, Uuid>(0);
+        }
+    };
     client
         .execute(
             "INSERT INTO control.runs (id, workspace_id, import_id, status, dry_run, requested_by, trace_id,
-                                       error_code, error_message, finished_at)
-             VALUES ($1, $2, $3, 'skipped', $4, $5, $6, 'run_active', $7, now())
+                                       error_code, error_message, finished_at, scheduled_for, idempotency_key)
+             VALUES ($1, $2, $3, 'skipped', $4, $5, $6, 'run_active', $7, now(), $8, $9)
              ON CONFLICT DO NOTHING",
             &[
                 &run.run_id,
@@ -102,6 +122,8 @@ pub async fn request(
                 &run.requested_by,
                 &run.trace_id,
                 &format!("run {active} of this import is still active"),
+                &run.scheduled_for,
+                &run.idempotency_key,
             ],
         )
         .await?;

@@ -1,6 +1,7 @@
 //! The declarative spec file (`sluice apply -f spec.yaml`): its format, `${VAR}` interpolation,
 //! and validation that names the field at fault before anything is written.
 
+use crate::schedule::ScheduleDecl;
 use serde::{Deserialize, Serialize};
 use sluice_proto::dateformat::{parse_timezone, DateFormat};
 use sluice_proto::mapping::{property_name_problem, MAX_PROPERTIES};
@@ -125,6 +126,9 @@ pub struct ImportDecl {
     /// User deletes: delete the profiles' events as well.
     #[serde(default)]
     pub delete_events: bool,
+    /// When the import runs by itself; manual runs only when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleDecl>,
     #[serde(default = "default_chunk_rows")]
     pub chunk_rows: u64,
     #[serde(default = "default_settle_lag", with = "crate::duration::serde_text")]
@@ -274,6 +278,16 @@ pub fn validate(spec: &SpecFile) -> Result<(), SpecError> {
         let field = format!("imports.{}", import.name);
         check_name(&format!("{field}.connection"), &import.connection)?;
         validate_records(&field, import)?;
+        if let Some(schedule) = &import.schedule {
+            schedule.compile().map_err(|e| {
+                let at = if e.field == "schedule" {
+                    format!("{field}.schedule")
+                } else {
+                    format!("{field}.schedule.{}", e.field)
+                };
+                invalid(at, e.reason)
+            })?;
+        }
         match &import.source {
             SourceRelation::Table(t) => check_name(&format!("{field}.source.table"), t)?,
             SourceRelation::Query(q) => {
@@ -743,6 +757,21 @@ imports:
         ))
         .unwrap_err();
         assert_eq!(err.field, "imports.users.constants");
+    }
+
+    #[test]
+    fn a_bad_schedule_names_its_field() {
+        let err = parse(&GOOD.replace(
+            "chunk_rows: 50000",
+            "chunk_rows: 50000\n    schedule: { every: 5m }",
+        ))
+        .unwrap_err();
+        assert_eq!(err.field, "imports.users.schedule.every");
+        assert!(parse(&GOOD.replace(
+            "chunk_rows: 50000",
+            "chunk_rows: 50000\n    schedule: { cron: \"0 6 * * 1-5\", timezone: Europe/Berlin }",
+        ))
+        .is_ok());
     }
 
     #[test]

@@ -22,7 +22,27 @@ pub struct RunRequested {
     pub dry_run: bool,
     pub requested_by: String,
     pub requested_at: DateTime<Utc>,
+    /// The schedule slot this run is for, when the scheduler fired it.
+    #[serde(default)]
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// The requester's idempotency key: the same key for the same import is the same run.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
+
+impl RunRequested {
+    /// The run id of a scheduled slot or of an idempotency key: the same for every requester,
+    /// so repeating the request can only find the same run.
+    pub fn derived_run_id(workspace: &str, import: &str, discriminator: &str) -> Uuid {
+        Uuid::new_v5(
+            &RUN_NAMESPACE,
+            format!("{workspace}\u{1f}{import}\u{1f}{discriminator}").as_bytes(),
+        )
+    }
+}
+
+/// The namespace of derived run ids.
+const RUN_NAMESPACE: Uuid = Uuid::from_u128(0x5c1d_7e3a_9b0f_4a52_8e61_d2c4_3f70_a915);
 
 impl Message for RunRequested {
     const ROUTING_KEY: &'static str = "run.requested";

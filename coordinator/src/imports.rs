@@ -1,0 +1,320 @@
+//! Import lifecycle: states (`ready`, `scheduled`, `paused`), their transitions with who made
+//! them and when, and what `sluice imports list|show` prints.
+
+use crate::schedule::Schedule;
+use crate::spec::ImportDecl;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::GenericClient;
+
+/// Import states.
+pub mod state {
+    pub const READY: &str = "ready";
+    pub const SCHEDULED: &str = "scheduled";
+    pub const PAUSED: &str = "paused";
+}
+
+/// Why a lifecycle operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("import {import:?} not found in workspace {workspace:?}")]
+    NotFound { workspace: String, import: String },
+    #[error("import {import:?} is {state}; {action} needs it {needs}")]
+    Refused {
+        import: String,
+        state: String,
+        action: &'static str,
+        needs: &'static str,
+    },
+    #[error("control plane: {0}")]
+    Store(#[from] tokio_postgres::Error),
+}
+
+/// Records a state change.
+async fn transition(
+    client: &impl GenericClient,
+    import_id: i64,
+    from: Option<&str>,
+    to: &str,
+    actor: &str,
+    reason: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO control.import_transitions (import_id, from_state, to_state, actor, reason)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[&import_id, &from, &to, &actor, &reason],
+        )
+        .await?;
+    Ok(())
+}
+
+/// After an import's schedule was set or changed: its next slot, and `scheduled` or `ready`
+/// (a paused import stays paused).
+pub async fn reschedule(
+    client: &impl GenericClient,
+    workspace_id: i64,
+    import: &ImportDecl,
+    actor: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let schedule = import.schedule.as_ref().and_then(|s| s.compile().ok());
+    let next = schedule.as_ref().and_then(|s| s.next_after(Utc::now()));
+    let row = client
+        .query_one(
+            "SELECT id, state FROM control.imports WHERE workspace_id = $1 AND name = $2 FOR UPDATE",
+            &[&workspace_id, &import.name],
+        )
+        .await?;
+    let (id, current): (i64, String) = (row.get(0), row.get(1));
+    let target = match (&schedule, current.as_str()) {
+        (_, state::PAUSED) => state::PAUSED,
+        (Some(_), _) => state::SCHEDULED,
+        (None, _) => state::READY,
+    };
+    client
+        .execute(
+            "UPDATE control.imports SET state = $2, next_fire_at = $3 WHERE id = $1",
+            &[&id, &target, &next],
+        )
+        .await?;
+    if current != target {
+        transition(
+            client,
+            id,
+            Some(&current),
+            target,
+            actor,
+            "schedule changed",
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// An import as `imports show` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportView {
+    pub workspace: String,
+    pub name: String,
+    pub data_type: String,
+    pub state: String,
+    pub schedule: Option<serde_json::Value>,
+    pub next_fire_at: Option<DateTime<Utc>>,
+    /// The next fire times, in UTC and in the schedule's timezone.
+    pub upcoming: Vec<FireTime>,
+    pub last_run: Option<LastRun>,
+    pub transitions: Vec<Transition>,
+}
+
+/// One fire time.
+#[derive(Debug, Clone, Serialize)]
+pub struct FireTime {
+    pub utc: String,
+    pub local: String,
+}
+
+/// The latest run of an import.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastRun {
+    pub run_id: uuid::Uuid,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A recorded state change.
+#[derive(Debug, Clone, Serialize)]
+pub struct Transition {
+    pub from: Option<String>,
+    pub to: String,
+    pub actor: String,
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// The next `n` fire times of a schedule after `now`.
+pub fn upcoming(schedule: &Schedule, now: DateTime<Utc>, n: usize) -> Vec<FireTime> {
+    let tz = schedule.timezone();
+    schedule
+        .upcoming(now, n)
+        .into_iter()
+        .map(|t| FireTime {
+            utc: t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            local: t
+                .with_timezone(&tz)
+                .format("%Y-%m-%dT%H:%M:%S%:z %Z")
+                .to_string(),
+        })
+        .collect()
+}
+
+const IMPORT: &str = "SELECT i.id, w.name, i.name, i.data_type, i.state, i.spec, i.next_fire_at
+   FROM control.imports i JOIN control.workspaces w ON w.id = i.workspace_id
+  WHERE w.name = $1 AND i.name = $2";
+
+/// Reads one import with its upcoming fire times, last run and transitions.
+pub async fn show(
+    client: &impl GenericClient,
+    workspace: &str,
+    import: &str,
+    now: DateTime<Utc>,
+) -> Result<ImportView, LifecycleError> {
+    let row = client
+        .query_opt(IMPORT, &[&workspace, &import])
+        .await?
+        .ok_or_else(|| LifecycleError::NotFound {
+            workspace: workspace.to_string(),
+            import: import.to_string(),
+        })?;
+    let id: i64 = row.get(0);
+    let decl: Option<ImportDecl> = serde_json::from_value(row.get(5)).ok();
+    let schedule = decl.as_ref().and_then(|d| d.schedule.clone());
+    let upcoming = schedule
+        .as_ref()
+        .and_then(|s| s.compile().ok())
+        .map(|s| upcoming(&s, now, 5))
+        .unwrap_or_default();
+    let last_run = client
+        .query_opt(
+            "SELECT id, status, created_at FROM control.runs WHERE import_id = $1
+              ORDER BY created_at DESC LIMIT 1",
+            &[&id],
+        )
+        .await?
+        .map(|r| LastRun {
+            run_id: r.get(0),
+            status: r.get(1),
+            created_at: r.get(2),
+        });
+    let transitions = client
+        .query(
+            "SELECT from_state, to_state, actor, reason, at FROM control.import_transitions
+              WHERE import_id = $1 ORDER BY at, id",
+            &[&id],
+        )
+        .await?
+        .iter()
+        .map(|r| Transition {
+            from: r.get(0),
+            to: r.get(1),
+            actor: r.get(2),
+            reason: r.get(3),
+            at: r.get(4),
+        })
+        .collect();
+    Ok(ImportView {
+        workspace: row.get(1),
+        name: row.get(2),
+        data_type: row.get(3),
+        state: row.get(4),
+        schedule: schedule.map(|s| serde_json::to_value(s).expect("schedule serializes")),
+        next_fire_at: row.get(6),
+        upcoming,
+        last_run,
+        transitions,
+    })
+}
+
+/// The names of a workspace's imports with their state and next fire time.
+pub async fn list(
+    client: &impl GenericClient,
+    workspace: &str,
+) -> Result<Vec<(String, String, String, Option<DateTime<Utc>>)>, tokio_postgres::Error> {
+    Ok(client
+        .query(
+            "SELECT i.name, i.data_type, i.state, i.next_fire_at
+               FROM control.imports i JOIN control.workspaces w ON w.id = i.workspace_id
+              WHERE w.name = $1 ORDER BY i.name",
+            &[&workspace],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect())
+}
+
+/// Pauses an import: its schedule stops; an active run finishes.
+pub async fn pause(
+    client: &mut tokio_postgres::Client,
+    workspace: &str,
+    import: &str,
+    actor: &str,
+) -> Result<(), LifecycleError> {
+    let tx = client.transaction().await?;
+    let (id, current) = locked(&tx, workspace, import).await?;
+    if current == state::PAUSED {
+        return Err(LifecycleError::Refused {
+            import: import.to_string(),
+            state: current,
+            action: "pause",
+            needs: "ready or scheduled",
+        });
+    }
+    tx.execute(
+        "UPDATE control.imports SET state = 'paused' WHERE id = $1",
+        &[&id],
+    )
+    .await?;
+    transition(&tx, id, Some(&current), state::PAUSED, actor, "paused").await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Resumes a paused import: scheduled again from now (slots missed while paused do not fire).
+pub async fn resume(
+    client: &mut tokio_postgres::Client,
+    workspace: &str,
+    import: &str,
+    actor: &str,
+) -> Result<(), LifecycleError> {
+    let tx = client.transaction().await?;
+    let (id, current) = locked(&tx, workspace, import).await?;
+    if current != state::PAUSED {
+        return Err(LifecycleError::Refused {
+            import: import.to_string(),
+            state: current,
+            action: "resume",
+            needs: "paused",
+        });
+    }
+    let spec: serde_json::Value = tx
+        .query_one("SELECT spec FROM control.imports WHERE id = $1", &[&id])
+        .await?
+        .get(0);
+    let schedule = serde_json::from_value::<ImportDecl>(spec)
+        .ok()
+        .and_then(|d| d.schedule)
+        .and_then(|s| s.compile().ok());
+    let next = schedule.as_ref().and_then(|s| s.next_after(Utc::now()));
+    let target = if schedule.is_some() {
+        state::SCHEDULED
+    } else {
+        state::READY
+    };
+    tx.execute(
+        "UPDATE control.imports SET state = $2, next_fire_at = $3 WHERE id = $1",
+        &[&id, &target, &next],
+    )
+    .await?;
+    transition(&tx, id, Some(&current), target, actor, "resumed").await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn locked(
+    client: &impl GenericClient,
+    workspace: &str,
+    import: &str,
+) -> Result<(i64, String), LifecycleError> {
+    let row = client
+        .query_opt(
+            "SELECT i.id, i.state FROM control.imports i JOIN control.workspaces w ON w.id = i.workspace_id
+              WHERE w.name = $1 AND i.name = $2 FOR UPDATE OF i",
+            &[&workspace, &import],
+        )
+        .await?
+        .ok_or_else(|| LifecycleError::NotFound {
+            workspace: workspace.to_string(),
+            import: import.to_string(),
+        })?;
+    Ok((row.get(0), row.get(1)))
+}

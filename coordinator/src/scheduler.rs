@@ -1,0 +1,210 @@
+//! The scheduler: fires scheduled imports. Any number of coordinators run it; one at a time
+//! leads, holding a PostgreSQL advisory lock on a connection of its own, and another takes over
+//! within seconds when the leader dies (its connection closes, the lock is freed). Each firing
+//! is idempotent besides: the run id is derived from the import and the schedule slot, due
+//! imports are claimed with `FOR UPDATE SKIP LOCKED`, and the slot moves on only after the run
+//! is recorded and its request published — so no slot fires twice and none is lost.
+
+use crate::runs::{self, NewRun, Requested};
+use crate::spec::ImportDecl;
+use chrono::{DateTime, Utc};
+use sluice_proto::headers::TraceContext;
+use sluice_proto::{Bus, RunRequested};
+use std::time::Duration;
+use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
+
+/// The advisory lock the leading scheduler holds.
+const LEADER_LOCK: i64 = 7_405_340_579;
+
+/// How often the leader looks for due imports, and followers for a free lead.
+const TICK: Duration = Duration::from_secs(1);
+const FOLLOW: Duration = Duration::from_secs(2);
+
+/// Where the scheduler reads the time; tests drive it by hand.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// Why a tick could not finish; the next tick tries again.
+#[derive(Debug, thiserror::Error)]
+pub enum TickError {
+    #[error("connecting to the control plane: {0}")]
+    Connect(String),
+    #[error("control plane: {0}")]
+    Store(#[from] tokio_postgres::Error),
+    #[error("publishing a run request: {0}")]
+    Bus(#[from] sluice_proto::bus::BusError),
+}
+
+/// What one tick did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Fired {
+    /// Runs requested.
+    pub started: u32,
+    /// Slots that fired while a run of the import was active.
+    pub skipped: u32,
+}
+
+const DUE: &str = "SELECT i.id, i.workspace_id, w.name, i.name, i.spec, i.next_fire_at
+   FROM control.imports i JOIN control.workspaces w ON w.id = i.workspace_id
+  WHERE i.state = 'scheduled' AND i.next_fire_at <= $1
+  ORDER BY i.next_fire_at
+  FOR UPDATE OF i SKIP LOCKED";
+
+/// Fires every import whose next slot is due at `now`: records the run (or a skipped run when
+/// one is active), publishes its request, and moves the import to its next slot after `now`
+/// (slots missed while no scheduler ran are not caught up one by one).
+pub async fn tick(client: &mut Client, bus: &Bus, now: DateTime<Utc>) -> Result<Fired, TickError> {
+    let tx = client.transaction().await?;
+    let mut fired = Fired::default();
+    for row in tx.query(DUE, &[&now]).await? {
+        let (import_id, workspace_id): (i64, i64) = (row.get(0), row.get(1));
+        let (workspace, name): (String, String) = (row.get(2), row.get(3));
+        let slot: DateTime<Utc> = row.get(5);
+        let next = serde_json::from_value::<ImportDecl>(row.get(4))
+            .ok()
+            .and_then(|i| i.schedule)
+            .and_then(|s| s.compile().ok())
+            .and_then(|s| s.next_after(now.max(slot)));
+        let run_id =
+            RunRequested::derived_run_id(&workspace, &name, &format!("slot:{}", slot.to_rfc3339()));
+        let trace = TraceContext::new_trace();
+        let requested = runs::request(
+            &tx,
+            &NewRun {
+                run_id,
+                workspace_id,
+                import_id,
+                dry_run: false,
+                requested_by: "schedule",
+                trace_id: &trace.trace_id,
+                scheduled_for: Some(slot),
+                idempotency_key: None,
+            },
+        )
+        .await?;
+        match requested {
+            Requested::Skipped { active } => {
+                tracing::info!(import = %name, %slot, %active, "schedule fired while a run is active; recorded as skipped");
+                fired.skipped += 1;
+            }
+            Requested::Exists(_) => {
+                bus.publish(
+                    &RunRequested {
+                        run_id,
+                        workspace,
+                        import: name.clone(),
+                        dry_run: false,
+                        requested_by: "schedule".to_string(),
+                        requested_at: now,
+                        scheduled_for: Some(slot),
+                        idempotency_key: None,
+                    },
+                    &trace,
+                )
+                .await?;
+                tracing::info!(import = %name, %slot, run = %run_id, "schedule fired");
+                fired.started += 1;
+            }
+        }
+        tx.execute(
+            "UPDATE control.imports SET next_fire_at = $2 WHERE id = $1",
+            &[&import_id, &next],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(fired)
+}
+
+/// Records which coordinator leads, for operators and tests.
+const LEAD: &str = "INSERT INTO control.scheduler_lead (id, holder, since) VALUES (1, $1, now())
+ON CONFLICT (id) DO UPDATE SET holder = EXCLUDED.holder, since = EXCLUDED.since";
+
+/// Runs the scheduler until `shutdown`: follows until it can lead, then ticks every second.
+pub async fn run(
+    database_url: String,
+    amqp_url: String,
+    topology: sluice_proto::Topology,
+    holder: String,
+    clock: std::sync::Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) {
+    while !shutdown.is_cancelled() {
+        if let Err(e) = lead(
+            &database_url,
+            &amqp_url,
+            &topology,
+            &holder,
+            &*clock,
+            &shutdown,
+        )
+        .await
+        {
+            tracing::warn!(error = %e, "scheduler lost its connection; following again");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(FOLLOW) => {}
+        }
+    }
+}
+
+/// Waits for the lead, then ticks while the connection holding it lives.
+async fn lead(
+    database_url: &str,
+    amqp_url: &str,
+    topology: &sluice_proto::Topology,
+    holder: &str,
+    clock: &dyn Clock,
+    shutdown: &CancellationToken,
+) -> Result<(), TickError> {
+    let mut client = crate::database::connect(database_url)
+        .await
+        .map_err(|e| TickError::Connect(e.to_string()))?;
+    loop {
+        let leads: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])
+            .await?
+            .get(0);
+        if leads {
+            break;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(FOLLOW) => {}
+        }
+    }
+    client.execute(LEAD, &[&holder]).await?;
+    tracing::info!(holder, "leading the scheduler");
+    let Some(bus) = Bus::connect_with_retry(amqp_url, topology, shutdown).await else {
+        return Ok(());
+    };
+    loop {
+        match tick(&mut client, &bus, clock.now()).await {
+            Ok(_) => {}
+            Err(TickError::Store(e)) if client.is_closed() => {
+                bus.close().await;
+                return Err(TickError::Store(e));
+            }
+            Err(e) => tracing::warn!(error = %e, "scheduler tick failed; trying again"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                bus.close().await;
+                return Ok(());
+            }
+            _ = tokio::time::sleep(TICK) => {}
+        }
+    }
+}

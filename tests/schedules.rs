@@ -1,0 +1,219 @@
+//! Schedules and the import lifecycle through the whole fleet: a schedule fires by itself,
+//! an idempotency key names one run, pause and resume are recorded, and a second coordinator
+//! takes the lead within seconds when the leader is killed, while the run completes.
+
+mod common;
+
+use common::{create_users, users_spec, Fleet};
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schedule_fires_by_itself_and_its_run_completes() {
+    let mut fleet = Fleet::new().await;
+    create_users(&fleet.warehouse().await, 2_000).await;
+    let at = (chrono::Utc::now() + chrono::Duration::seconds(4))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let spec = users_spec(&fleet, 1_000).replace(
+        "    chunk_rows:",
+        &format!("    schedule: {{ at: \"{at}\" }}\n    chunk_rows:"),
+    );
+    fleet.apply_ok(&spec);
+    let shown = fleet.sluice(&[
+        "imports",
+        "show",
+        "users",
+        "--workspace",
+        "acme",
+        "--output",
+        "json",
+    ]);
+    let view: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(view["state"], "scheduled", "{view}");
+    assert_eq!(
+        view["upcoming"].as_array().unwrap().len(),
+        1,
+        "a one-time schedule fires once"
+    );
+    fleet.start("all", &[]);
+    let control = fleet.control().await;
+    let started = Instant::now();
+    loop {
+        let row = control
+            .query_opt(
+                "SELECT status, requested_by, scheduled_for IS NOT NULL FROM control.runs",
+                &[],
+            )
+            .await
+            .unwrap();
+        if let Some(row) = row {
+            let status: String = row.get(0);
+            if status == "succeeded" {
+                assert_eq!(row.get::<_, String>(1), "schedule");
+                assert!(row.get::<_, bool>(2));
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the schedule did not fire"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    common::assert_store_equals_source(&fleet).await;
+    fleet.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_idempotency_key_returns_the_same_run() {
+    let mut fleet = Fleet::new().await;
+    create_users(&fleet.warehouse().await, 1_000).await;
+    fleet.apply_ok(&users_spec(&fleet, 1_000));
+    fleet.start("all", &[]);
+    let key = ["--idempotency-key", "nightly-2026-11-22"];
+    let first = fleet.run_with("acme", "users", &key);
+    let second = fleet.run_with("acme", "users", &key);
+    assert_eq!(first["status"], "succeeded", "{first}");
+    assert_eq!(first["run_id"], second["run_id"]);
+    assert_eq!(
+        second["rows_read"], 1_000,
+        "the second trigger reports the first run"
+    );
+    let runs: i64 = fleet
+        .control()
+        .await
+        .query_one("SELECT count(*) FROM control.runs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(runs, 1);
+    let other = fleet.run_with("acme", "users", &["--idempotency-key", "another"]);
+    assert_ne!(other["run_id"], first["run_id"]);
+    fleet.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pause_and_resume_are_validated_and_recorded() {
+    let fleet = Fleet::new().await;
+    create_users(&fleet.warehouse().await, 10).await;
+    let spec = users_spec(&fleet, 1_000).replace(
+        "    chunk_rows:",
+        "    schedule: { cron: \"0 6 * * 1-5\", timezone: Europe/Berlin }\n    chunk_rows:",
+    );
+    fleet.apply_ok(&spec);
+    let show = || {
+        let out = fleet.sluice(&[
+            "imports",
+            "show",
+            "users",
+            "--workspace",
+            "acme",
+            "--output",
+            "json",
+        ]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let view = show();
+    assert_eq!(view["state"], "scheduled");
+    let upcoming = view["upcoming"].as_array().unwrap();
+    assert_eq!(upcoming.len(), 5);
+    assert!(
+        upcoming[0]["local"].as_str().unwrap().contains("06:00:00"),
+        "{view}"
+    );
+
+    let pause = fleet.sluice(&["imports", "pause", "users", "--workspace", "acme"]);
+    assert!(
+        pause.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pause.stderr)
+    );
+    let again = fleet.sluice(&["imports", "pause", "users", "--workspace", "acme"]);
+    assert!(
+        !again.status.success(),
+        "pausing a paused import is refused"
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is paused"));
+    let view = show();
+    assert_eq!(view["state"], "paused");
+    // Applying the same spec again does not unpause it.
+    fleet.apply_ok(&spec);
+    assert_eq!(show()["state"], "paused");
+    let resume = fleet.sluice(&["imports", "resume", "users", "--workspace", "acme"]);
+    assert!(resume.status.success());
+    let view = show();
+    assert_eq!(view["state"], "scheduled");
+    let trail: Vec<(String, String)> = view["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["to"].as_str().unwrap().to_string(),
+                t["actor"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        trail.iter().map(|t| t.0.as_str()).collect::<Vec<_>>(),
+        vec!["scheduled", "paused", "scheduled"],
+        "{view}"
+    );
+    assert_eq!(trail[0].1, "apply");
+    fleet.cleanup().await;
+}
+
+/// The coordinator that leads the scheduler, as it recorded itself.
+async fn leader(control: &tokio_postgres::Client) -> Option<String> {
+    control
+        .query_opt("SELECT holder FROM control.scheduler_lead", &[])
+        .await
+        .unwrap()
+        .map(|r| r.get(0))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_coordinator_takes_the_lead_when_the_first_is_killed_and_the_run_completes() {
+    let mut fleet = Fleet::new().await;
+    create_users(&fleet.warehouse().await, 40_000).await;
+    fleet.apply_ok(&users_spec(&fleet, 4_000));
+    fleet.start("coordinator", &[]);
+    let control = fleet.control().await;
+    let started = Instant::now();
+    let first = loop {
+        if let Some(h) = leader(&control).await {
+            break h;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no coordinator leads"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    fleet.start("coordinator", &[]);
+    fleet.start("extractor", &[]);
+    fleet.start("transformer", &[]);
+    fleet.start("loader", &["--load-rows-per-second", "10000"]);
+    let run_id = fleet.request_run("acme", "users");
+    fleet
+        .wait_for_loaded_chunks(&run_id, 2, Duration::from_secs(120))
+        .await;
+    fleet.kill("coordinator");
+    let killed = Instant::now();
+    loop {
+        if let Some(h) = leader(&control).await {
+            if h != first {
+                break;
+            }
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "no coordinator took the lead within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = fleet.wait_for_run(&run_id, Duration::from_secs(180)).await;
+    assert_eq!(status, "succeeded");
+    common::assert_store_equals_source(&fleet).await;
+    fleet.cleanup().await;
+}
