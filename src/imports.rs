@@ -1,5 +1,6 @@
-//! `sluice imports list|show|pause|resume`: an import's state, schedule and next fire times,
-//! and the lifecycle operations, each recorded with who made it.
+//! `sluice imports list|show|pause|resume` and `sluice connections list|delete`: an import's
+//! state, schedule and next fire times, and the lifecycle operations, each recorded with who
+//! made it.
 
 use crate::settings::Settings;
 use chrono::Utc;
@@ -94,5 +95,28 @@ pub async fn set_paused(
         imports::resume(&mut client, workspace, import, &actor()).await?;
         println!("import {workspace}/{import} resumed");
     }
+    Ok(0)
+}
+
+/// Prints a workspace's connections.
+pub async fn list_connections(settings: &Settings, workspace: &str) -> anyhow::Result<i32> {
+    settings.migrate().await?;
+    let client = sluice_coordinator::database::connect(&settings.database_url).await?;
+    for (name, kind, imports) in sluice_coordinator::connections::list(&client, workspace).await? {
+        println!("{name}\t{kind}\tused by {imports} imports");
+    }
+    Ok(0)
+}
+
+/// Deletes a connection that no import uses.
+pub async fn delete_connection(
+    settings: &Settings,
+    workspace: &str,
+    name: &str,
+) -> anyhow::Result<i32> {
+    settings.migrate().await?;
+    let mut client = sluice_coordinator::database::connect(&settings.database_url).await?;
+    sluice_coordinator::connections::delete(&mut client, workspace, name).await?;
+    println!("connection {workspace}/{name} deleted");
     Ok(0)
 }

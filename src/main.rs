@@ -69,6 +69,11 @@ enum Command {
         #[command(subcommand)]
         command: ImportsCommand,
     },
+    /// Connections: list, and delete one no import uses.
+    Connections {
+        #[command(subcommand)]
+        command: ConnectionsCommand,
+    },
     /// Runs and their row-level errors.
     Runs {
         #[command(subcommand)]
@@ -113,6 +118,21 @@ enum ImportsCommand {
     /// Schedule a paused import again from now.
     Resume {
         import: String,
+        #[arg(long)]
+        workspace: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConnectionsCommand {
+    /// List a workspace's connections (never their credentials).
+    List {
+        #[arg(long)]
+        workspace: String,
+    },
+    /// Delete a connection; refused, with the imports named, while any import uses it.
+    Delete {
+        name: String,
         #[arg(long)]
         workspace: String,
     },
@@ -256,6 +276,14 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
             }
             ImportsCommand::Resume { import, workspace } => {
                 imports::set_paused(settings, workspace, import, false).await
+            }
+        },
+        Command::Connections { command } => match command {
+            ConnectionsCommand::List { workspace } => {
+                imports::list_connections(settings, workspace).await
+            }
+            ConnectionsCommand::Delete { name, workspace } => {
+                imports::delete_connection(settings, workspace, name).await
             }
         },
         Command::Runs {

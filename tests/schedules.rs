@@ -217,3 +217,36 @@ async fn a_second_coordinator_takes_the_lead_when_the_first_is_killed_and_the_ru
     common::assert_store_equals_source(&fleet).await;
     fleet.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_in_use_cannot_be_deleted_and_the_error_lists_its_imports() {
+    let fleet = Fleet::new().await;
+    create_users(&fleet.warehouse().await, 10).await;
+    let spec = users_spec(&fleet, 1_000).replace(
+        "imports:\n",
+        &format!(
+            "  - name: spare\n    kind: postgres\n    url: {}\nimports:\n",
+            fleet.warehouse_url()
+        ),
+    );
+    fleet.apply_ok(&spec);
+    let paused = fleet.sluice(&["imports", "pause", "users", "--workspace", "acme"]);
+    assert!(paused.status.success());
+    let refused = fleet.sluice(&["connections", "delete", "wh", "--workspace", "acme"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("users (paused)"), "{stderr}");
+    let deleted = fleet.sluice(&["connections", "delete", "spare", "--workspace", "acme"]);
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    let listed = fleet.sluice(&["connections", "list", "--workspace", "acme"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("wh") && !listed.contains("spare"),
+        "{listed}"
+    );
+    fleet.cleanup().await;
+}

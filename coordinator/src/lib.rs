@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod commands;
+pub mod connections;
 pub mod database;
 pub mod duration;
 pub mod errors;

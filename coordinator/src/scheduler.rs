@@ -3,7 +3,8 @@
 //! within seconds when the leader dies (its connection closes, the lock is freed). Each firing
 //! is idempotent besides: the run id is derived from the import and the schedule slot, due
 //! imports are claimed with `FOR UPDATE SKIP LOCKED`, and the slot moves on only after the run
-//! is recorded and its request published — so no slot fires twice and none is lost.
+//! is recorded and its request published — so no slot fires twice and none is lost. An import
+//! declared `after` others fires a slot only once they have fired theirs and finished.
 
 use crate::runs::{self, NewRun, Requested};
 use crate::spec::ImportDecl;
@@ -53,6 +54,8 @@ pub struct Fired {
     pub started: u32,
     /// Slots that fired while a run of the import was active.
     pub skipped: u32,
+    /// Due slots held back until the imports they run after have finished theirs.
+    pub waiting: u32,
 }
 
 const DUE: &str = "SELECT i.id, i.workspace_id, w.name, i.name, i.spec, i.next_fire_at
@@ -60,6 +63,14 @@ const DUE: &str = "SELECT i.id, i.workspace_id, w.name, i.name, i.spec, i.next_f
   WHERE i.state = 'scheduled' AND i.next_fire_at <= $1
   ORDER BY i.next_fire_at
   FOR UPDATE OF i SKIP LOCKED";
+
+/// The predecessors (`after`) that hold a slot back: those that have not fired their own
+/// slot at or before it yet, or whose run is still active.
+const WAITING_FOR: &str = "SELECT p.name FROM control.imports p
+  WHERE p.workspace_id = $1 AND p.name = ANY($2)
+    AND ((p.state = 'scheduled' AND p.next_fire_at <= $3)
+         OR EXISTS (SELECT 1 FROM control.runs r
+                     WHERE r.import_id = p.id AND r.status IN ('queued', 'planning', 'running')))";
 
 /// Fires every import whose next slot is due at `now`: records the run (or a skipped run when
 /// one is active), publishes its request, and moves the import to its next slot after `now`
@@ -71,8 +82,20 @@ pub async fn tick(client: &mut Client, bus: &Bus, now: DateTime<Utc>) -> Result<
         let (import_id, workspace_id): (i64, i64) = (row.get(0), row.get(1));
         let (workspace, name): (String, String) = (row.get(2), row.get(3));
         let slot: DateTime<Utc> = row.get(5);
-        let next = serde_json::from_value::<ImportDecl>(row.get(4))
-            .ok()
+        let decl = serde_json::from_value::<ImportDecl>(row.get(4)).ok();
+        let after: Vec<String> = decl.as_ref().map(|d| d.after.clone()).unwrap_or_default();
+        if !after.is_empty() {
+            let waiting = tx
+                .query(WAITING_FOR, &[&workspace_id, &after, &slot])
+                .await?;
+            if !waiting.is_empty() {
+                let names: Vec<String> = waiting.iter().map(|r| r.get(0)).collect();
+                tracing::debug!(import = %name, %slot, waiting_for = ?names, "slot waits for the imports it runs after");
+                fired.waiting += 1;
+                continue;
+            }
+        }
+        let next = decl
             .and_then(|i| i.schedule)
             .and_then(|s| s.compile().ok())
             .and_then(|s| s.next_after(now.max(slot)));

@@ -126,6 +126,9 @@ pub struct ImportDecl {
     /// User deletes: delete the profiles' events as well.
     #[serde(default)]
     pub delete_events: bool,
+    /// Imports whose run for the same schedule slot must finish before this one's starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
     /// When the import runs by itself; manual runs only when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<ScheduleDecl>,
@@ -278,6 +281,20 @@ pub fn validate(spec: &SpecFile) -> Result<(), SpecError> {
         let field = format!("imports.{}", import.name);
         check_name(&format!("{field}.connection"), &import.connection)?;
         validate_records(&field, import)?;
+        for (i, other) in import.after.iter().enumerate() {
+            if other == &import.name {
+                return Err(invalid(
+                    format!("{field}.after[{i}]"),
+                    "an import cannot wait for itself",
+                ));
+            }
+            if !spec.imports.iter().any(|d| &d.name == other) {
+                return Err(invalid(
+                    format!("{field}.after[{i}]"),
+                    format!("{other:?} is not an import of this spec"),
+                ));
+            }
+        }
         if let Some(schedule) = &import.schedule {
             schedule.compile().map_err(|e| {
                 let at = if e.field == "schedule" {

@@ -29,8 +29,8 @@ imports:
     schedule: { every: 15m }
 "#;
 
-/// A control plane with one import scheduled every 15 minutes from `start`.
-async fn control_plane(id: &str, start: DateTime<Utc>) -> String {
+/// A control plane with the imports of `spec`, each scheduled from `start`.
+async fn control_plane(id: &str, spec_text: &str, start: DateTime<Utc>) -> String {
     let url = format!("{PG}/sched_{id}");
     database::ensure_database(&url).await.unwrap();
     database::migrate(
@@ -40,19 +40,42 @@ async fn control_plane(id: &str, start: DateTime<Utc>) -> String {
     .await
     .unwrap();
     let client = database::connect(&url).await.unwrap();
-    let import = &spec::parse(SPEC).unwrap().imports[0];
     client
-        .execute(
-            "WITH w AS (INSERT INTO control.workspaces (name) VALUES ('acme') RETURNING id),
-                  c AS (INSERT INTO control.connections (workspace_id, name, kind, credentials)
-                        SELECT id, 'wh', 'postgres', '{}'::jsonb FROM w RETURNING id, workspace_id)
-             INSERT INTO control.imports (workspace_id, name, connection_id, data_type, spec, state, next_fire_at)
-             SELECT workspace_id, 'users', id, 'profiles', $1, 'scheduled', $2 FROM c",
-            &[&serde_json::to_value(import).unwrap(), &start],
+        .batch_execute(
+            "INSERT INTO control.workspaces (name) VALUES ('acme');
+             INSERT INTO control.connections (workspace_id, name, kind, credentials)
+             SELECT id, 'wh', 'postgres', '{}'::jsonb FROM control.workspaces",
         )
         .await
         .unwrap();
+    for import in &spec::parse(spec_text).unwrap().imports {
+        client
+            .execute(
+                "INSERT INTO control.imports (workspace_id, name, connection_id, data_type, spec, state, next_fire_at)
+                 SELECT c.workspace_id, $1, c.id, $2, $3, 'scheduled', $4 FROM control.connections c",
+                &[
+                    &import.name,
+                    &import.data_type.as_str(),
+                    &serde_json::to_value(import).unwrap(),
+                    &start,
+                ],
+            )
+            .await
+            .unwrap();
+    }
     url
+}
+
+async fn drop_control_plane(id: &str) {
+    let admin = database::connect(&format!("{PG}/postgres")).await.unwrap();
+    admin
+        .batch_execute(&format!("DROP DATABASE sched_{id} WITH (FORCE)"))
+        .await
+        .unwrap();
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
 }
 
 async fn finish_active_runs(client: &Client) {
@@ -68,9 +91,9 @@ async fn finish_active_runs(client: &Client) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_schedulers_over_fifty_ticks_fire_every_slot_exactly_once() {
-    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    let id = new_id();
     let start: DateTime<Utc> = "2026-03-29T00:00:00Z".parse().unwrap();
-    let url = control_plane(&id, start).await;
+    let url = control_plane(&id, SPEC, start).await;
     let topology = Topology::new(format!("sched_{id}"));
     let bus = Bus::connect(AMQP, &topology).await.unwrap();
     let (mut a, mut b) = (
@@ -138,9 +161,88 @@ async fn two_schedulers_over_fifty_ticks_fire_every_slot_exactly_once() {
     }
     bus.close().await;
     drop((a, b, observer));
-    let admin = database::connect(&format!("{PG}/postgres")).await.unwrap();
-    admin
-        .batch_execute(&format!("DROP DATABASE sched_{id} WITH (FORCE)"))
+    drop_control_plane(&id).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_import_after_another_fires_only_once_the_other_run_has_finished() {
+    let id = new_id();
+    let start: DateTime<Utc> = "2026-11-01T06:00:00Z".parse().unwrap();
+    let spec_text = format!(
+        "{SPEC}  - name: events
+    connection: wh
+    source: {{ table: public.events }}
+    data_type: events
+    key: id
+    watermark: updated_at
+    identity: {{ external_id: external_id }}
+    event_name: {{ column: name }}
+    event_time: {{ column: at }}
+    after: [users]
+    schedule: {{ every: 15m }}
+"
+    );
+    let url = control_plane(&id, &spec_text, start).await;
+    let topology = Topology::new(format!("sched_{id}"));
+    let bus = Bus::connect(AMQP, &topology).await.unwrap();
+    let mut client = database::connect(&url).await.unwrap();
+    let observer = database::connect(&url).await.unwrap();
+    let runs_of = |import: &'static str| {
+        let observer = &observer;
+        async move {
+            observer
+                .query(
+                    "SELECT r.status FROM control.runs r JOIN control.imports i ON i.id = r.import_id
+                      WHERE i.name = $1",
+                    &[&import],
+                )
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+
+    let first = tick(&mut client, &bus, start).await.unwrap();
+    assert_eq!(
+        (first.started, first.waiting),
+        (1, 1),
+        "users fires, events waits"
+    );
+    let again = tick(&mut client, &bus, start + Duration::seconds(30))
         .await
         .unwrap();
+    assert_eq!(
+        (again.started, again.waiting),
+        (0, 1),
+        "users' run is still active"
+    );
+    assert_eq!(runs_of("events").await, 0);
+    finish_active_runs(&observer).await;
+    let after = tick(&mut client, &bus, start + Duration::seconds(60))
+        .await
+        .unwrap();
+    assert_eq!((after.started, after.waiting), (1, 0));
+    assert_eq!(runs_of("events").await, 1);
+    let slots: Vec<DateTime<Utc>> = observer
+        .query(
+            "SELECT scheduled_for FROM control.runs ORDER BY created_at",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        slots,
+        vec![start, start],
+        "both runs are for the same window"
+    );
+
+    if let Ok(channel) = bus.channel().await {
+        let _ = topology.delete(&channel).await;
+    }
+    bus.close().await;
+    drop((client, observer));
+    drop_control_plane(&id).await;
 }

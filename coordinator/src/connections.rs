@@ -1,0 +1,77 @@
+//! Connection lifecycle beyond `apply`: listing, and deleting only when no import uses the
+//! connection.
+
+use tokio_postgres::GenericClient;
+
+/// Why a connection could not be deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("connection {name:?} not found in workspace {workspace:?}")]
+    NotFound { workspace: String, name: String },
+    #[error("connection {name:?} is used by {}; delete or move those imports first", .imports.join(", "))]
+    InUse { name: String, imports: Vec<String> },
+    #[error("control plane: {0}")]
+    Store(#[from] tokio_postgres::Error),
+}
+
+/// A workspace's connections: (name, kind, imports using it).
+pub async fn list(
+    client: &impl GenericClient,
+    workspace: &str,
+) -> Result<Vec<(String, String, i64)>, tokio_postgres::Error> {
+    Ok(client
+        .query(
+            "SELECT c.name, c.kind, (SELECT count(*) FROM control.imports i WHERE i.connection_id = c.id)
+               FROM control.connections c JOIN control.workspaces w ON w.id = c.workspace_id
+              WHERE w.name = $1 ORDER BY c.name",
+            &[&workspace],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
+
+/// Deletes a connection no import uses; otherwise names the imports (with their state, and
+/// `running` when a run is active) and deletes nothing.
+pub async fn delete(
+    client: &mut tokio_postgres::Client,
+    workspace: &str,
+    name: &str,
+) -> Result<(), ConnectionError> {
+    let tx = client.transaction().await?;
+    let id: i64 = tx
+        .query_opt(
+            "SELECT c.id FROM control.connections c JOIN control.workspaces w ON w.id = c.workspace_id
+              WHERE w.name = $1 AND c.name = $2 FOR UPDATE OF c",
+            &[&workspace, &name],
+        )
+        .await?
+        .ok_or_else(|| ConnectionError::NotFound {
+            workspace: workspace.to_string(),
+            name: name.to_string(),
+        })?
+        .get(0);
+    let users: Vec<String> = tx
+        .query(
+            "SELECT i.name || ' (' || CASE WHEN EXISTS (SELECT 1 FROM control.runs r WHERE r.import_id = i.id
+                                                     AND r.status IN ('queued', 'planning', 'running'))
+                                           THEN 'running' ELSE i.state END || ')'
+               FROM control.imports i WHERE i.connection_id = $1 ORDER BY i.name",
+            &[&id],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if !users.is_empty() {
+        return Err(ConnectionError::InUse {
+            name: name.to_string(),
+            imports: users,
+        });
+    }
+    tx.execute("DELETE FROM control.connections WHERE id = $1", &[&id])
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
