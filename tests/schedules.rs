@@ -250,3 +250,138 @@ async fn a_connection_in_use_cannot_be_deleted_and_the_error_lists_its_imports()
     );
     fleet.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_requested_on_the_command_queue_gets_a_reply_with_its_run_id() {
+    use lapin::options::{BasicGetOptions, QueueDeclareOptions};
+    use sluice_proto::bus::Reply;
+    use sluice_proto::envelope::{decode, encode};
+    use sluice_proto::headers::{self, TraceContext};
+    use sluice_proto::{Bus, Message, RunAccepted, RunRequested, Topology};
+
+    let mut fleet = Fleet::new().await;
+    create_users(&fleet.warehouse().await, 1_000).await;
+    fleet.apply_ok(&users_spec(&fleet, 1_000));
+    fleet.start("all", &[]);
+    let topology = Topology::new(format!("sluice_{}", fleet.id));
+    let bus = Bus::connect(common::AMQP, &topology).await.unwrap();
+    let channel = bus.channel().await.unwrap();
+    let replies = format!("replies_{}", fleet.id);
+    channel
+        .queue_declare(
+            replies.as_str().into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let request = RunRequested {
+        run_id: uuid::Uuid::new_v4(),
+        workspace: "acme".into(),
+        import: "users".into(),
+        dry_run: false,
+        requested_by: "billing-service".into(),
+        requested_at: chrono::Utc::now(),
+        scheduled_for: None,
+        idempotency_key: Some("invoice-42".into()),
+    };
+    bus.publish_with(
+        &topology.exchange(),
+        RunRequested::ROUTING_KEY,
+        &encode(&request).unwrap(),
+        headers::build(&TraceContext::new_trace(), 1, None),
+        &Reply {
+            reply_to: Some(replies.clone()),
+            correlation_id: Some("corr-1".into()),
+        },
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let reply = loop {
+        if let Some(message) = channel
+            .basic_get(replies.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            break message;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no reply");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        reply
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(|c| c.to_string()),
+        Some("corr-1".to_string())
+    );
+    let accepted: RunAccepted = decode(&reply.data).unwrap();
+    assert_eq!(accepted.run_id, request.run_id);
+    assert!(
+        ["queued", "planning", "running", "succeeded"].contains(&accepted.status.as_str()),
+        "{accepted:?}"
+    );
+    let status = fleet
+        .wait_for_run(&request.run_id.to_string(), Duration::from_secs(60))
+        .await;
+    assert_eq!(status, "succeeded");
+    let by: String = fleet
+        .control()
+        .await
+        .query_one("SELECT requested_by FROM control.runs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(by, "billing-service");
+
+    // The same idempotency key under another run id: the reply names the first run.
+    let again = RunRequested {
+        run_id: uuid::Uuid::new_v4(),
+        ..request.clone()
+    };
+    bus.publish_with(
+        &topology.exchange(),
+        RunRequested::ROUTING_KEY,
+        &encode(&again).unwrap(),
+        headers::build(&TraceContext::new_trace(), 1, None),
+        &Reply {
+            reply_to: Some(replies.clone()),
+            correlation_id: Some("corr-2".into()),
+        },
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let second = loop {
+        if let Some(message) = channel
+            .basic_get(replies.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            break decode::<RunAccepted>(&message.data).unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no second reply"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(second.run_id, request.run_id);
+    assert_eq!(second.status, "succeeded");
+    let runs: i64 = fleet
+        .control()
+        .await
+        .query_one("SELECT count(*) FROM control.runs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(runs, 1, "one run per idempotency key");
+    bus.close().await;
+    fleet.cleanup().await;
+}

@@ -1,5 +1,6 @@
 //! The command consumer: turns a `RunRequested` into a run, plans it and publishes its chunk
 //! tasks. A redelivered command finds the run already planned and republishes what is pending.
+//! A request that sets `reply_to` gets a `RunAccepted` with the run id and status there.
 
 use crate::planner::{self, PlanError};
 use crate::runs::{self, status, NewRun, Requested};
@@ -7,7 +8,7 @@ use deadpool_postgres::Pool;
 use sluice_proto::secrets::MasterKey;
 use sluice_proto::stage::{Delivered, Outgoing, Stage};
 use sluice_proto::topology::QueueRole;
-use sluice_proto::{ErrorCode, RunRequested, StageError};
+use sluice_proto::{ErrorCode, RunAccepted, RunRequested, StageError};
 
 /// What the command consumer needs.
 pub struct Commands {
@@ -48,7 +49,7 @@ impl Commands {
             scheduled_for: request.scheduled_for,
             idempotency_key: request.idempotency_key.as_deref(),
         };
-        let current = match runs::request(&**client, &new_run)
+        let (run_id, current) = match runs::request(&**client, &new_run)
             .await
             .map_err(store_error)?
         {
@@ -56,24 +57,27 @@ impl Commands {
                 tracing::info!(run = %request.run_id, %active, "another run of this import is active; skipped");
                 return Ok(Vec::new());
             }
-            Requested::Exists(current) => current,
+            Requested::Exists { run_id, status } => (run_id, status),
         };
-        let ctx = planner::context(&**client, request.run_id)
+        if run_id != request.run_id {
+            tracing::info!(requested = %request.run_id, run = %run_id, "idempotency key names an earlier run");
+        }
+        let ctx = planner::context(&**client, run_id)
             .await
             .map_err(plan_error)?;
         if current == status::QUEUED || current == status::PLANNING {
             client
                 .execute(
                     "UPDATE control.runs SET status = 'planning' WHERE id = $1",
-                    &[&request.run_id],
+                    &[&run_id],
                 )
                 .await
                 .map_err(store_error)?;
             let plan = match planner::plan(&self.master_key, &ctx).await {
                 Ok(plan) => plan,
                 Err(PlanError::Source(e)) => {
-                    tracing::warn!(run = %request.run_id, error = %e, "planning failed; the run fails");
-                    runs::fail(&**client, request.run_id, e.code().as_str(), &e.to_string())
+                    tracing::warn!(run = %run_id, error = %e, "planning failed; the run fails");
+                    runs::fail(&**client, run_id, e.code().as_str(), &e.to_string())
                         .await
                         .map_err(store_error)?;
                     return Ok(Vec::new());
@@ -85,7 +89,7 @@ impl Commands {
                 .await
                 .map_err(store_error)?;
             tx.commit().await.map_err(store_error)?;
-            tracing::info!(run = %request.run_id, chunks = plan.chunks.len(), held_back_future = plan.held_back_future, "run planned");
+            tracing::info!(run = %run_id, chunks = plan.chunks.len(), held_back_future = plan.held_back_future, "run planned");
         } else if current != status::RUNNING {
             return Ok(Vec::new());
         }
@@ -93,6 +97,47 @@ impl Commands {
             .await
             .map_err(plan_error)?;
         tasks.iter().map(Outgoing::message).collect()
+    }
+}
+
+impl Commands {
+    /// The reply to a request: the run's status now, or why there is none.
+    async fn accepted(&self, request: &RunRequested) -> Result<RunAccepted, StageError> {
+        let client = self.pool.get().await.map_err(store_error)?;
+        let row = client
+            .query_opt(
+                "SELECT r.id, r.status, r.error_message FROM control.runs r
+                   JOIN control.imports i ON i.id = r.import_id
+                   JOIN control.workspaces w ON w.id = i.workspace_id
+                  WHERE r.id = $1 OR (w.name = $2 AND i.name = $3 AND r.idempotency_key = $4)
+                  ORDER BY r.id = $1 DESC LIMIT 1",
+                &[
+                    &request.run_id,
+                    &request.workspace,
+                    &request.import,
+                    &request.idempotency_key,
+                ],
+            )
+            .await
+            .map_err(store_error)?;
+        let (run_id, status, message) = match row {
+            Some(row) => (row.get(0), row.get(1), row.get(2)),
+            None => (
+                request.run_id,
+                "rejected".to_string(),
+                Some(format!(
+                    "import {:?} not found in workspace {:?}",
+                    request.import, request.workspace
+                )),
+            ),
+        };
+        Ok(RunAccepted {
+            run_id,
+            workspace: request.workspace.clone(),
+            import: request.import.clone(),
+            status,
+            message,
+        })
     }
 }
 
@@ -114,7 +159,13 @@ impl Stage for Commands {
         delivered: &Delivered,
     ) -> Result<Vec<Outgoing>, StageError> {
         let span = tracing::info_span!("run", run = %request.run_id, workspace = %request.workspace, import = %request.import);
-        tracing::Instrument::instrument(self.start(&request, delivered), span).await
+        let mut out =
+            tracing::Instrument::instrument(self.start(&request, delivered), span).await?;
+        if delivered.reply.reply_to.is_some() {
+            let reply = self.accepted(&request).await?;
+            out.extend(Outgoing::reply_to(delivered, &reply)?);
+        }
+        Ok(out)
     }
 
     fn on_give_up(

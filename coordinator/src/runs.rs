@@ -32,8 +32,9 @@ pub mod status {
 /// What happened when a run was requested.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Requested {
-    /// The run exists (just created, or created by an earlier delivery) with this status.
-    Exists(String),
+    /// The run exists (just created, created by an earlier delivery, or created earlier for
+    /// the same schedule slot or idempotency key) with this id and status.
+    Exists { run_id: Uuid, status: String },
     /// Another run of the import is active; this one is recorded as skipped.
     Skipped { active: Uuid },
 }
@@ -62,7 +63,10 @@ pub async fn request(
         )
         .await?
     {
-        return Ok(Requested::Exists(row.get(0)));
+        return Ok(Requested::Exists {
+            run_id: run.run_id,
+            status: row.get(0),
+        });
     }
     // The active run may end between the insert and the look-up; then the insert is tried again.
     let active = loop {
@@ -77,7 +81,10 @@ pub async fn request(
             )
             .await?;
         if inserted == 1 {
-            return Ok(Requested::Exists(status::QUEUED.to_string()));
+            return Ok(Requested::Exists {
+                run_id: run.run_id,
+                status: status::QUEUED.to_string(),
+            });
         }
         if let Some(row) = client
             .query_opt(
@@ -86,17 +93,23 @@ pub async fn request(
             )
             .await?
         {
-            return Ok(Requested::Exists(row.get(0)));
+            return Ok(Requested::Exists {
+                run_id: run.run_id,
+                status: row.get(0),
+            });
         }
         if let Some(row) = client
             .query_opt(
-                "SELECT status FROM control.runs
+                "SELECT id, status FROM control.runs
                   WHERE import_id = $1 AND (scheduled_for = $2 OR idempotency_key = $3)",
                 &[&run.import_id, &run.scheduled_for, &run.idempotency_key],
             )
             .await?
         {
-            return Ok(Requested::Exists(row.get(0)));
+            return Ok(Requested::Exists {
+                run_id: row.get(0),
+                status: row.get(1),
+            });
         }
         if let Some(row) = client
             .query_opt(

@@ -121,7 +121,7 @@ pub async fn tick(client: &mut Client, bus: &Bus, now: DateTime<Utc>) -> Result<
                 tracing::info!(import = %name, %slot, %active, "schedule fired while a run is active; recorded as skipped");
                 fired.skipped += 1;
             }
-            Requested::Exists(_) => {
+            Requested::Exists { .. } => {
                 bus.publish(
                     &RunRequested {
                         run_id,

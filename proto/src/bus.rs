@@ -27,6 +27,13 @@ pub enum BusError {
     Encode(#[from] crate::envelope::EnvelopeError),
 }
 
+/// The request/reply properties of a message (AMQP `reply_to` and `correlation_id`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reply {
+    pub reply_to: Option<String>,
+    pub correlation_id: Option<String>,
+}
+
 /// A connection to RabbitMQ with the topology declared and a publisher channel in confirm mode.
 pub struct Bus {
     connection: Connection,
@@ -115,10 +122,23 @@ impl Bus {
         payload: &[u8],
         headers: FieldTable,
     ) -> Result<(), BusError> {
+        self.publish_with(exchange, routing_key, payload, headers, &Reply::default())
+            .await
+    }
+
+    /// Publishes as `publish_raw` does, with the request/reply properties of `reply`.
+    pub async fn publish_with(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        payload: &[u8],
+        headers: FieldTable,
+        reply: &Reply,
+    ) -> Result<(), BusError> {
         let mut delay = std::time::Duration::from_millis(50);
         for _ in 1..NACK_RETRIES {
             match self
-                .publish_once(exchange, routing_key, payload, &headers)
+                .publish_once(exchange, routing_key, payload, &headers, reply)
                 .await
             {
                 Err(BusError::Nacked { .. }) => {
@@ -129,7 +149,7 @@ impl Bus {
                 other => return other,
             }
         }
-        self.publish_once(exchange, routing_key, payload, &headers)
+        self.publish_once(exchange, routing_key, payload, &headers, reply)
             .await
     }
 
@@ -139,11 +159,18 @@ impl Bus {
         routing_key: &str,
         payload: &[u8],
         headers: &FieldTable,
+        reply: &Reply,
     ) -> Result<(), BusError> {
-        let properties = BasicProperties::default()
+        let mut properties = BasicProperties::default()
             .with_delivery_mode(PERSISTENT)
             .with_content_type("application/msgpack".into())
             .with_headers(headers.clone());
+        if let Some(queue) = &reply.reply_to {
+            properties = properties.with_reply_to(queue.as_str().into());
+        }
+        if let Some(id) = &reply.correlation_id {
+            properties = properties.with_correlation_id(id.as_str().into());
+        }
         let confirm = self
             .publisher
             .basic_publish(

@@ -48,6 +48,22 @@ impl Message for RunRequested {
     const ROUTING_KEY: &'static str = "run.requested";
 }
 
+/// The coordinator's reply to a `RunRequested` that set `reply_to`: the run it became.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunAccepted {
+    pub run_id: Uuid,
+    pub workspace: String,
+    pub import: String,
+    /// `queued`, `running`, ..., `skipped` (another run was active), or `rejected` (no such
+    /// import).
+    pub status: String,
+    pub message: Option<String>,
+}
+
+impl Message for RunAccepted {
+    const ROUTING_KEY: &'static str = "run.accepted";
+}
+
 /// Which chunk of which run a message is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRef {

@@ -2,7 +2,7 @@
 //! confirms, then ack; retry with backoff up to `max_attempts`, then dead-letter and report.
 //! A stage itself is a plain async function of its input, testable without RabbitMQ.
 
-use crate::bus::{Bus, BusError};
+use crate::bus::{Bus, BusError, Reply};
 use crate::envelope::{encode, Incoming, Message};
 use crate::error::{ErrorCode, StageError};
 use crate::headers::{self, TraceContext};
@@ -23,6 +23,8 @@ use tracing::Instrument;
 pub struct Outgoing {
     pub routing_key: &'static str,
     pub payload: Vec<u8>,
+    /// A reply to a request's `reply_to` queue instead of a message on the topic exchange.
+    pub reply: Option<Reply>,
 }
 
 impl Outgoing {
@@ -33,7 +35,24 @@ impl Outgoing {
         Ok(Outgoing {
             routing_key: M::ROUTING_KEY,
             payload,
+            reply: None,
         })
+    }
+
+    /// A reply to the request that was `delivered`, if it asked for one.
+    pub fn reply_to<M: Message>(
+        delivered: &Delivered,
+        message: &M,
+    ) -> Result<Option<Self>, StageError> {
+        let Some(queue) = &delivered.reply.reply_to else {
+            return Ok(None);
+        };
+        let mut out = Outgoing::message(message)?;
+        out.reply = Some(Reply {
+            reply_to: Some(queue.clone()),
+            correlation_id: delivered.reply.correlation_id.clone(),
+        });
+        Ok(Some(out))
     }
 }
 
@@ -58,6 +77,8 @@ pub fn report_failure(
 pub struct Delivered {
     pub trace: TraceContext,
     pub attempt: u32,
+    /// Where the requester wants a reply, if anywhere.
+    pub reply: Reply,
 }
 
 /// One step of the pipeline (or a coordinator consumer) as the shared loop sees it.
@@ -191,6 +212,18 @@ async fn process<S: Stage>(
     let delivered = Delivered {
         trace: headers::trace_of(headers),
         attempt: headers::attempt_of(headers),
+        reply: Reply {
+            reply_to: delivery
+                .properties
+                .reply_to()
+                .as_ref()
+                .map(|q| q.to_string()),
+            correlation_id: delivery
+                .properties
+                .correlation_id()
+                .as_ref()
+                .map(|c| c.to_string()),
+        },
     };
     let span = tracing::info_span!(
         "stage",
@@ -233,7 +266,10 @@ async fn process<S: Stage>(
                 tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "stage failed; will retry");
                 tokio::time::sleep(delay).await;
                 let retry = headers::build(&delivered.trace, delivered.attempt + 1, Some(&error.to_string()));
-                match bus.publish_raw("", queue, &delivery.data, retry).await {
+                match bus
+                    .publish_with("", queue, &delivery.data, retry, &delivered.reply)
+                    .await
+                {
                     Ok(()) => ack(&delivery).await,
                     Err(e) => {
                         tracing::warn!(error = %e, "could not requeue for retry");
@@ -278,8 +314,29 @@ async fn publish_all(
     let exchange = bus.topology().exchange();
     for message in outgoing {
         let headers = headers::build(&trace.child(), 1, None);
-        bus.publish_raw(&exchange, message.routing_key, &message.payload, headers)
-            .await?;
+        match &message.reply {
+            None => {
+                bus.publish_raw(&exchange, message.routing_key, &message.payload, headers)
+                    .await?
+            }
+            Some(reply) => {
+                let queue = reply.reply_to.as_deref().unwrap_or_default();
+                let answer = Reply {
+                    reply_to: None,
+                    correlation_id: reply.correlation_id.clone(),
+                };
+                // A requester that went away does not make the request fail.
+                match bus
+                    .publish_with("", queue, &message.payload, headers, &answer)
+                    .await
+                {
+                    Err(BusError::Unroutable { .. }) => {
+                        tracing::warn!(queue, "the reply queue does not exist; reply dropped")
+                    }
+                    other => other?,
+                }
+            }
+        }
     }
     Ok(())
 }
