@@ -120,3 +120,50 @@ pub async fn delete_connection(
     println!("connection {workspace}/{name} deleted");
     Ok(0)
 }
+
+/// Resets an import's watermark, or moves it back to a time; audited.
+pub async fn move_watermark(
+    settings: &Settings,
+    workspace: &str,
+    import: &str,
+    to: Option<&str>,
+) -> anyhow::Result<i32> {
+    settings.migrate().await?;
+    let mut client = sluice_coordinator::database::connect(&settings.database_url).await?;
+    let show = |b: &Option<sluice_proto::Bound>| {
+        b.as_ref()
+            .map_or("the start".to_string(), |b| b.to_string())
+    };
+    match to {
+        None => {
+            let from =
+                sluice_coordinator::watermark::resync(&mut client, workspace, import, &actor())
+                    .await?;
+            println!("import {workspace}/{import}: watermark reset from {}; the next run reads every row", show(&from));
+        }
+        Some(to) => {
+            let at = chrono::DateTime::parse_from_rfc3339(to)
+                .map_err(|_| anyhow::anyhow!("--to {to:?} is not an ISO-8601 date-time with an offset, like 2026-11-01T00:00:00Z"))?
+                .with_timezone(&Utc);
+            let (from, position) = sluice_coordinator::watermark::rewind(
+                &mut client,
+                &settings.master_key()?,
+                workspace,
+                import,
+                at,
+                &actor(),
+            )
+            .await?;
+            if from.is_none() {
+                println!("import {workspace}/{import} has no watermark yet; its next run reads every row");
+            } else {
+                println!(
+                    "import {workspace}/{import}: watermark moved back from {} to {}; the next run reads every row from {to} on",
+                    show(&from),
+                    show(&position)
+                );
+            }
+        }
+    }
+    Ok(0)
+}

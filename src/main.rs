@@ -64,7 +64,7 @@ enum Command {
         #[arg(long)]
         idempotency_key: Option<String>,
     },
-    /// Imports: list, show (state, schedule, next fire times), pause, resume.
+    /// Imports: list, show (state, schedule, next fire times), pause, resume, resync, rewind.
     Imports {
         #[command(subcommand)]
         command: ImportsCommand,
@@ -120,6 +120,21 @@ enum ImportsCommand {
         import: String,
         #[arg(long)]
         workspace: String,
+    },
+    /// Reset the watermark: the next run reads every row (audited).
+    Resync {
+        import: String,
+        #[arg(long)]
+        workspace: String,
+    },
+    /// Move the watermark back: the next run reads every row from this time on (audited).
+    Rewind {
+        import: String,
+        #[arg(long)]
+        workspace: String,
+        /// An ISO-8601 date-time with an offset, like 2026-11-01T00:00:00Z.
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -277,6 +292,14 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
             ImportsCommand::Resume { import, workspace } => {
                 imports::set_paused(settings, workspace, import, false).await
             }
+            ImportsCommand::Resync { import, workspace } => {
+                imports::move_watermark(settings, workspace, import, None).await
+            }
+            ImportsCommand::Rewind {
+                import,
+                workspace,
+                to,
+            } => imports::move_watermark(settings, workspace, import, Some(to)).await,
         },
         Command::Connections { command } => match command {
             ConnectionsCommand::List { workspace } => {

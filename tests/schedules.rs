@@ -385,3 +385,73 @@ async fn a_run_requested_on_the_command_queue_gets_a_reply_with_its_run_id() {
     bus.close().await;
     fleet.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rewind_and_resync_move_the_watermark_back_and_are_audited() {
+    let mut fleet = Fleet::new().await;
+    create_users(&fleet.warehouse().await, 2_000).await;
+    fleet.apply_ok(&users_spec(&fleet, 1_000));
+    fleet.start("all", &[]);
+    assert_eq!(fleet.run("acme", "users")["rows_read"], 2_000);
+
+    let forward = fleet.sluice(&[
+        "imports",
+        "rewind",
+        "users",
+        "--workspace",
+        "acme",
+        "--to",
+        "2030-01-01T00:00:00Z",
+    ]);
+    assert!(!forward.status.success());
+    assert!(String::from_utf8_lossy(&forward.stderr).contains("moves it back"));
+
+    // Row g is stamped 2024-01-01 + g * 37 ms: rows 1000 to 2000 are at or after 00:00:37.
+    let rewind = fleet.sluice(&[
+        "imports",
+        "rewind",
+        "users",
+        "--workspace",
+        "acme",
+        "--to",
+        "2024-01-01T00:00:37Z",
+    ]);
+    assert!(
+        rewind.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rewind.stderr)
+    );
+    let again = fleet.run("acme", "users");
+    assert_eq!(again["rows_read"], 1_001, "{again}");
+    assert_eq!(
+        again["profiles_unchanged"], 1_001,
+        "re-read rows change nothing: {again}"
+    );
+
+    let resync = fleet.sluice(&["imports", "resync", "users", "--workspace", "acme"]);
+    assert!(resync.status.success());
+    assert_eq!(fleet.run("acme", "users")["rows_read"], 2_000);
+    common::assert_store_equals_source(&fleet).await;
+
+    let audit: Vec<(String, bool, bool)> = fleet
+        .control()
+        .await
+        .query(
+            "SELECT operation, from_position IS NOT NULL, to_position IS NOT NULL
+               FROM control.watermark_changes ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        audit,
+        vec![
+            ("rewind".to_string(), true, true),
+            ("resync".to_string(), true, false)
+        ]
+    );
+    fleet.cleanup().await;
+}

@@ -16,6 +16,7 @@ pub mod runs;
 pub mod schedule;
 pub mod scheduler;
 pub mod spec;
+pub mod watermark;
 
 pub use commands::Commands;
 pub use results::Results;
@@ -29,4 +30,5 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("../migrations/0002_error_stream.sql")),
     (3, include_str!("../migrations/0003_events.sql")),
     (4, include_str!("../migrations/0004_schedules.sql")),
+    (5, include_str!("../migrations/0005_watermark_changes.sql")),
 ];

@@ -68,6 +68,31 @@ pub(crate) fn as_refs(params: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSq
 impl PostgresSource {
     /// Fixes a run's upper bound: the last `(watermark, key)` past `lo` whose watermark is below
     /// the cap, and counts rows stamped in the future (held back, reported, never blocking).
+    /// The position just before the first row whose watermark is at or after `at`: the last
+    /// row before it in `(watermark, key)` order, or `None` when there is none. A run from
+    /// there reads every row from `at` on; rewinds and replays start here.
+    pub async fn position_before(
+        &self,
+        shape: &SourceShape,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Bound>, SourceError> {
+        let wm = quote_ident(&shape.spec.watermark_column);
+        let sql = format!(
+            "SELECT {}, {} FROM {} WHERE {wm} < $1::timestamptz::{} ORDER BY {wm} DESC, {} DESC LIMIT 1",
+            watermark_select(shape),
+            key_select(shape),
+            relation(&shape.spec.relation),
+            shape.watermark_type,
+            quote_ident(&shape.spec.key_column)
+        );
+        Ok(self
+            .client()
+            .query_opt(&sql, &[&at])
+            .await
+            .map_err(classify)?
+            .map(|row| bound_of(shape, &row)))
+    }
+
     pub async fn plan_range(
         &self,
         shape: &SourceShape,

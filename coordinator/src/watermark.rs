@@ -1,0 +1,172 @@
+//! Watermark operations outside runs, each audited with who, when, from and to: a full resync
+//! (the next run reads everything) and a rewind to a time (the next run reads every row from
+//! that time on). Upserts and event dedup keys make the re-read rows harmless.
+
+use crate::apply::{open_credentials, source_spec};
+use crate::spec::ImportDecl;
+use chrono::{DateTime, Utc};
+use sluice_extractor::postgres::PostgresSource;
+use sluice_proto::secrets::MasterKey;
+use sluice_proto::Bound;
+
+/// Why a watermark operation was refused; nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum WatermarkError {
+    #[error("import {import:?} not found in workspace {workspace:?}")]
+    NotFound { workspace: String, import: String },
+    #[error("run {0} of this import is active; wait for it to end (or stop the import) first")]
+    RunActive(uuid::Uuid),
+    #[error("the watermark is at {current}; a rewind moves it back, not forward to {to}")]
+    Forward { current: String, to: String },
+    #[error("{0}")]
+    Source(String),
+    #[error("control plane: {0}")]
+    Store(#[from] tokio_postgres::Error),
+}
+
+/// The import, its id, current position, and any active run, locked for the change.
+struct Locked {
+    id: i64,
+    import: ImportDecl,
+    credentials: serde_json::Value,
+    current: Option<Bound>,
+}
+
+async fn lock(
+    tx: &tokio_postgres::Transaction<'_>,
+    workspace: &str,
+    import: &str,
+) -> Result<Locked, WatermarkError> {
+    let row = tx
+        .query_opt(
+            "SELECT i.id, i.spec, c.credentials, wm.position
+               FROM control.imports i
+               JOIN control.workspaces w ON w.id = i.workspace_id
+               JOIN control.connections c ON c.id = i.connection_id
+               LEFT JOIN control.watermarks wm ON wm.import_id = i.id
+              WHERE w.name = $1 AND i.name = $2
+              FOR UPDATE OF i",
+            &[&workspace, &import],
+        )
+        .await?
+        .ok_or_else(|| WatermarkError::NotFound {
+            workspace: workspace.to_string(),
+            import: import.to_string(),
+        })?;
+    let id: i64 = row.get(0);
+    if let Some(active) = tx
+        .query_opt(
+            "SELECT id FROM control.runs WHERE import_id = $1 AND status IN ('queued', 'planning', 'running')",
+            &[&id],
+        )
+        .await?
+    {
+        return Err(WatermarkError::RunActive(active.get(0)));
+    }
+    let import: ImportDecl = serde_json::from_value(row.get(1))
+        .map_err(|e| WatermarkError::Source(format!("stored import spec: {e}")))?;
+    let current = row
+        .get::<_, Option<serde_json::Value>>(3)
+        .and_then(|v| serde_json::from_value(v).ok());
+    Ok(Locked {
+        id,
+        import,
+        credentials: row.get(2),
+        current,
+    })
+}
+
+async fn set(
+    tx: &tokio_postgres::Transaction<'_>,
+    locked: &Locked,
+    to: Option<&Bound>,
+    operation: &str,
+    actor: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let json = |b: Option<&Bound>| b.map(|b| serde_json::to_value(b).expect("bound serializes"));
+    match to {
+        None => {
+            tx.execute(
+                "DELETE FROM control.watermarks WHERE import_id = $1",
+                &[&locked.id],
+            )
+            .await?;
+        }
+        Some(bound) => {
+            tx.execute(
+                "UPDATE control.watermarks SET position = $2, updated_at = now() WHERE import_id = $1",
+                &[&locked.id, &json(Some(bound))],
+            )
+            .await?;
+        }
+    }
+    tx.execute(
+        "INSERT INTO control.watermark_changes (import_id, operation, actor, from_position, to_position)
+         VALUES ($1, $2, $3, $4, $5)",
+        &[
+            &locked.id,
+            &operation,
+            &actor,
+            &json(locked.current.as_ref()),
+            &json(to),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Resets the watermark: the next run reads every row.
+pub async fn resync(
+    client: &mut tokio_postgres::Client,
+    workspace: &str,
+    import: &str,
+    actor: &str,
+) -> Result<Option<Bound>, WatermarkError> {
+    let tx = client.transaction().await?;
+    let locked = lock(&tx, workspace, import).await?;
+    set(&tx, &locked, None, "resync", actor).await?;
+    tx.commit().await?;
+    Ok(locked.current)
+}
+
+/// Moves the watermark back to just before the first row at or after `to`; returns (from,
+/// to). Refused when it would move forward.
+pub async fn rewind(
+    client: &mut tokio_postgres::Client,
+    key: &MasterKey,
+    workspace: &str,
+    import: &str,
+    to: DateTime<Utc>,
+    actor: &str,
+) -> Result<(Option<Bound>, Option<Bound>), WatermarkError> {
+    let tx = client.transaction().await?;
+    let locked = lock(&tx, workspace, import).await?;
+    if let Some(current) = &locked.current {
+        if to > current.watermark {
+            return Err(WatermarkError::Forward {
+                current: current.to_string(),
+                to: to.to_rfc3339(),
+            });
+        }
+    }
+    let url = open_credentials(key, &locked.import.connection, &locked.credentials)
+        .map_err(|e| WatermarkError::Source(e.to_string()))?;
+    let source = PostgresSource::connect(&url)
+        .await
+        .map_err(|e| WatermarkError::Source(e.to_string()))?;
+    let shape = source
+        .describe(&source_spec(&locked.import))
+        .await
+        .map_err(|e| WatermarkError::Source(e.to_string()))?;
+    let position = source
+        .position_before(&shape, to)
+        .await
+        .map_err(|e| WatermarkError::Source(e.to_string()))?;
+    match (&locked.current, &position) {
+        (None, _) => {}
+        (Some(_), None) => set(&tx, &locked, None, "rewind", actor).await?,
+        (Some(_), Some(p)) => set(&tx, &locked, Some(p), "rewind", actor).await?,
+    }
+    tx.commit().await?;
+    Ok((locked.current, position))
+}
