@@ -167,3 +167,30 @@ pub async fn move_watermark(
     }
     Ok(0)
 }
+
+/// Stops an import and tells the workers to discard its cancelled run's remaining chunks.
+pub async fn stop(settings: &Settings, workspace: &str, import: &str) -> anyhow::Result<i32> {
+    settings.migrate().await?;
+    let mut client = sluice_coordinator::database::connect(&settings.database_url).await?;
+    let cancelled = imports::stop(&mut client, workspace, import, &actor()).await?;
+    let Some(run_id) = cancelled else {
+        println!("import {workspace}/{import} stopped; no run was active");
+        return Ok(0);
+    };
+    let bus = sluice_proto::Bus::connect(&settings.amqp_url, &settings.topology()).await?;
+    let message = sluice_proto::cancel::RunCancelled {
+        run_id,
+        reason: format!("import stopped by {}", actor()),
+    };
+    match bus
+        .publish(&message, &sluice_proto::headers::TraceContext::new_trace())
+        .await
+    {
+        // No worker is running to hear it: there is nothing to discard.
+        Ok(()) | Err(sluice_proto::bus::BusError::Unroutable { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    bus.close().await;
+    println!("import {workspace}/{import} stopped; run {run_id} cancelled, its remaining chunks are discarded");
+    Ok(0)
+}

@@ -115,8 +115,14 @@ enum ImportsCommand {
         #[arg(long)]
         workspace: String,
     },
-    /// Schedule a paused import again from now.
+    /// Schedule a paused or stopped import again from now.
     Resume {
+        import: String,
+        #[arg(long)]
+        workspace: String,
+    },
+    /// Stop the schedule and cancel an active run; its remaining chunks are discarded.
+    Stop {
         import: String,
         #[arg(long)]
         workspace: String,
@@ -291,6 +297,9 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
             }
             ImportsCommand::Resume { import, workspace } => {
                 imports::set_paused(settings, workspace, import, false).await
+            }
+            ImportsCommand::Stop { import, workspace } => {
+                imports::stop(settings, workspace, import).await
             }
             ImportsCommand::Resync { import, workspace } => {
                 imports::move_watermark(settings, workspace, import, None).await

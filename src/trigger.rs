@@ -26,17 +26,24 @@ pub async fn run(settings: &Settings, request: &RunRequest<'_>) -> anyhow::Resul
     let client = sluice_coordinator::database::connect(&settings.database_url).await?;
     let known = client
         .query_opt(
-            "SELECT 1 FROM control.imports i JOIN control.workspaces w ON w.id = i.workspace_id
+            "SELECT i.state FROM control.imports i JOIN control.workspaces w ON w.id = i.workspace_id
               WHERE w.name = $1 AND i.name = $2",
             &[&request.workspace, &request.import],
         )
         .await?;
-    if known.is_none() {
-        anyhow::bail!(
+    match known.map(|r| r.get::<_, String>(0)) {
+        None => anyhow::bail!(
             "import {:?} not found in workspace {:?}; declare it in a spec and run `sluice apply -f spec.yaml`",
             request.import,
             request.workspace
-        );
+        ),
+        Some(state) if state == "stopped" => anyhow::bail!(
+            "import {:?} is stopped; `sluice imports resume {} --workspace {}` first",
+            request.import,
+            request.import,
+            request.workspace
+        ),
+        Some(_) => {}
     }
     let run_id = match request.idempotency_key {
         Some(key) => {

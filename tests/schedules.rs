@@ -455,3 +455,85 @@ async fn rewind_and_resync_move_the_watermark_back_and_are_audited() {
     );
     fleet.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stopping_an_import_cancels_its_run_and_the_remaining_chunks_are_discarded() {
+    use sluice_proto::topology::QueueRole;
+    let mut fleet = Fleet::new().await;
+    create_users(&fleet.warehouse().await, 60_000).await;
+    fleet.apply_ok(&users_spec(&fleet, 4_000));
+    fleet.start("coordinator", &[]);
+    fleet.start("extractor", &[]);
+    fleet.start("transformer", &[]);
+    fleet.start("loader", &["--load-rows-per-second", "5000"]);
+    let run_id = fleet.request_run("acme", "users");
+    fleet
+        .wait_for_loaded_chunks(&run_id, 2, Duration::from_secs(120))
+        .await;
+    let stop = fleet.sluice(&["imports", "stop", "users", "--workspace", "acme"]);
+    assert!(
+        stop.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    let control = fleet.control().await;
+    let run_uuid: uuid::Uuid = run_id.parse().unwrap();
+    let stored = || async {
+        control
+            .query_one("SELECT count(*) FROM profile_store.profiles", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    // In-flight loads finish; then nothing more of the run reaches the store.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let settled = stored().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        stored().await,
+        settled,
+        "no chunk of a cancelled run is loaded"
+    );
+    assert!(settled < 60_000, "{settled} of 60000 rows loaded");
+    let topology = sluice_proto::Topology::new(format!("sluice_{}", fleet.id));
+    let bus = sluice_proto::Bus::connect(common::AMQP, &topology)
+        .await
+        .unwrap();
+    for role in [QueueRole::Extract, QueueRole::Transform, QueueRole::Load] {
+        assert_eq!(
+            bus.queue_depth(&topology.queue(role)).await.unwrap(),
+            0,
+            "{role:?} messages of the cancelled run are acknowledged and discarded"
+        );
+    }
+    bus.close().await;
+    let summary = fleet.sluice(&[
+        "imports",
+        "show",
+        "users",
+        "--workspace",
+        "acme",
+        "--output",
+        "json",
+    ]);
+    let view: serde_json::Value = serde_json::from_slice(&summary.stdout).unwrap();
+    assert_eq!(view["state"], "stopped");
+    assert_eq!(view["last_run"]["status"], "cancelled");
+    let reason = view["transitions"].as_array().unwrap().last().unwrap()["reason"].clone();
+    assert!(reason.as_str().unwrap().contains("cancelled"), "{view}");
+    let rows_loaded: i64 = control
+        .query_one(
+            "SELECT sum(rows_loaded)::int8 FROM control.chunks WHERE run_id = $1",
+            &[&run_uuid],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(rows_loaded >= 8_000, "the cancelled run keeps its stats");
+    let refused = fleet.sluice(&["run", "users", "--workspace", "acme"]);
+    assert!(
+        !refused.status.success(),
+        "a stopped import is not triggered"
+    );
+    fleet.cleanup().await;
+}

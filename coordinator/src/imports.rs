@@ -1,5 +1,5 @@
-//! Import lifecycle: states (`ready`, `scheduled`, `paused`), their transitions with who made
-//! them and when, and what `sluice imports list|show` prints.
+//! Import lifecycle: states (`ready`, `scheduled`, `paused`, `stopped`), their transitions with
+//! who made them and when, and what `sluice imports list|show` prints.
 
 use crate::schedule::Schedule;
 use crate::spec::ImportDecl;
@@ -12,6 +12,7 @@ pub mod state {
     pub const READY: &str = "ready";
     pub const SCHEDULED: &str = "scheduled";
     pub const PAUSED: &str = "paused";
+    pub const STOPPED: &str = "stopped";
 }
 
 /// Why a lifecycle operation was refused.
@@ -68,6 +69,7 @@ pub async fn reschedule(
     let (id, current): (i64, String) = (row.get(0), row.get(1));
     let target = match (&schedule, current.as_str()) {
         (_, state::PAUSED) => state::PAUSED,
+        (_, state::STOPPED) => state::STOPPED,
         (Some(_), _) => state::SCHEDULED,
         (None, _) => state::READY,
     };
@@ -268,12 +270,12 @@ pub async fn resume(
 ) -> Result<(), LifecycleError> {
     let tx = client.transaction().await?;
     let (id, current) = locked(&tx, workspace, import).await?;
-    if current != state::PAUSED {
+    if current != state::PAUSED && current != state::STOPPED {
         return Err(LifecycleError::Refused {
             import: import.to_string(),
             state: current,
             action: "resume",
-            needs: "paused",
+            needs: "paused or stopped",
         });
     }
     let spec: serde_json::Value = tx
@@ -298,6 +300,57 @@ pub async fn resume(
     transition(&tx, id, Some(&current), target, actor, "resumed").await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Stops an import: its schedule stops and an active run is cancelled (its chunks not yet
+/// loaded are marked cancelled; what it loaded and its stats stay). Returns the cancelled run,
+/// whose remaining messages workers then discard.
+pub async fn stop(
+    client: &mut tokio_postgres::Client,
+    workspace: &str,
+    import: &str,
+    actor: &str,
+) -> Result<Option<uuid::Uuid>, LifecycleError> {
+    let tx = client.transaction().await?;
+    let (id, current) = locked(&tx, workspace, import).await?;
+    if current == state::STOPPED {
+        return Err(LifecycleError::Refused {
+            import: import.to_string(),
+            state: current,
+            action: "stop",
+            needs: "ready, scheduled or paused",
+        });
+    }
+    tx.execute(
+        "UPDATE control.imports SET state = 'stopped', next_fire_at = NULL WHERE id = $1",
+        &[&id],
+    )
+    .await?;
+    let cancelled = tx
+        .query_opt(
+            "UPDATE control.runs SET status = 'cancelled', finished_at = now(),
+                    error_code = 'stopped', error_message = $2
+              WHERE import_id = $1 AND status IN ('queued', 'planning', 'running')
+              RETURNING id",
+            &[&id, &format!("stopped by {actor}")],
+        )
+        .await?
+        .map(|r| r.get::<_, uuid::Uuid>(0));
+    if let Some(run) = cancelled {
+        tx.execute(
+            "UPDATE control.chunks SET status = 'cancelled', updated_at = now()
+              WHERE run_id = $1 AND status NOT IN ('loaded', 'failed')",
+            &[&run],
+        )
+        .await?;
+    }
+    let reason = match cancelled {
+        Some(run) => format!("stopped; run {run} cancelled"),
+        None => "stopped".to_string(),
+    };
+    transition(&tx, id, Some(&current), state::STOPPED, actor, &reason).await?;
+    tx.commit().await?;
+    Ok(cancelled)
 }
 
 async fn locked(

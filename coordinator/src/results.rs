@@ -45,7 +45,7 @@ const LOADED: &str = "UPDATE control.chunks
 const FAILED: &str = "UPDATE control.chunks
     SET status = 'failed', attempts = $3, error_stage = $4, error_code = $5, error_message = $6,
         updated_at = now()
-  WHERE run_id = $1 AND seq = $2 AND status <> 'loaded'";
+  WHERE run_id = $1 AND seq = $2 AND status NOT IN ('loaded', 'cancelled')";
 
 /// Ends the run if every chunk is loaded, and advances the watermark (not for dry runs).
 async fn complete_if_done(

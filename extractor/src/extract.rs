@@ -91,6 +91,10 @@ impl Stage for Extractor {
     const NAME: &'static str = "extract";
     const QUEUE: QueueRole = QueueRole::Extract;
 
+    fn run_of(input: &ChunkTask) -> Option<uuid::Uuid> {
+        Some(input.work.chunk.run_id)
+    }
+
     async fn handle(&self, task: ChunkTask, _: &Delivered) -> Result<Vec<Outgoing>, StageError> {
         let chunk = &task.work.chunk;
         let span = tracing::info_span!("extract", run = %chunk.run_id, chunk = chunk.seq, workspace = chunk.workspace_id);

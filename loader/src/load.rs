@@ -238,6 +238,10 @@ impl Stage for Loader {
     const NAME: &'static str = "load";
     const QUEUE: QueueRole = QueueRole::Load;
 
+    fn run_of(input: &ChunkTransformed) -> Option<uuid::Uuid> {
+        Some(input.work.chunk.run_id)
+    }
+
     async fn handle(
         &self,
         input: ChunkTransformed,

@@ -3,6 +3,7 @@
 
 pub mod bounds;
 pub mod bus;
+pub mod cancel;
 pub mod columns;
 
 pub mod dateformat;

@@ -3,6 +3,7 @@
 //! A stage itself is a plain async function of its input, testable without RabbitMQ.
 
 use crate::bus::{Bus, BusError, Reply};
+use crate::cancel::{self, CancelledRuns};
 use crate::envelope::{encode, Incoming, Message};
 use crate::error::{ErrorCode, StageError};
 use crate::headers::{self, TraceContext};
@@ -97,6 +98,11 @@ pub trait Stage: Send + Sync + 'static {
         delivered: &Delivered,
     ) -> impl Future<Output = Result<Vec<Outgoing>, StageError>> + Send;
 
+    /// The run a message belongs to, so a cancelled run's messages can be discarded.
+    fn run_of(_input: &Self::Input) -> Option<uuid::Uuid> {
+        None
+    }
+
     /// What to publish when the message is given up on (after dead-lettering it).
     fn on_give_up(
         &self,
@@ -139,13 +145,17 @@ pub async fn run_stage<S: Stage>(
     shutdown: CancellationToken,
 ) {
     let queue = topology.queue(S::QUEUE);
+    let cancelled = CancelledRuns::default();
     loop {
         let Some(bus) = Bus::connect_with_retry(&amqp_url, &topology, &shutdown).await else {
             return;
         };
+        if let Err(e) = cancel::listen(&bus, cancelled.clone()).await {
+            tracing::warn!(stage = S::NAME, error = %e, "could not listen for run cancellations");
+        }
         let bus = Arc::new(bus);
         tracing::info!(stage = S::NAME, %queue, concurrency = options.concurrency, "consuming");
-        match consume(&stage, &bus, &queue, &options, &shutdown).await {
+        match consume(&stage, &bus, &queue, &options, &cancelled, &shutdown).await {
             Ok(()) => {
                 bus.close().await;
                 return;
@@ -164,6 +174,7 @@ async fn consume<S: Stage>(
     bus: &Arc<Bus>,
     queue: &str,
     options: &StageOptions,
+    cancelled: &CancelledRuns,
     shutdown: &CancellationToken,
 ) -> Result<(), BusError> {
     let prefetch = options.concurrency.clamp(1, u16::MAX as usize) as u16;
@@ -185,14 +196,15 @@ async fn consume<S: Stage>(
             }
         };
         let permit = slots.clone().acquire_owned().await.expect("semaphore open");
-        let (stage, bus, options, queue) = (
+        let (stage, bus, options, queue, cancelled) = (
             stage.clone(),
             bus.clone(),
             options.clone(),
             queue.to_string(),
+            cancelled.clone(),
         );
         in_flight.spawn(async move {
-            process(&*stage, &bus, &queue, &options, delivery).await;
+            process(&*stage, &bus, &queue, &options, &cancelled, delivery).await;
             drop(permit);
         });
         while in_flight.try_join_next().is_some() {}
@@ -206,6 +218,7 @@ async fn process<S: Stage>(
     bus: &Bus,
     queue: &str,
     options: &StageOptions,
+    cancelled: &CancelledRuns,
     delivery: Delivery,
 ) {
     let headers = delivery.properties.headers().as_ref();
@@ -240,6 +253,13 @@ async fn process<S: Stage>(
                 return;
             }
         };
+        if let Some(run) = S::run_of(&input) {
+            if cancelled.contains(&run) {
+                tracing::info!(%run, "the run was cancelled; message acknowledged and discarded");
+                ack(&delivery).await;
+                return;
+            }
+        }
         // A panic in a stage is a bug, not a reason to hold the message forever.
         let result = match std::panic::AssertUnwindSafe(stage.handle(input, &delivered))
             .catch_unwind()

@@ -206,6 +206,10 @@ impl Stage for Transformer {
     const NAME: &'static str = "transform";
     const QUEUE: QueueRole = QueueRole::Transform;
 
+    fn run_of(input: &ChunkExtracted) -> Option<uuid::Uuid> {
+        Some(input.work.chunk.run_id)
+    }
+
     async fn handle(
         &self,
         input: ChunkExtracted,
