@@ -118,6 +118,7 @@ pub async fn demo(settings: &Settings, worker: &WorkerOptions) -> anyhow::Result
             wait: true,
             json: false,
             idempotency_key: None,
+            replay: None,
         },
     )
     .await;

@@ -64,7 +64,8 @@ enum Command {
         #[arg(long)]
         idempotency_key: Option<String>,
     },
-    /// Imports: list, show (state, schedule, next fire times), pause, resume, resync, rewind.
+    /// Imports: list, show (state, schedule, next fire times), pause, resume, stop, replay,
+    /// resync, rewind.
     Imports {
         #[command(subcommand)]
         command: ImportsCommand,
@@ -126,6 +127,24 @@ enum ImportsCommand {
         import: String,
         #[arg(long)]
         workspace: String,
+    },
+    /// Read the rows whose watermark is in [--from, --until) again, without moving the
+    /// watermark (audited).
+    Replay {
+        import: String,
+        #[arg(long)]
+        workspace: String,
+        /// ISO-8601 with an offset; inclusive.
+        #[arg(long)]
+        from: String,
+        /// ISO-8601 with an offset; exclusive.
+        #[arg(long)]
+        until: String,
+        /// Follow the run until it ends.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
     },
     /// Reset the watermark: the next run reads every row (audited).
     Resync {
@@ -282,6 +301,7 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
                 wait: *wait,
                 json: matches!(output, Output::Json),
                 idempotency_key: idempotency_key.as_deref(),
+                replay: None,
             };
             trigger::run(settings, &request).await
         }
@@ -300,6 +320,37 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
             }
             ImportsCommand::Stop { import, workspace } => {
                 imports::stop(settings, workspace, import).await
+            }
+            ImportsCommand::Replay {
+                import,
+                workspace,
+                from,
+                until,
+                wait,
+                output,
+            } => {
+                let time = |flag: &str, value: &str| {
+                    chrono::DateTime::parse_from_rfc3339(value)
+                        .map(|t| t.with_timezone(&chrono::Utc))
+                        .map_err(|_| anyhow::anyhow!("{flag} {value:?} is not an ISO-8601 date-time with an offset, like 2026-11-01T00:00:00Z"))
+                };
+                let window = sluice_proto::ReplayWindow {
+                    from: time("--from", from)?,
+                    until: time("--until", until)?,
+                };
+                if window.until <= window.from {
+                    anyhow::bail!("--until must be after --from");
+                }
+                let request = trigger::RunRequest {
+                    workspace,
+                    import,
+                    dry_run: false,
+                    wait: *wait,
+                    json: matches!(output, Output::Json),
+                    idempotency_key: None,
+                    replay: Some(window),
+                };
+                trigger::run(settings, &request).await
             }
             ImportsCommand::Resync { import, workspace } => {
                 imports::move_watermark(settings, workspace, import, None).await

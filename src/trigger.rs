@@ -18,6 +18,8 @@ pub struct RunRequest<'a> {
     pub wait: bool,
     pub json: bool,
     pub idempotency_key: Option<&'a str>,
+    /// Read this window of rows again without moving the watermark.
+    pub replay: Option<sluice_proto::ReplayWindow>,
 }
 
 /// Requests a run; returns the process exit code.
@@ -63,6 +65,7 @@ pub async fn run(settings: &Settings, request: &RunRequest<'_>) -> anyhow::Resul
         requested_at: chrono::Utc::now(),
         scheduled_for: None,
         idempotency_key: request.idempotency_key.map(str::to_string),
+        replay: request.replay,
     };
     bus.publish(&message, &TraceContext::new_trace()).await?;
     bus.close().await;

@@ -288,6 +288,7 @@ async fn a_run_requested_on_the_command_queue_gets_a_reply_with_its_run_id() {
         requested_at: chrono::Utc::now(),
         scheduled_for: None,
         idempotency_key: Some("invoice-42".into()),
+        replay: None,
     };
     bus.publish_with(
         &topology.exchange(),
@@ -534,6 +535,65 @@ async fn stopping_an_import_cancels_its_run_and_the_remaining_chunks_are_discard
     assert!(
         !refused.status.success(),
         "a stopped import is not triggered"
+    );
+    fleet.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replay_reads_its_window_again_without_moving_the_watermark() {
+    let mut fleet = Fleet::new().await;
+    create_users(&fleet.warehouse().await, 2_000).await;
+    fleet.apply_ok(&users_spec(&fleet, 1_000));
+    fleet.start("all", &[]);
+    let first = fleet.run("acme", "users");
+    let control = fleet.control().await;
+    let watermark = || async {
+        control
+            .query_one("SELECT position::text FROM control.watermarks", &[])
+            .await
+            .unwrap()
+            .get::<_, String>(0)
+    };
+    let before = watermark().await;
+    // Rows 1000 to 1081 are stamped in [00:00:37, 00:00:40).
+    let out = fleet.sluice(&[
+        "imports",
+        "replay",
+        "users",
+        "--workspace",
+        "acme",
+        "--from",
+        "2024-01-01T00:00:37Z",
+        "--until",
+        "2024-01-01T00:00:40Z",
+        "--wait",
+        "--output",
+        "json",
+    ]);
+    let replay: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(replay["status"], "succeeded", "{replay}");
+    assert_eq!(replay["rows_read"], 82, "{replay}");
+    assert_eq!(replay["profiles_unchanged"], 82, "{replay}");
+    assert_eq!(
+        watermark().await,
+        before,
+        "a replay does not move the watermark"
+    );
+    assert_ne!(replay["run_id"], first["run_id"]);
+    let audited: i64 = control
+        .query_one(
+            "SELECT count(*) FROM control.watermark_changes WHERE operation = 'replay'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(audited, 1);
+    assert_eq!(
+        fleet.run("acme", "users")["rows_read"],
+        0,
+        "the next run continues from the watermark"
     );
     fleet.cleanup().await;
 }

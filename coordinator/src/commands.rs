@@ -48,6 +48,7 @@ impl Commands {
             trace_id: &delivered.trace.trace_id,
             scheduled_for: request.scheduled_for,
             idempotency_key: request.idempotency_key.as_deref(),
+            replay: request.replay,
         };
         let (run_id, current) = match runs::request(&**client, &new_run)
             .await
@@ -65,6 +66,19 @@ impl Commands {
         let ctx = planner::context(&**client, run_id)
             .await
             .map_err(plan_error)?;
+        if let (Some(window), status::QUEUED) = (request.replay, current.as_str()) {
+            client
+                .execute(
+                    "INSERT INTO control.watermark_changes (import_id, operation, actor, from_position, to_position)
+                     SELECT $1, 'replay', $2, jsonb_build_object('watermark', $3::timestamptz),
+                            jsonb_build_object('watermark', $4::timestamptz, 'run_id', $5::text)
+                      WHERE NOT EXISTS (SELECT 1 FROM control.watermark_changes
+                                         WHERE operation = 'replay' AND to_position->>'run_id' = $5::text)",
+                    &[&ctx.import_id, &request.requested_by, &window.from, &window.until, &run_id.to_string()],
+                )
+                .await
+                .map_err(store_error)?;
+        }
         if current == status::QUEUED || current == status::PLANNING {
             client
                 .execute(

@@ -31,4 +31,5 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     (3, include_str!("../migrations/0003_events.sql")),
     (4, include_str!("../migrations/0004_schedules.sql")),
     (5, include_str!("../migrations/0005_watermark_changes.sql")),
+    (6, include_str!("../migrations/0006_replays.sql")),
 ];

@@ -8,7 +8,8 @@ use sluice_extractor::postgres::PostgresSource;
 use sluice_extractor::SourceError;
 use sluice_proto::secrets::{MasterKey, Sealed};
 use sluice_proto::{
-    Bound, ChunkObjects, ChunkRef, ChunkTask, ChunkWork, ConnectionKind, Records, SourceTask,
+    Bound, ChunkObjects, ChunkRef, ChunkTask, ChunkWork, ConnectionKind, Records, ReplayWindow,
+    SourceTask,
 };
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
@@ -42,6 +43,8 @@ pub struct RunContext {
     pub watermark: Option<Bound>,
     /// The workspace's event retention policy, in days.
     pub retention_days: Option<u32>,
+    /// A replay run's window; it reads from there instead of from the watermark.
+    pub replay: Option<ReplayWindow>,
 }
 
 /// Loads what planning needs for a run.
@@ -49,7 +52,7 @@ pub async fn context(client: &impl GenericClient, run_id: Uuid) -> Result<RunCon
     let row = client
         .query_one(
             "SELECT r.workspace_id, r.import_id, r.dry_run, i.spec, c.credentials, wm.position,
-                    w.event_retention_days
+                    w.event_retention_days, r.replay_from, r.replay_until
                FROM control.runs r
                JOIN control.workspaces w ON w.id = r.workspace_id
                JOIN control.imports i ON i.id = r.import_id
@@ -77,6 +80,10 @@ pub async fn context(client: &impl GenericClient, run_id: Uuid) -> Result<RunCon
         credentials,
         watermark,
         retention_days: row.get::<_, Option<i32>>(6).map(|d| d.max(0) as u32),
+        replay: match (row.get(7), row.get(8)) {
+            (Some(from), Some(until)) => Some(ReplayWindow { from, until }),
+            _ => None,
+        },
     })
 }
 
@@ -98,15 +105,24 @@ pub async fn plan(key: &MasterKey, ctx: &RunContext) -> Result<Plan, PlanError> 
     )?;
     let source = PostgresSource::connect(&url).await?;
     let shape = source.describe(&source_spec(&ctx.import)).await?;
+    let start = match &ctx.replay {
+        Some(window) => source.position_before(&shape, window.from).await?,
+        None => ctx.watermark.clone(),
+    };
     let range = source
-        .plan_range(&shape, ctx.watermark.as_ref(), ctx.import.settle_lag)
+        .plan_range(
+            &shape,
+            start.as_ref(),
+            ctx.import.settle_lag,
+            ctx.replay.map(|w| w.until),
+        )
         .await?;
     let mut chunks = Vec::new();
     if let Some(hi) = &range.hi {
         let boundaries = source
-            .chunk_boundaries(&shape, ctx.watermark.as_ref(), hi, ctx.import.chunk_rows)
+            .chunk_boundaries(&shape, start.as_ref(), hi, ctx.import.chunk_rows)
             .await?;
-        let mut lo = ctx.watermark.clone();
+        let mut lo = start.clone();
         for b in boundaries.into_iter().chain(std::iter::once(hi.clone())) {
             chunks.push((lo.clone(), b.clone()));
             lo = Some(b);

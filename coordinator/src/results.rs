@@ -54,7 +54,7 @@ async fn complete_if_done(
 ) -> Result<(), tokio_postgres::Error> {
     let Some(run) = tx
         .query_opt(
-            "SELECT status, dry_run, hi FROM control.runs WHERE id = $1 FOR UPDATE",
+            "SELECT status, dry_run OR replay_from IS NOT NULL, hi FROM control.runs WHERE id = $1 FOR UPDATE",
             &[&chunk.run_id],
         )
         .await?
@@ -88,9 +88,10 @@ async fn complete_if_done(
         &[&chunk.run_id, &outcome],
     )
     .await?;
-    let dry_run: bool = run.get(1);
+    // Dry runs and replays leave the watermark where it is.
+    let keeps_watermark: bool = run.get(1);
     let hi: Option<serde_json::Value> = run.get(2);
-    if let (false, Some(hi)) = (dry_run, hi) {
+    if let (false, Some(hi)) = (keeps_watermark, hi) {
         tx.execute(
             "INSERT INTO control.watermarks (import_id, position, run_id) VALUES ($1, $2, $3)
              ON CONFLICT (import_id) DO UPDATE

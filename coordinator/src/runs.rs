@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sluice_proto::SampleRow;
+use sluice_proto::{ReplayWindow, SampleRow};
 use std::collections::BTreeMap;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
@@ -49,6 +49,7 @@ pub struct NewRun<'a> {
     pub trace_id: &'a str,
     pub scheduled_for: Option<DateTime<Utc>>,
     pub idempotency_key: Option<&'a str>,
+    pub replay: Option<ReplayWindow>,
 }
 
 /// Records a requested run; repeating the same run id is harmless.
@@ -73,11 +74,12 @@ pub async fn request(
         let inserted = client
             .execute(
                 "INSERT INTO control.runs (id, workspace_id, import_id, status, dry_run, requested_by, trace_id,
-                                           scheduled_for, idempotency_key)
-                 VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8)
+                                           scheduled_for, idempotency_key, replay_from, replay_until)
+                 VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10)
                  ON CONFLICT DO NOTHING",
                 &[&run.run_id, &run.workspace_id, &run.import_id, &run.dry_run, &run.requested_by, &run.trace_id,
-                  &run.scheduled_for, &run.idempotency_key],
+                  &run.scheduled_for, &run.idempotency_key, &run.replay.map(|w| w.from),
+                  &run.replay.map(|w| w.until)],
             )
             .await?;
         if inserted == 1 {

@@ -113,6 +113,7 @@ pub async fn tick(client: &mut Client, bus: &Bus, now: DateTime<Utc>) -> Result<
                 trace_id: &trace.trace_id,
                 scheduled_for: Some(slot),
                 idempotency_key: None,
+                replay: None,
             },
         )
         .await?;
@@ -132,6 +133,7 @@ pub async fn tick(client: &mut Client, bus: &Bus, now: DateTime<Utc>) -> Result<
                         requested_at: now,
                         scheduled_for: Some(slot),
                         idempotency_key: None,
+                        replay: None,
                     },
                     &trace,
                 )

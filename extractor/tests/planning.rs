@@ -67,7 +67,7 @@ async fn chunks_inside_a_run_of_ties_cover_every_row_once() {
         .unwrap();
     let shape = source.describe(&spec()).await.unwrap();
     let range = source
-        .plan_range(&shape, None, Duration::from_secs(60))
+        .plan_range(&shape, None, Duration::from_secs(60), None)
         .await
         .unwrap();
     assert_eq!(range.held_back_future, 1);
@@ -107,7 +107,7 @@ async fn chunks_inside_a_run_of_ties_cover_every_row_once() {
     );
 
     let again = source
-        .plan_range(&shape, Some(&hi), Duration::from_secs(60))
+        .plan_range(&shape, Some(&hi), Duration::from_secs(60), None)
         .await
         .unwrap();
     assert_eq!(again.hi, None, "nothing new past the watermark");

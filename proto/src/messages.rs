@@ -28,6 +28,18 @@ pub struct RunRequested {
     /// The requester's idempotency key: the same key for the same import is the same run.
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// Replay: read the rows whose watermark is in `[from, until)` without moving the
+    /// watermark.
+    #[serde(default)]
+    pub replay: Option<ReplayWindow>,
+}
+
+/// A window of source rows to read again, by watermark value: `from` inclusive, `until`
+/// exclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayWindow {
+    pub from: DateTime<Utc>,
+    pub until: DateTime<Utc>,
 }
 
 impl RunRequested {

@@ -98,6 +98,7 @@ impl PostgresSource {
         shape: &SourceShape,
         lo: Option<&Bound>,
         settle_lag: Duration,
+        until: Option<DateTime<Utc>>,
     ) -> Result<RangePlan, SourceError> {
         let client = self.client();
         let clock = client
@@ -108,6 +109,8 @@ impl PostgresSource {
         let lag_cap: DateTime<Utc> = clock.get(1);
         let oldest_transaction: Option<DateTime<Utc>> = clock.get(2);
         let cap = oldest_transaction.map_or(lag_cap, |t| t.min(lag_cap));
+        // A replay window ends at `until` (exclusive), below the settle cap.
+        let cap = until.map_or(cap, |u| u.min(cap));
 
         let wm = quote_ident(&shape.spec.watermark_column);
         let from = relation(&shape.spec.relation);
