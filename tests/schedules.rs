@@ -251,13 +251,64 @@ async fn a_connection_in_use_cannot_be_deleted_and_the_error_lists_its_imports()
     fleet.cleanup().await;
 }
 
+/// Publishes a run request as another service would, asking for a reply on `replies`.
+async fn request_with_reply(
+    bus: &sluice_proto::Bus,
+    request: &sluice_proto::RunRequested,
+    replies: &str,
+    correlation_id: &str,
+) {
+    use sluice_proto::bus::Reply;
+    use sluice_proto::headers::{self, TraceContext};
+    use sluice_proto::Message;
+    bus.publish_with(
+        &bus.topology().exchange(),
+        sluice_proto::RunRequested::ROUTING_KEY,
+        &sluice_proto::envelope::encode(request).unwrap(),
+        headers::build(&TraceContext::new_trace(), 1, None),
+        &Reply {
+            reply_to: Some(replies.to_string()),
+            correlation_id: Some(correlation_id.to_string()),
+        },
+    )
+    .await
+    .unwrap();
+}
+
+/// Waits for the next reply on `replies`: its correlation id and the `RunAccepted`.
+async fn next_reply(
+    channel: &lapin::Channel,
+    replies: &str,
+) -> (Option<String>, sluice_proto::RunAccepted) {
+    let started = Instant::now();
+    loop {
+        if let Some(message) = channel
+            .basic_get(
+                replies.into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap()
+        {
+            let correlation = message
+                .properties
+                .correlation_id()
+                .as_ref()
+                .map(|c| c.to_string());
+            return (
+                correlation,
+                sluice_proto::envelope::decode(&message.data).unwrap(),
+            );
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no reply");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_requested_on_the_command_queue_gets_a_reply_with_its_run_id() {
-    use lapin::options::{BasicGetOptions, QueueDeclareOptions};
-    use sluice_proto::bus::Reply;
-    use sluice_proto::envelope::{decode, encode};
-    use sluice_proto::headers::{self, TraceContext};
-    use sluice_proto::{Bus, Message, RunAccepted, RunRequested, Topology};
+    use lapin::options::QueueDeclareOptions;
+    use sluice_proto::{Bus, RunRequested, Topology};
 
     let mut fleet = Fleet::new().await;
     create_users(&fleet.warehouse().await, 1_000).await;
@@ -290,39 +341,9 @@ async fn a_run_requested_on_the_command_queue_gets_a_reply_with_its_run_id() {
         idempotency_key: Some("invoice-42".into()),
         replay: None,
     };
-    bus.publish_with(
-        &topology.exchange(),
-        RunRequested::ROUTING_KEY,
-        &encode(&request).unwrap(),
-        headers::build(&TraceContext::new_trace(), 1, None),
-        &Reply {
-            reply_to: Some(replies.clone()),
-            correlation_id: Some("corr-1".into()),
-        },
-    )
-    .await
-    .unwrap();
-    let started = Instant::now();
-    let reply = loop {
-        if let Some(message) = channel
-            .basic_get(replies.as_str().into(), BasicGetOptions { no_ack: true })
-            .await
-            .unwrap()
-        {
-            break message;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "no reply");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(
-        reply
-            .properties
-            .correlation_id()
-            .as_ref()
-            .map(|c| c.to_string()),
-        Some("corr-1".to_string())
-    );
-    let accepted: RunAccepted = decode(&reply.data).unwrap();
+    request_with_reply(&bus, &request, &replies, "corr-1").await;
+    let (correlation, accepted) = next_reply(&channel, &replies).await;
+    assert_eq!(correlation.as_deref(), Some("corr-1"));
     assert_eq!(accepted.run_id, request.run_id);
     assert!(
         ["queued", "planning", "running", "succeeded"].contains(&accepted.status.as_str()),
@@ -346,33 +367,8 @@ async fn a_run_requested_on_the_command_queue_gets_a_reply_with_its_run_id() {
         run_id: uuid::Uuid::new_v4(),
         ..request.clone()
     };
-    bus.publish_with(
-        &topology.exchange(),
-        RunRequested::ROUTING_KEY,
-        &encode(&again).unwrap(),
-        headers::build(&TraceContext::new_trace(), 1, None),
-        &Reply {
-            reply_to: Some(replies.clone()),
-            correlation_id: Some("corr-2".into()),
-        },
-    )
-    .await
-    .unwrap();
-    let started = Instant::now();
-    let second = loop {
-        if let Some(message) = channel
-            .basic_get(replies.as_str().into(), BasicGetOptions { no_ack: true })
-            .await
-            .unwrap()
-        {
-            break decode::<RunAccepted>(&message.data).unwrap();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no second reply"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    request_with_reply(&bus, &again, &replies, "corr-2").await;
+    let (_, second) = next_reply(&channel, &replies).await;
     assert_eq!(second.run_id, request.run_id);
     assert_eq!(second.status, "succeeded");
     let runs: i64 = fleet

@@ -241,16 +241,15 @@ pub async fn pause(
     import: &str,
     actor: &str,
 ) -> Result<(), LifecycleError> {
-    let tx = client.transaction().await?;
-    let (id, current) = locked(&tx, workspace, import).await?;
-    if current == state::PAUSED {
-        return Err(LifecycleError::Refused {
-            import: import.to_string(),
-            state: current,
-            action: "pause",
-            needs: "ready or scheduled",
-        });
-    }
+    let (tx, id, current) = begin(
+        client,
+        workspace,
+        import,
+        "pause",
+        &[state::READY, state::SCHEDULED],
+        "ready or scheduled",
+    )
+    .await?;
     tx.execute(
         "UPDATE control.imports SET state = 'paused' WHERE id = $1",
         &[&id],
@@ -268,16 +267,15 @@ pub async fn resume(
     import: &str,
     actor: &str,
 ) -> Result<(), LifecycleError> {
-    let tx = client.transaction().await?;
-    let (id, current) = locked(&tx, workspace, import).await?;
-    if current != state::PAUSED && current != state::STOPPED {
-        return Err(LifecycleError::Refused {
-            import: import.to_string(),
-            state: current,
-            action: "resume",
-            needs: "paused or stopped",
-        });
-    }
+    let (tx, id, current) = begin(
+        client,
+        workspace,
+        import,
+        "resume",
+        &[state::PAUSED, state::STOPPED],
+        "paused or stopped",
+    )
+    .await?;
     let spec: serde_json::Value = tx
         .query_one("SELECT spec FROM control.imports WHERE id = $1", &[&id])
         .await?
@@ -311,16 +309,15 @@ pub async fn stop(
     import: &str,
     actor: &str,
 ) -> Result<Option<uuid::Uuid>, LifecycleError> {
-    let tx = client.transaction().await?;
-    let (id, current) = locked(&tx, workspace, import).await?;
-    if current == state::STOPPED {
-        return Err(LifecycleError::Refused {
-            import: import.to_string(),
-            state: current,
-            action: "stop",
-            needs: "ready, scheduled or paused",
-        });
-    }
+    let (tx, id, current) = begin(
+        client,
+        workspace,
+        import,
+        "stop",
+        &[state::READY, state::SCHEDULED, state::PAUSED],
+        "ready, scheduled or paused",
+    )
+    .await?;
     tx.execute(
         "UPDATE control.imports SET state = 'stopped', next_fire_at = NULL WHERE id = $1",
         &[&id],
@@ -351,6 +348,29 @@ pub async fn stop(
     transition(&tx, id, Some(&current), state::STOPPED, actor, &reason).await?;
     tx.commit().await?;
     Ok(cancelled)
+}
+
+/// Opens a transaction and locks the import, refusing the action unless its state is one of
+/// `allowed`.
+async fn begin<'a>(
+    client: &'a mut tokio_postgres::Client,
+    workspace: &str,
+    import: &str,
+    action: &'static str,
+    allowed: &[&str],
+    needs: &'static str,
+) -> Result<(tokio_postgres::Transaction<'a>, i64, String), LifecycleError> {
+    let tx = client.transaction().await?;
+    let (id, current) = locked(&tx, workspace, import).await?;
+    if !allowed.contains(&current.as_str()) {
+        return Err(LifecycleError::Refused {
+            import: import.to_string(),
+            state: current,
+            action,
+            needs,
+        });
+    }
+    Ok((tx, id, current))
 }
 
 async fn locked(

@@ -57,19 +57,8 @@ pub async fn request(
     client: &impl GenericClient,
     run: &NewRun<'_>,
 ) -> Result<Requested, tokio_postgres::Error> {
-    if let Some(row) = client
-        .query_opt(
-            "SELECT status FROM control.runs WHERE id = $1",
-            &[&run.run_id],
-        )
-        .await?
-    {
-        return Ok(Requested::Exists {
-            run_id: run.run_id,
-            status: row.get(0),
-        });
-    }
-    // The active run may end between the insert and the look-up; then the insert is tried again.
+    // A repeated run id, slot or key conflicts on insert and is found below. The active run
+    // may end between the insert and the look-up; then the insert is tried again.
     let active = loop {
         let inserted = client
             .execute(
