@@ -84,7 +84,7 @@ imports:
     chunk_rows: ${CHUNK_ROWS:-50000}
     settle_lag: 1s
 YAML
-"$BIN" apply -f "$DATA/spec.yaml" >/dev/null
+"$BIN" apply -f "$DATA/spec.yaml" --ready >/dev/null
 for role in coordinator extractor transformer loader; do
   "$BIN" "$role" 2>"$DATA/$role.log" & pids+=($!)
 done

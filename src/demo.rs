@@ -85,8 +85,13 @@ pub async fn demo(settings: &Settings, worker: &WorkerOptions) -> anyhow::Result
     std::fs::write(&spec_path, demo_spec(&warehouse))?;
     let spec = sluice_coordinator::spec::parse(&demo_spec(&warehouse))?;
     let mut control = sluice_coordinator::database::connect(&settings.database_url).await?;
-    let report =
-        sluice_coordinator::apply::apply(&mut control, &settings.master_key()?, &spec).await?;
+    let report = sluice_coordinator::apply::apply(
+        &mut control,
+        &settings.master_key()?,
+        &spec,
+        &sluice_coordinator::apply::ApplyOptions { ready: true },
+    )
+    .await?;
     for line in report.lines {
         println!("applied {line}");
     }

@@ -38,11 +38,16 @@ enum Command {
     Transformer(WorkerArgs),
     /// Run a loader worker: upserts into the profile store.
     Loader(WorkerArgs),
-    /// Create or update the connections and imports a spec file declares.
+    /// Create or update the connections and imports a spec file declares. New imports are
+    /// drafts until a dry run succeeds.
     Apply {
         /// The spec file (YAML).
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
+        /// New imports are ready (or scheduled) at once, without waiting for a dry run: for
+        /// specs already dry-run elsewhere.
+        #[arg(long)]
+        ready: bool,
     },
     /// Trigger a run of an import.
     Run {
@@ -270,17 +275,21 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
         Command::Extractor(args) => serve(&[Role::Extractor], settings, args).await,
         Command::Transformer(args) => serve(&[Role::Transformer], settings, args).await,
         Command::Loader(args) => serve(&[Role::Loader], settings, args).await,
-        Command::Apply { file } => {
+        Command::Apply { file, ready } => {
             let text = std::fs::read_to_string(file)
                 .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
             let spec = sluice_coordinator::spec::parse(&text)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             settings.migrate().await?;
             let mut client = sluice_coordinator::database::connect(&settings.database_url).await?;
-            let report =
-                sluice_coordinator::apply::apply(&mut client, &settings.master_key()?, &spec)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let report = sluice_coordinator::apply::apply(
+                &mut client,
+                &settings.master_key()?,
+                &spec,
+                &sluice_coordinator::apply::ApplyOptions { ready: *ready },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             for line in report.lines {
                 println!("{line}");
             }

@@ -39,6 +39,12 @@ pub async fn run(settings: &Settings, request: &RunRequest<'_>) -> anyhow::Resul
             request.import,
             request.workspace
         ),
+        Some(state) if state == "draft" && !request.dry_run => anyhow::bail!(
+            "import {:?} is a draft: run `sluice run {} --workspace {} --dry-run --wait` first; it becomes ready when a dry run succeeds",
+            request.import,
+            request.import,
+            request.workspace
+        ),
         Some(state) if state == "stopped" => anyhow::bail!(
             "import {:?} is stopped; `sluice imports resume {} --workspace {}` first",
             request.import,

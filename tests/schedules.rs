@@ -159,7 +159,7 @@ async fn pause_and_resume_are_validated_and_recorded() {
         vec!["scheduled", "paused", "scheduled"],
         "{view}"
     );
-    assert_eq!(trail[0].1, "apply");
+    assert_eq!(trail[0].1, "apply --ready");
     fleet.cleanup().await;
 }
 
@@ -591,5 +591,64 @@ async fn a_replay_reads_its_window_again_without_moving_the_watermark() {
         0,
         "the next run continues from the watermark"
     );
+    fleet.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_import_is_a_draft_until_a_dry_run_succeeds() {
+    let mut fleet = Fleet::new().await;
+    create_users(&fleet.warehouse().await, 500).await;
+    let spec = users_spec(&fleet, 1_000).replace(
+        "    chunk_rows:",
+        "    schedule: { every: 1h }\n    chunk_rows:",
+    );
+    let applied = fleet.apply_with(&spec, &[]);
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let show = |fleet: &Fleet| {
+        let out = fleet.sluice(&[
+            "imports",
+            "show",
+            "users",
+            "--workspace",
+            "acme",
+            "--output",
+            "json",
+        ]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let view = show(&fleet);
+    assert_eq!(view["state"], "draft");
+    assert!(
+        view["next_fire_at"].is_null(),
+        "a draft is not scheduled: {view}"
+    );
+    fleet.start("all", &[]);
+    let refused = fleet.sluice(&["run", "users", "--workspace", "acme", "--wait"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--dry-run"));
+
+    let dry = fleet.run_with("acme", "users", &["--dry-run"]);
+    assert_eq!(dry["status"], "succeeded", "{dry}");
+    let view = show(&fleet);
+    assert_eq!(view["state"], "scheduled", "{view}");
+    assert!(!view["next_fire_at"].is_null());
+    let last = view["transitions"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["from"], "draft");
+    assert!(
+        last["actor"].as_str().unwrap().starts_with("dry run"),
+        "{last}"
+    );
+    let real = fleet.run("acme", "users");
+    assert_eq!(real["status"], "succeeded", "{real}");
+    common::assert_store_equals_source(&fleet).await;
     fleet.cleanup().await;
 }

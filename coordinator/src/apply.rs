@@ -23,6 +23,14 @@ pub enum ApplyError {
     Secret { name: String, reason: String },
 }
 
+/// How to apply.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApplyOptions {
+    /// New imports skip `draft` and are ready (or scheduled) at once, for specs already dry-run
+    /// elsewhere (a staging fleet, CI).
+    pub ready: bool,
+}
+
 /// What applying did, one line per object.
 #[derive(Debug, Default)]
 pub struct ApplyReport {
@@ -94,6 +102,7 @@ pub async fn apply(
     client: &mut Client,
     key: &MasterKey,
     spec: &SpecFile,
+    options: &ApplyOptions,
 ) -> Result<ApplyReport, ApplyError> {
     crate::spec::validate(spec)?;
     let mut urls: BTreeMap<String, String> = BTreeMap::new();
@@ -211,12 +220,14 @@ pub async fn apply(
             }
             None => {
                 tx.execute(
-                    "INSERT INTO control.imports (workspace_id, name, connection_id, data_type, spec)
-                     VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO control.imports (workspace_id, name, connection_id, data_type, spec, state)
+                     VALUES ($1, $2, $3, $4, $5, 'draft')",
                     &[&workspace, &import.name, &connection, &import.data_type.as_str(), &body],
                 )
                 .await?;
-                crate::imports::reschedule(&tx, workspace, import, "apply").await?;
+                if options.ready {
+                    crate::imports::promote(&tx, workspace, &import.name, "apply --ready").await?;
+                }
                 report
                     .lines
                     .push(format!("import {}: created", import.name));

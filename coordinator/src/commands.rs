@@ -29,7 +29,7 @@ impl Commands {
         let mut client = self.pool.get().await.map_err(store_error)?;
         let import = client
             .query_opt(
-                "SELECT w.id, i.id FROM control.imports i JOIN control.workspaces w ON w.id = i.workspace_id
+                "SELECT w.id, i.id, i.state FROM control.imports i JOIN control.workspaces w ON w.id = i.workspace_id
                   WHERE w.name = $1 AND i.name = $2",
                 &[&request.workspace, &request.import],
             )
@@ -50,6 +50,14 @@ impl Commands {
             idempotency_key: request.idempotency_key.as_deref(),
             replay: request.replay,
         };
+        let state: String = import.get(2);
+        let refusal = match state.as_str() {
+            "draft" if !request.dry_run => {
+                Some("the import is a draft: a dry run must succeed first")
+            }
+            "stopped" => Some("the import is stopped: resume it first"),
+            _ => None,
+        };
         let (run_id, current) = match runs::request(&**client, &new_run)
             .await
             .map_err(store_error)?
@@ -60,6 +68,13 @@ impl Commands {
             }
             Requested::Exists { run_id, status } => (run_id, status),
         };
+        if let (Some(reason), status::QUEUED) = (refusal, current.as_str()) {
+            tracing::info!(run = %run_id, reason, "run refused");
+            runs::fail(&**client, run_id, "import_state", reason)
+                .await
+                .map_err(store_error)?;
+            return Ok(Vec::new());
+        }
         if run_id != request.run_id {
             tracing::info!(requested = %request.run_id, run = %run_id, "idempotency key names an earlier run");
         }

@@ -1,5 +1,5 @@
-//! Import lifecycle: states (`ready`, `scheduled`, `paused`, `stopped`), their transitions with
-//! who made them and when, and what `sluice imports list|show` prints.
+//! Import lifecycle: states (`draft`, `ready`, `scheduled`, `paused`, `stopped`), their
+//! transitions with who made them and when, and what `sluice imports list|show` prints.
 
 use crate::schedule::Schedule;
 use crate::spec::ImportDecl;
@@ -9,6 +9,8 @@ use tokio_postgres::GenericClient;
 
 /// Import states.
 pub mod state {
+    /// Created, not yet dry-run: it is not scheduled and only dry runs are allowed.
+    pub const DRAFT: &str = "draft";
     pub const READY: &str = "ready";
     pub const SCHEDULED: &str = "scheduled";
     pub const PAUSED: &str = "paused";
@@ -68,6 +70,7 @@ pub async fn reschedule(
         .await?;
     let (id, current): (i64, String) = (row.get(0), row.get(1));
     let target = match (&schedule, current.as_str()) {
+        (_, state::DRAFT) => state::DRAFT,
         (_, state::PAUSED) => state::PAUSED,
         (_, state::STOPPED) => state::STOPPED,
         (Some(_), _) => state::SCHEDULED,
@@ -91,6 +94,44 @@ pub async fn reschedule(
         .await?;
     }
     Ok(())
+}
+
+/// Takes a draft import out of `draft`: `scheduled` with its next slot, or `ready`. Does
+/// nothing to an import in another state.
+pub async fn promote(
+    client: &impl GenericClient,
+    workspace_id: i64,
+    name: &str,
+    actor: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let Some(row) = client
+        .query_opt(
+            "SELECT id, spec FROM control.imports
+              WHERE workspace_id = $1 AND name = $2 AND state = 'draft' FOR UPDATE",
+            &[&workspace_id, &name],
+        )
+        .await?
+    else {
+        return Ok(());
+    };
+    let id: i64 = row.get(0);
+    let schedule = serde_json::from_value::<ImportDecl>(row.get(1))
+        .ok()
+        .and_then(|d| d.schedule)
+        .and_then(|s| s.compile().ok());
+    let next = schedule.as_ref().and_then(|s| s.next_after(Utc::now()));
+    let target = if schedule.is_some() {
+        state::SCHEDULED
+    } else {
+        state::READY
+    };
+    client
+        .execute(
+            "UPDATE control.imports SET state = $2, next_fire_at = $3 WHERE id = $1",
+            &[&id, &target, &next],
+        )
+        .await?;
+    transition(client, id, Some(state::DRAFT), target, actor, "tested").await
 }
 
 /// An import as `imports show` prints it.
@@ -314,8 +355,8 @@ pub async fn stop(
         workspace,
         import,
         "stop",
-        &[state::READY, state::SCHEDULED, state::PAUSED],
-        "ready, scheduled or paused",
+        &[state::DRAFT, state::READY, state::SCHEDULED, state::PAUSED],
+        "draft, ready, scheduled or paused",
     )
     .await?;
     tx.execute(

@@ -183,6 +183,15 @@ pub async fn record(
             ],
         )
         .await?;
+    if plan.chunks.is_empty() && ctx.dry_run {
+        crate::imports::promote(
+            client,
+            ctx.workspace_id,
+            &ctx.import.name,
+            &format!("dry run {}", ctx.run_id),
+        )
+        .await?;
+    }
     Ok(())
 }
 

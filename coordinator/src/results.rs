@@ -54,7 +54,7 @@ async fn complete_if_done(
 ) -> Result<(), tokio_postgres::Error> {
     let Some(run) = tx
         .query_opt(
-            "SELECT status, dry_run OR replay_from IS NOT NULL, hi FROM control.runs WHERE id = $1 FOR UPDATE",
+            "SELECT status, dry_run OR replay_from IS NOT NULL, hi, dry_run FROM control.runs WHERE id = $1 FOR UPDATE",
             &[&chunk.run_id],
         )
         .await?
@@ -88,6 +88,22 @@ async fn complete_if_done(
         &[&chunk.run_id, &outcome],
     )
     .await?;
+    if run.get::<_, bool>(3) {
+        // A dry run that went through is the test a draft import waits for.
+        let import = tx
+            .query_one(
+                "SELECT workspace_id, name FROM control.imports WHERE id = $1",
+                &[&chunk.import_id],
+            )
+            .await?;
+        crate::imports::promote(
+            tx,
+            import.get(0),
+            &import.get::<_, String>(1),
+            &format!("dry run {}", chunk.run_id),
+        )
+        .await?;
+    }
     // Dry runs and replays leave the watermark where it is.
     let keeps_watermark: bool = run.get(1);
     let hi: Option<serde_json::Value> = run.get(2);

@@ -83,11 +83,18 @@ impl Fleet {
         self.command(args).output().expect("sluice runs")
     }
 
-    /// Applies a spec given as text.
+    /// Applies a spec given as text, its new imports ready at once (`--ready`).
     pub fn apply(&self, spec: &str) -> Output {
+        self.apply_with(spec, &["--ready"])
+    }
+
+    /// Applies a spec given as text with extra flags (none: new imports are drafts).
+    pub fn apply_with(&self, spec: &str, extra: &[&str]) -> Output {
         let path = self.data_dir.join("spec.yaml");
         std::fs::write(&path, spec).unwrap();
-        self.sluice(&["apply", "-f", path.to_str().unwrap()])
+        let mut args = vec!["apply", "-f", path.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.sluice(&args)
     }
 
     /// Applies a spec and fails the test if it is refused.
