@@ -194,3 +194,29 @@ pub async fn stop(settings: &Settings, workspace: &str, import: &str) -> anyhow:
     println!("import {workspace}/{import} stopped; run {run_id} cancelled, its remaining chunks are discarded");
     Ok(0)
 }
+
+/// Tests a stored connection; exits 1 when it fails, with what failed.
+pub async fn test_connection(
+    settings: &Settings,
+    workspace: &str,
+    name: &str,
+) -> anyhow::Result<i32> {
+    settings.migrate().await?;
+    let client = sluice_coordinator::database::connect(&settings.database_url).await?;
+    match sluice_coordinator::connections::test(&client, &settings.master_key()?, workspace, name)
+        .await
+    {
+        Ok(()) => {
+            println!("connection {workspace}/{name}: ok");
+            Ok(0)
+        }
+        Err(sluice_coordinator::connections::ConnectionError::Test { error, .. }) => {
+            println!(
+                "connection {workspace}/{name}: {} — {error}",
+                error.code().as_str()
+            );
+            Ok(1)
+        }
+        Err(e) => Err(e.into()),
+    }
+}

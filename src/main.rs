@@ -75,7 +75,7 @@ enum Command {
         #[command(subcommand)]
         command: ImportsCommand,
     },
-    /// Connections: list, and delete one no import uses.
+    /// Connections: list, test, and delete one no import uses.
     Connections {
         #[command(subcommand)]
         command: ConnectionsCommand,
@@ -172,6 +172,12 @@ enum ImportsCommand {
 enum ConnectionsCommand {
     /// List a workspace's connections (never their credentials).
     List {
+        #[arg(long)]
+        workspace: String,
+    },
+    /// Test a connection: ok, or what failed (unreachable, authentication, permission, ...).
+    Test {
+        name: String,
         #[arg(long)]
         workspace: String,
     },
@@ -373,6 +379,9 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
         Command::Connections { command } => match command {
             ConnectionsCommand::List { workspace } => {
                 imports::list_connections(settings, workspace).await
+            }
+            ConnectionsCommand::Test { name, workspace } => {
+                imports::test_connection(settings, workspace, name).await
             }
             ConnectionsCommand::Delete { name, workspace } => {
                 imports::delete_connection(settings, workspace, name).await

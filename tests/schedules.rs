@@ -248,6 +248,20 @@ async fn a_connection_in_use_cannot_be_deleted_and_the_error_lists_its_imports()
         listed.contains("wh") && !listed.contains("spare"),
         "{listed}"
     );
+
+    let ok = fleet.sluice(&["connections", "test", "wh", "--workspace", "acme"]);
+    assert!(ok.status.success());
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("wh: ok"));
+    // The warehouse goes away: the test names what failed.
+    let admin = common::connect(&format!("{}/postgres", common::PG)).await;
+    admin
+        .batch_execute(&format!("DROP DATABASE wh_{} WITH (FORCE)", fleet.id))
+        .await
+        .unwrap();
+    let failed = fleet.sluice(&["connections", "test", "wh", "--workspace", "acme"]);
+    assert_eq!(failed.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&failed.stdout);
+    assert!(said.contains("wh: ") && !said.contains(": ok"), "{said}");
     fleet.cleanup().await;
 }
 

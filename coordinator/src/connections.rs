@@ -1,5 +1,5 @@
-//! Connection lifecycle beyond `apply`: listing, and deleting only when no import uses the
-//! connection.
+//! Connection lifecycle beyond `apply`: listing, testing, and deleting only when no import
+//! uses the connection.
 
 use tokio_postgres::GenericClient;
 
@@ -10,8 +10,46 @@ pub enum ConnectionError {
     NotFound { workspace: String, name: String },
     #[error("connection {name:?} is used by {}; delete or move those imports first", .imports.join(", "))]
     InUse { name: String, imports: Vec<String> },
+    #[error("connection {name:?}: {error}")]
+    Test {
+        name: String,
+        error: sluice_extractor::SourceError,
+    },
+    #[error("{0}")]
+    Sealed(String),
     #[error("control plane: {0}")]
     Store(#[from] tokio_postgres::Error),
+}
+
+/// Connects to a stored connection's warehouse the way the extractor does (read-only session,
+/// UTC, statement timeout); the error says what failed: unreachable, authentication,
+/// permission or a missing object.
+pub async fn test(
+    client: &impl GenericClient,
+    key: &sluice_proto::secrets::MasterKey,
+    workspace: &str,
+    name: &str,
+) -> Result<(), ConnectionError> {
+    let row = client
+        .query_opt(
+            "SELECT c.credentials FROM control.connections c JOIN control.workspaces w ON w.id = c.workspace_id
+              WHERE w.name = $1 AND c.name = $2",
+            &[&workspace, &name],
+        )
+        .await?
+        .ok_or_else(|| ConnectionError::NotFound {
+            workspace: workspace.to_string(),
+            name: name.to_string(),
+        })?;
+    let url = crate::apply::open_credentials(key, name, &row.get(0))
+        .map_err(|e| ConnectionError::Sealed(e.to_string()))?;
+    sluice_extractor::postgres::PostgresSource::connect(&url)
+        .await
+        .map(|_| ())
+        .map_err(|error| ConnectionError::Test {
+            name: name.to_string(),
+            error,
+        })
 }
 
 /// A workspace's connections: (name, kind, imports using it).

@@ -118,8 +118,7 @@ impl ScheduleDecl {
                     NaiveDateTime::parse_from_str(at, "%Y-%m-%dT%H:%M:%S")
                         .or_else(|_| NaiveDateTime::parse_from_str(at, "%Y-%m-%dT%H:%M"))
                         .map_err(|_| ())
-                        .and_then(|n| tz.from_local_datetime(&n).earliest().ok_or(()))
-                        .map(|t| t.with_timezone(&Utc))
+                        .and_then(|n| local_or_after_gap(tz, n).ok_or(()))
                 })
                 .map_err(|_| {
                     invalid(
@@ -178,6 +177,16 @@ impl ScheduleDecl {
             tz,
         })
     }
+}
+
+/// A local date-time in `tz`: the first of two when clocks go back, and the first valid
+/// minute after the gap when they go forward (as cron schedules do).
+fn local_or_after_gap(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+    (0..=180).find_map(|minutes| {
+        tz.from_local_datetime(&(local + chrono::Duration::minutes(minutes)))
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+    })
 }
 
 fn time_of_day(time: Option<&str>) -> Result<(u32, u32), ScheduleError> {
@@ -323,6 +332,93 @@ mod tests {
             vec!["2026-11-01T05:30:00Z"]
         );
         assert!(once.next_after(utc("2026-11-02T00:00:00Z")).is_none());
+    }
+
+    #[test]
+    fn every_kind_across_both_dst_changes_in_berlin_and_new_york() {
+        // Berlin: 2026-03-29 02:00 -> 03:00, 2026-10-25 03:00 -> 02:00.
+        // New York: 2026-03-08 02:00 -> 03:00, 2026-11-01 02:00 -> 01:00.
+        let cases: &[(&str, &str, [&str; 2])] = &[
+            (
+                "{ cron: \"30 2 * * *\", timezone: Europe/Berlin }",
+                "2026-03-28T12:00:00Z",
+                ["2026-03-29T01:00:00Z", "2026-03-30T00:30:00Z"],
+            ),
+            (
+                "{ cron: \"30 2 * * *\", timezone: Europe/Berlin }",
+                "2026-10-24T12:00:00Z",
+                ["2026-10-25T00:30:00Z", "2026-10-26T01:30:00Z"],
+            ),
+            (
+                "{ cron: \"30 2 * * *\", timezone: America/New_York }",
+                "2026-03-07T12:00:00Z",
+                ["2026-03-08T07:00:00Z", "2026-03-09T06:30:00Z"],
+            ),
+            (
+                "{ cron: \"30 1 * * *\", timezone: America/New_York }",
+                "2026-10-31T12:00:00Z",
+                ["2026-11-01T05:30:00Z", "2026-11-02T06:30:00Z"],
+            ),
+            (
+                "{ days_of_week: [sun], time: \"02:30\", timezone: Europe/Berlin }",
+                "2026-03-27T00:00:00Z",
+                ["2026-03-29T01:00:00Z", "2026-04-05T00:30:00Z"],
+            ),
+            (
+                "{ days_of_week: [sun], time: \"02:30\", timezone: Europe/Berlin }",
+                "2026-10-20T00:00:00Z",
+                ["2026-10-25T00:30:00Z", "2026-11-01T01:30:00Z"],
+            ),
+            (
+                "{ days_of_week: [sun], time: \"02:30\", timezone: America/New_York }",
+                "2026-03-02T00:00:00Z",
+                ["2026-03-08T07:00:00Z", "2026-03-15T06:30:00Z"],
+            ),
+            (
+                "{ days_of_month: [8], time: \"02:30\", timezone: America/New_York }",
+                "2026-03-01T00:00:00Z",
+                ["2026-03-08T07:00:00Z", "2026-04-08T06:30:00Z"],
+            ),
+            (
+                "{ days_of_month: [25], time: \"02:30\", timezone: Europe/Berlin }",
+                "2026-10-01T00:00:00Z",
+                ["2026-10-25T00:30:00Z", "2026-11-25T01:30:00Z"],
+            ),
+            (
+                "{ days_of_month: [1], time: \"01:30\", timezone: America/New_York }",
+                "2026-10-15T00:00:00Z",
+                ["2026-11-01T05:30:00Z", "2026-12-01T06:30:00Z"],
+            ),
+            (
+                "{ every: 12h }",
+                "2026-03-29T00:30:00Z",
+                ["2026-03-29T12:00:00Z", "2026-03-30T00:00:00Z"],
+            ),
+        ];
+        for (schedule, after, expected) in cases {
+            let s = decl(schedule).compile().unwrap();
+            assert_eq!(
+                times(&s, after, 2),
+                expected.to_vec(),
+                "{schedule} after {after}"
+            );
+        }
+        let once = |yaml: &str| {
+            decl(yaml)
+                .compile()
+                .unwrap()
+                .upcoming(utc("2026-01-01T00:00:00Z"), 5)
+        };
+        assert_eq!(
+            once("{ at: \"2026-03-08T02:30:00\", timezone: America/New_York }"),
+            vec![utc("2026-03-08T07:00:00Z")],
+            "a one-time schedule in the gap fires when the gap ends"
+        );
+        assert_eq!(
+            once("{ at: \"2026-10-25T02:30:00\", timezone: Europe/Berlin }"),
+            vec![utc("2026-10-25T00:30:00Z")],
+            "a one-time schedule in the repeated hour fires at the first"
+        );
     }
 
     #[test]
