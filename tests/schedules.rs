@@ -19,16 +19,7 @@ async fn a_schedule_fires_by_itself_and_its_run_completes() {
         &format!("    schedule: {{ at: \"{at}\" }}\n    chunk_rows:"),
     );
     fleet.apply_ok(&spec);
-    let shown = fleet.sluice(&[
-        "imports",
-        "show",
-        "users",
-        "--workspace",
-        "acme",
-        "--output",
-        "json",
-    ]);
-    let view: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let view = fleet.import_view("users");
     assert_eq!(view["state"], "scheduled", "{view}");
     assert_eq!(
         view["upcoming"].as_array().unwrap().len(),
@@ -101,18 +92,7 @@ async fn pause_and_resume_are_validated_and_recorded() {
         "    schedule: { cron: \"0 6 * * 1-5\", timezone: Europe/Berlin }\n    chunk_rows:",
     );
     fleet.apply_ok(&spec);
-    let show = || {
-        let out = fleet.sluice(&[
-            "imports",
-            "show",
-            "users",
-            "--workspace",
-            "acme",
-            "--output",
-            "json",
-        ]);
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    };
+    let show = || fleet.import_view("users");
     let view = show();
     assert_eq!(view["state"], "scheduled");
     let upcoming = view["upcoming"].as_array().unwrap();
@@ -518,16 +498,7 @@ async fn stopping_an_import_cancels_its_run_and_the_remaining_chunks_are_discard
         );
     }
     bus.close().await;
-    let summary = fleet.sluice(&[
-        "imports",
-        "show",
-        "users",
-        "--workspace",
-        "acme",
-        "--output",
-        "json",
-    ]);
-    let view: serde_json::Value = serde_json::from_slice(&summary.stdout).unwrap();
+    let view = fleet.import_view("users");
     assert_eq!(view["state"], "stopped");
     assert_eq!(view["last_run"]["status"], "cancelled");
     let reason = view["transitions"].as_array().unwrap().last().unwrap()["reason"].clone();
@@ -622,18 +593,7 @@ async fn a_new_import_is_a_draft_until_a_dry_run_succeeds() {
         "{}",
         String::from_utf8_lossy(&applied.stderr)
     );
-    let show = |fleet: &Fleet| {
-        let out = fleet.sluice(&[
-            "imports",
-            "show",
-            "users",
-            "--workspace",
-            "acme",
-            "--output",
-            "json",
-        ]);
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    };
+    let show = |fleet: &Fleet| fleet.import_view("users");
     let view = show(&fleet);
     assert_eq!(view["state"], "draft");
     assert!(

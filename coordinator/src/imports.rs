@@ -96,6 +96,32 @@ pub async fn reschedule(
     Ok(())
 }
 
+/// Makes an import active from now: `scheduled` with its next slot when its spec has a
+/// schedule, else `ready`. Returns the state it is in.
+async fn activate(
+    client: &impl GenericClient,
+    id: i64,
+    spec: serde_json::Value,
+) -> Result<&'static str, tokio_postgres::Error> {
+    let schedule = serde_json::from_value::<ImportDecl>(spec)
+        .ok()
+        .and_then(|d| d.schedule)
+        .and_then(|s| s.compile().ok());
+    let next = schedule.as_ref().and_then(|s| s.next_after(Utc::now()));
+    let target = if schedule.is_some() {
+        state::SCHEDULED
+    } else {
+        state::READY
+    };
+    client
+        .execute(
+            "UPDATE control.imports SET state = $2, next_fire_at = $3 WHERE id = $1",
+            &[&id, &target, &next],
+        )
+        .await?;
+    Ok(target)
+}
+
 /// Takes a draft import out of `draft`: `scheduled` with its next slot, or `ready`. Does
 /// nothing to an import in another state.
 pub async fn promote(
@@ -115,22 +141,7 @@ pub async fn promote(
         return Ok(());
     };
     let id: i64 = row.get(0);
-    let schedule = serde_json::from_value::<ImportDecl>(row.get(1))
-        .ok()
-        .and_then(|d| d.schedule)
-        .and_then(|s| s.compile().ok());
-    let next = schedule.as_ref().and_then(|s| s.next_after(Utc::now()));
-    let target = if schedule.is_some() {
-        state::SCHEDULED
-    } else {
-        state::READY
-    };
-    client
-        .execute(
-            "UPDATE control.imports SET state = $2, next_fire_at = $3 WHERE id = $1",
-            &[&id, &target, &next],
-        )
-        .await?;
+    let target = activate(client, id, row.get(1)).await?;
     transition(client, id, Some(state::DRAFT), target, actor, "tested").await
 }
 
@@ -321,21 +332,7 @@ pub async fn resume(
         .query_one("SELECT spec FROM control.imports WHERE id = $1", &[&id])
         .await?
         .get(0);
-    let schedule = serde_json::from_value::<ImportDecl>(spec)
-        .ok()
-        .and_then(|d| d.schedule)
-        .and_then(|s| s.compile().ok());
-    let next = schedule.as_ref().and_then(|s| s.next_after(Utc::now()));
-    let target = if schedule.is_some() {
-        state::SCHEDULED
-    } else {
-        state::READY
-    };
-    tx.execute(
-        "UPDATE control.imports SET state = $2, next_fire_at = $3 WHERE id = $1",
-        &[&id, &target, &next],
-    )
-    .await?;
+    let target = activate(&tx, id, spec).await?;
     transition(&tx, id, Some(&current), target, actor, "resumed").await?;
     tx.commit().await?;
     Ok(())

@@ -173,6 +173,25 @@ impl Fleet {
         })
     }
 
+    /// `sluice imports show IMPORT --workspace acme --output json`.
+    pub fn import_view(&self, import: &str) -> serde_json::Value {
+        let out = self.sluice(&[
+            "imports",
+            "show",
+            import,
+            "--workspace",
+            "acme",
+            "--output",
+            "json",
+        ]);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            panic!(
+                "imports show failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+
     /// Requests a run without waiting for it; returns the run id.
     pub fn request_run(&self, workspace: &str, import: &str) -> String {
         let out = self.sluice(&["run", import, "--workspace", workspace, "--output", "json"]);
