@@ -26,6 +26,9 @@ cleanup() {
   wait 2>/dev/null || true
   psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS ${ID}_wh WITH (FORCE)" -c "DROP DATABASE IF EXISTS ${ID}_store WITH (FORCE)" >/dev/null
   rm -rf "$DATA"
+  if command -v rabbitmqctl >/dev/null 2>&1; then
+    for q in $(rabbitmqctl list_queues name -q 2>/dev/null | grep "^$ID\."); do rabbitmqctl delete_queue "$q" >/dev/null 2>&1 || true; done
+  fi
 }
 [ -n "${KEEP:-}" ] || trap cleanup EXIT
 

@@ -18,6 +18,7 @@ pub struct Fleet {
     pub data_dir: PathBuf,
     master_key: String,
     children: Vec<(String, Child)>,
+    released: bool,
 }
 
 pub async fn connect(url: &str) -> Client {
@@ -46,6 +47,7 @@ impl Fleet {
             data_dir,
             master_key: key.iter().map(|b| format!("{b:02x}")).collect(),
             children: Vec::new(),
+            released: false,
         }
     }
 
@@ -255,36 +257,61 @@ impl Fleet {
         }
     }
 
-    /// Stops every process, drops the databases and deletes the queues.
+    /// Stops every process, drops the databases and deletes the queues. A fleet dropped
+    /// without it (a failed test) does the same in its `Drop`.
     pub async fn cleanup(mut self) {
+        self.stop_processes();
+        release(&self.id, &self.data_dir).await;
+        self.released = true;
+    }
+
+    fn stop_processes(&mut self) {
         for (_, child) in &mut self.children {
             let _ = child.kill();
             let _ = child.wait();
         }
         self.children.clear();
-        let admin = connect(&format!("{PG}/postgres")).await;
-        for db in [format!("sluice_{}", self.id), format!("wh_{}", self.id)] {
-            let _ = admin
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-                .await;
-        }
-        let topology = sluice_proto::Topology::new(format!("sluice_{}", self.id));
-        if let Ok(bus) = sluice_proto::Bus::connect(AMQP, &topology).await {
-            if let Ok(channel) = bus.channel().await {
-                let _ = topology.delete(&channel).await;
-            }
-            bus.close().await;
-        }
-        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
+}
+
+/// Drops a fleet's databases, deletes its queues and its data directory.
+async fn release(id: &str, data_dir: &std::path::Path) {
+    let admin = connect(&format!("{PG}/postgres")).await;
+    for db in [format!("sluice_{id}"), format!("wh_{id}")] {
+        let _ = admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .await;
+    }
+    let topology = sluice_proto::Topology::new(format!("sluice_{id}"));
+    if let Ok(bus) = sluice_proto::Bus::connect(AMQP, &topology).await {
+        if let Ok(channel) = bus.channel().await {
+            let _ = topology.delete(&channel).await;
+        }
+        bus.close().await;
+    }
+    let _ = std::fs::remove_dir_all(data_dir);
 }
 
 impl Drop for Fleet {
     fn drop(&mut self) {
-        for (_, child) in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
+        self.stop_processes();
+        if self.released {
+            return;
         }
+        // A failed test leaves nothing behind either; its logs are kept when SLUICE_KEEP is set.
+        if std::env::var_os("SLUICE_KEEP").is_some() {
+            return;
+        }
+        let (id, data_dir) = (self.id.clone(), self.data_dir.clone());
+        let _ = std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                runtime.block_on(release(&id, &data_dir));
+            }
+        })
+        .join();
     }
 }
 
