@@ -220,3 +220,28 @@ pub async fn test_connection(
         Err(e) => Err(e.into()),
     }
 }
+
+/// Prints an import's source schema and first rows, as the extractor reads them.
+pub async fn preview(
+    settings: &Settings,
+    workspace: &str,
+    import: &str,
+    rows: usize,
+) -> anyhow::Result<i32> {
+    settings.migrate().await?;
+    let client = sluice_coordinator::database::connect(&settings.database_url).await?;
+    let batch = sluice_coordinator::preview::preview(
+        &client,
+        &settings.master_key()?,
+        workspace,
+        import,
+        rows,
+    )
+    .await?;
+    println!("schema:");
+    for field in batch.schema().fields() {
+        println!("  {}: {}", field.name(), field.data_type());
+    }
+    println!("{}", arrow::util::pretty::pretty_format_batches(&[batch])?);
+    Ok(0)
+}

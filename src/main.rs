@@ -69,8 +69,8 @@ enum Command {
         #[arg(long)]
         idempotency_key: Option<String>,
     },
-    /// Imports: list, show (state, schedule, next fire times), pause, resume, stop, replay,
-    /// resync, rewind.
+    /// Imports: list, show (state, schedule, next fire times), preview, pause, resume, stop,
+    /// replay, resync, rewind.
     Imports {
         #[command(subcommand)]
         command: ImportsCommand,
@@ -114,6 +114,14 @@ enum ImportsCommand {
         workspace: String,
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
+    },
+    /// Print the source's schema and first rows, as the extractor reads them.
+    Preview {
+        import: String,
+        #[arg(long)]
+        workspace: String,
+        #[arg(long, default_value_t = 10)]
+        rows: usize,
     },
     /// Stop firing the import's schedule; an active run finishes.
     Pause {
@@ -327,6 +335,11 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
                 workspace,
                 output,
             } => imports::show(settings, workspace, import, matches!(output, Output::Json)).await,
+            ImportsCommand::Preview {
+                import,
+                workspace,
+                rows,
+            } => imports::preview(settings, workspace, import, *rows).await,
             ImportsCommand::Pause { import, workspace } => {
                 imports::set_paused(settings, workspace, import, true).await
             }

@@ -2,9 +2,9 @@
 //! workspace, connections and imports in one transaction, so a bad spec writes nothing.
 
 use crate::spec::{ImportDecl, SpecError, SpecFile};
-use sluice_extractor::postgres::PostgresSource;
-use sluice_extractor::{SourceError, SourceSpec};
+use sluice_extractor::{Connector, Source, SourceError, SourceSpec};
 use sluice_proto::secrets::{MasterKey, Sealed};
+use sluice_proto::ConnectionKind;
 use std::collections::BTreeMap;
 use tokio_postgres::Client;
 
@@ -72,17 +72,28 @@ async fn stored_connection_url(
     key: &MasterKey,
     workspace: &str,
     name: &str,
-) -> Result<Option<String>, ApplyError> {
+) -> Result<Option<(ConnectionKind, String)>, ApplyError> {
     let row = client
         .query_opt(
-            "SELECT c.credentials FROM control.connections c
+            "SELECT c.credentials, c.kind FROM control.connections c
                JOIN control.workspaces w ON w.id = c.workspace_id
               WHERE w.name = $1 AND c.name = $2",
             &[&workspace, &name],
         )
         .await?;
-    row.map(|r| open_credentials(key, name, &r.get(0)))
-        .transpose()
+    row.map(|r| {
+        let kind = stored_kind(name, &r.get::<_, String>(1))?;
+        Ok((kind, open_credentials(key, name, &r.get(0))?))
+    })
+    .transpose()
+}
+
+/// A stored connection kind.
+pub fn stored_kind(name: &str, kind: &str) -> Result<ConnectionKind, ApplyError> {
+    ConnectionKind::parse(kind).ok_or_else(|| ApplyError::Secret {
+        name: name.to_string(),
+        reason: format!("stored connection kind {kind:?} is not one this version reads"),
+    })
 }
 
 /// The source an import reads, as the extractor sees it.
@@ -105,19 +116,21 @@ pub async fn apply(
     options: &ApplyOptions,
 ) -> Result<ApplyReport, ApplyError> {
     crate::spec::validate(spec)?;
-    let mut urls: BTreeMap<String, String> = BTreeMap::new();
+    let mut urls: BTreeMap<String, (ConnectionKind, String)> = BTreeMap::new();
     for c in &spec.connections {
-        PostgresSource::connect(&c.url)
-            .await
-            .map_err(|error| ApplyError::Connection {
-                name: c.name.clone(),
-                error,
-            })?;
-        urls.insert(c.name.clone(), c.url.clone());
+        let tested = async {
+            let source = Source::open(c.kind, &c.url).await?;
+            source.test().await
+        };
+        tested.await.map_err(|error| ApplyError::Connection {
+            name: c.name.clone(),
+            error,
+        })?;
+        urls.insert(c.name.clone(), (c.kind, c.url.clone()));
     }
     for import in &spec.imports {
-        let url = match urls.get(&import.connection) {
-            Some(url) => url.clone(),
+        let (kind, url) = match urls.get(&import.connection) {
+            Some(found) => found.clone(),
             None => stored_connection_url(client, key, &spec.workspace, &import.connection)
                 .await?
                 .ok_or_else(|| {
@@ -134,7 +147,7 @@ pub async fn apply(
             import: import.name.clone(),
             error,
         };
-        let source = PostgresSource::connect(&url).await.map_err(source_error)?;
+        let source = Source::open(kind, &url).await.map_err(source_error)?;
         source
             .describe(&source_spec(import))
             .await

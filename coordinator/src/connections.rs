@@ -1,6 +1,7 @@
 //! Connection lifecycle beyond `apply`: listing, testing, and deleting only when no import
 //! uses the connection.
 
+use sluice_extractor::{Connector, Source};
 use tokio_postgres::GenericClient;
 
 /// Why a connection could not be deleted.
@@ -32,7 +33,7 @@ pub async fn test(
 ) -> Result<(), ConnectionError> {
     let row = client
         .query_opt(
-            "SELECT c.credentials FROM control.connections c JOIN control.workspaces w ON w.id = c.workspace_id
+            "SELECT c.credentials, c.kind FROM control.connections c JOIN control.workspaces w ON w.id = c.workspace_id
               WHERE w.name = $1 AND c.name = $2",
             &[&workspace, &name],
         )
@@ -43,13 +44,16 @@ pub async fn test(
         })?;
     let url = crate::apply::open_credentials(key, name, &row.get(0))
         .map_err(|e| ConnectionError::Sealed(e.to_string()))?;
-    sluice_extractor::postgres::PostgresSource::connect(&url)
-        .await
-        .map(|_| ())
-        .map_err(|error| ConnectionError::Test {
-            name: name.to_string(),
-            error,
-        })
+    let kind = crate::apply::stored_kind(name, &row.get::<_, String>(1))
+        .map_err(|e| ConnectionError::Sealed(e.to_string()))?;
+    let tested = async {
+        let source = Source::open(kind, &url).await?;
+        source.test().await
+    };
+    tested.await.map_err(|error| ConnectionError::Test {
+        name: name.to_string(),
+        error,
+    })
 }
 
 /// A workspace's connections: (name, kind, imports using it).

@@ -11,6 +11,7 @@ pub mod errors;
 pub mod imports;
 pub mod migrate;
 pub mod planner;
+pub mod preview;
 pub mod results;
 pub mod runs;
 pub mod schedule;

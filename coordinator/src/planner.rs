@@ -4,8 +4,7 @@
 
 use crate::apply::{open_credentials, source_spec, ApplyError};
 use crate::spec::ImportDecl;
-use sluice_extractor::postgres::PostgresSource;
-use sluice_extractor::SourceError;
+use sluice_extractor::{Connector, Source, SourceError};
 use sluice_proto::secrets::{MasterKey, Sealed};
 use sluice_proto::{
     Bound, ChunkObjects, ChunkRef, ChunkTask, ChunkWork, ConnectionKind, Records, ReplayWindow,
@@ -39,6 +38,8 @@ pub struct RunContext {
     pub import_id: i64,
     pub dry_run: bool,
     pub import: ImportDecl,
+    /// The kind of source the import's connection is.
+    pub kind: ConnectionKind,
     pub credentials: Sealed,
     pub watermark: Option<Bound>,
     /// The workspace's event retention policy, in days.
@@ -52,7 +53,7 @@ pub async fn context(client: &impl GenericClient, run_id: Uuid) -> Result<RunCon
     let row = client
         .query_one(
             "SELECT r.workspace_id, r.import_id, r.dry_run, i.spec, c.credentials, wm.position,
-                    w.event_retention_days, r.replay_from, r.replay_until
+                    w.event_retention_days, r.replay_from, r.replay_until, c.kind
                FROM control.runs r
                JOIN control.workspaces w ON w.id = r.workspace_id
                JOIN control.imports i ON i.id = r.import_id
@@ -64,6 +65,7 @@ pub async fn context(client: &impl GenericClient, run_id: Uuid) -> Result<RunCon
         .await?;
     let import: ImportDecl = serde_json::from_value(row.get(3))
         .map_err(|e| PlanError::Import(format!("stored import spec: {e}")))?;
+    let connection = import.connection.clone();
     let credentials: Sealed = serde_json::from_value(row.get(4))
         .map_err(|e| PlanError::Import(format!("stored credentials: {e}")))?;
     let watermark: Option<serde_json::Value> = row.get(5);
@@ -80,6 +82,7 @@ pub async fn context(client: &impl GenericClient, run_id: Uuid) -> Result<RunCon
         credentials,
         watermark,
         retention_days: row.get::<_, Option<i32>>(6).map(|d| d.max(0) as u32),
+        kind: crate::apply::stored_kind(&connection, &row.get::<_, String>(9))?,
         replay: match (row.get(7), row.get(8)) {
             (Some(from), Some(until)) => Some(ReplayWindow { from, until }),
             _ => None,
@@ -103,7 +106,7 @@ pub async fn plan(key: &MasterKey, ctx: &RunContext) -> Result<Plan, PlanError> 
         &ctx.import.connection,
         &serde_json::to_value(&ctx.credentials).expect("serializes"),
     )?;
-    let source = PostgresSource::connect(&url).await?;
+    let source = Source::open(ctx.kind, &url).await?;
     let shape = source.describe(&source_spec(&ctx.import)).await?;
     let start = match &ctx.replay {
         Some(window) => source.position_before(&shape, window.from).await?,
@@ -233,7 +236,7 @@ pub async fn pending_tasks(
                     mapping: mapping.clone(),
                 },
                 source: SourceTask {
-                    kind: ConnectionKind::Postgres,
+                    kind: ctx.kind,
                     credentials: ctx.credentials.clone(),
                     relation: spec.relation.clone(),
                     key_column: spec.key_column.clone(),

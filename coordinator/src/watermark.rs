@@ -5,7 +5,7 @@
 use crate::apply::{open_credentials, source_spec};
 use crate::spec::ImportDecl;
 use chrono::{DateTime, Utc};
-use sluice_extractor::postgres::PostgresSource;
+use sluice_extractor::{Connector, Source};
 use sluice_proto::secrets::MasterKey;
 use sluice_proto::Bound;
 
@@ -28,6 +28,7 @@ pub enum WatermarkError {
 struct Locked {
     id: i64,
     import: ImportDecl,
+    kind: sluice_proto::ConnectionKind,
     credentials: serde_json::Value,
     current: Option<Bound>,
 }
@@ -39,7 +40,7 @@ async fn lock(
 ) -> Result<Locked, WatermarkError> {
     let row = tx
         .query_opt(
-            "SELECT i.id, i.spec, c.credentials, wm.position
+            "SELECT i.id, i.spec, c.credentials, wm.position, c.kind
                FROM control.imports i
                JOIN control.workspaces w ON w.id = i.workspace_id
                JOIN control.connections c ON c.id = i.connection_id
@@ -68,9 +69,12 @@ async fn lock(
     let current = row
         .get::<_, Option<serde_json::Value>>(3)
         .and_then(|v| serde_json::from_value(v).ok());
+    let kind = crate::apply::stored_kind(&import.connection, &row.get::<_, String>(4))
+        .map_err(|e| WatermarkError::Source(e.to_string()))?;
     Ok(Locked {
         id,
         import,
+        kind,
         credentials: row.get(2),
         current,
     })
@@ -151,7 +155,7 @@ pub async fn rewind(
     }
     let url = open_credentials(key, &locked.import.connection, &locked.credentials)
         .map_err(|e| WatermarkError::Source(e.to_string()))?;
-    let source = PostgresSource::connect(&url)
+    let source = Source::open(locked.kind, &url)
         .await
         .map_err(|e| WatermarkError::Source(e.to_string()))?;
     let shape = source

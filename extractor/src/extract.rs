@@ -1,8 +1,8 @@
 //! The extract stage: opens the chunk's source, reads exactly its `(lo, hi]` rows and streams
 //! them into one Parquet object at the chunk's deterministic key.
 
+use crate::connector::{Connector, Source};
 use crate::error::SourceError;
-use crate::postgres::PostgresSource;
 use crate::source::SourceSpec;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
@@ -13,7 +13,7 @@ use parquet::file::properties::WriterProperties;
 use sluice_proto::secrets::MasterKey;
 use sluice_proto::stage::{Delivered, Outgoing, Stage};
 use sluice_proto::topology::QueueRole;
-use sluice_proto::{ChunkExtracted, ChunkTask, ConnectionKind, StageError, StageName};
+use sluice_proto::{ChunkExtracted, ChunkTask, StageError, StageName};
 use std::sync::Arc;
 
 /// Rows per Arrow batch while reading.
@@ -28,15 +28,14 @@ pub struct Extractor {
 /// Reads one chunk into Parquet and says so.
 pub async fn extract(task: &ChunkTask, deps: &Extractor) -> Result<ChunkExtracted, SourceError> {
     let source = &task.source;
-    let ConnectionKind::Postgres = source.kind;
     let url = deps
         .master_key
         .open(&source.credentials)
         .map_err(|e| SourceError::Secret(format!("connection credentials: {e}")))?;
     let url = String::from_utf8(url)
         .map_err(|_| SourceError::Secret("connection credentials are not UTF-8".into()))?;
-    let pg = PostgresSource::connect(&url).await?;
-    let shape = pg
+    let connector = Source::open(source.kind, &url).await?;
+    let shape = connector
         .describe(&SourceSpec {
             relation: source.relation.clone(),
             key_column: source.key_column.clone(),
@@ -45,7 +44,7 @@ pub async fn extract(task: &ChunkTask, deps: &Extractor) -> Result<ChunkExtracte
         })
         .await?;
 
-    let schema = crate::postgres::chunk_schema(&shape);
+    let schema = connector.chunk_schema(&shape);
     let path = Path::from(task.work.objects.extracted.as_str());
     let sink = BufWriter::new(deps.store.clone(), path);
     let props = WriterProperties::builder()
@@ -54,7 +53,7 @@ pub async fn extract(task: &ChunkTask, deps: &Extractor) -> Result<ChunkExtracte
     let writer = AsyncArrowWriter::try_new(sink, schema, Some(props))
         .map_err(|e| SourceError::Storage(e.to_string()))?;
     let writer = tokio::sync::Mutex::new(writer);
-    let rows_read = pg
+    let rows_read = connector
         .read_chunk(
             &shape,
             source.lo.as_ref(),

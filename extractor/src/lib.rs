@@ -1,11 +1,13 @@
 //! Sluice's extractor: warehouse connectors that plan watermark ranges (called by the
 //! coordinator) and read one chunk's rows into a Parquet object (the extractor stage).
 
+pub mod connector;
 pub mod error;
 pub mod extract;
 pub mod postgres;
 pub mod source;
 
+pub use connector::{Connector, Source};
 pub use error::SourceError;
 pub use extract::{extract, Extractor};
 pub use source::{RangePlan, SourceShape, SourceSpec};

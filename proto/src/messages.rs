@@ -129,6 +129,23 @@ pub enum ConnectionKind {
     Postgres,
 }
 
+impl ConnectionKind {
+    /// The kind's name as written in specs and stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionKind::Postgres => "postgres",
+        }
+    }
+
+    /// Reads a kind as stored.
+    pub fn parse(name: &str) -> Option<ConnectionKind> {
+        match name {
+            "postgres" => Some(ConnectionKind::Postgres),
+            _ => None,
+        }
+    }
+}
+
 /// What to read from: a table or view, or a SQL query.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]

@@ -49,6 +49,14 @@ impl PostgresSource {
         Ok(PostgresSource { client })
     }
 
+    /// Runs a trivial query, so a connection that opens but cannot query fails here.
+    pub async fn test(&self) -> Result<(), SourceError> {
+        self.client
+            .batch_execute("SELECT 1")
+            .await
+            .map_err(classify)
+    }
+
     /// Checks that the source and its columns exist and reads their types.
     pub async fn describe(&self, spec: &SourceSpec) -> Result<SourceShape, SourceError> {
         let mut names = vec![spec.key_column.clone(), spec.watermark_column.clone()];

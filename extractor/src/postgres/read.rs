@@ -187,6 +187,54 @@ impl PostgresSource {
         lo: Option<&Bound>,
         hi: &Bound,
         batch_rows: usize,
+        on_batch: F,
+    ) -> Result<u64, SourceError>
+    where
+        F: FnMut(RecordBatch) -> Fut,
+        Fut: Future<Output = Result<(), SourceError>>,
+    {
+        let (clause, params) = range_clause(shape, lo, hi, 1);
+        self.stream(
+            shape,
+            &format!("WHERE {clause}"),
+            &params,
+            batch_rows,
+            on_batch,
+        )
+        .await
+    }
+
+    /// The first `rows` rows in `(watermark, key)` order, as the extractor would read them.
+    pub async fn preview(
+        &self,
+        shape: &SourceShape,
+        rows: usize,
+    ) -> Result<RecordBatch, SourceError> {
+        let tail = format!(
+            "ORDER BY {}, {} LIMIT {}",
+            quote_ident(&shape.spec.watermark_column),
+            quote_ident(&shape.spec.key_column),
+            rows.max(1)
+        );
+        let mut batches = Vec::new();
+        self.stream(shape, &tail, &[], rows.max(1), |batch| {
+            batches.push(batch);
+            async { Ok(()) }
+        })
+        .await?;
+        let schema = chunk_schema(shape);
+        arrow::compute::concat_batches(&schema, &batches)
+            .map_err(|e| SourceError::Query(format!("building a record batch: {e}")))
+    }
+
+    /// Runs `SELECT <projection> FROM <relation> <tail>` in a read-only snapshot and hands
+    /// its rows to `on_batch` in batches of `batch_rows`.
+    async fn stream<F, Fut>(
+        &self,
+        shape: &SourceShape,
+        tail: &str,
+        params: &[Box<dyn tokio_postgres::types::ToSql + Sync + Send>],
+        batch_rows: usize,
         mut on_batch: F,
     ) -> Result<u64, SourceError>
     where
@@ -194,9 +242,8 @@ impl PostgresSource {
         Fut: Future<Output = Result<(), SourceError>>,
     {
         let (select, decodes, schema) = projection(shape);
-        let (clause, params) = range_clause(shape, lo, hi, 1);
         let sql = format!(
-            "SELECT {select} FROM {} WHERE {clause}",
+            "SELECT {select} FROM {} {tail}",
             relation(&shape.spec.relation)
         );
         let client = self.client();
@@ -206,7 +253,7 @@ impl PostgresSource {
             .map_err(classify)?;
         let result = async {
             let rows = client
-                .query_raw(&sql, param_refs(&params))
+                .query_raw(&sql, param_refs(params))
                 .await
                 .map_err(classify)?;
             pin_mut!(rows);

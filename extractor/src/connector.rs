@@ -1,0 +1,153 @@
+//! The one interface every warehouse connector implements: test the connection, discover the
+//! source's columns, preview its first rows, plan a run's range and chunk boundaries on the
+//! `(watermark, key)` order, and stream one chunk as Arrow batches. The coordinator calls the
+//! planning parts and the extractor the reading parts, so a connector's code lives once;
+//! adding a warehouse means adding a module and a `Source` variant.
+
+use crate::error::SourceError;
+use crate::postgres::PostgresSource;
+use crate::source::{RangePlan, SourceShape, SourceSpec};
+use arrow::record_batch::RecordBatch;
+use chrono::{DateTime, Utc};
+use sluice_proto::{Bound, ConnectionKind};
+use std::future::Future;
+use std::time::Duration;
+
+/// What a warehouse connector does.
+pub trait Connector: Send + Sync {
+    /// Runs a trivial query; the error says what failed.
+    fn test(&self) -> impl Future<Output = Result<(), SourceError>> + Send;
+
+    /// Checks that the source and its columns exist and reads their types.
+    fn describe(
+        &self,
+        spec: &SourceSpec,
+    ) -> impl Future<Output = Result<SourceShape, SourceError>> + Send;
+
+    /// The first `rows` rows in `(watermark, key)` order, with the schema a chunk read has.
+    fn preview(
+        &self,
+        shape: &SourceShape,
+        rows: usize,
+    ) -> impl Future<Output = Result<RecordBatch, SourceError>> + Send;
+
+    /// A run's upper bound after `lo`: below `now − settle_lag` (and below the oldest open
+    /// transaction where the source tells), and below `until` when given.
+    fn plan_range(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        settle_lag: Duration,
+        until: Option<DateTime<Utc>>,
+    ) -> impl Future<Output = Result<RangePlan, SourceError>> + Send;
+
+    /// Boundaries cutting `(lo, hi]` into chunks of about `chunk_rows` rows.
+    fn chunk_boundaries(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        hi: &Bound,
+        chunk_rows: u64,
+    ) -> impl Future<Output = Result<Vec<Bound>, SourceError>> + Send;
+
+    /// The position just before the first row at or after `at`.
+    fn position_before(
+        &self,
+        shape: &SourceShape,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<Bound>, SourceError>> + Send;
+}
+
+/// An open connection to a source of any supported kind.
+pub enum Source {
+    Postgres(PostgresSource),
+}
+
+impl Source {
+    /// Opens a read-only session on the source a connection describes.
+    pub async fn open(kind: ConnectionKind, url: &str) -> Result<Self, SourceError> {
+        match kind {
+            ConnectionKind::Postgres => Ok(Source::Postgres(PostgresSource::connect(url).await?)),
+        }
+    }
+
+    /// Reads the rows of `(lo, hi]`, handing batches of at most `batch_rows` rows to
+    /// `on_batch`; returns the number of rows read.
+    pub async fn read_chunk<F, Fut>(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        hi: &Bound,
+        batch_rows: usize,
+        on_batch: F,
+    ) -> Result<u64, SourceError>
+    where
+        F: FnMut(RecordBatch) -> Fut,
+        Fut: Future<Output = Result<(), SourceError>>,
+    {
+        match self {
+            Source::Postgres(s) => s.read_chunk(shape, lo, hi, batch_rows, on_batch).await,
+        }
+    }
+
+    /// The Arrow schema a chunk read produces.
+    pub fn chunk_schema(&self, shape: &SourceShape) -> arrow::datatypes::SchemaRef {
+        match self {
+            Source::Postgres(_) => crate::postgres::chunk_schema(shape),
+        }
+    }
+}
+
+impl Connector for Source {
+    async fn test(&self) -> Result<(), SourceError> {
+        match self {
+            Source::Postgres(s) => s.test().await,
+        }
+    }
+
+    async fn describe(&self, spec: &SourceSpec) -> Result<SourceShape, SourceError> {
+        match self {
+            Source::Postgres(s) => s.describe(spec).await,
+        }
+    }
+
+    async fn preview(&self, shape: &SourceShape, rows: usize) -> Result<RecordBatch, SourceError> {
+        match self {
+            Source::Postgres(s) => s.preview(shape, rows).await,
+        }
+    }
+
+    async fn plan_range(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        settle_lag: Duration,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<RangePlan, SourceError> {
+        match self {
+            Source::Postgres(s) => s.plan_range(shape, lo, settle_lag, until).await,
+        }
+    }
+
+    async fn chunk_boundaries(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        hi: &Bound,
+        chunk_rows: u64,
+    ) -> Result<Vec<Bound>, SourceError> {
+        match self {
+            Source::Postgres(s) => s.chunk_boundaries(shape, lo, hi, chunk_rows).await,
+        }
+    }
+
+    async fn position_before(
+        &self,
+        shape: &SourceShape,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Bound>, SourceError> {
+        match self {
+            Source::Postgres(s) => s.position_before(shape, at).await,
+        }
+    }
+}
