@@ -69,3 +69,35 @@ async fn an_unreachable_host_and_a_missing_table_are_classified() {
     assert_eq!(imports, 0, "a refused spec writes nothing");
     fleet.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redshift_connection_reads_through_a_cursor_and_imports_exactly() {
+    let mut fleet = Fleet::new().await;
+    let warehouse = fleet.warehouse().await;
+    // Rows 50,001 to 55,000 share one updated_at: ties across chunk boundaries.
+    create_users(&warehouse, 60_000).await;
+    let spec = users_spec(&fleet, 7_000).replace("kind: postgres", "kind: redshift");
+    fleet.apply_ok(&spec);
+    fleet.start("all", &[]);
+    let first = fleet.run("acme", "users");
+    assert_eq!(first["status"], "succeeded", "{first}");
+    assert_eq!(first["rows_read"], 60_000);
+    common::assert_store_equals_source(&fleet).await;
+    warehouse
+        .batch_execute(
+            "UPDATE public.users SET first_name = 'Changed ' || id, updated_at = now() - interval '1 minute'
+              WHERE id % 20 = 0;
+             INSERT INTO public.users
+             SELECT g, 'user-' || g, 'New ' || g, 1, date '2000-01-01', now() - interval '1 minute'
+               FROM generate_series(60001, 60500) g;",
+        )
+        .await
+        .unwrap();
+    let second = fleet.run("acme", "users");
+    assert_eq!(
+        second["rows_read"], 3_500,
+        "only changed rows are read: {second}"
+    );
+    common::assert_store_equals_source(&fleet).await;
+    fleet.cleanup().await;
+}

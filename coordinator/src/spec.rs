@@ -257,9 +257,12 @@ pub fn validate(spec: &SpecFile) -> Result<(), SpecError> {
         }
         connection_names.push(&c.name);
         match c.kind {
-            ConnectionKind::Postgres => {
+            ConnectionKind::Postgres | ConnectionKind::Redshift => {
                 if !(c.url.starts_with("postgres://") || c.url.starts_with("postgresql://")) {
-                    return Err(invalid(format!("{field}.url"), "must be a postgres:// URL"));
+                    return Err(invalid(
+                        format!("{field}.url"),
+                        format!("a {} connection takes a postgres:// URL", c.kind.as_str()),
+                    ));
                 }
                 c.url
                     .parse::<tokio_postgres::Config>()

@@ -5,7 +5,7 @@
 //! adding a warehouse means adding a module and a `Source` variant.
 
 use crate::error::SourceError;
-use crate::postgres::PostgresSource;
+use crate::postgres::{Dialect, PostgresSource};
 use crate::source::{RangePlan, SourceShape, SourceSpec};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
@@ -68,6 +68,9 @@ impl Source {
     pub async fn open(kind: ConnectionKind, url: &str) -> Result<Self, SourceError> {
         match kind {
             ConnectionKind::Postgres => Ok(Source::Postgres(PostgresSource::connect(url).await?)),
+            ConnectionKind::Redshift => Ok(Source::Postgres(
+                PostgresSource::connect_as(url, Dialect::Redshift).await?,
+            )),
         }
     }
 

@@ -133,3 +133,59 @@ async fn a_missing_column_is_named() {
     drop(source);
     drop_database(&name).await;
 }
+
+#[tokio::test]
+async fn a_redshift_session_reads_chunks_through_a_server_side_cursor() {
+    use sluice_extractor::postgres::Dialect;
+    let (name, client) = database().await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id bigint PRIMARY KEY, v text, updated_at timestamptz NOT NULL);
+             INSERT INTO t SELECT g, 'v' || g, timestamptz '2023-01-01 00:00:00+00' + g * interval '1 second'
+               FROM generate_series(1, 5000) g;",
+        )
+        .await
+        .unwrap();
+    let source = PostgresSource::connect_as(&format!("{PG}/{name}"), Dialect::Redshift)
+        .await
+        .unwrap();
+    let shape = source.describe(&spec()).await.unwrap();
+    let hi = Bound {
+        watermark: "2023-01-01T01:23:20Z".parse().unwrap(),
+        key: sluice_proto::KeyValue::Int(5000),
+    };
+    let observer = &client;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut sizes = Vec::new();
+    let rows = source
+        .read_chunk(&shape, None, &hi, 1_000, |batch| {
+            sizes.push(batch.num_rows());
+            let seen = seen.clone();
+            async move {
+                // Between fetches the reader sits in its transaction; its last statement shows.
+                let query: String = observer
+                    .query_one(
+                        "SELECT query FROM pg_stat_activity
+                          WHERE application_name = 'sluice-extractor' AND datname = current_database()",
+                        &[],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                seen.lock().unwrap().push(query);
+                Ok(())
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows, 5_000);
+    assert_eq!(sizes, vec![1_000; 5]);
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .all(|q| q.starts_with("FETCH FORWARD 1000 FROM sluice_chunk")),
+        "{seen:?}"
+    );
+    drop(source);
+    drop_database(&name).await;
+}

@@ -127,6 +127,8 @@ pub struct ChunkWork {
 #[serde(rename_all = "snake_case")]
 pub enum ConnectionKind {
     Postgres,
+    /// Amazon Redshift, over the PostgreSQL protocol.
+    Redshift,
 }
 
 impl ConnectionKind {
@@ -134,6 +136,7 @@ impl ConnectionKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ConnectionKind::Postgres => "postgres",
+            ConnectionKind::Redshift => "redshift",
         }
     }
 
@@ -141,6 +144,7 @@ impl ConnectionKind {
     pub fn parse(name: &str) -> Option<ConnectionKind> {
         match name {
             "postgres" => Some(ConnectionKind::Postgres),
+            "redshift" => Some(ConnectionKind::Redshift),
             _ => None,
         }
     }

@@ -1,5 +1,6 @@
-//! The PostgreSQL source (also Redshift-compatible SQL): read-only sessions pinned to UTC,
-//! keyset planning on the `(watermark, key)` index, and chunk reads streamed as Arrow batches.
+//! The PostgreSQL source, and Redshift through the same protocol: read-only sessions pinned to
+//! UTC, keyset planning on the `(watermark, key)` index, and chunk reads streamed as Arrow
+//! batches (through a server-side cursor on Redshift).
 
 mod plan;
 mod read;
@@ -23,11 +24,27 @@ const STATEMENT_TIMEOUT: &str = "15min";
 /// A read-only session on a PostgreSQL source.
 pub struct PostgresSource {
     client: Client,
+    dialect: Dialect,
+}
+
+/// Which server speaks the PostgreSQL protocol on the other side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    /// Amazon Redshift: no `COPY TO STDOUT` and no `pg_stat_activity` transaction starts, so
+    /// chunks are read through a server-side cursor and the range is capped by the settle lag
+    /// alone.
+    Redshift,
 }
 
 impl PostgresSource {
     /// Connects with a read-only, UTC session and a statement timeout.
     pub async fn connect(url: &str) -> Result<Self, SourceError> {
+        Self::connect_as(url, Dialect::Postgres).await
+    }
+
+    /// Connects to a server of the given dialect.
+    pub async fn connect_as(url: &str, dialect: Dialect) -> Result<Self, SourceError> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| SourceError::InvalidSpec(format!("connection url: {e}")))?;
@@ -46,7 +63,7 @@ impl PostgresSource {
             ))
             .await
             .map_err(classify)?;
-        Ok(PostgresSource { client })
+        Ok(PostgresSource { client, dialect })
     }
 
     /// Runs a trivial query, so a connection that opens but cannot query fails here.
@@ -116,6 +133,10 @@ impl PostgresSource {
 
     pub(crate) fn client(&self) -> &Client {
         &self.client
+    }
+
+    pub(crate) fn dialect(&self) -> Dialect {
+        self.dialect
     }
 }
 

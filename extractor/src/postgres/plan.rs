@@ -2,7 +2,7 @@
 //! oldest open transaction) and chunk boundaries found by stepping the `(watermark, key)` index.
 
 use super::sql::{bound_params, key_select, keyset, quote_ident, relation, watermark_select};
-use super::{classify, PostgresSource, APPLICATION_NAME};
+use super::{classify, Dialect, PostgresSource, APPLICATION_NAME};
 use crate::error::SourceError;
 use crate::source::{KeyKind, RangePlan, SourceShape};
 use chrono::{DateTime, Utc};
@@ -18,6 +18,10 @@ const CLOCK_SQL: &str = "SELECT now(), now() - make_interval(secs => $1::float8)
       WHERE datname = current_database() AND pid <> pg_backend_pid() \
         AND xact_start IS NOT NULL AND backend_type = 'client backend' \
         AND coalesce(application_name, '') <> $2)";
+
+/// Redshift's clock: no transaction start times to look at, so the settle lag alone caps.
+const REDSHIFT_CLOCK_SQL: &str = "SELECT now(), now() - ($1::float8 * interval '1 second'), \
+    NULL::timestamptz WHERE $2::text IS NOT NULL";
 
 /// Parameters for a bound, in the order `bound_params` expects.
 pub(crate) fn bound_values(bound: &Bound) -> [Box<dyn ToSql + Sync + Send>; 2] {
@@ -102,7 +106,13 @@ impl PostgresSource {
     ) -> Result<RangePlan, SourceError> {
         let client = self.client();
         let clock = client
-            .query_one(CLOCK_SQL, &[&settle_lag.as_secs_f64(), &APPLICATION_NAME])
+            .query_one(
+                match self.dialect() {
+                    Dialect::Postgres => CLOCK_SQL,
+                    Dialect::Redshift => REDSHIFT_CLOCK_SQL,
+                },
+                &[&settle_lag.as_secs_f64(), &APPLICATION_NAME],
+            )
             .await
             .map_err(classify)?;
         let now: DateTime<Utc> = clock.get(0);

@@ -2,7 +2,7 @@
 
 use super::plan::{as_refs as param_refs, range_clause};
 use super::sql::{key_select, quote_ident, relation, watermark_select};
-use super::{classify, PostgresSource};
+use super::{classify, Dialect, PostgresSource};
 use crate::error::SourceError;
 use crate::source::{KeyKind, SourceShape};
 use arrow::array::{
@@ -252,37 +252,99 @@ impl PostgresSource {
             .await
             .map_err(classify)?;
         let result = async {
-            let rows = client
-                .query_raw(&sql, param_refs(params))
-                .await
-                .map_err(classify)?;
-            pin_mut!(rows);
-            let mut builders: Vec<Builder> = decodes
-                .iter()
-                .map(|d| Builder::new(*d, batch_rows))
-                .collect();
-            let mut pending = 0usize;
-            let mut total = 0u64;
-            while let Some(row) = rows.try_next().await.map_err(classify)? {
-                for (i, (builder, decode)) in builders.iter_mut().zip(&decodes).enumerate() {
-                    builder.push(*decode, &row, i);
+            let mut batches = Batches::new(decodes, schema, batch_rows);
+            match self.dialect() {
+                Dialect::Postgres => {
+                    let rows = client
+                        .query_raw(&sql, param_refs(params))
+                        .await
+                        .map_err(classify)?;
+                    pin_mut!(rows);
+                    while let Some(row) = rows.try_next().await.map_err(classify)? {
+                        if let Some(batch) = batches.push(&row)? {
+                            on_batch(batch).await?;
+                        }
+                    }
                 }
-                pending += 1;
-                if pending == batch_rows {
-                    on_batch(finish(&schema, &mut builders)?).await?;
-                    total += pending as u64;
-                    pending = 0;
+                Dialect::Redshift => {
+                    client
+                        .execute(
+                            &format!("DECLARE sluice_chunk NO SCROLL CURSOR FOR {sql}"),
+                            &param_refs(params),
+                        )
+                        .await
+                        .map_err(classify)?;
+                    let fetch = format!("FETCH FORWARD {batch_rows} FROM sluice_chunk");
+                    loop {
+                        let rows = client.query(&fetch, &[]).await.map_err(classify)?;
+                        if rows.is_empty() {
+                            break;
+                        }
+                        for row in &rows {
+                            if let Some(batch) = batches.push(row)? {
+                                on_batch(batch).await?;
+                            }
+                        }
+                    }
                 }
             }
-            if pending > 0 {
-                on_batch(finish(&schema, &mut builders)?).await?;
-                total += pending as u64;
+            if let Some(batch) = batches.rest()? {
+                on_batch(batch).await?;
             }
-            Ok(total)
+            Ok(batches.total)
         }
         .await;
         let _ = client.batch_execute("COMMIT").await;
         result
+    }
+}
+
+/// Rows turned into record batches of at most `batch_rows` rows.
+struct Batches {
+    decodes: Vec<Decode>,
+    builders: Vec<Builder>,
+    schema: SchemaRef,
+    batch_rows: usize,
+    pending: usize,
+    total: u64,
+}
+
+impl Batches {
+    fn new(decodes: Vec<Decode>, schema: SchemaRef, batch_rows: usize) -> Self {
+        let builders = decodes
+            .iter()
+            .map(|d| Builder::new(*d, batch_rows))
+            .collect();
+        Batches {
+            decodes,
+            builders,
+            schema,
+            batch_rows,
+            pending: 0,
+            total: 0,
+        }
+    }
+
+    /// Adds a row; returns a batch when one is full.
+    fn push(&mut self, row: &Row) -> Result<Option<RecordBatch>, SourceError> {
+        for (i, (builder, decode)) in self.builders.iter_mut().zip(&self.decodes).enumerate() {
+            builder.push(*decode, row, i);
+        }
+        self.pending += 1;
+        if self.pending == self.batch_rows {
+            return self.rest();
+        }
+        Ok(None)
+    }
+
+    /// The rows not yet handed out, as a batch.
+    fn rest(&mut self) -> Result<Option<RecordBatch>, SourceError> {
+        if self.pending == 0 {
+            return Ok(None);
+        }
+        self.total += self.pending as u64;
+        self.pending = 0;
+        finish(&self.schema, &mut self.builders).map(Some)
     }
 }
 
