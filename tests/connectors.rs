@@ -101,3 +101,168 @@ async fn a_redshift_connection_reads_through_a_cursor_and_imports_exactly() {
     common::assert_store_equals_source(&fleet).await;
     fleet.cleanup().await;
 }
+
+/// Every profile as (external id, first name, points, birthday), sorted.
+type Profiles = Vec<(String, Option<String>, Option<String>, Option<String>)>;
+
+async fn store_profiles(fleet: &Fleet) -> Profiles {
+    let mut rows: Profiles = fleet
+        .control()
+        .await
+        .query(
+            "SELECT i.value, p.properties->>'first_name', p.properties->>'points', p.properties->>'birthday'
+               FROM profile_store.profiles p
+               JOIN profile_store.identities i USING (workspace_id, profile_id)
+              WHERE i.kind = 'external_id'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// The same, read from the MariaDB source table.
+async fn mariadb_profiles(conn: &mut mysql_async::Conn) -> Profiles {
+    use mysql_async::prelude::Queryable;
+    let mut rows: Profiles = conn
+        .query::<(String, Option<String>, Option<i64>, Option<String>), _>(
+            "SELECT external_id, first_name, loyalty_points, DATE_FORMAT(birthday, '%Y-%m-%d') FROM users",
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(e, f, p, b)| (e, f, p.map(|p| p.to_string()), b))
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mariadb_table_with_ties_imports_exactly_and_then_only_its_changes() {
+    use mysql_async::prelude::Queryable;
+    let mut fleet = Fleet::new().await;
+    let database = format!("wh_{}", fleet.id);
+    let mut admin = mysql_async::Conn::new(
+        mysql_async::Opts::from_url("mysql://root@127.0.0.1:3306/").unwrap(),
+    )
+    .await
+    .unwrap();
+    admin
+        .query_drop(format!("CREATE DATABASE {database}"))
+        .await
+        .unwrap();
+    let mut source = mysql_async::Conn::new(
+        mysql_async::Opts::from_url(&format!("mysql://root@127.0.0.1:3306/{database}")).unwrap(),
+    )
+    .await
+    .unwrap();
+    // Rows 50,001 to 55,000 share one updated_at; every 97th row has no first name.
+    source
+        .query_drop(
+            "CREATE TABLE users (id BIGINT PRIMARY KEY, external_id VARCHAR(64) NOT NULL,
+                first_name VARCHAR(64), loyalty_points INT, birthday DATE,
+                updated_at DATETIME(6) NOT NULL, INDEX users_watermark (updated_at, id));
+             INSERT INTO users
+             SELECT seq, CONCAT('user-', seq), IF(seq % 97 = 0, NULL, CONCAT('Name ', seq)),
+                    (seq * 7) % 1000, DATE '1970-01-01' + INTERVAL (seq % 15000) DAY,
+                    IF(seq BETWEEN 50001 AND 55000, TIMESTAMP '2024-03-01 12:00:00',
+                       TIMESTAMP '2024-01-01 00:00:00' + INTERVAL (seq * 37) * 1000 MICROSECOND)
+               FROM seq_1_to_60000",
+        )
+        .await
+        .unwrap();
+    let spec = users_spec(&fleet, 8_000)
+        .replace("kind: postgres", "kind: mysql")
+        .replace(
+            &fleet.warehouse_url(),
+            &format!("mysql://root@127.0.0.1:3306/{database}"),
+        )
+        .replace("public.users", "users")
+        .replace(", format: \"yyyy-MM-dd\"", "");
+    fleet.apply_ok(&spec);
+    fleet.start("all", &[]);
+    let first = fleet.run("acme", "users");
+    assert_eq!(first["status"], "succeeded", "{first}");
+    assert_eq!(first["rows_read"], 60_000, "{first}");
+    assert_eq!(
+        store_profiles(&fleet).await,
+        mariadb_profiles(&mut source).await
+    );
+
+    source
+        .query_drop(
+            "UPDATE users SET first_name = CONCAT('Changed ', id),
+                    updated_at = UTC_TIMESTAMP(6) - INTERVAL 1 MINUTE WHERE id % 10 = 0;
+             INSERT INTO users
+             SELECT seq, CONCAT('user-', seq), CONCAT('New ', seq), 1, DATE '2000-01-01',
+                    UTC_TIMESTAMP(6) - INTERVAL 1 MINUTE
+               FROM seq_60001_to_60500",
+        )
+        .await
+        .unwrap();
+    let second = fleet.run("acme", "users");
+    assert_eq!(
+        second["rows_read"], 6_500,
+        "only changed rows are read: {second}"
+    );
+    assert_eq!(
+        store_profiles(&fleet).await,
+        mariadb_profiles(&mut source).await
+    );
+
+    let preview = fleet.sluice(&["imports", "preview", "users", "--workspace", "acme"]);
+    let text = String::from_utf8_lossy(&preview.stdout);
+    assert_eq!(
+        text.lines().filter(|l| l.contains("user-")).count(),
+        10,
+        "{text}"
+    );
+
+    drop(source);
+    admin
+        .query_drop(format!("DROP DATABASE {database}"))
+        .await
+        .unwrap();
+    fleet.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_connection_failures_are_classified() {
+    let fleet = Fleet::new().await;
+    let spec = |url: &str, table: &str| {
+        users_spec(&fleet, 1_000)
+            .replace("kind: postgres", "kind: mysql")
+            .replace(&fleet.warehouse_url(), url)
+            .replace("public.users", table)
+    };
+    let cases = [
+        (
+            spec("mysql://root:wrong-password@127.0.0.1:3306/mysql", "user"),
+            "refused the credentials",
+        ),
+        (
+            spec("mysql://root@127.0.0.1:1/mysql", "user"),
+            "unreachable",
+        ),
+        (
+            spec("mysql://root@127.0.0.1:3306/mysql", "no_such_table"),
+            "missing object",
+        ),
+    ];
+    for (text, expected) in cases {
+        let started = Instant::now();
+        let out = fleet.apply(&text);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{expected} took too long"
+        );
+    }
+    fleet.cleanup().await;
+}

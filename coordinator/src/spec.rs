@@ -268,6 +268,14 @@ pub fn validate(spec: &SpecFile) -> Result<(), SpecError> {
                     .parse::<tokio_postgres::Config>()
                     .map_err(|e| invalid(format!("{field}.url"), e.to_string()))?;
             }
+            ConnectionKind::Mysql => {
+                if !c.url.starts_with("mysql://") {
+                    return Err(invalid(
+                        format!("{field}.url"),
+                        "a mysql connection takes a mysql://user:password@host:3306/database URL",
+                    ));
+                }
+            }
         }
     }
     let mut import_names = Vec::new();

@@ -5,6 +5,7 @@
 //! adding a warehouse means adding a module and a `Source` variant.
 
 use crate::error::SourceError;
+use crate::mysql::MysqlSource;
 use crate::postgres::{Dialect, PostgresSource};
 use crate::source::{RangePlan, SourceShape, SourceSpec};
 use arrow::record_batch::RecordBatch;
@@ -61,6 +62,7 @@ pub trait Connector: Send + Sync {
 /// An open connection to a source of any supported kind.
 pub enum Source {
     Postgres(PostgresSource),
+    Mysql(MysqlSource),
 }
 
 impl Source {
@@ -71,6 +73,7 @@ impl Source {
             ConnectionKind::Redshift => Ok(Source::Postgres(
                 PostgresSource::connect_as(url, Dialect::Redshift).await?,
             )),
+            ConnectionKind::Mysql => Ok(Source::Mysql(MysqlSource::connect(url).await?)),
         }
     }
 
@@ -90,6 +93,7 @@ impl Source {
     {
         match self {
             Source::Postgres(s) => s.read_chunk(shape, lo, hi, batch_rows, on_batch).await,
+            Source::Mysql(s) => s.read_chunk(shape, lo, hi, batch_rows, on_batch).await,
         }
     }
 
@@ -97,6 +101,7 @@ impl Source {
     pub fn chunk_schema(&self, shape: &SourceShape) -> arrow::datatypes::SchemaRef {
         match self {
             Source::Postgres(_) => crate::postgres::chunk_schema(shape),
+            Source::Mysql(_) => crate::mysql::chunk_schema(shape),
         }
     }
 }
@@ -105,18 +110,21 @@ impl Connector for Source {
     async fn test(&self) -> Result<(), SourceError> {
         match self {
             Source::Postgres(s) => s.test().await,
+            Source::Mysql(s) => s.test().await,
         }
     }
 
     async fn describe(&self, spec: &SourceSpec) -> Result<SourceShape, SourceError> {
         match self {
             Source::Postgres(s) => s.describe(spec).await,
+            Source::Mysql(s) => s.describe(spec).await,
         }
     }
 
     async fn preview(&self, shape: &SourceShape, rows: usize) -> Result<RecordBatch, SourceError> {
         match self {
             Source::Postgres(s) => s.preview(shape, rows).await,
+            Source::Mysql(s) => s.preview(shape, rows).await,
         }
     }
 
@@ -129,6 +137,7 @@ impl Connector for Source {
     ) -> Result<RangePlan, SourceError> {
         match self {
             Source::Postgres(s) => s.plan_range(shape, lo, settle_lag, until).await,
+            Source::Mysql(s) => s.plan_range(shape, lo, settle_lag, until).await,
         }
     }
 
@@ -141,6 +150,7 @@ impl Connector for Source {
     ) -> Result<Vec<Bound>, SourceError> {
         match self {
             Source::Postgres(s) => s.chunk_boundaries(shape, lo, hi, chunk_rows).await,
+            Source::Mysql(s) => s.chunk_boundaries(shape, lo, hi, chunk_rows).await,
         }
     }
 
@@ -151,6 +161,7 @@ impl Connector for Source {
     ) -> Result<Option<Bound>, SourceError> {
         match self {
             Source::Postgres(s) => s.position_before(shape, at).await,
+            Source::Mysql(s) => s.position_before(shape, at).await,
         }
     }
 }

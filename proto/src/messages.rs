@@ -129,6 +129,8 @@ pub enum ConnectionKind {
     Postgres,
     /// Amazon Redshift, over the PostgreSQL protocol.
     Redshift,
+    /// MySQL or MariaDB.
+    Mysql,
 }
 
 impl ConnectionKind {
@@ -137,6 +139,7 @@ impl ConnectionKind {
         match self {
             ConnectionKind::Postgres => "postgres",
             ConnectionKind::Redshift => "redshift",
+            ConnectionKind::Mysql => "mysql",
         }
     }
 
@@ -145,6 +148,7 @@ impl ConnectionKind {
         match name {
             "postgres" => Some(ConnectionKind::Postgres),
             "redshift" => Some(ConnectionKind::Redshift),
+            "mysql" => Some(ConnectionKind::Mysql),
             _ => None,
         }
     }

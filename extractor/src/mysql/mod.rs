@@ -1,0 +1,399 @@
+//! The MySQL / MariaDB source (mysql_async): read-only sessions in UTC with a statement time
+//! limit, keyset planning on `(watermark, key)`, and chunk reads in one consistent snapshot,
+//! streamed as Arrow batches.
+
+mod decode;
+
+use crate::error::SourceError;
+use crate::source::{ColumnShape, KeyKind, RangePlan, SourceShape, SourceSpec};
+use arrow::record_batch::RecordBatch;
+use chrono::{DateTime, Utc};
+use decode::{Batches, Decode};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, Value};
+use sluice_proto::{Bound, KeyValue, SourceRelation};
+use std::future::Future;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+pub use decode::chunk_schema;
+
+/// Statements slower than this are stopped by the server (milliseconds).
+const MAX_EXECUTION_MS: u64 = 15 * 60 * 1000;
+
+/// A read-only session on a MySQL or MariaDB source.
+pub struct MysqlSource {
+    conn: Mutex<Conn>,
+}
+
+/// Quotes an identifier, each dotted part on its own: `a.b` → `` `a`.`b` ``.
+pub fn quote_ident(name: &str) -> String {
+    name.split('.')
+        .map(|part| format!("`{}`", part.replace('`', "``")))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn relation(r: &SourceRelation) -> String {
+    match r {
+        SourceRelation::Table(t) => quote_ident(t),
+        SourceRelation::Query(q) => format!("({q}) AS sluice_source"),
+    }
+}
+
+/// What went wrong, classified so the user knows what to fix.
+pub(crate) fn classify(e: mysql_async::Error) -> SourceError {
+    match &e {
+        mysql_async::Error::Server(s) => match s.code {
+            1045 | 1698 => SourceError::Authentication(s.message.clone()),
+            1044 | 1142 | 1143 | 1227 => SourceError::PermissionDenied(s.message.clone()),
+            1049 | 1146 | 1054 => SourceError::MissingObject(s.message.clone()),
+            _ => SourceError::Query(s.message.clone()),
+        },
+        mysql_async::Error::Io(_) => SourceError::Unreachable(e.to_string()),
+        _ => SourceError::Query(e.to_string()),
+    }
+}
+
+fn micros(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+}
+
+fn key_param(k: &KeyValue) -> Value {
+    match k {
+        KeyValue::Int(v) => Value::Int(*v),
+        KeyValue::Text(v) => Value::Bytes(v.clone().into_bytes()),
+    }
+}
+
+/// `(wm, key) > (?, ?)`, spelled out so every server uses the index.
+fn after(wm: &str, key: &str) -> String {
+    format!("({wm} > ? OR ({wm} = ? AND {key} > ?))")
+}
+
+/// `(wm, key) <= (?, ?)`.
+fn up_to(wm: &str, key: &str) -> String {
+    format!("({wm} < ? OR ({wm} = ? AND {key} <= ?))")
+}
+
+fn bound_params(b: &Bound) -> [Value; 3] {
+    let t = Value::Bytes(micros(&b.watermark).into_bytes());
+    [t.clone(), t, key_param(&b.key)]
+}
+
+impl MysqlSource {
+    /// Connects with a read-only UTC session and a statement time limit.
+    pub async fn connect(url: &str) -> Result<Self, SourceError> {
+        let opts = Opts::from_url(url)
+            .map_err(|e| SourceError::InvalidSpec(format!("connection url: {e}")))?;
+        let mut conn = tokio::time::timeout(Duration::from_secs(10), Conn::new(opts))
+            .await
+            .map_err(|_| SourceError::Unreachable("no answer within 10 s".into()))?
+            .map_err(classify)?;
+        for setting in [
+            "SET SESSION time_zone = '+00:00'",
+            "SET SESSION TRANSACTION READ ONLY",
+        ] {
+            conn.query_drop(setting).await.map_err(classify)?;
+        }
+        // MySQL and MariaDB name the statement limit differently; set whichever exists.
+        let limit = format!("SET SESSION max_execution_time = {MAX_EXECUTION_MS}");
+        if conn.query_drop(&limit).await.is_err() {
+            let seconds = MAX_EXECUTION_MS / 1000;
+            conn.query_drop(format!("SET SESSION max_statement_time = {seconds}"))
+                .await
+                .map_err(classify)?;
+        }
+        Ok(MysqlSource {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// Runs a trivial query.
+    pub async fn test(&self) -> Result<(), SourceError> {
+        self.conn
+            .lock()
+            .await
+            .query_drop("SELECT 1")
+            .await
+            .map_err(classify)
+    }
+
+    /// Checks that the source and its columns exist and reads their types.
+    pub async fn describe(&self, spec: &SourceSpec) -> Result<SourceShape, SourceError> {
+        let mut names = vec![spec.key_column.clone(), spec.watermark_column.clone()];
+        names.extend(spec.columns.iter().cloned());
+        let select: Vec<String> = names.iter().map(|n| quote_ident(n)).collect();
+        let sql = format!(
+            "SELECT {} FROM {} LIMIT 0",
+            select.join(", "),
+            relation(&spec.relation)
+        );
+        let mut conn = self.conn.lock().await;
+        let result = conn.exec_iter(sql, ()).await.map_err(classify)?;
+        let columns: Vec<(String, mysql_async::consts::ColumnType, bool)> = result
+            .columns_ref()
+            .iter()
+            .map(|c| {
+                (
+                    c.name_str().to_string(),
+                    c.column_type(),
+                    c.flags()
+                        .contains(mysql_async::consts::ColumnFlags::UNSIGNED_FLAG),
+                )
+            })
+            .collect();
+        drop(result);
+        let type_of = |i: usize| Decode::for_column(columns[i].1).name();
+        let key = match Decode::for_column(columns[0].1) {
+            Decode::Int => KeyKind::Int,
+            _ => KeyKind::Text {
+                type_name: type_of(0).to_string(),
+            },
+        };
+        if !matches!(
+            Decode::for_column(columns[1].1),
+            Decode::Timestamp | Decode::Date
+        ) {
+            return Err(SourceError::InvalidSpec(format!(
+                "watermark column {:?} is {}, not a date-time",
+                spec.watermark_column,
+                type_of(1)
+            )));
+        }
+        Ok(SourceShape {
+            spec: spec.clone(),
+            key,
+            watermark_type: type_of(1).to_string(),
+            columns: columns
+                .iter()
+                .enumerate()
+                .skip(2)
+                .map(|(i, _)| ColumnShape {
+                    name: names[i].clone(),
+                    type_name: type_of(i).to_string(),
+                })
+                .collect(),
+        })
+    }
+
+    async fn position(
+        &self,
+        sql: String,
+        params: Vec<Value>,
+        shape: &SourceShape,
+    ) -> Result<Option<Bound>, SourceError> {
+        let row: Option<(Value, Value)> = self
+            .conn
+            .lock()
+            .await
+            .exec_first(sql, params)
+            .await
+            .map_err(classify)?;
+        Ok(row.map(|(wm, key)| Bound {
+            watermark: decode::timestamp(&wm).unwrap_or_default(),
+            key: match shape.key {
+                KeyKind::Int => KeyValue::Int(decode::int(&key).unwrap_or_default()),
+                KeyKind::Text { .. } => KeyValue::Text(decode::text(&key).unwrap_or_default()),
+            },
+        }))
+    }
+
+    fn columns(shape: &SourceShape) -> (String, String, String) {
+        let wm = quote_ident(&shape.spec.watermark_column);
+        let key = quote_ident(&shape.spec.key_column);
+        let from = relation(&shape.spec.relation);
+        (wm, key, from)
+    }
+
+    /// The run's upper bound after `lo`, below `now − settle_lag` and `until`.
+    pub async fn plan_range(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        settle_lag: Duration,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<RangePlan, SourceError> {
+        let (now_text,): (String,) = self
+            .conn
+            .lock()
+            .await
+            .query_first("SELECT CAST(NOW(6) AS CHAR)")
+            .await
+            .map_err(classify)?
+            .ok_or_else(|| SourceError::Query("the server did not say what time it is".into()))?;
+        let now = decode::parse_timestamp(&now_text)
+            .ok_or_else(|| SourceError::Query(format!("server time {now_text:?}")))?;
+        let lag = chrono::Duration::from_std(settle_lag).unwrap_or_default();
+        let cap = until.map_or(now - lag, |u| u.min(now - lag));
+        let (wm, key, from) = Self::columns(shape);
+        let mut filter = format!("{wm} < ?");
+        let mut params = vec![Value::Bytes(micros(&cap).into_bytes())];
+        if let Some(lo) = lo {
+            filter.push_str(&format!(" AND {}", after(&wm, &key)));
+            params.extend(bound_params(lo));
+        }
+        let hi = self
+            .position(
+                format!("SELECT {wm}, {key} FROM {from} WHERE {filter} ORDER BY {wm} DESC, {key} DESC LIMIT 1"),
+                params,
+                shape,
+            )
+            .await?;
+        let held: Option<i64> = self
+            .conn
+            .lock()
+            .await
+            .exec_first(
+                format!("SELECT COUNT(*) FROM {from} WHERE {wm} > ?"),
+                (micros(&now),),
+            )
+            .await
+            .map_err(classify)?;
+        Ok(RangePlan {
+            hi,
+            cap,
+            held_back_future: held.unwrap_or(0).max(0) as u64,
+        })
+    }
+
+    /// Boundaries cutting `(lo, hi]` into chunks of about `chunk_rows` rows.
+    pub async fn chunk_boundaries(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        hi: &Bound,
+        chunk_rows: u64,
+    ) -> Result<Vec<Bound>, SourceError> {
+        let (wm, key, from) = Self::columns(shape);
+        let mut boundaries = Vec::new();
+        let mut previous = lo.cloned();
+        loop {
+            let mut filter = up_to(&wm, &key);
+            let mut params: Vec<Value> = bound_params(hi).to_vec();
+            if let Some(p) = &previous {
+                filter.push_str(&format!(" AND {}", after(&wm, &key)));
+                params.extend(bound_params(p));
+            }
+            let sql = format!(
+                "SELECT {wm}, {key} FROM {from} WHERE {filter} ORDER BY {wm}, {key} LIMIT 1 OFFSET {}",
+                chunk_rows.max(1) - 1
+            );
+            match self.position(sql, params, shape).await? {
+                Some(b) if &b != hi => {
+                    boundaries.push(b.clone());
+                    previous = Some(b);
+                }
+                _ => return Ok(boundaries),
+            }
+        }
+    }
+
+    /// The position just before the first row at or after `at`.
+    pub async fn position_before(
+        &self,
+        shape: &SourceShape,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Bound>, SourceError> {
+        let (wm, key, from) = Self::columns(shape);
+        self.position(
+            format!("SELECT {wm}, {key} FROM {from} WHERE {wm} < ? ORDER BY {wm} DESC, {key} DESC LIMIT 1"),
+            vec![Value::Bytes(micros(&at).into_bytes())],
+            shape,
+        )
+        .await
+    }
+
+    /// Reads `(lo, hi]` in one consistent, read-only snapshot, in batches of `batch_rows`.
+    pub async fn read_chunk<F, Fut>(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        hi: &Bound,
+        batch_rows: usize,
+        on_batch: F,
+    ) -> Result<u64, SourceError>
+    where
+        F: FnMut(RecordBatch) -> Fut,
+        Fut: Future<Output = Result<(), SourceError>>,
+    {
+        let (wm, key, _) = Self::columns(shape);
+        let mut filter = up_to(&wm, &key);
+        let mut params: Vec<Value> = bound_params(hi).to_vec();
+        if let Some(lo) = lo {
+            filter.push_str(&format!(" AND {}", after(&wm, &key)));
+            params.extend(bound_params(lo));
+        }
+        self.stream(
+            shape,
+            &format!("WHERE {filter}"),
+            params,
+            batch_rows,
+            on_batch,
+        )
+        .await
+    }
+
+    /// The first `rows` rows in `(watermark, key)` order.
+    pub async fn preview(
+        &self,
+        shape: &SourceShape,
+        rows: usize,
+    ) -> Result<RecordBatch, SourceError> {
+        let (wm, key, _) = Self::columns(shape);
+        let mut batches = Vec::new();
+        self.stream(
+            shape,
+            &format!("ORDER BY {wm}, {key} LIMIT {}", rows.max(1)),
+            Vec::new(),
+            rows.max(1),
+            |batch| {
+                batches.push(batch);
+                async { Ok(()) }
+            },
+        )
+        .await?;
+        arrow::compute::concat_batches(&chunk_schema(shape), &batches)
+            .map_err(|e| SourceError::Query(format!("building a record batch: {e}")))
+    }
+
+    async fn stream<F, Fut>(
+        &self,
+        shape: &SourceShape,
+        tail: &str,
+        params: Vec<Value>,
+        batch_rows: usize,
+        mut on_batch: F,
+    ) -> Result<u64, SourceError>
+    where
+        F: FnMut(RecordBatch) -> Fut,
+        Fut: Future<Output = Result<(), SourceError>>,
+    {
+        let (select, decodes) = decode::projection(shape);
+        let sql = format!(
+            "SELECT {select} FROM {} {tail}",
+            relation(&shape.spec.relation)
+        );
+        let mut conn = self.conn.lock().await;
+        conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            .await
+            .map_err(classify)?;
+        let result = async {
+            let mut batches = Batches::new(decodes, chunk_schema(shape), batch_rows);
+            let mut rows = conn.exec_iter(sql, params).await.map_err(classify)?;
+            while let Some(row) = rows.next().await.map_err(classify)? {
+                if let Some(batch) = batches.push(row)? {
+                    on_batch(batch).await?;
+                }
+            }
+            drop(rows);
+            if let Some(batch) = batches.rest()? {
+                on_batch(batch).await?;
+            }
+            Ok(batches.total)
+        }
+        .await;
+        let _ = conn.query_drop("COMMIT").await;
+        result
+    }
+}
