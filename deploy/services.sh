@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes sure the services Sluice needs are up on 127.0.0.1: PostgreSQL and RabbitMQ.
+# Makes sure the services Sluice needs are up on 127.0.0.1: PostgreSQL and RabbitMQ, and MariaDB
+# (a source the MySQL connector's tests read).
 # Starts them if installed; on Debian/Ubuntu installs them with apt-get if missing.
 # Idempotent: running it again changes nothing. Prints the URLs the fleet will use.
 set -euo pipefail
@@ -55,8 +56,22 @@ ensure_rabbitmq() {
   done
 }
 
+ensure_mariadb() {
+  if port_open 3306; then log "MariaDB is up"; return; fi
+  command -v mariadbd >/dev/null || command -v mysqld >/dev/null || apt_install mariadb-server
+  log "starting MariaDB"
+  as_root mkdir -p /run/mysqld
+  as_root chown mysql:mysql /run/mysqld 2>/dev/null || true
+  (as_root service mariadb start || as_root service mysql start) >/dev/null 2>&1 \
+    || as_root sh -c 'mysqld_safe --bind-address=127.0.0.1 >/dev/null 2>&1 &'
+  wait_port 3306 MariaDB
+  # Local root without a password over TCP, as on a developer machine.
+  as_root mysql -uroot -e "ALTER USER IF EXISTS 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD('') OR unix_socket" >/dev/null 2>&1 || true
+}
+
 ensure_postgres
 ensure_rabbitmq
+ensure_mariadb
 
 echo "SLUICE_DATABASE_URL=${SLUICE_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/sluice}"
 echo "SLUICE_AMQP_URL=${SLUICE_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
