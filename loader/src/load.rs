@@ -147,8 +147,9 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
         if !work.dry_run {
             deps.limiter.acquire(workspace, rows.len()).await;
         }
-        for row in &rows {
-            let props = serde_json::Value::Object(row.props.clone());
+        stats.rows_loaded += rows.len() as u64;
+        for mut row in rows {
+            let props = serde_json::Value::Object(std::mem::take(&mut row.props));
             writer
                 .as_mut()
                 .write(&[
@@ -173,7 +174,6 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
                 .await
                 .map_err(store_error)?;
         }
-        stats.rows_loaded += rows.len() as u64;
     }
     writer.finish().await.map_err(store_error)?;
     tx.batch_execute(ANALYZE_STAGE).await.map_err(store_error)?;
