@@ -268,6 +268,17 @@ pub fn validate(spec: &SpecFile) -> Result<(), SpecError> {
                     .parse::<tokio_postgres::Config>()
                     .map_err(|e| invalid(format!("{field}.url"), e.to_string()))?;
             }
+            ConnectionKind::Files => {
+                if !["file://", "s3://", "gs://", "az://", "/"]
+                    .iter()
+                    .any(|p| c.url.starts_with(p))
+                {
+                    return Err(invalid(
+                        format!("{field}.url"),
+                        "a files connection takes a file://, s3://, gs:// or az:// URL",
+                    ));
+                }
+            }
             ConnectionKind::Mysql => {
                 if !c.url.starts_with("mysql://") {
                     return Err(invalid(

@@ -5,6 +5,7 @@
 //! adding a warehouse means adding a module and a `Source` variant.
 
 use crate::error::SourceError;
+use crate::files::FilesSource;
 use crate::mysql::MysqlSource;
 use crate::postgres::{Dialect, PostgresSource};
 use crate::source::{RangePlan, SourceShape, SourceSpec};
@@ -63,6 +64,7 @@ pub trait Connector: Send + Sync {
 pub enum Source {
     Postgres(PostgresSource),
     Mysql(MysqlSource),
+    Files(FilesSource),
 }
 
 impl Source {
@@ -74,6 +76,7 @@ impl Source {
                 PostgresSource::connect_as(url, Dialect::Redshift).await?,
             )),
             ConnectionKind::Mysql => Ok(Source::Mysql(MysqlSource::connect(url).await?)),
+            ConnectionKind::Files => Ok(Source::Files(FilesSource::connect(url).await?)),
         }
     }
 
@@ -94,6 +97,7 @@ impl Source {
         match self {
             Source::Postgres(s) => s.read_chunk(shape, lo, hi, batch_rows, on_batch).await,
             Source::Mysql(s) => s.read_chunk(shape, lo, hi, batch_rows, on_batch).await,
+            Source::Files(s) => s.read_chunk(shape, lo, hi, batch_rows, on_batch).await,
         }
     }
 
@@ -102,6 +106,7 @@ impl Source {
         match self {
             Source::Postgres(_) => crate::postgres::chunk_schema(shape),
             Source::Mysql(_) => crate::mysql::chunk_schema(shape),
+            Source::Files(_) => crate::files::chunk_schema(shape),
         }
     }
 }
@@ -111,6 +116,7 @@ impl Connector for Source {
         match self {
             Source::Postgres(s) => s.test().await,
             Source::Mysql(s) => s.test().await,
+            Source::Files(s) => s.test().await,
         }
     }
 
@@ -118,6 +124,7 @@ impl Connector for Source {
         match self {
             Source::Postgres(s) => s.describe(spec).await,
             Source::Mysql(s) => s.describe(spec).await,
+            Source::Files(s) => s.describe(spec).await,
         }
     }
 
@@ -125,6 +132,7 @@ impl Connector for Source {
         match self {
             Source::Postgres(s) => s.preview(shape, rows).await,
             Source::Mysql(s) => s.preview(shape, rows).await,
+            Source::Files(s) => s.preview(shape, rows).await,
         }
     }
 
@@ -138,6 +146,7 @@ impl Connector for Source {
         match self {
             Source::Postgres(s) => s.plan_range(shape, lo, settle_lag, until).await,
             Source::Mysql(s) => s.plan_range(shape, lo, settle_lag, until).await,
+            Source::Files(s) => s.plan_range(shape, lo, settle_lag, until).await,
         }
     }
 
@@ -151,6 +160,7 @@ impl Connector for Source {
         match self {
             Source::Postgres(s) => s.chunk_boundaries(shape, lo, hi, chunk_rows).await,
             Source::Mysql(s) => s.chunk_boundaries(shape, lo, hi, chunk_rows).await,
+            Source::Files(s) => s.chunk_boundaries(shape, lo, hi, chunk_rows).await,
         }
     }
 
@@ -162,6 +172,7 @@ impl Connector for Source {
         match self {
             Source::Postgres(s) => s.position_before(shape, at).await,
             Source::Mysql(s) => s.position_before(shape, at).await,
+            Source::Files(s) => s.position_before(shape, at).await,
         }
     }
 }

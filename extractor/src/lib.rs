@@ -4,6 +4,7 @@
 pub mod connector;
 pub mod error;
 pub mod extract;
+pub mod files;
 pub mod mysql;
 pub mod postgres;
 pub mod source;

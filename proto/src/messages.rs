@@ -131,6 +131,8 @@ pub enum ConnectionKind {
     Redshift,
     /// MySQL or MariaDB.
     Mysql,
+    /// Parquet, CSV or NDJSON files in object storage.
+    Files,
 }
 
 impl ConnectionKind {
@@ -140,6 +142,7 @@ impl ConnectionKind {
             ConnectionKind::Postgres => "postgres",
             ConnectionKind::Redshift => "redshift",
             ConnectionKind::Mysql => "mysql",
+            ConnectionKind::Files => "files",
         }
     }
 
@@ -149,6 +152,7 @@ impl ConnectionKind {
             "postgres" => Some(ConnectionKind::Postgres),
             "redshift" => Some(ConnectionKind::Redshift),
             "mysql" => Some(ConnectionKind::Mysql),
+            "files" => Some(ConnectionKind::Files),
             _ => None,
         }
     }

@@ -1,0 +1,513 @@
+//! Files in object storage (local, S3, GCS, Azure): Parquet, CSV and NDJSON files under a
+//! prefix, read as one table. The watermark is a column, or `_modified` for each file's
+//! modification time. Planning reads the key and watermark of every row into a sorted index
+//! (file statistics are not used to skip files yet); a chunk read filters each file to
+//! `(lo, hi]`.
+
+use crate::error::SourceError;
+use crate::source::{ColumnShape, KeyKind, RangePlan, SourceShape, SourceSpec};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use arrow::compute::kernels::cmp::{eq, gt, lt, lt_eq};
+use arrow::compute::{and, cast, filter_record_batch, or};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+use sluice_proto::columns::{SOURCE_KEY, SOURCE_WATERMARK};
+use sluice_proto::{Bound, KeyValue, SourceRelation};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The watermark name that means "the file's modification time".
+pub const MODIFIED: &str = "_modified";
+
+/// Files under a prefix of an object store.
+pub struct FilesSource {
+    store: Arc<dyn ObjectStore>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Parquet,
+    Csv,
+    Ndjson,
+}
+
+fn format_of(path: &Path) -> Option<Format> {
+    let name = path.as_ref().to_ascii_lowercase();
+    if name.ends_with(".parquet") {
+        Some(Format::Parquet)
+    } else if name.ends_with(".csv") {
+        Some(Format::Csv)
+    } else if name.ends_with(".ndjson") || name.ends_with(".jsonl") || name.ends_with(".json") {
+        Some(Format::Ndjson)
+    } else {
+        None
+    }
+}
+
+fn storage(e: impl std::fmt::Display) -> SourceError {
+    SourceError::Unreachable(format!("object storage: {e}"))
+}
+
+fn ts_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// The type a column is read as: the supported types kept, anything else as text.
+fn normalized(t: &DataType) -> DataType {
+    match t {
+        t if t.is_integer() => DataType::Int64,
+        t if t.is_floating() => DataType::Float64,
+        DataType::Boolean => DataType::Boolean,
+        DataType::Date32 | DataType::Date64 => DataType::Date32,
+        DataType::Timestamp(_, _) => ts_type(),
+        _ => DataType::Utf8,
+    }
+}
+
+impl FilesSource {
+    /// Opens the store a `file://`, `s3://`, `gs://` or `az://` URL names.
+    pub async fn connect(url: &str) -> Result<Self, SourceError> {
+        let store = sluice_proto::storage::open(url)
+            .map_err(|e| SourceError::InvalidSpec(format!("connection url: {e}")))?;
+        Ok(FilesSource { store })
+    }
+
+    /// Lists the store's root.
+    pub async fn test(&self) -> Result<(), SourceError> {
+        self.store
+            .list_with_delimiter(None)
+            .await
+            .map(|_| ())
+            .map_err(storage)
+    }
+
+    fn prefix(spec: &SourceSpec) -> Result<Path, SourceError> {
+        match &spec.relation {
+            SourceRelation::Table(prefix) => Ok(Path::from(prefix.as_str())),
+            SourceRelation::Query(_) => Err(SourceError::InvalidSpec(
+                "file sources take { table: <folder> }, not a query".into(),
+            )),
+        }
+    }
+
+    /// The data files under the import's folder, in name order.
+    async fn files(&self, spec: &SourceSpec) -> Result<Vec<(ObjectMeta, Format)>, SourceError> {
+        let prefix = Self::prefix(spec)?;
+        let mut files: Vec<(ObjectMeta, Format)> = self
+            .store
+            .list(Some(&prefix))
+            .try_filter_map(|meta| async move { Ok(format_of(&meta.location).map(|f| (meta, f))) })
+            .try_collect()
+            .await
+            .map_err(storage)?;
+        files.sort_by(|a, b| a.0.location.cmp(&b.0.location));
+        Ok(files)
+    }
+
+    /// Reads one file whole as record batches.
+    async fn read_file(
+        &self,
+        meta: &ObjectMeta,
+        format: Format,
+    ) -> Result<Vec<RecordBatch>, SourceError> {
+        let bytes = self
+            .store
+            .get(&meta.location)
+            .await
+            .map_err(storage)?
+            .bytes()
+            .await
+            .map_err(storage)?;
+        let bad = |e: &dyn std::fmt::Display| {
+            SourceError::Query(format!("reading {}: {e}", meta.location))
+        };
+        match format {
+            Format::Parquet => {
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+                    .map_err(|e| bad(&e))?
+                    .build()
+                    .map_err(|e| bad(&e))?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| bad(&e))
+            }
+            Format::Csv => {
+                let (schema, _) = arrow_csv::reader::Format::default()
+                    .with_header(true)
+                    .infer_schema(std::io::Cursor::new(&bytes), Some(1000))
+                    .map_err(|e| bad(&e))?;
+                arrow_csv::ReaderBuilder::new(Arc::new(schema))
+                    .with_header(true)
+                    .build(std::io::Cursor::new(bytes))
+                    .map_err(|e| bad(&e))?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| bad(&e))
+            }
+            Format::Ndjson => {
+                let (schema, _) =
+                    arrow_json::reader::infer_json_schema(std::io::Cursor::new(&bytes), Some(1000))
+                        .map_err(|e| bad(&e))?;
+                arrow_json::ReaderBuilder::new(Arc::new(schema))
+                    .build(std::io::Cursor::new(bytes))
+                    .map_err(|e| bad(&e))?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| bad(&e))
+            }
+        }
+    }
+
+    /// Checks that the files and columns exist and reads their types from the first file.
+    pub async fn describe(&self, spec: &SourceSpec) -> Result<SourceShape, SourceError> {
+        let files = self.files(spec).await?;
+        let (meta, format) = files.first().ok_or_else(|| {
+            SourceError::MissingObject(format!(
+                "no .parquet, .csv or .ndjson files under {:?}",
+                Self::prefix(spec)
+                    .map(|p| p.to_string())
+                    .unwrap_or_default()
+            ))
+        })?;
+        let batches = self.read_file(meta, *format).await?;
+        let schema = batches
+            .first()
+            .map(|b| b.schema())
+            .ok_or_else(|| SourceError::MissingObject(format!("{} is empty", meta.location)))?;
+        let type_of = |name: &str| {
+            schema
+                .field_with_name(name)
+                .map(|f| normalized(f.data_type()))
+                .map_err(|_| {
+                    SourceError::MissingObject(format!(
+                        "column {name:?} is not in {}",
+                        meta.location
+                    ))
+                })
+        };
+        let key = match type_of(&spec.key_column)? {
+            DataType::Int64 => KeyKind::Int,
+            t => KeyKind::Text {
+                type_name: t.to_string(),
+            },
+        };
+        let watermark_type = if spec.watermark_column == MODIFIED {
+            "modified".to_string()
+        } else {
+            match type_of(&spec.watermark_column)? {
+                t @ (DataType::Timestamp(..) | DataType::Date32) => t.to_string(),
+                t => {
+                    return Err(SourceError::InvalidSpec(format!(
+                        "watermark column {:?} is {t}, not a date-time",
+                        spec.watermark_column
+                    )))
+                }
+            }
+        };
+        let columns = spec
+            .columns
+            .iter()
+            .map(|name| {
+                Ok(ColumnShape {
+                    name: name.clone(),
+                    type_name: type_of(name)?.to_string(),
+                })
+            })
+            .collect::<Result<_, SourceError>>()?;
+        Ok(SourceShape {
+            spec: spec.clone(),
+            key,
+            watermark_type,
+            columns,
+        })
+    }
+
+    /// Every file's rows as chunk batches (key and watermark normalized, mapped columns).
+    async fn each_chunk_batch<F, Fut>(
+        &self,
+        shape: &SourceShape,
+        mut on_batch: F,
+    ) -> Result<(), SourceError>
+    where
+        F: FnMut(RecordBatch) -> Fut,
+        Fut: Future<Output = Result<(), SourceError>>,
+    {
+        let schema = chunk_schema(shape);
+        for (meta, format) in self.files(&shape.spec).await? {
+            for batch in self.read_file(&meta, format).await? {
+                on_batch(normalize(&batch, shape, &schema, meta.last_modified)?).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The sorted `(watermark, key)` of every row.
+    async fn index(&self, shape: &SourceShape) -> Result<Vec<Bound>, SourceError> {
+        let mut index = Vec::new();
+        self.each_chunk_batch(shape, |batch| {
+            index.extend(bounds_of(&batch));
+            async { Ok(()) }
+        })
+        .await?;
+        index.sort_by(compare);
+        Ok(index)
+    }
+
+    pub async fn plan_range(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        settle_lag: Duration,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<RangePlan, SourceError> {
+        let now = Utc::now();
+        let lag = chrono::Duration::from_std(settle_lag).unwrap_or_default();
+        let cap = until.map_or(now - lag, |u| u.min(now - lag));
+        let index = self.index(shape).await?;
+        let hi = index
+            .iter()
+            .rfind(|b| b.watermark < cap && lo.is_none_or(|lo| compare(b, lo).is_gt()))
+            .cloned();
+        let held_back_future = index.iter().filter(|b| b.watermark > now).count() as u64;
+        Ok(RangePlan {
+            hi,
+            cap,
+            held_back_future,
+        })
+    }
+
+    pub async fn chunk_boundaries(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        hi: &Bound,
+        chunk_rows: u64,
+    ) -> Result<Vec<Bound>, SourceError> {
+        let index = self.index(shape).await?;
+        let inside: Vec<&Bound> = index
+            .iter()
+            .filter(|b| lo.is_none_or(|lo| compare(b, lo).is_gt()) && compare(b, hi).is_le())
+            .collect();
+        Ok(inside
+            .iter()
+            .skip(chunk_rows.max(1) as usize - 1)
+            .step_by(chunk_rows.max(1) as usize)
+            .filter(|b| compare(b, hi).is_lt())
+            .map(|b| (*b).clone())
+            .collect())
+    }
+
+    pub async fn position_before(
+        &self,
+        shape: &SourceShape,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Bound>, SourceError> {
+        let index = self.index(shape).await?;
+        Ok(index.into_iter().rfind(|b| b.watermark < at))
+    }
+
+    /// The rows of `(lo, hi]`, file by file.
+    pub async fn read_chunk<F, Fut>(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        hi: &Bound,
+        _batch_rows: usize,
+        mut on_batch: F,
+    ) -> Result<u64, SourceError>
+    where
+        F: FnMut(RecordBatch) -> Fut,
+        Fut: Future<Output = Result<(), SourceError>>,
+    {
+        let mut total = 0u64;
+        let mut selected = Vec::new();
+        self.each_chunk_batch(shape, |batch| {
+            let kept = within(&batch, lo, hi).and_then(|mask| {
+                filter_record_batch(&batch, &mask)
+                    .map_err(|e| SourceError::Query(format!("filtering rows: {e}")))
+            });
+            if let Ok(rows) = &kept {
+                if rows.num_rows() > 0 {
+                    selected.push(rows.clone());
+                }
+            }
+            async move { kept.map(|_| ()) }
+        })
+        .await?;
+        for batch in selected {
+            total += batch.num_rows() as u64;
+            on_batch(batch).await?;
+        }
+        Ok(total)
+    }
+
+    /// The first `rows` rows in `(watermark, key)` order.
+    pub async fn preview(
+        &self,
+        shape: &SourceShape,
+        rows: usize,
+    ) -> Result<RecordBatch, SourceError> {
+        let index = self.index(shape).await?;
+        let schema = chunk_schema(shape);
+        let Some(last) = index
+            .get(rows.max(1).min(index.len()).saturating_sub(1))
+            .cloned()
+        else {
+            return Ok(RecordBatch::new_empty(schema));
+        };
+        let mut batches = Vec::new();
+        self.read_chunk(shape, None, &last, rows, |b| {
+            batches.push(b);
+            async { Ok(()) }
+        })
+        .await?;
+        let all = arrow::compute::concat_batches(&schema, &batches)
+            .map_err(|e| SourceError::Query(e.to_string()))?;
+        let order = arrow::compute::lexsort_to_indices(
+            &[
+                arrow::compute::SortColumn {
+                    values: all.column(1).clone(),
+                    options: None,
+                },
+                arrow::compute::SortColumn {
+                    values: all.column(0).clone(),
+                    options: None,
+                },
+            ],
+            Some(rows.max(1)),
+        )
+        .map_err(|e| SourceError::Query(e.to_string()))?;
+        arrow::compute::take_record_batch(&all, &order)
+            .map_err(|e| SourceError::Query(e.to_string()))
+    }
+}
+
+fn compare(a: &Bound, b: &Bound) -> std::cmp::Ordering {
+    a.watermark
+        .cmp(&b.watermark)
+        .then_with(|| match (&a.key, &b.key) {
+            (KeyValue::Int(x), KeyValue::Int(y)) => x.cmp(y),
+            (KeyValue::Text(x), KeyValue::Text(y)) => x.cmp(y),
+            (KeyValue::Int(_), KeyValue::Text(_)) => std::cmp::Ordering::Less,
+            (KeyValue::Text(_), KeyValue::Int(_)) => std::cmp::Ordering::Greater,
+        })
+}
+
+fn bounds_of(batch: &RecordBatch) -> Vec<Bound> {
+    let wm = batch
+        .column(1)
+        .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+    let key = batch.column(0);
+    (0..batch.num_rows())
+        .filter(|i| !wm.is_null(*i) && !key.is_null(*i))
+        .filter_map(|i| {
+            Some(Bound {
+                watermark: DateTime::from_timestamp_micros(wm.value(i))?,
+                key: match key.data_type() {
+                    DataType::Int64 => {
+                        KeyValue::Int(key.as_primitive::<arrow::datatypes::Int64Type>().value(i))
+                    }
+                    _ => KeyValue::Text(key.as_string::<i32>().value(i).to_string()),
+                },
+            })
+        })
+        .collect()
+}
+
+/// The mask of rows with `lo < (watermark, key) <= hi`.
+fn within(
+    batch: &RecordBatch,
+    lo: Option<&Bound>,
+    hi: &Bound,
+) -> Result<BooleanArray, SourceError> {
+    let fail = |e: arrow::error::ArrowError| SourceError::Query(format!("filtering rows: {e}"));
+    let (key, wm) = (batch.column(0), batch.column(1));
+    let scalars = |b: &Bound| -> (ArrayRef, ArrayRef) {
+        let k: ArrayRef = match &b.key {
+            KeyValue::Int(v) => Arc::new(Int64Array::new_scalar(*v).into_inner()),
+            KeyValue::Text(v) => Arc::new(StringArray::new_scalar(v.as_str()).into_inner()),
+        };
+        let w: ArrayRef = Arc::new(
+            TimestampMicrosecondArray::new_scalar(b.watermark.timestamp_micros())
+                .into_inner()
+                .with_timezone("UTC"),
+        );
+        (k, w)
+    };
+    let (hk, hw) = scalars(hi);
+    let (hk, hw) = (arrow::array::Scalar::new(hk), arrow::array::Scalar::new(hw));
+    let upper = or(
+        &lt(wm, &hw).map_err(fail)?,
+        &and(&eq(wm, &hw).map_err(fail)?, &lt_eq(key, &hk).map_err(fail)?).map_err(fail)?,
+    )
+    .map_err(fail)?;
+    let Some(lo) = lo else {
+        return Ok(upper);
+    };
+    let (lk, lw) = scalars(lo);
+    let (lk, lw) = (arrow::array::Scalar::new(lk), arrow::array::Scalar::new(lw));
+    let lower = or(
+        &gt(wm, &lw).map_err(fail)?,
+        &and(&eq(wm, &lw).map_err(fail)?, &gt(key, &lk).map_err(fail)?).map_err(fail)?,
+    )
+    .map_err(fail)?;
+    and(&lower, &upper).map_err(fail)
+}
+
+/// The Arrow schema a chunk read produces.
+pub fn chunk_schema(shape: &SourceShape) -> SchemaRef {
+    let key_type = match shape.key {
+        KeyKind::Int => DataType::Int64,
+        KeyKind::Text { .. } => DataType::Utf8,
+    };
+    let mut fields = vec![
+        Field::new(SOURCE_KEY, key_type, false),
+        Field::new(SOURCE_WATERMARK, ts_type(), false),
+    ];
+    for c in &shape.columns {
+        let t = match c.type_name.as_str() {
+            "Int64" => DataType::Int64,
+            "Float64" => DataType::Float64,
+            "Boolean" => DataType::Boolean,
+            "Date32" => DataType::Date32,
+            t if t.starts_with("Timestamp") => ts_type(),
+            _ => DataType::Utf8,
+        };
+        fields.push(Field::new(&c.name, t, true));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// A file's batch in the chunk schema: key, watermark (or the file's modification time) and
+/// the mapped columns, cast to their normalized types.
+fn normalize(
+    batch: &RecordBatch,
+    shape: &SourceShape,
+    schema: &SchemaRef,
+    modified: DateTime<Utc>,
+) -> Result<RecordBatch, SourceError> {
+    let fail = |e: &dyn std::fmt::Display| SourceError::Query(format!("reading a file: {e}"));
+    let column = |name: &str, t: &DataType| -> Result<ArrayRef, SourceError> {
+        let array = batch
+            .column_by_name(name)
+            .ok_or_else(|| SourceError::MissingObject(format!("a file has no column {name:?}")))?;
+        cast(array, t).map_err(|e| fail(&e))
+    };
+    let mut columns = vec![column(&shape.spec.key_column, schema.field(0).data_type())?];
+    columns.push(if shape.spec.watermark_column == MODIFIED {
+        Arc::new(
+            TimestampMicrosecondArray::from(vec![modified.timestamp_micros(); batch.num_rows()])
+                .with_timezone("UTC"),
+        )
+    } else {
+        column(&shape.spec.watermark_column, &ts_type())?
+    });
+    for (i, c) in shape.columns.iter().enumerate() {
+        columns.push(column(&c.name, schema.field(i + 2).data_type())?);
+    }
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| fail(&e))
+}
