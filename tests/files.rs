@@ -63,8 +63,11 @@ fn row(id: i64, name: Option<String>, updated_at: i64) -> Row {
     )
 }
 
-/// What the store must hold: the newest row per id, as (external id, first name, points, birthday).
-fn expected(rows: &[Row]) -> Vec<(String, Option<String>, Option<String>, Option<String>)> {
+/// A stored profile: (external id, first name, points, birthday).
+type Profile = (String, Option<String>, Option<String>, Option<String>);
+
+/// What the store must hold: the newest row per id.
+fn expected(rows: &[Row]) -> Vec<Profile> {
     let mut newest: BTreeMap<i64, &Row> = BTreeMap::new();
     for r in rows {
         if newest
@@ -94,7 +97,7 @@ fn expected(rows: &[Row]) -> Vec<(String, Option<String>, Option<String>, Option
     out
 }
 
-async fn stored(fleet: &Fleet) -> Vec<(String, Option<String>, Option<String>, Option<String>)> {
+async fn stored(fleet: &Fleet) -> Vec<Profile> {
     let mut rows: Vec<_> = fleet
         .control()
         .await
