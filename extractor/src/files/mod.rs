@@ -29,6 +29,8 @@ pub const MODIFIED: &str = "_modified";
 /// Files under a prefix of an object store.
 pub struct FilesSource {
     store: Arc<dyn ObjectStore>,
+    /// The sorted index, built once per session (planning asks for it more than once).
+    index: tokio::sync::Mutex<Option<Arc<Vec<Bound>>>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +78,10 @@ impl FilesSource {
     pub async fn connect(url: &str) -> Result<Self, SourceError> {
         let store = sluice_proto::storage::open(url)
             .map_err(|e| SourceError::InvalidSpec(format!("connection url: {e}")))?;
-        Ok(FilesSource { store })
+        Ok(FilesSource {
+            store,
+            index: tokio::sync::Mutex::new(None),
+        })
     }
 
     /// Lists the store's root.
@@ -245,8 +250,12 @@ impl FilesSource {
         Ok(())
     }
 
-    /// The sorted `(watermark, key)` of every row.
-    async fn index(&self, shape: &SourceShape) -> Result<Vec<Bound>, SourceError> {
+    /// The sorted `(watermark, key)` of every row, read once per session.
+    async fn index(&self, shape: &SourceShape) -> Result<Arc<Vec<Bound>>, SourceError> {
+        let mut cached = self.index.lock().await;
+        if let Some(index) = cached.as_ref() {
+            return Ok(index.clone());
+        }
         let mut index = Vec::new();
         self.each_chunk_batch(shape, |batch| {
             index.extend(bounds_of(&batch));
@@ -254,6 +263,8 @@ impl FilesSource {
         })
         .await?;
         index.sort_by(compare);
+        let index = Arc::new(index);
+        *cached = Some(index.clone());
         Ok(index)
     }
 
@@ -307,7 +318,7 @@ impl FilesSource {
         at: DateTime<Utc>,
     ) -> Result<Option<Bound>, SourceError> {
         let index = self.index(shape).await?;
-        Ok(index.into_iter().rfind(|b| b.watermark < at))
+        Ok(index.iter().rfind(|b| b.watermark < at).cloned())
     }
 
     /// The rows of `(lo, hi]`, file by file.
