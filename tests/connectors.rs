@@ -102,28 +102,7 @@ async fn a_redshift_connection_reads_through_a_cursor_and_imports_exactly() {
     fleet.cleanup().await;
 }
 
-/// Every profile as (external id, first name, points, birthday), sorted.
-type Profiles = Vec<(String, Option<String>, Option<String>, Option<String>)>;
-
-async fn store_profiles(fleet: &Fleet) -> Profiles {
-    let mut rows: Profiles = fleet
-        .control()
-        .await
-        .query(
-            "SELECT i.value, p.properties->>'first_name', p.properties->>'points', p.properties->>'birthday'
-               FROM profile_store.profiles p
-               JOIN profile_store.identities i USING (workspace_id, profile_id)
-              WHERE i.kind = 'external_id'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-        .collect();
-    rows.sort();
-    rows
-}
+type Profiles = Vec<common::StoredProfile>;
 
 /// The same, read from the MariaDB source table.
 async fn mariadb_profiles(conn: &mut mysql_async::Conn) -> Profiles {
@@ -189,7 +168,7 @@ async fn a_mariadb_table_with_ties_imports_exactly_and_then_only_its_changes() {
     assert_eq!(first["status"], "succeeded", "{first}");
     assert_eq!(first["rows_read"], 60_000, "{first}");
     assert_eq!(
-        store_profiles(&fleet).await,
+        common::stored_profiles(&fleet).await,
         mariadb_profiles(&mut source).await
     );
 
@@ -210,7 +189,7 @@ async fn a_mariadb_table_with_ties_imports_exactly_and_then_only_its_changes() {
         "only changed rows are read: {second}"
     );
     assert_eq!(
-        store_profiles(&fleet).await,
+        common::stored_profiles(&fleet).await,
         mariadb_profiles(&mut source).await
     );
 

@@ -63,8 +63,7 @@ fn row(id: i64, name: Option<String>, updated_at: i64) -> Row {
     )
 }
 
-/// A stored profile: (external id, first name, points, birthday).
-type Profile = (String, Option<String>, Option<String>, Option<String>);
+use common::StoredProfile as Profile;
 
 /// What the store must hold: the newest row per id.
 fn expected(rows: &[Row]) -> Vec<Profile> {
@@ -95,26 +94,6 @@ fn expected(rows: &[Row]) -> Vec<Profile> {
         .collect();
     out.sort();
     out
-}
-
-async fn stored(fleet: &Fleet) -> Vec<Profile> {
-    let mut rows: Vec<_> = fleet
-        .control()
-        .await
-        .query(
-            "SELECT i.value, p.properties->>'first_name', p.properties->>'points', p.properties->>'birthday'
-               FROM profile_store.profiles p
-               JOIN profile_store.identities i USING (workspace_id, profile_id)
-              WHERE i.kind = 'external_id'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-        .collect();
-    rows.sort();
-    rows
 }
 
 fn files_spec(dir: &Path, folder: &str, watermark: &str, extra: &str) -> String {
@@ -172,7 +151,7 @@ async fn parquet_files_with_ties_import_exactly_and_a_new_file_brings_only_its_r
     let first = fleet.run("acme", "users");
     assert_eq!(first["status"], "succeeded", "{first}");
     assert_eq!(first["rows_read"], 50_000, "{first}");
-    assert_eq!(stored(&fleet).await, expected(&rows));
+    assert_eq!(common::stored_profiles(&fleet).await, expected(&rows));
 
     let recent = chrono::Utc::now().timestamp_micros() - 60_000_000;
     let changes: Vec<Row> = (1..=5_000)
@@ -186,7 +165,7 @@ async fn parquet_files_with_ties_import_exactly_and_a_new_file_brings_only_its_r
         second["rows_read"], 5_500,
         "only the new file's rows are read: {second}"
     );
-    assert_eq!(stored(&fleet).await, expected(&rows));
+    assert_eq!(common::stored_profiles(&fleet).await, expected(&rows));
     let preview = fleet.sluice(&["imports", "preview", "users", "--workspace", "acme"]);
     let text = String::from_utf8_lossy(&preview.stdout);
     assert_eq!(

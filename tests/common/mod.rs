@@ -409,3 +409,27 @@ pub async fn assert_store_equals_source(fleet: &Fleet) {
         "profile store differs from the source (count, md5)"
     );
 }
+
+/// A stored profile: (external id, first name, points, birthday).
+pub type StoredProfile = (String, Option<String>, Option<String>, Option<String>);
+
+/// Every profile of the store as `StoredProfile`, sorted.
+pub async fn stored_profiles(fleet: &Fleet) -> Vec<StoredProfile> {
+    let mut rows: Vec<StoredProfile> = fleet
+        .control()
+        .await
+        .query(
+            "SELECT i.value, p.properties->>'first_name', p.properties->>'points', p.properties->>'birthday'
+               FROM profile_store.profiles p
+               JOIN profile_store.identities i USING (workspace_id, profile_id)
+              WHERE i.kind = 'external_id'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    rows.sort();
+    rows
+}
