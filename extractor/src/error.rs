@@ -8,6 +8,8 @@ use sluice_proto::{ErrorCode, StageError};
 pub enum SourceError {
     #[error("source unreachable: {0}")]
     Unreachable(String),
+    #[error("the source timed out: {0}")]
+    Timeout(String),
     #[error("the source refused the credentials: {0}")]
     Authentication(String),
     #[error("permission denied: {0}")]
@@ -29,6 +31,7 @@ impl SourceError {
     pub fn code(&self) -> ErrorCode {
         match self {
             SourceError::Unreachable(_) => ErrorCode::SourceUnreachable,
+            SourceError::Timeout(_) => ErrorCode::SourceTimeout,
             SourceError::Authentication(_) => ErrorCode::Authentication,
             SourceError::PermissionDenied(_) => ErrorCode::PermissionDenied,
             SourceError::MissingObject(_) => ErrorCode::MissingObject,
@@ -44,7 +47,10 @@ impl SourceError {
     pub fn retryable(&self) -> bool {
         matches!(
             self,
-            SourceError::Unreachable(_) | SourceError::Query(_) | SourceError::Storage(_)
+            SourceError::Unreachable(_)
+                | SourceError::Timeout(_)
+                | SourceError::Query(_)
+                | SourceError::Storage(_)
         )
     }
 }

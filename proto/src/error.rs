@@ -10,6 +10,8 @@ pub enum ErrorCode {
     SourceUnreachable,
     /// The source rejected the credentials.
     Authentication,
+    /// The source did not answer within the time allowed.
+    SourceTimeout,
     /// The credentials lack a privilege on an object.
     PermissionDenied,
     /// A table, view, column or database named by the import does not exist.
@@ -33,6 +35,7 @@ impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::SourceUnreachable => "source_unreachable",
+            ErrorCode::SourceTimeout => "source_timeout",
             ErrorCode::Authentication => "authentication",
             ErrorCode::PermissionDenied => "permission_denied",
             ErrorCode::MissingObject => "missing_object",
