@@ -206,8 +206,23 @@ pub async fn test_connection(
     match sluice_coordinator::connections::test(&client, &settings.master_key()?, workspace, name)
         .await
     {
-        Ok(()) => {
-            println!("connection {workspace}/{name}: ok");
+        Ok(tested) => {
+            if let Some(e) = &tested.pending_refused {
+                println!(
+                    "connection {workspace}/{name}: the new key was refused ({e}); the old credentials stay in use"
+                );
+            }
+            match &tested.promoted {
+                Some(retire) => {
+                    println!(
+                        "connection {workspace}/{name}: ok with the new key, which is now in use"
+                    );
+                    if let Some(statement) = retire {
+                        println!("retire the old key in Snowflake with:\n  {statement}");
+                    }
+                }
+                None => println!("connection {workspace}/{name}: ok"),
+            }
             Ok(0)
         }
         Err(sluice_coordinator::connections::ConnectionError::Test { error, .. }) => {
@@ -219,6 +234,23 @@ pub async fn test_connection(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Generates a Snowflake key pair for a connection and prints what to run in Snowflake.
+pub async fn keygen(settings: &Settings, workspace: &str, name: &str) -> anyhow::Result<i32> {
+    settings.migrate().await?;
+    let client = sluice_coordinator::database::connect(&settings.database_url).await?;
+    let rotation =
+        sluice_coordinator::connections::keygen(&client, &settings.master_key()?, workspace, name)
+            .await?;
+    println!("public key: {}", rotation.public_key);
+    println!("register it in Snowflake (as a user with OWNERSHIP or MODIFY on the user):");
+    println!("  {}", rotation.statement);
+    println!(
+        "then run `sluice connections test {name} --workspace {workspace}`: the new key replaces \
+         the old credentials once it logs in; until then they stay in use."
+    );
+    Ok(0)
 }
 
 /// Prints an import's source schema and first rows, as the extractor reads them.

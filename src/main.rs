@@ -189,6 +189,13 @@ enum ConnectionsCommand {
         #[arg(long)]
         workspace: String,
     },
+    /// Generate a key pair for a Snowflake connection (the private key is kept sealed) and
+    /// print the `ALTER USER` statement that registers the public key.
+    Keygen {
+        name: String,
+        #[arg(long)]
+        workspace: String,
+    },
     /// Delete a connection; refused, with the imports named, while any import uses it.
     Delete {
         name: String,
@@ -395,6 +402,9 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
             }
             ConnectionsCommand::Test { name, workspace } => {
                 imports::test_connection(settings, workspace, name).await
+            }
+            ConnectionsCommand::Keygen { name, workspace } => {
+                imports::keygen(settings, workspace, name).await
             }
             ConnectionsCommand::Delete { name, workspace } => {
                 imports::delete_connection(settings, workspace, name).await

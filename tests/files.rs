@@ -1,6 +1,7 @@
 //! Files in object storage as a source, through the whole fleet: Parquet files with ties
 //! import exactly and a new file brings only its rows; CSV and NDJSON (watermark from the
-//! file's modification time) import as well.
+//! file's modification time) import as well; a Delta table written by the deltalake writer
+//! imports exactly, and its log's statistics keep later runs away from files they don't need.
 
 mod common;
 
@@ -17,17 +18,18 @@ use std::sync::Arc;
 /// One source row: (id, external id, first name, points, birthday days, updated_at µs).
 type Row = (i64, String, Option<String>, i32, i32, i64);
 
-fn write_parquet(path: &Path, rows: &[Row]) {
+/// The rows as one batch; `required` marks id, external_id and updated_at non-nullable.
+fn batch_of(rows: &[Row], required: bool) -> RecordBatch {
     let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("external_id", DataType::Utf8, false),
+        Field::new("id", DataType::Int64, !required),
+        Field::new("external_id", DataType::Utf8, !required),
         Field::new("first_name", DataType::Utf8, true),
         Field::new("loyalty_points", DataType::Int32, true),
         Field::new("birthday", DataType::Date32, true),
         Field::new(
             "updated_at",
             DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            false,
+            !required,
         ),
     ]));
     let columns: Vec<ArrayRef> = vec![
@@ -45,9 +47,13 @@ fn write_parquet(path: &Path, rows: &[Row]) {
                 .with_timezone("UTC"),
         ),
     ];
-    let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+    RecordBatch::try_new(schema, columns).unwrap()
+}
+
+fn write_parquet(path: &Path, rows: &[Row]) {
+    let batch = batch_of(rows, true);
     let file = std::fs::File::create(path).unwrap();
-    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
     writer.write(&batch).unwrap();
     writer.close().unwrap();
 }
@@ -219,5 +225,126 @@ async fn csv_and_ndjson_files_import_too() {
         .unwrap()
         .get(0);
     assert_eq!(names, 100);
+    fleet.cleanup().await;
+}
+
+/// Appends the rows to the Delta table at `dir` as one commit, creating the table first.
+async fn delta_append(dir: &Path, rows: &[Row]) {
+    use deltalake_core::kernel::{DataType as Delta, PrimitiveType, StructField};
+    use deltalake_core::writer::{DeltaWriter, RecordBatchWriter};
+    let url = url::Url::from_directory_path(dir).unwrap();
+    let mut table = match deltalake_core::open_table(url.clone()).await {
+        Ok(table) => table,
+        Err(_) => {
+            std::fs::create_dir_all(dir).unwrap();
+            let field = |name: &str, t: PrimitiveType| {
+                StructField::new(name.to_string(), Delta::Primitive(t), true)
+            };
+            deltalake_core::operations::create::CreateBuilder::new()
+                .with_location(url.to_string())
+                .with_columns([
+                    field("id", PrimitiveType::Long),
+                    field("external_id", PrimitiveType::String),
+                    field("first_name", PrimitiveType::String),
+                    field("loyalty_points", PrimitiveType::Integer),
+                    field("birthday", PrimitiveType::Date),
+                    field("updated_at", PrimitiveType::Timestamp),
+                ])
+                .await
+                .unwrap()
+        }
+    };
+    let mut writer = RecordBatchWriter::for_table(&table).unwrap();
+    writer.write(batch_of(rows, false)).await.unwrap();
+    writer.flush_and_commit(&mut table).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delta_table_imports_exactly_and_its_statistics_skip_old_files() {
+    let mut fleet = Fleet::new().await;
+    let lake = fleet.data_dir.join("lake");
+    let base = 1_704_067_200_000_000i64; // 2024-01-01T00:00:00Z
+                                         // Rows 18,001 to 23,000 share one updated_at, across two commits' files; the newest row
+                                         // is the last commit's.
+    let mut rows: Vec<Row> = (1..=50_000)
+        .map(|id| {
+            let at = if (18_001..=23_000).contains(&id) {
+                base + 700_000_000
+            } else {
+                base + id * 37_000
+            };
+            row(id, (id % 97 != 0).then(|| format!("Name {id}")), at)
+        })
+        .collect();
+    for part in rows.chunks(10_000) {
+        delta_append(&lake.join("users"), part).await;
+    }
+    let spec = files_spec(
+        &lake,
+        "users",
+        "updated_at",
+        "      points: { column: loyalty_points, type: integer }\n      birthday: { column: birthday, type: date }\n",
+    )
+    .replace("kind: files", "kind: delta");
+    fleet.apply_ok(&spec);
+    let preview = fleet.sluice(&["imports", "preview", "users", "--workspace", "acme"]);
+    let text = String::from_utf8_lossy(&preview.stdout);
+    assert_eq!(
+        text.lines().filter(|l| l.contains("user-")).count(),
+        10,
+        "{text}"
+    );
+    fleet.start("all", &[]);
+    let first = fleet.run("acme", "users");
+    assert_eq!(first["status"], "succeeded", "{first}");
+    assert_eq!(first["rows_read"], 50_000, "{first}");
+    assert_eq!(common::stored_profiles(&fleet).await, expected(&rows));
+
+    let recent = chrono::Utc::now().timestamp_micros() - 60_000_000;
+    let changes: Vec<Row> = (1..=5_000)
+        .map(|id| row(id, Some(format!("Changed {id}")), recent))
+        .chain((50_001..=50_500).map(|id| row(id, Some(format!("New {id}")), recent)))
+        .collect();
+    delta_append(&lake.join("users"), &changes).await;
+    rows.extend(changes);
+    // The first four commits' files cannot hold a row past the watermark: the log's
+    // statistics say so, and the next run must not need them.
+    let mut old_files: Vec<_> = std::fs::read_dir(lake.join("users"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    old_files.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
+    assert_eq!(old_files.len(), 6);
+    for path in &old_files[..4] {
+        std::fs::rename(path, path.with_extension("moved")).unwrap();
+    }
+    let second = fleet.run("acme", "users");
+    assert_eq!(second["status"], "succeeded", "{second}");
+    assert_eq!(
+        second["rows_read"], 5_500,
+        "only the new commit's rows: {second}"
+    );
+    for path in &old_files[..4] {
+        std::fs::rename(path.with_extension("moved"), path).unwrap();
+    }
+    assert_eq!(common::stored_profiles(&fleet).await, expected(&rows));
+    fleet.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_delta_table_is_classified() {
+    let fleet = Fleet::new().await;
+    let lake = fleet.data_dir.join("lake");
+    std::fs::create_dir_all(lake.join("not_a_table")).unwrap();
+    let spec =
+        files_spec(&lake, "not_a_table", "updated_at", "").replace("kind: files", "kind: delta");
+    let out = fleet.apply(&spec);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("missing object") && stderr.contains("not_a_table"),
+        "{stderr}"
+    );
     fleet.cleanup().await;
 }

@@ -118,15 +118,22 @@ pub async fn apply(
     crate::spec::validate(spec)?;
     let mut urls: BTreeMap<String, (ConnectionKind, String)> = BTreeMap::new();
     for c in &spec.connections {
+        let stored = stored_connection_url(client, key, &spec.workspace, &c.name).await?;
+        let url = match stored {
+            Some((ConnectionKind::Snowflake, old)) if c.kind == ConnectionKind::Snowflake => {
+                sluice_extractor::snowflake::keep_stored_key(&c.url, &old)
+            }
+            _ => c.url.clone(),
+        };
         let tested = async {
-            let source = Source::open(c.kind, &c.url).await?;
+            let source = Source::open(c.kind, &url).await?;
             source.test().await
         };
         tested.await.map_err(|error| ApplyError::Connection {
             name: c.name.clone(),
             error,
         })?;
-        urls.insert(c.name.clone(), (c.kind, c.url.clone()));
+        urls.insert(c.name.clone(), (c.kind, url));
     }
     for import in &spec.imports {
         let (kind, url) = match urls.get(&import.connection) {
@@ -169,8 +176,10 @@ pub async fn apply(
         .await?
         .get(0);
     for c in &spec.connections {
+        // The tested URL: a Snowflake connection's stored key pair carried over.
+        let url = urls.get(&c.name).map_or(&c.url, |(_, url)| url);
         let sealed =
-            serde_json::to_value(key.seal(c.url.as_bytes())).expect("sealed value serializes");
+            serde_json::to_value(key.seal(url.as_bytes())).expect("sealed value serializes");
         let kind = serde_json::to_value(c.kind).expect("kind serializes");
         let inserted: bool = tx
             .query_one(

@@ -1,6 +1,8 @@
-//! Connection lifecycle beyond `apply`: listing, testing, and deleting only when no import
+//! Connection lifecycle beyond `apply`: listing, testing (which promotes a Snowflake key
+//! being rotated in once it logs in), generating key pairs, and deleting only when no import
 //! uses the connection.
 
+use sluice_extractor::snowflake::PendingKey;
 use sluice_extractor::{Connector, Source};
 use tokio_postgres::GenericClient;
 
@@ -22,18 +24,25 @@ pub enum ConnectionError {
     Store(#[from] tokio_postgres::Error),
 }
 
-/// Connects to a stored connection's warehouse the way the extractor does (read-only session,
-/// UTC, statement timeout); the error says what failed: unreachable, authentication,
-/// permission or a missing object.
-pub async fn test(
+/// What a connection test found besides "it works".
+#[derive(Debug, Default)]
+pub struct Tested {
+    /// A pending key logged in and replaced the old credentials; the statement retires the
+    /// old key's slot, when there was one.
+    pub promoted: Option<Option<String>>,
+    /// A pending key was refused; the old credentials stay in use.
+    pub pending_refused: Option<sluice_extractor::SourceError>,
+}
+
+async fn stored(
     client: &impl GenericClient,
     key: &sluice_proto::secrets::MasterKey,
     workspace: &str,
     name: &str,
-) -> Result<(), ConnectionError> {
+) -> Result<(i64, sluice_proto::ConnectionKind, String), ConnectionError> {
     let row = client
         .query_opt(
-            "SELECT c.credentials, c.kind FROM control.connections c JOIN control.workspaces w ON w.id = c.workspace_id
+            "SELECT c.id, c.credentials, c.kind FROM control.connections c JOIN control.workspaces w ON w.id = c.workspace_id
               WHERE w.name = $1 AND c.name = $2",
             &[&workspace, &name],
         )
@@ -42,18 +51,87 @@ pub async fn test(
             workspace: workspace.to_string(),
             name: name.to_string(),
         })?;
-    let url = crate::apply::open_credentials(key, name, &row.get(0))
+    let url = crate::apply::open_credentials(key, name, &row.get(1))
         .map_err(|e| ConnectionError::Sealed(e.to_string()))?;
-    let kind = crate::apply::stored_kind(name, &row.get::<_, String>(1))
+    let kind = crate::apply::stored_kind(name, &row.get::<_, String>(2))
         .map_err(|e| ConnectionError::Sealed(e.to_string()))?;
-    let tested = async {
-        let source = Source::open(kind, &url).await?;
-        source.test().await
-    };
-    tested.await.map_err(|error| ConnectionError::Test {
+    Ok((row.get(0), kind, url))
+}
+
+async fn store_url(
+    client: &impl GenericClient,
+    key: &sluice_proto::secrets::MasterKey,
+    id: i64,
+    url: &str,
+) -> Result<(), ConnectionError> {
+    let sealed = serde_json::to_value(key.seal(url.as_bytes()))
+        .map_err(|e| ConnectionError::Sealed(e.to_string()))?;
+    client
+        .execute(
+            "UPDATE control.connections SET credentials = $2, updated_at = now() WHERE id = $1",
+            &[&id, &sealed],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Connects to a stored connection's warehouse the way the extractor does (read-only session,
+/// UTC, statement timeout); the error says what failed: unreachable, authentication,
+/// permission or a missing object. A Snowflake key waiting to be rotated in is tried too, and
+/// replaces the old credentials once it logs in.
+pub async fn test(
+    client: &impl GenericClient,
+    key: &sluice_proto::secrets::MasterKey,
+    workspace: &str,
+    name: &str,
+) -> Result<Tested, ConnectionError> {
+    let (id, kind, url) = stored(client, key, workspace, name).await?;
+    let failed = |error| ConnectionError::Test {
         name: name.to_string(),
         error,
-    })
+    };
+    let mut tested = Tested::default();
+    if kind == sluice_proto::ConnectionKind::Snowflake {
+        match sluice_extractor::snowflake::try_pending_key(&url)
+            .await
+            .map_err(failed)?
+        {
+            PendingKey::None => {}
+            PendingKey::Promoted { url, retire } => {
+                store_url(client, key, id, &url).await?;
+                tested.promoted = Some(retire);
+                return Ok(tested);
+            }
+            PendingKey::Refused(e) => tested.pending_refused = Some(e),
+        }
+    }
+    let source = Source::open(kind, &url).await.map_err(failed)?;
+    source.test().await.map_err(failed)?;
+    Ok(tested)
+}
+
+/// Generates a key pair for a Snowflake connection and keeps its private key sealed as the
+/// pending key; the old credentials stay in use until `test` sees the new key log in.
+pub async fn keygen(
+    client: &impl GenericClient,
+    key: &sluice_proto::secrets::MasterKey,
+    workspace: &str,
+    name: &str,
+) -> Result<sluice_extractor::snowflake::Rotation, ConnectionError> {
+    let (id, kind, url) = stored(client, key, workspace, name).await?;
+    if kind != sluice_proto::ConnectionKind::Snowflake {
+        return Err(ConnectionError::Sealed(format!(
+            "connection {name:?} is a {} connection; key pairs are for snowflake connections",
+            kind.as_str()
+        )));
+    }
+    let rotation =
+        sluice_extractor::snowflake::keygen(&url).map_err(|error| ConnectionError::Test {
+            name: name.to_string(),
+            error,
+        })?;
+    store_url(client, key, id, &rotation.url).await?;
+    Ok(rotation)
 }
 
 /// A workspace's connections: (name, kind, imports using it).

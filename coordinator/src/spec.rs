@@ -268,14 +268,25 @@ pub fn validate(spec: &SpecFile) -> Result<(), SpecError> {
                     .parse::<tokio_postgres::Config>()
                     .map_err(|e| invalid(format!("{field}.url"), e.to_string()))?;
             }
-            ConnectionKind::Files => {
+            ConnectionKind::Files | ConnectionKind::Delta => {
                 if !["file://", "s3://", "gs://", "az://", "/"]
                     .iter()
                     .any(|p| c.url.starts_with(p))
                 {
                     return Err(invalid(
                         format!("{field}.url"),
-                        "a files connection takes a file://, s3://, gs:// or az:// URL",
+                        format!(
+                            "a {} connection takes a file://, s3://, gs:// or az:// URL",
+                            c.kind.as_str()
+                        ),
+                    ));
+                }
+            }
+            ConnectionKind::Snowflake => {
+                if !c.url.starts_with("snowflake://") {
+                    return Err(invalid(
+                        format!("{field}.url"),
+                        "a snowflake connection takes a snowflake://user@account/database/schema?warehouse=... URL",
                     ));
                 }
             }

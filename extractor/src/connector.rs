@@ -8,6 +8,7 @@ use crate::error::SourceError;
 use crate::files::FilesSource;
 use crate::mysql::MysqlSource;
 use crate::postgres::{Dialect, PostgresSource};
+use crate::snowflake::SnowflakeSource;
 use crate::source::{RangePlan, SourceShape, SourceSpec};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
@@ -65,6 +66,7 @@ pub enum Source {
     Postgres(PostgresSource),
     Mysql(MysqlSource),
     Files(FilesSource),
+    Snowflake(SnowflakeSource),
 }
 
 impl Source {
@@ -77,6 +79,10 @@ impl Source {
             )),
             ConnectionKind::Mysql => Ok(Source::Mysql(MysqlSource::connect(url).await?)),
             ConnectionKind::Files => Ok(Source::Files(FilesSource::connect(url).await?)),
+            ConnectionKind::Delta => Ok(Source::Files(FilesSource::connect_delta(url).await?)),
+            ConnectionKind::Snowflake => {
+                Ok(Source::Snowflake(SnowflakeSource::connect(url).await?))
+            }
         }
     }
 
@@ -98,6 +104,7 @@ impl Source {
             Source::Postgres(s) => s.read_chunk(shape, lo, hi, batch_rows, on_batch).await,
             Source::Mysql(s) => s.read_chunk(shape, lo, hi, batch_rows, on_batch).await,
             Source::Files(s) => s.read_chunk(shape, lo, hi, batch_rows, on_batch).await,
+            Source::Snowflake(s) => s.read_chunk(shape, lo, hi, batch_rows, on_batch).await,
         }
     }
 
@@ -107,6 +114,7 @@ impl Source {
             Source::Postgres(_) => crate::postgres::chunk_schema(shape),
             Source::Mysql(_) => crate::mysql::chunk_schema(shape),
             Source::Files(_) => crate::files::chunk_schema(shape),
+            Source::Snowflake(_) => crate::warehouse::chunk_schema(shape),
         }
     }
 }
@@ -117,6 +125,7 @@ impl Connector for Source {
             Source::Postgres(s) => s.test().await,
             Source::Mysql(s) => s.test().await,
             Source::Files(s) => s.test().await,
+            Source::Snowflake(s) => s.test().await,
         }
     }
 
@@ -125,6 +134,7 @@ impl Connector for Source {
             Source::Postgres(s) => s.describe(spec).await,
             Source::Mysql(s) => s.describe(spec).await,
             Source::Files(s) => s.describe(spec).await,
+            Source::Snowflake(s) => s.describe(spec).await,
         }
     }
 
@@ -133,6 +143,7 @@ impl Connector for Source {
             Source::Postgres(s) => s.preview(shape, rows).await,
             Source::Mysql(s) => s.preview(shape, rows).await,
             Source::Files(s) => s.preview(shape, rows).await,
+            Source::Snowflake(s) => s.preview(shape, rows).await,
         }
     }
 
@@ -147,6 +158,7 @@ impl Connector for Source {
             Source::Postgres(s) => s.plan_range(shape, lo, settle_lag, until).await,
             Source::Mysql(s) => s.plan_range(shape, lo, settle_lag, until).await,
             Source::Files(s) => s.plan_range(shape, lo, settle_lag, until).await,
+            Source::Snowflake(s) => s.plan_range(shape, lo, settle_lag, until).await,
         }
     }
 
@@ -161,6 +173,7 @@ impl Connector for Source {
             Source::Postgres(s) => s.chunk_boundaries(shape, lo, hi, chunk_rows).await,
             Source::Mysql(s) => s.chunk_boundaries(shape, lo, hi, chunk_rows).await,
             Source::Files(s) => s.chunk_boundaries(shape, lo, hi, chunk_rows).await,
+            Source::Snowflake(s) => s.chunk_boundaries(shape, lo, hi, chunk_rows).await,
         }
     }
 
@@ -173,6 +186,7 @@ impl Connector for Source {
             Source::Postgres(s) => s.position_before(shape, at).await,
             Source::Mysql(s) => s.position_before(shape, at).await,
             Source::Files(s) => s.position_before(shape, at).await,
+            Source::Snowflake(s) => s.position_before(shape, at).await,
         }
     }
 }

@@ -7,7 +7,9 @@ pub mod extract;
 pub mod files;
 pub mod mysql;
 pub mod postgres;
+pub mod snowflake;
 pub mod source;
+pub mod warehouse;
 
 pub use connector::{Connector, Source};
 pub use error::SourceError;

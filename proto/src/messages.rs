@@ -133,6 +133,10 @@ pub enum ConnectionKind {
     Mysql,
     /// Parquet, CSV or NDJSON files in object storage.
     Files,
+    /// A Delta Lake table in object storage, read through its transaction log.
+    Delta,
+    /// Snowflake, over its connector protocol.
+    Snowflake,
 }
 
 impl ConnectionKind {
@@ -143,6 +147,8 @@ impl ConnectionKind {
             ConnectionKind::Redshift => "redshift",
             ConnectionKind::Mysql => "mysql",
             ConnectionKind::Files => "files",
+            ConnectionKind::Delta => "delta",
+            ConnectionKind::Snowflake => "snowflake",
         }
     }
 
@@ -153,6 +159,8 @@ impl ConnectionKind {
             "redshift" => Some(ConnectionKind::Redshift),
             "mysql" => Some(ConnectionKind::Mysql),
             "files" => Some(ConnectionKind::Files),
+            "delta" => Some(ConnectionKind::Delta),
+            "snowflake" => Some(ConnectionKind::Snowflake),
             _ => None,
         }
     }

@@ -1,8 +1,11 @@
 //! Files in object storage (local, S3, GCS, Azure): Parquet, CSV and NDJSON files under a
-//! prefix, read as one table. The watermark is a column, or `_modified` for each file's
-//! modification time. Planning reads the key and watermark of every row into a sorted index
-//! (file statistics are not used to skip files yet); a chunk read filters each file to
-//! `(lo, hi]`.
+//! prefix, or the files of a Delta Lake table, read as one table. The watermark is a column,
+//! or `_modified` for each file's modification time. Planning reads the key and watermark of
+//! the rows into a sorted index and a chunk read filters each file to `(lo, hi]`; both skip
+//! the files whose watermark range (the modification time, or Delta's statistics) cannot
+//! reach the range they need.
+
+mod delta;
 
 use crate::error::SourceError;
 use crate::source::{ColumnShape, KeyKind, RangePlan, SourceShape, SourceSpec};
@@ -26,11 +29,46 @@ use std::time::Duration;
 /// The watermark name that means "the file's modification time".
 pub const MODIFIED: &str = "_modified";
 
-/// Files under a prefix of an object store.
+/// Files under a prefix of an object store, or a Delta table's files.
 pub struct FilesSource {
     store: Arc<dyn ObjectStore>,
-    /// The sorted index, built once per session (planning asks for it more than once).
-    index: tokio::sync::Mutex<Option<Arc<Vec<Bound>>>>,
+    /// The connection's URL: Delta tables are opened under it.
+    url: String,
+    layout: Layout,
+    /// The sorted index of the rows after a watermark, built once per session (planning asks
+    /// for it more than once).
+    index: tokio::sync::Mutex<Option<Index>>,
+}
+
+/// A sorted row index and the watermark it was built from (`None`: every row).
+type Index = (Option<DateTime<Utc>>, Arc<Vec<Bound>>);
+
+/// How the files of a table are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// Every data file under the folder.
+    Folder,
+    /// The files of the Delta table's current version, from its log.
+    Delta,
+}
+
+/// One data file and, where known, the range its watermarks lie in.
+#[derive(Debug, Clone)]
+struct DataFile {
+    meta: ObjectMeta,
+    format: Format,
+    /// Inclusive bounds on the file's watermark values; `None` when nothing is known.
+    watermark_range: Option<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
+impl DataFile {
+    /// Whether the file may hold a row with a watermark in `[from, to]`.
+    fn may_hold(&self, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> bool {
+        let Some((min, max)) = self.watermark_range else {
+            return true;
+        };
+        from.is_none_or(|from| max >= from) && to.is_none_or(|to| min <= to)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,10 +114,21 @@ fn normalized(t: &DataType) -> DataType {
 impl FilesSource {
     /// Opens the store a `file://`, `s3://`, `gs://` or `az://` URL names.
     pub async fn connect(url: &str) -> Result<Self, SourceError> {
+        Self::open(url, Layout::Folder)
+    }
+
+    /// Opens the store holding Delta tables, each under an import's `table` folder.
+    pub async fn connect_delta(url: &str) -> Result<Self, SourceError> {
+        Self::open(url, Layout::Delta)
+    }
+
+    fn open(url: &str, layout: Layout) -> Result<Self, SourceError> {
         let store = sluice_proto::storage::open(url)
             .map_err(|e| SourceError::InvalidSpec(format!("connection url: {e}")))?;
         Ok(FilesSource {
             store,
+            url: url.to_string(),
+            layout,
             index: tokio::sync::Mutex::new(None),
         })
     }
@@ -102,17 +151,30 @@ impl FilesSource {
         }
     }
 
-    /// The data files under the import's folder, in name order.
-    async fn files(&self, spec: &SourceSpec) -> Result<Vec<(ObjectMeta, Format)>, SourceError> {
+    /// The import's data files in name order, with what is known of their watermark ranges.
+    async fn files(&self, spec: &SourceSpec) -> Result<Vec<DataFile>, SourceError> {
         let prefix = Self::prefix(spec)?;
-        let mut files: Vec<(ObjectMeta, Format)> = self
+        if self.layout == Layout::Delta {
+            return delta::files(&self.url, prefix.as_ref(), &spec.watermark_column).await;
+        }
+        let modified = spec.watermark_column == MODIFIED;
+        let mut files: Vec<DataFile> = self
             .store
             .list(Some(&prefix))
-            .try_filter_map(|meta| async move { Ok(format_of(&meta.location).map(|f| (meta, f))) })
+            .try_filter_map(|meta| async move {
+                // Watermarks are kept to the microsecond: so is the file's time.
+                let at = DateTime::from_timestamp_micros(meta.last_modified.timestamp_micros())
+                    .unwrap_or(meta.last_modified);
+                Ok(format_of(&meta.location).map(|format| DataFile {
+                    watermark_range: modified.then_some((at, at)),
+                    meta,
+                    format,
+                }))
+            })
             .try_collect()
             .await
             .map_err(storage)?;
-        files.sort_by(|a, b| a.0.location.cmp(&b.0.location));
+        files.sort_by(|a, b| a.meta.location.cmp(&b.meta.location));
         Ok(files)
     }
 
@@ -167,10 +229,14 @@ impl FilesSource {
         }
     }
 
-    /// Checks that the files and columns exist and reads their types from the first file.
+    /// Checks that the files and columns exist and reads their types from the newest file.
     pub async fn describe(&self, spec: &SourceSpec) -> Result<SourceShape, SourceError> {
         let files = self.files(spec).await?;
-        let (meta, format) = files.first().ok_or_else(|| {
+        // The newest file has the current schema, and is the one a later run reads anyway.
+        let newest = files
+            .iter()
+            .max_by_key(|f| (f.meta.last_modified, f.meta.location.clone()));
+        let DataFile { meta, format, .. } = newest.ok_or_else(|| {
             SourceError::MissingObject(format!(
                 "no .parquet, .csv or .ndjson files under {:?}",
                 Self::prefix(spec)
@@ -231,10 +297,13 @@ impl FilesSource {
         })
     }
 
-    /// Every file's rows as chunk batches (key and watermark normalized, mapped columns).
+    /// The rows, as chunk batches (key and watermark normalized, mapped columns), of every
+    /// file that may hold a watermark in `[from, to]`.
     async fn each_chunk_batch<F, Fut>(
         &self,
         shape: &SourceShape,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
         mut on_batch: F,
     ) -> Result<(), SourceError>
     where
@@ -242,29 +311,42 @@ impl FilesSource {
         Fut: Future<Output = Result<(), SourceError>>,
     {
         let schema = chunk_schema(shape);
-        for (meta, format) in self.files(&shape.spec).await? {
-            for batch in self.read_file(&meta, format).await? {
-                on_batch(normalize(&batch, shape, &schema, meta.last_modified)?).await?;
+        let files = self.files(&shape.spec).await?;
+        let wanted: Vec<&DataFile> = files.iter().filter(|f| f.may_hold(from, to)).collect();
+        tracing::debug!(
+            files = files.len(),
+            read = wanted.len(),
+            "skipped the files whose watermarks are out of range"
+        );
+        for file in wanted {
+            for batch in self.read_file(&file.meta, file.format).await? {
+                on_batch(normalize(&batch, shape, &schema, file.meta.last_modified)?).await?;
             }
         }
         Ok(())
     }
 
-    /// The sorted `(watermark, key)` of every row, read once per session.
-    async fn index(&self, shape: &SourceShape) -> Result<Arc<Vec<Bound>>, SourceError> {
+    /// The sorted `(watermark, key)` of every row at or after `from`, read once per session.
+    async fn index(
+        &self,
+        shape: &SourceShape,
+        from: Option<DateTime<Utc>>,
+    ) -> Result<Arc<Vec<Bound>>, SourceError> {
         let mut cached = self.index.lock().await;
-        if let Some(index) = cached.as_ref() {
-            return Ok(index.clone());
+        if let Some((built_from, index)) = cached.as_ref() {
+            if built_from.is_none() || *built_from == from {
+                return Ok(index.clone());
+            }
         }
         let mut index = Vec::new();
-        self.each_chunk_batch(shape, |batch| {
+        self.each_chunk_batch(shape, from, None, |batch| {
             index.extend(bounds_of(&batch));
             async { Ok(()) }
         })
         .await?;
         index.sort_by(compare);
         let index = Arc::new(index);
-        *cached = Some(index.clone());
+        *cached = Some((from, index.clone()));
         Ok(index)
     }
 
@@ -278,7 +360,7 @@ impl FilesSource {
         let now = Utc::now();
         let lag = chrono::Duration::from_std(settle_lag).unwrap_or_default();
         let cap = until.map_or(now - lag, |u| u.min(now - lag));
-        let index = self.index(shape).await?;
+        let index = self.index(shape, lo.map(|b| b.watermark)).await?;
         let hi = index
             .iter()
             .rfind(|b| b.watermark < cap && lo.is_none_or(|lo| compare(b, lo).is_gt()))
@@ -298,7 +380,7 @@ impl FilesSource {
         hi: &Bound,
         chunk_rows: u64,
     ) -> Result<Vec<Bound>, SourceError> {
-        let index = self.index(shape).await?;
+        let index = self.index(shape, lo.map(|b| b.watermark)).await?;
         let inside: Vec<&Bound> = index
             .iter()
             .filter(|b| lo.is_none_or(|lo| compare(b, lo).is_gt()) && compare(b, hi).is_le())
@@ -317,7 +399,7 @@ impl FilesSource {
         shape: &SourceShape,
         at: DateTime<Utc>,
     ) -> Result<Option<Bound>, SourceError> {
-        let index = self.index(shape).await?;
+        let index = self.index(shape, None).await?;
         Ok(index.iter().rfind(|b| b.watermark < at).cloned())
     }
 
@@ -336,7 +418,8 @@ impl FilesSource {
     {
         let mut total = 0u64;
         let mut selected = Vec::new();
-        self.each_chunk_batch(shape, |batch| {
+        let from = lo.map(|b| b.watermark);
+        self.each_chunk_batch(shape, from, Some(hi.watermark), |batch| {
             let kept = within(&batch, lo, hi).and_then(|mask| {
                 filter_record_batch(&batch, &mask)
                     .map_err(|e| SourceError::Query(format!("filtering rows: {e}")))
@@ -362,7 +445,7 @@ impl FilesSource {
         shape: &SourceShape,
         rows: usize,
     ) -> Result<RecordBatch, SourceError> {
-        let index = self.index(shape).await?;
+        let index = self.index(shape, None).await?;
         let schema = chunk_schema(shape);
         let Some(last) = index
             .get(rows.max(1).min(index.len()).saturating_sub(1))

@@ -1,0 +1,436 @@
+//! Planning and reading for warehouses reached by SQL over HTTP (Snowflake today): each
+//! warehouse runs a statement and hands back plain Arrow batches, and the keyset planning on
+//! `(watermark, key)`, the previews and the chunk reads are written once here, as SQL text
+//! with literals the warehouse formats itself.
+
+use crate::error::SourceError;
+use crate::source::{ColumnShape, KeyKind, RangePlan, SourceShape, SourceSpec};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::{DateTime, Utc};
+use sluice_proto::columns::{SOURCE_KEY, SOURCE_WATERMARK};
+use sluice_proto::{Bound, KeyValue, SourceRelation};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A query's answer: the columns' types (known even when no row came back) and the rows.
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+/// A warehouse that runs SQL and answers in Arrow with plain types: Int64, Float64, Utf8,
+/// Boolean, Date32 and UTC nanosecond timestamps.
+pub trait SqlWarehouse: Send + Sync {
+    /// An identifier as this dialect reads it, each dotted part on its own.
+    fn quote(&self, ident: &str) -> String;
+
+    /// A UTC instant as a literal comparable with the watermark column, at full precision.
+    fn timestamp_literal(&self, t: &DateTime<Utc>) -> String;
+
+    /// An expression for the warehouse's current time in UTC.
+    fn now_utc(&self) -> &'static str;
+
+    /// A text key as this dialect reads it.
+    fn text_cast(&self, expr: &str) -> String;
+
+    /// Runs a statement whose answer fits in memory.
+    fn query(&self, sql: &str) -> impl Future<Output = Result<QueryResult, SourceError>> + Send;
+
+    /// Runs a statement and hands its rows over batch by batch, as the warehouse sends them.
+    fn query_each<F, Fut>(
+        &self,
+        sql: &str,
+        on_batch: F,
+    ) -> impl Future<Output = Result<(), SourceError>>
+    where
+        F: FnMut(RecordBatch) -> Fut,
+        Fut: Future<Output = Result<(), SourceError>>;
+}
+
+/// A string literal in standard SQL: quotes doubled.
+pub fn text_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn ts_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// The type a mapped column is read as, by the name kept in the shape.
+fn column_type(type_name: &str) -> DataType {
+    match type_name {
+        "Int64" => DataType::Int64,
+        "Float64" => DataType::Float64,
+        "Boolean" => DataType::Boolean,
+        "Date32" => DataType::Date32,
+        t if t.starts_with("Timestamp") => ts_type(),
+        _ => DataType::Utf8,
+    }
+}
+
+/// The Arrow schema a chunk read produces.
+pub fn chunk_schema(shape: &SourceShape) -> SchemaRef {
+    let key_type = match shape.key {
+        KeyKind::Int => DataType::Int64,
+        KeyKind::Text { .. } => DataType::Utf8,
+    };
+    let mut fields = vec![
+        Field::new(SOURCE_KEY, key_type, false),
+        Field::new(SOURCE_WATERMARK, ts_type(), false),
+    ];
+    for c in &shape.columns {
+        fields.push(Field::new(&c.name, column_type(&c.type_name), true));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// Planning and reads on one warehouse.
+pub struct SqlSource<W> {
+    pub warehouse: W,
+}
+
+impl<W: SqlWarehouse> SqlSource<W> {
+    fn relation(&self, r: &SourceRelation) -> String {
+        match r {
+            SourceRelation::Table(t) => self.warehouse.quote(t),
+            SourceRelation::Query(q) => format!("({q}) AS sluice_source"),
+        }
+    }
+
+    /// The watermark, key and relation as SQL, the key selected as the shape reads it.
+    fn parts(&self, shape: &SourceShape) -> (String, String, String, String) {
+        let wm = self.warehouse.quote(&shape.spec.watermark_column);
+        let key = self.warehouse.quote(&shape.spec.key_column);
+        let key_select = match shape.key {
+            KeyKind::Int => key.clone(),
+            KeyKind::Text { .. } => self.warehouse.text_cast(&key),
+        };
+        (wm, key, key_select, self.relation(&shape.spec.relation))
+    }
+
+    fn key_literal(&self, k: &KeyValue) -> String {
+        match k {
+            KeyValue::Int(v) => v.to_string(),
+            KeyValue::Text(v) => text_literal(v),
+        }
+    }
+
+    /// `(wm, key) > b`, spelled out so the warehouse prunes on the watermark.
+    fn after(&self, wm: &str, key: &str, b: &Bound) -> String {
+        let t = self.warehouse.timestamp_literal(&b.watermark);
+        let k = self.key_literal(&b.key);
+        format!("({wm} > {t} OR ({wm} = {t} AND {key} > {k}))")
+    }
+
+    /// `(wm, key) <= b`.
+    fn up_to(&self, wm: &str, key: &str, b: &Bound) -> String {
+        let t = self.warehouse.timestamp_literal(&b.watermark);
+        let k = self.key_literal(&b.key);
+        format!("({wm} < {t} OR ({wm} = {t} AND {key} <= {k}))")
+    }
+
+    /// Runs a trivial query.
+    pub async fn test(&self) -> Result<(), SourceError> {
+        self.warehouse.query("SELECT 1").await.map(|_| ())
+    }
+
+    /// Checks that the source and its columns exist and reads their types.
+    pub async fn describe(&self, spec: &SourceSpec) -> Result<SourceShape, SourceError> {
+        let mut names = vec![spec.key_column.clone(), spec.watermark_column.clone()];
+        names.extend(spec.columns.iter().cloned());
+        let select: Vec<String> = names.iter().map(|n| self.warehouse.quote(n)).collect();
+        let sql = format!(
+            "SELECT {} FROM {} LIMIT 0",
+            select.join(", "),
+            self.relation(&spec.relation)
+        );
+        let schema = self.warehouse.query(&sql).await?.schema;
+        let type_of = |i: usize| schema.field(i).data_type().clone();
+        let key = match type_of(0) {
+            DataType::Int64 => KeyKind::Int,
+            t => KeyKind::Text {
+                type_name: t.to_string(),
+            },
+        };
+        let watermark_type = match type_of(1) {
+            t @ (DataType::Timestamp(..) | DataType::Date32) => t.to_string(),
+            t => {
+                return Err(SourceError::InvalidSpec(format!(
+                    "watermark column {:?} is {t}, not a date-time",
+                    spec.watermark_column
+                )))
+            }
+        };
+        Ok(SourceShape {
+            spec: spec.clone(),
+            key,
+            watermark_type,
+            columns: names
+                .iter()
+                .enumerate()
+                .skip(2)
+                .map(|(i, name)| ColumnShape {
+                    name: name.clone(),
+                    type_name: type_of(i).to_string(),
+                })
+                .collect(),
+        })
+    }
+
+    /// The first row's `(watermark, key)` of a query selecting those two.
+    async fn position(
+        &self,
+        sql: String,
+        shape: &SourceShape,
+    ) -> Result<Option<Bound>, SourceError> {
+        let result = self.warehouse.query(&sql).await?;
+        let Some(batch) = result.batches.iter().find(|b| b.num_rows() > 0) else {
+            return Ok(None);
+        };
+        Ok(Some(Bound {
+            watermark: instant(batch.column(0), 0)?,
+            key: match shape.key {
+                KeyKind::Int => KeyValue::Int(
+                    cast(batch.column(1), &DataType::Int64)
+                        .map_err(|e| SourceError::Query(e.to_string()))?
+                        .as_primitive::<arrow::datatypes::Int64Type>()
+                        .value(0),
+                ),
+                KeyKind::Text { .. } => KeyValue::Text(
+                    cast(batch.column(1), &DataType::Utf8)
+                        .map_err(|e| SourceError::Query(e.to_string()))?
+                        .as_string::<i32>()
+                        .value(0)
+                        .to_string(),
+                ),
+            },
+        }))
+    }
+
+    async fn now(&self) -> Result<DateTime<Utc>, SourceError> {
+        let result = self
+            .warehouse
+            .query(&format!("SELECT {}", self.warehouse.now_utc()))
+            .await?;
+        let batch = result
+            .batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .ok_or_else(|| {
+                SourceError::Query("the warehouse did not say what time it is".into())
+            })?;
+        instant(batch.column(0), 0)
+    }
+
+    /// The run's upper bound after `lo`, below `now − settle_lag` and `until`.
+    pub async fn plan_range(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        settle_lag: Duration,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<RangePlan, SourceError> {
+        let now = self.now().await?;
+        let lag = chrono::Duration::from_std(settle_lag).unwrap_or_default();
+        let cap = until.map_or(now - lag, |u| u.min(now - lag));
+        let (wm, key, key_select, from) = self.parts(shape);
+        let mut filter = format!("{wm} < {}", self.warehouse.timestamp_literal(&cap));
+        if let Some(lo) = lo {
+            filter.push_str(&format!(" AND {}", self.after(&wm, &key, lo)));
+        }
+        let hi = self
+            .position(
+                format!("SELECT {wm}, {key_select} FROM {from} WHERE {filter} ORDER BY {wm} DESC, {key} DESC LIMIT 1"),
+                shape,
+            )
+            .await?;
+        let held = self
+            .warehouse
+            .query(&format!(
+                "SELECT COUNT(*) FROM {from} WHERE {wm} > {}",
+                self.warehouse.timestamp_literal(&now)
+            ))
+            .await?;
+        let held_back_future = held
+            .batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .map(|b| cast(b.column(0), &DataType::Int64))
+            .transpose()
+            .map_err(|e| SourceError::Query(e.to_string()))?
+            .map_or(0, |c| {
+                c.as_primitive::<arrow::datatypes::Int64Type>().value(0)
+            });
+        Ok(RangePlan {
+            hi,
+            cap,
+            held_back_future: held_back_future.max(0) as u64,
+        })
+    }
+
+    /// Boundaries cutting `(lo, hi]` into chunks of about `chunk_rows` rows: one keyset query
+    /// per boundary, each starting after the previous one.
+    pub async fn chunk_boundaries(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        hi: &Bound,
+        chunk_rows: u64,
+    ) -> Result<Vec<Bound>, SourceError> {
+        let (wm, key, key_select, from) = self.parts(shape);
+        let mut boundaries = Vec::new();
+        let mut previous = lo.cloned();
+        loop {
+            let mut filter = self.up_to(&wm, &key, hi);
+            if let Some(p) = &previous {
+                filter.push_str(&format!(" AND {}", self.after(&wm, &key, p)));
+            }
+            let sql = format!(
+                "SELECT {wm}, {key_select} FROM {from} WHERE {filter} ORDER BY {wm}, {key} LIMIT 1 OFFSET {}",
+                chunk_rows.max(1) - 1
+            );
+            match self.position(sql, shape).await? {
+                Some(b) if &b != hi => {
+                    boundaries.push(b.clone());
+                    previous = Some(b);
+                }
+                _ => return Ok(boundaries),
+            }
+        }
+    }
+
+    /// The position just before the first row at or after `at`.
+    pub async fn position_before(
+        &self,
+        shape: &SourceShape,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Bound>, SourceError> {
+        let (wm, key, key_select, from) = self.parts(shape);
+        let at = self.warehouse.timestamp_literal(&at);
+        self.position(
+            format!("SELECT {wm}, {key_select} FROM {from} WHERE {wm} < {at} ORDER BY {wm} DESC, {key} DESC LIMIT 1"),
+            shape,
+        )
+        .await
+    }
+
+    /// Reads `(lo, hi]`, in batches of at most `batch_rows` rows.
+    pub async fn read_chunk<F, Fut>(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        hi: &Bound,
+        batch_rows: usize,
+        on_batch: F,
+    ) -> Result<u64, SourceError>
+    where
+        F: FnMut(RecordBatch) -> Fut,
+        Fut: Future<Output = Result<(), SourceError>>,
+    {
+        let (wm, key, _, _) = self.parts(shape);
+        let mut filter = self.up_to(&wm, &key, hi);
+        if let Some(lo) = lo {
+            filter.push_str(&format!(" AND {}", self.after(&wm, &key, lo)));
+        }
+        self.stream(shape, &format!("WHERE {filter}"), batch_rows, on_batch)
+            .await
+    }
+
+    /// The first `rows` rows in `(watermark, key)` order.
+    pub async fn preview(
+        &self,
+        shape: &SourceShape,
+        rows: usize,
+    ) -> Result<RecordBatch, SourceError> {
+        let (wm, key, _, _) = self.parts(shape);
+        let mut batches = Vec::new();
+        self.stream(
+            shape,
+            &format!("ORDER BY {wm}, {key} LIMIT {}", rows.max(1)),
+            rows.max(1),
+            |batch| {
+                batches.push(batch);
+                async { Ok(()) }
+            },
+        )
+        .await?;
+        arrow::compute::concat_batches(&chunk_schema(shape), &batches)
+            .map_err(|e| SourceError::Query(format!("building a record batch: {e}")))
+    }
+
+    async fn stream<F, Fut>(
+        &self,
+        shape: &SourceShape,
+        tail: &str,
+        batch_rows: usize,
+        mut on_batch: F,
+    ) -> Result<u64, SourceError>
+    where
+        F: FnMut(RecordBatch) -> Fut,
+        Fut: Future<Output = Result<(), SourceError>>,
+    {
+        let (_, _, key_select, from) = self.parts(shape);
+        let mut select = vec![
+            key_select,
+            self.warehouse.quote(&shape.spec.watermark_column),
+        ];
+        select.extend(shape.columns.iter().map(|c| self.warehouse.quote(&c.name)));
+        let sql = format!("SELECT {} FROM {from} {tail}", select.join(", "));
+        let schema = chunk_schema(shape);
+        let mut total = 0u64;
+        self.warehouse
+            .query_each(&sql, |batch| {
+                let conformed = conform(&batch, &schema);
+                let mut parts = Vec::new();
+                if let Ok(batch) = &conformed {
+                    total += batch.num_rows() as u64;
+                    let step = batch_rows.max(1);
+                    let mut offset = 0;
+                    while offset < batch.num_rows() {
+                        let len = step.min(batch.num_rows() - offset);
+                        parts.push(batch.slice(offset, len));
+                        offset += len;
+                    }
+                }
+                let sends: Vec<Fut> = parts.into_iter().map(&mut on_batch).collect();
+                async move {
+                    conformed?;
+                    for send in sends {
+                        send.await?;
+                    }
+                    Ok(())
+                }
+            })
+            .await?;
+        Ok(total)
+    }
+}
+
+/// A warehouse batch in the chunk schema, column by column in select order.
+fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, SourceError> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            cast(column, field.data_type())
+                .map_err(|e| SourceError::Query(format!("reading column {:?}: {e}", field.name())))
+        })
+        .collect::<Result<Vec<ArrayRef>, _>>()?;
+    RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| SourceError::Query(format!("building a record batch: {e}")))
+}
+
+/// Row `i` of a timestamp or date column as a UTC instant, at full precision.
+fn instant(column: &ArrayRef, i: usize) -> Result<DateTime<Utc>, SourceError> {
+    let ns = cast(column, &DataType::Timestamp(TimeUnit::Nanosecond, None))
+        .map_err(|e| SourceError::Query(format!("reading a watermark: {e}")))?;
+    let ns = ns.as_primitive::<arrow::datatypes::TimestampNanosecondType>();
+    if ns.is_null(i) {
+        return Err(SourceError::Query("the watermark is NULL".into()));
+    }
+    Ok(DateTime::from_timestamp_nanos(ns.value(i)))
+}
