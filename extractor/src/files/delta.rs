@@ -138,6 +138,12 @@ fn micros_column(
     let micros = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
     let converted = match column.data_type() {
         DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64 => cast(column, &micros),
+        // The log keeps modification times as milliseconds since the epoch.
+        DataType::Int64 => cast(
+            column,
+            &DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+        )
+        .and_then(|ms| cast(&ms, &micros)),
         _ => return Ok(None),
     };
     converted
