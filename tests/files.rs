@@ -102,6 +102,22 @@ fn expected(rows: &[Row]) -> Vec<Profile> {
     out
 }
 
+/// 50,000 rows from 2024-01-01, 37 ms apart, but rows 18,001 to 23,000 all at `tie_at`
+/// microseconds after the start; every 97th row has no first name.
+fn tied_rows(tie_at: i64) -> Vec<Row> {
+    let base = 1_704_067_200_000_000i64; // 2024-01-01T00:00:00Z
+    (1..=50_000)
+        .map(|id| {
+            let at = if (18_001..=23_000).contains(&id) {
+                base + tie_at
+            } else {
+                base + id * 37_000
+            };
+            row(id, (id % 97 != 0).then(|| format!("Name {id}")), at)
+        })
+        .collect()
+}
+
 fn files_spec(dir: &Path, folder: &str, watermark: &str, extra: &str) -> String {
     format!(
         r#"workspace: acme
@@ -131,18 +147,8 @@ async fn parquet_files_with_ties_import_exactly_and_a_new_file_brings_only_its_r
     let mut fleet = Fleet::new().await;
     let lake = fleet.data_dir.join("lake");
     std::fs::create_dir_all(lake.join("users")).unwrap();
-    let base = 1_704_067_200_000_000i64; // 2024-01-01T00:00:00Z
-                                         // Rows 18,001 to 23,000 share one updated_at, across two files.
-    let mut rows: Vec<Row> = (1..=50_000)
-        .map(|id| {
-            let at = if (18_001..=23_000).contains(&id) {
-                base + 5_000_000_000
-            } else {
-                base + id * 37_000
-            };
-            row(id, (id % 97 != 0).then(|| format!("Name {id}")), at)
-        })
-        .collect();
+    // Rows 18,001 to 23,000 share one updated_at, across two files.
+    let mut rows = tied_rows(5_000_000_000);
     for (n, part) in rows.chunks(10_000).enumerate() {
         write_parquet(&lake.join(format!("users/part-{n}.parquet")), part);
     }
@@ -263,19 +269,9 @@ async fn delta_append(dir: &Path, rows: &[Row]) {
 async fn a_delta_table_imports_exactly_and_its_statistics_skip_old_files() {
     let mut fleet = Fleet::new().await;
     let lake = fleet.data_dir.join("lake");
-    let base = 1_704_067_200_000_000i64; // 2024-01-01T00:00:00Z
-                                         // Rows 18,001 to 23,000 share one updated_at, across two commits' files; the newest row
-                                         // is the last commit's.
-    let mut rows: Vec<Row> = (1..=50_000)
-        .map(|id| {
-            let at = if (18_001..=23_000).contains(&id) {
-                base + 700_000_000
-            } else {
-                base + id * 37_000
-            };
-            row(id, (id % 97 != 0).then(|| format!("Name {id}")), at)
-        })
-        .collect();
+    // Rows 18,001 to 23,000 share one updated_at, across two commits' files; the newest row
+    // is the last commit's.
+    let mut rows = tied_rows(700_000_000);
     for part in rows.chunks(10_000) {
         delta_append(&lake.join("users"), part).await;
     }

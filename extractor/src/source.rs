@@ -1,8 +1,11 @@
 //! What every connector shares: the source an import reads, its shape as discovered, and a
 //! planned range.
 
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
+use sluice_proto::columns::{SOURCE_KEY, SOURCE_WATERMARK};
 use sluice_proto::{Bound, SourceRelation};
+use std::sync::Arc;
 
 /// What an import reads: a table or query, its unique key, its watermark and mapped columns.
 #[derive(Debug, Clone)]
@@ -49,4 +52,31 @@ pub struct RangePlan {
     pub cap: DateTime<Utc>,
     /// Rows whose watermark lies in the future, held back from this run.
     pub held_back_future: u64,
+}
+
+/// The chunk schema of sources whose column types are kept as Arrow type names (files, Delta,
+/// SQL-over-HTTP warehouses): key, watermark as UTC microseconds, and the mapped columns as
+/// Int64, Float64, Boolean, Date32, timestamps or text.
+pub fn chunk_schema(shape: &SourceShape) -> SchemaRef {
+    let ts = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let key_type = match shape.key {
+        KeyKind::Int => DataType::Int64,
+        KeyKind::Text { .. } => DataType::Utf8,
+    };
+    let mut fields = vec![
+        Field::new(SOURCE_KEY, key_type, false),
+        Field::new(SOURCE_WATERMARK, ts(), false),
+    ];
+    for c in &shape.columns {
+        let t = match c.type_name.as_str() {
+            "Int64" => DataType::Int64,
+            "Float64" => DataType::Float64,
+            "Boolean" => DataType::Boolean,
+            "Date32" => DataType::Date32,
+            t if t.starts_with("Timestamp") => ts(),
+            _ => DataType::Utf8,
+        };
+        fields.push(Field::new(&c.name, t, true));
+    }
+    Arc::new(Schema::new(fields))
 }

@@ -4,15 +4,14 @@
 //! with literals the warehouse formats itself.
 
 use crate::error::SourceError;
+pub use crate::source::chunk_schema;
 use crate::source::{ColumnShape, KeyKind, RangePlan, SourceShape, SourceSpec};
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
-use sluice_proto::columns::{SOURCE_KEY, SOURCE_WATERMARK};
 use sluice_proto::{Bound, KeyValue, SourceRelation};
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// A query's answer: the columns' types (known even when no row came back) and the rows.
@@ -53,38 +52,6 @@ pub trait SqlWarehouse: Send + Sync {
 /// A string literal in standard SQL: quotes doubled.
 pub fn text_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
-}
-
-fn ts_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
-}
-
-/// The type a mapped column is read as, by the name kept in the shape.
-fn column_type(type_name: &str) -> DataType {
-    match type_name {
-        "Int64" => DataType::Int64,
-        "Float64" => DataType::Float64,
-        "Boolean" => DataType::Boolean,
-        "Date32" => DataType::Date32,
-        t if t.starts_with("Timestamp") => ts_type(),
-        _ => DataType::Utf8,
-    }
-}
-
-/// The Arrow schema a chunk read produces.
-pub fn chunk_schema(shape: &SourceShape) -> SchemaRef {
-    let key_type = match shape.key {
-        KeyKind::Int => DataType::Int64,
-        KeyKind::Text { .. } => DataType::Utf8,
-    };
-    let mut fields = vec![
-        Field::new(SOURCE_KEY, key_type, false),
-        Field::new(SOURCE_WATERMARK, ts_type(), false),
-    ];
-    for c in &shape.columns {
-        fields.push(Field::new(&c.name, column_type(&c.type_name), true));
-    }
-    Arc::new(Schema::new(fields))
 }
 
 /// Planning and reads on one warehouse.

@@ -433,3 +433,19 @@ pub async fn stored_profiles(fleet: &Fleet) -> Vec<StoredProfile> {
     rows.sort();
     rows
 }
+
+/// Applies each spec and checks it is refused, within 15 s, with an error containing the
+/// expected text (a classified connection failure).
+pub fn assert_refused_within_timeout(fleet: &Fleet, cases: &[(String, &str)]) {
+    for (text, expected) in cases {
+        let started = std::time::Instant::now();
+        let out = fleet.apply(text);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{expected} took too long"
+        );
+    }
+}

@@ -17,6 +17,7 @@ import gzip
 import importlib
 import hashlib
 import json
+import logging
 import re
 import secrets
 
@@ -156,6 +157,7 @@ def main() -> None:
     CHUNK_ROWS = args.chunk_rows
     BASE_URL = f"http://127.0.0.1:{args.port}"
     USERS[args.user.upper()] = {"password": args.password, "keys": {}}
+    fakesnow_server.logger.setLevel(logging.WARNING)
     app = fakesnow_server.app
     app.router.routes[:0] = [
         Route("/session/v1/login-request", login_request, methods=["POST"]),

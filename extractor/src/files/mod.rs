@@ -7,6 +7,8 @@
 
 mod delta;
 
+pub use crate::source::chunk_schema;
+
 use crate::error::SourceError;
 use crate::source::{ColumnShape, KeyKind, RangePlan, SourceShape, SourceSpec};
 use arrow::array::{
@@ -15,12 +17,11 @@ use arrow::array::{
 };
 use arrow::compute::kernels::cmp::{eq, gt, lt, lt_eq};
 use arrow::compute::{and, cast, filter_record_batch, or};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
-use sluice_proto::columns::{SOURCE_KEY, SOURCE_WATERMARK};
 use sluice_proto::{Bound, KeyValue, SourceRelation};
 use std::future::Future;
 use std::sync::Arc;
@@ -550,30 +551,6 @@ fn within(
     )
     .map_err(fail)?;
     and(&lower, &upper).map_err(fail)
-}
-
-/// The Arrow schema a chunk read produces.
-pub fn chunk_schema(shape: &SourceShape) -> SchemaRef {
-    let key_type = match shape.key {
-        KeyKind::Int => DataType::Int64,
-        KeyKind::Text { .. } => DataType::Utf8,
-    };
-    let mut fields = vec![
-        Field::new(SOURCE_KEY, key_type, false),
-        Field::new(SOURCE_WATERMARK, ts_type(), false),
-    ];
-    for c in &shape.columns {
-        let t = match c.type_name.as_str() {
-            "Int64" => DataType::Int64,
-            "Float64" => DataType::Float64,
-            "Boolean" => DataType::Boolean,
-            "Date32" => DataType::Date32,
-            t if t.starts_with("Timestamp") => ts_type(),
-            _ => DataType::Utf8,
-        };
-        fields.push(Field::new(&c.name, t, true));
-    }
-    Arc::new(Schema::new(fields))
 }
 
 /// A file's batch in the chunk schema: key, watermark (or the file's modification time) and
