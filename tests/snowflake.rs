@@ -7,7 +7,6 @@ mod common;
 
 use common::{Fleet, StoredProfile};
 use sluice_extractor::snowflake::{Client, Settings};
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -29,18 +28,24 @@ impl FakeSnowflake {
             std::path::Path::new(&python).exists(),
             "{python} is missing: deploy/test.sh installs fakesnow (tests/snowflake/requirements.txt)"
         );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        // The stand-in binds a port the system picks and prints it: no two tests share one.
         let mut child = Command::new(python)
             .arg(format!("{root}/tests/snowflake/server.py"))
-            .args(["--port", &port.to_string(), "--user", USER])
+            .args(["--port", "0", "--user", USER])
             .args(["--password", PASSWORD, "--chunk-rows", "10000"])
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .expect("start the Snowflake stand-in");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let port: u16 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("the stand-in printed {line:?}, not its port"));
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Some(status) = child.try_wait().unwrap() {

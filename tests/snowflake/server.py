@@ -9,6 +9,7 @@ tests need:
   the rest as gzip'd Arrow IPC chunks fetched with the headers the response names.
 
 Usage: server.py --port PORT --user NAME --password SECRET [--chunk-rows N]
+With --port 0 the system picks a free port; the port listened on is printed first.
 """
 
 import argparse
@@ -20,6 +21,7 @@ import json
 import logging
 import re
 import secrets
+import socket
 
 import pyarrow as pa
 import uvicorn
@@ -155,7 +157,11 @@ def main() -> None:
     parser.add_argument("--chunk-rows", type=int, default=CHUNK_ROWS)
     args = parser.parse_args()
     CHUNK_ROWS = args.chunk_rows
-    BASE_URL = f"http://127.0.0.1:{args.port}"
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", args.port))
+    port = sock.getsockname()[1]
+    print(port, flush=True)
+    BASE_URL = f"http://127.0.0.1:{port}"
     USERS[args.user.upper()] = {"password": args.password, "keys": {}}
     fakesnow_server.logger.setLevel(logging.WARNING)
     app = fakesnow_server.app
@@ -164,7 +170,7 @@ def main() -> None:
         Route("/queries/v1/query-request", query_request, methods=["POST"]),
         Route("/chunks/{name}", chunk, methods=["GET"]),
     ]
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
 
 
 if __name__ == "__main__":
