@@ -193,13 +193,7 @@ async fn a_mariadb_table_with_ties_imports_exactly_and_then_only_its_changes() {
         mariadb_profiles(&mut source).await
     );
 
-    let preview = fleet.sluice(&["imports", "preview", "users", "--workspace", "acme"]);
-    let text = String::from_utf8_lossy(&preview.stdout);
-    assert_eq!(
-        text.lines().filter(|l| l.contains("user-")).count(),
-        10,
-        "{text}"
-    );
+    common::preview_users(&fleet, 10);
 
     drop(source);
     admin

@@ -2,6 +2,9 @@
 //! import exactly and a new file brings only its rows; CSV and NDJSON (watermark from the
 //! file's modification time) import as well; a Delta table written by the deltalake writer
 //! imports exactly, and its log's statistics keep later runs away from files they don't need.
+//! Files and Delta tables in S3 (moto's server with authentication enforced) are read with
+//! the connection's own credentials, and a wrong secret, an unreachable endpoint and a missing
+//! folder are each classified.
 
 mod common;
 
@@ -10,6 +13,7 @@ use arrow::array::{
     TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use common::stand_in::StandIn;
 use common::Fleet;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -118,6 +122,15 @@ fn tied_rows(tie_at: i64) -> Vec<Row> {
         .collect()
 }
 
+/// 5,000 of the tied rows changed and 500 new ones, all stamped a minute ago.
+fn changed_rows() -> Vec<Row> {
+    let recent = chrono::Utc::now().timestamp_micros() - 60_000_000;
+    (1..=5_000)
+        .map(|id| row(id, Some(format!("Changed {id}")), recent))
+        .chain((50_001..=50_500).map(|id| row(id, Some(format!("New {id}")), recent)))
+        .collect()
+}
+
 fn files_spec(dir: &Path, folder: &str, watermark: &str, extra: &str) -> String {
     format!(
         r#"workspace: acme
@@ -165,11 +178,7 @@ async fn parquet_files_with_ties_import_exactly_and_a_new_file_brings_only_its_r
     assert_eq!(first["rows_read"], 50_000, "{first}");
     assert_eq!(common::stored_profiles(&fleet).await, expected(&rows));
 
-    let recent = chrono::Utc::now().timestamp_micros() - 60_000_000;
-    let changes: Vec<Row> = (1..=5_000)
-        .map(|id| row(id, Some(format!("Changed {id}")), recent))
-        .chain((50_001..=50_500).map(|id| row(id, Some(format!("New {id}")), recent)))
-        .collect();
+    let changes = changed_rows();
     write_parquet(&lake.join("users/part-9.parquet"), &changes);
     rows.extend(changes);
     let second = fleet.run("acme", "users");
@@ -178,13 +187,7 @@ async fn parquet_files_with_ties_import_exactly_and_a_new_file_brings_only_its_r
         "only the new file's rows are read: {second}"
     );
     assert_eq!(common::stored_profiles(&fleet).await, expected(&rows));
-    let preview = fleet.sluice(&["imports", "preview", "users", "--workspace", "acme"]);
-    let text = String::from_utf8_lossy(&preview.stdout);
-    assert_eq!(
-        text.lines().filter(|l| l.contains("user-")).count(),
-        10,
-        "{text}"
-    );
+    common::preview_users(&fleet, 10);
     fleet.cleanup().await;
 }
 
@@ -283,24 +286,14 @@ async fn a_delta_table_imports_exactly_and_its_statistics_skip_old_files() {
     )
     .replace("kind: files", "kind: delta");
     fleet.apply_ok(&spec);
-    let preview = fleet.sluice(&["imports", "preview", "users", "--workspace", "acme"]);
-    let text = String::from_utf8_lossy(&preview.stdout);
-    assert_eq!(
-        text.lines().filter(|l| l.contains("user-")).count(),
-        10,
-        "{text}"
-    );
+    common::preview_users(&fleet, 10);
     fleet.start("all", &[]);
     let first = fleet.run("acme", "users");
     assert_eq!(first["status"], "succeeded", "{first}");
     assert_eq!(first["rows_read"], 50_000, "{first}");
     assert_eq!(common::stored_profiles(&fleet).await, expected(&rows));
 
-    let recent = chrono::Utc::now().timestamp_micros() - 60_000_000;
-    let changes: Vec<Row> = (1..=5_000)
-        .map(|id| row(id, Some(format!("Changed {id}")), recent))
-        .chain((50_001..=50_500).map(|id| row(id, Some(format!("New {id}")), recent)))
-        .collect();
+    let changes = changed_rows();
     delta_append(&lake.join("users"), &changes).await;
     rows.extend(changes);
     // The first four commits' files cannot hold a row past the watermark: the log's
@@ -342,5 +335,142 @@ async fn a_missing_delta_table_is_classified() {
         stderr.contains("missing object") && stderr.contains("not_a_table"),
         "{stderr}"
     );
+    fleet.cleanup().await;
+}
+
+/// A bucket in the S3 stand-in and the access key it accepts.
+struct S3 {
+    server: StandIn,
+    bucket: String,
+}
+
+impl S3 {
+    fn start(fleet: &Fleet) -> S3 {
+        let bucket = format!("sluice-{}", fleet.id);
+        let server = StandIn::start("tests/warehouses/s3_stand_in.py", &["--bucket", &bucket]);
+        S3 { server, bucket }
+    }
+
+    /// The URL of `prefix` with the access key, and `secret` (the right one when `None`).
+    fn url(&self, prefix: &str, secret: Option<&str>, port: Option<u16>) -> String {
+        let key = &self.server.announced;
+        let secret = secret.unwrap_or_else(|| key["secret_access_key"].as_str().unwrap());
+        let encode =
+            |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+        format!(
+            "s3://{}/{prefix}?aws_access_key_id={}&aws_secret_access_key={}&aws_region=us-east-1&aws_endpoint=http://127.0.0.1:{}&aws_allow_http=true",
+            self.bucket,
+            key["access_key_id"].as_str().unwrap(),
+            encode(secret),
+            port.unwrap_or(self.server.port)
+        )
+    }
+
+    /// Copies every file below `local` to `prefix`.
+    async fn upload(&self, local: &Path, prefix: &str) {
+        use object_store::ObjectStoreExt;
+        let store = sluice_proto::storage::open(&self.url(prefix, None, None)).unwrap();
+        let mut pending = vec![local.to_path_buf()];
+        while let Some(dir) = pending.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    pending.push(path);
+                    continue;
+                }
+                let relative = path
+                    .strip_prefix(local)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_string();
+                store
+                    .put(
+                        &relative.as_str().into(),
+                        std::fs::read(&path).unwrap().into(),
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
+/// A spec importing `folder` from the `kind` connection at `url`.
+fn s3_spec(kind: &str, url: &str, folder: &str) -> String {
+    files_spec(Path::new("/"), folder, "updated_at", "")
+        .replace("url: file:///", &format!("url: \"{url}\""))
+        .replace("kind: files", &format!("kind: {kind}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parquet_files_in_s3_import_with_the_connections_own_credentials() {
+    let mut fleet = Fleet::new().await;
+    let s3 = S3::start(&fleet);
+    let local = fleet.data_dir.join("export");
+    std::fs::create_dir_all(&local).unwrap();
+    let rows: Vec<Row> = tied_rows(700_000_000).into_iter().take(24_000).collect();
+    for (i, part) in rows.chunks(8_000).enumerate() {
+        write_parquet(&local.join(format!("part-{i}.parquet")), part);
+    }
+    s3.upload(&local, "exports/users").await;
+    fleet.apply_ok(&s3_spec("files", &s3.url("exports", None, None), "users"));
+    fleet.start("all", &[]);
+    let run = fleet.run("acme", "users");
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["rows_read"], 24_000, "{run}");
+    let names: Vec<_> = common::stored_profiles(&fleet)
+        .await
+        .into_iter()
+        .map(|(id, name, ..)| (id, name))
+        .collect();
+    let mut expected: Vec<_> = rows
+        .iter()
+        .map(|(_, external_id, name, ..)| (external_id.clone(), name.clone()))
+        .collect();
+    expected.sort();
+    assert_eq!(names, expected);
+    fleet.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delta_table_in_s3_imports_and_s3_failures_are_classified() {
+    let mut fleet = Fleet::new().await;
+    let s3 = S3::start(&fleet);
+    let local = fleet.data_dir.join("lake");
+    let rows: Vec<Row> = tied_rows(700_000_000).into_iter().take(100).collect();
+    delta_append(&local.join("users"), &rows).await;
+    std::fs::create_dir_all(local.join("export")).unwrap();
+    write_parquet(&local.join("export/part-0.parquet"), &rows);
+    s3.upload(&local, "lake").await;
+    // Both kinds read with the right key first: the table and the folder are there.
+    let out = fleet.apply(&s3_spec("delta", &s3.url("lake", None, None), "users"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    common::preview_users(&fleet, 10);
+    fleet.start("all", &[]);
+    let run = fleet.run("acme", "users");
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["rows_read"], 100, "{run}");
+    for (kind, folder) in [("delta", "users"), ("files", "export")] {
+        let cases = [
+            (
+                s3_spec(kind, &s3.url("lake", Some("not-the-secret"), None), folder),
+                "refused the credentials",
+            ),
+            (
+                s3_spec(kind, &s3.url("lake", None, Some(1)), folder),
+                "unreachable",
+            ),
+            (
+                s3_spec(kind, &s3.url("lake", None, None), "no_such_folder"),
+                "missing object",
+            ),
+        ];
+        common::assert_refused_within_timeout(&fleet, &cases);
+    }
     fleet.cleanup().await;
 }

@@ -1,70 +1,42 @@
 //! The Snowflake connector through the whole fleet, against fakesnow's server mode (a
 //! DuckDB-backed implementation of Snowflake's connector protocol) wrapped by
-//! `tests/snowflake/server.py`, which checks passwords and key-pair JWTs, registers public keys
+//! `tests/warehouses/snowflake_stand_in.py`, which checks passwords and key-pair JWTs, registers public keys
 //! with `ALTER USER`, and splits large answers into gzip'd result chunks as Snowflake does.
 
 mod common;
 
+use common::stand_in::StandIn;
 use common::{Fleet, StoredProfile};
 use sluice_extractor::snowflake::{Client, Settings};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 const USER: &str = "sluice_loader";
 const PASSWORD: &str = "correct horse";
 
-/// A running Snowflake stand-in, stopped on drop.
-struct FakeSnowflake {
-    port: u16,
-    child: Child,
-}
+/// A running Snowflake stand-in.
+struct FakeSnowflake(StandIn);
 
 impl FakeSnowflake {
     fn start() -> FakeSnowflake {
-        let root = env!("CARGO_MANIFEST_DIR");
-        let python = std::env::var("SLUICE_FAKESNOW_PYTHON")
-            .unwrap_or_else(|_| format!("{root}/target/fakesnow/bin/python"));
-        assert!(
-            std::path::Path::new(&python).exists(),
-            "{python} is missing: deploy/test.sh installs fakesnow (tests/snowflake/requirements.txt)"
-        );
-        // The stand-in binds a port the system picks and prints it: no two tests share one.
-        let mut child = Command::new(python)
-            .arg(format!("{root}/tests/snowflake/server.py"))
-            .args(["--port", "0", "--user", USER])
-            .args(["--password", PASSWORD, "--chunk-rows", "10000"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the Snowflake stand-in");
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        let port: u16 = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("the stand-in printed {line:?}, not its port"));
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("the stand-in exited: {status}");
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "the stand-in did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        FakeSnowflake { port, child }
+        FakeSnowflake(StandIn::start(
+            "tests/warehouses/snowflake_stand_in.py",
+            &[
+                "--port",
+                "0",
+                "--user",
+                USER,
+                "--password",
+                PASSWORD,
+                "--chunk-rows",
+                "10000",
+            ],
+        ))
     }
 
     /// A connection URL for `database` with the given credentials part (`user:password`).
     fn url(&self, credentials: &str, database: &str) -> String {
         format!(
             "snowflake://{credentials}@acme-test/{database}/PUBLIC?warehouse=LOAD_WH&host=127.0.0.1&port={}&protocol=http",
-            self.port
+            self.0.port
         )
     }
 
@@ -73,13 +45,6 @@ impl FakeSnowflake {
         Client::login(Settings::parse(&self.url(&format!("{USER}:{password}"), database)).unwrap())
             .await
             .unwrap()
-    }
-}
-
-impl Drop for FakeSnowflake {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -93,53 +58,19 @@ async fn create_users(client: &Client, rows: i64) {
         )
         .await
         .unwrap();
-    let epoch = chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").unwrap();
-    let birth = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
-    for start in (1..=rows).step_by(5_000) {
-        let values: Vec<String> = (start..(start + 5_000).min(rows + 1))
-            .map(|id| {
-                let updated = if (50_001..=55_000).contains(&id) {
-                    "2024-03-01 12:00:00".to_string()
-                } else {
-                    (epoch + chrono::Duration::microseconds(id * 37_000))
-                        .format("%Y-%m-%d %H:%M:%S%.6f")
-                        .to_string()
-                };
-                let name = if id % 97 == 0 {
-                    "NULL".to_string()
-                } else {
-                    format!("'Name {id}'")
-                };
-                let birthday = birth + chrono::Duration::days(id % 15_000);
-                format!(
-                    "({id}, 'user-{id}', {name}, {}, '{birthday}', '{updated}')",
-                    id * 7 % 1000
-                )
-            })
-            .collect();
-        client
-            .execute(&format!("INSERT INTO users VALUES {}", values.join(", ")))
-            .await
-            .unwrap();
+    for insert in common::user_inserts(rows, 50_001..=55_000, |_, text| format!("'{text}'")) {
+        client.execute(&insert).await.unwrap();
     }
 }
 
 /// The source table as `StoredProfile`s, read back through the connector's client.
 async fn source_profiles(client: &Client) -> Vec<StoredProfile> {
-    use arrow::array::AsArray;
     let mut rows = Vec::new();
     client
         .stream_query(
             "SELECT external_id, first_name, CAST(loyalty_points AS VARCHAR), CAST(birthday AS VARCHAR) FROM users",
             |batch| {
-                let text = |i: usize| batch.column(i).as_string::<i32>().clone();
-                let (e, f, p, b) = (text(0), text(1), text(2), text(3));
-                for r in 0..batch.num_rows() {
-                    let get = |c: &arrow::array::StringArray| {
-                        arrow::array::Array::is_valid(c, r).then(|| c.value(r).to_string())
-                    };
-                    rows.push((e.value(r).to_string(), get(&f), get(&p), get(&b)));
-                }
+                rows.extend(common::profiles_of(&batch));
                 async { Ok(()) }
             },
         )
@@ -170,19 +101,7 @@ async fn a_snowflake_table_with_ties_imports_exactly_and_then_only_its_changes()
         &snowflake.url(&format!("{USER}:{password}"), &database),
     ));
 
-    let preview = fleet.sluice(&["imports", "preview", "users", "--workspace", "acme"]);
-    let text = String::from_utf8_lossy(&preview.stdout);
-    assert!(text.contains("first_name: Utf8"), "{text}");
-    assert!(text.contains("loyalty_points: Int64"), "{text}");
-    assert_eq!(
-        text.lines().filter(|l| l.contains("user-")).count(),
-        10,
-        "{text}"
-    );
-    assert!(
-        text.contains("user-1 ") && !text.contains("user-11 "),
-        "{text}"
-    );
+    common::assert_preview_shows_first_users(&fleet);
 
     fleet.start("all", &[]);
     let first = fleet.run("acme", "users");
@@ -228,7 +147,7 @@ async fn snowflake_connection_failures_are_classified() {
         (
             spec(
                 &fleet,
-                &good.replace(&format!("port={}", snowflake.port), "port=1"),
+                &good.replace(&format!("port={}", snowflake.0.port), "port=1"),
             ),
             "unreachable",
         ),

@@ -4,12 +4,13 @@
 //! planning parts and the extractor the reading parts, so a connector's code lives once;
 //! adding a warehouse means adding a module and a `Source` variant.
 
+use crate::cloud::CloudWarehouse;
 use crate::error::SourceError;
 use crate::files::FilesSource;
 use crate::mysql::MysqlSource;
 use crate::postgres::{Dialect, PostgresSource};
-use crate::snowflake::SnowflakeSource;
 use crate::source::{RangePlan, SourceShape, SourceSpec};
+use crate::warehouse::SqlSource;
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
 use sluice_proto::{Bound, ConnectionKind};
@@ -66,7 +67,8 @@ pub enum Source {
     Postgres(PostgresSource),
     Mysql(MysqlSource),
     Files(FilesSource),
-    Snowflake(SnowflakeSource),
+    /// Snowflake, BigQuery or Databricks SQL.
+    Warehouse(SqlSource<CloudWarehouse>),
 }
 
 impl Source {
@@ -80,8 +82,9 @@ impl Source {
             ConnectionKind::Mysql => Ok(Source::Mysql(MysqlSource::connect(url).await?)),
             ConnectionKind::Files => Ok(Source::Files(FilesSource::connect(url).await?)),
             ConnectionKind::Delta => Ok(Source::Files(FilesSource::connect_delta(url).await?)),
-            ConnectionKind::Snowflake => {
-                Ok(Source::Snowflake(SnowflakeSource::connect(url).await?))
+            ConnectionKind::Snowflake | ConnectionKind::Bigquery | ConnectionKind::Databricks => {
+                let warehouse = CloudWarehouse::open(kind, url).await?;
+                Ok(Source::Warehouse(SqlSource { warehouse }))
             }
         }
     }
@@ -104,7 +107,7 @@ impl Source {
             Source::Postgres(s) => s.read_chunk(shape, lo, hi, batch_rows, on_batch).await,
             Source::Mysql(s) => s.read_chunk(shape, lo, hi, batch_rows, on_batch).await,
             Source::Files(s) => s.read_chunk(shape, lo, hi, batch_rows, on_batch).await,
-            Source::Snowflake(s) => s.read_chunk(shape, lo, hi, batch_rows, on_batch).await,
+            Source::Warehouse(s) => s.read_chunk(shape, lo, hi, batch_rows, on_batch).await,
         }
     }
 
@@ -114,7 +117,7 @@ impl Source {
             Source::Postgres(_) => crate::postgres::chunk_schema(shape),
             Source::Mysql(_) => crate::mysql::chunk_schema(shape),
             Source::Files(_) => crate::files::chunk_schema(shape),
-            Source::Snowflake(_) => crate::warehouse::chunk_schema(shape),
+            Source::Warehouse(_) => crate::warehouse::chunk_schema(shape),
         }
     }
 }
@@ -125,7 +128,7 @@ impl Connector for Source {
             Source::Postgres(s) => s.test().await,
             Source::Mysql(s) => s.test().await,
             Source::Files(s) => s.test().await,
-            Source::Snowflake(s) => s.test().await,
+            Source::Warehouse(s) => s.test().await,
         }
     }
 
@@ -134,7 +137,7 @@ impl Connector for Source {
             Source::Postgres(s) => s.describe(spec).await,
             Source::Mysql(s) => s.describe(spec).await,
             Source::Files(s) => s.describe(spec).await,
-            Source::Snowflake(s) => s.describe(spec).await,
+            Source::Warehouse(s) => s.describe(spec).await,
         }
     }
 
@@ -143,7 +146,7 @@ impl Connector for Source {
             Source::Postgres(s) => s.preview(shape, rows).await,
             Source::Mysql(s) => s.preview(shape, rows).await,
             Source::Files(s) => s.preview(shape, rows).await,
-            Source::Snowflake(s) => s.preview(shape, rows).await,
+            Source::Warehouse(s) => s.preview(shape, rows).await,
         }
     }
 
@@ -158,7 +161,7 @@ impl Connector for Source {
             Source::Postgres(s) => s.plan_range(shape, lo, settle_lag, until).await,
             Source::Mysql(s) => s.plan_range(shape, lo, settle_lag, until).await,
             Source::Files(s) => s.plan_range(shape, lo, settle_lag, until).await,
-            Source::Snowflake(s) => s.plan_range(shape, lo, settle_lag, until).await,
+            Source::Warehouse(s) => s.plan_range(shape, lo, settle_lag, until).await,
         }
     }
 
@@ -173,7 +176,7 @@ impl Connector for Source {
             Source::Postgres(s) => s.chunk_boundaries(shape, lo, hi, chunk_rows).await,
             Source::Mysql(s) => s.chunk_boundaries(shape, lo, hi, chunk_rows).await,
             Source::Files(s) => s.chunk_boundaries(shape, lo, hi, chunk_rows).await,
-            Source::Snowflake(s) => s.chunk_boundaries(shape, lo, hi, chunk_rows).await,
+            Source::Warehouse(s) => s.chunk_boundaries(shape, lo, hi, chunk_rows).await,
         }
     }
 
@@ -186,7 +189,7 @@ impl Connector for Source {
             Source::Postgres(s) => s.position_before(shape, at).await,
             Source::Mysql(s) => s.position_before(shape, at).await,
             Source::Files(s) => s.position_before(shape, at).await,
-            Source::Snowflake(s) => s.position_before(shape, at).await,
+            Source::Warehouse(s) => s.position_before(shape, at).await,
         }
     }
 }

@@ -1,10 +1,14 @@
 //! Sluice's extractor: warehouse connectors that plan watermark ranges (called by the
 //! coordinator) and read one chunk's rows into a Parquet object (the extractor stage).
 
+pub mod bigquery;
+pub mod cloud;
 pub mod connector;
+pub mod databricks;
 pub mod error;
 pub mod extract;
 pub mod files;
+mod http;
 pub mod mysql;
 pub mod postgres;
 pub mod snowflake;

@@ -80,3 +80,28 @@ pub fn chunk_schema(shape: &SourceShape) -> SchemaRef {
     }
     Arc::new(Schema::new(fields))
 }
+
+/// Boundaries cutting `(lo, hi]` into chunks, found one keyset query at a time:
+/// `position_after(previous)` answers the position a chunk's rows after `previous` (after `lo`
+/// at first) and within `hi`; the walk ends when it reaches `hi` or finds no row.
+pub async fn keyset_boundaries<F, Fut>(
+    lo: Option<&Bound>,
+    hi: &Bound,
+    mut position_after: F,
+) -> Result<Vec<Bound>, crate::SourceError>
+where
+    F: FnMut(Option<Bound>) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<Bound>, crate::SourceError>>,
+{
+    let mut boundaries = Vec::new();
+    let mut previous = lo.cloned();
+    loop {
+        match position_after(previous.clone()).await? {
+            Some(b) if &b != hi => {
+                boundaries.push(b.clone());
+                previous = Some(b);
+            }
+            _ => return Ok(boundaries),
+        }
+    }
+}

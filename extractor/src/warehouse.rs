@@ -1,7 +1,7 @@
-//! Planning and reading for warehouses reached by SQL over HTTP (Snowflake today): each
-//! warehouse runs a statement and hands back plain Arrow batches, and the keyset planning on
-//! `(watermark, key)`, the previews and the chunk reads are written once here, as SQL text
-//! with literals the warehouse formats itself.
+//! Planning and reading for warehouses reached by SQL over HTTP (Snowflake, BigQuery,
+//! Databricks SQL): each warehouse runs a statement and hands back plain Arrow batches, and
+//! the keyset planning on `(watermark, key)`, the previews and the chunk reads are written
+//! once here, as SQL text with literals the warehouse formats itself.
 
 use crate::error::SourceError;
 pub use crate::source::chunk_schema;
@@ -20,11 +20,19 @@ pub struct QueryResult {
     pub batches: Vec<RecordBatch>,
 }
 
-/// A warehouse that runs SQL and answers in Arrow with plain types: Int64, Float64, Utf8,
-/// Boolean, Date32 and UTC nanosecond timestamps.
-pub trait SqlWarehouse: Send + Sync {
+/// How a warehouse's SQL spells identifiers, instants and casts.
+pub trait SqlDialect {
+    /// One identifier part as this dialect reads it.
+    fn quote_part(&self, part: &str) -> String;
+
     /// An identifier as this dialect reads it, each dotted part on its own.
-    fn quote(&self, ident: &str) -> String;
+    fn quote(&self, ident: &str) -> String {
+        ident
+            .split('.')
+            .map(|part| self.quote_part(part))
+            .collect::<Vec<_>>()
+            .join(".")
+    }
 
     /// A UTC instant as a literal comparable with the watermark column, at full precision.
     fn timestamp_literal(&self, t: &DateTime<Utc>) -> String;
@@ -34,7 +42,11 @@ pub trait SqlWarehouse: Send + Sync {
 
     /// A text key as this dialect reads it.
     fn text_cast(&self, expr: &str) -> String;
+}
 
+/// A warehouse that runs SQL and answers in Arrow with plain types: Int64, Float64, Utf8,
+/// Boolean, Date32 and UTC nanosecond timestamps.
+pub trait SqlWarehouse: SqlDialect + Send + Sync {
     /// Runs a statement whose answer fits in memory.
     fn query(&self, sql: &str) -> impl Future<Output = Result<QueryResult, SourceError>> + Send;
 
@@ -248,9 +260,7 @@ impl<W: SqlWarehouse> SqlSource<W> {
         chunk_rows: u64,
     ) -> Result<Vec<Bound>, SourceError> {
         let (wm, key, key_select, from) = self.parts(shape);
-        let mut boundaries = Vec::new();
-        let mut previous = lo.cloned();
-        loop {
+        crate::source::keyset_boundaries(lo, hi, |previous| {
             let mut filter = self.up_to(&wm, &key, hi);
             if let Some(p) = &previous {
                 filter.push_str(&format!(" AND {}", self.after(&wm, &key, p)));
@@ -259,14 +269,9 @@ impl<W: SqlWarehouse> SqlSource<W> {
                 "SELECT {wm}, {key_select} FROM {from} WHERE {filter} ORDER BY {wm}, {key} LIMIT 1 OFFSET {}",
                 chunk_rows.max(1) - 1
             );
-            match self.position(sql, shape).await? {
-                Some(b) if &b != hi => {
-                    boundaries.push(b.clone());
-                    previous = Some(b);
-                }
-                _ => return Ok(boundaries),
-            }
-        }
+            self.position(sql, shape)
+        })
+        .await
     }
 
     /// The position just before the first row at or after `at`.

@@ -1,5 +1,7 @@
-//! Opens the object store chunks are staged in: a local directory by default, or `s3://`,
-//! `gs://`, `az://` URLs configured from the environment.
+//! Opens object stores: the one chunks are staged in (a local directory by default) and the
+//! ones file and Delta connections read, given as paths or `s3://`, `gs://`, `az://` URLs whose
+//! settings come from the environment and, for a connection's own credentials, from the URL's
+//! `aws_*`, `google_*` and `azure_*` parameters.
 
 use object_store::local::LocalFileSystem;
 use object_store::prefix::PrefixStore;
@@ -18,9 +20,48 @@ pub enum StorageError {
     },
 }
 
+/// Whether a URL parameter configures the store (credentials, region, endpoint) rather than
+/// naming a place in it.
+fn is_store_option(key: &str) -> bool {
+    ["aws_", "google_", "azure_"]
+        .iter()
+        .any(|p| key.to_ascii_lowercase().starts_with(p))
+}
+
+/// Settings of an object store, as `(key, value)` pairs object_store reads.
+pub type StoreOptions = Vec<(String, String)>;
+
+/// A store URL without its store parameters, and those parameters.
+pub fn split_options(url: &str) -> (String, StoreOptions) {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return (url.to_string(), Vec::new());
+    };
+    if parsed.query().is_none() {
+        return (url.to_string(), Vec::new());
+    }
+    let (options, rest): (StoreOptions, StoreOptions) = parsed
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .partition(|(k, _)| is_store_option(k));
+    if rest.is_empty() {
+        parsed.set_query(None);
+    } else {
+        parsed.query_pairs_mut().clear().extend_pairs(rest);
+    }
+    (parsed.to_string(), options)
+}
+
 /// Opens the object store named by `url`: a path or `file://` URL (created if missing), or a
-/// cloud URL whose credentials come from the usual `AWS_*`, `GOOGLE_*`, `AZURE_*` variables.
+/// cloud URL configured by the usual `AWS_*`, `GOOGLE_*`, `AZURE_*` variables and, over them,
+/// by the URL's own `aws_*`, `google_*`, `azure_*` parameters.
 pub fn open(url: &str) -> Result<Arc<dyn ObjectStore>, StorageError> {
+    let (base, options) = split_options(url);
+    open_with(&base, options)
+}
+
+/// Opens the object store named by `url` (without parameters) with `options` over the
+/// environment's.
+pub fn open_with(url: &str, options: StoreOptions) -> Result<Arc<dyn ObjectStore>, StorageError> {
     let bad = |reason: String| StorageError::BadUrl {
         url: url.to_string(),
         reason,
@@ -39,11 +80,14 @@ pub fn open(url: &str) -> Result<Arc<dyn ObjectStore>, StorageError> {
         return Ok(Arc::new(store));
     }
     let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
-    let options = std::env::vars().filter_map(|(key, value)| {
-        let key = key.to_ascii_lowercase();
-        (key.starts_with("aws_") || key.starts_with("google_") || key.starts_with("azure_"))
-            .then_some((key, value))
-    });
+    let options = std::env::vars()
+        .filter(|(key, _)| is_store_option(key))
+        .map(|(key, value)| (key.to_ascii_lowercase(), value))
+        .chain(
+            options
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v)),
+        );
     let (store, prefix) =
         object_store::parse_url_opts(&parsed, options).map_err(|e| bad(e.to_string()))?;
     if prefix.as_ref().is_empty() {
@@ -64,6 +108,21 @@ mod tests {
         assert!(dir.is_dir());
         open(&format!("file://{}", dir.display())).unwrap();
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn store_parameters_are_split_from_the_url() {
+        let (base, options) =
+            split_options("s3://lake/exports?aws_access_key_id=AK&aws_secret_access_key=S%2BK&x=1");
+        assert_eq!(base, "s3://lake/exports?x=1");
+        assert_eq!(
+            options,
+            vec![
+                ("aws_access_key_id".to_string(), "AK".to_string()),
+                ("aws_secret_access_key".to_string(), "S+K".to_string())
+            ]
+        );
+        assert_eq!(split_options("/data/lake").0, "/data/lake");
     }
 
     #[test]

@@ -23,20 +23,32 @@ fn classify(table: &str, e: DeltaTableError) -> SourceError {
         DeltaTableError::NotATable(_) | DeltaTableError::InvalidTableLocation(_) => {
             SourceError::MissingObject(format!("no Delta table at {table:?}: {e}"))
         }
-        DeltaTableError::ObjectStore { ref source } => match source {
-            object_store::Error::NotFound { .. } => {
-                SourceError::MissingObject(format!("no Delta table at {table:?}: {e}"))
-            }
-            object_store::Error::PermissionDenied { .. } => {
-                SourceError::PermissionDenied(e.to_string())
-            }
-            object_store::Error::Unauthenticated { .. } => {
-                SourceError::Authentication(e.to_string())
-            }
-            _ => SourceError::Unreachable(e.to_string()),
-        },
+        DeltaTableError::ObjectStore {
+            source: object_store::Error::NotFound { .. },
+        } => SourceError::MissingObject(format!("no Delta table at {table:?}: {e}")),
+        DeltaTableError::ObjectStore { source } => super::storage(source),
         _ => SourceError::Query(format!("reading the Delta log of {table:?}: {e}")),
     }
+}
+
+/// Lets the log be read from cloud object stores through the store we open ourselves. The
+/// deltalake crate registers log stores only for the storage features it is built with; a
+/// reader needs no more than its default log store, so that one serves every scheme.
+fn register_cloud_log_stores() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let registry = deltalake_core::logstore::logstore_factories();
+        let default = Url::parse("memory://")
+            .ok()
+            .and_then(|memory| registry.get(&memory).map(|f| f.value().clone()));
+        if let Some(default) = default {
+            for scheme in ["s3://", "s3a://", "gs://", "az://", "abfs://", "abfss://"] {
+                if let Ok(url) = Url::parse(scheme) {
+                    registry.entry(url).or_insert_with(|| default.clone());
+                }
+            }
+        }
+    });
 }
 
 /// The table's URL: the connection's root joined with the import's table folder.
@@ -54,14 +66,15 @@ fn table_url(root: &str, table: &str) -> Result<Url, SourceError> {
 /// The files of the table's current version, with the watermark range of each where the log
 /// has statistics for `watermark` (`None` means the file must be read).
 pub async fn files(root: &str, table: &str, watermark: &str) -> Result<Vec<DataFile>, SourceError> {
-    let url = table_url(root, table)?;
+    let (root, options) = sluice_proto::storage::split_options(root);
+    let url = table_url(&root, table)?;
     let mut builder = DeltaTableBuilder::from_url(url.clone()).map_err(|e| classify(table, e))?;
     if url.scheme() != "file" {
-        let store = sluice_proto::storage::open(&format!(
-            "{}://{}",
-            url.scheme(),
-            url.host_str().unwrap_or_default()
-        ))
+        register_cloud_log_stores();
+        let store = sluice_proto::storage::open_with(
+            &format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default()),
+            options,
+        )
         .map_err(|e| SourceError::InvalidSpec(e.to_string()))?;
         builder = builder.with_storage_backend(store, url.clone());
     }

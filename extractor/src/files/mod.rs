@@ -92,8 +92,37 @@ fn format_of(path: &Path) -> Option<Format> {
     }
 }
 
-fn storage(e: impl std::fmt::Display) -> SourceError {
-    SourceError::Unreachable(format!("object storage: {e}"))
+/// An object store's refusal, classified: S3 answers 403 both for a bad key or signature
+/// (the credentials) and for a denied action (the grants), so the message tells them apart.
+pub(crate) fn storage(e: object_store::Error) -> SourceError {
+    let text = format!("object storage: {e}");
+    match e {
+        object_store::Error::NotFound { .. } => SourceError::MissingObject(text),
+        object_store::Error::Unauthenticated { .. } => SourceError::Authentication(text),
+        object_store::Error::PermissionDenied { .. }
+            if [
+                "InvalidAccessKeyId",
+                "SignatureDoesNotMatch",
+                "InvalidToken",
+                "ExpiredToken",
+                "AuthenticationFailed",
+                "invalid_grant",
+            ]
+            .iter()
+            .any(|code| text.contains(code)) =>
+        {
+            SourceError::Authentication(text)
+        }
+        object_store::Error::PermissionDenied { .. } => SourceError::PermissionDenied(text),
+        // Listings report a refusal as a generic error with the status and S3's answer.
+        _ if text.contains("403 Forbidden") && text.contains("AccessDenied") => {
+            SourceError::PermissionDenied(text)
+        }
+        _ if text.contains("403 Forbidden") || text.contains("401 Unauthorized") => {
+            SourceError::Authentication(text)
+        }
+        _ => SourceError::Unreachable(text),
+    }
 }
 
 fn ts_type() -> DataType {

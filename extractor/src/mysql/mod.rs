@@ -266,9 +266,7 @@ impl MysqlSource {
         chunk_rows: u64,
     ) -> Result<Vec<Bound>, SourceError> {
         let (wm, key, from) = Self::columns(shape);
-        let mut boundaries = Vec::new();
-        let mut previous = lo.cloned();
-        loop {
+        crate::source::keyset_boundaries(lo, hi, |previous| {
             let mut filter = up_to(&wm, &key);
             let mut params: Vec<Value> = bound_params(hi).to_vec();
             if let Some(p) = &previous {
@@ -279,14 +277,9 @@ impl MysqlSource {
                 "SELECT {wm}, {key} FROM {from} WHERE {filter} ORDER BY {wm}, {key} LIMIT 1 OFFSET {}",
                 chunk_rows.max(1) - 1
             );
-            match self.position(sql, params, shape).await? {
-                Some(b) if &b != hi => {
-                    boundaries.push(b.clone());
-                    previous = Some(b);
-                }
-                _ => return Ok(boundaries),
-            }
-        }
+            self.position(sql, params, shape)
+        })
+        .await
     }
 
     /// The position just before the first row at or after `at`.

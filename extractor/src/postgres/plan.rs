@@ -172,15 +172,13 @@ impl PostgresSource {
         hi: &Bound,
         chunk_rows: u64,
     ) -> Result<Vec<Bound>, SourceError> {
-        let mut boundaries = Vec::new();
-        let mut previous = lo.cloned();
         let from = relation(&shape.spec.relation);
         let order = format!(
             "{}, {}",
             quote_ident(&shape.spec.watermark_column),
             quote_ident(&shape.spec.key_column)
         );
-        loop {
+        crate::source::keyset_boundaries(lo, hi, |previous| {
             let (clause, mut params) = range_clause(shape, previous.as_ref(), hi, 1);
             let offset_param = params.len() + 1;
             params.push(Box::new(chunk_rows.saturating_sub(1) as i64));
@@ -189,18 +187,15 @@ impl PostgresSource {
                 watermark_select(shape),
                 key_select(shape),
             );
-            let row = self
-                .client()
-                .query_opt(&sql, &as_refs(&params))
-                .await
-                .map_err(classify)?;
-            match row.map(|row| bound_of(shape, &row)) {
-                Some(boundary) if &boundary != hi => {
-                    boundaries.push(boundary.clone());
-                    previous = Some(boundary);
-                }
-                _ => return Ok(boundaries),
+            async move {
+                let row = self
+                    .client()
+                    .query_opt(&sql, &as_refs(&params))
+                    .await
+                    .map_err(classify)?;
+                Ok(row.map(|row| bound_of(shape, &row)))
             }
-        }
+        })
+        .await
     }
 }

@@ -6,6 +6,7 @@ use super::decode::{decode_batch, plain_schema, RowType};
 use super::keypair;
 use super::settings::{Credentials, Settings};
 use crate::error::SourceError;
+use crate::http::{self, read_ipc};
 use arrow::record_batch::RecordBatch;
 use base64::Engine;
 use serde::Deserialize;
@@ -13,17 +14,7 @@ use serde_json::{json, Value};
 use std::future::Future;
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 use tokio::sync::RwLock;
-
-/// Statements slower than this are stopped by the warehouse.
-const STATEMENT_TIMEOUT_SECONDS: u64 = 15 * 60;
-
-/// How long one HTTP request may take before the warehouse counts as unreachable.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// How long connecting may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Snowflake's codes for "still running, ask again".
 const IN_PROGRESS: [&str; 2] = ["333333", "333334"];
@@ -73,11 +64,7 @@ struct QueryData {
 }
 
 fn unreachable(e: reqwest::Error) -> SourceError {
-    if e.is_timeout() {
-        SourceError::Timeout(format!("snowflake: {e}"))
-    } else {
-        SourceError::Unreachable(format!("snowflake: {e}"))
-    }
+    http::transport("snowflake", e)
 }
 
 /// A failed response, classified by Snowflake's error code.
@@ -97,12 +84,7 @@ fn classify(code: &str, message: &str) -> SourceError {
 impl Client {
     /// Logs in with the settings' credentials.
     pub async fn login(settings: Settings) -> Result<Client, SourceError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(unreachable)?;
+        let http = http::client("snowflake")?;
         let client = Client {
             http,
             settings,
@@ -130,7 +112,7 @@ impl Client {
             "SESSION_PARAMETERS": {
                 "TIMEZONE": "UTC",
                 "TIMESTAMP_TYPE_MAPPING": "TIMESTAMP_NTZ",
-                "STATEMENT_TIMEOUT_IN_SECONDS": STATEMENT_TIMEOUT_SECONDS,
+                "STATEMENT_TIMEOUT_IN_SECONDS": http::STATEMENT_TIMEOUT.as_secs(),
                 "QUERY_TAG": "sluice",
                 "AUTOCOMMIT": true,
             },
@@ -230,7 +212,7 @@ impl Client {
             *self.token.write().await = token;
             envelope = self.post_query(sql).await?;
         }
-        let mut wait = Duration::from_millis(100);
+        let mut backoff = http::Backoff::default();
         while envelope
             .code
             .as_deref()
@@ -242,8 +224,7 @@ impl Client {
                 .and_then(Value::as_str)
                 .ok_or_else(|| SourceError::Query("a running query had no result URL".into()))?
                 .to_string();
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(5));
+            backoff.wait().await;
             envelope = self.get_result(&path).await?;
         }
         if !envelope.success {
@@ -329,12 +310,4 @@ fn gunzip(body: &[u8]) -> Result<Vec<u8>, SourceError> {
     } else {
         Ok(body.to_vec())
     }
-}
-
-/// The record batches of an Arrow IPC stream.
-fn read_ipc(bytes: &[u8]) -> Result<Vec<RecordBatch>, SourceError> {
-    arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
-        .map_err(|e| SourceError::Query(format!("reading an Arrow result: {e}")))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| SourceError::Query(format!("reading an Arrow result: {e}")))
 }

@@ -8,22 +8,15 @@ pub mod keypair;
 mod settings;
 
 use crate::error::SourceError;
-use crate::warehouse::{text_literal, QueryResult, SqlSource, SqlWarehouse};
-use arrow::record_batch::RecordBatch;
+use crate::warehouse::{text_literal, SqlDialect};
 use chrono::{DateTime, Utc};
 pub use client::Client;
 pub use settings::{with_param, Credentials, Settings};
-use std::future::Future;
 
-/// A Snowflake session and the planning and reads on it.
-pub type SnowflakeSource = SqlSource<Client>;
-
-impl SnowflakeSource {
-    /// Logs in with the connection URL's credentials.
-    pub async fn connect(url: &str) -> Result<Self, SourceError> {
-        Ok(SqlSource {
-            warehouse: Client::login(Settings::parse(url)?).await?,
-        })
+impl Client {
+    /// Logs in with a `snowflake://` URL's credentials.
+    pub async fn open(url: &str) -> Result<Client, SourceError> {
+        Client::login(Settings::parse(url)?).await
     }
 }
 
@@ -45,13 +38,9 @@ fn quote_part(part: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-impl SqlWarehouse for Client {
-    fn quote(&self, ident: &str) -> String {
-        ident
-            .split('.')
-            .map(quote_part)
-            .collect::<Vec<_>>()
-            .join(".")
+impl SqlDialect for Client {
+    fn quote_part(&self, part: &str) -> String {
+        quote_part(part)
     }
 
     fn timestamp_literal(&self, t: &DateTime<Utc>) -> String {
@@ -67,25 +56,6 @@ impl SqlWarehouse for Client {
 
     fn text_cast(&self, expr: &str) -> String {
         format!("CAST({expr} AS VARCHAR)")
-    }
-
-    async fn query(&self, sql: &str) -> Result<QueryResult, SourceError> {
-        let mut batches = Vec::new();
-        let schema = self
-            .stream_query(sql, |b| {
-                batches.push(b);
-                async { Ok(()) }
-            })
-            .await?;
-        Ok(QueryResult { schema, batches })
-    }
-
-    async fn query_each<F, Fut>(&self, sql: &str, on_batch: F) -> Result<(), SourceError>
-    where
-        F: FnMut(RecordBatch) -> Fut,
-        Fut: Future<Output = Result<(), SourceError>>,
-    {
-        self.stream_query(sql, on_batch).await.map(|_| ())
     }
 }
 

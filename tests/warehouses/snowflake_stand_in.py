@@ -8,7 +8,7 @@ tests need:
 - results larger than --chunk-rows are split as Snowflake splits them: the first rows inline,
   the rest as gzip'd Arrow IPC chunks fetched with the headers the response names.
 
-Usage: server.py --port PORT --user NAME --password SECRET [--chunk-rows N]
+Usage: snowflake_stand_in.py --port PORT --user NAME --password SECRET [--chunk-rows N]
 With --port 0 the system picks a free port; the port listened on is printed first.
 """
 
