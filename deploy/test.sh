@@ -4,11 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./deploy/services.sh >/dev/null
-# The Snowflake connector is tested against fakesnow's server, kept in its own virtualenv.
-venv=target/fakesnow
-if ! "$venv/bin/python" -c 'import fakesnow.server' 2>/dev/null; then
+# The Snowflake, BigQuery, Databricks and S3 connectors are tested against stand-ins (fakesnow,
+# DuckDB-backed servers and moto, tests/warehouses/), kept in their own virtualenv.
+venv=target/stand-ins
+if ! "$venv/bin/python" -c 'import fakesnow.server, moto.server, openapi_spec_validator' 2>/dev/null; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet -r tests/snowflake/requirements.txt
+  "$venv/bin/python" -m pip install --quiet -r tests/warehouses/requirements.txt
+fi
+# The web page is tested in headless Chromium, driven through chromedriver.
+if ! command -v chromedriver >/dev/null || ! [ -x /usr/bin/chromium ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 cargo build --workspace --all-targets
 cargo test --workspace --all-targets --no-fail-fast -- --test-threads=2

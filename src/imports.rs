@@ -121,6 +121,16 @@ pub async fn delete_connection(
     Ok(0)
 }
 
+/// Deletes an import and its run history; refused while a run is active.
+pub async fn delete(settings: &Settings, workspace: &str, import: &str) -> anyhow::Result<i32> {
+    settings.migrate().await?;
+    let mut client = sluice_coordinator::database::connect(&settings.database_url).await?;
+    let runs =
+        sluice_coordinator::imports::delete(&mut client, workspace, import, &actor()).await?;
+    println!("import {workspace}/{import} deleted with {runs} runs");
+    Ok(0)
+}
+
 /// Resets an import's watermark, or moves it back to a time; audited.
 pub async fn move_watermark(
     settings: &Settings,
@@ -177,20 +187,13 @@ pub async fn stop(settings: &Settings, workspace: &str, import: &str) -> anyhow:
         println!("import {workspace}/{import} stopped; no run was active");
         return Ok(0);
     };
-    let bus = sluice_proto::Bus::connect(&settings.amqp_url, &settings.topology()).await?;
-    let message = sluice_proto::cancel::RunCancelled {
+    sluice_coordinator::trigger::announce_cancel(
+        &settings.amqp_url,
+        &settings.topology(),
         run_id,
-        reason: format!("import stopped by {}", actor()),
-    };
-    match bus
-        .publish(&message, &sluice_proto::headers::TraceContext::new_trace())
-        .await
-    {
-        // No worker is running to hear it: there is nothing to discard.
-        Ok(()) | Err(sluice_proto::bus::BusError::Unroutable { .. }) => {}
-        Err(e) => return Err(e.into()),
-    }
-    bus.close().await;
+        &actor(),
+    )
+    .await?;
     println!("import {workspace}/{import} stopped; run {run_id} cancelled, its remaining chunks are discarded");
     Ok(0)
 }

@@ -5,11 +5,13 @@ mod demo;
 mod errors;
 mod export;
 mod imports;
+mod remote;
 mod roles;
 mod settings;
 mod trigger;
 
 use clap::{Parser, Subcommand};
+use remote::Remote;
 use roles::{Role, WorkerOptions};
 use settings::Settings;
 use std::path::PathBuf;
@@ -95,8 +97,28 @@ enum Command {
         #[command(subcommand)]
         command: ProfilesCommand,
     },
+    /// API tokens: make one for a workspace (the first admin token of a new workspace too).
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
     /// Create a demo warehouse table, import it with every role in this process, and show the result.
     Demo(WorkerArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokensCommand {
+    /// Make a token and print it; it is shown this once. The workspace is created if new.
+    Create {
+        #[arg(long)]
+        workspace: String,
+        /// viewer (reads), operator (also runs and steers imports) or admin (everything).
+        #[arg(long, default_value = "admin")]
+        role: String,
+        /// What the token is for.
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -137,6 +159,13 @@ enum ImportsCommand {
     },
     /// Stop the schedule and cancel an active run; its remaining chunks are discarded.
     Stop {
+        import: String,
+        #[arg(long)]
+        workspace: String,
+    },
+    /// Delete an import with its schedule, watermark and run history; refused while a run
+    /// is active. What it loaded stays in the stores.
+    Delete {
         import: String,
         #[arg(long)]
         workspace: String,
@@ -299,6 +328,12 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
         Command::Apply { file, ready } => {
             let text = std::fs::read_to_string(file)
                 .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+            if let Some(remote) = Remote::from_settings(settings)? {
+                return remote
+                    .apply(&text, *ready)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()));
+            }
             let spec = sluice_coordinator::spec::parse(&text)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             settings.migrate().await?;
@@ -333,28 +368,57 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
                 idempotency_key: idempotency_key.as_deref(),
                 replay: None,
             };
-            trigger::run(settings, &request).await
+            match Remote::from_settings(settings)? {
+                Some(remote) => remote.run(&request).await,
+                None => trigger::run(settings, &request).await,
+            }
         }
         Command::Imports { command } => match command {
-            ImportsCommand::List { workspace } => imports::list(settings, workspace).await,
+            ImportsCommand::List { workspace } => match Remote::from_settings(settings)? {
+                Some(remote) => remote.list_imports(workspace).await,
+                None => imports::list(settings, workspace).await,
+            },
             ImportsCommand::Show {
                 import,
                 workspace,
                 output,
-            } => imports::show(settings, workspace, import, matches!(output, Output::Json)).await,
+            } => match Remote::from_settings(settings)? {
+                Some(remote) => {
+                    remote
+                        .show(workspace, import, matches!(output, Output::Json))
+                        .await
+                }
+                None => {
+                    imports::show(settings, workspace, import, matches!(output, Output::Json)).await
+                }
+            },
             ImportsCommand::Preview {
                 import,
                 workspace,
                 rows,
-            } => imports::preview(settings, workspace, import, *rows).await,
-            ImportsCommand::Pause { import, workspace } => {
-                imports::set_paused(settings, workspace, import, true).await
-            }
+            } => match Remote::from_settings(settings)? {
+                Some(remote) => remote.preview(workspace, import, *rows).await,
+                None => imports::preview(settings, workspace, import, *rows).await,
+            },
+            ImportsCommand::Pause { import, workspace } => match Remote::from_settings(settings)? {
+                Some(remote) => remote.steer(workspace, import, "pause", None).await,
+                None => imports::set_paused(settings, workspace, import, true).await,
+            },
             ImportsCommand::Resume { import, workspace } => {
-                imports::set_paused(settings, workspace, import, false).await
+                match Remote::from_settings(settings)? {
+                    Some(remote) => remote.steer(workspace, import, "resume", None).await,
+                    None => imports::set_paused(settings, workspace, import, false).await,
+                }
             }
-            ImportsCommand::Stop { import, workspace } => {
-                imports::stop(settings, workspace, import).await
+            ImportsCommand::Stop { import, workspace } => match Remote::from_settings(settings)? {
+                Some(remote) => remote.steer(workspace, import, "stop", None).await,
+                None => imports::stop(settings, workspace, import).await,
+            },
+            ImportsCommand::Delete { import, workspace } => {
+                match Remote::from_settings(settings)? {
+                    Some(remote) => remote.delete_import(workspace, import).await,
+                    None => imports::delete(settings, workspace, import).await,
+                }
             }
             ImportsCommand::Replay {
                 import,
@@ -385,34 +449,65 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
                     idempotency_key: None,
                     replay: Some(window),
                 };
-                trigger::run(settings, &request).await
+                match Remote::from_settings(settings)? {
+                    Some(remote) => remote.run(&request).await,
+                    None => trigger::run(settings, &request).await,
+                }
             }
             ImportsCommand::Resync { import, workspace } => {
-                imports::move_watermark(settings, workspace, import, None).await
+                match Remote::from_settings(settings)? {
+                    Some(remote) => remote.steer(workspace, import, "resync", None).await,
+                    None => imports::move_watermark(settings, workspace, import, None).await,
+                }
             }
             ImportsCommand::Rewind {
                 import,
                 workspace,
                 to,
-            } => imports::move_watermark(settings, workspace, import, Some(to)).await,
+            } => match Remote::from_settings(settings)? {
+                Some(remote) => {
+                    remote
+                        .steer(
+                            workspace,
+                            import,
+                            "rewind",
+                            Some(serde_json::json!({ "to": to })),
+                        )
+                        .await
+                }
+                None => imports::move_watermark(settings, workspace, import, Some(to)).await,
+            },
         },
         Command::Connections { command } => match command {
-            ConnectionsCommand::List { workspace } => {
-                imports::list_connections(settings, workspace).await
-            }
+            ConnectionsCommand::List { workspace } => match Remote::from_settings(settings)? {
+                Some(remote) => remote.list_connections(workspace).await,
+                None => imports::list_connections(settings, workspace).await,
+            },
             ConnectionsCommand::Test { name, workspace } => {
-                imports::test_connection(settings, workspace, name).await
+                match Remote::from_settings(settings)? {
+                    Some(remote) => remote.test_connection(workspace, name).await,
+                    None => imports::test_connection(settings, workspace, name).await,
+                }
             }
             ConnectionsCommand::Keygen { name, workspace } => {
-                imports::keygen(settings, workspace, name).await
+                match Remote::from_settings(settings)? {
+                    Some(remote) => remote.keygen(workspace, name).await,
+                    None => imports::keygen(settings, workspace, name).await,
+                }
             }
             ConnectionsCommand::Delete { name, workspace } => {
-                imports::delete_connection(settings, workspace, name).await
+                match Remote::from_settings(settings)? {
+                    Some(remote) => remote.delete_connection(workspace, name).await,
+                    None => imports::delete_connection(settings, workspace, name).await,
+                }
             }
         },
         Command::Runs {
             command: RunsCommand::Errors { run, csv, limit },
-        } => errors::print(settings, run, *csv, *limit).await,
+        } => match Remote::from_settings(settings)? {
+            Some(remote) => remote.errors(run, *csv, *limit).await,
+            None => errors::print(settings, run, *csv, *limit).await,
+        },
         Command::Events {
             command: EventsCommand::Export { workspace },
         } => {
@@ -423,6 +518,28 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
             command: ProfilesCommand::Export { workspace },
         } => {
             export::profiles(settings, workspace).await?;
+            Ok(0)
+        }
+        Command::Tokens {
+            command:
+                TokensCommand::Create {
+                    workspace,
+                    role,
+                    name,
+                },
+        } => {
+            let role = sluice_coordinator::tokens::Role::parse(role).ok_or_else(|| {
+                anyhow::anyhow!("--role {role:?}: give viewer, operator or admin")
+            })?;
+            settings.migrate().await?;
+            let client = sluice_coordinator::database::connect(&settings.database_url).await?;
+            let (id, token) =
+                sluice_coordinator::tokens::create(&client, workspace, name, role, true).await?;
+            eprintln!(
+                "token {id} ({}) for workspace {workspace}; it is not shown again",
+                role.as_str()
+            );
+            println!("{token}");
             Ok(0)
         }
         Command::Demo(args) => demo::demo(settings, &args.options).await,

@@ -2,6 +2,7 @@
 //! stages — as tasks that stop together on a shutdown signal.
 
 use crate::settings::Settings;
+use anyhow::Context;
 use sluice_proto::stage::{run_stage, Stage, StageOptions};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -71,6 +72,24 @@ pub async fn run(
         match role {
             Role::Coordinator => {
                 let pool = sluice_coordinator::database::pool(&settings.database_url, pool_size)?;
+                let listener = tokio::net::TcpListener::bind(settings.http_addr)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "serving the HTTP API on {} (SLUICE_HTTP_ADDR)",
+                            settings.http_addr
+                        )
+                    })?;
+                tasks.spawn(sluice_coordinator::api::serve(
+                    listener,
+                    sluice_coordinator::api::ApiState {
+                        pool: pool.clone(),
+                        amqp_url: settings.amqp_url.clone(),
+                        topology: settings.topology(),
+                        master_key: key.clone(),
+                    },
+                    shutdown.clone(),
+                ));
                 spawn(
                     &mut tasks,
                     sluice_coordinator::Commands {
@@ -81,6 +100,18 @@ pub async fn run(
                     &options,
                     &shutdown,
                 );
+                let mailer = settings
+                    .smtp_url
+                    .as_deref()
+                    .map(|url| sluice_coordinator::notify::Mailer::new(url, &settings.smtp_from))
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                tasks.spawn(sluice_coordinator::notify::run(
+                    pool.clone(),
+                    key.clone(),
+                    mailer,
+                    shutdown.clone(),
+                ));
                 tasks.spawn(sluice_coordinator::scheduler::run(
                     settings.database_url.clone(),
                     settings.amqp_url.clone(),

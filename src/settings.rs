@@ -39,6 +39,33 @@ pub struct Settings {
     /// data directory is used (created on first use).
     #[arg(long, env = "SLUICE_MASTER_KEY", hide_env_values = true, global = true)]
     pub master_key: Option<String>,
+    /// Where the coordinator serves the HTTP API (`/v1`).
+    #[arg(
+        long,
+        env = "SLUICE_HTTP_ADDR",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub http_addr: std::net::SocketAddr,
+    /// The SMTP server notification emails go through: `smtp://[user:password@]host[:port]`
+    /// (`?tls=required` for STARTTLS) or `smtps://...`.
+    #[arg(long, env = "SLUICE_SMTP_URL", hide_env_values = true, global = true)]
+    pub smtp_url: Option<String>,
+    /// The sender of notification emails.
+    #[arg(
+        long,
+        env = "SLUICE_SMTP_FROM",
+        default_value = "Sluice <sluice@localhost>",
+        global = true
+    )]
+    pub smtp_from: String,
+    /// A coordinator's HTTP API (`http://host:8080`): admin commands (apply, run, imports and
+    /// connections lists, connection tests) go through it instead of the database.
+    #[arg(long, env = "SLUICE_SERVER", global = true)]
+    pub server: Option<String>,
+    /// The API token `--server` calls are made with.
+    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
     /// Directory for the local object store and the key file.
     #[arg(long, env = "SLUICE_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,

@@ -2,11 +2,9 @@
 //! until it ends.
 
 use crate::settings::Settings;
-use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sluice_coordinator::runs::{self, status, RunSummary};
-use sluice_proto::headers::TraceContext;
-use sluice_proto::{Bus, RunRequested};
+use sluice_coordinator::trigger::TriggerError;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -26,55 +24,35 @@ pub struct RunRequest<'a> {
 pub async fn run(settings: &Settings, request: &RunRequest<'_>) -> anyhow::Result<i32> {
     settings.migrate().await?;
     let client = sluice_coordinator::database::connect(&settings.database_url).await?;
-    let known = client
-        .query_opt(
-            "SELECT i.state FROM control.imports i JOIN control.workspaces w ON w.id = i.workspace_id
-              WHERE w.name = $1 AND i.name = $2",
-            &[&request.workspace, &request.import],
-        )
-        .await?;
-    match known.map(|r| r.get::<_, String>(0)) {
-        None => anyhow::bail!(
-            "import {:?} not found in workspace {:?}; declare it in a spec and run `sluice apply -f spec.yaml`",
+    let requested_by = std::env::var("USER").unwrap_or_else(|_| "cli".to_string());
+    let run_id = sluice_coordinator::trigger::request(
+        &client,
+        &settings.amqp_url,
+        &settings.topology(),
+        &sluice_coordinator::trigger::Trigger {
+            workspace: request.workspace,
+            import: request.import,
+            dry_run: request.dry_run,
+            requested_by: &requested_by,
+            idempotency_key: request.idempotency_key,
+            replay: request.replay,
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        TriggerError::Draft { .. } => anyhow::anyhow!(
+            "{e}: `sluice run {} --workspace {} --dry-run --wait`",
             request.import,
             request.workspace
         ),
-        Some(state) if state == "draft" && !request.dry_run => anyhow::bail!(
-            "import {:?} is a draft: run `sluice run {} --workspace {} --dry-run --wait` first; it becomes ready when a dry run succeeds",
-            request.import,
-            request.import,
-            request.workspace
-        ),
-        Some(state) if state == "stopped" => anyhow::bail!(
-            "import {:?} is stopped; `sluice imports resume {} --workspace {}` first",
-            request.import,
+        TriggerError::Stopped { .. } => anyhow::anyhow!(
+            "{e}: `sluice imports resume {} --workspace {}`",
             request.import,
             request.workspace
         ),
-        Some(_) => {}
-    }
-    let run_id = match request.idempotency_key {
-        Some(key) => {
-            RunRequested::derived_run_id(request.workspace, request.import, &format!("key:{key}"))
-        }
-        None => Uuid::new_v4(),
-    };
-    let bus = Bus::connect(&settings.amqp_url, &settings.topology())
-        .await
-        .context("could not reach RabbitMQ; start it with deploy/services.sh")?;
-    let message = RunRequested {
-        run_id,
-        workspace: request.workspace.to_string(),
-        import: request.import.to_string(),
-        dry_run: request.dry_run,
-        requested_by: std::env::var("USER").unwrap_or_else(|_| "cli".to_string()),
-        requested_at: chrono::Utc::now(),
-        scheduled_for: None,
-        idempotency_key: request.idempotency_key.map(str::to_string),
-        replay: request.replay,
-    };
-    bus.publish(&message, &TraceContext::new_trace()).await?;
-    bus.close().await;
+        TriggerError::Broker(_) => anyhow::anyhow!("{e}; start it with deploy/services.sh"),
+        other => anyhow::anyhow!("{other}"),
+    })?;
     if !request.wait {
         if request.json {
             println!(
@@ -89,10 +67,15 @@ pub async fn run(settings: &Settings, request: &RunRequest<'_>) -> anyhow::Resul
         return Ok(0);
     }
     let summary = follow(&client, run_id, !request.json).await?;
-    if request.json {
-        println!("{}", serde_json::to_string(&summary)?);
+    report(&summary, request.json)
+}
+
+/// Prints a finished run (as JSON or for people); the exit code says whether it succeeded.
+pub fn report(summary: &RunSummary, json: bool) -> anyhow::Result<i32> {
+    if json {
+        println!("{}", serde_json::to_string(summary)?);
     } else {
-        print_summary(&summary);
+        print_summary(summary);
     }
     Ok(match summary.status.as_str() {
         status::SUCCEEDED | status::PARTIALLY_SUCCEEDED => 0,

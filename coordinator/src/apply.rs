@@ -256,6 +256,9 @@ pub async fn apply(
             }
         }
     }
+    for import in &spec.imports {
+        crate::notify::sync_targets(&tx, key, workspace, import).await?;
+    }
     tx.commit().await?;
     Ok(report)
 }

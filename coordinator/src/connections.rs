@@ -18,6 +18,8 @@ pub enum ConnectionError {
         name: String,
         error: sluice_extractor::SourceError,
     },
+    #[error("connection {name:?} is a {kind} connection; key pairs are for snowflake connections")]
+    NotSnowflake { name: String, kind: String },
     #[error("{0}")]
     Sealed(String),
     #[error("control plane: {0}")]
@@ -120,10 +122,10 @@ pub async fn keygen(
 ) -> Result<sluice_extractor::snowflake::Rotation, ConnectionError> {
     let (id, kind, url) = stored(client, key, workspace, name).await?;
     if kind != sluice_proto::ConnectionKind::Snowflake {
-        return Err(ConnectionError::Sealed(format!(
-            "connection {name:?} is a {} connection; key pairs are for snowflake connections",
-            kind.as_str()
-        )));
+        return Err(ConnectionError::NotSnowflake {
+            name: name.to_string(),
+            kind: kind.as_str().to_string(),
+        });
     }
     let rotation =
         sluice_extractor::snowflake::keygen(&url).map_err(|error| ConnectionError::Test {

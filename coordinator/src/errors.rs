@@ -93,7 +93,7 @@ pub async fn record(
 }
 
 /// One rejected row as listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunError {
     pub chunk: i32,
     pub stage: String,

@@ -29,6 +29,8 @@ pub enum LifecycleError {
         action: &'static str,
         needs: &'static str,
     },
+    #[error("import {import:?} has run {run} active; stop the import or wait for the run to end before deleting it")]
+    Active { import: String, run: uuid::Uuid },
     #[error("control plane: {0}")]
     Store(#[from] tokio_postgres::Error),
 }
@@ -146,12 +148,13 @@ pub async fn promote(
 }
 
 /// An import as `imports show` prints it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ImportView {
     pub workspace: String,
     pub name: String,
     pub data_type: String,
     pub state: String,
+    #[schema(value_type = Option<Object>)]
     pub schedule: Option<serde_json::Value>,
     pub next_fire_at: Option<DateTime<Utc>>,
     /// The next fire times, in UTC and in the schedule's timezone.
@@ -161,14 +164,14 @@ pub struct ImportView {
 }
 
 /// One fire time.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FireTime {
     pub utc: String,
     pub local: String,
 }
 
 /// The latest run of an import.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LastRun {
     pub run_id: uuid::Uuid,
     pub status: String,
@@ -176,7 +179,7 @@ pub struct LastRun {
 }
 
 /// A recorded state change.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Transition {
     pub from: Option<String>,
     pub to: String,
@@ -388,6 +391,44 @@ pub async fn stop(
     Ok(cancelled)
 }
 
+/// Deletes an import with its schedule, watermark, notification targets and run history
+/// (runs, chunks, rejected rows), in one transaction; refused while a run is active. What it
+/// loaded stays in the profile and event stores. Returns how many runs went with it.
+pub async fn delete(
+    client: &mut tokio_postgres::Client,
+    workspace: &str,
+    import: &str,
+    actor: &str,
+) -> Result<u64, LifecycleError> {
+    let tx = client.transaction().await?;
+    let (id, current) = locked(&tx, workspace, import).await?;
+    if let Some(active) = tx
+        .query_opt(
+            "SELECT id FROM control.runs WHERE import_id = $1 AND status IN ('queued', 'planning', 'running')",
+            &[&id],
+        )
+        .await?
+    {
+        return Err(LifecycleError::Active {
+            import: import.to_string(),
+            run: active.get(0),
+        });
+    }
+    let runs = tx
+        .execute("DELETE FROM control.runs WHERE import_id = $1", &[&id])
+        .await?;
+    tx.execute(
+        "DELETE FROM control.watermarks WHERE import_id = $1",
+        &[&id],
+    )
+    .await?;
+    tx.execute("DELETE FROM control.imports WHERE id = $1", &[&id])
+        .await?;
+    tx.commit().await?;
+    tracing::info!(workspace, import, state = %current, runs, actor, "import deleted");
+    Ok(runs)
+}
+
 /// Opens a transaction and locks the import, refusing the action unless its state is one of
 /// `allowed`.
 async fn begin<'a>(
@@ -428,4 +469,74 @@ async fn locked(
             import: import.to_string(),
         })?;
     Ok((row.get(0), row.get(1)))
+}
+
+/// Failed runs in a row that pause an import, unless its spec says otherwise.
+pub const PAUSE_AFTER_FAILURES: i32 = 5;
+
+/// After a failed run: pauses a scheduled or ready import whose last `pause_after_failures`
+/// runs (dry runs aside) all failed, records why, and queues the `import.paused`
+/// notification. A paused import keeps its watermark; `resume` schedules it again.
+pub async fn pause_after_failures(
+    client: &impl GenericClient,
+    run_id: uuid::Uuid,
+) -> Result<(), tokio_postgres::Error> {
+    let Some(row) = client
+        .query_opt(
+            "SELECT i.id, i.state, coalesce((i.spec->>'pause_after_failures')::int4, $2)
+               FROM control.runs r JOIN control.imports i ON i.id = r.import_id
+              WHERE r.id = $1 AND r.status = 'failed' AND NOT r.dry_run",
+            &[&run_id, &PAUSE_AFTER_FAILURES],
+        )
+        .await?
+    else {
+        return Ok(());
+    };
+    let (import_id, current, limit): (i64, String, i32) = (row.get(0), row.get(1), row.get(2));
+    if limit <= 0 || !(current == state::SCHEDULED || current == state::READY) {
+        return Ok(());
+    }
+    let failed: i64 = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE status = 'failed') FROM (
+                SELECT status FROM control.runs
+                 WHERE import_id = $1 AND NOT dry_run AND finished_at IS NOT NULL
+                 ORDER BY created_at DESC LIMIT $2) last",
+            &[&import_id, &i64::from(limit)],
+        )
+        .await?
+        .get(0);
+    if failed < i64::from(limit) {
+        return Ok(());
+    }
+    let paused = client
+        .execute(
+            "UPDATE control.imports SET state = 'paused', updated_at = now()
+              WHERE id = $1 AND state = $2",
+            &[&import_id, &current],
+        )
+        .await?;
+    if paused == 0 {
+        return Ok(());
+    }
+    transition(
+        client,
+        import_id,
+        Some(&current),
+        state::PAUSED,
+        "sluice",
+        &format!("paused after {limit} failed runs in a row"),
+    )
+    .await?;
+    client
+        .execute(
+            "INSERT INTO control.notifications (id, target_id, run_id, event, created_at)
+             SELECT gen_random_uuid(), t.id, $2, 'import.paused', clock_timestamp()
+               FROM control.notification_targets t WHERE t.import_id = $1
+             ON CONFLICT DO NOTHING",
+            &[&import_id, &run_id],
+        )
+        .await?;
+    tracing::warn!(import_id, %run_id, "import paused after {limit} failed runs in a row");
+    Ok(())
 }

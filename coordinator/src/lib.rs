@@ -2,6 +2,7 @@
 //! watermark-bounded chunks, consumes stage results, and keeps run state and watermarks. It is
 //! the only writer of control-plane state.
 
+pub mod api;
 pub mod apply;
 pub mod commands;
 pub mod connections;
@@ -10,6 +11,7 @@ pub mod duration;
 pub mod errors;
 pub mod imports;
 pub mod migrate;
+pub mod notify;
 pub mod planner;
 pub mod preview;
 pub mod results;
@@ -17,6 +19,8 @@ pub mod runs;
 pub mod schedule;
 pub mod scheduler;
 pub mod spec;
+pub mod tokens;
+pub mod trigger;
 pub mod watermark;
 
 pub use commands::Commands;
@@ -33,4 +37,10 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     (4, include_str!("../migrations/0004_schedules.sql")),
     (5, include_str!("../migrations/0005_watermark_changes.sql")),
     (6, include_str!("../migrations/0006_replays.sql")),
+    (7, include_str!("../migrations/0007_api_tokens.sql")),
+    (8, include_str!("../migrations/0008_notifications.sql")),
+    (
+        9,
+        include_str!("../migrations/0009_email_notifications.sql"),
+    ),
 ];

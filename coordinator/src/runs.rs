@@ -148,11 +148,11 @@ pub async fn fail(
             &[&run_id, &code, &message],
         )
         .await?;
-    Ok(())
+    crate::imports::pause_after_failures(client, run_id).await
 }
 
 /// A run as users see it: status, stats summed over chunks, and timing.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct RunSummary {
     pub run_id: Uuid,
     pub workspace: String,
@@ -182,7 +182,8 @@ pub struct RunSummary {
     pub error_code: Option<String>,
     pub error: Option<String>,
     /// Dry runs: up to 20 rows, the identity they matched, their outcome and properties.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
     pub sample: Vec<SampleRow>,
 }
 

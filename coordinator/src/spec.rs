@@ -136,6 +136,76 @@ pub struct ImportDecl {
     pub chunk_rows: u64,
     #[serde(default = "default_settle_lag", with = "crate::duration::serde_text")]
     pub settle_lag: Duration,
+    /// Where the import's run events are sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<NotifyDecl>,
+    /// Failed runs in a row that pause the import (5 by default; 0 never pauses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_after_failures: Option<u32>,
+}
+
+/// Where an import's run events (started, succeeded, partially succeeded, failed) go:
+/// webhooks and email addresses.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyDecl {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<WebhookDecl>,
+    /// Addresses sent an email per event, through the fleet's SMTP server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub emails: Vec<String>,
+    /// A partially succeeded run is notified when more than this share of its rows (0 to 1)
+    /// was rejected; 0, the default, notifies every one.
+    #[serde(default)]
+    pub partial_threshold: f64,
+}
+
+/// A webhook: each event is POSTed as JSON, signed with the secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookDecl {
+    pub url: String,
+    /// Signs each delivery (HMAC-SHA256). Kept sealed beside the import, never in its stored
+    /// spec.
+    #[serde(default, skip_serializing)]
+    pub secret: String,
+}
+
+/// Checks an import's notification targets.
+fn validate_notify(field: &str, notify: &NotifyDecl) -> Result<(), SpecError> {
+    if !(0.0..=1.0).contains(&notify.partial_threshold) {
+        return Err(invalid(
+            format!("{field}.partial_threshold"),
+            "a share of rows, from 0 to 1",
+        ));
+    }
+    for (i, email) in notify.emails.iter().enumerate() {
+        if email.parse::<lettre::Address>().is_err() {
+            return Err(invalid(
+                format!("{field}.emails[{i}]"),
+                format!("{email:?} is not an email address"),
+            ));
+        }
+    }
+    for (i, hook) in notify.webhooks.iter().enumerate() {
+        let field = format!("{field}.webhooks[{i}]");
+        match url::Url::parse(&hook.url) {
+            Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
+            _ => {
+                return Err(invalid(
+                    format!("{field}.url"),
+                    format!("{:?} is not an http(s) URL", hook.url),
+                ))
+            }
+        }
+        if hook.secret.len() < 16 {
+            return Err(invalid(
+                format!("{field}.secret"),
+                "give a signing secret of at least 16 characters (e.g. `openssl rand -hex 32`)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The event name purchases get when the spec names none.
@@ -217,11 +287,25 @@ pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<S
     Ok(out)
 }
 
-/// Parses and validates a spec file's text.
+/// Parses and validates a spec file's text, `${NAME}` taken from this process's environment.
 pub fn parse(text: &str) -> Result<SpecFile, SpecError> {
-    let text = interpolate(text, |name| std::env::var(name).ok())?;
-    let spec: SpecFile =
-        serde_norway::from_str(&text).map_err(|e| invalid("spec", e.to_string()))?;
+    parse_with(text, |name| std::env::var(name).ok())
+}
+
+/// Parses and validates a spec's text, `${NAME}` taken from `env`. The HTTP API passes an
+/// empty one: a client's spec must never read the server's environment.
+pub fn parse_with(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<SpecFile, SpecError> {
+    let text = interpolate(text, env)?;
+    let spec: SpecFile = serde_norway::from_str(&text).map_err(|e| {
+        // The parser's message starts with the path of the field at fault.
+        let message = e.to_string();
+        let field = message
+            .split_once(": ")
+            .map(|(path, _)| path)
+            .filter(|path| !path.contains(' ') && !path.is_empty())
+            .unwrap_or("spec");
+        invalid(field, message.clone())
+    })?;
     validate(&spec)?;
     Ok(spec)
 }
@@ -290,6 +374,14 @@ pub fn validate(spec: &SpecFile) -> Result<(), SpecError> {
                     ));
                 }
             }
+            ConnectionKind::Bigquery => {
+                sluice_extractor::bigquery::Settings::parse(&c.url)
+                    .map_err(|e| invalid(format!("{field}.url"), e.to_string()))?;
+            }
+            ConnectionKind::Databricks => {
+                sluice_extractor::databricks::Settings::parse(&c.url)
+                    .map_err(|e| invalid(format!("{field}.url"), e.to_string()))?;
+            }
             ConnectionKind::Mysql => {
                 if !c.url.starts_with("mysql://") {
                     return Err(invalid(
@@ -304,6 +396,9 @@ pub fn validate(spec: &SpecFile) -> Result<(), SpecError> {
     for (i, import) in spec.imports.iter().enumerate() {
         let field = format!("imports[{i}]");
         check_name(&format!("{field}.name"), &import.name)?;
+        if let Some(notify) = &import.notify {
+            validate_notify(&format!("{field}.notify"), notify)?;
+        }
         if import_names.contains(&&import.name) {
             return Err(invalid(
                 format!("{field}.name"),
@@ -683,6 +778,54 @@ imports:
             "chunk_rows: 50000\n    mode: sometimes",
         );
         assert!(err.to_string().contains("sometimes"), "{err}");
+    }
+
+    #[test]
+    fn warehouse_urls_missing_their_credentials_name_the_url() {
+        let with_url = |kind: &str, url: &str| {
+            parse(&GOOD.replace(
+                "kind: postgres\n    url: postgres://postgres@127.0.0.1:5432/warehouse",
+                &format!("kind: {kind}\n    url: \"{url}\""),
+            ))
+            .unwrap_err()
+        };
+        let err = with_url("bigquery", "bigquery://acme/crm");
+        assert_eq!(err.field, "connections[0].url");
+        assert!(err.to_string().contains("service account"), "{err}");
+        let err = with_url("databricks", "databricks://adb-1.azuredatabricks.net/abc");
+        assert_eq!(err.field, "connections[0].url");
+        assert!(err.to_string().contains("personal access token"), "{err}");
+        let err = with_url("bigquery", "snowflake://u@acct/DB");
+        assert!(err.to_string().contains("bigquery://"), "{err}");
+    }
+
+    #[test]
+    fn webhooks_need_an_http_url_and_a_real_secret() {
+        let with = |notify: &str| {
+            parse(&GOOD.replace(
+                "chunk_rows: 50000",
+                &format!("chunk_rows: 50000\n    notify: {notify}"),
+            ))
+        };
+        let ok =
+            with(r#"{ webhooks: [{ url: "https://h.example/x", secret: "0123456789abcdef" }] }"#)
+                .unwrap();
+        let hook = &ok.imports[0].notify.as_ref().unwrap().webhooks[0];
+        assert_eq!(hook.secret, "0123456789abcdef");
+        let stored = serde_json::to_string(&ok.imports[0]).unwrap();
+        assert!(
+            !stored.contains("0123456789abcdef"),
+            "the secret is not stored: {stored}"
+        );
+        let err = with(r#"{ webhooks: [{ url: "ftp://h/x", secret: "0123456789abcdef" }] }"#)
+            .unwrap_err();
+        assert_eq!(err.field, "imports[0].notify.webhooks[0].url");
+        let err = with(r#"{ webhooks: [{ url: "https://h/x", secret: "short" }] }"#).unwrap_err();
+        assert_eq!(err.field, "imports[0].notify.webhooks[0].secret");
+        let err = with("{ emails: [ops-at-example] }").unwrap_err();
+        assert_eq!(err.field, "imports[0].notify.emails[0]");
+        let err = with("{ partial_threshold: 2 }").unwrap_err();
+        assert_eq!(err.field, "imports[0].notify.partial_threshold");
     }
 
     #[test]

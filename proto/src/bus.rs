@@ -244,16 +244,38 @@ impl Bus {
     }
 }
 
-/// The URL with any password replaced, for logs and errors.
+/// Whether a URL parameter holds a secret: keys, tokens, passwords, credentials.
+fn is_secret_param(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["key", "secret", "token", "password", "credential", "sas"]
+        .iter()
+        .any(|word| name.contains(word))
+        && !name.ends_with("key_id")
+}
+
+/// The URL with its password and secret parameters replaced, for logs and errors.
 pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        Ok(parsed) => parsed.to_string(),
-        Err(_) => "<unparseable url>".to_string(),
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return "<unparseable url>".to_string();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
     }
+    if parsed.query().is_some() {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if is_secret_param(&k) {
+                    "***".into()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
 }
 
 #[cfg(test)]
@@ -267,5 +289,13 @@ mod tests {
             "amqp://guest:***@127.0.0.1:5672/%2f"
         );
         assert!(!redact_url("postgres://u:pw@h/db").contains("pw"));
+        let s3 =
+            redact_url("s3://lake/x?aws_access_key_id=AK&aws_secret_access_key=SK&aws_region=eu");
+        assert!(
+            s3.contains("AK") && !s3.contains("SK") && s3.contains("eu"),
+            "{s3}"
+        );
+        let bq = redact_url("bigquery://p/d?credentials=eyJ&location=US");
+        assert!(!bq.contains("eyJ"), "{bq}");
     }
 }

@@ -137,6 +137,10 @@ pub enum ConnectionKind {
     Delta,
     /// Snowflake, over its connector protocol.
     Snowflake,
+    /// Google BigQuery, over its REST API.
+    Bigquery,
+    /// A Databricks SQL warehouse, over the SQL Statement Execution API.
+    Databricks,
 }
 
 impl ConnectionKind {
@@ -149,6 +153,8 @@ impl ConnectionKind {
             ConnectionKind::Files => "files",
             ConnectionKind::Delta => "delta",
             ConnectionKind::Snowflake => "snowflake",
+            ConnectionKind::Bigquery => "bigquery",
+            ConnectionKind::Databricks => "databricks",
         }
     }
 
@@ -161,6 +167,8 @@ impl ConnectionKind {
             "files" => Some(ConnectionKind::Files),
             "delta" => Some(ConnectionKind::Delta),
             "snowflake" => Some(ConnectionKind::Snowflake),
+            "bigquery" => Some(ConnectionKind::Bigquery),
+            "databricks" => Some(ConnectionKind::Databricks),
             _ => None,
         }
     }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod stand_in;
+
 use rand::RngCore;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -76,6 +78,8 @@ impl Fleet {
             .env("SLUICE_DATA_DIR", &self.data_dir)
             .env("SLUICE_MASTER_KEY", &self.master_key)
             .env("SLUICE_RETRY_BASE_MS", "100")
+            // Each coordinator serves its API on a port of its own unless a test names one.
+            .env("SLUICE_HTTP_ADDR", "127.0.0.1:0")
             .env("SLUICE_LOG", "info,lapin=warn,tokio_postgres=warn");
         cmd
     }
@@ -83,6 +87,13 @@ impl Fleet {
     /// Runs a `sluice` command to completion.
     pub fn sluice(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("sluice runs")
+    }
+
+    /// Runs a `sluice` command to completion with extra environment variables.
+    pub fn sluice_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut command = self.command(args);
+        command.envs(env.iter().copied());
+        command.output().expect("sluice runs")
     }
 
     /// Applies a spec given as text, its new imports ready at once (`--ready`).
@@ -448,4 +459,89 @@ pub fn assert_refused_within_timeout(fleet: &Fleet, cases: &[(String, &str)]) {
             "{expected} took too long"
         );
     }
+}
+
+/// The profiles of a warehouse answer selecting external id, first name, points and birthday
+/// as text, as `StoredProfile`s.
+pub fn profiles_of(batch: &arrow::record_batch::RecordBatch) -> Vec<StoredProfile> {
+    use arrow::array::{Array, AsArray};
+    let text = |i: usize| {
+        arrow::compute::cast(batch.column(i), &arrow::datatypes::DataType::Utf8).unwrap()
+    };
+    let columns: Vec<_> = (0..4).map(text).collect();
+    (0..batch.num_rows())
+        .map(|r| {
+            let get = |c: usize| {
+                let c = columns[c].as_string::<i32>();
+                c.is_valid(r).then(|| c.value(r).to_string())
+            };
+            (get(0).unwrap(), get(1), get(2), get(3))
+        })
+        .collect()
+}
+
+/// `INSERT INTO users` statements of 5,000 rows each for ids `1..=rows`, for warehouses that
+/// take rows as SQL text: rows in `ties` share one updated_at (2024-03-01 12:00), the others
+/// are 37 ms apart, and every 97th row has no first name. `literal(kind, text)` writes a
+/// `DATE` or `TIMESTAMP` (UTC) literal in the warehouse's dialect.
+pub fn user_inserts(
+    rows: i64,
+    ties: std::ops::RangeInclusive<i64>,
+    literal: fn(&str, &str) -> String,
+) -> Vec<String> {
+    let epoch = chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").unwrap();
+    let birth = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+    (1..=rows)
+        .step_by(5_000)
+        .map(|start| {
+            let values: Vec<String> = (start..(start + 5_000).min(rows + 1))
+                .map(|id| {
+                    let updated = if ties.contains(&id) {
+                        "2024-03-01 12:00:00".to_string()
+                    } else {
+                        (epoch + chrono::Duration::microseconds(id * 37_000))
+                            .format("%Y-%m-%d %H:%M:%S%.6f")
+                            .to_string()
+                    };
+                    let name = if id % 97 == 0 {
+                        "NULL".to_string()
+                    } else {
+                        format!("'Name {id}'")
+                    };
+                    let birthday = (birth + chrono::Duration::days(id % 15_000)).to_string();
+                    format!(
+                        "({id}, 'user-{id}', {name}, {}, {}, {})",
+                        id * 7 % 1000,
+                        literal("DATE", &birthday),
+                        literal("TIMESTAMP", &updated)
+                    )
+                })
+                .collect();
+            format!("INSERT INTO users VALUES {}", values.join(", "))
+        })
+        .collect()
+}
+
+/// `sluice imports preview users` shows the users import's schema and its first ten rows in
+/// `(watermark, key)` order.
+pub fn assert_preview_shows_first_users(fleet: &Fleet) {
+    let text = preview_users(fleet, 10);
+    assert!(text.contains("first_name: Utf8"), "{text}");
+    assert!(text.contains("loyalty_points: Int64"), "{text}");
+    assert!(
+        text.contains("user-1 ") && !text.contains("user-11 "),
+        "{text}"
+    );
+}
+
+/// `sluice imports preview users` of workspace acme, checked to show `rows` user rows.
+pub fn preview_users(fleet: &Fleet, rows: usize) -> String {
+    let preview = fleet.sluice(&["imports", "preview", "users", "--workspace", "acme"]);
+    let text = String::from_utf8_lossy(&preview.stdout).to_string();
+    assert_eq!(
+        text.lines().filter(|l| l.contains("user-")).count(),
+        rows,
+        "{text}"
+    );
+    text
 }

@@ -1,0 +1,168 @@
+//! `POST /v1/apply`: creates or updates the connections and imports a spec declares, in the
+//! caller's workspace, exactly as `sluice apply -f` does (tested first; a bad spec writes
+//! nothing); and `PUT` of one connection or one import, applied the same way.
+
+use super::auth::require;
+use super::{ApiError, ApiState, JsonBody};
+use crate::apply::{self, ApplyError, ApplyOptions};
+use crate::spec::SpecFile;
+use crate::tokens::{Caller, Role};
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+/// How to apply.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ApplyQuery {
+    /// New imports are ready at once instead of drafts (for specs dry-run elsewhere).
+    pub ready: Option<bool>,
+}
+
+/// What applying did, one line per object.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Applied {
+    pub lines: Vec<String>,
+}
+
+/// Applies a spec (YAML or JSON text). `${NAME}` references must be expanded by the client:
+/// the server's environment is never read.
+#[utoipa::path(operation_id = "apply_apply", post, path = "/v1/apply", tag = "imports", params(ApplyQuery),
+    request_body(content = String, content_type = "application/yaml", description = "The spec file's text"),
+    responses((status = 200, body = Applied), (status = 400, body = super::ErrorBody),
+              (status = 403, body = super::ErrorBody)))]
+pub async fn apply(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Query(query): Query<ApplyQuery>,
+    text: String,
+) -> Result<Json<Applied>, ApiError> {
+    require(&caller, Role::Admin)?;
+    let spec = crate::spec::parse_with(&text, |_| None)
+        .map_err(|e| ApiError::invalid(e.field.clone(), e.to_string()))?;
+    if spec.workspace != caller.workspace {
+        return Err(ApiError::invalid(
+            "workspace",
+            format!(
+                "the spec names workspace {:?}; this token belongs to {:?}",
+                spec.workspace, caller.workspace
+            ),
+        ));
+    }
+    write(&state, spec, query.ready.unwrap_or(false)).await
+}
+
+/// Tests and writes a spec in the caller's workspace.
+async fn write(state: &ApiState, spec: SpecFile, ready: bool) -> Result<Json<Applied>, ApiError> {
+    let mut client = state.pool.get().await?;
+    let report = apply::apply(
+        &mut client,
+        &state.master_key,
+        &spec,
+        &ApplyOptions { ready },
+    )
+    .await
+    .map_err(|e| match e {
+        ApplyError::Spec(e) => ApiError::invalid(e.field.clone(), e.to_string()),
+        ApplyError::Connection { ref name, .. } | ApplyError::Secret { ref name, .. } => {
+            ApiError::invalid(format!("connections.{name}"), e.to_string())
+        }
+        ApplyError::Source { ref import, .. } => {
+            ApiError::invalid(format!("imports.{import}"), e.to_string())
+        }
+        ApplyError::Database(e) => e.into(),
+    })?;
+    Ok(Json(Applied {
+        lines: report.lines,
+    }))
+}
+
+/// A spec holding one object of the caller's workspace, keeping its event retention.
+async fn one_object_spec(state: &ApiState, caller: &Caller) -> Result<SpecFile, ApiError> {
+    let client = state.pool.get().await?;
+    let days: Option<i32> = client
+        .query_one(
+            "SELECT event_retention_days FROM control.workspaces WHERE id = $1",
+            &[&caller.workspace_id],
+        )
+        .await?
+        .get(0);
+    Ok(SpecFile {
+        workspace: caller.workspace.clone(),
+        event_retention: days.map(|d| std::time::Duration::from_secs(d.max(0) as u64 * 86_400)),
+        connections: Vec::new(),
+        imports: Vec::new(),
+    })
+}
+
+/// A connection to create or replace.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionBody {
+    /// `postgres`, `redshift`, `mysql`, `files`, `delta`, `snowflake`, `bigquery`, `databricks`.
+    #[schema(value_type = String)]
+    pub kind: sluice_proto::ConnectionKind,
+    /// The connection URL with its credentials (sealed at rest, never shown again).
+    pub url: String,
+}
+
+/// Creates or replaces a connection after testing it (admins).
+#[utoipa::path(operation_id = "apply_put_connection", put, path = "/v1/connections/{name}", tag = "connections",
+    params(("name" = String, Path, description = "The connection's name")), request_body = ConnectionBody,
+    responses((status = 200, body = Applied), (status = 400, body = super::ErrorBody),
+              (status = 403, body = super::ErrorBody)))]
+pub async fn put_connection(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<ConnectionBody>,
+) -> Result<Json<Applied>, ApiError> {
+    require(&caller, Role::Admin)?;
+    let mut spec = one_object_spec(&state, &caller).await?;
+    spec.connections.push(crate::spec::ConnectionDecl {
+        name,
+        kind: body.kind,
+        url: body.url,
+    });
+    write(&state, spec, false).await
+}
+
+/// Creates or replaces an import after testing its source (admins). The body is the import
+/// as a spec file declares it, without its name; `?ready=true` skips the draft state.
+#[utoipa::path(operation_id = "apply_put_import", put, path = "/v1/imports/{name}", tag = "imports",
+    params(("name" = String, Path, description = "The import's name"), ApplyQuery),
+    request_body(content = Object, description = "The import as a spec declares it"),
+    responses((status = 200, body = Applied), (status = 400, body = super::ErrorBody),
+              (status = 403, body = super::ErrorBody)))]
+pub async fn put_import(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Query(query): Query<ApplyQuery>,
+    JsonBody(mut body): JsonBody<serde_json::Value>,
+) -> Result<Json<Applied>, ApiError> {
+    require(&caller, Role::Admin)?;
+    let Some(fields) = body.as_object_mut() else {
+        return Err(ApiError::invalid(
+            "import",
+            "give the import as a JSON object",
+        ));
+    };
+    match fields.get("name") {
+        Some(given) if given != &serde_json::Value::String(name.clone()) => {
+            return Err(ApiError::invalid(
+                "name",
+                "differs from the name in the path",
+            ))
+        }
+        _ => {
+            fields.insert("name".into(), serde_json::Value::String(name));
+        }
+    }
+    let import: crate::spec::ImportDecl =
+        serde_json::from_value(body).map_err(|e| ApiError::invalid("import", e.to_string()))?;
+    let mut spec = one_object_spec(&state, &caller).await?;
+    spec.imports.push(import);
+    write(&state, spec, query.ready.unwrap_or(false)).await
+}

@@ -1,0 +1,164 @@
+//! `/v1/connections`: a workspace's connections, shown without their credentials.
+
+use super::{ApiError, ApiState};
+use crate::connections;
+use crate::tokens::Caller;
+use axum::extract::{Path, State};
+use axum::Json;
+use serde::Serialize;
+
+/// A connection as the API shows it: never its URL or credentials.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ConnectionItem {
+    pub name: String,
+    /// `postgres`, `redshift`, `mysql`, `files`, `delta`, `snowflake`, `bigquery`, `databricks`.
+    pub kind: String,
+    /// How many imports read from it.
+    pub imports: i64,
+}
+
+async fn all(state: &ApiState, caller: &Caller) -> Result<Vec<ConnectionItem>, ApiError> {
+    let client = state.pool.get().await?;
+    Ok(connections::list(&**client, &caller.workspace)
+        .await?
+        .into_iter()
+        .map(|(name, kind, imports)| ConnectionItem {
+            name,
+            kind,
+            imports,
+        })
+        .collect())
+}
+
+/// The workspace's connections.
+#[utoipa::path(operation_id = "connections_list", get, path = "/v1/connections", tag = "connections",
+    responses((status = 200, body = Vec<ConnectionItem>), (status = 401, body = super::ErrorBody)))]
+pub async fn list(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<Vec<ConnectionItem>>, ApiError> {
+    all(&state, &caller).await.map(Json)
+}
+
+/// One connection.
+#[utoipa::path(operation_id = "connections_show", get, path = "/v1/connections/{name}", tag = "connections",
+    params(("name" = String, Path, description = "The connection's name")),
+    responses((status = 200, body = ConnectionItem), (status = 404, body = super::ErrorBody)))]
+pub async fn show(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<ConnectionItem>, ApiError> {
+    all(&state, &caller)
+        .await?
+        .into_iter()
+        .find(|c| c.name == name)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no connection {name:?} in this workspace")))
+}
+
+/// What testing a connection found.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct TestResult {
+    pub ok: bool,
+    /// Why it failed: `source_unreachable`, `authentication`, `permission_denied`,
+    /// `missing_object`, `source_timeout`...
+    pub code: Option<String>,
+    pub message: Option<String>,
+    /// Snowflake: a pending key logged in and now replaces the old credentials.
+    pub key_promoted: bool,
+    /// The statement that retires the old key's slot, once a new key took over.
+    pub retire: Option<String>,
+    /// Snowflake: why a pending key was refused (the old credentials stay in use).
+    pub pending_key_refused: Option<String>,
+}
+
+/// Opens a session the way the extractor does and says what failed.
+#[utoipa::path(operation_id = "connections_test", post, path = "/v1/connections/{name}/test", tag = "connections",
+    params(("name" = String, Path, description = "The connection's name")),
+    responses((status = 200, body = TestResult), (status = 404, body = super::ErrorBody)))]
+pub async fn test(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<TestResult>, ApiError> {
+    super::auth::require(&caller, crate::tokens::Role::Operator)?;
+    let client = state.pool.get().await?;
+    match connections::test(&**client, &state.master_key, &caller.workspace, &name).await {
+        Ok(tested) => Ok(Json(TestResult {
+            ok: true,
+            key_promoted: tested.promoted.is_some(),
+            retire: tested.promoted.flatten(),
+            pending_key_refused: tested.pending_refused.map(|e| e.to_string()),
+            ..TestResult::default()
+        })),
+        Err(connections::ConnectionError::Test { error, .. }) => Ok(Json(TestResult {
+            ok: false,
+            code: Some(error.code().as_str().to_string()),
+            message: Some(error.to_string()),
+            ..TestResult::default()
+        })),
+        Err(e) => Err(connection_error(e)),
+    }
+}
+
+fn connection_error(e: connections::ConnectionError) -> ApiError {
+    match e {
+        connections::ConnectionError::NotFound { name, .. } => {
+            ApiError::not_found(format!("no connection {name:?} in this workspace"))
+        }
+        e @ (connections::ConnectionError::InUse { .. }
+        | connections::ConnectionError::NotSnowflake { .. }) => ApiError::conflict(e.to_string()),
+        connections::ConnectionError::Store(e) => e.into(),
+        other => ApiError::internal(other),
+    }
+}
+
+/// Deletes a connection no import uses; otherwise answers 409 naming the imports.
+#[utoipa::path(operation_id = "connections_delete", delete, path = "/v1/connections/{name}", tag = "connections",
+    params(("name" = String, Path, description = "The connection's name")),
+    responses((status = 204), (status = 404, body = super::ErrorBody),
+              (status = 409, body = super::ErrorBody)))]
+pub async fn delete(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    super::auth::require(&caller, crate::tokens::Role::Admin)?;
+    let mut client = state.pool.get().await?;
+    connections::delete(&mut client, &caller.workspace, &name)
+        .await
+        .map_err(connection_error)?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// A key pair made for a Snowflake connection.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct KeyPair {
+    /// The public key, base64 DER.
+    pub public_key: String,
+    /// `ALTER USER ... SET RSA_PUBLIC_KEY[_2] = '...'`: run it in Snowflake, then test the
+    /// connection; the new key takes over once it logs in.
+    pub statement: String,
+}
+
+/// Makes a key pair for a Snowflake connection; the private key is kept sealed as pending.
+#[utoipa::path(operation_id = "connections_keygen", post, path = "/v1/connections/{name}/keygen", tag = "connections",
+    params(("name" = String, Path, description = "The connection's name")),
+    responses((status = 200, body = KeyPair), (status = 404, body = super::ErrorBody),
+              (status = 409, body = super::ErrorBody)))]
+pub async fn keygen(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<KeyPair>, ApiError> {
+    super::auth::require(&caller, crate::tokens::Role::Admin)?;
+    let client = state.pool.get().await?;
+    let rotation = connections::keygen(&**client, &state.master_key, &caller.workspace, &name)
+        .await
+        .map_err(connection_error)?;
+    Ok(Json(KeyPair {
+        public_key: rotation.public_key,
+        statement: rotation.statement,
+    }))
+}

@@ -1,0 +1,119 @@
+//! The operator HTTP API under `/v1`: JSON endpoints for workspaces and tokens, connections,
+//! imports, runs and profiles, each scoped to the bearer token's workspace, with the OpenAPI document
+//! generated from the handlers and served at `/v1/openapi.json`; and the run listing web page
+//! at `/ui`.
+
+mod apply;
+mod auth;
+mod connections;
+mod error;
+mod imports;
+mod profiles;
+mod runs;
+mod steering;
+mod tokens;
+mod ui;
+
+pub use error::{ApiError, ErrorBody, JsonBody, MaybeJson};
+use sluice_proto::Topology;
+use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// What every handler reaches: the control plane and the broker runs are requested on.
+#[derive(Clone)]
+pub struct ApiState {
+    pub pool: deadpool_postgres::Pool,
+    pub amqp_url: String,
+    pub topology: Topology,
+    /// Opens connection credentials to test, preview and rewind; seals applied ones.
+    pub master_key: sluice_proto::secrets::MasterKey,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Sluice", description = "Operator API of the Sluice import fleet"),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+/// Declares the bearer-token scheme every endpoint uses.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        api.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+    }
+}
+
+/// The API's routes and the OpenAPI document describing exactly those routes.
+pub fn routes() -> (axum::Router<ApiState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(tokens::workspace))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::revoke))
+        .routes(routes!(connections::list))
+        .routes(routes!(
+            connections::show,
+            connections::delete,
+            apply::put_connection
+        ))
+        .routes(routes!(connections::test))
+        .routes(routes!(connections::keygen))
+        .routes(routes!(apply::apply))
+        .routes(routes!(imports::list))
+        .routes(routes!(imports::show, apply::put_import, imports::delete))
+        .routes(routes!(imports::trigger))
+        .routes(routes!(imports::pause))
+        .routes(routes!(imports::resume))
+        .routes(routes!(steering::preview))
+        .routes(routes!(steering::stop))
+        .routes(routes!(steering::resync))
+        .routes(routes!(steering::rewind))
+        .routes(routes!(steering::replay))
+        .routes(routes!(runs::list))
+        .routes(routes!(runs::show))
+        .routes(routes!(runs::errors))
+        .routes(routes!(runs::errors_csv))
+        .routes(routes!(profiles::lookup))
+        .routes(routes!(profiles::events))
+        .split_for_parts()
+}
+
+/// The whole HTTP service: the API, its OpenAPI document and the web page.
+pub fn app(state: ApiState) -> axum::Router {
+    let (router, openapi) = routes();
+    router
+        .merge(ui::routes())
+        .route(
+            "/v1/openapi.json",
+            axum::routing::get(move || async move { axum::Json(openapi) }),
+        )
+        .fallback(|| async { ApiError::not_found("no such endpoint; see /v1/openapi.json") })
+        .with_state(state)
+}
+
+/// Serves the API on a bound listener until `shutdown` is cancelled.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: CancellationToken,
+) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "HTTP API listening");
+    }
+    if let Err(e) = axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+    {
+        tracing::error!("the HTTP API stopped: {e}");
+    }
+}

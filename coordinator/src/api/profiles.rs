@@ -1,0 +1,195 @@
+//! `/v1/profiles`: a profile looked up by any of its identities, and its events.
+
+use super::{ApiError, ApiState};
+use crate::tokens::Caller;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Which identity to look a profile up by.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct Lookup {
+    /// `identity`, `external_id`, `email`, `phone`, `alias:<label>` or `profile_id`.
+    pub kind: String,
+    pub value: String,
+}
+
+/// One identity of a profile.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Identity {
+    pub kind: String,
+    pub value: String,
+}
+
+/// A profile in the profile store.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Profile {
+    pub profile_id: i64,
+    pub identities: Vec<Identity>,
+    #[schema(value_type = Object)]
+    pub properties: serde_json::Value,
+    pub updated_at: DateTime<Utc>,
+    pub first_event_at: Option<DateTime<Utc>>,
+    pub last_event_at: Option<DateTime<Utc>>,
+    pub event_count: i64,
+}
+
+/// One stored event.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Event {
+    pub event_id: i64,
+    pub name: String,
+    pub time: DateTime<Utc>,
+    #[schema(value_type = Object)]
+    pub properties: serde_json::Value,
+    pub dedup_key: String,
+}
+
+/// Paging of a profile's events.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventPage {
+    /// Page number, from 1.
+    pub page: Option<u32>,
+    /// Events per page, 1 to 500 (100 by default).
+    pub per_page: Option<u32>,
+}
+
+/// `(limit, offset)` of a page, refusing pages out of range by field.
+pub fn paging(
+    page: Option<u32>,
+    per_page: Option<u32>,
+    default: u32,
+    max: u32,
+) -> Result<(i64, i64), ApiError> {
+    let page = page.unwrap_or(1);
+    if page == 0 {
+        return Err(ApiError::invalid("page", "pages count from 1"));
+    }
+    let per_page = per_page.unwrap_or(default);
+    if !(1..=max).contains(&per_page) {
+        return Err(ApiError::invalid("per_page", format!("must be 1 to {max}")));
+    }
+    Ok((
+        i64::from(per_page),
+        i64::from(page - 1) * i64::from(per_page),
+    ))
+}
+
+async fn profile(
+    state: &ApiState,
+    workspace_id: i64,
+    profile_id: i64,
+) -> Result<Option<Profile>, ApiError> {
+    let client = state.pool.get().await?;
+    let Some(row) = client
+        .query_opt(
+            "SELECT profile_id, properties, updated_at, first_event_at, last_event_at, event_count
+               FROM profile_store.profiles WHERE workspace_id = $1 AND profile_id = $2",
+            &[&workspace_id, &profile_id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let identities = client
+        .query(
+            "SELECT kind, value FROM profile_store.identities
+              WHERE workspace_id = $1 AND profile_id = $2 ORDER BY kind, value",
+            &[&workspace_id, &profile_id],
+        )
+        .await?
+        .iter()
+        .map(|r| Identity {
+            kind: r.get(0),
+            value: r.get(1),
+        })
+        .collect();
+    Ok(Some(Profile {
+        profile_id: row.get(0),
+        identities,
+        properties: row.get(1),
+        updated_at: row.get(2),
+        first_event_at: row.get(3),
+        last_event_at: row.get(4),
+        event_count: row.get(5),
+    }))
+}
+
+/// The profile one identity names.
+#[utoipa::path(operation_id = "profiles_lookup", get, path = "/v1/profiles", tag = "profiles", params(Lookup),
+    responses((status = 200, body = Profile), (status = 404, body = super::ErrorBody)))]
+pub async fn lookup(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Query(lookup): Query<Lookup>,
+) -> Result<Json<Profile>, ApiError> {
+    let profile_id = if lookup.kind == "profile_id" {
+        lookup.value.parse::<i64>().ok()
+    } else {
+        let client = state.pool.get().await?;
+        client
+            .query_opt(
+                "SELECT profile_id FROM profile_store.identities
+                  WHERE workspace_id = $1 AND kind = $2 AND value = $3",
+                &[&caller.workspace_id, &lookup.kind, &lookup.value],
+            )
+            .await?
+            .map(|r| r.get(0))
+    };
+    let found = match profile_id {
+        Some(id) => profile(&state, caller.workspace_id, id).await?,
+        None => None,
+    };
+    found.map(Json).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no profile with {} {:?} in this workspace",
+            lookup.kind, lookup.value
+        ))
+    })
+}
+
+/// A profile's events, newest first.
+#[utoipa::path(operation_id = "profiles_events", get, path = "/v1/profiles/{profile_id}/events", tag = "profiles",
+    params(("profile_id" = i64, Path, description = "The profile's id"), EventPage),
+    responses((status = 200, body = Vec<Event>), (status = 404, body = super::ErrorBody)))]
+pub async fn events(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(profile_id): Path<i64>,
+    Query(page): Query<EventPage>,
+) -> Result<Json<Vec<Event>>, ApiError> {
+    if profile(&state, caller.workspace_id, profile_id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::not_found(format!(
+            "no profile {profile_id} in this workspace"
+        )));
+    }
+    let (limit, offset) = paging(page.page, page.per_page, 100, 500)?;
+    let client = state.pool.get().await?;
+    Ok(Json(
+        client
+            .query(
+                "SELECT event_id, name, time, properties, dedup_key FROM profile_store.events
+                  WHERE workspace_id = $1 AND profile_id = $2
+                  ORDER BY time DESC, event_id DESC LIMIT $3 OFFSET $4",
+                &[&caller.workspace_id, &profile_id, &limit, &offset],
+            )
+            .await?
+            .iter()
+            .map(|r| Event {
+                event_id: r.get(0),
+                name: r.get(1),
+                time: r.get(2),
+                properties: r.get(3),
+                dedup_key: r.get(4),
+            })
+            .collect(),
+    ))
+}

@@ -1,0 +1,208 @@
+//! `/v1/runs`: a workspace's runs, filtered and paged, and one run with its stats.
+
+use super::{ApiError, ApiState};
+use crate::runs::{self, RunSummary};
+use crate::tokens::Caller;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Filters and paging of the run listing.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RunFilter {
+    /// Only this import's runs.
+    pub import: Option<String>,
+    /// Only runs in this status (`queued`, `running`, `succeeded`, `failed`, ...).
+    pub status: Option<String>,
+    /// Only runs requested by this creator (`scheduler`, `api:<token id>`, a user name).
+    pub created_by: Option<String>,
+    /// Only runs created at or after this instant (RFC 3339).
+    pub from: Option<DateTime<Utc>>,
+    /// Only runs created before this instant (RFC 3339).
+    pub to: Option<DateTime<Utc>>,
+    /// Page number, from 1.
+    pub page: Option<u32>,
+    /// Runs per page, 1 to 200 (50 by default).
+    pub per_page: Option<u32>,
+}
+
+/// One run in a listing.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunItem {
+    pub run_id: Uuid,
+    pub import: String,
+    pub status: String,
+    pub dry_run: bool,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A page of runs, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunPage {
+    pub runs: Vec<RunItem>,
+    pub page: u32,
+    pub per_page: u32,
+    /// Runs matching the filters, over all pages.
+    pub total: i64,
+}
+
+const LIST: &str =
+    "SELECT r.id, i.name, r.status, r.dry_run, r.requested_by, r.created_at, r.finished_at,
+        count(*) OVER ()
+   FROM control.runs r JOIN control.imports i ON i.id = r.import_id
+  WHERE r.workspace_id = $1
+    AND ($2::text IS NULL OR i.name = $2)
+    AND ($3::text IS NULL OR r.status = $3)
+    AND ($4::text IS NULL OR r.requested_by = $4)
+    AND ($5::timestamptz IS NULL OR r.created_at >= $5)
+    AND ($6::timestamptz IS NULL OR r.created_at < $6)
+  ORDER BY r.created_at DESC, r.id
+  LIMIT $7 OFFSET $8";
+
+/// The workspace's runs, newest first, filtered by import, status, creator and date range.
+#[utoipa::path(operation_id = "runs_list", get, path = "/v1/runs", tag = "runs", params(RunFilter),
+    responses((status = 200, body = RunPage), (status = 400, body = super::ErrorBody)))]
+pub async fn list(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Query(filter): Query<RunFilter>,
+) -> Result<Json<RunPage>, ApiError> {
+    let page = filter.page.unwrap_or(1);
+    if page == 0 {
+        return Err(ApiError::invalid("page", "pages count from 1"));
+    }
+    let per_page = filter.per_page.unwrap_or(50);
+    if !(1..=200).contains(&per_page) {
+        return Err(ApiError::invalid("per_page", "must be 1 to 200"));
+    }
+    let client = state.pool.get().await?;
+    let rows = client
+        .query(
+            LIST,
+            &[
+                &caller.workspace_id,
+                &filter.import,
+                &filter.status,
+                &filter.created_by,
+                &filter.from,
+                &filter.to,
+                &i64::from(per_page),
+                &(i64::from(page - 1) * i64::from(per_page)),
+            ],
+        )
+        .await?;
+    let total = rows.first().map_or(0, |r| r.get(7));
+    Ok(Json(RunPage {
+        runs: rows
+            .iter()
+            .map(|r| RunItem {
+                run_id: r.get(0),
+                import: r.get(1),
+                status: r.get(2),
+                dry_run: r.get(3),
+                created_by: r.get(4),
+                created_at: r.get(5),
+                finished_at: r.get(6),
+            })
+            .collect(),
+        page,
+        per_page,
+        total,
+    }))
+}
+
+/// One run: status, stats summed over its chunks, chunk progress and the error that ended it.
+#[utoipa::path(operation_id = "runs_show", get, path = "/v1/runs/{run_id}", tag = "runs",
+    params(("run_id" = Uuid, Path, description = "The run's id")),
+    responses((status = 200, body = RunSummary), (status = 404, body = super::ErrorBody)))]
+pub async fn show(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(run_id): Path<Uuid>,
+) -> Result<Json<RunSummary>, ApiError> {
+    let client = state.pool.get().await?;
+    runs::summary(&**client, run_id)
+        .await?
+        .filter(|s| s.workspace == caller.workspace)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no run {run_id} in this workspace")))
+}
+
+/// Paging of a run's rejected rows.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ErrorPage {
+    /// Page number, from 1.
+    pub page: Option<u32>,
+    /// Rows per page, 1 to 1000 (100 by default).
+    pub per_page: Option<u32>,
+}
+
+/// Resolves a run of the caller's workspace, or 404.
+async fn own_run(state: &ApiState, caller: &Caller, run_id: Uuid) -> Result<(), ApiError> {
+    let client = state.pool.get().await?;
+    client
+        .query_opt(
+            "SELECT 1 FROM control.runs WHERE id = $1 AND workspace_id = $2",
+            &[&run_id, &caller.workspace_id],
+        )
+        .await?
+        .map(|_| ())
+        .ok_or_else(|| ApiError::not_found(format!("no run {run_id} in this workspace")))
+}
+
+/// A run's rejected rows with their reasons, page by page, in chunk and key order.
+#[utoipa::path(operation_id = "runs_errors", get, path = "/v1/runs/{run_id}/errors", tag = "runs",
+    params(("run_id" = Uuid, Path, description = "The run's id"), ErrorPage),
+    responses((status = 200, body = Vec<crate::errors::RunError>), (status = 404, body = super::ErrorBody)))]
+pub async fn errors(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(run_id): Path<Uuid>,
+    Query(page): Query<ErrorPage>,
+) -> Result<Json<Vec<crate::errors::RunError>>, ApiError> {
+    own_run(&state, &caller, run_id).await?;
+    let (limit, offset) = super::profiles::paging(page.page, page.per_page, 100, 1000)?;
+    let client = state.pool.get().await?;
+    Ok(Json(
+        crate::errors::list(&**client, run_id, limit, offset).await?,
+    ))
+}
+
+/// Every rejected row of a run as CSV: the source key, the mapped columns, the column at
+/// fault, the message, and the reason last.
+#[utoipa::path(operation_id = "runs_errors_csv", get, path = "/v1/runs/{run_id}/errors.csv", tag = "runs",
+    params(("run_id" = Uuid, Path, description = "The run's id")),
+    responses((status = 200, content_type = "text/csv", body = String), (status = 404, body = super::ErrorBody)))]
+pub async fn errors_csv(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(run_id): Path<Uuid>,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    own_run(&state, &caller, run_id).await?;
+    let client = state.pool.get().await?;
+    let mut csv = Vec::new();
+    crate::errors::write_csv(&**client, run_id, &mut csv)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/csv; charset=utf-8".to_string(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"run-{run_id}-errors.csv\""),
+            ),
+        ],
+        csv,
+    ))
+}

@@ -1,0 +1,293 @@
+//! The run listing web page at `/ui`: server-rendered HTML, no script framework. Signing in
+//! stores the API token in an HttpOnly cookie; every page is scoped to its workspace like the
+//! API. The listing shows each import's status, schedule, health, last and next run, and the
+//! runs filtered by status, creator and date; a run's page shows its stats, chunk progress and
+//! errors, and refreshes itself while the run is active.
+
+mod html;
+
+use super::{ApiError, ApiState};
+use crate::tokens::{self, Caller};
+use axum::extract::{Form, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use uuid::Uuid;
+
+const COOKIE: &str = "sluice_token";
+
+/// A signed-in browser: the caller its cookie's token names.
+pub struct Viewer(Caller);
+
+impl FromRequestParts<ApiState> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Response> {
+        let token = parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == COOKIE)
+            .map(|(_, value)| value.to_string());
+        let Some(token) = token else {
+            return Err(Redirect::to("/ui/login").into_response());
+        };
+        let client = state
+            .pool
+            .get()
+            .await
+            .map_err(|e| ApiError::from(e).into_response())?;
+        match tokens::authenticate(&**client, &token).await {
+            Ok(Some(caller)) => Ok(Viewer(caller)),
+            Ok(None) => Err(Redirect::to("/ui/login").into_response()),
+            Err(e) => Err(ApiError::from(e).into_response()),
+        }
+    }
+}
+
+/// The routes of the web page.
+pub fn routes() -> axum::Router<ApiState> {
+    axum::Router::new()
+        .route("/ui", axum::routing::get(listing))
+        .route("/ui/login", axum::routing::get(login_form).post(login))
+        .route("/ui/runs/{run_id}", axum::routing::get(run_page))
+        .route(
+            "/ui/runs/{run_id}/errors.csv",
+            axum::routing::get(errors_csv),
+        )
+}
+
+/// `; Secure` when the page was reached over HTTPS through a proxy that terminates TLS (it
+/// says so in `X-Forwarded-Proto`), so the cookie never travels in clear; nothing on plain
+/// HTTP, where a secure cookie would not be sent back.
+fn secure_suffix(headers: &header::HeaderMap) -> &'static str {
+    let https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    if https {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
+async fn login_form() -> Html<String> {
+    Html(html::login(None))
+}
+
+/// The sign-in form's field.
+#[derive(Deserialize)]
+struct Login {
+    token: String,
+}
+
+async fn login(
+    State(state): State<ApiState>,
+    headers: header::HeaderMap,
+    Form(form): Form<Login>,
+) -> Response {
+    let token = form.token.trim().to_string();
+    let known = match state.pool.get().await {
+        Ok(client) => tokens::authenticate(&**client, &token).await.ok().flatten(),
+        Err(_) => None,
+    };
+    if known.is_none() {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Html(html::login(Some("That token is not valid."))),
+        )
+            .into_response();
+    }
+    (
+        [(
+            header::SET_COOKIE,
+            format!(
+                "{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/ui{}",
+                secure_suffix(&headers)
+            ),
+        )],
+        Redirect::to("/ui"),
+    )
+        .into_response()
+}
+
+/// The listing's run filters, from the form on the page.
+#[derive(Debug, Default, Deserialize)]
+pub struct Filters {
+    pub status: Option<String>,
+    pub creator: Option<String>,
+    /// `YYYY-MM-DD`: runs created that day or later.
+    pub from: Option<String>,
+    /// `YYYY-MM-DD`: runs created that day or earlier.
+    pub to: Option<String>,
+}
+
+impl Filters {
+    fn date(
+        &self,
+        value: &Option<String>,
+        field: &str,
+    ) -> Result<Option<chrono::NaiveDate>, ApiError> {
+        match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                .map(Some)
+                .map_err(|_| {
+                    ApiError::invalid(field, format!("{v:?} is not a date like 2026-11-23"))
+                }),
+        }
+    }
+
+    fn text(value: &Option<String>) -> Option<String> {
+        value
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    }
+}
+
+/// One import's line in the listing.
+pub struct ImportLine {
+    pub name: String,
+    pub data_type: String,
+    pub state: String,
+    pub schedule: Option<String>,
+    /// Succeeded (or partially succeeded) share of the last 10 finished runs.
+    pub health: Option<f64>,
+    pub last_run: Option<(Uuid, String, chrono::DateTime<chrono::Utc>)>,
+    pub next_fire_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// One run's line in the listing.
+pub struct RunLine {
+    pub run_id: Uuid,
+    pub import: String,
+    pub status: String,
+    pub created_by: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub dry_run: bool,
+}
+
+const IMPORTS: &str = "SELECT i.name, i.data_type, i.state, i.spec->'schedule', i.next_fire_at,
+        (SELECT avg(CASE WHEN r.status IN ('succeeded', 'partially_succeeded') THEN 1.0 ELSE 0.0 END)::float8
+           FROM (SELECT status FROM control.runs r
+                  WHERE r.import_id = i.id AND r.finished_at IS NOT NULL AND NOT r.dry_run
+                  ORDER BY r.created_at DESC LIMIT 10) r),
+        l.id, l.status, l.created_at
+   FROM control.imports i
+   LEFT JOIN LATERAL (SELECT id, status, created_at FROM control.runs
+                       WHERE import_id = i.id ORDER BY created_at DESC LIMIT 1) l ON true
+  WHERE i.workspace_id = $1
+  ORDER BY i.name";
+
+const RUNS: &str = "SELECT r.id, i.name, r.status, r.requested_by, r.created_at, r.dry_run
+   FROM control.runs r JOIN control.imports i ON i.id = r.import_id
+  WHERE r.workspace_id = $1
+    AND ($2::text IS NULL OR r.status = $2)
+    AND ($3::text IS NULL OR r.requested_by = $3)
+    AND ($4::date IS NULL OR r.created_at >= $4::date)
+    AND ($5::date IS NULL OR r.created_at < $5::date + 1)
+  ORDER BY r.created_at DESC
+  LIMIT 100";
+
+async fn listing(
+    State(state): State<ApiState>,
+    Viewer(caller): Viewer,
+    Query(filters): Query<Filters>,
+) -> Result<Html<String>, ApiError> {
+    let from = filters.date(&filters.from, "from")?;
+    let to = filters.date(&filters.to, "to")?;
+    let client = state.pool.get().await?;
+    let imports = client
+        .query(IMPORTS, &[&caller.workspace_id])
+        .await?
+        .iter()
+        .map(|r| ImportLine {
+            name: r.get(0),
+            data_type: r.get(1),
+            state: r.get(2),
+            schedule: r
+                .get::<_, Option<serde_json::Value>>(3)
+                .filter(|s| !s.is_null())
+                .map(|s| html::schedule_text(&s)),
+            next_fire_at: r.get(4),
+            health: r.get(5),
+            last_run: r
+                .get::<_, Option<Uuid>>(6)
+                .map(|id| (id, r.get(7), r.get(8))),
+        })
+        .collect::<Vec<_>>();
+    let runs = client
+        .query(
+            RUNS,
+            &[
+                &caller.workspace_id,
+                &Filters::text(&filters.status),
+                &Filters::text(&filters.creator),
+                &from,
+                &to,
+            ],
+        )
+        .await?
+        .iter()
+        .map(|r| RunLine {
+            run_id: r.get(0),
+            import: r.get(1),
+            status: r.get(2),
+            created_by: r.get(3),
+            created_at: r.get(4),
+            dry_run: r.get(5),
+        })
+        .collect::<Vec<_>>();
+    Ok(Html(html::listing(
+        &caller.workspace,
+        &imports,
+        &runs,
+        &filters,
+    )))
+}
+
+async fn run_page(
+    State(state): State<ApiState>,
+    Viewer(caller): Viewer,
+    Path(run_id): Path<Uuid>,
+) -> Result<Html<String>, ApiError> {
+    let client = state.pool.get().await?;
+    let summary = crate::runs::summary(&**client, run_id)
+        .await?
+        .filter(|s| s.workspace == caller.workspace)
+        .ok_or_else(|| ApiError::not_found(format!("no run {run_id} in this workspace")))?;
+    let errors = crate::errors::list(&**client, run_id, 100, 0).await?;
+    Ok(Html(html::run(&summary, &errors)))
+}
+
+async fn errors_csv(
+    State(state): State<ApiState>,
+    Viewer(caller): Viewer,
+    Path(run_id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    super::runs::errors_csv(State(state), caller, Path(run_id))
+        .await
+        .map(IntoResponse::into_response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cookie_is_secure_only_behind_https() {
+        let mut headers = header::HeaderMap::new();
+        assert_eq!(secure_suffix(&headers), "");
+        headers.insert("x-forwarded-proto", "http".parse().unwrap());
+        assert_eq!(secure_suffix(&headers), "");
+        headers.insert("x-forwarded-proto", "HTTPS".parse().unwrap());
+        assert_eq!(secure_suffix(&headers), "; Secure");
+    }
+}
