@@ -58,7 +58,16 @@ pub async fn ensure_database(url: &str) -> Result<(), DatabaseError> {
         .await
     {
         Ok(()) => Ok(()),
-        Err(e) if e.as_db_error().map(|d| d.code().code()) == Some("42P04") => Ok(()),
+        // Another process created it first: 42P04 when it had committed, a unique violation
+        // on the catalog when both were creating it at once.
+        Err(e)
+            if matches!(
+                e.as_db_error().map(|d| d.code().code()),
+                Some("42P04" | "23505")
+            ) =>
+        {
+            Ok(())
+        }
         Err(source) => Err(DatabaseError::Create { name, source }),
     }
 }
