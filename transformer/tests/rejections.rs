@@ -363,7 +363,7 @@ async fn payloads_expand_keep_nested_values_and_refuse_what_does_not_fit() {
 
 #[tokio::test]
 async fn a_struct_payload_expands_like_a_json_object() {
-    let fields = vec![
+    let fields = [
         Arc::new(Field::new("plan", DataType::Utf8, true)),
         Arc::new(Field::new("seats", DataType::Int64, true)),
     ];

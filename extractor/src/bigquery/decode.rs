@@ -240,7 +240,7 @@ mod tests {
             .column(2)
             .as_primitive::<arrow::datatypes::TimestampNanosecondType>();
         assert_eq!(local.value(0), 1_709_294_400_500_000_000);
-        assert_eq!(batch.column(4).as_boolean().value(0), true);
+        assert!(batch.column(4).as_boolean().value(0));
         assert_eq!(batch.column(0).null_count(), 1);
     }
 
