@@ -109,6 +109,7 @@ pub async fn demo(settings: &Settings, worker: &WorkerOptions) -> anyhow::Result
                 ],
                 &settings,
                 &worker,
+                prometheus::Registry::new(),
                 shutdown,
             )
             .await

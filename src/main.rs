@@ -5,9 +5,11 @@ mod demo;
 mod errors;
 mod export;
 mod imports;
+mod ops;
 mod remote;
 mod roles;
 mod settings;
+mod telemetry;
 mod trigger;
 
 use clap::{Parser, Subcommand};
@@ -278,27 +280,50 @@ struct WorkerArgs {
     options: WorkerOptions,
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,lapin=warn,datafusion=warn,tokio_postgres=warn")
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::env::var("SLUICE_LOG_FORMAT").as_deref() == Ok("json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+async fn serve(
+    roles: &[Role],
+    settings: &Settings,
+    args: &WorkerArgs,
+    telemetry: telemetry::Telemetry,
+) -> anyhow::Result<i32> {
+    let served = roles::run(
+        roles,
+        settings,
+        &args.options,
+        telemetry.registry.clone(),
+        roles::shutdown_on_signal(),
+    )
+    .await;
+    telemetry.shutdown().await;
+    served?;
+    Ok(0)
 }
 
-async fn serve(roles: &[Role], settings: &Settings, args: &WorkerArgs) -> anyhow::Result<i32> {
-    roles::run(roles, settings, &args.options, roles::shutdown_on_signal()).await?;
-    Ok(0)
+/// The service name a serving command reports its telemetry under, or `None` for the
+/// one-shot commands.
+fn service_name(command: &Command) -> Option<&'static str> {
+    match command {
+        Command::All(_) => Some("sluice"),
+        Command::Coordinator(_) => Some("sluice-coordinator"),
+        Command::Extractor(_) => Some("sluice-extractor"),
+        Command::Transformer(_) => Some("sluice-transformer"),
+        Command::Loader(_) => Some("sluice-loader"),
+        _ => None,
+    }
 }
 
 async fn execute(cli: Cli) -> anyhow::Result<i32> {
     let settings = &cli.settings;
+    let telemetry = match service_name(&cli.command) {
+        Some(service) => Some(telemetry::init(service)?),
+        None => {
+            telemetry::init_logs();
+            None
+        }
+    };
+    let serving = |telemetry: Option<telemetry::Telemetry>| {
+        telemetry.expect("serving commands start their telemetry")
+    };
     match &cli.command {
         Command::Migrate => {
             settings.migrate().await?;
@@ -318,13 +343,20 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
                 ],
                 settings,
                 args,
+                serving(telemetry),
             )
             .await
         }
-        Command::Coordinator(args) => serve(&[Role::Coordinator], settings, args).await,
-        Command::Extractor(args) => serve(&[Role::Extractor], settings, args).await,
-        Command::Transformer(args) => serve(&[Role::Transformer], settings, args).await,
-        Command::Loader(args) => serve(&[Role::Loader], settings, args).await,
+        Command::Coordinator(args) => {
+            serve(&[Role::Coordinator], settings, args, serving(telemetry)).await
+        }
+        Command::Extractor(args) => {
+            serve(&[Role::Extractor], settings, args, serving(telemetry)).await
+        }
+        Command::Transformer(args) => {
+            serve(&[Role::Transformer], settings, args, serving(telemetry)).await
+        }
+        Command::Loader(args) => serve(&[Role::Loader], settings, args, serving(telemetry)).await,
         Command::Apply { file, ready } => {
             let text = std::fs::read_to_string(file)
                 .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
@@ -548,7 +580,6 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
 
 #[tokio::main]
 async fn main() {
-    init_logging();
     let cli = Cli::parse();
     match execute(cli).await {
         Ok(code) => std::process::exit(code),

@@ -1,8 +1,10 @@
 //! Starts the fleet's roles — coordinator consumers and the extract, transform and load
 //! stages — as tasks that stop together on a shutdown signal.
 
+use crate::ops;
 use crate::settings::Settings;
 use anyhow::Context;
+use sluice_proto::health::Readiness;
 use sluice_proto::stage::{run_stage, Stage, StageOptions};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -51,43 +53,72 @@ fn spawn<S: Stage>(
     ));
 }
 
-/// Starts `roles` and waits until `shutdown` fires and they have finished.
+/// Starts `roles` and waits until `shutdown` fires and they have finished. Serves the
+/// coordinator's API and every role's health and metrics endpoints over HTTP.
 pub async fn run(
     roles: &[Role],
     settings: &Settings,
     worker: &WorkerOptions,
+    metrics: prometheus::Registry,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     settings.migrate().await?;
+    let readiness = Readiness::default();
     let options = StageOptions {
         concurrency: worker.concurrency.max(1),
         max_attempts: worker.max_attempts.max(1),
         retry_base: std::time::Duration::from_millis(worker.retry_base_ms),
+        readiness: readiness.clone(),
     };
     let key = settings.master_key()?;
     let store = sluice_proto::storage::open(&settings.object_store_url())?;
     let pool_size = worker.concurrency.max(1) + 2;
+    let coordinator = roles.contains(&Role::Coordinator);
+    let addr = settings.http_addr(coordinator);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("serving HTTP on {addr} (SLUICE_HTTP_ADDR)"))?;
+    // The roles that write to PostgreSQL are ready only while it answers.
+    let users = usize::from(coordinator) + usize::from(roles.contains(&Role::Loader));
+    let database = if users > 0 {
+        Some(sluice_coordinator::database::pool(
+            &settings.database_url,
+            pool_size * users,
+        )?)
+    } else {
+        None
+    };
+    let ops = ops::routes(ops::Ops {
+        registry: metrics,
+        readiness,
+        database: database.clone(),
+    });
     let mut tasks = JoinSet::new();
+    let mut listener = Some(listener);
+    if !coordinator {
+        let listener = listener.take().expect("bound above");
+        tasks.spawn(ops::serve(listener, ops.clone(), shutdown.clone()));
+    }
     for role in roles {
         match role {
             Role::Coordinator => {
-                let pool = sluice_coordinator::database::pool(&settings.database_url, pool_size)?;
-                let listener = tokio::net::TcpListener::bind(settings.http_addr)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "serving the HTTP API on {} (SLUICE_HTTP_ADDR)",
-                            settings.http_addr
-                        )
-                    })?;
-                tasks.spawn(sluice_coordinator::api::serve(
+                let pool = database.clone().expect("the coordinator has a pool");
+                let api = sluice_coordinator::api::app(sluice_coordinator::api::ApiState {
+                    pool: pool.clone(),
+                    amqp_url: settings.amqp_url.clone(),
+                    topology: settings.topology(),
+                    master_key: key.clone(),
+                });
+                let listener = listener.take().expect("one coordinator role");
+                tasks.spawn(ops::serve(
                     listener,
-                    sluice_coordinator::api::ApiState {
-                        pool: pool.clone(),
-                        amqp_url: settings.amqp_url.clone(),
-                        topology: settings.topology(),
-                        master_key: key.clone(),
-                    },
+                    api.merge(ops.clone()),
+                    shutdown.clone(),
+                ));
+                tasks.spawn(sluice_coordinator::metrics::watch(
+                    pool.clone(),
+                    settings.amqp_url.clone(),
+                    settings.topology(),
                     shutdown.clone(),
                 ));
                 spawn(
@@ -161,10 +192,7 @@ pub async fn run(
                     &mut tasks,
                     sluice_loader::Loader {
                         store: store.clone(),
-                        pool: sluice_coordinator::database::pool(
-                            &settings.database_url,
-                            pool_size,
-                        )?,
+                        pool: database.clone().expect("the loader has a pool"),
                         limiter: sluice_loader::RowRateLimiter::new(rate),
                     },
                     settings,

@@ -39,14 +39,12 @@ pub struct Settings {
     /// data directory is used (created on first use).
     #[arg(long, env = "SLUICE_MASTER_KEY", hide_env_values = true, global = true)]
     pub master_key: Option<String>,
-    /// Where the coordinator serves the HTTP API (`/v1`).
-    #[arg(
-        long,
-        env = "SLUICE_HTTP_ADDR",
-        default_value = "127.0.0.1:8080",
-        global = true
-    )]
-    pub http_addr: std::net::SocketAddr,
+    /// Where the process serves HTTP: the API (`/v1`) and web page (`/ui`) on the
+    /// coordinator, and `/healthz`, `/readyz` and `/metrics` on every role. By default
+    /// 127.0.0.1:8080 for the coordinator (and `all`), and a port the system picks for a
+    /// worker role, so several run on one machine.
+    #[arg(long, env = "SLUICE_HTTP_ADDR", global = true)]
+    pub http_addr: Option<std::net::SocketAddr>,
     /// The SMTP server notification emails go through: `smtp://[user:password@]host[:port]`
     /// (`?tls=required` for STARTTLS) or `smtps://...`.
     #[arg(long, env = "SLUICE_SMTP_URL", hide_env_values = true, global = true)]
@@ -94,6 +92,14 @@ impl Settings {
         Ok(match &self.master_key {
             Some(hex) => MasterKey::from_hex(hex)?,
             None => MasterKey::load_or_create(&self.data_dir().join("master.key"))?,
+        })
+    }
+
+    /// Where a process playing `coordinator` (or not) serves HTTP.
+    pub fn http_addr(&self, coordinator: bool) -> std::net::SocketAddr {
+        self.http_addr.unwrap_or_else(|| {
+            let port = if coordinator { 8080 } else { 0 };
+            std::net::SocketAddr::from(([127, 0, 0, 1], port))
         })
     }
 

@@ -5,10 +5,12 @@
 use crate::planner::{self, PlanError};
 use crate::runs::{self, status, NewRun, Requested};
 use deadpool_postgres::Pool;
+use sluice_proto::headers::TraceContext;
 use sluice_proto::secrets::MasterKey;
 use sluice_proto::stage::{Delivered, Outgoing, Stage};
 use sluice_proto::topology::QueueRole;
-use sluice_proto::{ErrorCode, RunAccepted, RunRequested, StageError};
+use sluice_proto::{trace, ChunkTask, ErrorCode, Message, RunAccepted, RunRequested, StageError};
+use tracing::Instrument;
 
 /// What the command consumer needs.
 pub struct Commands {
@@ -78,10 +80,45 @@ impl Commands {
         if run_id != request.run_id {
             tracing::info!(requested = %request.run_id, run = %run_id, "idempotency key names an earlier run");
         }
-        let ctx = planner::context(&**client, run_id)
+        let run_span = tracing::info_span!(
+            "run",
+            otel.name = "run",
+            sluice.workspace = %request.workspace,
+            sluice.import = %request.import,
+            sluice.run = %run_id,
+            sluice.dry_run = request.dry_run,
+            sluice.chunks = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
+        let run_trace = trace::own(&run_span, &delivered.trace);
+        self.plan(
+            &mut client,
+            request,
+            run_id,
+            &current,
+            &run_span,
+            &run_trace,
+        )
+        .instrument(run_span.clone())
+        .await
+    }
+
+    /// Plans a queued run (or finds its plan) and publishes its pending chunk tasks, each
+    /// from a `chunk` span of the run's.
+    async fn plan(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        request: &RunRequested,
+        run_id: uuid::Uuid,
+        current: &str,
+        run_span: &tracing::Span,
+        run_trace: &TraceContext,
+    ) -> Result<Vec<Outgoing>, StageError> {
+        let ctx = planner::context(&***client, run_id)
             .await
             .map_err(plan_error)?;
-        if let (Some(window), status::QUEUED) = (request.replay, current.as_str()) {
+        if let (Some(window), status::QUEUED) = (request.replay, current) {
             client
                 .execute(
                     "INSERT INTO control.watermark_changes (import_id, operation, actor, from_position, to_position)
@@ -106,7 +143,7 @@ impl Commands {
                 Ok(plan) => plan,
                 Err(PlanError::Source(e)) => {
                     tracing::warn!(run = %run_id, error = %e, "planning failed; the run fails");
-                    runs::fail(&**client, run_id, e.code().as_str(), &e.to_string())
+                    runs::fail(&***client, run_id, e.code().as_str(), &e.to_string())
                         .await
                         .map_err(store_error)?;
                     return Ok(Vec::new());
@@ -122,10 +159,29 @@ impl Commands {
         } else if current != status::RUNNING {
             return Ok(Vec::new());
         }
-        let tasks = planner::pending_tasks(&**client, &ctx)
+        let tasks = planner::pending_tasks(&***client, &ctx)
             .await
             .map_err(plan_error)?;
-        tasks.iter().map(Outgoing::message).collect()
+        run_span.record("sluice.chunks", tasks.len());
+        tasks
+            .iter()
+            .map(|task| {
+                let chunk = tracing::info_span!(
+                    parent: run_span,
+                    "chunk",
+                    otel.name = "chunk",
+                    otel.kind = "producer",
+                    messaging.system = "rabbitmq",
+                    messaging.operation.type = "publish",
+                    messaging.destination.name = ChunkTask::ROUTING_KEY,
+                    sluice.run = %run_id,
+                    sluice.chunk = task.work.chunk.seq,
+                    trace_id = tracing::field::Empty,
+                    span_id = tracing::field::Empty,
+                );
+                Ok(Outgoing::message(task)?.from_span(trace::own(&chunk, run_trace)))
+            })
+            .collect()
     }
 }
 

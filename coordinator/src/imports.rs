@@ -369,11 +369,14 @@ pub async fn stop(
             "UPDATE control.runs SET status = 'cancelled', finished_at = now(),
                     error_code = 'stopped', error_message = $2
               WHERE import_id = $1 AND status IN ('queued', 'planning', 'running')
-              RETURNING id",
+              RETURNING id, extract(epoch FROM finished_at - created_at)::float8",
             &[&id, &format!("stopped by {actor}")],
         )
         .await?
-        .map(|r| r.get::<_, uuid::Uuid>(0));
+        .map(|r| {
+            crate::metrics::run_finished(crate::runs::status::CANCELLED, r.get(1));
+            r.get::<_, uuid::Uuid>(0)
+        });
     if let Some(run) = cancelled {
         tx.execute(
             "UPDATE control.chunks SET status = 'cancelled', updated_at = now()

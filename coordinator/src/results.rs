@@ -83,11 +83,15 @@ async fn complete_if_done(
     } else {
         runs::status::SUCCEEDED
     };
-    tx.execute(
-        "UPDATE control.runs SET status = $2, finished_at = now() WHERE id = $1",
-        &[&chunk.run_id, &outcome],
-    )
-    .await?;
+    let took: f64 = tx
+        .query_one(
+            "UPDATE control.runs SET status = $2, finished_at = now() WHERE id = $1
+             RETURNING extract(epoch FROM finished_at - created_at)::float8",
+            &[&chunk.run_id, &outcome],
+        )
+        .await?
+        .get(0);
+    crate::metrics::run_finished(outcome, took);
     if run.get::<_, bool>(3) {
         // A dry run that went through is the test a draft import waits for.
         let import = tx

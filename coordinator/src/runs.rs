@@ -141,13 +141,17 @@ pub async fn fail(
     code: &str,
     message: &str,
 ) -> Result<(), tokio_postgres::Error> {
-    client
-        .execute(
+    let ended = client
+        .query_opt(
             "UPDATE control.runs SET status = 'failed', error_code = $2, error_message = $3, finished_at = now()
-              WHERE id = $1 AND status IN ('queued', 'planning', 'running')",
+              WHERE id = $1 AND status IN ('queued', 'planning', 'running')
+              RETURNING extract(epoch FROM finished_at - created_at)::float8",
             &[&run_id, &code, &message],
         )
         .await?;
+    if let Some(ended) = ended {
+        crate::metrics::run_finished(status::FAILED, ended.get(0));
+    }
     crate::imports::pause_after_failures(client, run_id).await
 }
 

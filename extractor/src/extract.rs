@@ -90,14 +90,14 @@ impl Stage for Extractor {
     const NAME: &'static str = "extract";
     const QUEUE: QueueRole = QueueRole::Extract;
 
-    fn run_of(input: &ChunkTask) -> Option<uuid::Uuid> {
-        Some(input.work.chunk.run_id)
+    fn chunk_of(input: &ChunkTask) -> Option<&sluice_proto::ChunkRef> {
+        Some(&input.work.chunk)
     }
 
     async fn handle(&self, task: ChunkTask, _: &Delivered) -> Result<Vec<Outgoing>, StageError> {
         let chunk = &task.work.chunk;
-        let span = tracing::info_span!("extract", run = %chunk.run_id, chunk = chunk.seq, workspace = chunk.workspace_id);
-        let extracted = tracing::Instrument::instrument(extract(&task, self), span).await?;
+        let extracted = extract(&task, self).await?;
+        crate::metrics::record_chunk(chunk.workspace_id, extracted.rows_read, extracted.bytes);
         tracing::info!(run = %chunk.run_id, chunk = chunk.seq, rows = extracted.rows_read, "chunk extracted");
         Ok(vec![Outgoing::message(&extracted)?])
     }

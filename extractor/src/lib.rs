@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 pub mod files;
 mod http;
+mod metrics;
 pub mod mysql;
 pub mod postgres;
 pub mod snowflake;

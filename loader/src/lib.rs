@@ -5,6 +5,7 @@
 pub mod deletes;
 pub mod events;
 pub mod load;
+mod metrics;
 pub mod profiles;
 pub mod rate;
 pub mod registry;

@@ -238,8 +238,8 @@ impl Stage for Loader {
     const NAME: &'static str = "load";
     const QUEUE: QueueRole = QueueRole::Load;
 
-    fn run_of(input: &ChunkTransformed) -> Option<uuid::Uuid> {
-        Some(input.work.chunk.run_id)
+    fn chunk_of(input: &ChunkTransformed) -> Option<&sluice_proto::ChunkRef> {
+        Some(&input.work.chunk)
     }
 
     async fn handle(
@@ -248,8 +248,13 @@ impl Stage for Loader {
         _: &Delivered,
     ) -> Result<Vec<Outgoing>, StageError> {
         let chunk = &input.work.chunk;
-        let span = tracing::info_span!("load", run = %chunk.run_id, chunk = chunk.seq, workspace = chunk.workspace_id);
-        let stats = tracing::Instrument::instrument(load(&input.work, self), span).await?;
+        let stats = load(&input.work, self).await?;
+        let store = match input.work.mapping.records {
+            Records::Profiles => "profiles",
+            Records::Events(_) => "events",
+            Records::UserDeletes { .. } => "deletes",
+        };
+        crate::metrics::record_chunk(chunk.workspace_id, store, input.work.dry_run, &stats);
         tracing::info!(run = %chunk.run_id, chunk = chunk.seq, created = stats.profiles_created, updated = stats.profiles_updated, "chunk loaded");
         Ok(vec![Outgoing::message(&ChunkLoaded {
             chunk: chunk.clone(),

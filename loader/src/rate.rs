@@ -18,8 +18,9 @@ impl RowRateLimiter {
         }
     }
 
-    /// Waits until `rows` rows may be written for `workspace`.
+    /// Waits until `rows` rows may be written for `workspace`; the wait is measured.
     pub async fn acquire(&self, workspace: i64, rows: usize) {
+        let started = std::time::Instant::now();
         let mut left = rows as u64;
         while left > 0 {
             let take = left.min(self.burst.get() as u64) as u32;
@@ -29,6 +30,7 @@ impl RowRateLimiter {
             }
             left -= take as u64;
         }
+        crate::metrics::record_rate_wait(workspace, started.elapsed());
     }
 }
 

@@ -44,6 +44,14 @@ pub struct Bus {
 /// Delivery mode 2: the broker writes the message to disk.
 const PERSISTENT: u8 = 2;
 
+/// What the broker says of a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Messages ready for delivery (not counting those delivered and not yet acked).
+    pub messages: u32,
+    pub consumers: u32,
+}
+
 /// Times a nacked publish is tried before the nack is an error.
 const NACK_RETRIES: u32 = 6;
 
@@ -223,6 +231,11 @@ impl Bus {
 
     /// Number of ready messages in a queue.
     pub async fn queue_depth(&self, queue: &str) -> Result<u32, BusError> {
+        Ok(self.queue_stats(queue).await?.messages)
+    }
+
+    /// A queue's ready messages and consumers.
+    pub async fn queue_stats(&self, queue: &str) -> Result<QueueStats, BusError> {
         let channel = self.connection.create_channel().await?;
         let declared = channel
             .queue_declare(
@@ -235,7 +248,10 @@ impl Bus {
             )
             .await?;
         let _ = channel.close(200, "OK".into()).await;
-        Ok(declared.message_count())
+        Ok(QueueStats {
+            messages: declared.message_count(),
+            consumers: declared.consumer_count(),
+        })
     }
 
     /// Closes the connection.

@@ -1,21 +1,28 @@
-//! Message headers: W3C trace context (`traceparent`) linking every stage of a run into one
-//! trace, and the attempt counter that bounds retries.
+//! Message headers: W3C trace context (`traceparent`, `tracestate`) linking every stage of a
+//! run into one trace, the attempt counter that bounds retries, and the publish time that
+//! measures how long a message waited in its queue.
 
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use rand::RngCore;
 
 /// Header carrying the W3C trace context.
 pub const TRACEPARENT: &str = "traceparent";
+/// Header carrying vendor trace state, passed along unchanged.
+pub const TRACESTATE: &str = "tracestate";
+/// Header carrying when the message was published, in milliseconds since the Unix epoch.
+pub const PUBLISHED_AT: &str = "x-sluice-published-at";
 /// Header carrying how many times this message has been tried (1 on first delivery).
 pub const ATTEMPT: &str = "x-sluice-attempt";
 /// Header carrying the last error of a dead-lettered message.
 pub const LAST_ERROR: &str = "x-sluice-error";
 
-/// A W3C trace context: the run's trace id and the span that published the message.
+/// A W3C trace context: the run's trace id, the span that published the message, and the
+/// `tracestate` it came with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceContext {
     pub trace_id: String,
     pub span_id: String,
+    pub state: Option<String>,
 }
 
 impl TraceContext {
@@ -24,6 +31,7 @@ impl TraceContext {
         TraceContext {
             trace_id: random_hex(16),
             span_id: random_hex(8),
+            state: None,
         }
     }
 
@@ -32,6 +40,7 @@ impl TraceContext {
         TraceContext {
             trace_id: self.trace_id.clone(),
             span_id: random_hex(8),
+            state: self.state.clone(),
         }
     }
 
@@ -53,6 +62,7 @@ impl TraceContext {
                 Some(TraceContext {
                     trace_id: trace.to_string(),
                     span_id: span.to_string(),
+                    state: None,
                 })
             }
             _ => None,
@@ -73,7 +83,17 @@ pub fn build(trace: &TraceContext, attempt: u32, last_error: Option<&str>) -> Fi
         TRACEPARENT.into(),
         AMQPValue::LongString(LongString::from(trace.to_traceparent())),
     );
+    if let Some(state) = &trace.state {
+        headers.insert(
+            TRACESTATE.into(),
+            AMQPValue::LongString(LongString::from(state.clone())),
+        );
+    }
     headers.insert(ATTEMPT.into(), AMQPValue::LongLongInt(attempt as i64));
+    headers.insert(
+        PUBLISHED_AT.into(),
+        AMQPValue::LongLongInt(chrono::Utc::now().timestamp_millis()),
+    );
     if let Some(error) = last_error {
         headers.insert(
             LAST_ERROR.into(),
@@ -83,17 +103,38 @@ pub fn build(trace: &TraceContext, attempt: u32, last_error: Option<&str>) -> Fi
     headers
 }
 
+/// A text header's value.
+fn text_of<'a>(headers: Option<&'a FieldTable>, name: &str) -> Option<&'a str> {
+    match headers?.inner().get(name)? {
+        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
+        AMQPValue::ShortString(s) => Some(s.as_str()),
+        _ => None,
+    }
+}
+
 /// Reads the trace context from headers, starting a new trace when there is none.
 pub fn trace_of(headers: Option<&FieldTable>) -> TraceContext {
-    headers
-        .and_then(|h| h.inner().get(TRACEPARENT))
-        .and_then(|value| match value {
-            AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok().map(str::to_string),
-            AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
-            _ => None,
-        })
-        .and_then(|s| TraceContext::parse(&s))
-        .unwrap_or_else(TraceContext::new_trace)
+    match text_of(headers, TRACEPARENT).and_then(TraceContext::parse) {
+        Some(mut trace) => {
+            trace.state = text_of(headers, TRACESTATE)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string);
+            trace
+        }
+        None => TraceContext::new_trace(),
+    }
+}
+
+/// How long ago the message was published, when it says.
+pub fn waited(headers: Option<&FieldTable>) -> Option<std::time::Duration> {
+    let published = match headers?.inner().get(PUBLISHED_AT)? {
+        AMQPValue::LongLongInt(ms) => *ms,
+        _ => return None,
+    };
+    let ms = chrono::Utc::now()
+        .timestamp_millis()
+        .saturating_sub(published);
+    Some(std::time::Duration::from_millis(ms.max(0) as u64))
 }
 
 /// Reads the attempt counter from headers (1 when absent).
@@ -138,5 +179,15 @@ mod tests {
         assert_eq!(trace_of(Some(&headers)), trace);
         assert_eq!(attempt_of(Some(&headers)), 3);
         assert_eq!(attempt_of(None), 1);
+        assert!(waited(Some(&headers)).unwrap() < std::time::Duration::from_secs(60));
+    }
+
+    #[test]
+    fn trace_state_travels_with_the_trace() {
+        let mut trace = TraceContext::new_trace();
+        trace.state = Some("vendor=abc,other=1".to_string());
+        let read = trace_of(Some(&build(&trace.child(), 1, None)));
+        assert_eq!(read.trace_id, trace.trace_id);
+        assert_eq!(read.state.as_deref(), Some("vendor=abc,other=1"));
     }
 }

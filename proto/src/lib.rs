@@ -10,15 +10,18 @@ pub mod dateformat;
 pub mod envelope;
 pub mod error;
 pub mod headers;
+pub mod health;
 pub mod identity;
 pub mod mapping;
 pub mod messages;
+pub mod metrics;
 pub mod purchase;
 pub mod rejection;
 pub mod secrets;
 pub mod stage;
 pub mod storage;
 pub mod topology;
+pub mod trace;
 
 pub use bounds::{Bound, KeyValue};
 pub use bus::Bus;

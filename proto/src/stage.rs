@@ -7,13 +7,16 @@ use crate::cancel::{self, CancelledRuns};
 use crate::envelope::{encode, Incoming, Message};
 use crate::error::{ErrorCode, StageError};
 use crate::headers::{self, TraceContext};
+use crate::health::Readiness;
+use crate::messages::ChunkRef;
 use crate::topology::{QueueRole, Topology};
+use crate::{metrics, trace};
 use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +29,8 @@ pub struct Outgoing {
     pub payload: Vec<u8>,
     /// A reply to a request's `reply_to` queue instead of a message on the topic exchange.
     pub reply: Option<Reply>,
+    /// The span the message is published from, when not the stage's own (a run's chunk).
+    pub trace: Option<TraceContext>,
 }
 
 impl Outgoing {
@@ -37,7 +42,14 @@ impl Outgoing {
             routing_key: M::ROUTING_KEY,
             payload,
             reply: None,
+            trace: None,
         })
+    }
+
+    /// Publishes the message from the span `trace` names instead of the stage's.
+    pub fn from_span(mut self, trace: TraceContext) -> Self {
+        self.trace = Some(trace);
+        self
     }
 
     /// A reply to the request that was `delivered`, if it asked for one.
@@ -98,8 +110,9 @@ pub trait Stage: Send + Sync + 'static {
         delivered: &Delivered,
     ) -> impl Future<Output = Result<Vec<Outgoing>, StageError>> + Send;
 
-    /// The run a message belongs to, so a cancelled run's messages can be discarded.
-    fn run_of(_input: &Self::Input) -> Option<uuid::Uuid> {
+    /// The chunk a message is about: its run's messages are discarded once the run is
+    /// cancelled, and the stage's span and metrics are labelled with it.
+    fn chunk_of(_input: &Self::Input) -> Option<&ChunkRef> {
         None
     }
 
@@ -123,6 +136,8 @@ pub struct StageOptions {
     pub max_attempts: u32,
     /// First retry delay; doubles per attempt, capped at 30 s.
     pub retry_base: Duration,
+    /// Where the loop reports whether it is connected to the broker.
+    pub readiness: Readiness,
 }
 
 impl Default for StageOptions {
@@ -131,6 +146,7 @@ impl Default for StageOptions {
             concurrency: 2,
             max_attempts: 5,
             retry_base: Duration::from_millis(500),
+            readiness: Readiness::default(),
         }
     }
 }
@@ -146,6 +162,7 @@ pub async fn run_stage<S: Stage>(
 ) {
     let queue = topology.queue(S::QUEUE);
     let cancelled = CancelledRuns::default();
+    options.readiness.set(S::NAME, false);
     loop {
         let Some(bus) = Bus::connect_with_retry(&amqp_url, &topology, &shutdown).await else {
             return;
@@ -155,7 +172,9 @@ pub async fn run_stage<S: Stage>(
         }
         let bus = Arc::new(bus);
         tracing::info!(stage = S::NAME, %queue, concurrency = options.concurrency, "consuming");
-        match consume(&stage, &bus, &queue, &options, &cancelled, &shutdown).await {
+        let consumed = consume(&stage, &bus, &queue, &options, &cancelled, &shutdown).await;
+        options.readiness.set(S::NAME, false);
+        match consumed {
             Ok(()) => {
                 bus.close().await;
                 return;
@@ -179,6 +198,7 @@ async fn consume<S: Stage>(
 ) -> Result<(), BusError> {
     let prefetch = options.concurrency.clamp(1, u16::MAX as usize) as u16;
     let mut consumer = bus.consume(queue, prefetch).await?;
+    options.readiness.set(S::NAME, true);
     let slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let mut in_flight = JoinSet::new();
     let outcome = loop {
@@ -238,26 +258,50 @@ async fn process<S: Stage>(
                 .map(|c| c.to_string()),
         },
     };
+    if let Some(waited) = headers::waited(headers) {
+        metrics::record_wait(queue, waited);
+    }
     let span = tracing::info_span!(
         "stage",
-        stage = S::NAME,
-        trace_id = %delivered.trace.trace_id,
-        attempt = delivered.attempt
+        otel.name = S::NAME,
+        otel.kind = "consumer",
+        otel.status_code = tracing::field::Empty,
+        messaging.system = "rabbitmq",
+        messaging.operation.type = "process",
+        messaging.destination.name = queue,
+        sluice.attempt = delivered.attempt,
+        sluice.workspace_id = tracing::field::Empty,
+        sluice.import_id = tracing::field::Empty,
+        sluice.run = tracing::field::Empty,
+        sluice.chunk = tracing::field::Empty,
+        sluice.rows = tracing::field::Empty,
+        sluice.bytes = tracing::field::Empty,
+        sluice.outcome = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
     );
-    async {
+    trace::adopt(&span, &delivered.trace);
+    let own = trace::own(&span, &delivered.trace);
+    let started = Instant::now();
+    let outcome = async {
         let input = match S::Input::decode(&delivery.data) {
             Ok(input) => input,
             Err(e) => {
                 tracing::error!(error = %e, "undecodable message; dead-lettering it");
                 dead_letter(bus, queue, &delivery, &delivered, &e.to_string()).await;
-                return;
+                return Outcome::DeadLettered;
             }
         };
-        if let Some(run) = S::run_of(&input) {
-            if cancelled.contains(&run) {
-                tracing::info!(%run, "the run was cancelled; message acknowledged and discarded");
+        if let Some(chunk) = S::chunk_of(&input) {
+            let span = tracing::Span::current();
+            span.record("sluice.workspace_id", chunk.workspace_id);
+            span.record("sluice.import_id", chunk.import_id);
+            span.record("sluice.run", tracing::field::display(chunk.run_id));
+            span.record("sluice.chunk", chunk.seq);
+            if cancelled.contains(&chunk.run_id) {
+                tracing::info!(run = %chunk.run_id, "the run was cancelled; message acknowledged and discarded");
                 ack(&delivery).await;
-                return;
+                return Outcome::Discarded;
             }
         }
         // A panic in a stage is a bug, not a reason to hold the message forever.
@@ -269,8 +313,11 @@ async fn process<S: Stage>(
             Err(_) => Err(StageError::permanent(ErrorCode::Internal, format!("{} stage panicked", S::NAME))),
         };
         match result {
-            Ok(outgoing) => match publish_all(bus, &delivered.trace, &outgoing).await {
-                Ok(()) => ack(&delivery).await,
+            Ok(outgoing) => match publish_all(bus, &own, &outgoing).await {
+                Ok(()) => {
+                    ack(&delivery).await;
+                    Outcome::Ok
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "could not publish the stage's output; requeueing");
                     let _ = delivery
@@ -279,6 +326,7 @@ async fn process<S: Stage>(
                             ..Default::default()
                         })
                         .await;
+                    Outcome::Requeued
                 }
             },
             Err(error) if error.retryable && delivered.attempt < options.max_attempts => {
@@ -301,13 +349,14 @@ async fn process<S: Stage>(
                             .await;
                     }
                 }
+                Outcome::Retried
             }
             Err(error) => {
                 tracing::error!(error = %error, "stage gave up; dead-lettering the message");
                 // Decode again: the input was moved into `handle`.
                 if let Ok(input) = S::Input::decode(&delivery.data) {
                     let report = stage.on_give_up(&input, delivered.attempt, &error);
-                    if let Err(e) = publish_all(bus, &delivered.trace, &report).await {
+                    if let Err(e) = publish_all(bus, &own, &report).await {
                         tracing::warn!(error = %e, "could not report the failure; requeueing");
                         let _ = delivery
                             .nack(BasicNackOptions {
@@ -315,25 +364,57 @@ async fn process<S: Stage>(
                                 ..Default::default()
                             })
                             .await;
-                        return;
+                        return Outcome::Requeued;
                     }
                 }
                 dead_letter(bus, queue, &delivery, &delivered, &error.to_string()).await;
+                Outcome::DeadLettered
             }
         }
     }
-    .instrument(span)
-    .await
+    .instrument(span.clone())
+    .await;
+    span.record("sluice.outcome", outcome.as_str());
+    if matches!(outcome, Outcome::Retried | Outcome::DeadLettered) {
+        span.record("otel.status_code", "ERROR");
+    }
+    metrics::record_message(S::NAME, queue, outcome.as_str(), started.elapsed());
 }
 
+/// How a consumed message ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Ok,
+    /// Failed and published again for a later attempt.
+    Retried,
+    DeadLettered,
+    /// Its run was cancelled.
+    Discarded,
+    /// Handed back to the broker (its output could not be published).
+    Requeued,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Retried => "retried",
+            Outcome::DeadLettered => "dead_lettered",
+            Outcome::Discarded => "discarded",
+            Outcome::Requeued => "requeued",
+        }
+    }
+}
+
+/// Publishes a stage's output from the span `from` (or each message's own span).
 async fn publish_all(
     bus: &Bus,
-    trace: &TraceContext,
+    from: &TraceContext,
     outgoing: &[Outgoing],
 ) -> Result<(), BusError> {
     let exchange = bus.topology().exchange();
     for message in outgoing {
-        let headers = headers::build(&trace.child(), 1, None);
+        let headers = headers::build(message.trace.as_ref().unwrap_or(from), 1, None);
         match &message.reply {
             None => {
                 bus.publish_raw(&exchange, message.routing_key, &message.payload, headers)

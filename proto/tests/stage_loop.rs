@@ -78,7 +78,9 @@ async fn poison_messages_are_dead_lettered_after_max_attempts_and_reported() {
         concurrency: 2,
         max_attempts: 3,
         retry_base: Duration::from_millis(20),
+        readiness: Default::default(),
     };
+    let readiness = options.readiness.clone();
     let loop_task = tokio::spawn(run_stage(
         stage.clone(),
         AMQP.to_string(),
@@ -96,6 +98,10 @@ async fn poison_messages_are_dead_lettered_after_max_attempts_and_reported() {
 
     let dlq = topology.dead_letter_queue(QueueRole::Extract);
     wait_depth(&bus, &dlq, 1).await;
+    assert!(
+        readiness.broker_ready(),
+        "the consuming loop says it is connected"
+    );
     wait_depth(&bus, &topology.queue(QueueRole::Results), 1).await;
     wait_depth(&bus, &topology.queue(QueueRole::Extract), 0).await;
     assert_eq!(
@@ -134,6 +140,7 @@ async fn poison_messages_are_dead_lettered_after_max_attempts_and_reported() {
 
     shutdown.cancel();
     loop_task.await.unwrap();
+    assert!(!readiness.broker_ready(), "a stopped loop is not ready");
     topology.delete(&channel).await.unwrap();
     bus.close().await;
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod broker;
 pub mod stand_in;
 
 use rand::RngCore;
@@ -13,6 +14,15 @@ use tokio_postgres::{Client, NoTls};
 
 pub const PG: &str = "postgres://postgres@127.0.0.1:5432";
 pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// A TCP port free right now on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
 
 /// One test's isolated fleet.
 pub struct Fleet {
@@ -131,6 +141,11 @@ impl Fleet {
 
     /// Starts a long-running role (`all`, `coordinator`, `loader`, ...), logging to a file.
     pub fn start(&mut self, role: &str, extra: &[&str]) {
+        self.start_with_env(role, extra, &[]);
+    }
+
+    /// Starts a long-running role with extra environment variables.
+    pub fn start_with_env(&mut self, role: &str, extra: &[&str], env: &[(&str, &str)]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -140,6 +155,7 @@ impl Fleet {
         args.extend_from_slice(extra);
         let child = self
             .command(&args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -3,6 +3,7 @@
 
 pub mod functions;
 pub mod mapping;
+mod metrics;
 pub mod transform;
 
 pub use transform::{transform, Transformer};

@@ -206,8 +206,8 @@ impl Stage for Transformer {
     const NAME: &'static str = "transform";
     const QUEUE: QueueRole = QueueRole::Transform;
 
-    fn run_of(input: &ChunkExtracted) -> Option<uuid::Uuid> {
-        Some(input.work.chunk.run_id)
+    fn chunk_of(input: &ChunkExtracted) -> Option<&sluice_proto::ChunkRef> {
+        Some(&input.work.chunk)
     }
 
     async fn handle(
@@ -216,9 +216,12 @@ impl Stage for Transformer {
         _: &Delivered,
     ) -> Result<Vec<Outgoing>, StageError> {
         let chunk = &input.work.chunk;
-        let span = tracing::info_span!("transform", run = %chunk.run_id, chunk = chunk.seq, workspace = chunk.workspace_id);
-        let transformed =
-            tracing::Instrument::instrument(transform(&input.work, self), span).await?;
+        let transformed = transform(&input.work, self).await?;
+        crate::metrics::record_chunk(
+            chunk.workspace_id,
+            transformed.rows_accepted,
+            transformed.rows_rejected,
+        );
         tracing::info!(
             run = %chunk.run_id,
             chunk = chunk.seq,

@@ -16,7 +16,6 @@ mod ui;
 
 pub use error::{ApiError, ErrorBody, JsonBody, MaybeJson};
 use sluice_proto::Topology;
-use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -99,21 +98,4 @@ pub fn app(state: ApiState) -> axum::Router {
         )
         .fallback(|| async { ApiError::not_found("no such endpoint; see /v1/openapi.json") })
         .with_state(state)
-}
-
-/// Serves the API on a bound listener until `shutdown` is cancelled.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: ApiState,
-    shutdown: CancellationToken,
-) {
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "HTTP API listening");
-    }
-    if let Err(e) = axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-    {
-        tracing::error!("the HTTP API stopped: {e}");
-    }
 }
