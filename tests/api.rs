@@ -586,6 +586,67 @@ async fn specs_apply_and_imports_are_previewed_steered_and_their_errors_read_thr
         .post("/v1/connections/wh/keygen", &api.operator, None)
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let table = json!({"table": "public.users", "key": "id", "watermark": "updated_at",
+                       "columns": ["first_name"], "rows": 3});
+    let (status, previewed) = api
+        .post(
+            "/v1/connections/wh/preview",
+            &api.operator,
+            Some(table.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{previewed}");
+    assert_eq!(
+        previewed["rows"].as_array().unwrap().len(),
+        3,
+        "{previewed}"
+    );
+    assert_eq!(previewed["rows"][0]["first_name"], "Name 1", "{previewed}");
+    assert!(
+        previewed["columns"].to_string().contains("first_name"),
+        "{previewed}"
+    );
+    let (status, body) = api
+        .post(
+            "/v1/connections/wh/preview",
+            &api.operator,
+            Some(
+                json!({"query": "SELECT id, updated_at, first_name FROM public.users WHERE id <= 5",
+                        "key": "id", "watermark": "updated_at"}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (status, body["rows"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(5)),
+        "{body}"
+    );
+    let (status, _) = api
+        .post("/v1/connections/wh/preview", &api.viewer, Some(table))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = api
+        .post(
+            "/v1/connections/wh/preview",
+            &api.operator,
+            Some(json!({"key": "id", "watermark": "updated_at"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("table")),
+        "{body}"
+    );
+    let (status, body) = api
+        .post(
+            "/v1/connections/wh/preview",
+            &api.operator,
+            Some(json!({"table": "public.users", "key": "id", "watermark": "nope"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "a missing column: {body}");
+    assert!(body["message"].as_str().unwrap().contains("nope"), "{body}");
     let (status, body) = api
         .call(Method::DELETE, "/v1/connections/wh", Some(&api.admin), None)
         .await;
@@ -753,7 +814,7 @@ async fn a_connection_password_appears_in_no_response_and_no_log_line() {
         }
     }
     assert!(
-        logs.contains("HTTP API listening"),
+        logs.contains("HTTP listening"),
         "the logs were read: {logs:.300}"
     );
     assert!(!logs.contains(PASSWORD), "a log line holds the password");

@@ -1,11 +1,14 @@
-//! Previewing an import: its source's first rows, read the way the extractor reads them, with
-//! the schema a chunk has — so a mapping can be checked before any run.
+//! Previewing an import, or a table or query of a connection before an import reads it: the
+//! source's first rows, read the way the extractor reads them, with the schema a chunk has —
+//! so a mapping can be checked before any run.
 
 use crate::apply::{open_credentials, source_spec, stored_kind};
 use crate::spec::ImportDecl;
 use arrow::record_batch::RecordBatch;
+use sluice_extractor::source::SourceSpec;
 use sluice_extractor::{Connector, Source};
 use sluice_proto::secrets::MasterKey;
+use sluice_proto::ConnectionKind;
 use tokio_postgres::GenericClient;
 
 /// Why a preview could not be made.
@@ -13,6 +16,11 @@ use tokio_postgres::GenericClient;
 pub enum PreviewError {
     #[error("import {import:?} not found in workspace {workspace:?}")]
     NotFound { workspace: String, import: String },
+    #[error("connection {connection:?} not found in workspace {workspace:?}")]
+    NoConnection {
+        workspace: String,
+        connection: String,
+    },
     #[error("{0}")]
     Source(String),
     #[error("control plane: {0}")]
@@ -40,18 +48,53 @@ pub async fn preview(
             workspace: workspace.to_string(),
             import: import.to_string(),
         })?;
-    let source_error = |e: &dyn std::fmt::Display| PreviewError::Source(e.to_string());
     let decl: ImportDecl = serde_json::from_value(row.get(0)).map_err(|e| source_error(&e))?;
     let kind =
         stored_kind(&decl.connection, &row.get::<_, String>(2)).map_err(|e| source_error(&e))?;
     let url = open_credentials(key, &decl.connection, &row.get(1)).map_err(|e| source_error(&e))?;
-    let source = Source::open(kind, &url)
+    read(kind, &url, &source_spec(&decl), rows).await
+}
+
+/// The first `rows` rows of a table or query of a connection, in `(watermark, key)` order.
+pub async fn preview_connection(
+    client: &impl GenericClient,
+    key: &MasterKey,
+    workspace: &str,
+    connection: &str,
+    spec: &SourceSpec,
+    rows: usize,
+) -> Result<RecordBatch, PreviewError> {
+    let row = client
+        .query_opt(
+            "SELECT c.credentials, c.kind FROM control.connections c
+               JOIN control.workspaces w ON w.id = c.workspace_id
+              WHERE w.name = $1 AND c.name = $2",
+            &[&workspace, &connection],
+        )
+        .await?
+        .ok_or_else(|| PreviewError::NoConnection {
+            workspace: workspace.to_string(),
+            connection: connection.to_string(),
+        })?;
+    let kind = stored_kind(connection, &row.get::<_, String>(1)).map_err(|e| source_error(&e))?;
+    let url = open_credentials(key, connection, &row.get(0)).map_err(|e| source_error(&e))?;
+    read(kind, &url, spec, rows).await
+}
+
+fn source_error(e: &dyn std::fmt::Display) -> PreviewError {
+    PreviewError::Source(e.to_string())
+}
+
+async fn read(
+    kind: ConnectionKind,
+    url: &str,
+    spec: &SourceSpec,
+    rows: usize,
+) -> Result<RecordBatch, PreviewError> {
+    let source = Source::open(kind, url)
         .await
         .map_err(|e| source_error(&e))?;
-    let shape = source
-        .describe(&source_spec(&decl))
-        .await
-        .map_err(|e| source_error(&e))?;
+    let shape = source.describe(spec).await.map_err(|e| source_error(&e))?;
     source
         .preview(&shape, rows)
         .await

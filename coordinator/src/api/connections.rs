@@ -5,7 +5,9 @@ use crate::connections;
 use crate::tokens::Caller;
 use axum::extract::{Path, State};
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use sluice_extractor::SourceSpec;
+use sluice_proto::SourceRelation;
 
 /// A connection as the API shows it: never its URL or credentials.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -161,4 +163,83 @@ pub async fn keygen(
         public_key: rotation.public_key,
         statement: rotation.statement,
     }))
+}
+
+/// A table or query to preview through a connection, before an import reads it.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourcePreview {
+    /// A table or view (`schema.table`); give this or `query`.
+    pub table: Option<String>,
+    /// A SQL query; give this or `table`.
+    pub query: Option<String>,
+    /// The unique key column.
+    pub key: String,
+    /// The watermark ("updated on") column.
+    pub watermark: String,
+    /// Further columns to show.
+    #[serde(default)]
+    pub columns: Vec<String>,
+    /// 1 to 100 (10 by default).
+    pub rows: Option<usize>,
+}
+
+/// The first rows of a table or query of the connection, in `(watermark, key)` order, with
+/// their types as the extractor reads them (operators).
+#[utoipa::path(operation_id = "connections_preview", post, path = "/v1/connections/{name}/preview", tag = "connections",
+    params(("name" = String, Path, description = "The connection's name")), request_body = SourcePreview,
+    responses((status = 200, body = super::steering::Preview), (status = 400, body = super::ErrorBody),
+              (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
+pub async fn preview(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    super::MaybeJson(body): super::MaybeJson<SourcePreview>,
+) -> Result<Json<super::steering::Preview>, ApiError> {
+    super::auth::require(&caller, crate::tokens::Role::Operator)?;
+    let client = state.pool.get().await?;
+    if connections::list(&**client, &caller.workspace)
+        .await?
+        .iter()
+        .all(|(connection, _, _)| connection != &name)
+    {
+        return Err(ApiError::not_found(format!(
+            "no connection {name:?} in this workspace"
+        )));
+    }
+    let body =
+        body.ok_or_else(|| ApiError::invalid("key", "give key, watermark and table or query"))?;
+    let relation = match (body.table, body.query) {
+        (Some(table), None) if !table.trim().is_empty() => SourceRelation::Table(table),
+        (None, Some(query)) if !query.trim().is_empty() => SourceRelation::Query(query),
+        _ => return Err(ApiError::invalid("table", "give either a table or a query")),
+    };
+    for (field, value) in [("key", &body.key), ("watermark", &body.watermark)] {
+        if value.trim().is_empty() {
+            return Err(ApiError::invalid(field, "must name a column"));
+        }
+    }
+    let rows = body.rows.unwrap_or(10);
+    if !(1..=100).contains(&rows) {
+        return Err(ApiError::invalid("rows", "must be 1 to 100"));
+    }
+    let mut columns = body.columns;
+    columns.retain(|c| c != &body.key && c != &body.watermark);
+    let spec = SourceSpec {
+        relation,
+        key_column: body.key,
+        watermark_column: body.watermark,
+        columns,
+    };
+    let batch = crate::preview::preview_connection(
+        &**client,
+        &state.master_key,
+        &caller.workspace,
+        &name,
+        &spec,
+        rows,
+    )
+    .await
+    .map_err(super::steering::preview_error)?;
+    Ok(Json(super::steering::Preview::of(&batch)?))
 }

@@ -66,6 +66,7 @@ pub fn routes() -> (axum::Router<ApiState>, utoipa::openapi::OpenApi) {
             apply::put_connection
         ))
         .routes(routes!(connections::test))
+        .routes(routes!(connections::preview))
         .routes(routes!(connections::keygen))
         .routes(routes!(apply::apply))
         .routes(routes!(imports::list))

@@ -87,34 +87,48 @@ pub async fn preview(
     let batch =
         crate::preview::preview(&**client, &state.master_key, &caller.workspace, &name, rows)
             .await
-            .map_err(|e| match e {
-                crate::preview::PreviewError::NotFound { import, .. } => {
-                    ApiError::not_found(format!("no import {import:?} in this workspace"))
-                }
-                crate::preview::PreviewError::Source(e) => {
-                    ApiError::conflict(format!("the source: {e}"))
-                }
-                crate::preview::PreviewError::Store(e) => e.into(),
-            })?;
-    let mut writer = arrow::json::ArrayWriter::new(Vec::new());
-    writer.write(&batch).map_err(ApiError::internal)?;
-    writer.finish().map_err(ApiError::internal)?;
-    let rows: Vec<serde_json::Value> = match writer.into_inner() {
-        bytes if bytes.is_empty() => Vec::new(),
-        bytes => serde_json::from_slice(&bytes).map_err(ApiError::internal)?,
-    };
-    Ok(Json(Preview {
-        columns: batch
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| PreviewColumn {
-                name: f.name().clone(),
-                data_type: f.data_type().to_string(),
-            })
-            .collect(),
-        rows,
-    }))
+            .map_err(preview_error)?;
+    Ok(Json(Preview::of(&batch)?))
+}
+
+/// The API's answer when a preview could not be made.
+pub(super) fn preview_error(e: crate::preview::PreviewError) -> ApiError {
+    use crate::preview::PreviewError;
+    match e {
+        PreviewError::NotFound { import, .. } => {
+            ApiError::not_found(format!("no import {import:?} in this workspace"))
+        }
+        PreviewError::NoConnection { connection, .. } => {
+            ApiError::not_found(format!("no connection {connection:?} in this workspace"))
+        }
+        PreviewError::Source(e) => ApiError::conflict(format!("the source: {e}")),
+        PreviewError::Store(e) => e.into(),
+    }
+}
+
+impl Preview {
+    /// A previewed batch as columns and JSON rows.
+    pub(super) fn of(batch: &arrow::record_batch::RecordBatch) -> Result<Preview, ApiError> {
+        let mut writer = arrow::json::ArrayWriter::new(Vec::new());
+        writer.write(batch).map_err(ApiError::internal)?;
+        writer.finish().map_err(ApiError::internal)?;
+        let rows: Vec<serde_json::Value> = match writer.into_inner() {
+            bytes if bytes.is_empty() => Vec::new(),
+            bytes => serde_json::from_slice(&bytes).map_err(ApiError::internal)?,
+        };
+        Ok(Preview {
+            columns: batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| PreviewColumn {
+                    name: f.name().clone(),
+                    data_type: f.data_type().to_string(),
+                })
+                .collect(),
+            rows,
+        })
+    }
 }
 
 /// What stopping did.
