@@ -39,6 +39,15 @@ pub struct Settings {
     /// data directory is used (created on first use).
     #[arg(long, env = "SLUICE_MASTER_KEY", hide_env_values = true, global = true)]
     pub master_key: Option<String>,
+    /// Keys the master key replaces, comma-separated: during a rotation they open what they
+    /// sealed, and seal nothing.
+    #[arg(
+        long,
+        env = "SLUICE_PREVIOUS_MASTER_KEYS",
+        hide_env_values = true,
+        global = true
+    )]
+    pub previous_master_keys: Option<String>,
     /// Where the process serves HTTP: the API (`/v1`) and web page (`/ui`) on the
     /// coordinator, and `/healthz`, `/readyz` and `/metrics` on every role. By default
     /// 127.0.0.1:8080 for the coordinator (and `all`), and a port the system picks for a
@@ -87,12 +96,24 @@ impl Settings {
             .unwrap_or_else(|| self.data_dir().join("objects").display().to_string())
     }
 
-    /// The master key from `SLUICE_MASTER_KEY` or the key file.
+    /// The master key from `SLUICE_MASTER_KEY` or the key file, with the previous keys.
     pub fn master_key(&self) -> anyhow::Result<MasterKey> {
-        Ok(match &self.master_key {
+        let key = match &self.master_key {
             Some(hex) => MasterKey::from_hex(hex)?,
             None => MasterKey::load_or_create(&self.data_dir().join("master.key"))?,
-        })
+        };
+        let previous = self
+            .previous_master_keys
+            .iter()
+            .flat_map(|keys| keys.split(','))
+            .filter(|k| !k.trim().is_empty())
+            .enumerate()
+            .map(|(i, hex)| {
+                MasterKey::from_hex(hex)
+                    .map_err(|e| anyhow::anyhow!("SLUICE_PREVIOUS_MASTER_KEYS, key {}: {e}", i + 1))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(key.with_previous(previous))
     }
 
     /// Where a process playing `coordinator` (or not) serves HTTP.

@@ -132,7 +132,7 @@ pub async fn keygen(
             name: name.to_string(),
             error,
         })?;
-    store_url(client, key, id, &rotation.url).await?;
+    store_url(client, key, id, rotation.url.expose()).await?;
     Ok(rotation)
 }
 

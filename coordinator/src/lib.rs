@@ -10,6 +10,7 @@ pub mod database;
 pub mod duration;
 pub mod errors;
 pub mod imports;
+pub mod keys;
 pub mod metrics;
 pub mod migrate;
 pub mod notify;

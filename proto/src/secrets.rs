@@ -8,16 +8,54 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
-/// The fleet's master key, with an id derived from it so sealed values name the key they need.
+/// The fleet's master key, with an id derived from it so sealed values name the key they need;
+/// during a rotation it also holds the keys it replaces, to open what they sealed.
 #[derive(Clone)]
 pub struct MasterKey {
     key: [u8; 32],
     id: String,
+    /// Earlier keys: they open values sealed before the rotation, and seal nothing.
+    previous: Vec<MasterKey>,
 }
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "MasterKey({})", self.id)
+    }
+}
+
+/// A secret held in memory (a password, a token, a private key, a URL with credentials): its
+/// `Debug` and `Display` never show it; `expose` is the one way to read it.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that must use it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Secret(value)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
     }
 }
 
@@ -53,7 +91,40 @@ impl MasterKey {
         let bytes = hex::decode(hex_key.trim()).map_err(|_| SecretError::BadKey)?;
         let key: [u8; 32] = bytes.try_into().map_err(|_| SecretError::BadKey)?;
         let id = hex::encode(&Sha256::digest(key)[..4]);
-        Ok(MasterKey { key, id })
+        Ok(MasterKey {
+            key,
+            id,
+            previous: Vec::new(),
+        })
+    }
+
+    /// A new random key, as 64 hex characters.
+    pub fn generate_hex() -> String {
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        hex::encode(key)
+    }
+
+    /// This key, also opening what `previous` keys sealed (a rotation in progress).
+    pub fn with_previous(mut self, previous: Vec<MasterKey>) -> Self {
+        self.previous = previous
+            .into_iter()
+            .filter(|k| k.id != self.id)
+            .map(|mut k| {
+                k.previous.clear();
+                k
+            })
+            .collect();
+        self
+    }
+
+    /// Seals `sealed` again under this key if an earlier key sealed it; `None` when it is
+    /// sealed under this key already.
+    pub fn reseal(&self, sealed: &Sealed) -> Result<Option<Sealed>, SecretError> {
+        if sealed.key_id == self.id {
+            return Ok(None);
+        }
+        Ok(Some(self.seal(&self.open(sealed)?)))
     }
 
     /// Reads the key file at `path`, creating it with a fresh random key (mode 0600) if missing.
@@ -98,13 +169,16 @@ impl MasterKey {
         }
     }
 
-    /// Decrypts a sealed value.
+    /// Decrypts a sealed value, with this key or the earlier key that sealed it.
     pub fn open(&self, sealed: &Sealed) -> Result<Vec<u8>, SecretError> {
         if sealed.key_id != self.id {
-            return Err(SecretError::WrongKey {
-                found: sealed.key_id.clone(),
-                held: self.id.clone(),
-            });
+            return match self.previous.iter().find(|k| k.id == sealed.key_id) {
+                Some(earlier) => earlier.open(sealed),
+                None => Err(SecretError::WrongKey {
+                    found: sealed.key_id.clone(),
+                    held: self.id.clone(),
+                }),
+            };
         }
         if sealed.nonce.len() != 12 {
             return Err(SecretError::Corrupt);
@@ -180,6 +254,33 @@ mod tests {
         let mut tampered = sealed.clone();
         tampered.ciphertext[0] ^= 1;
         assert!(matches!(key(1).open(&tampered), Err(SecretError::Corrupt)));
+    }
+
+    #[test]
+    fn a_rotated_key_opens_what_the_previous_one_sealed_and_reseals_it() {
+        let old = key(1).seal(b"the password");
+        let rotated = key(2).with_previous(vec![key(1)]);
+        assert_eq!(rotated.open(&old).unwrap(), b"the password");
+        let resealed = rotated.reseal(&old).unwrap().expect("sealed again");
+        assert_eq!(resealed.key_id, key(2).id());
+        assert!(
+            rotated.reseal(&resealed).unwrap().is_none(),
+            "already current"
+        );
+        assert_eq!(key(2).open(&resealed).unwrap(), b"the password");
+        assert!(matches!(
+            key(3).with_previous(vec![key(2)]).open(&old),
+            Err(SecretError::WrongKey { .. })
+        ));
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_or_display() {
+        let secret = Secret::new("hunter2");
+        assert_eq!(secret.expose(), "hunter2");
+        assert!(!format!("{secret:?} {secret}").contains("hunter2"));
+        let json = serde_json::to_string(&secret).unwrap();
+        assert_eq!(serde_json::from_str::<Secret>(&json).unwrap(), secret);
     }
 
     #[test]

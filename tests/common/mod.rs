@@ -63,6 +63,11 @@ impl Fleet {
         }
     }
 
+    /// The master key (64 hex characters) every process of the fleet is given.
+    pub fn master_key(&self) -> &str {
+        &self.master_key
+    }
+
     pub fn database_url(&self) -> String {
         format!("{PG}/sluice_{}", self.id)
     }

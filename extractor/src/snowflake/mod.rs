@@ -63,7 +63,7 @@ impl SqlDialect for Client {
 #[derive(Debug)]
 pub struct Rotation {
     /// The connection URL with the new key pending.
-    pub url: String,
+    pub url: sluice_proto::secrets::Secret,
     /// `ALTER USER ... SET RSA_PUBLIC_KEY[_2] = '...'`.
     pub statement: String,
     pub public_key: String,
@@ -111,7 +111,7 @@ pub fn keygen(url: &str) -> Result<Rotation, SourceError> {
         Some(if slot == "RSA_PUBLIC_KEY_2" { "2" } else { "1" }),
     )?;
     Ok(Rotation {
-        url,
+        url: url.into(),
         statement: format!(
             "ALTER USER {} SET {slot} = '{}';",
             quote_part(&settings.user),
@@ -225,7 +225,7 @@ mod tests {
             "snowflake://loader@acme/DB",
             "private_key",
             Some(
-                &Settings::parse(&first.url)
+                &Settings::parse(first.url.expose())
                     .unwrap()
                     .pending_key
                     .map(|k| {

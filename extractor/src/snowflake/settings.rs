@@ -24,7 +24,7 @@ impl std::fmt::Debug for Credentials {
 }
 
 /// Everything needed to open a session.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     /// The account identifier (`orgname-account` or a locator), as the JWT names it.
     pub account: String,
@@ -38,6 +38,25 @@ pub struct Settings {
     pub role: Option<String>,
     /// `https://<account>.snowflakecomputing.com` unless overridden.
     pub base_url: String,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("account", &self.account)
+            .field("user", &self.user)
+            .field("credentials", &self.credentials)
+            .field(
+                "pending_key",
+                &self.pending_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("database", &self.database)
+            .field("schema", &self.schema)
+            .field("warehouse", &self.warehouse)
+            .field("role", &self.role)
+            .field("base_url", &self.base_url)
+            .finish()
+    }
 }
 
 fn decode_key(field: &str, text: &str) -> Result<Vec<u8>, SourceError> {
