@@ -104,8 +104,22 @@ enum Command {
         #[command(subcommand)]
         command: TokensCommand,
     },
+    /// Master keys: make a new one, or seal every stored secret under the current one.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Create a demo warehouse table, import it with every role in this process, and show the result.
     Demo(WorkerArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Print a new random master key (64 hex characters).
+    Generate,
+    /// Seal every stored secret under SLUICE_MASTER_KEY, opening each with the key that sealed
+    /// it (SLUICE_PREVIOUS_MASTER_KEYS); safe while the fleet runs.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -563,6 +577,8 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
             let role = sluice_coordinator::tokens::Role::parse(role).ok_or_else(|| {
                 anyhow::anyhow!("--role {role:?}: give viewer, operator or admin")
             })?;
+            sluice_coordinator::spec::check_object_name("--workspace", workspace)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             settings.migrate().await?;
             let client = sluice_coordinator::database::connect(&settings.database_url).await?;
             let (id, token) =
@@ -572,6 +588,27 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
                 role.as_str()
             );
             println!("{token}");
+            Ok(0)
+        }
+        Command::Keys {
+            command: KeysCommand::Generate,
+        } => {
+            println!("{}", sluice_proto::secrets::MasterKey::generate_hex());
+            Ok(0)
+        }
+        Command::Keys {
+            command: KeysCommand::Rotate,
+        } => {
+            let key = settings.master_key()?;
+            settings.migrate().await?;
+            let mut client = sluice_coordinator::database::connect(&settings.database_url).await?;
+            let rotation = sluice_coordinator::keys::rotate(&mut client, &key).await?;
+            println!(
+                "{} secrets sealed again under master key {}; {} already were",
+                rotation.resealed,
+                key.id(),
+                rotation.current
+            );
             Ok(0)
         }
         Command::Demo(args) => demo::demo(settings, &args.options).await,

@@ -20,6 +20,18 @@ pub mod status {
     /// Requested while another run of the import was active; nothing was read.
     pub const SKIPPED: &str = "skipped";
 
+    /// Every status, in the order a run moves through them.
+    pub const ALL: [&str; 8] = [
+        QUEUED,
+        PLANNING,
+        RUNNING,
+        SUCCEEDED,
+        PARTIALLY_SUCCEEDED,
+        FAILED,
+        CANCELLED,
+        SKIPPED,
+    ];
+
     /// True for statuses a run never leaves.
     pub fn is_final(status: &str) -> bool {
         matches!(

@@ -28,12 +28,23 @@ pub struct SpecFile {
 }
 
 /// A warehouse connection as declared.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionDecl {
     pub name: String,
     pub kind: ConnectionKind,
+    /// Holds the credentials: never printed.
     pub url: String,
+}
+
+impl std::fmt::Debug for ConnectionDecl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionDecl")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("url", &sluice_proto::bus::redact_url(&self.url))
+            .finish()
+    }
 }
 
 /// What an import's rows become.
@@ -161,7 +172,7 @@ pub struct NotifyDecl {
 }
 
 /// A webhook: each event is POSTed as JSON, signed with the secret.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookDecl {
     pub url: String,
@@ -169,6 +180,15 @@ pub struct WebhookDecl {
     /// spec.
     #[serde(default, skip_serializing)]
     pub secret: String,
+}
+
+impl std::fmt::Debug for WebhookDecl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookDecl")
+            .field("url", &self.url)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Checks an import's notification targets.
@@ -296,15 +316,22 @@ pub fn parse(text: &str) -> Result<SpecFile, SpecError> {
 /// empty one: a client's spec must never read the server's environment.
 pub fn parse_with(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<SpecFile, SpecError> {
     let text = interpolate(text, env)?;
-    let spec: SpecFile = serde_norway::from_str(&text).map_err(|e| {
-        // The parser's message starts with the path of the field at fault.
-        let message = e.to_string();
-        let field = message
-            .split_once(": ")
-            .map(|(path, _)| path)
-            .filter(|path| !path.contains(' ') && !path.is_empty())
-            .unwrap_or("spec");
-        invalid(field, message.clone())
+    let document = serde_norway::Deserializer::from_str(&text);
+    let spec: SpecFile = serde_path_to_error::deserialize(document).map_err(|e| {
+        // The YAML parser's message may start with a path of its own, shorter than the one
+        // tracked (it stops at the list item when a field's own check fails).
+        let tracked = e.path().to_string();
+        let message = e.into_inner().to_string();
+        let (prefix, detail) = match message.split_once(": ") {
+            Some((path, detail)) if !path.contains(' ') && !path.is_empty() => (path, detail),
+            _ => ("spec", message.as_str()),
+        };
+        let field = if tracked == "." {
+            prefix
+        } else {
+            tracked.as_str()
+        };
+        invalid(field, format!("{field}: {detail}"))
     })?;
     validate(&spec)?;
     Ok(spec)
@@ -320,10 +347,28 @@ fn check_name(field: &str, name: &str) -> Result<(), SpecError> {
     Ok(())
 }
 
+/// Checks the name of a workspace, connection or import: it appears in API paths, web page
+/// addresses and CLI arguments, so it is kept to letters, digits, `_`, `-` and `.`.
+pub fn check_object_name(field: &str, name: &str) -> Result<(), SpecError> {
+    let fits = (1..=100).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if fits {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            format!("{name:?} is not a name: use 1 to 100 letters, digits, '_', '-' or '.', starting with a letter or digit"),
+        ))
+    }
+}
+
 /// Checks everything that can be checked without a source: names, references, types,
 /// date formats, timezones and limits.
 pub fn validate(spec: &SpecFile) -> Result<(), SpecError> {
-    check_name("workspace", &spec.workspace)?;
+    check_object_name("workspace", &spec.workspace)?;
     if let Some(retention) = spec.event_retention {
         if retention < Duration::from_secs(86_400) {
             return Err(invalid("event_retention", "must be at least 1d"));
@@ -332,7 +377,7 @@ pub fn validate(spec: &SpecFile) -> Result<(), SpecError> {
     let mut connection_names = Vec::new();
     for (i, c) in spec.connections.iter().enumerate() {
         let field = format!("connections[{i}]");
-        check_name(&format!("{field}.name"), &c.name)?;
+        check_object_name(&format!("{field}.name"), &c.name)?;
         if connection_names.contains(&&c.name) {
             return Err(invalid(
                 format!("{field}.name"),
@@ -395,7 +440,7 @@ pub fn validate(spec: &SpecFile) -> Result<(), SpecError> {
     let mut import_names = Vec::new();
     for (i, import) in spec.imports.iter().enumerate() {
         let field = format!("imports[{i}]");
-        check_name(&format!("{field}.name"), &import.name)?;
+        check_object_name(&format!("{field}.name"), &import.name)?;
         if let Some(notify) = &import.notify {
             validate_notify(&format!("{field}.notify"), notify)?;
         }
@@ -826,6 +871,23 @@ imports:
         assert_eq!(err.field, "imports[0].notify.emails[0]");
         let err = with("{ partial_threshold: 2 }").unwrap_err();
         assert_eq!(err.field, "imports[0].notify.partial_threshold");
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_password_or_a_signing_secret() {
+        let spec = parse(
+            &GOOD
+                .replace("postgres://postgres@", "postgres://postgres:pa55word@")
+                .replace(
+                    "chunk_rows: 50000",
+                    "chunk_rows: 50000\n    notify: { webhooks: [{ url: \"https://h.example/x\", secret: \"0123456789abcdef\" }] }",
+                ),
+        )
+        .unwrap();
+        let printed = format!("{spec:?}");
+        assert!(printed.contains("127.0.0.1:5432"), "{printed}");
+        assert!(!printed.contains("pa55word"), "{printed}");
+        assert!(!printed.contains("0123456789abcdef"), "{printed}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::{ApiError, ApiState, JsonBody};
 use crate::apply::{self, ApplyError, ApplyOptions};
 use crate::spec::SpecFile;
 use crate::tokens::{Caller, Role};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
@@ -35,7 +35,7 @@ pub struct Applied {
 pub async fn apply(
     State(state): State<ApiState>,
     caller: Caller,
-    Query(query): Query<ApplyQuery>,
+    super::ApiQuery(query): super::ApiQuery<ApplyQuery>,
     text: String,
 ) -> Result<Json<Applied>, ApiError> {
     require(&caller, Role::Admin)?;
@@ -139,7 +139,7 @@ pub async fn put_import(
     State(state): State<ApiState>,
     caller: Caller,
     Path(name): Path<String>,
-    Query(query): Query<ApplyQuery>,
+    super::ApiQuery(query): super::ApiQuery<ApplyQuery>,
     JsonBody(mut body): JsonBody<serde_json::Value>,
 ) -> Result<Json<Applied>, ApiError> {
     require(&caller, Role::Admin)?;

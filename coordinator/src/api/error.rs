@@ -113,18 +113,62 @@ pub struct JsonBody<T>(pub T);
 /// An optional JSON request body: `None` when the request has none.
 pub struct MaybeJson<T>(pub Option<T>);
 
+/// The dotted path of the field at fault (`schedule.cron`), or `fallback` for the whole input.
+fn field_of(path: &serde_path_to_error::Path, fallback: &str) -> String {
+    match path.to_string() {
+        root if root == "." => fallback.to_string(),
+        path => path,
+    }
+}
+
 fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        let message = e.to_string();
-        // serde names the field in backticks: "unknown field `x`", "missing field `to`".
-        let field = message
+    let mut document = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut document).map_err(|e| {
+        let mut field = field_of(e.path(), "body");
+        let message = e.inner().to_string();
+        // A missing field is named in backticks by the message; the path is its parent's.
+        if let Some(named) = message
             .split('`')
             .nth(1)
-            .filter(|_| message.contains("field"))
-            .unwrap_or("body")
-            .to_string();
+            .filter(|_| message.contains("missing field"))
+        {
+            field = match field.as_str() {
+                "body" => named.to_string(),
+                parent => format!("{parent}.{named}"),
+            };
+        }
         ApiError::invalid(field, format!("the JSON body: {message}"))
     })
+}
+
+/// A query string whose problems answer with the API's error body, naming the parameter.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S>
+    for ApiQuery<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        let pairs = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(pairs)
+            .map(ApiQuery)
+            .map_err(|e| {
+                let field = field_of(e.path(), "query");
+                let message = e.inner().to_string();
+                let field = message
+                    .split('`')
+                    .nth(1)
+                    .filter(|_| field == "query" && message.contains("missing field"))
+                    .map(str::to_string)
+                    .unwrap_or(field);
+                ApiError::invalid(field.clone(), format!("query parameter {field}: {message}"))
+            })
+    }
 }
 
 async fn bytes<S: Send + Sync>(

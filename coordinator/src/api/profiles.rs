@@ -2,7 +2,7 @@
 
 use super::{ApiError, ApiState};
 use crate::tokens::Caller;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -126,8 +126,24 @@ async fn profile(
 pub async fn lookup(
     State(state): State<ApiState>,
     caller: Caller,
-    Query(lookup): Query<Lookup>,
+    super::ApiQuery(lookup): super::ApiQuery<Lookup>,
 ) -> Result<Json<Profile>, ApiError> {
+    let known = matches!(
+        lookup.kind.as_str(),
+        "identity" | "external_id" | "email" | "phone" | "profile_id"
+    ) || lookup
+        .kind
+        .strip_prefix("alias:")
+        .is_some_and(|label| !label.is_empty());
+    if !known {
+        return Err(ApiError::invalid(
+            "kind",
+            format!(
+                "{:?} is not an identity kind: give identity, external_id, email, phone, alias:<label> or profile_id",
+                lookup.kind
+            ),
+        ));
+    }
     let profile_id = if lookup.kind == "profile_id" {
         lookup.value.parse::<i64>().ok()
     } else {
@@ -161,7 +177,7 @@ pub async fn events(
     State(state): State<ApiState>,
     caller: Caller,
     Path(profile_id): Path<i64>,
-    Query(page): Query<EventPage>,
+    super::ApiQuery(page): super::ApiQuery<EventPage>,
 ) -> Result<Json<Vec<Event>>, ApiError> {
     if profile(&state, caller.workspace_id, profile_id)
         .await?

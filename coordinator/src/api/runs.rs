@@ -3,7 +3,7 @@
 use super::{ApiError, ApiState};
 use crate::runs::{self, RunSummary};
 use crate::tokens::Caller;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -71,7 +71,7 @@ const LIST: &str =
 pub async fn list(
     State(state): State<ApiState>,
     caller: Caller,
-    Query(filter): Query<RunFilter>,
+    super::ApiQuery(filter): super::ApiQuery<RunFilter>,
 ) -> Result<Json<RunPage>, ApiError> {
     let page = filter.page.unwrap_or(1);
     if page == 0 {
@@ -80,6 +80,17 @@ pub async fn list(
     let per_page = filter.per_page.unwrap_or(50);
     if !(1..=200).contains(&per_page) {
         return Err(ApiError::invalid("per_page", "must be 1 to 200"));
+    }
+    if let Some(wanted) = filter.status.as_deref() {
+        if !crate::runs::status::ALL.contains(&wanted) {
+            return Err(ApiError::invalid(
+                "status",
+                format!(
+                    "{wanted:?} is not a run status: give one of {}",
+                    crate::runs::status::ALL.join(", ")
+                ),
+            ));
+        }
     }
     let client = state.pool.get().await?;
     let rows = client
@@ -166,7 +177,7 @@ pub async fn errors(
     State(state): State<ApiState>,
     caller: Caller,
     Path(run_id): Path<Uuid>,
-    Query(page): Query<ErrorPage>,
+    super::ApiQuery(page): super::ApiQuery<ErrorPage>,
 ) -> Result<Json<Vec<crate::errors::RunError>>, ApiError> {
     own_run(&state, &caller, run_id).await?;
     let (limit, offset) = super::profiles::paging(page.page, page.per_page, 100, 1000)?;

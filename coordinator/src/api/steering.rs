@@ -7,7 +7,7 @@ use super::{ApiError, ApiState, MaybeJson};
 use crate::tokens::{Caller, Role};
 use crate::trigger::{self, Trigger};
 use crate::watermark::{self, WatermarkError};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -76,7 +76,7 @@ pub async fn preview(
     State(state): State<ApiState>,
     caller: Caller,
     Path(name): Path<String>,
-    Query(query): Query<PreviewQuery>,
+    super::ApiQuery(query): super::ApiQuery<PreviewQuery>,
 ) -> Result<Json<Preview>, ApiError> {
     known(&state, &caller, &name).await?;
     let rows = query.rows.unwrap_or(10);

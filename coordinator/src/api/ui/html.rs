@@ -126,7 +126,7 @@ pub fn listing(
     let _ = write!(
         body,
         "<label>status <select name=\"status\" id=\"status\"><option value=\"\">any</option>{}</select></label>",
-        ["queued", "planning", "running", "succeeded", "partially_succeeded", "failed", "cancelled", "skipped"]
+        crate::runs::status::ALL
             .iter()
             .map(|s| option(s, status))
             .collect::<String>()
