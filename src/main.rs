@@ -28,19 +28,33 @@ struct Cli {
     command: Command,
 }
 
+/// What a serving role also reads from its environment and serves.
+const SERVING_HELP: &str = "\
+Telemetry: OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://collector:4318) exports traces and metrics \
+over OTLP/HTTP; the other OTEL_* variables of the OpenTelemetry SDK apply (OTEL_BSP_SCHEDULE_DELAY, \
+OTEL_METRIC_EXPORT_INTERVAL, OTEL_EXPORTER_OTLP_HEADERS). SLUICE_LOG sets the log filter, \
+SLUICE_LOG_FORMAT=json writes JSON lines.
+Object stores: AWS_*, GOOGLE_* and AZURE_* variables configure s3://, gs:// and az:// URLs.
+HTTP (SLUICE_HTTP_ADDR): /healthz, /readyz and /metrics on every role; /v1 and /ui on the coordinator.";
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create the database if needed and apply the control plane's and stores' migrations.
     Migrate,
     /// Run the coordinator and every worker role in this process.
+    #[command(after_help = SERVING_HELP)]
     All(WorkerArgs),
     /// Run the coordinator: plans runs and records their results.
+    #[command(after_help = SERVING_HELP)]
     Coordinator(WorkerArgs),
     /// Run an extractor worker: reads chunks from warehouses into Parquet.
+    #[command(after_help = SERVING_HELP)]
     Extractor(WorkerArgs),
     /// Run a transformer worker: applies mappings with DataFusion.
+    #[command(after_help = SERVING_HELP)]
     Transformer(WorkerArgs),
     /// Run a loader worker: upserts into the profile store.
+    #[command(after_help = SERVING_HELP)]
     Loader(WorkerArgs),
     /// Create or update the connections and imports a spec file declares. New imports are
     /// drafts until a dry run succeeds.
