@@ -33,17 +33,24 @@ fn json_logs() -> bool {
     std::env::var("SLUICE_LOG_FORMAT").as_deref() == Ok("json")
 }
 
-/// Log lines only: for the CLI's one-shot commands.
-pub fn init_logs() {
+/// Log lines on stderr, as text or as JSON.
+fn log_lines<S>() -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let fmt = if json_logs() {
+    if json_logs() {
         fmt.json().boxed()
     } else {
         fmt.boxed()
-    };
+    }
+}
+
+/// Log lines only: for the CLI's one-shot commands.
+pub fn init_logs() {
     tracing_subscriber::registry()
         .with(log_filter())
-        .with(fmt)
+        .with(log_lines())
         .init();
 }
 
@@ -100,16 +107,10 @@ pub fn init(service: &str) -> anyhow::Result<Telemetry> {
     let spans = tracer
         .as_ref()
         .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("sluice")));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let fmt = if json_logs() {
-        fmt.json().boxed()
-    } else {
-        fmt.boxed()
-    };
     tracing_subscriber::registry()
         .with(log_filter())
         .with(spans)
-        .with(fmt)
+        .with(log_lines())
         .init();
     if export {
         tracing::info!(service, "exporting traces and metrics over OTLP");

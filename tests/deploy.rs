@@ -103,9 +103,14 @@ fn check_launch(launch: &Launch, problems: &mut Vec<String>) {
     for name in &launch.env {
         let known = if name.starts_with("SLUICE_") || name.starts_with("OTEL_") {
             // `[env: NAME=]`, `[env: NAME]` for hidden values, or the help's prose.
-            [format!("{name}="), format!("{name}]"), format!("{name} "), format!("{name},")]
-                .iter()
-                .any(|form| text.contains(form.as_str()))
+            [
+                format!("{name}="),
+                format!("{name}]"),
+                format!("{name} "),
+                format!("{name},"),
+            ]
+            .iter()
+            .any(|form| text.contains(form.as_str()))
         } else {
             name.starts_with("AWS_") || name.starts_with("GOOGLE_") || name.starts_with("AZURE_")
         };
