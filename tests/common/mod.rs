@@ -3,7 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod activity;
 pub mod broker;
+pub mod database;
 pub mod stand_in;
 
 use rand::RngCore;
@@ -28,6 +30,9 @@ pub fn free_port() -> u16 {
 pub struct Fleet {
     pub id: String,
     pub data_dir: PathBuf,
+    /// The PostgreSQL server (`postgres://user@host:port`) and RabbitMQ URL the fleet uses.
+    pg: String,
+    amqp: String,
     master_key: String,
     children: Vec<(String, Child)>,
     released: bool,
@@ -42,14 +47,19 @@ pub async fn connect(url: &str) -> Client {
 }
 
 impl Fleet {
-    /// A new fleet with empty databases.
+    /// A new fleet with empty databases, on the machine's PostgreSQL and RabbitMQ.
     pub async fn new() -> Fleet {
+        Fleet::on(PG, AMQP).await
+    }
+
+    /// A new fleet with empty databases on the PostgreSQL server `pg` and the broker `amqp`.
+    pub async fn on(pg: &str, amqp: &str) -> Fleet {
         let id = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let data_dir = std::env::temp_dir().join(format!("sluice-{id}"));
         std::fs::create_dir_all(&data_dir).unwrap();
         let mut key = [0u8; 32];
         rand::rng().fill_bytes(&mut key);
-        let admin = connect(&format!("{PG}/postgres")).await;
+        let admin = connect(&format!("{pg}/postgres")).await;
         admin
             .batch_execute(&format!("CREATE DATABASE wh_{id}"))
             .await
@@ -57,6 +67,8 @@ impl Fleet {
         Fleet {
             id,
             data_dir,
+            pg: pg.to_string(),
+            amqp: amqp.to_string(),
             master_key: key.iter().map(|b| format!("{b:02x}")).collect(),
             children: Vec::new(),
             released: false,
@@ -69,11 +81,11 @@ impl Fleet {
     }
 
     pub fn database_url(&self) -> String {
-        format!("{PG}/sluice_{}", self.id)
+        format!("{}/sluice_{}", self.pg, self.id)
     }
 
     pub fn warehouse_url(&self) -> String {
-        format!("{PG}/wh_{}", self.id)
+        format!("{}/wh_{}", self.pg, self.id)
     }
 
     pub async fn warehouse(&self) -> Client {
@@ -88,7 +100,7 @@ impl Fleet {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
         cmd.args(args)
             .env("SLUICE_DATABASE_URL", self.database_url())
-            .env("SLUICE_AMQP_URL", AMQP)
+            .env("SLUICE_AMQP_URL", &self.amqp)
             .env("SLUICE_AMQP_PREFIX", format!("sluice_{}", self.id))
             .env("SLUICE_DATA_DIR", &self.data_dir)
             .env("SLUICE_MASTER_KEY", &self.master_key)
@@ -239,6 +251,18 @@ impl Fleet {
         requested["run_id"].as_str().unwrap().to_string()
     }
 
+    /// A run's status now (empty before the coordinator has recorded it).
+    pub async fn run_status(&self, run_id: &str) -> String {
+        let run_id: uuid::Uuid = run_id.parse().unwrap();
+        self.control()
+            .await
+            .query_opt("SELECT status FROM control.runs WHERE id = $1", &[&run_id])
+            .await
+            .unwrap()
+            .map(|r| r.get(0))
+            .unwrap_or_default()
+    }
+
     /// Waits until at least `chunks` chunks of a run are loaded.
     pub async fn wait_for_loaded_chunks(&self, run_id: &str, chunks: i64, timeout: Duration) {
         let control = self.control().await;
@@ -293,7 +317,7 @@ impl Fleet {
     /// without it (a failed test) does the same in its `Drop`.
     pub async fn cleanup(mut self) {
         self.stop_processes();
-        release(&self.id, &self.data_dir).await;
+        release(&self.id, &self.data_dir, &self.pg, &self.amqp).await;
         self.released = true;
     }
 
@@ -307,15 +331,20 @@ impl Fleet {
 }
 
 /// Drops a fleet's databases, deletes its queues and its data directory.
-async fn release(id: &str, data_dir: &std::path::Path) {
-    let admin = connect(&format!("{PG}/postgres")).await;
+async fn release(id: &str, data_dir: &std::path::Path, pg: &str, amqp: &str) {
+    let Ok((admin, connection)) = tokio_postgres::connect(&format!("{pg}/postgres"), NoTls).await
+    else {
+        let _ = std::fs::remove_dir_all(data_dir);
+        return;
+    };
+    tokio::spawn(connection);
     for db in [format!("sluice_{id}"), format!("wh_{id}")] {
         let _ = admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
             .await;
     }
     let topology = sluice_proto::Topology::new(format!("sluice_{id}"));
-    if let Ok(bus) = sluice_proto::Bus::connect(AMQP, &topology).await {
+    if let Ok(bus) = sluice_proto::Bus::connect(amqp, &topology).await {
         if let Ok(channel) = bus.channel().await {
             let _ = topology.delete(&channel).await;
         }
@@ -335,12 +364,13 @@ impl Drop for Fleet {
             return;
         }
         let (id, data_dir) = (self.id.clone(), self.data_dir.clone());
+        let (pg, amqp) = (self.pg.clone(), self.amqp.clone());
         let _ = std::thread::spawn(move || {
             if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {
-                runtime.block_on(release(&id, &data_dir));
+                runtime.block_on(release(&id, &data_dir, &pg, &amqp));
             }
         })
         .join();
