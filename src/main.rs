@@ -118,6 +118,11 @@ enum Command {
         #[command(subcommand)]
         command: TokensCommand,
     },
+    /// Workspaces and their share of the stores (set by the fleet's operator).
+    Workspaces {
+        #[command(subcommand)]
+        command: WorkspacesCommand,
+    },
     /// Master keys: make a new one, or seal every stored secret under the current one.
     Keys {
         #[command(subcommand)]
@@ -134,6 +139,20 @@ enum KeysCommand {
     /// Seal every stored secret under SLUICE_MASTER_KEY, opening each with the key that sealed
     /// it (SLUICE_PREVIOUS_MASTER_KEYS); safe while the fleet runs.
     Rotate,
+}
+
+#[derive(Debug, Subcommand)]
+enum WorkspacesCommand {
+    /// List workspaces with their load limit and number of imports.
+    List,
+    /// Limit the rows per second a workspace's loads write across the fleet (the loaders
+    /// share it); 0 removes the limit. The workspace is created if new.
+    Limit {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        load_rows_per_second: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -602,6 +621,38 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
                 role.as_str()
             );
             println!("{token}");
+            Ok(0)
+        }
+        Command::Workspaces { command } => {
+            settings.migrate().await?;
+            let client = sluice_coordinator::database::connect(&settings.database_url).await?;
+            match command {
+                WorkspacesCommand::List => {
+                    println!("{:<30} {:>20} {:>8}", "WORKSPACE", "LOAD ROWS/S", "IMPORTS");
+                    for w in sluice_coordinator::workspaces::list(&client).await? {
+                        let limit = w
+                            .load_rows_per_second
+                            .map_or_else(|| "-".to_string(), |r| r.to_string());
+                        println!("{:<30} {limit:>20} {:>8}", w.name, w.imports);
+                    }
+                }
+                WorkspacesCommand::Limit {
+                    workspace,
+                    load_rows_per_second,
+                } => {
+                    sluice_coordinator::spec::check_object_name("--workspace", workspace)
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    let limit = Some(*load_rows_per_second).filter(|r| *r > 0);
+                    sluice_coordinator::workspaces::set_load_limit(&client, workspace, limit)
+                        .await?;
+                    match limit {
+                        Some(r) => {
+                            println!("workspace {workspace}: loads write at most {r} rows/s")
+                        }
+                        None => println!("workspace {workspace}: no load limit of its own"),
+                    }
+                }
+            }
             Ok(0)
         }
         Command::Keys {

@@ -29,7 +29,8 @@ pub struct WorkerOptions {
     /// Attempts before a chunk is dead-lettered and its run fails.
     #[arg(long, env = "SLUICE_MAX_ATTEMPTS", default_value_t = 5)]
     pub max_attempts: u32,
-    /// Rows per second each workspace may write to the stores (per loader process).
+    /// Rows per second each workspace may write to the stores, per loader process, unless the
+    /// workspace has a fleet-wide limit of its own (`sluice workspaces limit`).
     #[arg(long, env = "SLUICE_LOAD_ROWS_PER_SECOND", default_value_t = 200_000)]
     pub load_rows_per_second: u32,
     /// First retry delay in milliseconds (doubles per attempt).
@@ -188,12 +189,19 @@ pub async fn run(
             Role::Loader => {
                 let rate = NonZeroU32::new(worker.load_rows_per_second)
                     .ok_or_else(|| anyhow::anyhow!("--load-rows-per-second must be at least 1"))?;
+                let limiter = Arc::new(sluice_loader::RowRateLimiter::new(rate));
+                tasks.spawn(sluice_loader::rate::count_loaders(
+                    limiter.clone(),
+                    settings.amqp_url.clone(),
+                    settings.topology(),
+                    shutdown.clone(),
+                ));
                 spawn(
                     &mut tasks,
                     sluice_loader::Loader {
                         store: store.clone(),
                         pool: database.clone().expect("the loader has a pool"),
-                        limiter: sluice_loader::RowRateLimiter::new(rate),
+                        limiter,
                     },
                     settings,
                     &options,

@@ -54,6 +54,7 @@ async fn an_event_chunk_replayed_and_then_resynced_is_stored_exactly_once() {
             chunk,
             dry_run: false,
             mapping: import.mapping(),
+            load_rows_per_second: None,
         },
         rows_accepted: 1_000,
         rows_rejected: 0,

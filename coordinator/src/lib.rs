@@ -24,6 +24,7 @@ pub mod spec;
 pub mod tokens;
 pub mod trigger;
 pub mod watermark;
+pub mod workspaces;
 
 pub use commands::Commands;
 pub use results::Results;
@@ -44,5 +45,9 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     (
         9,
         include_str!("../migrations/0009_email_notifications.sql"),
+    ),
+    (
+        10,
+        include_str!("../migrations/0010_workspace_rate_limits.sql"),
     ),
 ];

@@ -44,6 +44,8 @@ pub struct RunContext {
     pub watermark: Option<Bound>,
     /// The workspace's event retention policy, in days.
     pub retention_days: Option<u32>,
+    /// The rows per second the workspace's loads may write across the fleet, when limited.
+    pub load_rows_per_second: Option<u32>,
     /// A replay run's window; it reads from there instead of from the watermark.
     pub replay: Option<ReplayWindow>,
 }
@@ -53,7 +55,8 @@ pub async fn context(client: &impl GenericClient, run_id: Uuid) -> Result<RunCon
     let row = client
         .query_one(
             "SELECT r.workspace_id, r.import_id, r.dry_run, i.spec, c.credentials, wm.position,
-                    w.event_retention_days, r.replay_from, r.replay_until, c.kind
+                    w.event_retention_days, r.replay_from, r.replay_until, c.kind,
+                    w.load_rows_per_second
                FROM control.runs r
                JOIN control.workspaces w ON w.id = r.workspace_id
                JOIN control.imports i ON i.id = r.import_id
@@ -82,6 +85,7 @@ pub async fn context(client: &impl GenericClient, run_id: Uuid) -> Result<RunCon
         credentials,
         watermark,
         retention_days: row.get::<_, Option<i32>>(6).map(|d| d.max(0) as u32),
+        load_rows_per_second: row.get::<_, Option<i32>>(10).map(|r| r.max(1) as u32),
         kind: crate::apply::stored_kind(&connection, &row.get::<_, String>(9))?,
         replay: match (row.get(7), row.get(8)) {
             (Some(from), Some(until)) => Some(ReplayWindow { from, until }),
@@ -234,6 +238,7 @@ pub async fn pending_tasks(
                     chunk,
                     dry_run: ctx.dry_run,
                     mapping: mapping.clone(),
+                    load_rows_per_second: ctx.load_rows_per_second,
                 },
                 source: SourceTask {
                     kind: ctx.kind,

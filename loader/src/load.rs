@@ -35,7 +35,7 @@ const CONFLICT_RETRIES: u32 = 5;
 pub struct Loader {
     pub store: Arc<dyn ObjectStore>,
     pub pool: Pool,
-    pub limiter: RowRateLimiter,
+    pub limiter: Arc<RowRateLimiter>,
 }
 
 /// Why a chunk could not be loaded.
@@ -144,9 +144,6 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
             rejections.extend(rejected);
         }
         months.extend(rows.iter().filter_map(|r| r.event_time).map(month_of));
-        if !work.dry_run {
-            deps.limiter.acquire(workspace, rows.len()).await;
-        }
         stats.rows_loaded += rows.len() as u64;
         for mut row in rows {
             let props = serde_json::Value::Object(std::mem::take(&mut row.props));
@@ -248,6 +245,16 @@ impl Stage for Loader {
         _: &Delivered,
     ) -> Result<Vec<Outgoing>, StageError> {
         let chunk = &input.work.chunk;
+        if !input.work.dry_run {
+            // Permits first, so a chunk waiting for its workspace's rate holds no connection.
+            self.limiter
+                .acquire(
+                    chunk.workspace_id,
+                    input.work.load_rows_per_second,
+                    input.rows_accepted as usize,
+                )
+                .await;
+        }
         let stats = load(&input.work, self).await?;
         let store = match input.work.mapping.records {
             Records::Profiles => "profiles",

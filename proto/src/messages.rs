@@ -120,6 +120,9 @@ pub struct ChunkWork {
     pub dry_run: bool,
     pub mapping: Mapping,
     pub objects: ChunkObjects,
+    /// The workspace's fleet-wide limit on rows written per second; loaders share it.
+    #[serde(default)]
+    pub load_rows_per_second: Option<u32>,
 }
 
 /// The kinds of source the extractor can read.

@@ -83,6 +83,7 @@ async fn run(
         dry_run: false,
         mapping,
         objects: objects.clone(),
+        load_rows_per_second: None,
     };
     let deps = Transformer {
         store: store.clone(),
