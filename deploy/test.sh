@@ -19,3 +19,5 @@ if ! command -v chromedriver >/dev/null || ! [ -x /usr/bin/chromium ]; then
 fi
 cargo build --workspace --all-targets
 cargo test --workspace --all-targets --no-fail-fast -- --test-threads=2
+# The fuzz targets, each for a bounded time from the checked-in seeds.
+./deploy/fuzz.sh

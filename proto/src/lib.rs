@@ -15,6 +15,7 @@ pub mod identity;
 pub mod mapping;
 pub mod messages;
 pub mod metrics;
+pub mod payload;
 pub mod purchase;
 pub mod rejection;
 pub mod secrets;

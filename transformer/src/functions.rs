@@ -15,8 +15,7 @@ use datafusion::logical_expr::{cast, create_udf, ColumnarValue, Expr, ScalarUDF,
 use sluice_proto::columns::REASON_SEPARATOR;
 use sluice_proto::dateformat::DateFormat;
 use sluice_proto::identity;
-use sluice_proto::mapping::{property_name_problem, MAX_PROPERTIES};
-use sluice_proto::purchase;
+use sluice_proto::{payload, purchase};
 use sluice_proto::{IdentityField, Reason};
 use std::sync::Arc;
 
@@ -175,25 +174,10 @@ pub fn identity_problem(field: IdentityField) -> ScalarUDF {
     )
 }
 
-/// Reads a payload value: a JSON object, without the keys the mapping declares itself.
-fn payload_object(
-    text: &str,
-    declared: &[String],
-) -> Result<serde_json::Map<String, serde_json::Value>, String> {
-    match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::Object(mut map)) => {
-            map.retain(|k, _| !declared.contains(k));
-            Ok(map)
-        }
-        Ok(_) => Err("the payload is not a JSON object".to_string()),
-        Err(e) => Err(format!("the payload is not valid JSON: {e}")),
-    }
-}
-
 /// `sluice_payload(text) -> text`: the payload's object without declared keys, or NULL.
 pub fn payload(declared: Vec<String>) -> ScalarUDF {
     text_udf("sluice_payload", move |v| {
-        v.and_then(|v| payload_object(v, &declared).ok())
+        v.and_then(|v| payload::object(v, &declared).ok())
             .map(|map| serde_json::Value::Object(map).to_string())
     })
 }
@@ -202,26 +186,9 @@ pub fn payload(declared: Vec<String>) -> ScalarUDF {
 /// reserved key, more keys than `budget`), or NULL.
 pub fn payload_problem(declared: Vec<String>, budget: usize) -> ScalarUDF {
     text_udf("sluice_payload_problem", move |v| {
-        let problem = |reason: Reason, message: String| {
-            Some(format!("{}{REASON_SEPARATOR}{message}", reason.as_str()))
-        };
-        let map = match payload_object(v?, &declared) {
-            Ok(map) => map,
-            Err(message) => return problem(Reason::InvalidPayload, message),
-        };
-        if let Some(message) = map.keys().find_map(|k| property_name_problem(k)) {
-            return problem(Reason::ReservedProperty, message);
-        }
-        if map.len() > budget {
-            return problem(
-                Reason::TooManyProperties,
-                format!(
-                    "the row has {} properties; at most {MAX_PROPERTIES} are allowed",
-                    map.len() + MAX_PROPERTIES - budget
-                ),
-            );
-        }
-        None
+        payload::expand(v?, &declared, budget)
+            .err()
+            .map(|(reason, message)| format!("{}{REASON_SEPARATOR}{message}", reason.as_str()))
     })
 }
 
