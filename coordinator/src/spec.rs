@@ -326,10 +326,10 @@ pub fn parse_with(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Sp
             Some((path, detail)) if !path.contains(' ') && !path.is_empty() => (path, detail),
             _ => ("spec", message.as_str()),
         };
-        let field = if tracked == "." {
-            prefix
-        } else {
-            tracked.as_str()
+        let field = match (tracked.as_str(), prefix) {
+            (".", "") | ("", "") => "spec",
+            (".", prefix) | ("", prefix) => prefix,
+            (tracked, _) => tracked,
         };
         invalid(field, format!("{field}: {detail}"))
     })?;

@@ -36,8 +36,13 @@ impl DateFormat {
         pattern_to_chrono(spec)
     }
 
-    /// Parses a date-time; zone-less values are read in `tz`.
+    /// Parses a date-time; zone-less values are read in `tz`. A leap second (`:60`) is read
+    /// as the first instant of the next minute, as PostgreSQL reads it.
     pub fn parse_datetime(&self, value: &str, tz: Tz) -> Option<DateTime<Utc>> {
+        self.parse_instant(value, tz).and_then(without_leap_second)
+    }
+
+    fn parse_instant(&self, value: &str, tz: Tz) -> Option<DateTime<Utc>> {
         let value = value.trim();
         match self {
             DateFormat::EpochSeconds => epoch(value, 1_000_000),
@@ -100,6 +105,16 @@ impl DateFormat {
         self.parse_datetime(value, tz)
             .map(|t| t.with_timezone(&tz).date_naive())
     }
+}
+
+/// Moves a leap second (chrono keeps it as a nanosecond count of a second or more) to the
+/// next second, so every instant read has one spelling.
+fn without_leap_second(t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let nanos = t.timestamp_subsec_nanos();
+    if nanos < 1_000_000_000 {
+        return Some(t);
+    }
+    DateTime::from_timestamp(t.timestamp().checked_add(1)?, nanos - 1_000_000_000)
 }
 
 /// A date-time given as a date alone is read as 00:00:01 that day (the time CleverTap uses),
@@ -236,6 +251,21 @@ mod tests {
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_leap_second_is_the_next_minute_in_any_zone() {
+        let iso = DateFormat::Iso8601;
+        assert_eq!(
+            iso.parse_datetime("2016-12-31T23:59:60", Tz::UTC),
+            Some(utc("2017-01-01T00:00:00Z"))
+        );
+        // Found by fuzzing: a zone whose old offset is not whole minutes kept the leap second
+        // in a form that did not read back the same.
+        let read = iso
+            .parse_datetime("1012-03-01T0:00:60", Tz::America__New_York)
+            .unwrap();
+        assert_eq!(iso.parse_datetime(&read.to_rfc3339(), Tz::UTC), Some(read));
     }
 
     #[test]
