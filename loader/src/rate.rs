@@ -45,7 +45,10 @@ impl RowRateLimiter {
     pub fn set_loaders(&self, loaders: u32) {
         let before = self.loaders.swap(loaders.max(1), Ordering::Relaxed);
         if before != loaders.max(1) {
-            tracing::info!(loaders = loaders.max(1), "loaders sharing the workspace limits");
+            tracing::info!(
+                loaders = loaders.max(1),
+                "loaders sharing the workspace limits"
+            );
         }
     }
 
