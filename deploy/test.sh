@@ -18,6 +18,8 @@ if ! command -v chromedriver >/dev/null || ! [ -x /usr/bin/chromium ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 cargo build --workspace --all-targets
-cargo test --workspace --all-targets --no-fail-fast -- --test-threads=2
+# --lib --tests rather than --all-targets: the fuzz targets are libFuzzer programs (built above,
+# run by fuzz.sh), not test harnesses; their checks run here through fuzz/tests/corpus.rs.
+cargo test --workspace --lib --tests --no-fail-fast -- --test-threads=2
 # The fuzz targets, each for a bounded time from the checked-in seeds.
 ./deploy/fuzz.sh
