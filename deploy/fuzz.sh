@@ -16,6 +16,7 @@ cargo fuzz build "${flags[@]}"
 status=0
 for target in spec date_format payload; do
   work=target/fuzz/corpus/$target
+  rm -rf "target/fuzz/artifacts/$target"
   mkdir -p "$work" "target/fuzz/artifacts/$target"
   cp fuzz/corpus/$target/* "$work/"
   if ! cargo fuzz run "${flags[@]}" "$target" "$work" -- \

@@ -12,18 +12,21 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     let n: u64 = number
         .parse()
         .map_err(|_| format!("{text:?} does not start with a whole number"))?;
-    let millis = match unit {
-        "ms" => n,
-        "s" => n * 1000,
-        "m" => n * 60_000,
-        "h" => n * 3_600_000,
-        "d" => n * 86_400_000,
+    let per_unit: u64 = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
         _ => {
             return Err(format!(
                 "{text:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
             ))
         }
     };
+    let millis = n
+        .checked_mul(per_unit)
+        .ok_or_else(|| format!("{text:?} is too long a duration"))?;
     Ok(Duration::from_millis(millis))
 }
 
@@ -65,5 +68,7 @@ mod tests {
         assert_eq!(parse("2h").unwrap(), Duration::from_secs(7200));
         assert!(parse("5").unwrap_err().contains("no unit"));
         assert!(parse("5y").unwrap_err().contains("unknown unit"));
+        // Found by fuzzing: a count that overflows in milliseconds is refused, not a panic.
+        assert!(parse("36511111111111d").unwrap_err().contains("too long"));
     }
 }
