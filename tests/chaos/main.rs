@@ -121,6 +121,28 @@ async fn profile_losses(fleet: &Fleet) -> (i64, i64, i64) {
     (source.len() as i64, lost, duplicated)
 }
 
+/// Ends a profile scenario: the store equals the source, every chunk and queue has settled
+/// with `dead_letters` left, and the fleet is removed; returns the summary line.
+async fn profiles_outcome(
+    fleet: Fleet,
+    amqp: &str,
+    dead_letters: u32,
+    scenario: &'static str,
+    started: Instant,
+) -> Outcome {
+    common::assert_store_equals_source(&fleet).await;
+    assert_settled(&fleet, amqp, dead_letters).await;
+    let (rows, lost, duplicated) = profile_losses(&fleet).await;
+    fleet.cleanup().await;
+    Outcome {
+        scenario,
+        rows,
+        lost,
+        duplicated,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
 /// Source events missing from the store, and events stored more than once.
 async fn event_losses(fleet: &Fleet) -> (i64, i64, i64) {
     let source: i64 = fleet
@@ -223,17 +245,14 @@ async fn processes_killed(services: &Services, rows: i64) -> Outcome {
         "every role was killed at least once ({kills} kills)"
     );
     succeeds(&fleet, &run).await;
-    common::assert_store_equals_source(&fleet).await;
-    assert_settled(&fleet, &services.broker.url(), 0).await;
-    let (rows, lost, duplicated) = profile_losses(&fleet).await;
-    fleet.cleanup().await;
-    Outcome {
-        scenario: "profiles, every role killed",
-        rows,
-        lost,
-        duplicated,
-        seconds: started.elapsed().as_secs_f64(),
-    }
+    profiles_outcome(
+        fleet,
+        &services.broker.url(),
+        0,
+        "profiles, every role killed",
+        started,
+    )
+    .await
 }
 
 async fn events_with_kills(services: &Services, rows: i64) -> Outcome {
@@ -277,17 +296,7 @@ async fn through_an_outage(
         .await;
     outage();
     succeeds(&fleet, &run).await;
-    common::assert_store_equals_source(&fleet).await;
-    assert_settled(&fleet, &amqp, 0).await;
-    let (rows, lost, duplicated) = profile_losses(&fleet).await;
-    fleet.cleanup().await;
-    Outcome {
-        scenario,
-        rows,
-        lost,
-        duplicated,
-        seconds: started.elapsed().as_secs_f64(),
-    }
+    profiles_outcome(fleet, &amqp, 0, scenario, started).await
 }
 
 async fn poisoned_chunk(services: &Services, rows: i64) -> Outcome {
@@ -344,17 +353,14 @@ async fn poisoned_chunk(services: &Services, rows: i64) -> Outcome {
         .unwrap();
     let again = fleet.request_run("acme", "users");
     succeeds(&fleet, &again).await;
-    common::assert_store_equals_source(&fleet).await;
-    assert_settled(&fleet, &services.broker.url(), 1).await;
-    let (rows, lost, duplicated) = profile_losses(&fleet).await;
-    fleet.cleanup().await;
-    Outcome {
-        scenario: "a poisoned chunk, then the cause removed",
-        rows,
-        lost,
-        duplicated,
-        seconds: started.elapsed().as_secs_f64(),
-    }
+    profiles_outcome(
+        fleet,
+        &services.broker.url(),
+        1,
+        "a poisoned chunk, then the cause removed",
+        started,
+    )
+    .await
 }
 
 async fn writer_at_the_watermark(services: &Services, rows: i64) -> Outcome {
@@ -413,17 +419,14 @@ async fn writer_at_the_watermark(services: &Services, rows: i64) -> Outcome {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let last = fleet.request_run("acme", "users");
     succeeds(&fleet, &last).await;
-    common::assert_store_equals_source(&fleet).await;
-    assert_settled(&fleet, &services.broker.url(), 0).await;
-    let (rows, lost, duplicated) = profile_losses(&fleet).await;
-    fleet.cleanup().await;
-    Outcome {
-        scenario: "a writer committing at the watermark",
-        rows,
-        lost,
-        duplicated,
-        seconds: started.elapsed().as_secs_f64(),
-    }
+    profiles_outcome(
+        fleet,
+        &services.broker.url(),
+        0,
+        "a writer committing at the watermark",
+        started,
+    )
+    .await
 }
 
 async fn rows_from_the_future(services: &Services, rows: i64) -> Outcome {
@@ -459,17 +462,14 @@ async fn rows_from_the_future(services: &Services, rows: i64) -> Outcome {
     tokio::time::sleep(Duration::from_secs(12)).await;
     let later = fleet.request_run("acme", "users");
     succeeds(&fleet, &later).await;
-    common::assert_store_equals_source(&fleet).await;
-    assert_settled(&fleet, &services.broker.url(), 0).await;
-    let (rows, lost, duplicated) = profile_losses(&fleet).await;
-    fleet.cleanup().await;
-    Outcome {
-        scenario: "rows stamped in the future",
-        rows,
-        lost,
-        duplicated,
-        seconds: started.elapsed().as_secs_f64(),
-    }
+    profiles_outcome(
+        fleet,
+        &services.broker.url(),
+        0,
+        "rows stamped in the future",
+        started,
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
