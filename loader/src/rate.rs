@@ -29,6 +29,8 @@ pub struct RowRateLimiter {
 struct Bucket {
     turn: tokio::sync::Mutex<()>,
     limiter: DefaultDirectRateLimiter,
+    /// The most permits one wait may ask for.
+    burst: NonZeroU32,
 }
 
 impl RowRateLimiter {
@@ -73,6 +75,7 @@ impl RowRateLimiter {
                     limiter: DefaultDirectRateLimiter::direct(
                         Quota::per_second(rate).allow_burst(burst),
                     ),
+                    burst,
                 });
                 limiters.insert(workspace, (rate, limiter.clone()));
                 limiter
@@ -87,10 +90,9 @@ impl RowRateLimiter {
         let rate = self.rate(limit);
         let bucket = self.limiter(workspace, rate);
         let _turn = bucket.turn.lock().await;
-        let burst = (rate.get() / 10).max(1) as u64;
         let mut left = rows as u64;
         while left > 0 {
-            let take = left.min(burst) as u32;
+            let take = left.min(bucket.burst.get() as u64) as u32;
             let n = NonZeroU32::new(take).expect("take > 0");
             if let Err(e) = bucket.limiter.until_n_ready(n).await {
                 unreachable!("request within burst was refused: {e}");
