@@ -189,3 +189,109 @@ async fn a_redshift_session_reads_chunks_through_a_server_side_cursor() {
     drop(source);
     drop_database(&name).await;
 }
+
+#[tokio::test]
+async fn a_large_range_is_cut_from_the_statistics_without_walking_the_index() {
+    let (name, client) = database().await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id bigint PRIMARY KEY, v text, updated_at timestamptz NOT NULL);
+             INSERT INTO t SELECT g, 'v' || g,
+                 CASE WHEN g BETWEEN 100001 AND 130000 THEN timestamptz '2024-06-01 00:00:00+00'
+                      ELSE timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second' END
+               FROM generate_series(1, 200000) g;
+             CREATE INDEX t_watermark ON t (updated_at, id);",
+        )
+        .await
+        .unwrap();
+    client.batch_execute("VACUUM ANALYZE t").await.unwrap();
+    let url = format!("{PG}/{name}");
+    let source = PostgresSource::connect(&url)
+        .await
+        .unwrap()
+        .with_exact_planning_rows(0);
+    let shape = source.describe(&spec()).await.unwrap();
+    let hi = source
+        .plan_range(&shape, None, Duration::from_secs(60), None)
+        .await
+        .unwrap()
+        .hi
+        .unwrap();
+    let boundaries = source
+        .chunk_boundaries(&shape, None, &hi, 5_000)
+        .await
+        .unwrap();
+    // The session ends, so its index reads are counted.
+    drop(source);
+    let read: i64 = loop {
+        let row = client
+            .query_one(
+                "SELECT pg_stat_clear_snapshot(), (SELECT numbackends FROM pg_stat_database
+                   WHERE datname = current_database()),
+                   (SELECT idx_tup_read FROM pg_stat_user_indexes WHERE indexrelname = 't_watermark')",
+                &[],
+            )
+            .await
+            .unwrap();
+        if row.get::<_, i32>(1) == 1 {
+            break row.get(2);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        read < 60_000,
+        "planning read {read} index entries; the tie (30,000) and one probe per chunk at most"
+    );
+
+    let count = |lo: Option<&Bound>, b: &Bound| {
+        let client = &client;
+        let lo = lo.cloned();
+        let b = b.clone();
+        async move {
+            let key = |k: &sluice_proto::KeyValue| match k {
+                sluice_proto::KeyValue::Int(v) => *v,
+                other => panic!("{other:?}"),
+            };
+            let (lo_t, lo_k) = lo.map_or(
+                (chrono::DateTime::<chrono::Utc>::UNIX_EPOCH, i64::MIN),
+                |l| (l.watermark, key(&l.key)),
+            );
+            let n: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM t WHERE (updated_at, id) > ($1, $2)
+                        AND (updated_at, id) <= ($3, $4)",
+                    &[&lo_t, &lo_k, &b.watermark, &key(&b.key)],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            n as u64
+        }
+    };
+    let mut total = 0;
+    let mut lo: Option<Bound> = None;
+    for b in boundaries.iter().chain(std::iter::once(&hi)) {
+        let rows = count(lo.as_ref(), b).await;
+        assert!(rows <= 7_500, "chunk ({lo:?}, {b}] has {rows} rows");
+        total += rows;
+        lo = Some(b.clone());
+    }
+    assert_eq!(total, 200_000, "every row planned exactly once");
+    assert!(
+        (36..=48).contains(&boundaries.len()),
+        "about 40 chunks of 5,000: {}",
+        boundaries.len()
+    );
+    assert!(
+        boundaries
+            .iter()
+            .filter(|b| b.watermark
+                == "2024-06-01T00:00:00Z"
+                    .parse::<chrono::DateTime<chrono::Utc>>()
+                    .unwrap())
+            .count()
+            >= 5,
+        "the tie of 30,000 rows is cut by key"
+    );
+    drop_database(&name).await;
+}

@@ -2,6 +2,7 @@
 //! UTC, keyset planning on the `(watermark, key)` index, and chunk reads streamed as Arrow
 //! batches (through a server-side cursor on Redshift).
 
+mod estimate;
 mod plan;
 mod read;
 pub use read::chunk_schema;
@@ -21,10 +22,15 @@ pub const APPLICATION_NAME: &str = "sluice-extractor";
 /// Statements slower than this are cancelled by the source.
 const STATEMENT_TIMEOUT: &str = "15min";
 
+/// Ranges the statistics put at more rows than this are planned from the statistics; smaller
+/// ones are stepped exactly along the index (about a second per five million rows).
+pub const EXACT_PLANNING_ROWS: u64 = 5_000_000;
+
 /// A read-only session on a PostgreSQL source.
 pub struct PostgresSource {
     client: Client,
     dialect: Dialect,
+    exact_planning_rows: u64,
 }
 
 /// Which server speaks the PostgreSQL protocol on the other side.
@@ -63,7 +69,17 @@ impl PostgresSource {
             ))
             .await
             .map_err(classify)?;
-        Ok(PostgresSource { client, dialect })
+        Ok(PostgresSource {
+            client,
+            dialect,
+            exact_planning_rows: EXACT_PLANNING_ROWS,
+        })
+    }
+
+    /// Plans ranges of up to `rows` rows exactly, and larger ones from the statistics.
+    pub fn with_exact_planning_rows(mut self, rows: u64) -> Self {
+        self.exact_planning_rows = rows;
+        self
     }
 
     /// Runs a trivial query, so a connection that opens but cannot query fails here.
@@ -137,6 +153,10 @@ impl PostgresSource {
 
     pub(crate) fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    pub(crate) fn exact_planning_rows(&self) -> u64 {
+        self.exact_planning_rows
     }
 }
 

@@ -1,12 +1,16 @@
 //! Planning on a PostgreSQL source: the run's upper bound (below `now − settle_lag` and the
-//! oldest open transaction) and chunk boundaries found by stepping the `(watermark, key)` index.
+//! oldest open transaction) and chunk boundaries, placed by the table's statistics on large
+//! ranges and found by stepping the `(watermark, key)` index on small ones.
 
-use super::sql::{bound_params, key_select, keyset, quote_ident, relation, watermark_select};
+use super::estimate::{Cut, Distribution};
+use super::sql::{
+    bound_params, key_select, keyset, quote_ident, quote_qualified, relation, watermark_select,
+};
 use super::{classify, Dialect, PostgresSource, APPLICATION_NAME};
 use crate::error::SourceError;
 use crate::source::{KeyKind, RangePlan, SourceShape};
 use chrono::{DateTime, Utc};
-use sluice_proto::{Bound, KeyValue};
+use sluice_proto::{Bound, KeyValue, SourceRelation};
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
@@ -162,15 +166,61 @@ impl PostgresSource {
         })
     }
 
-    /// Cuts `(lo, hi]` into chunks of `chunk_rows` rows by stepping the `(watermark, key)` index:
-    /// each step skips `chunk_rows` index entries past the previous boundary. Returns the
-    /// boundaries between chunks (not `hi` itself), so chunk `i` is `(b[i-1], b[i]]`.
+    /// Cuts `(lo, hi]` into chunks of about `chunk_rows` rows and returns the boundaries
+    /// between them (not `hi` itself), so chunk `i` is `(b[i-1], b[i]]`. A range the table's
+    /// statistics put over `exact_planning_rows` is cut where they place every `chunk_rows`
+    /// rows, one index probe per chunk; the rest (small ranges, rows written since the last
+    /// ANALYZE, ties too large for one chunk) is stepped exactly along the index.
     pub async fn chunk_boundaries(
         &self,
         shape: &SourceShape,
         lo: Option<&Bound>,
         hi: &Bound,
         chunk_rows: u64,
+    ) -> Result<Vec<Bound>, SourceError> {
+        let mut boundaries = Vec::new();
+        let mut from = lo.cloned();
+        if let Some(distribution) = self.distribution(shape).await? {
+            let start = lo.map_or(i64::MIN, |b| b.watermark.timestamp_micros());
+            let end = hi.watermark.timestamp_micros().min(distribution.end());
+            if distribution.rows_between(start, end) > self.exact_planning_rows() as f64 {
+                for cut in distribution.cuts(start, end, chunk_rows) {
+                    let found = match cut {
+                        Cut::Before(at) => self
+                            .last_before(shape, from.as_ref(), hi, at)
+                            .await?
+                            .into_iter()
+                            .collect(),
+                        Cut::Within(at) => {
+                            self.step(shape, from.as_ref(), hi, chunk_rows, Some(at))
+                                .await?
+                        }
+                    };
+                    for b in found {
+                        if &b != hi && Some(&b) != from.as_ref() {
+                            boundaries.push(b.clone());
+                            from = Some(b);
+                        }
+                    }
+                }
+            }
+        }
+        boundaries.extend(
+            self.step(shape, from.as_ref(), hi, chunk_rows, None)
+                .await?,
+        );
+        Ok(boundaries)
+    }
+
+    /// Boundaries every `chunk_rows` index entries past `lo` up to `hi`, only among rows
+    /// stamped `tie` when given.
+    async fn step(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        hi: &Bound,
+        chunk_rows: u64,
+        tie: Option<i64>,
     ) -> Result<Vec<Bound>, SourceError> {
         let from = relation(&shape.spec.relation);
         let order = format!(
@@ -179,13 +229,22 @@ impl PostgresSource {
             quote_ident(&shape.spec.key_column)
         );
         crate::source::keyset_boundaries(lo, hi, |previous| {
-            let (clause, mut params) = range_clause(shape, previous.as_ref(), hi, 1);
-            let offset_param = params.len() + 1;
+            let (mut clause, mut params) = range_clause(shape, previous.as_ref(), hi, 1);
+            if let Some(at) = tie {
+                params.push(Box::new(micros_to_time(at)));
+                clause.push_str(&format!(
+                    " AND {} = ${}::timestamptz::{}",
+                    quote_ident(&shape.spec.watermark_column),
+                    params.len(),
+                    shape.watermark_type
+                ));
+            }
             params.push(Box::new(chunk_rows.saturating_sub(1) as i64));
             let sql = format!(
-                "SELECT {}, {} FROM {from} WHERE {clause} ORDER BY {order} OFFSET ${offset_param} LIMIT 1",
+                "SELECT {}, {} FROM {from} WHERE {clause} ORDER BY {order} OFFSET ${} LIMIT 1",
                 watermark_select(shape),
                 key_select(shape),
+                params.len(),
             );
             async move {
                 let row = self
@@ -198,4 +257,88 @@ impl PostgresSource {
         })
         .await
     }
+
+    /// The last row in `(lo, hi]` stamped before `at`: one backward probe of the index.
+    async fn last_before(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        hi: &Bound,
+        at: i64,
+    ) -> Result<Option<Bound>, SourceError> {
+        let wm = quote_ident(&shape.spec.watermark_column);
+        let (mut clause, mut params) = range_clause(shape, lo, hi, 1);
+        params.push(Box::new(micros_to_time(at)));
+        clause.push_str(&format!(
+            " AND {wm} < ${}::timestamptz::{}",
+            params.len(),
+            shape.watermark_type
+        ));
+        let sql = format!(
+            "SELECT {}, {} FROM {} WHERE {clause} ORDER BY {wm} DESC, {} DESC LIMIT 1",
+            watermark_select(shape),
+            key_select(shape),
+            relation(&shape.spec.relation),
+            quote_ident(&shape.spec.key_column)
+        );
+        Ok(self
+            .client()
+            .query_opt(&sql, &as_refs(&params))
+            .await
+            .map_err(classify)?
+            .map(|row| bound_of(shape, &row)))
+    }
+
+    /// The watermark's distribution from the planner statistics of a table source; `None` for
+    /// a query, on Redshift, or when the table has not been analyzed.
+    async fn distribution(&self, shape: &SourceShape) -> Result<Option<Distribution>, SourceError> {
+        let SourceRelation::Table(table) = &shape.spec.relation else {
+            return Ok(None);
+        };
+        if self.dialect() != Dialect::Postgres {
+            return Ok(None);
+        }
+        let micros = |array: &str| {
+            format!(
+                "ARRAY(SELECT (extract(epoch FROM v::timestamptz) * 1000000)::int8
+                         FROM unnest({array}::text::{}[]) AS v WHERE isfinite(v))",
+                shape.watermark_type
+            )
+        };
+        let sql = format!(
+            "SELECT c.reltuples::float8, s.null_frac::float8, {}, {},
+                    coalesce(s.most_common_freqs, '{{}}')::float8[]
+               FROM pg_class c
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+               JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname
+                              AND s.attname = $2
+              WHERE c.oid = to_regclass($1)
+              ORDER BY s.inherited DESC LIMIT 1",
+            micros("s.histogram_bounds"),
+            micros("s.most_common_vals"),
+        );
+        let Some(row) = self
+            .client()
+            .query_opt(
+                &sql,
+                &[&quote_qualified(table), &shape.spec.watermark_column],
+            )
+            .await
+            .map_err(classify)?
+        else {
+            return Ok(None);
+        };
+        let common_values: Vec<i64> = row.get(3);
+        let common_freqs: Vec<f64> = row.get(4);
+        Ok(Distribution::new(
+            row.get(2),
+            common_values.into_iter().zip(common_freqs).collect(),
+            row.get(1),
+            row.get(0),
+        ))
+    }
+}
+
+fn micros_to_time(micros: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(micros).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
