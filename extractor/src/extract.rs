@@ -8,8 +8,7 @@ use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::ObjectStore;
 use parquet::arrow::async_writer::AsyncArrowWriter;
-use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
+use sluice_proto::chunk_file;
 use sluice_proto::secrets::MasterKey;
 use sluice_proto::stage::{Delivered, Outgoing, Stage};
 use sluice_proto::topology::QueueRole;
@@ -47,10 +46,7 @@ pub async fn extract(task: &ChunkTask, deps: &Extractor) -> Result<ChunkExtracte
     let schema = connector.chunk_schema(&shape);
     let path = Path::from(task.work.objects.extracted.as_str());
     let sink = BufWriter::new(deps.store.clone(), path);
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .build();
-    let writer = AsyncArrowWriter::try_new(sink, schema, Some(props))
+    let writer = AsyncArrowWriter::try_new(sink, schema, Some(chunk_file::writer_properties()))
         .map_err(|e| SourceError::Storage(e.to_string()))?;
     let writer = tokio::sync::Mutex::new(writer);
     let rows_read = connector

@@ -4,6 +4,7 @@
 pub mod bounds;
 pub mod bus;
 pub mod cancel;
+pub mod chunk_file;
 pub mod columns;
 
 pub mod dateformat;

@@ -13,11 +13,9 @@ use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::async_writer::AsyncArrowWriter;
-use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
-use sluice_proto::rejection;
 use sluice_proto::stage::{Delivered, Outgoing, Stage};
 use sluice_proto::topology::QueueRole;
+use sluice_proto::{chunk_file, rejection};
 use sluice_proto::{
     columns, ChunkExtracted, ChunkTransformed, ChunkWork, ErrorCode, Reason, RowRejection,
     StageError, StageName,
@@ -62,13 +60,10 @@ fn writer(
     key: &str,
     schema: arrow::datatypes::SchemaRef,
 ) -> Result<AsyncArrowWriter<BufWriter>, TransformError> {
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .build();
     AsyncArrowWriter::try_new(
         BufWriter::new(store.clone(), Path::from(key)),
         schema,
-        Some(props),
+        Some(chunk_file::writer_properties()),
     )
     .map_err(|e| TransformError::Storage(e.to_string()))
 }
