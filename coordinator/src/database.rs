@@ -95,10 +95,20 @@ pub async fn connect(url: &str) -> Result<tokio_postgres::Client, DatabaseError>
     connect_config(&parse(url)?, url).await
 }
 
-/// A pool of connections to `url`.
+/// Memory each pooled session may keep temporary tables in: a load stages its chunk in two of
+/// them, which spill to files past this (the server's default is 8 MB).
+const TEMP_BUFFERS: &str = "128MB";
+
+/// A pool of connections to `url`; options the URL gives its sessions come after ours.
 pub fn pool(url: &str, size: usize) -> Result<Pool, DatabaseError> {
+    let mut config = parse(url)?;
+    let options = format!(
+        "-c temp_buffers={TEMP_BUFFERS} {}",
+        config.get_options().unwrap_or_default()
+    );
+    config.options(options.trim_end());
     let manager = Manager::from_config(
-        parse(url)?,
+        config,
         NoTls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,

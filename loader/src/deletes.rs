@@ -5,14 +5,17 @@ use crate::load::{store_error, LoadError};
 use sluice_proto::LoadStats;
 use tokio_postgres::Transaction;
 
-/// Deletes the resolved profiles (identities go with them); returns (profiles deleted, rows
-/// that named no profile). Event dedup keys stay, so a replayed event import does not bring
+/// Deletes the resolved profiles and their identities; returns (profiles deleted, rows that
+/// named no profile). Event dedup keys stay, so a replayed event import does not bring
 /// deleted events back under the same keys.
 pub const DELETE_PROFILES: &str = "WITH doomed AS (
     SELECT DISTINCT profile_id FROM sluice_stage WHERE profile_id IS NOT NULL
 ), gone_events AS (
     DELETE FROM profile_store.events e USING doomed d
      WHERE $2::boolean AND e.workspace_id = $1 AND e.profile_id = d.profile_id
+), gone_identities AS (
+    DELETE FROM profile_store.identities i USING doomed d
+     WHERE i.workspace_id = $1 AND i.profile_id = d.profile_id
 ), gone AS (
     DELETE FROM profile_store.profiles p USING doomed d
      WHERE p.workspace_id = $1 AND p.profile_id = d.profile_id

@@ -134,15 +134,10 @@ pub async fn apply(
     stats: &mut LoadStats,
     rejections: &mut Vec<RowRejection>,
 ) -> Result<(), LoadError> {
-    let found = link(
-        tx,
-        workspace,
-        events.unknown_identity == UnknownIdentity::Create,
-    )
-    .await?;
+    let found = link(tx, workspace).await?;
     stats.profiles_created = found.profiles_created;
     stats.identities_ambiguous = found.ambiguous;
-    // Resolution filled profile_id after the stage was analyzed; the insert's plan must see it.
+    // The insert's plan must see how resolution filled the stage (profiles, dedup keys).
     tx.batch_execute(ANALYZE_STAGE).await.map_err(store_error)?;
     for row in tx.query(UNMATCHED, &[]).await.map_err(store_error)? {
         let (key, kind, value, props): (String, String, Option<String>, String) =

@@ -26,4 +26,5 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("../migrations/0002_identities_and_registry.sql"),
     ),
     (3, include_str!("../migrations/0003_event_store.sql")),
+    (4, include_str!("../migrations/0004_store_tuning.sql")),
 ];

@@ -4,10 +4,10 @@
 //! done.
 
 use crate::events::{ensure_partitions, month_of};
-use crate::profiles::{self, ANALYZE_STORE, STORE_STATS_STALE};
+use crate::profiles::{self, STALE_STORE_TABLES};
 use crate::rate::RowRateLimiter;
 use crate::registry::Registry;
-use crate::resolve::{resolve_statement, ANALYZE_STAGE, COPY_STAGE, COPY_TYPES, CREATE_STAGE};
+use crate::resolve::{resolve, Unmatched, COPY_STAGE, COPY_TYPES, CREATE_STAGE};
 use crate::staging::stage_rows;
 use crate::{deletes, events};
 use deadpool_postgres::Pool;
@@ -19,7 +19,8 @@ use sluice_proto::rejection;
 use sluice_proto::stage::{Delivered, Outgoing, Stage};
 use sluice_proto::topology::QueueRole;
 use sluice_proto::{
-    ChunkLoaded, ChunkTransformed, ChunkWork, ErrorCode, LoadStats, Records, StageError, StageName,
+    ChunkLoaded, ChunkTransformed, ChunkWork, ErrorCode, ImportMode, LoadStats, Mapping, Records,
+    StageError, StageName, UnknownIdentity,
 };
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -77,6 +78,40 @@ pub fn store_error(e: tokio_postgres::Error) -> LoadError {
     }
 }
 
+/// The advisory lock namespace of a workspace's profiles: loads hold the lock shared, deletes
+/// exclusively, so an identity is never linked to a profile a concurrent delete removes.
+const PROFILE_LOCK: i32 = 0x736c_7063;
+
+/// The statements opening a load's transaction: memory for its sorts and hashes, the
+/// workspace's profile lock, and the staging table.
+fn begin_load(workspace: i64, records: &Records) -> String {
+    let lock = match records {
+        Records::UserDeletes { .. } => "pg_advisory_xact_lock",
+        _ => "pg_advisory_xact_lock_shared",
+    };
+    // Both values are integers, never input text.
+    let key = workspace.rem_euclid(i32::MAX as i64);
+    format!(
+        "SET LOCAL work_mem = '{WORK_MEM}'; SELECT {lock}({PROFILE_LOCK}, {key}); {CREATE_STAGE}"
+    )
+}
+
+/// What resolution does with rows naming no profile: profile loads create whole profiles
+/// unless `update_only`; event loads create empty ones unless unknown identities are
+/// rejected; deletes never create.
+fn unmatched(mapping: &Mapping) -> Unmatched {
+    match &mapping.records {
+        Records::Profiles if mapping.mode == ImportMode::Upsert => Unmatched::CreateWhole,
+        Records::Events(events) if events.unknown_identity == UnknownIdentity::Create => {
+            Unmatched::CreateEmpty
+        }
+        _ => Unmatched::Skip,
+    }
+}
+
+/// Memory a load's statements sort and hash a chunk in before spilling to disk.
+const WORK_MEM: &str = "64MB";
+
 /// Loads a chunk, retrying in place when a concurrent load created the same identity first.
 pub async fn load(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadError> {
     let mut attempt = 0;
@@ -116,7 +151,9 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
         .await
         .map_err(|e| LoadError::Store(e.to_string()))?;
     let tx = client.transaction().await.map_err(store_error)?;
-    tx.batch_execute(CREATE_STAGE).await.map_err(store_error)?;
+    tx.batch_execute(&begin_load(workspace, &mapping.records))
+        .await
+        .map_err(store_error)?;
     let sink = tx.copy_in(COPY_STAGE).await.map_err(store_error)?;
     let writer = BinaryCopyInWriter::new(sink, COPY_TYPES);
     pin_mut!(writer);
@@ -173,14 +210,9 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
         }
     }
     writer.finish().await.map_err(store_error)?;
-    tx.batch_execute(ANALYZE_STAGE).await.map_err(store_error)?;
-    tx.execute(&resolve_statement(&mapping.precedence()), &[&workspace])
-        .await
-        .map_err(store_error)?;
+    resolve(&tx, workspace, &mapping.precedence(), unmatched(mapping)).await?;
     match &mapping.records {
-        Records::Profiles => {
-            profiles::apply(&tx, workspace, mapping.mode, work.dry_run, &mut stats).await?
-        }
+        Records::Profiles => profiles::apply(&tx, workspace, work.dry_run, &mut stats).await?,
         Records::Events(events) => {
             if !work.dry_run {
                 ensure_partitions(&deps.pool, &months).await?;
@@ -215,14 +247,14 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
         tx.rollback().await.map_err(store_error)?;
     } else {
         tx.commit().await.map_err(store_error)?;
-        let stale: bool = client
-            .query_one(STORE_STATS_STALE, &[])
+        let stale: Option<String> = client
+            .query_one(STALE_STORE_TABLES, &[])
             .await
             .map_err(store_error)?
             .get(0);
-        if stale {
+        if let Some(tables) = stale {
             client
-                .batch_execute(ANALYZE_STORE)
+                .batch_execute(&format!("ANALYZE {tables}"))
                 .await
                 .map_err(store_error)?;
         }
@@ -277,5 +309,41 @@ impl Stage for Loader {
         error: &StageError,
     ) -> Vec<Outgoing> {
         sluice_proto::stage::report_failure(&input.work.chunk, StageName::Load, attempts, error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapping(extra: serde_json::Value) -> Mapping {
+        let mut spec = serde_json::json!({"identity": {"external_id": "ext"}, "properties": {}});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(spec).unwrap()
+    }
+
+    #[test]
+    fn deletes_hold_the_profile_lock_alone_and_loads_share_it() {
+        let deletes = Records::UserDeletes {
+            delete_events: false,
+        };
+        assert!(begin_load(7, &deletes).contains("pg_advisory_xact_lock(1936486499, 7)"));
+        let profiles = begin_load(7, &Records::Profiles);
+        assert!(profiles.contains("pg_advisory_xact_lock_shared(1936486499, 7)"));
+        assert!(profiles.contains("CREATE TEMP TABLE sluice_rows"));
+    }
+
+    #[test]
+    fn only_upserts_and_event_loads_that_create_make_profiles() {
+        assert_eq!(
+            unmatched(&mapping(serde_json::json!({}))),
+            Unmatched::CreateWhole
+        );
+        assert_eq!(
+            unmatched(&mapping(serde_json::json!({"mode": "update_only"}))),
+            Unmatched::Skip
+        );
     }
 }

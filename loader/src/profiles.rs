@@ -1,22 +1,20 @@
-//! Applying a staged profile chunk: profiles created for unknown identities, identities
-//! linked, one upsert applying each profile's newest row; and keeping the store's statistics
-//! fresh.
+//! Applying a staged profile chunk: identities linked, one upsert applying each existing
+//! profile's newest row; and keeping the store's statistics fresh.
 
 use crate::load::{store_error, LoadError};
 use crate::resolve::{link, SAMPLE};
-use sluice_proto::{ImportMode, LoadStats, SampleRow, MAX_SAMPLE_ROWS};
+use sluice_proto::{LoadStats, SampleRow, MAX_SAMPLE_ROWS};
 use tokio_postgres::Transaction;
 
-/// Creates profiles for unmatched rows (in `upsert` mode), links identities, and applies the
-/// upsert; a dry run also reads its sample first.
+/// Links identities of the resolved rows and applies the upsert; a dry run also reads its
+/// sample first.
 pub async fn apply(
     tx: &Transaction<'_>,
     workspace: i64,
-    mode: ImportMode,
     dry_run: bool,
     stats: &mut LoadStats,
 ) -> Result<(), LoadError> {
-    let found = link(tx, workspace, mode == ImportMode::Upsert).await?;
+    let found = link(tx, workspace).await?;
     stats.profiles_created = found.profiles_created;
     if dry_run {
         stats.sample = sample(tx, workspace).await?;
@@ -52,14 +50,14 @@ async fn sample(tx: &Transaction<'_>, workspace: i64) -> Result<Vec<SampleRow>, 
         .collect())
 }
 
-/// Applies each profile's newest staged row (ties broken by the source key), unless the store
-/// already holds a newer source row. A NULL property removes it; properties not mapped are left
-/// as they are; email and phone are set when the row has them. A row that would change nothing
-/// is not written. Returns the number of existing profiles changed.
+/// Applies each existing profile's newest staged row (ties broken by the source key), unless
+/// the store already holds a newer source row; profiles the chunk created were written whole.
+/// A NULL property removes it; properties not mapped are left as they are; email and phone are
+/// set when the row has them. A row that would change nothing is not written. Returns the number of existing profiles changed.
 pub const UPSERT_PROFILES: &str = "WITH s AS (
-    SELECT DISTINCT ON (profile_id) profile_id, updated_at, props, unset, email, phone, created
+    SELECT DISTINCT ON (profile_id) profile_id, updated_at, props, unset, email, phone
       FROM sluice_stage
-     WHERE profile_id IS NOT NULL
+     WHERE profile_id IS NOT NULL AND NOT created
      ORDER BY profile_id, updated_at DESC, key DESC
 ), r AS MATERIALIZED (
     SELECT s.*, o.properties AS old_props
@@ -76,22 +74,18 @@ pub const UPSERT_PROFILES: &str = "WITH s AS (
       FROM r
      WHERE p.workspace_id = $1 AND p.profile_id = r.profile_id
        AND r.updated_at >= p.source_updated_at
-       AND (r.created
-            OR ((p.properties || r.props) - r.unset) IS DISTINCT FROM p.properties
+       AND (((p.properties || r.props) - r.unset) IS DISTINCT FROM p.properties
             OR (r.email IS NOT NULL AND r.email IS DISTINCT FROM p.email)
             OR (r.phone IS NOT NULL AND r.phone IS DISTINCT FROM p.phone))
-    RETURNING r.created
+    RETURNING 1
 )
-SELECT count(*) FILTER (WHERE NOT created) FROM u";
+SELECT count(*) FROM u";
 
-/// True when the store's tables changed by more than a fifth since they were last analyzed.
-/// The loader keeps their statistics fresh itself, so identity lookups stay index probes
-/// whether or not the server runs autovacuum.
-pub const STORE_STATS_STALE: &str =
-    "SELECT coalesce(bool_or(n_mod_since_analyze > greatest(1000, n_live_tup / 5)), false)
+/// The store's tables that changed by more than their own size since they were last analyzed,
+/// as an `ANALYZE` list (NULL when none). The loader keeps their statistics fresh itself, so
+/// identity lookups stay index probes whether or not the server runs autovacuum; doubling
+/// before each refresh keeps the refreshes of a growing store to a handful.
+pub const STALE_STORE_TABLES: &str = "SELECT string_agg(format('profile_store.%I', relname), ', ')
   FROM pg_stat_user_tables
- WHERE schemaname = 'profile_store' AND relname IN ('profiles', 'identities', 'event_keys')";
-
-/// Refreshes the store's statistics.
-pub const ANALYZE_STORE: &str =
-    "ANALYZE profile_store.profiles, profile_store.identities, profile_store.event_keys";
+ WHERE schemaname = 'profile_store' AND relname IN ('profiles', 'identities', 'event_keys')
+   AND n_mod_since_analyze > greatest(1000, n_live_tup)";

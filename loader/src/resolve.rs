@@ -1,43 +1,51 @@
-//! Identity resolution, set-based: each statement here runs once per chunk over the staging
-//! table. Every staged row is matched to a profile by the first identity in the import's
-//! precedence that names one; rows that match none create a profile by their first identity
-//! (unless the import is `update_only` or the row has only a `profile_id`).
+//! Identity resolution, set-based: each statement here runs once per chunk. The chunk's rows
+//! are copied into `sluice_rows`; one statement matches every row to a profile by the first
+//! identity in the import's precedence that names one, creates a profile for each distinct
+//! first identity of the rows that match none (unless the import is `update_only` or the row
+//! has only a `profile_id`), and writes the resolved rows into `sluice_stage` once, which the
+//! apply statements read.
 
 use crate::load::{store_error, LoadError};
 use sluice_proto::IdentityKind;
 use tokio_postgres::types::Type;
 use tokio_postgres::Transaction;
 
-/// A staging table for one chunk, dropped at commit. The event columns are NULL for profile
-/// loads; the last five columns are filled by resolution.
-pub const CREATE_STAGE: &str = "CREATE TEMP TABLE sluice_stage (
+/// The chunk's rows as copied in, and the staging table the resolution statement fills from
+/// them: the same columns and the resolution's (the profile, the identity that matched it,
+/// whether another profile shares it, whether the chunk created it). Both are dropped at
+/// commit; the event columns are NULL for profile loads. Identity columns and the dedup key
+/// compare as the store's tables do (collation "C").
+pub const CREATE_STAGE: &str = "CREATE TEMP TABLE sluice_rows (
     key           text NOT NULL,
     updated_at    timestamptz NOT NULL,
-    identity      text,
-    external_id   text,
-    alias_kind    text,
-    alias_name    text,
+    identity      text COLLATE \"C\",
+    external_id   text COLLATE \"C\",
+    alias_kind    text COLLATE \"C\",
+    alias_name    text COLLATE \"C\",
     email         text,
     phone         text,
     profile_ref   bigint,
-    create_kind   text,
-    create_value  text,
+    create_kind   text COLLATE \"C\",
+    create_value  text COLLATE \"C\",
     props         jsonb NOT NULL,
     unset         text[] NOT NULL,
     event_name    text,
     event_time    timestamptz,
-    dedup_key     text,
-    price         text,
+    dedup_key     text COLLATE \"C\",
+    price         text
+) ON COMMIT DROP;
+CREATE TEMP TABLE sluice_stage (
+    LIKE sluice_rows INCLUDING ALL,
     profile_id    bigint,
-    matched_kind  text,
-    matched_value text,
+    matched_kind  text COLLATE \"C\",
+    matched_value text COLLATE \"C\",
     ambiguous     boolean,
     created       boolean NOT NULL DEFAULT false
 ) ON COMMIT DROP";
 
 /// Binary COPY into the staging table.
 pub const COPY_STAGE: &str =
-    "COPY sluice_stage (key, updated_at, identity, external_id, alias_kind, alias_name, email,
+    "COPY sluice_rows (key, updated_at, identity, external_id, alias_kind, alias_name, email,
     phone, profile_ref, create_kind, create_value, props, unset, event_name, event_time,
     dedup_key, price)
     FROM STDIN (FORMAT binary)";
@@ -63,49 +71,55 @@ pub const COPY_TYPES: &[Type] = &[
     Type::TEXT,
 ];
 
-/// Statistics for the planner, so staged rows are not estimated as a handful.
-pub const ANALYZE_STAGE: &str = "ANALYZE sluice_stage";
+/// Statistics for the planner once resolution has filled the staging table.
+pub const ANALYZE_STAGE: &str = "ANALYZE sluice_stage (profile_id, dedup_key)";
 
 /// One candidate of the match: (kind, value, profile found, whether others share it).
 /// Lookups are correlated subqueries on an index: one probe per staged identity, never a scan.
 fn candidate(kind: IdentityKind) -> &'static str {
     match kind {
         IdentityKind::Identity => {
-            "'identity', s.identity, (SELECT i.profile_id FROM profile_store.identities i
-              WHERE i.workspace_id = $1 AND i.kind = 'identity' AND i.value = s.identity), false"
+            "'identity', r.identity, (SELECT i.profile_id FROM profile_store.identities i
+              WHERE i.workspace_id = $1 AND i.kind = 'identity' AND i.value = r.identity), false"
         }
         IdentityKind::ExternalId => {
-            "'external_id', s.external_id, (SELECT i.profile_id FROM profile_store.identities i
-              WHERE i.workspace_id = $1 AND i.kind = 'external_id' AND i.value = s.external_id), false"
+            "'external_id', r.external_id, (SELECT i.profile_id FROM profile_store.identities i
+              WHERE i.workspace_id = $1 AND i.kind = 'external_id' AND i.value = r.external_id), false"
         }
         IdentityKind::Alias => {
-            "s.alias_kind, s.alias_name, (SELECT i.profile_id FROM profile_store.identities i
-              WHERE i.workspace_id = $1 AND i.kind = s.alias_kind AND i.value = s.alias_name), false"
+            "r.alias_kind, r.alias_name, (SELECT i.profile_id FROM profile_store.identities i
+              WHERE i.workspace_id = $1 AND i.kind = r.alias_kind AND i.value = r.alias_name), false"
         }
         IdentityKind::Email => {
-            "'email', s.email, (SELECT p.profile_id FROM profile_store.profiles p
-              WHERE p.workspace_id = $1 AND p.email = s.email
+            "'email', r.email COLLATE \"C\", (SELECT p.profile_id FROM profile_store.profiles p
+              WHERE p.workspace_id = $1 AND p.email = r.email
               ORDER BY p.updated_at DESC, p.profile_id DESC LIMIT 1),
              (SELECT count(*) > 1 FROM (SELECT 1 FROM profile_store.profiles p
-              WHERE p.workspace_id = $1 AND p.email = s.email LIMIT 2) x)"
+              WHERE p.workspace_id = $1 AND p.email = r.email LIMIT 2) x)"
         }
         IdentityKind::Phone => {
-            "'phone', s.phone, (SELECT p.profile_id FROM profile_store.profiles p
-              WHERE p.workspace_id = $1 AND p.phone = s.phone
+            "'phone', r.phone COLLATE \"C\", (SELECT p.profile_id FROM profile_store.profiles p
+              WHERE p.workspace_id = $1 AND p.phone = r.phone
               ORDER BY p.updated_at DESC, p.profile_id DESC LIMIT 1),
              (SELECT count(*) > 1 FROM (SELECT 1 FROM profile_store.profiles p
-              WHERE p.workspace_id = $1 AND p.phone = s.phone LIMIT 2) x)"
+              WHERE p.workspace_id = $1 AND p.phone = r.phone LIMIT 2) x)"
         }
         IdentityKind::ProfileId => {
-            "'profile_id', s.profile_ref::text, (SELECT p.profile_id FROM profile_store.profiles p
-              WHERE p.workspace_id = $1 AND p.profile_id = s.profile_ref), false"
+            "'profile_id', r.profile_ref::text COLLATE \"C\", (SELECT p.profile_id FROM profile_store.profiles p
+              WHERE p.workspace_id = $1 AND p.profile_id = r.profile_ref), false"
         }
     }
 }
 
-/// The statement matching every staged row to an existing profile, trying `precedence` in
-/// order. When several profiles share the email or phone that matched, the most recently
-/// updated one is chosen and the row is marked ambiguous.
+/// The statement resolving a chunk: matches every copied row to an existing profile, trying
+/// `precedence` in order (when several profiles share the email or phone that matched, the
+/// most recently updated one is chosen and the row is marked ambiguous); with `$2`, creates
+/// one profile per distinct creating identity among the rows that match none and names it by
+/// that identity (email and phone are set on the profile); and writes every row, resolved,
+/// into `sluice_stage`. With `$3` (a profile load) a created profile is written whole at once
+/// from the newest of its rows, so the upsert has nothing left to do for it. Two loaders
+/// creating the same unique identity collide on the identities key; the loser retries and
+/// then finds the profile.
 pub fn resolve_statement(precedence: &[IdentityKind]) -> String {
     let candidates: Vec<String> = precedence
         .iter()
@@ -113,39 +127,46 @@ pub fn resolve_statement(precedence: &[IdentityKind]) -> String {
         .map(|(ord, kind)| format!("({ord}, {})", candidate(*kind)))
         .collect();
     format!(
-        "UPDATE sluice_stage s
-            SET (profile_id, matched_kind, matched_value, ambiguous) = (
-                SELECT m.profile_id, m.kind, m.value, m.ambiguous
-                  FROM (VALUES {}) AS m(ord, kind, value, profile_id, ambiguous)
-                 WHERE m.profile_id IS NOT NULL
-                 ORDER BY m.ord LIMIT 1)",
+        "WITH matched AS MATERIALIZED (
+    SELECT r.*, m.profile_id, m.kind AS matched_kind, m.value AS matched_value, m.ambiguous
+      FROM sluice_rows r LEFT JOIN LATERAL (
+        SELECT m.profile_id, m.kind, m.value, m.ambiguous
+          FROM (VALUES {}) AS m(ord, kind, value, profile_id, ambiguous)
+         WHERE m.profile_id IS NOT NULL
+         ORDER BY m.ord LIMIT 1) m ON true
+), missing AS MATERIALIZED (
+    SELECT d.*, nextval('profile_store.profile_id_seq') AS new_id
+      FROM (SELECT DISTINCT ON (create_kind, create_value) create_kind, create_value,
+                   props, unset, email, phone, updated_at
+              FROM matched
+             WHERE $2 AND profile_id IS NULL AND create_kind IS NOT NULL
+             ORDER BY create_kind, create_value, updated_at DESC, key DESC) d
+), created AS (
+    INSERT INTO profile_store.profiles
+           (workspace_id, profile_id, properties, email, phone, source_updated_at)
+    SELECT $1, new_id,
+           CASE WHEN $3 THEN props - unset ELSE '{{}}' END,
+           CASE WHEN $3 THEN email END,
+           CASE WHEN $3 THEN phone END,
+           CASE WHEN $3 THEN updated_at ELSE '-infinity' END
+      FROM missing
+), named AS (
+    INSERT INTO profile_store.identities (workspace_id, kind, value, profile_id)
+    SELECT $1, create_kind, create_value, new_id FROM missing
+     WHERE create_kind NOT IN ('email', 'phone')
+)
+INSERT INTO sluice_stage
+SELECT m.key, m.updated_at, m.identity, m.external_id, m.alias_kind, m.alias_name, m.email,
+       m.phone, m.profile_ref, m.create_kind, m.create_value, m.props, m.unset, m.event_name,
+       m.event_time, m.dedup_key, m.price,
+       coalesce(m.profile_id, x.new_id), coalesce(m.matched_kind, x.create_kind),
+       coalesce(m.matched_value, x.create_value), m.ambiguous, x.new_id IS NOT NULL
+  FROM matched m
+  LEFT JOIN missing x ON m.profile_id IS NULL
+                     AND x.create_kind = m.create_kind AND x.create_value = m.create_value",
         candidates.join(",\n")
     )
 }
-
-/// Creates one profile per distinct creating identity among unmatched rows, names it by that
-/// identity (email and phone are set on the profile by the upsert), and points the rows at it.
-/// Returns the number of profiles created. Two loaders creating the same unique identity
-/// collide on the identities key; the loser retries and then finds the profile.
-pub const CREATE_PROFILES: &str = "WITH missing AS (
-    SELECT d.create_kind, d.create_value, nextval('profile_store.profile_id_seq') AS profile_id
-      FROM (SELECT DISTINCT create_kind, create_value FROM sluice_stage
-             WHERE profile_id IS NULL AND create_kind IS NOT NULL) d
-), created AS (
-    INSERT INTO profile_store.profiles (workspace_id, profile_id)
-    SELECT $1, profile_id FROM missing
-), named AS (
-    INSERT INTO profile_store.identities (workspace_id, kind, value, profile_id)
-    SELECT $1, create_kind, create_value, profile_id FROM missing
-     WHERE create_kind NOT IN ('email', 'phone')
-), marked AS (
-    UPDATE sluice_stage s
-       SET profile_id = m.profile_id, created = true,
-           matched_kind = m.create_kind, matched_value = m.create_value
-      FROM missing m
-     WHERE s.profile_id IS NULL AND s.create_kind = m.create_kind AND s.create_value = m.create_value
-)
-SELECT count(*) FROM missing";
 
 /// Links the other unique identities a row carries to its profile, where they name none yet.
 pub const ATTACH_IDENTITIES: &str =
@@ -163,10 +184,12 @@ pub const UNMATCHED: &str = "SELECT key, coalesce(create_kind, 'profile_id'),
        coalesce(create_value, profile_ref::text), props::text
   FROM sluice_stage WHERE profile_id IS NULL ORDER BY key";
 
-/// (rows matching no profile, rows matched ambiguously, existing profiles the chunk names).
+/// (rows matching no profile, rows matched ambiguously, existing profiles the chunk names,
+/// profiles it created).
 pub const RESOLUTION_COUNTS: &str = "SELECT count(*) FILTER (WHERE profile_id IS NULL),
        count(*) FILTER (WHERE ambiguous),
-       count(DISTINCT profile_id) FILTER (WHERE NOT created)
+       count(DISTINCT profile_id) FILTER (WHERE NOT created),
+       count(DISTINCT profile_id) FILTER (WHERE created)
   FROM sluice_stage";
 
 /// A dry run's sample: what would happen to the first rows, with the properties they would
@@ -179,7 +202,8 @@ pub const SAMPLE: &str = "SELECT s.key, s.matched_kind, s.matched_value, s.profi
               OR (s.email IS NOT NULL AND s.email IS DISTINCT FROM o.email)
               OR (s.phone IS NOT NULL AND s.phone IS DISTINCT FROM o.phone) THEN 'updated'
             ELSE 'unchanged' END,
-       ((coalesce(o.properties, '{}'::jsonb) || s.props) - s.unset)::text
+       ((CASE WHEN s.created THEN '{}'::jsonb ELSE coalesce(o.properties, '{}') END
+         || s.props) - s.unset)::text
   FROM sluice_stage s
   LEFT JOIN profile_store.profiles o ON o.workspace_id = $1 AND o.profile_id = s.profile_id
  ORDER BY s.key
@@ -195,23 +219,37 @@ pub struct Resolution {
     pub existing: u64,
 }
 
-/// After `resolve_statement`: creates profiles for unmatched rows when `create`, links the
-/// rows' other identities, and counts what resolution found.
-pub async fn link(
+/// What resolution does for rows that match no profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unmatched {
+    /// Leave them (update-only imports, events that reject unknown identities, deletes).
+    Skip,
+    /// Create an empty profile for each (events).
+    CreateEmpty,
+    /// Create each profile with its newest row's properties (profile loads).
+    CreateWhole,
+}
+
+/// Resolves the copied rows into `sluice_stage`, creating profiles as `unmatched` says.
+pub async fn resolve(
     tx: &Transaction<'_>,
     workspace: i64,
-    create: bool,
-) -> Result<Resolution, LoadError> {
-    let profiles_created = if create {
-        let count: i64 = tx
-            .query_one(CREATE_PROFILES, &[&workspace])
-            .await
-            .map_err(store_error)?
-            .get(0);
-        count as u64
-    } else {
-        0
-    };
+    precedence: &[IdentityKind],
+    unmatched: Unmatched,
+) -> Result<(), LoadError> {
+    let create = unmatched != Unmatched::Skip;
+    let whole = unmatched == Unmatched::CreateWhole;
+    tx.execute(
+        &resolve_statement(precedence),
+        &[&workspace, &create, &whole],
+    )
+    .await
+    .map_err(store_error)?;
+    Ok(())
+}
+
+/// After `resolve`: links the rows' other identities, and counts what resolution found.
+pub async fn link(tx: &Transaction<'_>, workspace: i64) -> Result<Resolution, LoadError> {
     tx.execute(ATTACH_IDENTITIES, &[&workspace])
         .await
         .map_err(store_error)?;
@@ -220,7 +258,7 @@ pub async fn link(
         .await
         .map_err(store_error)?;
     Ok(Resolution {
-        profiles_created,
+        profiles_created: counts.get::<_, i64>(3) as u64,
         unmatched: counts.get::<_, i64>(0) as u64,
         ambiguous: counts.get::<_, i64>(1) as u64,
         existing: counts.get::<_, i64>(2) as u64,
@@ -238,6 +276,9 @@ mod tests {
         let phone = sql.find("'phone'").unwrap();
         assert!(email < phone);
         assert!(sql.contains("(0, 'email'") && sql.contains("(1, 'phone'"));
-        assert!(!sql.contains("external_id"));
+        assert!(
+            !sql.contains("kind = 'external_id'"),
+            "only the precedence's kinds are looked up"
+        );
     }
 }

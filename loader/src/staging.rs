@@ -45,8 +45,14 @@ pub struct StagedRow {
 /// re-read or replayed row has the same key and another import's rows never do.
 pub fn default_dedup_key(import_id: i64, key: &str) -> String {
     use sha2::{Digest, Sha256};
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(format!("{import_id}:{key}").as_bytes());
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(32);
+    for b in &digest[..16] {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
+    }
+    out
 }
 
 /// Why a normalized batch could not be staged.
