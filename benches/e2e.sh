@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# End-to-end benchmark: an initial import of ROWS generated profiles and an incremental run of
-# 110,000 changes (100,000 updated, 10,000 inserted), through RabbitMQ, Parquet in object storage,
-# DataFusion and the profile store; and, in the same run, the baseline: plain binary COPY out of
-# the source, binary COPY into a staging table and one set-based upsert of the same rows.
-# Prints rows/s for both, their ratio, and the peak RSS of each role's process.
+# End-to-end benchmark: an initial import of ROWS generated profiles, an incremental run of
+# 110,000 changes (100,000 updated, 10,000 inserted) and an import of EVENTS events, through
+# RabbitMQ, Parquet in object storage, DataFusion and the stores; and, in the same run, the
+# baselines: plain binary COPY out of the source, binary COPY into a staging table and one
+# set-based statement into a table shaped like the store.
+# Prints rows/s for each, the ratio, and the peak RSS of each role's processes.
 #
-#   cargo build --release && benches/e2e.sh            # ROWS=1000000 by default
-#   ROWS=200000 SLUICE_BIN=target/debug/sluice benches/e2e.sh
+#   cargo bench --bench e2e                               # builds the release binary first
+#   cargo build --release && benches/e2e.sh               # ROWS=1000000, EVENTS=1000000
+#   PROCS=2 benches/e2e.sh                                # two processes per worker role
+#   ROWS=200000 EVENTS=0 SLUICE_BIN=target/debug/sluice benches/e2e.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROWS=${ROWS:-1000000}
+EVENTS=${EVENTS:-1000000}
+PROCS=${PROCS:-1}
 BIN=${SLUICE_BIN:-target/release/sluice}
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
 ID=bench_$$
@@ -20,6 +25,7 @@ DATA=$(mktemp -d)
 export SLUICE_DATABASE_URL="$STORE" SLUICE_AMQP_PREFIX="$ID" SLUICE_DATA_DIR="$DATA"
 export SLUICE_LOAD_ROWS_PER_SECOND=1000000000 SLUICE_LOG=warn
 pids=()
+roles=()
 
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -33,7 +39,11 @@ cleanup() {
 [ -n "${KEEP:-}" ] || trap cleanup EXIT
 
 now() { date +%s.%N; }
+# Each timed phase starts from a checkpoint, so none pays for another's dirty pages.
+settle() { psql -q "$STORE" -c CHECKPOINT; psql -q "$WH" -c CHECKPOINT; }
 rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", n / s }'; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { print b - a }'; }
+results=()
 
 ./deploy/services.sh >/dev/null
 psql -q "$PG/postgres" -c "CREATE DATABASE ${ID}_wh" -c "CREATE DATABASE ${ID}_store"
@@ -45,10 +55,32 @@ INSERT INTO users SELECT g, 'user-' || g, 'Name ' || g, (g * 7) % 1000, date '19
   FROM generate_series(1, $ROWS) g;
 CREATE INDEX users_watermark ON users (updated_at, id);
 VACUUM ANALYZE users;
+-- Events of the same users over two months, ten per user on average.
+CREATE TABLE events (id bigint PRIMARY KEY, user_id text NOT NULL, event text NOT NULL,
+                     screen text, occurred_at timestamptz NOT NULL, updated_at timestamptz NOT NULL);
+INSERT INTO events SELECT g, 'user-' || (1 + (g::bigint * 7919) % greatest($ROWS / 10, 1)), 'Screen Viewed',
+       'screen-' || (g % 50), timestamptz '2026-09-01 00:00:00+00' + (g % 5000000) * interval '1 second',
+       timestamptz '2024-01-01 00:00:00+00' + (g / 100) * interval '1 second'
+  FROM generate_series(1, $EVENTS) g;
+CREATE INDEX events_watermark ON events (updated_at, id);
+VACUUM ANALYZE events;
 SQL
 
-# --- baseline: binary COPY out, binary COPY into staging, one set-based upsert ---------------
-psql -q "$STORE" -c "CREATE TABLE baseline_profiles (external_id text PRIMARY KEY, properties jsonb NOT NULL, source_updated_at timestamptz NOT NULL)"
+# --- baselines: binary COPY out, binary COPY into staging, one set-based statement -------------
+psql -q "$STORE" <<'SQL'
+CREATE TABLE baseline_profiles (external_id text PRIMARY KEY, properties jsonb NOT NULL,
+                                source_updated_at timestamptz NOT NULL);
+CREATE TABLE baseline_event_keys (dedup_key text PRIMARY KEY);
+-- Shaped like the event store: a generated id, the key on (id, time), an index by user.
+CREATE TABLE baseline_events (event_id bigserial, user_id text NOT NULL, name text NOT NULL,
+                              time timestamptz NOT NULL, dedup_key text NOT NULL,
+                              properties jsonb NOT NULL, PRIMARY KEY (event_id, time))
+  PARTITION BY RANGE (time);
+CREATE INDEX ON baseline_events (user_id, time);
+CREATE TABLE baseline_events_09 PARTITION OF baseline_events FOR VALUES FROM ('2026-09-01') TO ('2026-10-01');
+CREATE TABLE baseline_events_10 PARTITION OF baseline_events FOR VALUES FROM ('2026-10-01') TO ('2026-11-01');
+CREATE TABLE baseline_events_11 PARTITION OF baseline_events FOR VALUES FROM ('2026-11-01') TO ('2026-12-01');
+SQL
 baseline() { # $1 = WHERE clause on the source
   psql -q "$WH" -c "COPY (SELECT external_id, jsonb_build_object('first_name', first_name, 'points', loyalty_points, 'birthday', to_char(birthday, 'YYYY-MM-DD')), updated_at FROM users WHERE $1) TO STDOUT (FORMAT binary)" |
     psql -q -v ON_ERROR_STOP=1 "$STORE" -f <(cat <<'SQL'
@@ -63,10 +95,23 @@ COMMIT;
 SQL
 )
 }
-t0=$(now); baseline "true"; t1=$(now)
-base_initial=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
+baseline_events() {
+  psql -q "$WH" -c "COPY (SELECT user_id, event, occurred_at, 'evt-' || id, jsonb_build_object('screen', screen) FROM events) TO STDOUT (FORMAT binary)" |
+    psql -q -v ON_ERROR_STOP=1 "$STORE" -f <(cat <<'SQL'
+BEGIN;
+CREATE TEMP TABLE stage (user_id text, name text, time timestamptz, dedup_key text, properties jsonb) ON COMMIT DROP;
+\copy stage FROM pstdin WITH (FORMAT binary)
+WITH fresh AS (INSERT INTO baseline_event_keys SELECT dedup_key FROM stage ON CONFLICT DO NOTHING RETURNING dedup_key)
+INSERT INTO baseline_events (user_id, name, time, dedup_key, properties)
+  SELECT s.* FROM stage s JOIN fresh USING (dedup_key);
+COMMIT;
+SQL
+)
+}
+settle; t0=$(now); baseline "true"; t1=$(now)
+base_initial=$(elapsed "$t0" "$t1")
 
-# --- Sluice: one process per role -------------------------------------------------------------
+# --- Sluice: PROCS processes per worker role --------------------------------------------------
 "$BIN" migrate >/dev/null
 cat > "$DATA/spec.yaml" <<YAML
 workspace: bench
@@ -86,41 +131,74 @@ imports:
       birthday: { column: birthday, type: date, format: "yyyy-MM-dd" }
     chunk_rows: ${CHUNK_ROWS:-50000}
     settle_lag: 1s
+  - name: screens
+    connection: wh
+    source: { table: public.events }
+    data_type: events
+    key: id
+    watermark: updated_at
+    identity: { external_id: user_id }
+    event_name: { column: event }
+    event_time: { column: occurred_at }
+    properties:
+      screen: { column: screen, type: string }
+    chunk_rows: ${CHUNK_ROWS:-50000}
+    settle_lag: 1s
 YAML
 "$BIN" apply -f "$DATA/spec.yaml" --ready >/dev/null
-for role in coordinator extractor transformer loader; do
-  "$BIN" "$role" 2>"$DATA/$role.log" & pids+=($!)
+"$BIN" coordinator 2>"$DATA/coordinator.log" & pids+=($!); roles+=(coordinator)
+for role in extractor transformer loader; do
+  for i in $(seq 1 "$PROCS"); do
+    "$BIN" "$role" 2>"$DATA/$role.$i.log" & pids+=($!); roles+=("$role")
+  done
 done
 sleep 2
-t0=$(now); "$BIN" run users --workspace bench --wait --output json > "$DATA/initial.json"; t1=$(now)
-sluice_initial=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
-grep -q '"status":"succeeded"' "$DATA/initial.json" || { cat "$DATA/initial.json"; exit 1; }
+sluice_run() { # $1 = import; prints the seconds the run took
+  local a b
+  settle; a=$(now); "$BIN" run "$1" --workspace bench --wait --output json > "$DATA/$1.json"; b=$(now)
+  grep -q '"status":"succeeded"' "$DATA/$1.json" || { cat "$DATA/$1.json" >&2; exit 1; }
+  elapsed "$a" "$b"
+}
+sluice_initial=$(sluice_run users)
+results+=("initial $ROWS $base_initial $sluice_initial")
 
 # --- incremental: 100,000 updated and 10,000 inserted -------------------------------------------
+changed=$(( ROWS < 100000 ? ROWS : 100000 ))
 mark=$(psql -qAt "$WH" -c "SELECT now() - interval '2 seconds'")
 psql -q "$WH" <<SQL
-UPDATE users SET loyalty_points = loyalty_points + 1, updated_at = now() - interval '2 seconds' WHERE id <= 100000;
+UPDATE users SET loyalty_points = loyalty_points + 1, updated_at = now() - interval '2 seconds' WHERE id <= $changed;
 INSERT INTO users SELECT g, 'user-' || g, 'New ' || g, 1, date '2000-01-01', now() - interval '2 seconds'
   FROM generate_series($ROWS + 1, $ROWS + 10000) g;
 SQL
 sleep 2
-t0=$(now); baseline "updated_at > '$mark'"; t1=$(now)
-base_incr=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
-t0=$(now); "$BIN" run users --workspace bench --wait --output json > "$DATA/incremental.json"; t1=$(now)
-sluice_incr=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
-grep -q '"rows_read":110000' "$DATA/incremental.json" || { cat "$DATA/incremental.json"; exit 1; }
+settle; t0=$(now); baseline "updated_at > '$mark'"; t1=$(now)
+base_incr=$(elapsed "$t0" "$t1")
+sluice_incr=$(sluice_run users)
+grep -q "\"rows_read\":$((changed + 10000))" "$DATA/users.json" || { cat "$DATA/users.json"; exit 1; }
+results+=("incremental $((changed + 10000)) $base_incr $sluice_incr")
 
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(date -u +%F); binary $BIN; rows $ROWS"
+# --- events ---------------------------------------------------------------------------------------
+if [ "$EVENTS" -gt 0 ]; then
+  settle; t0=$(now); baseline_events; t1=$(now)
+  base_events=$(elapsed "$t0" "$t1")
+  sluice_events=$(sluice_run screens)
+  grep -q "\"events_inserted\":$EVENTS" "$DATA/screens.json" || { cat "$DATA/screens.json"; exit 1; }
+  results+=("events $EVENTS $base_events $sluice_events")
+fi
+
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(date -u +%F); binary $BIN; $PROCS process(es) per worker role; chunk_rows ${CHUNK_ROWS:-50000}"
 printf '| run | rows | baseline rows/s | sluice rows/s | sluice / baseline |\n|---|---|---|---|---|\n'
-for pair in "initial $ROWS $base_initial $sluice_initial" "incremental 110000 $base_incr $sluice_incr"; do
-  set -- $pair
+for r in "${results[@]}"; do
+  set -- $r
   b=$(rate "$2" "$3"); s=$(rate "$2" "$4")
   printf '| %s | %s | %s | %s | %s%% |\n' "$1" "$2" "$b" "$s" "$(awk -v s="$s" -v b="$b" 'BEGIN { printf "%.0f", 100 * s / b }')"
 done
-printf '\n| role | peak RSS (MiB) |\n|---|---|\n'
-i=0
+printf '\n| role | peak RSS (MiB), each process |\n|---|---|\n'
 for role in coordinator extractor transformer loader; do
-  hwm=$(awk '/VmHWM/ { print int($2 / 1024) }' "/proc/${pids[$i]}/status")
-  printf '| %s | %s |\n' "$role" "$hwm"
-  i=$((i + 1))
+  hwms=()
+  for i in "${!pids[@]}"; do
+    [ "${roles[$i]}" = "$role" ] || continue
+    hwms+=("$(awk '/VmHWM/ { print int($2 / 1024) }' "/proc/${pids[$i]}/status")")
+  done
+  printf '| %s | %s |\n' "$role" "${hwms[*]}"
 done
