@@ -118,13 +118,9 @@ async fn main() {
     let probe = observer
         .query(
             "EXPLAIN SELECT updated_at, id FROM users
-              WHERE (updated_at, id) > ('2021-01-01 00:00:00+00', 1) AND (updated_at, id) <= ($1, $2)
-                AND updated_at < '2021-06-01 00:00:00+00'
+              WHERE updated_at < $1 AND (updated_at, id) > ('2020-01-01 00:00:00+00', 1)
               ORDER BY updated_at DESC, id DESC LIMIT 1",
-            &[&hi.watermark, &match hi.key {
-                sluice_proto::KeyValue::Int(k) => k,
-                _ => unreachable!("integer key"),
-            }],
+            &[&(hi.watermark - chrono::Duration::days(1))],
         )
         .await
         .unwrap();

@@ -187,7 +187,7 @@ impl PostgresSource {
                 for cut in distribution.cuts(start, end, chunk_rows) {
                     let found = match cut {
                         Cut::Before(at) => self
-                            .last_before(shape, from.as_ref(), hi, at)
+                            .last_before(shape, from.as_ref(), at)
                             .await?
                             .into_iter()
                             .collect(),
@@ -258,22 +258,27 @@ impl PostgresSource {
         .await
     }
 
-    /// The last row in `(lo, hi]` stamped before `at`: one backward probe of the index.
+    /// The last row past `lo` stamped before `at` (which lies at or before `hi`'s watermark, so
+    /// the row is within the range): one backward probe of the index, starting at `at`. An
+    /// upper bound on `(watermark, key)` as well would let the scan start at `hi` and walk
+    /// back over every row in between.
     async fn last_before(
         &self,
         shape: &SourceShape,
         lo: Option<&Bound>,
-        hi: &Bound,
         at: i64,
     ) -> Result<Option<Bound>, SourceError> {
         let wm = quote_ident(&shape.spec.watermark_column);
-        let (mut clause, mut params) = range_clause(shape, lo, hi, 1);
-        params.push(Box::new(micros_to_time(at)));
-        clause.push_str(&format!(
-            " AND {wm} < ${}::timestamptz::{}",
-            params.len(),
-            shape.watermark_type
-        ));
+        let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(micros_to_time(at))];
+        let mut clause = format!("{wm} < $1::timestamptz::{}", shape.watermark_type);
+        if let Some(lo) = lo {
+            clause.push_str(&format!(
+                " AND {} > {}",
+                keyset(shape),
+                bound_params(shape, 2)
+            ));
+            params.extend(bound_values(lo));
+        }
         let sql = format!(
             "SELECT {}, {} FROM {} WHERE {clause} ORDER BY {wm} DESC, {} DESC LIMIT 1",
             watermark_select(shape),
