@@ -126,30 +126,10 @@ impl PostgresSource {
         // A replay window ends at `until` (exclusive), below the settle cap.
         let cap = until.map_or(cap, |u| u.min(cap));
 
+        let hi = self.last_before(shape, lo, cap).await?;
+
         let wm = quote_ident(&shape.spec.watermark_column);
         let from = relation(&shape.spec.relation);
-        let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(cap)];
-        let mut filter = format!("{wm} < $1::timestamptz::{}", shape.watermark_type);
-        if let Some(lo) = lo {
-            filter.push_str(&format!(
-                " AND {} > {}",
-                keyset(shape),
-                bound_params(shape, 2)
-            ));
-            params.extend(bound_values(lo));
-        }
-        let sql = format!(
-            "SELECT {}, {} FROM {from} WHERE {filter} ORDER BY {wm} DESC, {} DESC LIMIT 1",
-            watermark_select(shape),
-            key_select(shape),
-            quote_ident(&shape.spec.key_column)
-        );
-        let hi = client
-            .query_opt(&sql, &as_refs(&params))
-            .await
-            .map_err(classify)?
-            .map(|row| bound_of(shape, &row));
-
         let future_sql = format!(
             "SELECT count(*) FROM {from} WHERE {wm} > $1::timestamptz::{}",
             shape.watermark_type
@@ -187,7 +167,7 @@ impl PostgresSource {
                 for cut in distribution.cuts(start, end, chunk_rows) {
                     let found = match cut {
                         Cut::Before(at) => self
-                            .last_before(shape, from.as_ref(), at)
+                            .last_before(shape, from.as_ref(), micros_to_time(at))
                             .await?
                             .into_iter()
                             .collect(),
@@ -258,18 +238,18 @@ impl PostgresSource {
         .await
     }
 
-    /// The last row past `lo` stamped before `at` (which lies at or before `hi`'s watermark, so
-    /// the row is within the range): one backward probe of the index, starting at `at`. An
-    /// upper bound on `(watermark, key)` as well would let the scan start at `hi` and walk
-    /// back over every row in between.
+    /// The last row past `lo` stamped before `at` (a run's cap, or a cut at or before the
+    /// run's upper bound): one backward probe of the index, starting at `at`. An upper bound on
+    /// `(watermark, key)` as well would let the scan start further on and walk back over every
+    /// row in between.
     async fn last_before(
         &self,
         shape: &SourceShape,
         lo: Option<&Bound>,
-        at: i64,
+        at: DateTime<Utc>,
     ) -> Result<Option<Bound>, SourceError> {
         let wm = quote_ident(&shape.spec.watermark_column);
-        let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(micros_to_time(at))];
+        let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(at)];
         let mut clause = format!("{wm} < $1::timestamptz::{}", shape.watermark_type);
         if let Some(lo) = lo {
             clause.push_str(&format!(
