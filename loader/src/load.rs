@@ -345,5 +345,14 @@ mod tests {
             unmatched(&mapping(serde_json::json!({"mode": "update_only"}))),
             Unmatched::Skip
         );
+        let events = |unknown: &str| {
+            mapping(serde_json::json!({"records": {"events": {
+                "name": {"value": "Opened"}, "time": {"column": "at"},
+                "unknown_identity": unknown}}}))
+        };
+        assert_eq!(unmatched(&events("create")), Unmatched::CreateEmpty);
+        assert_eq!(unmatched(&events("reject")), Unmatched::Skip);
+        let deletes = serde_json::json!({"records": {"user_deletes": {"delete_events": true}}});
+        assert_eq!(unmatched(&mapping(deletes)), Unmatched::Skip);
     }
 }

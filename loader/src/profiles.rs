@@ -53,7 +53,8 @@ async fn sample(tx: &Transaction<'_>, workspace: i64) -> Result<Vec<SampleRow>, 
 /// Applies each existing profile's newest staged row (ties broken by the source key), unless
 /// the store already holds a newer source row; profiles the chunk created were written whole.
 /// A NULL property removes it; properties not mapped are left as they are; email and phone are
-/// set when the row has them. A row that would change nothing is not written. Returns the number of existing profiles changed.
+/// set when the row has them. A row that would change nothing is not written. Returns the
+/// number of existing profiles changed.
 pub const UPSERT_PROFILES: &str = "WITH s AS (
     SELECT DISTINCT ON (profile_id) profile_id, updated_at, props, unset, email, phone
       FROM sluice_stage
