@@ -11,6 +11,7 @@ pub mod rate;
 pub mod registry;
 pub mod resolve;
 pub mod staging;
+pub mod statistics;
 
 pub use load::{load, Loader};
 pub use rate::RowRateLimiter;

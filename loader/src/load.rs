@@ -4,12 +4,12 @@
 //! done.
 
 use crate::events::{ensure_partitions, month_of};
-use crate::profiles::{self, STALE_STORE_TABLES};
+use crate::profiles;
 use crate::rate::RowRateLimiter;
 use crate::registry::Registry;
 use crate::resolve::{resolve, Unmatched, COPY_STAGE, COPY_TYPES, CREATE_STAGE};
 use crate::staging::stage_rows;
-use crate::{deletes, events};
+use crate::{deletes, events, statistics};
 use deadpool_postgres::Pool;
 use futures::pin_mut;
 use object_store::path::Path;
@@ -82,8 +82,10 @@ pub fn store_error(e: tokio_postgres::Error) -> LoadError {
 /// exclusively, so an identity is never linked to a profile a concurrent delete removes.
 const PROFILE_LOCK: i32 = 0x736c_7063;
 
-/// The statements opening a load's transaction: memory for its sorts and hashes, the
-/// workspace's profile lock, and the staging table.
+/// The statements opening a load's transaction: memory for its sorts and hashes, no JIT
+/// compilation (the planner's estimates over the unanalyzed staging tables run to millions of
+/// rows, which had each chunk's statements compiled at up to 0.4 s apiece, more than they then
+/// took to run), the workspace's profile lock, and the staging table.
 fn begin_load(workspace: i64, records: &Records) -> String {
     let lock = match records {
         Records::UserDeletes { .. } => "pg_advisory_xact_lock",
@@ -92,7 +94,7 @@ fn begin_load(workspace: i64, records: &Records) -> String {
     // Both values are integers, never input text.
     let key = workspace.rem_euclid(i32::MAX as i64);
     format!(
-        "SET LOCAL work_mem = '{WORK_MEM}'; SELECT {lock}({PROFILE_LOCK}, {key}); {CREATE_STAGE}"
+        "SET LOCAL work_mem = '{WORK_MEM}'; SET LOCAL jit = off; SELECT {lock}({PROFILE_LOCK}, {key}); {CREATE_STAGE}"
     )
 }
 
@@ -247,17 +249,7 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
         tx.rollback().await.map_err(store_error)?;
     } else {
         tx.commit().await.map_err(store_error)?;
-        let stale: Option<String> = client
-            .query_one(STALE_STORE_TABLES, &[])
-            .await
-            .map_err(store_error)?
-            .get(0);
-        if let Some(tables) = stale {
-            client
-                .batch_execute(&format!("ANALYZE {tables}"))
-                .await
-                .map_err(store_error)?;
-        }
+        statistics::refresh(client);
     }
     Ok(stats)
 }

@@ -1,5 +1,5 @@
 //! Applying a staged profile chunk: identities linked, one upsert applying each existing
-//! profile's newest row; and keeping the store's statistics fresh.
+//! profile's newest row.
 
 use crate::load::{store_error, LoadError};
 use crate::resolve::{link, SAMPLE};
@@ -55,16 +55,11 @@ async fn sample(tx: &Transaction<'_>, workspace: i64) -> Result<Vec<SampleRow>, 
 /// A NULL property removes it; properties not mapped are left as they are; email and phone are
 /// set when the row has them. A row that would change nothing is not written. Returns the
 /// number of existing profiles changed.
-pub const UPSERT_PROFILES: &str = "WITH s AS (
+pub const UPSERT_PROFILES: &str = "WITH r AS MATERIALIZED (
     SELECT DISTINCT ON (profile_id) profile_id, updated_at, props, unset, email, phone
       FROM sluice_stage
      WHERE profile_id IS NOT NULL AND NOT created
      ORDER BY profile_id, updated_at DESC, key DESC
-), r AS MATERIALIZED (
-    SELECT s.*, o.properties AS old_props
-      FROM s CROSS JOIN LATERAL (
-        SELECT p.properties FROM profile_store.profiles p
-         WHERE p.workspace_id = $1 AND p.profile_id = s.profile_id) o
 ), u AS (
     UPDATE profile_store.profiles p
        SET properties = (p.properties || r.props) - r.unset,
@@ -81,12 +76,3 @@ pub const UPSERT_PROFILES: &str = "WITH s AS (
     RETURNING 1
 )
 SELECT count(*) FROM u";
-
-/// The store's tables that changed by more than their own size since they were last analyzed,
-/// as an `ANALYZE` list (NULL when none). The loader keeps their statistics fresh itself, so
-/// identity lookups stay index probes whether or not the server runs autovacuum; doubling
-/// before each refresh keeps the refreshes of a growing store to a handful.
-pub const STALE_STORE_TABLES: &str = "SELECT string_agg(format('profile_store.%I', relname), ', ')
-  FROM pg_stat_user_tables
- WHERE schemaname = 'profile_store' AND relname IN ('profiles', 'identities', 'event_keys')
-   AND n_mod_since_analyze > greatest(1000, n_live_tup)";

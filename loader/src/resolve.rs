@@ -74,41 +74,101 @@ pub const COPY_TYPES: &[Type] = &[
 /// Statistics for the planner once resolution has filled the staging table.
 pub const ANALYZE_STAGE: &str = "ANALYZE sluice_stage (profile_id, dedup_key)";
 
-/// One candidate of the match: (kind, value, profile found, whether others share it).
-/// Lookups are correlated subqueries on an index: one probe per staged identity, never a scan.
-fn candidate(kind: IdentityKind) -> &'static str {
+/// How one identity kind of the precedence is looked up for a staged row `r`: the kind and
+/// value it names, the probe for its profile, and whether other profiles share the value.
+struct Candidate {
+    kind: &'static str,
+    value: &'static str,
+    profile: &'static str,
+    shared: &'static str,
+}
+
+/// The lookups of one identity kind. Each is a correlated subquery on an index: one probe per
+/// staged identity, never a scan.
+fn candidate(kind: IdentityKind) -> Candidate {
     match kind {
-        IdentityKind::Identity => {
-            "'identity', r.identity, (SELECT i.profile_id FROM profile_store.identities i
-              WHERE i.workspace_id = $1 AND i.kind = 'identity' AND i.value = r.identity), false"
-        }
-        IdentityKind::ExternalId => {
-            "'external_id', r.external_id, (SELECT i.profile_id FROM profile_store.identities i
-              WHERE i.workspace_id = $1 AND i.kind = 'external_id' AND i.value = r.external_id), false"
-        }
-        IdentityKind::Alias => {
-            "r.alias_kind, r.alias_name, (SELECT i.profile_id FROM profile_store.identities i
-              WHERE i.workspace_id = $1 AND i.kind = r.alias_kind AND i.value = r.alias_name), false"
-        }
-        IdentityKind::Email => {
-            "'email', r.email COLLATE \"C\", (SELECT p.profile_id FROM profile_store.profiles p
+        IdentityKind::Identity => Candidate {
+            kind: "'identity'",
+            value: "r.identity",
+            profile: "(SELECT i.profile_id FROM profile_store.identities i
+              WHERE i.workspace_id = $1 AND i.kind = 'identity' AND i.value = r.identity)",
+            shared: "false",
+        },
+        IdentityKind::ExternalId => Candidate {
+            kind: "'external_id'",
+            value: "r.external_id",
+            profile: "(SELECT i.profile_id FROM profile_store.identities i
+              WHERE i.workspace_id = $1 AND i.kind = 'external_id' AND i.value = r.external_id)",
+            shared: "false",
+        },
+        IdentityKind::Alias => Candidate {
+            kind: "r.alias_kind",
+            value: "r.alias_name",
+            profile: "(SELECT i.profile_id FROM profile_store.identities i
+              WHERE i.workspace_id = $1 AND i.kind = r.alias_kind AND i.value = r.alias_name)",
+            shared: "false",
+        },
+        IdentityKind::Email => Candidate {
+            kind: "'email'",
+            value: "r.email COLLATE \"C\"",
+            profile: "(SELECT p.profile_id FROM profile_store.profiles p
               WHERE p.workspace_id = $1 AND p.email = r.email
-              ORDER BY p.updated_at DESC, p.profile_id DESC LIMIT 1),
-             (SELECT count(*) > 1 FROM (SELECT 1 FROM profile_store.profiles p
-              WHERE p.workspace_id = $1 AND p.email = r.email LIMIT 2) x)"
-        }
-        IdentityKind::Phone => {
-            "'phone', r.phone COLLATE \"C\", (SELECT p.profile_id FROM profile_store.profiles p
+              ORDER BY p.updated_at DESC, p.profile_id DESC LIMIT 1)",
+            shared: "(SELECT count(*) > 1 FROM (SELECT 1 FROM profile_store.profiles p
+              WHERE p.workspace_id = $1 AND p.email = r.email LIMIT 2) x)",
+        },
+        IdentityKind::Phone => Candidate {
+            kind: "'phone'",
+            value: "r.phone COLLATE \"C\"",
+            profile: "(SELECT p.profile_id FROM profile_store.profiles p
               WHERE p.workspace_id = $1 AND p.phone = r.phone
-              ORDER BY p.updated_at DESC, p.profile_id DESC LIMIT 1),
-             (SELECT count(*) > 1 FROM (SELECT 1 FROM profile_store.profiles p
-              WHERE p.workspace_id = $1 AND p.phone = r.phone LIMIT 2) x)"
-        }
-        IdentityKind::ProfileId => {
-            "'profile_id', r.profile_ref::text COLLATE \"C\", (SELECT p.profile_id FROM profile_store.profiles p
-              WHERE p.workspace_id = $1 AND p.profile_id = r.profile_ref), false"
-        }
+              ORDER BY p.updated_at DESC, p.profile_id DESC LIMIT 1)",
+            shared: "(SELECT count(*) > 1 FROM (SELECT 1 FROM profile_store.profiles p
+              WHERE p.workspace_id = $1 AND p.phone = r.phone LIMIT 2) x)",
+        },
+        IdentityKind::ProfileId => Candidate {
+            kind: "'profile_id'",
+            value: "r.profile_ref::text COLLATE \"C\"",
+            profile: "(SELECT p.profile_id FROM profile_store.profiles p
+              WHERE p.workspace_id = $1 AND p.profile_id = r.profile_ref)",
+            shared: "false",
+        },
     }
+}
+
+/// The match of every copied row, in `precedence` order: one lateral probe per kind, taken
+/// only while no earlier kind has matched and the row carries the value (`OFFSET 0` keeps each
+/// probe a subquery of its own, run once per row, instead of being inlined wherever its result
+/// is used); the first kind that names a profile gives the row its profile, kind and value.
+fn matched_statement(precedence: &[IdentityKind]) -> String {
+    let kinds: Vec<Candidate> = precedence.iter().map(|k| candidate(*k)).collect();
+    let mut probes = String::new();
+    for (ord, c) in kinds.iter().enumerate() {
+        let unmatched: String = (0..ord).map(|o| format!(" AND c{o}.id IS NULL")).collect();
+        probes.push_str(&format!(
+            "\n      LEFT JOIN LATERAL (SELECT CASE WHEN {value} IS NOT NULL{unmatched} THEN {profile} END AS id OFFSET 0) c{ord} ON true",
+            value = c.value,
+            profile = c.profile,
+        ));
+    }
+    let pick = |what: &dyn Fn(&Candidate) -> &str| -> String {
+        let arms: String = kinds
+            .iter()
+            .enumerate()
+            .map(|(ord, c)| format!(" WHEN c{ord}.id IS NOT NULL THEN {}", what(c)))
+            .collect();
+        format!("CASE{arms} END")
+    };
+    let ids: Vec<String> = (0..kinds.len()).map(|o| format!("c{o}.id")).collect();
+    format!(
+        "SELECT r.*, coalesce({ids}) AS profile_id, {kind} AS matched_kind,
+           {value} AS matched_value, {shared} AS ambiguous
+      FROM sluice_rows r{probes}",
+        ids = ids.join(", "),
+        kind = pick(&|c| c.kind),
+        value = pick(&|c| c.value),
+        shared = pick(&|c| c.shared),
+    )
 }
 
 /// The statement resolving a chunk: matches every copied row to an existing profile, trying
@@ -121,19 +181,9 @@ fn candidate(kind: IdentityKind) -> &'static str {
 /// creating the same unique identity collide on the identities key; the loser retries and
 /// then finds the profile.
 pub fn resolve_statement(precedence: &[IdentityKind]) -> String {
-    let candidates: Vec<String> = precedence
-        .iter()
-        .enumerate()
-        .map(|(ord, kind)| format!("({ord}, {})", candidate(*kind)))
-        .collect();
     format!(
         "WITH matched AS MATERIALIZED (
-    SELECT r.*, m.profile_id, m.kind AS matched_kind, m.value AS matched_value, m.ambiguous
-      FROM sluice_rows r LEFT JOIN LATERAL (
-        SELECT m.profile_id, m.kind, m.value, m.ambiguous
-          FROM (VALUES {}) AS m(ord, kind, value, profile_id, ambiguous)
-         WHERE m.profile_id IS NOT NULL
-         ORDER BY m.ord LIMIT 1) m ON true
+    {}
 ), missing AS MATERIALIZED (
     SELECT d.*, nextval('profile_store.profile_id_seq') AS new_id
       FROM (SELECT DISTINCT ON (create_kind, create_value) create_kind, create_value,
@@ -164,7 +214,7 @@ SELECT m.key, m.updated_at, m.identity, m.external_id, m.alias_kind, m.alias_nam
   FROM matched m
   LEFT JOIN missing x ON m.profile_id IS NULL
                      AND x.create_kind = m.create_kind AND x.create_value = m.create_value",
-        candidates.join(",\n")
+        matched_statement(precedence)
     )
 }
 
@@ -272,10 +322,13 @@ mod tests {
     #[test]
     fn candidates_follow_the_precedence() {
         let sql = resolve_statement(&[IdentityKind::Email, IdentityKind::Phone]);
-        let email = sql.find("'email'").unwrap();
-        let phone = sql.find("'phone'").unwrap();
-        assert!(email < phone);
-        assert!(sql.contains("(0, 'email'") && sql.contains("(1, 'phone'"));
+        assert!(
+            sql.contains("WHEN c0.id IS NOT NULL THEN 'email' WHEN c1.id IS NOT NULL THEN 'phone'")
+        );
+        assert!(
+            sql.contains("WHEN r.phone COLLATE \"C\" IS NOT NULL AND c0.id IS NULL THEN"),
+            "phone is probed only for rows email did not match"
+        );
         assert!(
             !sql.contains("kind = 'external_id'"),
             "only the precedence's kinds are looked up"

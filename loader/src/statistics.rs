@@ -1,0 +1,54 @@
+//! Keeping the store's planner statistics fresh from the loader, so identity lookups and
+//! upserts keep their index plans whether or not the server runs autovacuum: after a load, a
+//! table that changed by more rows than it held at its last analysis is analyzed, by one
+//! loader at a time and off the chunk's path.
+
+use deadpool_postgres::Object;
+
+/// The advisory lock the loader analyzing the store holds; the others skip.
+const STATISTICS_LOCK: i64 = 7_405_340_580;
+
+/// The store's tables whose changes since their last analysis outnumber the rows they held
+/// then (so refreshes of a growing store double in size, a handful in all), each with the
+/// columns whose statistics plans use: the profiles' jsonb properties are left out, being the
+/// costliest to sample and used by no plan.
+pub const STALE_STORE_TABLES: &str = "SELECT format('profile_store.%I', relname)
+       || CASE relname WHEN 'profiles'
+                       THEN ' (workspace_id, profile_id, email, phone, updated_at, source_updated_at)'
+                       ELSE '' END
+  FROM pg_stat_user_tables
+ WHERE schemaname = 'profile_store' AND relname IN ('profiles', 'identities', 'event_keys')
+   AND n_mod_since_analyze > greatest(1000, n_live_tup - n_mod_since_analyze)";
+
+/// Analyzes the stale tables on `client` in a task of its own, unless another loader is
+/// already doing so; the chunk that triggered it is acknowledged meanwhile.
+pub fn refresh(client: Object) {
+    tokio::spawn(async move {
+        if let Err(e) = analyze_stale(&client).await {
+            tracing::warn!(error = %e, "refreshing the store's statistics");
+        }
+    });
+}
+
+async fn analyze_stale(client: &Object) -> Result<(), tokio_postgres::Error> {
+    let locked: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&STATISTICS_LOCK])
+        .await?
+        .get(0);
+    if !locked {
+        return Ok(());
+    }
+    let analyzed = async {
+        for row in client.query(STALE_STORE_TABLES, &[]).await? {
+            let table: String = row.get(0);
+            client.batch_execute(&format!("ANALYZE {table}")).await?;
+            tracing::debug!(%table, "store statistics refreshed");
+        }
+        Ok(())
+    }
+    .await;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&STATISTICS_LOCK])
+        .await?;
+    analyzed
+}
