@@ -30,7 +30,18 @@ pub fn refresh(client: Object) {
     });
 }
 
+/// The stale tables' `ANALYZE` targets.
+async fn stale(client: &Object) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = client.query(STALE_STORE_TABLES, &[]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// One query after most loads (nothing is stale); the lock and a second look only when
+/// something is, so a loader that finished its refresh just before is not repeated.
 async fn analyze_stale(client: &Object) -> Result<(), tokio_postgres::Error> {
+    if stale(client).await?.is_empty() {
+        return Ok(());
+    }
     let locked: bool = client
         .query_one("SELECT pg_try_advisory_lock($1)", &[&STATISTICS_LOCK])
         .await?
@@ -39,8 +50,7 @@ async fn analyze_stale(client: &Object) -> Result<(), tokio_postgres::Error> {
         return Ok(());
     }
     let analyzed = async {
-        for row in client.query(STALE_STORE_TABLES, &[]).await? {
-            let table: String = row.get(0);
+        for table in stale(client).await? {
             client.batch_execute(&format!("ANALYZE {table}")).await?;
             tracing::debug!(%table, "store statistics refreshed");
         }
