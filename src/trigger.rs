@@ -133,7 +133,7 @@ pub fn print_summary(s: &RunSummary) {
         s.run_id, s.workspace, s.import, s.status
     );
     println!(
-        "  rows read {}, rejected {}, loaded {}, skipped {}; profiles created {}, updated {}, unchanged {}; ambiguous identities {}",
+        "  rows read {}, rejected {}, loaded {}, skipped {}; profiles created {}, updated {}, unchanged {}; stale values {}; ambiguous identities {}, conflicting {}",
         s.rows_read,
         s.rows_rejected,
         s.rows_loaded,
@@ -141,12 +141,14 @@ pub fn print_summary(s: &RunSummary) {
         s.profiles_created,
         s.profiles_updated,
         s.profiles_unchanged,
-        s.identities_ambiguous
+        s.properties_stale,
+        s.identities_ambiguous,
+        s.identities_conflicting
     );
     if s.events_inserted + s.events_duplicate > 0 {
         println!(
-            "  events inserted {}, duplicates skipped {}",
-            s.events_inserted, s.events_duplicate
+            "  events inserted {}, duplicates skipped {}, stamped with the run's start {}",
+            s.events_inserted, s.events_duplicate, s.events_time_imputed
         );
     }
     if s.profiles_deleted + s.deletes_not_found > 0 {

@@ -55,10 +55,12 @@ async fn an_event_chunk_replayed_and_then_resynced_is_stored_exactly_once() {
             dry_run: false,
             mapping: import.mapping(),
             load_rows_per_second: None,
+            run_started_at: None,
         },
         rows_accepted: 1_000,
         rows_rejected: 0,
         rejected_by_reason: Default::default(),
+        events_time_imputed: 0,
     };
     let topology = Topology::new(format!("sluice_{}", fleet.id));
     let bus = Bus::connect(AMQP, &topology).await.unwrap();
@@ -450,5 +452,88 @@ async fn events_older_than_the_workspace_retention_are_rejected_and_the_rest_exp
     assert!(lines
         .iter()
         .all(|e| e["name"] == "Recent" && e["profile_id"].is_i64()));
+    fleet.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn event_properties_keep_their_first_type_per_event_and_missing_times_take_the_runs_start() {
+    let mut fleet = Fleet::new().await;
+    let warehouse = fleet.warehouse().await;
+    warehouse
+        .batch_execute(
+            "CREATE TABLE public.clicks (id bigint PRIMARY KEY, eid text, uid text, kind text,
+                                         at timestamptz, props jsonb,
+                                         updated_at timestamptz NOT NULL);
+             INSERT INTO public.clicks VALUES
+                (1, 'e1', 'u1', 'Viewed', '2024-01-01', '{\"price\": 10}', '2024-02-01'),
+                (2, 'e2', 'u1', 'Viewed', '2024-01-02', '{\"price\": \"ten\"}', '2024-02-01'),
+                (3, 'e3', 'u1', 'Bought', '2024-01-03', '{\"price\": \"ten\"}', '2024-02-01'),
+                (4, 'e4', 'u2', 'Viewed', NULL, '{\"price\": 5}', '2024-02-01');",
+        )
+        .await
+        .unwrap();
+    let import = |name: &str, time: &str| {
+        format!(
+            "  - name: {name}
+    connection: wh
+    source: {{ table: public.clicks }}
+    data_type: events
+    key: id
+    watermark: updated_at
+    identity: {{ external_id: uid }}
+    event_name: {{ column: kind }}
+    event_time: {time}
+    dedup_key: eid
+    payload: props
+    settle_lag: 1s
+"
+        )
+    };
+    fleet.apply_ok(&fleet.spec(&format!(
+        "{}{}",
+        import("clicks", "{ column: at, if_missing: import_time }"),
+        import("strict_clicks", "{ column: at }")
+    )));
+    fleet.start("all", &[]);
+    let before = chrono::Utc::now();
+    let run = fleet.run("acme", "clicks");
+    let after = chrono::Utc::now();
+    assert_eq!(run["status"], "partially_succeeded", "{run}");
+    assert_eq!(
+        run["rejected_by_reason"],
+        serde_json::json!({"type_conflict": 1}),
+        "{run}"
+    );
+    assert_eq!(run["events_inserted"], 3, "{run}");
+    assert_eq!(run["events_time_imputed"], 1, "{run}");
+    let out = fleet.sluice(&["runs", "errors", run["run_id"].as_str().unwrap()]);
+    let errors = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        errors.contains("property price of event Viewed is integer")
+            && errors.contains("this row's value is string"),
+        "{errors}"
+    );
+    let control = fleet.control().await;
+    let stamped: chrono::DateTime<chrono::Utc> = control
+        .query_one(
+            "SELECT time FROM profile_store.events WHERE dedup_key = 'e4'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        stamped >= before - chrono::Duration::seconds(1) && stamped <= after,
+        "stamped {stamped}, run between {before} and {after}"
+    );
+
+    // Without if_missing the same row is rejected; the registry is shared by imports.
+    let strict = fleet.run("acme", "strict_clicks");
+    assert_eq!(
+        strict["rejected_by_reason"],
+        serde_json::json!({"type_conflict": 1, "missing_event_time": 1}),
+        "{strict}"
+    );
+    assert_eq!(strict["events_time_imputed"], 0, "{strict}");
     fleet.cleanup().await;
 }

@@ -50,4 +50,5 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         10,
         include_str!("../migrations/0010_workspace_rate_limits.sql"),
     ),
+    (11, include_str!("../migrations/0011_merge_counts.sql")),
 ];

@@ -48,6 +48,8 @@ pub struct RunContext {
     pub load_rows_per_second: Option<u32>,
     /// A replay run's window; it reads from there instead of from the watermark.
     pub replay: Option<ReplayWindow>,
+    /// When the run was requested.
+    pub requested_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Loads what planning needs for a run.
@@ -56,7 +58,7 @@ pub async fn context(client: &impl GenericClient, run_id: Uuid) -> Result<RunCon
         .query_one(
             "SELECT r.workspace_id, r.import_id, r.dry_run, i.spec, c.credentials, wm.position,
                     w.event_retention_days, r.replay_from, r.replay_until, c.kind,
-                    w.load_rows_per_second
+                    w.load_rows_per_second, r.created_at
                FROM control.runs r
                JOIN control.workspaces w ON w.id = r.workspace_id
                JOIN control.imports i ON i.id = r.import_id
@@ -91,6 +93,7 @@ pub async fn context(client: &impl GenericClient, run_id: Uuid) -> Result<RunCon
             (Some(from), Some(until)) => Some(ReplayWindow { from, until }),
             _ => None,
         },
+        requested_at: row.get(11),
     })
 }
 
@@ -239,6 +242,7 @@ pub async fn pending_tasks(
                     dry_run: ctx.dry_run,
                     mapping: mapping.clone(),
                     load_rows_per_second: ctx.load_rows_per_second,
+                    run_started_at: Some(ctx.requested_at),
                 },
                 source: SourceTask {
                     kind: ctx.kind,

@@ -31,7 +31,8 @@ const EXTRACTED: &str = "UPDATE control.chunks
   WHERE run_id = $1 AND seq = $2";
 
 const TRANSFORMED: &str = "UPDATE control.chunks
-    SET rows_accepted = $3, rows_rejected = $4, rejected_by_reason = $5, updated_at = now(),
+    SET rows_accepted = $3, rows_rejected = $4, rejected_by_reason = $5,
+        events_time_imputed = $6, updated_at = now(),
         status = CASE WHEN status IN ('pending', 'extracted') THEN 'transformed' ELSE status END
   WHERE run_id = $1 AND seq = $2";
 
@@ -39,7 +40,8 @@ const LOADED: &str = "UPDATE control.chunks
     SET rows_loaded = $3, profiles_created = $4, profiles_updated = $5, profiles_unchanged = $6,
         rows_skipped = $7, identities_ambiguous = $8, rows_rejected_load = $9,
         load_rejected_by_reason = $10, sample = $11, events_inserted = $12, events_duplicate = $13,
-        profiles_deleted = $14, deletes_not_found = $15, updated_at = now(), status = CASE WHEN status = 'failed' THEN status ELSE 'loaded' END
+        profiles_deleted = $14, deletes_not_found = $15, properties_stale = $16,
+        identities_conflicting = $17, updated_at = now(), status = CASE WHEN status = 'failed' THEN status ELSE 'loaded' END
   WHERE run_id = $1 AND seq = $2";
 
 const FAILED: &str = "UPDATE control.chunks
@@ -133,7 +135,7 @@ async fn rejections_of(
         ChunkResult::Transformed(m) if m.rows_rejected > 0 => {
             errors::read_rejections(store, &m.work.objects.rejected).await
         }
-        ChunkResult::Loaded(m) if m.stats.rows_rejected > 0 => {
+        ChunkResult::Loaded(m) if m.stats.rows_rejected + m.stats.identities_conflicting > 0 => {
             let objects = ChunkObjects::for_chunk(&m.chunk);
             errors::read_rejections(store, &objects.load_rejected).await
         }
@@ -176,6 +178,7 @@ async fn record(
                     &(m.rows_accepted as i64),
                     &(m.rows_rejected as i64),
                     &json(&m.rejected_by_reason),
+                    &(m.events_time_imputed as i64),
                 ],
             )
             .await?;
@@ -203,6 +206,8 @@ async fn record(
                     &(s.events_duplicate as i64),
                     &(s.profiles_deleted as i64),
                     &(s.deletes_not_found as i64),
+                    &(s.properties_stale as i64),
+                    &(s.identities_conflicting as i64),
                 ],
             )
             .await?;

@@ -181,6 +181,13 @@ pub struct RunSummary {
     pub profiles_created: i64,
     pub profiles_updated: i64,
     pub profiles_unchanged: i64,
+    /// Values not applied because a newer source row had set that property.
+    pub properties_stale: i64,
+    /// Rows whose unique identities named two different profiles (applied by precedence;
+    /// each is in the error stream as `identity_conflict`).
+    pub identities_conflicting: i64,
+    /// Events without a time stamped with the run's start (`if_missing: import_time`).
+    pub events_time_imputed: i64,
     /// Rows that matched no profile and could not create one (`update_only`, `profile_id`).
     pub rows_skipped: i64,
     /// Rows resolved by an email or phone several profiles share (the most recent was used).
@@ -225,7 +232,9 @@ const SUMMARY_SQL: &str = "SELECT r.id, w.name, i.name, r.status, r.dry_run,
              WHERE c3.run_id = r.id AND c3.sample IS NOT NULL
              ORDER BY c3.seq, t.ord LIMIT 20) s),
         coalesce(sum(c.events_inserted), 0)::int8, coalesce(sum(c.events_duplicate), 0)::int8,
-        coalesce(sum(c.profiles_deleted), 0)::int8, coalesce(sum(c.deletes_not_found), 0)::int8
+        coalesce(sum(c.profiles_deleted), 0)::int8, coalesce(sum(c.deletes_not_found), 0)::int8,
+        coalesce(sum(c.properties_stale), 0)::int8, coalesce(sum(c.identities_conflicting), 0)::int8,
+        coalesce(sum(c.events_time_imputed), 0)::int8
    FROM control.runs r
    JOIN control.workspaces w ON w.id = r.workspace_id
    JOIN control.imports i ON i.id = r.import_id
@@ -267,5 +276,8 @@ pub async fn summary(
             events_duplicate: r.get(22),
             profiles_deleted: r.get(23),
             deletes_not_found: r.get(24),
+            properties_stale: r.get(25),
+            identities_conflicting: r.get(26),
+            events_time_imputed: r.get(27),
         }))
 }

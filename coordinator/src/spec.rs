@@ -248,6 +248,7 @@ impl ImportDecl {
                     column: String::new(),
                     format: None,
                     timezone: None,
+                    if_missing: Default::default(),
                 }),
                 dedup_key: self.dedup_key.clone(),
                 unknown_identity: self.unknown_identity,

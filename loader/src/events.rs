@@ -2,7 +2,7 @@
 //! rows rejected) for unknown identities, and one insert that skips every dedup key the
 //! workspace already holds and keeps each profile's event lifecycle.
 
-use crate::load::{store_error, LoadError};
+use crate::load::{store_error, ChunkErrors, LoadError};
 use crate::resolve::{link, ANALYZE_STAGE, UNMATCHED};
 use chrono::{DateTime, Datelike, Utc};
 use deadpool_postgres::Pool;
@@ -124,7 +124,7 @@ SELECT (SELECT count(*) FROM candidates c
        (SELECT count(*) FROM sluice_stage WHERE profile_id IS NOT NULL)";
 
 /// Applies a staged event chunk; rows whose identity names no profile (and cannot create
-/// one) become rejections.
+/// one) become rejections, rows whose identities name two profiles conflict records.
 pub async fn apply(
     tx: &Transaction<'_>,
     workspace: i64,
@@ -132,11 +132,13 @@ pub async fn apply(
     events: &EventMapping,
     dry_run: bool,
     stats: &mut LoadStats,
-    rejections: &mut Vec<RowRejection>,
+    errors: &mut ChunkErrors,
 ) -> Result<(), LoadError> {
     let found = link(tx, workspace).await?;
     stats.profiles_created = found.profiles_created;
     stats.identities_ambiguous = found.ambiguous;
+    stats.identities_conflicting = found.conflicts.len() as u64;
+    errors.conflicts.extend(found.conflicts);
     // The insert's plan must see how resolution filled the stage (profiles, dedup keys).
     tx.batch_execute(ANALYZE_STAGE).await.map_err(store_error)?;
     for row in tx.query(UNMATCHED, &[]).await.map_err(store_error)? {
@@ -148,12 +150,8 @@ pub async fn apply(
             }
             UnknownIdentity::Create => format!("{kind} names no profile and cannot create one"),
         };
-        let row_values = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&props)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, Some(rejection::truncate(&v.to_string()))))
-            .collect();
-        rejections.push(RowRejection {
+        let row_values = rejection::row_values(&props);
+        errors.rejected.push(RowRejection {
             row_key: key,
             column: kind,
             value: value.map(|v| rejection::truncate(&v)),

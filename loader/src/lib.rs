@@ -28,4 +28,9 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     ),
     (3, include_str!("../migrations/0003_event_store.sql")),
     (4, include_str!("../migrations/0004_store_tuning.sql")),
+    (5, include_str!("../migrations/0005_property_freshness.sql")),
+    (
+        6,
+        include_str!("../migrations/0006_event_property_types.sql"),
+    ),
 ];

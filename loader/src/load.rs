@@ -20,7 +20,7 @@ use sluice_proto::stage::{Delivered, Outgoing, Stage};
 use sluice_proto::topology::QueueRole;
 use sluice_proto::{
     ChunkLoaded, ChunkTransformed, ChunkWork, ErrorCode, ImportMode, LoadStats, Mapping, Records,
-    StageError, StageName, UnknownIdentity,
+    RowRejection, StageError, StageName, UnknownIdentity,
 };
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -37,6 +37,14 @@ pub struct Loader {
     pub store: Arc<dyn ObjectStore>,
     pub pool: Pool,
     pub limiter: Arc<RowRateLimiter>,
+}
+
+/// What a chunk's load writes to the run's error stream: rows it rejected, and rows it applied
+/// despite a conflict of identities (recorded, not counted as rejected).
+#[derive(Debug, Default)]
+pub struct ChunkErrors {
+    pub rejected: Vec<RowRejection>,
+    pub conflicts: Vec<RowRejection>,
 }
 
 /// Why a chunk could not be loaded.
@@ -160,13 +168,13 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
     let writer = BinaryCopyInWriter::new(sink, COPY_TYPES);
     pin_mut!(writer);
     let mut registry = Registry::default();
-    let mut rejections = Vec::new();
+    let mut errors = ChunkErrors::default();
     let mut months = BTreeSet::new();
     let mut stats = LoadStats::default();
     for batch in batches {
         let batch = batch.map_err(|e| LoadError::Storage(e.to_string()))?;
         let mut rows = stage_rows(&batch, mapping, import_id)?;
-        if mapping.records == Records::Profiles {
+        if !matches!(mapping.records, Records::UserDeletes { .. }) {
             registry
                 .learn(
                     &deps.pool,
@@ -180,11 +188,15 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
                 .map_err(|e| LoadError::Store(e.to_string()))?;
             let (fit, rejected) = registry.check(mapping, rows);
             rows = fit;
-            rejections.extend(rejected);
+            errors.rejected.extend(rejected);
         }
         months.extend(rows.iter().filter_map(|r| r.event_time).map(month_of));
         stats.rows_loaded += rows.len() as u64;
         for mut row in rows {
+            let names = match mapping.records {
+                Records::Profiles => row.stamped_names(),
+                _ => Vec::new(),
+            };
             let props = serde_json::Value::Object(std::mem::take(&mut row.props));
             writer
                 .as_mut()
@@ -202,6 +214,7 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
                     &row.create_value,
                     &props,
                     &row.unset,
+                    &names,
                     &row.event_name,
                     &row.event_time,
                     &row.dedup_key,
@@ -212,9 +225,26 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
         }
     }
     writer.finish().await.map_err(store_error)?;
-    resolve(&tx, workspace, &mapping.precedence(), unmatched(mapping)).await?;
+    resolve(
+        &tx,
+        workspace,
+        import_id,
+        &mapping.precedence(),
+        unmatched(mapping),
+    )
+    .await?;
     match &mapping.records {
-        Records::Profiles => profiles::apply(&tx, workspace, work.dry_run, &mut stats).await?,
+        Records::Profiles => {
+            profiles::apply(
+                &tx,
+                workspace,
+                import_id,
+                work.dry_run,
+                &mut stats,
+                &mut errors,
+            )
+            .await?
+        }
         Records::Events(events) => {
             if !work.dry_run {
                 ensure_partitions(&deps.pool, &months).await?;
@@ -226,7 +256,7 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
                 events,
                 work.dry_run,
                 &mut stats,
-                &mut rejections,
+                &mut errors,
             )
             .await?
         }
@@ -234,6 +264,10 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
             deletes::apply(&tx, workspace, *delete_events, &mut stats).await?
         }
     }
+    let mut rejections = errors.rejected;
+    stats.rows_rejected = rejections.len() as u64;
+    stats.rejected_by_reason = rejection::count_by_reason(rejections.iter().map(|r| &r.reason));
+    rejections.extend(errors.conflicts);
     if !rejections.is_empty() {
         deps.store
             .put(
@@ -243,8 +277,6 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
             .await
             .map_err(|e| LoadError::Storage(e.to_string()))?;
     }
-    stats.rows_rejected = rejections.len() as u64;
-    stats.rejected_by_reason = rejection::count_by_reason(rejections.iter().map(|r| &r.reason));
     if work.dry_run {
         tx.rollback().await.map_err(store_error)?;
     } else {

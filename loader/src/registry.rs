@@ -1,12 +1,13 @@
-//! The workspace's schema registry: the first import that writes a property fixes its type,
-//! and a later value of another type is a row-level rejection naming the property and both
-//! types, never a silent coercion.
+//! The workspace's schema registry: the first import that writes a property fixes its type
+//! (a profile property's for the workspace, an event property's per event name), and a later
+//! value of another type is a row-level rejection naming the property and both types, never a
+//! silent coercion.
 
 use crate::staging::StagedRow;
 use deadpool_postgres::Pool;
 use serde_json::Value;
 use sluice_proto::rejection::{self, RowRejection};
-use sluice_proto::{Mapping, PropertyType, Reason};
+use sluice_proto::{Mapping, PropertyType, Reason, Records};
 use std::collections::{BTreeMap, HashMap};
 
 /// The registry could not be read or written.
@@ -23,20 +24,37 @@ impl From<tokio_postgres::Error> for RegistryError {
     }
 }
 
-/// Records first-seen types; a name another import registered first keeps its type.
+/// Records first-seen types of profile properties; a name another import registered first
+/// keeps its type.
 const REGISTER: &str =
     "INSERT INTO profile_store.property_types (workspace_id, name, type, import_id)
 SELECT $1, n, t, $4 FROM unnest($2::text[], $3::text[]) AS x(n, t)
 ON CONFLICT (workspace_id, name) DO NOTHING";
 
-/// The registered types of some names.
-const LOOKUP: &str = "SELECT name, type FROM profile_store.property_types
+/// The registered types of some profile properties: (event name, always NULL; name, type).
+const LOOKUP: &str = "SELECT NULL::text, name, type FROM profile_store.property_types
  WHERE workspace_id = $1 AND name = ANY($2)";
+
+/// Records first-seen types of event properties, per event name.
+const REGISTER_EVENT: &str = "INSERT INTO profile_store.event_property_types
+       (workspace_id, event_name, name, type, import_id)
+SELECT $1, e, n, t, $5 FROM unnest($2::text[], $3::text[], $4::text[]) AS x(e, n, t)
+ON CONFLICT (workspace_id, event_name, name) DO NOTHING";
+
+/// The registered types of some event properties: (event name, name, type).
+const LOOKUP_EVENT: &str = "SELECT t.event_name, t.name, t.type
+  FROM unnest($2::text[], $3::text[]) AS x(e, n)
+  JOIN profile_store.event_property_types t
+    ON t.workspace_id = $1 AND t.event_name = x.e AND t.name = x.n";
+
+/// A property as the registry types it: its event name (none for a profile property) and
+/// its name.
+type Slot = (Option<String>, String);
 
 /// The registry as far as one chunk needs it.
 #[derive(Debug, Default)]
 pub struct Registry {
-    known: HashMap<String, PropertyType>,
+    known: HashMap<Slot, PropertyType>,
 }
 
 /// The type a staged value is checked as: the declared one for mapped properties, the JSON
@@ -46,6 +64,15 @@ pub fn value_type(mapping: &Mapping, name: &str, value: &Value) -> Option<Proper
         Some(p) => Some(p.kind),
         None => PropertyType::of_json(value),
     }
+}
+
+/// The registry slot of a row's property: per event name for events.
+fn slot(mapping: &Mapping, row: &StagedRow, name: &str) -> Slot {
+    let event = match mapping.records {
+        Records::Events(_) => row.event_name.clone(),
+        _ => None,
+    };
+    (event, name.to_string())
 }
 
 impl Registry {
@@ -63,14 +90,15 @@ impl Registry {
         rows: &[StagedRow],
         dry_run: bool,
     ) -> Result<(), RegistryError> {
-        let mut new: BTreeMap<&str, PropertyType> = BTreeMap::new();
+        let mut new: BTreeMap<Slot, PropertyType> = BTreeMap::new();
         for row in rows {
             for (name, value) in &row.props {
-                if self.known.contains_key(name) || new.contains_key(name.as_str()) {
+                let slot = slot(mapping, row, name);
+                if self.known.contains_key(&slot) || new.contains_key(&slot) {
                     continue;
                 }
                 if let Some(kind) = value_type(mapping, name, value) {
-                    new.insert(name, kind);
+                    new.insert(slot, kind);
                 }
             }
         }
@@ -78,22 +106,43 @@ impl Registry {
             return Ok(());
         }
         let client = pool.get().await.map_err(|e| RegistryError(e.to_string()))?;
-        let names: Vec<&str> = new.keys().copied().collect();
+        let names: Vec<&str> = new.keys().map(|(_, n)| n.as_str()).collect();
         let types: Vec<&str> = new.values().map(|t| t.as_str()).collect();
-        if !dry_run {
-            client
-                .execute(REGISTER, &[&workspace, &names, &types, &import])
-                .await?;
-        }
-        for row in client.query(LOOKUP, &[&workspace, &names]).await? {
-            let name: String = row.get(0);
-            let kind: String = row.get(1);
-            if let Some(kind) = PropertyType::parse(&kind) {
-                self.known.insert(name, kind);
+        let found = match mapping.records {
+            Records::Events(_) => {
+                let events: Vec<&str> = new
+                    .keys()
+                    .map(|(e, _)| e.as_deref().unwrap_or_default())
+                    .collect();
+                if !dry_run {
+                    client
+                        .execute(
+                            REGISTER_EVENT,
+                            &[&workspace, &events, &names, &types, &import],
+                        )
+                        .await?;
+                }
+                client
+                    .query(LOOKUP_EVENT, &[&workspace, &events, &names])
+                    .await?
+            }
+            _ => {
+                if !dry_run {
+                    client
+                        .execute(REGISTER, &[&workspace, &names, &types, &import])
+                        .await?;
+                }
+                client.query(LOOKUP, &[&workspace, &names]).await?
+            }
+        };
+        for row in found {
+            let slot = (row.get::<_, Option<String>>(0), row.get::<_, String>(1));
+            if let Some(kind) = PropertyType::parse(&row.get::<_, String>(2)) {
+                self.known.insert(slot, kind);
             }
         }
-        for (name, kind) in new {
-            self.known.entry(name.to_string()).or_insert(kind);
+        for (slot, kind) in new {
+            self.known.entry(slot).or_insert(kind);
         }
         Ok(())
     }
@@ -118,8 +167,9 @@ impl Registry {
     /// The first property of `row` whose value does not fit its registered type.
     fn conflict(&self, mapping: &Mapping, row: &StagedRow) -> Option<RowRejection> {
         for (name, value) in &row.props {
+            let slot = slot(mapping, row, name);
             let (Some(actual), Some(registered)) =
-                (value_type(mapping, name, value), self.known.get(name))
+                (value_type(mapping, name, value), self.known.get(&slot))
             else {
                 continue;
             };
@@ -130,13 +180,17 @@ impl Registry {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
+            let whose = match &slot.0 {
+                Some(event) => format!("property {name} of event {event}"),
+                None => format!("property {name}"),
+            };
             return Some(RowRejection {
                 row_key: row.key.clone(),
                 column: name.clone(),
                 value: Some(rejection::truncate(&text(value))),
                 reason: Reason::TypeConflict,
                 message: format!(
-                    "property {name} is {} in the workspace's schema registry; this row's value is {}",
+                    "{whose} is {} in the workspace's schema registry; this row's value is {}",
                     registered.as_str(),
                     actual.as_str()
                 ),
@@ -186,9 +240,9 @@ mod tests {
         .unwrap();
         let registry = Registry {
             known: HashMap::from([
-                ("age".to_string(), PropertyType::Integer),
-                ("score".to_string(), PropertyType::Number),
-                ("born".to_string(), PropertyType::Datetime),
+                ((None, "age".to_string()), PropertyType::Integer),
+                ((None, "score".to_string()), PropertyType::Number),
+                ((None, "born".to_string()), PropertyType::Datetime),
             ]),
         };
         let (fit, rejected) = registry.check(

@@ -6,7 +6,8 @@
 //! apply statements read.
 
 use crate::load::{store_error, LoadError};
-use sluice_proto::IdentityKind;
+use sluice_proto::rejection::{self, RowRejection};
+use sluice_proto::{IdentityKind, Reason};
 use tokio_postgres::types::Type;
 use tokio_postgres::Transaction;
 
@@ -29,6 +30,7 @@ pub const CREATE_STAGE: &str = "CREATE TEMP TABLE sluice_rows (
     create_value  text COLLATE \"C\",
     props         jsonb NOT NULL,
     unset         text[] NOT NULL,
+    names         text[] NOT NULL,
     event_name    text,
     event_time    timestamptz,
     dedup_key     text COLLATE \"C\",
@@ -46,7 +48,7 @@ CREATE TEMP TABLE sluice_stage (
 /// Binary COPY into the staging table.
 pub const COPY_STAGE: &str =
     "COPY sluice_rows (key, updated_at, identity, external_id, alias_kind, alias_name, email,
-    phone, profile_ref, create_kind, create_value, props, unset, event_name, event_time,
+    phone, profile_ref, create_kind, create_value, props, unset, names, event_name, event_time,
     dedup_key, price)
     FROM STDIN (FORMAT binary)";
 
@@ -64,6 +66,7 @@ pub const COPY_TYPES: &[Type] = &[
     Type::TEXT,
     Type::TEXT,
     Type::JSONB,
+    Type::TEXT_ARRAY,
     Type::TEXT_ARRAY,
     Type::TEXT,
     Type::TIMESTAMPTZ,
@@ -177,7 +180,8 @@ fn matched_statement(precedence: &[IdentityKind]) -> String {
 /// one profile per distinct creating identity among the rows that match none and names it by
 /// that identity (email and phone are set on the profile); and writes every row, resolved,
 /// into `sluice_stage`. With `$3` (a profile load) a created profile is written whole at once
-/// from the newest of its rows, so the upsert has nothing left to do for it. Two loaders
+/// from the newest of its rows, stamped with that row (`$4` is the import), so the upsert has
+/// nothing left to do for it. Two loaders
 /// creating the same unique identity collide on the identities key; the loser retries and
 /// then finds the profile.
 pub fn resolve_statement(precedence: &[IdentityKind]) -> String {
@@ -187,18 +191,22 @@ pub fn resolve_statement(precedence: &[IdentityKind]) -> String {
 ), missing AS MATERIALIZED (
     SELECT d.*, nextval('profile_store.profile_id_seq') AS new_id
       FROM (SELECT DISTINCT ON (create_kind, create_value) create_kind, create_value,
-                   props, unset, email, phone, updated_at
+                   props, unset, email, phone, updated_at, key
               FROM matched
              WHERE $2 AND profile_id IS NULL AND create_kind IS NOT NULL
              ORDER BY create_kind, create_value, updated_at DESC, key DESC) d
 ), created AS (
     INSERT INTO profile_store.profiles
-           (workspace_id, profile_id, properties, email, phone, source_updated_at)
+           (workspace_id, profile_id, properties, email, phone, source_updated_at,
+            source_import_id, source_key, source_unset)
     SELECT $1, new_id,
            CASE WHEN $3 THEN props - unset ELSE '{{}}' END,
            CASE WHEN $3 THEN email END,
            CASE WHEN $3 THEN phone END,
-           CASE WHEN $3 THEN updated_at ELSE '-infinity' END
+           CASE WHEN $3 THEN updated_at ELSE '-infinity' END,
+           CASE WHEN $3 THEN $4::bigint ELSE 0 END,
+           CASE WHEN $3 THEN key ELSE '' END,
+           CASE WHEN $3 THEN unset ELSE '{{}}' END
       FROM missing
 ), named AS (
     INSERT INTO profile_store.identities (workspace_id, kind, value, profile_id)
@@ -207,7 +215,7 @@ pub fn resolve_statement(precedence: &[IdentityKind]) -> String {
 )
 INSERT INTO sluice_stage
 SELECT m.key, m.updated_at, m.identity, m.external_id, m.alias_kind, m.alias_name, m.email,
-       m.phone, m.profile_ref, m.create_kind, m.create_value, m.props, m.unset, m.event_name,
+       m.phone, m.profile_ref, m.create_kind, m.create_value, m.props, m.unset, m.names, m.event_name,
        m.event_time, m.dedup_key, m.price,
        coalesce(m.profile_id, x.new_id), coalesce(m.matched_kind, x.create_kind),
        coalesce(m.matched_value, x.create_value), m.ambiguous, x.new_id IS NOT NULL
@@ -229,6 +237,22 @@ SELECT $1, v.kind, v.value, s.profile_id
    AND (v.kind, v.value) IS DISTINCT FROM (s.matched_kind, s.matched_value)
 ON CONFLICT DO NOTHING";
 
+/// The unique identities of resolved rows that another profile already holds: (key, the
+/// row's profile, the identity that named it and its value, the other identity's kind and
+/// value, the profile that identity names). Run after `ATTACH_IDENTITIES`, so identities
+/// another row of the chunk linked first are found too; none of them is moved.
+pub const CONFLICTS: &str = "SELECT s.key, s.profile_id, s.matched_kind, s.matched_value,
+       v.kind, v.value, i.profile_id, s.props::text
+  FROM sluice_stage s
+ CROSS JOIN LATERAL (VALUES ('identity', s.identity), ('external_id', s.external_id),
+                            (s.alias_kind, s.alias_name)) AS v(kind, value)
+  JOIN profile_store.identities i
+    ON i.workspace_id = $1 AND i.kind = v.kind COLLATE \"C\" AND i.value = v.value COLLATE \"C\"
+ WHERE s.profile_id IS NOT NULL AND v.kind IS NOT NULL AND v.value IS NOT NULL
+   AND (v.kind, v.value) IS DISTINCT FROM (s.matched_kind, s.matched_value)
+   AND i.profile_id <> s.profile_id
+ ORDER BY s.key, v.kind";
+
 /// Rows that matched no profile: (key, the identity they carry, its value, props).
 pub const UNMATCHED: &str = "SELECT key, coalesce(create_kind, 'profile_id'),
        coalesce(create_value, profile_ref::text), props::text
@@ -242,20 +266,36 @@ pub const RESOLUTION_COUNTS: &str = "SELECT count(*) FILTER (WHERE profile_id IS
        count(DISTINCT profile_id) FILTER (WHERE created)
   FROM sluice_stage";
 
-/// A dry run's sample: what would happen to the first rows, with the properties they would
-/// leave on their profile.
+/// A dry run's sample: what would happen to the first rows (`$3` is the import), with the
+/// properties they would leave on their profile and the names they would not apply because a
+/// newer row set them (outcome `stale` when that is every name the row carries).
 pub const SAMPLE: &str = "SELECT s.key, s.matched_kind, s.matched_value, s.profile_id,
        CASE WHEN s.profile_id IS NULL THEN 'skipped'
             WHEN s.created THEN 'created'
-            WHEN s.updated_at < o.source_updated_at THEN 'stale'
-            WHEN ((o.properties || s.props) - s.unset) IS DISTINCT FROM o.properties
-              OR (s.email IS NOT NULL AND s.email IS DISTINCT FROM o.email)
-              OR (s.phone IS NOT NULL AND s.phone IS DISTINCT FROM o.phone) THEN 'updated'
+            WHEN x.stale <> '{}' AND cardinality(x.stale) = cardinality(s.names) THEN 'stale'
+            WHEN v.properties IS DISTINCT FROM o.properties
+              OR v.email IS DISTINCT FROM o.email
+              OR v.phone IS DISTINCT FROM o.phone THEN 'updated'
             ELSE 'unchanged' END,
-       ((CASE WHEN s.created THEN '{}'::jsonb ELSE coalesce(o.properties, '{}') END
-         || s.props) - s.unset)::text
+       (CASE WHEN s.created THEN s.props - s.unset ELSE v.properties END)::text,
+       x.stale
   FROM sluice_stage s
   LEFT JOIN profile_store.profiles o ON o.workspace_id = $1 AND o.profile_id = s.profile_id
+ CROSS JOIN LATERAL (
+       SELECT CASE WHEN o.profile_id IS NULL OR s.created
+                     OR (s.updated_at, $3::bigint, s.key)
+                        >= (o.source_updated_at, o.source_import_id, o.source_key)
+                   THEN '{}'::text[]
+                   ELSE profile_store.stale_names(o.properties, o.property_stamps,
+                            o.source_unset, o.email, o.phone, s.names,
+                            profile_store.stamp(s.updated_at, $3::bigint, s.key)) END AS stale) x
+ CROSS JOIN LATERAL (
+       SELECT (coalesce(o.properties, '{}') || (s.props - x.stale))
+                - ARRAY(SELECT u FROM unnest(s.unset) u WHERE u <> ALL(x.stale)) AS properties,
+              CASE WHEN '$email' = ANY(x.stale) THEN o.email
+                   ELSE coalesce(s.email, o.email) END AS email,
+              CASE WHEN '$phone' = ANY(x.stale) THEN o.phone
+                   ELSE coalesce(s.phone, o.phone) END AS phone) v
  ORDER BY s.key
  LIMIT $2";
 
@@ -267,6 +307,9 @@ pub struct Resolution {
     pub ambiguous: u64,
     /// Existing profiles the chunk names.
     pub existing: u64,
+    /// Rows whose unique identities name another profile than the one they were applied to,
+    /// as error-stream records (`identity_conflict`).
+    pub conflicts: Vec<RowRejection>,
 }
 
 /// What resolution does for rows that match no profile.
@@ -284,6 +327,7 @@ pub enum Unmatched {
 pub async fn resolve(
     tx: &Transaction<'_>,
     workspace: i64,
+    import: i64,
     precedence: &[IdentityKind],
     unmatched: Unmatched,
 ) -> Result<(), LoadError> {
@@ -291,7 +335,7 @@ pub async fn resolve(
     let whole = unmatched == Unmatched::CreateWhole;
     tx.execute(
         &resolve_statement(precedence),
-        &[&workspace, &create, &whole],
+        &[&workspace, &create, &whole, &import],
     )
     .await
     .map_err(store_error)?;
@@ -303,6 +347,13 @@ pub async fn link(tx: &Transaction<'_>, workspace: i64) -> Result<Resolution, Lo
     tx.execute(ATTACH_IDENTITIES, &[&workspace])
         .await
         .map_err(store_error)?;
+    let conflicts = tx
+        .query(CONFLICTS, &[&workspace])
+        .await
+        .map_err(store_error)?
+        .iter()
+        .map(conflict)
+        .collect();
     let counts = tx
         .query_one(RESOLUTION_COUNTS, &[])
         .await
@@ -312,7 +363,27 @@ pub async fn link(tx: &Transaction<'_>, workspace: i64) -> Result<Resolution, Lo
         unmatched: counts.get::<_, i64>(0) as u64,
         ambiguous: counts.get::<_, i64>(1) as u64,
         existing: counts.get::<_, i64>(2) as u64,
+        conflicts,
     })
+}
+
+/// The error-stream record of one row of `CONFLICTS`.
+fn conflict(row: &tokio_postgres::Row) -> RowRejection {
+    let (key, profile, kind, value): (String, i64, String, String) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let (other_kind, other_value, other_profile): (String, String, i64) =
+        (row.get(4), row.get(5), row.get(6));
+    RowRejection {
+        row_key: key,
+        column: other_kind.clone(),
+        value: Some(rejection::truncate(&other_value)),
+        reason: Reason::IdentityConflict,
+        message: format!(
+            "{kind} {value:?} names profile {profile} and {other_kind} {other_value:?} names profile {other_profile}; \
+             the row was applied to profile {profile} by precedence and {other_kind} {other_value:?} stays with profile {other_profile}"
+        ),
+        row: rejection::row_values(&row.get::<_, String>(7)),
+    }
 }
 
 #[cfg(test)]

@@ -41,6 +41,27 @@ pub struct StagedRow {
     pub price: Option<String>,
 }
 
+/// The names email and phone are stamped under in a profile's freshness (names starting with
+/// `$` belong to the store, so no property can take them).
+pub const EMAIL_STAMP: &str = "$email";
+pub const PHONE_STAMP: &str = "$phone";
+
+impl StagedRow {
+    /// Every name the row sets or removes, and email and phone when it carries them: the
+    /// names whose freshness the row claims when it is applied.
+    pub fn stamped_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.props.keys().cloned().collect();
+        names.extend(self.unset.iter().cloned());
+        if self.email.is_some() {
+            names.push(EMAIL_STAMP.to_string());
+        }
+        if self.phone.is_some() {
+            names.push(PHONE_STAMP.to_string());
+        }
+        names
+    }
+}
+
 /// The default dedup key of an event: a hash of the import id and the row's source key, so a
 /// re-read or replayed row has the same key and another import's rows never do.
 pub fn default_dedup_key(import_id: i64, key: &str) -> String {

@@ -31,7 +31,8 @@ pub use envelope::{Envelope, Message};
 pub use error::{ErrorCode, StageError};
 pub use mapping::{
     EventMapping, EventName, EventTime, IdentityField, IdentityKind, IdentityMapping, ImportMode,
-    Mapping, PropertyMapping, PropertyType, PurchaseMapping, Records, UnknownIdentity,
+    Mapping, MissingEventTime, PropertyMapping, PropertyType, PurchaseMapping, Records,
+    UnknownIdentity,
 };
 pub use messages::*;
 pub use rejection::{Reason, RowRejection};

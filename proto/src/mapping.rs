@@ -119,6 +119,26 @@ pub struct EventTime {
     pub format: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    /// What an event whose time column is NULL becomes.
+    #[serde(default, skip_serializing_if = "MissingEventTime::is_reject")]
+    pub if_missing: MissingEventTime,
+}
+
+/// What happens to an event without a time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingEventTime {
+    /// Reject the row (`missing_event_time`).
+    #[default]
+    Reject,
+    /// Stamp it with the start of the run that imports it, and count it.
+    ImportTime,
+}
+
+impl MissingEventTime {
+    fn is_reject(&self) -> bool {
+        *self == MissingEventTime::Reject
+    }
 }
 
 /// What happens to an event whose identity names no profile.

@@ -123,6 +123,9 @@ pub struct ChunkWork {
     /// The workspace's fleet-wide limit on rows written per second; loaders share it.
     #[serde(default)]
     pub load_rows_per_second: Option<u32>,
+    /// When the run was requested: the time of events imported with `if_missing: import_time`.
+    #[serde(default)]
+    pub run_started_at: Option<DateTime<Utc>>,
 }
 
 /// The kinds of source the extractor can read.
@@ -234,6 +237,9 @@ pub struct ChunkTransformed {
     pub rows_rejected: u64,
     /// Rejected rows by reason code; the rows themselves are in `objects.rejected`.
     pub rejected_by_reason: BTreeMap<String, u64>,
+    /// Accepted events without a time, stamped with the run's start (`if_missing: import_time`).
+    #[serde(default)]
+    pub events_time_imputed: u64,
 }
 
 impl Message for ChunkTransformed {
@@ -247,12 +253,21 @@ pub struct LoadStats {
     pub rows_loaded: u64,
     pub profiles_created: u64,
     pub profiles_updated: u64,
-    /// Profiles whose properties already equalled the row's; not rewritten.
+    /// Existing profiles whose values the chunk did not change (a row equal to the profile,
+    /// or one whose every value a newer row had already set).
     pub profiles_unchanged: u64,
+    /// Values not applied because a newer source row had set that property (on the profile,
+    /// or in the same chunk).
+    #[serde(default)]
+    pub properties_stale: u64,
     /// Rows that matched no profile and could not create one (`update_only`, `profile_id`).
     pub rows_skipped: u64,
     /// Rows resolved by an email or phone that several profiles share.
     pub identities_ambiguous: u64,
+    /// Rows whose unique identities name two different profiles: applied by precedence and
+    /// recorded in `objects.load_rejected` as `identity_conflict`, not counted as rejected.
+    #[serde(default)]
+    pub identities_conflicting: u64,
     /// Rows the loader rejected; they are in `objects.load_rejected`.
     pub rows_rejected: u64,
     pub rejected_by_reason: BTreeMap<String, u64>,
@@ -278,10 +293,15 @@ pub struct SampleRow {
     pub identity_kind: Option<String>,
     pub identity_value: Option<String>,
     pub profile_id: Option<i64>,
-    /// `created`, `updated`, `unchanged`, `skipped` or `stale` (older than the store's row).
+    /// `created`, `updated`, `unchanged`, `skipped` or `stale` (every value it carries is
+    /// older than the one the store holds).
     pub outcome: String,
     /// The profile's properties after the row would be applied.
     pub properties: String,
+    /// The names the row would not apply because a newer row set them (`$email` and `$phone`
+    /// for email and phone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stale_properties: Vec<String>,
 }
 
 /// The loader's output.

@@ -52,11 +52,14 @@ pub enum Reason {
     InvalidItems,
     /// An event whose identity names no profile, with `unknown_identity: reject`.
     UnknownIdentity,
+    /// A row whose unique identities name two different profiles. The row is still applied,
+    /// to the profile its first identity in precedence names; this records the conflict.
+    IdentityConflict,
 }
 
 impl Reason {
     /// Every code, for documentation and tests.
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 23] = [
         Reason::MissingIdentity,
         Reason::IdentityTooLong,
         Reason::ReservedIdentity,
@@ -79,6 +82,7 @@ impl Reason {
         Reason::InvalidPrice,
         Reason::InvalidItems,
         Reason::UnknownIdentity,
+        Reason::IdentityConflict,
     ];
 
     /// The code as stored and shown.
@@ -106,6 +110,7 @@ impl Reason {
             Reason::InvalidPrice => "invalid_price",
             Reason::InvalidItems => "invalid_items",
             Reason::UnknownIdentity => "unknown_identity",
+            Reason::IdentityConflict => "identity_conflict",
         }
     }
 
@@ -133,6 +138,22 @@ pub struct RowRejection {
 /// Cuts a value to `MAX_VALUE_CHARS` characters.
 pub fn truncate(value: &str) -> String {
     value.chars().take(MAX_VALUE_CHARS).collect()
+}
+
+/// A row's properties (a JSON object as text) as the error stream's row values, each cut to
+/// `MAX_VALUE_CHARS`; anything but an object gives no values.
+pub fn row_values(props: &str) -> BTreeMap<String, Option<String>> {
+    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(props)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (k, Some(truncate(&text)))
+        })
+        .collect()
 }
 
 /// Rejections encoded as JSON lines, the format of rejection objects.

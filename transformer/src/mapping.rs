@@ -5,6 +5,7 @@
 
 use crate::functions;
 use arrow::datatypes::{DataType, Schema};
+use chrono::{DateTime, Utc};
 use datafusion::functions::string::expr_fn::octet_length;
 use datafusion::logical_expr::{cast, ident, lit, try_cast, when, Case, Expr};
 use datafusion::prelude::{btrim, lower, trunc};
@@ -13,7 +14,8 @@ use sluice_proto::columns::{self, REASON_SEPARATOR, SOURCE_KEY, SOURCE_WATERMARK
 use sluice_proto::dateformat::{parse_timezone, DateFormat};
 use sluice_proto::mapping::{MAX_PROPERTIES, MAX_ROW_BYTES};
 use sluice_proto::{
-    EventMapping, EventName, IdentityField, Mapping, PropertyMapping, PropertyType, Reason, Records,
+    EventMapping, EventName, IdentityField, Mapping, MissingEventTime, PropertyMapping,
+    PropertyType, Reason, Records,
 };
 
 const PAYLOAD_PROBLEM: &str = "__payload_problem";
@@ -29,7 +31,13 @@ pub struct MappingPlan {
     pub accepted: Vec<String>,
     /// (source column, the projected column holding its text).
     pub source_text: Vec<(String, String)>,
+    /// With `if_missing: import_time`, the classified column that is true where an event's
+    /// time was missing and the run's start was used.
+    pub time_imputed: Option<String>,
 }
+
+/// The classified column marking events stamped with the run's start.
+const TIME_IMPUTED: &str = "__time_imputed";
 
 /// The projected column holding a source column's text.
 fn raw(column: &str) -> String {
@@ -79,8 +87,13 @@ impl FirstProblem {
     }
 }
 
-/// Builds the projections for `mapping` over a chunk whose schema is `input`.
-pub fn plan(mapping: &Mapping, input: &Schema) -> Result<MappingPlan, String> {
+/// Builds the projections for `mapping` over a chunk whose schema is `input`; `run_started_at`
+/// is the time of events stamped for want of their own.
+pub fn plan(
+    mapping: &Mapping,
+    input: &Schema,
+    run_started_at: Option<DateTime<Utc>>,
+) -> Result<MappingPlan, String> {
     let column_type = |name: &str| -> Result<DataType, String> {
         input
             .field_with_name(name)
@@ -211,10 +224,23 @@ pub fn plan(mapping: &Mapping, input: &Schema) -> Result<MappingPlan, String> {
         );
     }
 
+    let mut time_imputed = None;
     if let Records::Events(events) = &mapping.records {
+        if events.time.if_missing == MissingEventTime::ImportTime {
+            let started = run_started_at.ok_or(
+                "the chunk does not carry its run's start, which if_missing: import_time needs",
+            )?;
+            normalize.push(
+                ident(raw(&events.time.column))
+                    .is_null()
+                    .alias(TIME_IMPUTED),
+            );
+            time_imputed = Some((TIME_IMPUTED.to_string(), started));
+        }
         plan_event(
             events,
             mapping.timezone.as_deref(),
+            time_imputed.as_ref().map(|(_, started)| *started),
             &column_type,
             &mut normalize,
             &mut accepted,
@@ -241,6 +267,7 @@ pub fn plan(mapping: &Mapping, input: &Schema) -> Result<MappingPlan, String> {
 
     let mut classify: Vec<Expr> = accepted.iter().map(ident).collect();
     classify.extend(source_text.iter().map(|(_, text)| ident(text)));
+    classify.extend(time_imputed.iter().map(|(column, _)| ident(column)));
     classify.extend(problems.finish());
     Ok(MappingPlan {
         texts,
@@ -248,6 +275,7 @@ pub fn plan(mapping: &Mapping, input: &Schema) -> Result<MappingPlan, String> {
         classify,
         accepted,
         source_text,
+        time_imputed: time_imputed.map(|(column, _)| column),
     })
 }
 
@@ -261,10 +289,12 @@ fn blank(text: Expr) -> Expr {
     text.clone().is_null().or(btrim(vec![text]).eq(lit("")))
 }
 
-/// The event columns (name, time, dedup key, purchase fields) and their problems.
+/// The event columns (name, time, dedup key, purchase fields) and their problems. With
+/// `import_time`, an event without a time takes it instead of being rejected.
 fn plan_event(
     events: &EventMapping,
     timezone: Option<&str>,
+    import_time: Option<DateTime<Utc>>,
     column_type: &dyn Fn(&str) -> Result<DataType, String>,
     normalize: &mut Vec<Expr>,
     accepted: &mut Vec<String>,
@@ -295,19 +325,35 @@ fn plan_event(
     };
     let zone = time.timezone.as_deref().or(timezone);
     let source_type = column_type(&time.column)?;
-    normalize
-        .push(convert("event_time", &as_property, zone, &source_type)?.alias(columns::EVENT_TIME));
-    accepted.push(columns::EVENT_TIME.to_string());
+    let converted = convert("event_time", &as_property, zone, &source_type)?;
     let raw_time = ident(raw(&time.column));
-    problems.add(
-        raw_time.clone().is_null(),
-        &time.column,
-        no_value(),
-        problem(
-            Reason::MissingEventTime,
-            "the event has no time; events are never stamped with the import's time",
-        ),
-    );
+    match import_time {
+        Some(started) => {
+            let started = lit(ScalarValue::TimestampMicrosecond(
+                Some(started.timestamp_micros()),
+                Some("UTC".into()),
+            ));
+            normalize.push(
+                when(raw_time.clone().is_null(), started)
+                    .otherwise(converted)
+                    .map_err(|e| e.to_string())?
+                    .alias(columns::EVENT_TIME),
+            );
+        }
+        None => {
+            normalize.push(converted.alias(columns::EVENT_TIME));
+            problems.add(
+                raw_time.clone().is_null(),
+                &time.column,
+                no_value(),
+                problem(
+                    Reason::MissingEventTime,
+                    "the event has no time (with event_time if_missing: import_time it would take the run's start)",
+                ),
+            );
+        }
+    }
+    accepted.push(columns::EVENT_TIME.to_string());
     problems.add(
         ident(columns::EVENT_TIME).is_null(),
         &time.column,

@@ -4,7 +4,7 @@
 
 use crate::mapping::plan;
 use arrow::array::{Array, AsArray, StringArray};
-use arrow::compute::{filter_record_batch, is_null, not};
+use arrow::compute::{and, filter_record_batch, is_null, not};
 use arrow::record_batch::RecordBatch;
 use datafusion::execution::context::SessionContext;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig};
@@ -91,7 +91,12 @@ pub async fn transform(
             ParquetReadOptions::default(),
         )
         .await?;
-    let plan = plan(&work.mapping, source.schema().as_arrow()).map_err(TransformError::Mapping)?;
+    let plan = plan(
+        &work.mapping,
+        source.schema().as_arrow(),
+        work.run_started_at,
+    )
+    .map_err(TransformError::Mapping)?;
     let frame = source
         .select(plan.texts)?
         .select(plan.normalize)?
@@ -114,6 +119,8 @@ pub async fn transform(
 
     let mut accepted = writer(&deps.store, &work.objects.transformed, accepted_schema)?;
     let mut rows_accepted = 0u64;
+    let mut events_time_imputed = 0u64;
+    let imputed = plan.time_imputed.as_deref().map(index);
     let mut rejections = Vec::new();
     let mut stream = frame.execute_stream().await?;
     while let Some(batch) = stream.next().await {
@@ -121,6 +128,10 @@ pub async fn transform(
         let ok = is_null(batch.column(report.reason))?;
         let good_rows = filter_record_batch(&batch.project(&accepted_columns)?, &ok)?;
         rows_accepted += good_rows.num_rows() as u64;
+        if let Some(column) = imputed {
+            let stamped = and(batch.column(column).as_boolean(), &ok)?;
+            events_time_imputed += stamped.true_count() as u64;
+        }
         if good_rows.num_rows() < batch.num_rows() {
             let bad_rows = filter_record_batch(&batch, &not(&ok)?)?;
             report.collect(&bad_rows, &mut rejections);
@@ -146,6 +157,7 @@ pub async fn transform(
         rows_accepted,
         rows_rejected: rejections.len() as u64,
         rejected_by_reason: rejection::count_by_reason(rejections.iter().map(|r| &r.reason)),
+        events_time_imputed,
     })
 }
 

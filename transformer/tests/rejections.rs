@@ -84,6 +84,7 @@ async fn run(
         mapping,
         objects: objects.clone(),
         load_rows_per_second: None,
+        run_started_at: None,
     };
     let deps = Transformer {
         store: store.clone(),

@@ -195,9 +195,12 @@ pub fn run(s: &RunSummary, errors: &[RunError]) -> String {
         ("profiles created", s.profiles_created),
         ("profiles updated", s.profiles_updated),
         ("profiles unchanged", s.profiles_unchanged),
+        ("stale values", s.properties_stale),
+        ("conflicting identities", s.identities_conflicting),
         ("rows skipped", s.rows_skipped),
         ("events inserted", s.events_inserted),
         ("duplicate events", s.events_duplicate),
+        ("events stamped with the run's start", s.events_time_imputed),
         ("profiles deleted", s.profiles_deleted),
         ("rows held back (future)", s.rows_held_back_future),
     ];
