@@ -151,6 +151,12 @@ pub fn print_summary(s: &RunSummary) {
             s.events_inserted, s.events_duplicate, s.events_time_imputed
         );
     }
+    if s.profiles_removed_from_source > 0 {
+        println!(
+            "  profiles whose rows left the source (properties unset) {}",
+            s.profiles_removed_from_source
+        );
+    }
     if s.profiles_deleted + s.deletes_not_found > 0 {
         println!(
             "  profiles deleted {}, not found {}",

@@ -430,3 +430,200 @@ async fn a_row_naming_two_profiles_is_applied_by_precedence_reported_and_moves_n
     }
     fleet.cleanup().await;
 }
+
+/// The mirror import's properties of one profile, by external id.
+async fn member_properties(control: &Client) -> BTreeMap<String, serde_json::Value> {
+    control
+        .query(
+            "SELECT i.value, p.properties FROM profile_store.profiles p
+               JOIN profile_store.identities i USING (workspace_id, profile_id)
+              WHERE i.kind = 'external_id'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mirror_import_unsets_its_own_properties_on_rows_gone_from_the_source() {
+    let mut fleet = Fleet::new().await;
+    let warehouse = fleet.warehouse().await;
+    create_crm_and_loyalty(&warehouse, 10_000).await;
+    warehouse
+        .batch_execute(
+            "CREATE TABLE public.members (id bigint PRIMARY KEY, ext text NOT NULL, segment text,
+                                          score int, updated_at timestamptz NOT NULL);
+             INSERT INTO public.members
+             SELECT g, 'user-' || g, 'vip', g % 100, timestamptz '2024-07-01' + g * interval '1 second'
+               FROM generate_series(1, 10000) g;",
+        )
+        .await
+        .unwrap();
+    let members = "  - name: members
+    connection: wh
+    source: { table: public.members }
+    data_type: profiles
+    key: id
+    watermark: updated_at
+    identity: { external_id: ext }
+    removals: unset
+    properties:
+      segment: { column: segment, type: string }
+      score: { column: score, type: integer }
+    constants: { in_segment: true }
+    chunk_rows: 2500
+    settle_lag: 1s
+";
+    let spec = crm_and_loyalty_spec(&fleet, "acme");
+    fleet.apply_ok(&format!("{spec}{members}"));
+
+    // Removals only mirror profiles.
+    let events = members
+        .replace("name: members", "name: member_events")
+        .replace("data_type: profiles", "data_type: events")
+        .replace(
+            "    removals: unset\n",
+            "    removals: unset\n    event_name: { value: Joined }\n    event_time: { column: updated_at }\n",
+        );
+    let refused = fleet.apply(&format!("{spec}{events}"));
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains("imports.member_events.removals")
+            && message.contains("events imports do not take removals"),
+        "{message}"
+    );
+
+    fleet.start("all", &[]);
+    assert_eq!(fleet.run("acme", "crm")["profiles_created"], 10_000);
+    let first = fleet.run("acme", "members");
+    assert_eq!(first["status"], "succeeded", "{first}");
+    assert_eq!(first["profiles_updated"], 10_000, "{first}");
+    assert_eq!(
+        first["rows_read"], 10_000,
+        "the key chunk's keys are not rows read: {first}"
+    );
+    assert_eq!(first["profiles_removed_from_source"], 0, "{first}");
+
+    warehouse
+        .batch_execute(
+            "DELETE FROM public.members WHERE id <= 1000;
+             UPDATE public.members SET score = score + 1000, updated_at = updated_at + interval '30 days'
+              WHERE id BETWEEN 1001 AND 1500;",
+        )
+        .await
+        .unwrap();
+    let control = fleet.control().await;
+    let before = member_properties(&control).await;
+
+    // A run that fails in between changes nothing and keeps the previous key set.
+    warehouse
+        .batch_execute("ALTER TABLE public.members RENAME TO members_away")
+        .await
+        .unwrap();
+    let failed = fleet.run("acme", "members");
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(member_properties(&control).await, before);
+    warehouse
+        .batch_execute("ALTER TABLE public.members_away RENAME TO members")
+        .await
+        .unwrap();
+
+    let dry = fleet.run_with("acme", "members", &["--dry-run"]);
+    assert_eq!(dry["profiles_removed_from_source"], 1_000, "{dry}");
+    assert_eq!(member_properties(&control).await, before, "a dry run unsets nothing");
+
+    let second = fleet.run("acme", "members");
+    assert_eq!(second["status"], "succeeded", "{second}");
+    assert_eq!(second["profiles_removed_from_source"], 1_000, "{second}");
+    assert_eq!(second["profiles_updated"], 500, "{second}");
+    let after = member_properties(&control).await;
+    assert_eq!(after.len(), 10_000);
+    for (ext, properties) in &after {
+        let id: i64 = ext.trim_start_matches("user-").parse().unwrap();
+        let old = &before[ext];
+        assert_eq!(
+            properties["first_name"], old["first_name"],
+            "{ext}: the CRM's stays"
+        );
+        if id <= 1_000 {
+            for gone in ["segment", "score", "in_segment"] {
+                assert!(properties.get(gone).is_none(), "{ext}: {properties}");
+            }
+        } else if id <= 1_500 {
+            assert_eq!(properties["score"], id % 100 + 1_000, "{ext}: {properties}");
+            assert_eq!(properties["in_segment"], true, "{ext}: {properties}");
+        } else {
+            assert_eq!(properties, old, "{ext}");
+        }
+    }
+
+    // The next run compares with the new key set: nothing more to remove.
+    let third = fleet.run("acme", "members");
+    assert_eq!(third["profiles_removed_from_source"], 0, "{third}");
+    assert_eq!(third["rows_read"], 0, "{third}");
+    assert_eq!(
+        key_sets(&fleet.data_dir),
+        1,
+        "only the last successful run's key set is kept"
+    );
+    fleet.cleanup().await;
+}
+
+/// The key set objects under a fleet's data directory.
+fn key_sets(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .map(|path| match path.is_dir() {
+            true if path.ends_with("keys") => std::fs::read_dir(&path).unwrap().count(),
+            true => key_sets(&path),
+            false => 0,
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mirror_import_whose_key_repeats_fails_naming_the_key() {
+    let mut fleet = Fleet::new().await;
+    let warehouse = fleet.warehouse().await;
+    warehouse
+        .batch_execute(
+            "CREATE TABLE public.visits (id bigint PRIMARY KEY, visitor text NOT NULL,
+                                         page text, updated_at timestamptz NOT NULL);
+             INSERT INTO public.visits VALUES
+                (1, 'v1', 'home', '2024-01-01'), (2, 'v2', 'home', '2024-01-02'),
+                (3, 'v1', 'cart', '2024-01-03');",
+        )
+        .await
+        .unwrap();
+    // The visitor is no key of the table: it names two rows.
+    fleet.apply_ok(&fleet.spec(
+        "  - name: visitors
+    connection: wh
+    source: { table: public.visits }
+    data_type: profiles
+    key: visitor
+    watermark: updated_at
+    identity: { external_id: visitor }
+    removals: unset
+    properties:
+      page: { column: page, type: string }
+    settle_lag: 1s
+",
+    ));
+    fleet.start("all", &[]);
+    let run = fleet.run("acme", "visitors");
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap()
+            .contains("removals need a key that names one row: key v1 names 2 rows"),
+        "{run}"
+    );
+    fleet.cleanup().await;
+}

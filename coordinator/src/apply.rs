@@ -98,8 +98,10 @@ pub fn stored_kind(name: &str, kind: &str) -> Result<ConnectionKind, ApplyError>
 
 /// The source an import reads, as the extractor sees it.
 pub fn source_spec(import: &ImportDecl) -> SourceSpec {
+    // A mapped key or watermark column is read again under its own name, so it maps like any
+    // other column; only `_modified`, the files' pseudo-column no file holds, stays out.
     let mut columns = import.mapping().columns();
-    columns.retain(|c| c != &import.key && c != &import.watermark);
+    columns.retain(|c| c != sluice_extractor::files::MODIFIED);
     SourceSpec {
         relation: import.source.clone(),
         key_column: import.key.clone(),

@@ -51,4 +51,5 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("../migrations/0010_workspace_rate_limits.sql"),
     ),
     (11, include_str!("../migrations/0011_merge_counts.sql")),
+    (12, include_str!("../migrations/0012_mirror_removals.sql")),
 ];

@@ -1,14 +1,15 @@
 //! Plans a run: fixes its upper bound below `now − settle_lag` (and any older open
-//! transaction), cuts `(watermark, hi]` into chunks on the source's index, records them, and
-//! builds each chunk's task.
+//! transaction), cuts `(watermark, hi]` into chunks on the source's index, adds a mirror
+//! import's key chunk (every key of the source), records them, and builds each chunk's task.
 
 use crate::apply::{open_credentials, source_spec, ApplyError};
 use crate::spec::ImportDecl;
+use sluice_extractor::source::KeyKind;
 use sluice_extractor::{Connector, Source, SourceError};
 use sluice_proto::secrets::{MasterKey, Sealed};
 use sluice_proto::{
-    Bound, ChunkObjects, ChunkRef, ChunkTask, ChunkWork, ConnectionKind, Records, ReplayWindow,
-    SourceTask,
+    Bound, ChunkObjects, ChunkRef, ChunkTask, ChunkWork, ConnectionKind, KeySetWork, KeyValue,
+    Records, ReplayWindow, SourceTask,
 };
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
@@ -50,6 +51,16 @@ pub struct RunContext {
     pub replay: Option<ReplayWindow>,
     /// When the run was requested.
     pub requested_at: chrono::DateTime<chrono::Utc>,
+    /// A mirror import's key set from its last successful run.
+    pub previous_key_set: Option<String>,
+}
+
+impl RunContext {
+    /// Whether the run reads every key of the source too: a mirror import's runs do, but for
+    /// replays, which read a window of the past.
+    pub fn mirrors(&self) -> bool {
+        self.import.removals.is_some() && self.replay.is_none()
+    }
 }
 
 /// Loads what planning needs for a run.
@@ -58,7 +69,7 @@ pub async fn context(client: &impl GenericClient, run_id: Uuid) -> Result<RunCon
         .query_one(
             "SELECT r.workspace_id, r.import_id, r.dry_run, i.spec, c.credentials, wm.position,
                     w.event_retention_days, r.replay_from, r.replay_until, c.kind,
-                    w.load_rows_per_second, r.created_at
+                    w.load_rows_per_second, r.created_at, i.key_set
                FROM control.runs r
                JOIN control.workspaces w ON w.id = r.workspace_id
                JOIN control.imports i ON i.id = r.import_id
@@ -94,6 +105,7 @@ pub async fn context(client: &impl GenericClient, run_id: Uuid) -> Result<RunCon
             _ => None,
         },
         requested_at: row.get(11),
+        previous_key_set: row.get(12),
     })
 }
 
@@ -104,6 +116,22 @@ pub struct Plan {
     pub held_back_future: u64,
     /// Chunk ranges `(lo, hi]`.
     pub chunks: Vec<(Option<Bound>, Bound)>,
+    /// A mirror run's key chunk: its upper bound, past every row the source can hold.
+    pub keys: Option<Bound>,
+}
+
+/// A bound past every row: the key chunk of a mirror run reads every key, including rows
+/// changed since the run's own upper bound was fixed.
+fn past_every_row(key: &KeyKind) -> Bound {
+    Bound {
+        watermark: chrono::DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z")
+            .expect("a valid instant")
+            .to_utc(),
+        key: match key {
+            KeyKind::Int => KeyValue::Int(i64::MAX),
+            KeyKind::Text { .. } => KeyValue::Text(String::new()),
+        },
+    }
 }
 
 /// Asks the source for the run's range and chunk boundaries.
@@ -143,6 +171,7 @@ pub async fn plan(key: &MasterKey, ctx: &RunContext) -> Result<Plan, PlanError> 
         cap: range.cap,
         held_back_future: range.held_back_future,
         chunks,
+        keys: ctx.mirrors().then(|| past_every_row(&shape.key)),
     })
 }
 
@@ -156,21 +185,28 @@ pub async fn record(
         b.as_ref()
             .map(|b| serde_json::to_value(b).expect("serializes"))
     };
-    for (seq, (lo, hi)) in plan.chunks.iter().enumerate() {
+    let keys = plan.keys.iter().map(|hi| (None, hi.clone(), "keys"));
+    let ranges = plan
+        .chunks
+        .iter()
+        .map(|(lo, hi)| (lo.clone(), hi.clone(), "rows"));
+    let chunks: Vec<(Option<Bound>, Bound, &str)> = ranges.chain(keys).collect();
+    for (seq, (lo, hi, kind)) in chunks.iter().enumerate() {
         client
             .execute(
-                "INSERT INTO control.chunks (run_id, seq, lo, hi) VALUES ($1, $2, $3, $4)
+                "INSERT INTO control.chunks (run_id, seq, lo, hi, kind) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (run_id, seq) DO NOTHING",
                 &[
                     &ctx.run_id,
                     &(seq as i32),
                     &json(lo),
                     &serde_json::to_value(hi).expect("serializes"),
+                    kind,
                 ],
             )
             .await?;
     }
-    let status = if plan.chunks.is_empty() {
+    let status = if chunks.is_empty() {
         "succeeded"
     } else {
         "running"
@@ -189,11 +225,11 @@ pub async fn record(
                 &json(&plan.hi),
                 &plan.cap,
                 &(plan.held_back_future as i64),
-                &(plan.chunks.len() as i32),
+                &(chunks.len() as i32),
             ],
         )
         .await?;
-    if plan.chunks.is_empty() && ctx.dry_run {
+    if chunks.is_empty() && ctx.dry_run {
         crate::imports::promote(
             client,
             ctx.workspace_id,
@@ -212,7 +248,7 @@ pub async fn pending_tasks(
 ) -> Result<Vec<ChunkTask>, PlanError> {
     let rows = client
         .query(
-            "SELECT seq, lo, hi FROM control.chunks WHERE run_id = $1 AND status = 'pending' ORDER BY seq",
+            "SELECT seq, lo, hi, kind FROM control.chunks WHERE run_id = $1 AND status = 'pending' ORDER BY seq",
             &[&ctx.run_id],
         )
         .await?;
@@ -235,6 +271,21 @@ pub async fn pending_tasks(
                 import_id: ctx.import_id,
                 seq: seq as u32,
             };
+            // A key chunk reads the key and the identities of every row.
+            let keys = row.get::<_, String>(3) == "keys";
+            let key_set = keys.then(|| KeySetWork {
+                current: ChunkObjects::key_set(&chunk),
+                previous: ctx.previous_key_set.clone(),
+            });
+            let columns = match keys {
+                true => mapping
+                    .identity
+                    .fields()
+                    .iter()
+                    .map(|(_, c)| c.to_string())
+                    .collect(),
+                false => spec.columns.clone(),
+            };
             Ok(ChunkTask {
                 work: ChunkWork {
                     objects: ChunkObjects::for_chunk(&chunk),
@@ -243,6 +294,7 @@ pub async fn pending_tasks(
                     mapping: mapping.clone(),
                     load_rows_per_second: ctx.load_rows_per_second,
                     run_started_at: Some(ctx.requested_at),
+                    key_set,
                 },
                 source: SourceTask {
                     kind: ctx.kind,
@@ -250,7 +302,7 @@ pub async fn pending_tasks(
                     relation: spec.relation.clone(),
                     key_column: spec.key_column.clone(),
                     watermark_column: spec.watermark_column.clone(),
-                    columns: spec.columns.clone(),
+                    columns,
                     lo: lo.map(bound).transpose()?,
                     hi: bound(row.get(2))?,
                 },

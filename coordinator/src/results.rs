@@ -5,7 +5,7 @@
 use crate::errors::{self, ErrorStreamError};
 use crate::runs;
 use deadpool_postgres::Pool;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use sluice_proto::stage::{Delivered, Outgoing, Stage};
 use sluice_proto::topology::QueueRole;
 use sluice_proto::{
@@ -41,7 +41,7 @@ const LOADED: &str = "UPDATE control.chunks
         rows_skipped = $7, identities_ambiguous = $8, rows_rejected_load = $9,
         load_rejected_by_reason = $10, sample = $11, events_inserted = $12, events_duplicate = $13,
         profiles_deleted = $14, deletes_not_found = $15, properties_stale = $16,
-        identities_conflicting = $17, updated_at = now(), status = CASE WHEN status = 'failed' THEN status ELSE 'loaded' END
+        identities_conflicting = $17, profiles_removed_from_source = $18, updated_at = now(), status = CASE WHEN status = 'failed' THEN status ELSE 'loaded' END
   WHERE run_id = $1 AND seq = $2";
 
 const FAILED: &str = "UPDATE control.chunks
@@ -49,11 +49,13 @@ const FAILED: &str = "UPDATE control.chunks
         updated_at = now()
   WHERE run_id = $1 AND seq = $2 AND status NOT IN ('loaded', 'cancelled')";
 
-/// Ends the run if every chunk is loaded, and advances the watermark (not for dry runs).
+/// Ends the run if every chunk is loaded, and advances the watermark and a mirror import's key
+/// set (not for dry runs and replays). Returns the key set no run will read again (the one
+/// the run superseded, or a dry run's own), to delete.
 async fn complete_if_done(
     tx: &Transaction<'_>,
     chunk: &ChunkRef,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<Option<String>, tokio_postgres::Error> {
     let Some(run) = tx
         .query_opt(
             "SELECT status, dry_run OR replay_from IS NOT NULL, hi, dry_run FROM control.runs WHERE id = $1 FOR UPDATE",
@@ -62,11 +64,11 @@ async fn complete_if_done(
         .await?
     else {
         tracing::warn!(run = %chunk.run_id, "result for a run the control plane does not know; ignored");
-        return Ok(());
+        return Ok(None);
     };
     let status: String = run.get(0);
     if status != runs::status::RUNNING {
-        return Ok(());
+        return Ok(None);
     }
     let counts = tx
         .query_one(
@@ -78,7 +80,7 @@ async fn complete_if_done(
         .await?;
     let (unfinished, rejected): (i64, i64) = (counts.get(0), counts.get(1));
     if unfinished > 0 {
-        return Ok(());
+        return Ok(None);
     }
     let outcome = if rejected > 0 {
         runs::status::PARTIALLY_SUCCEEDED
@@ -122,8 +124,34 @@ async fn complete_if_done(
         )
         .await?;
     }
+    let superseded = if keeps_watermark {
+        // A dry run's key set served its run only.
+        tx.query_opt(
+            "SELECT 1 FROM control.chunks WHERE run_id = $1 AND kind = 'keys'",
+            &[&chunk.run_id],
+        )
+        .await?
+        .map(|_| ChunkObjects::key_set(chunk))
+    } else {
+        // A mirror run's key set becomes the one the next run compares its own with.
+        tx
+            .query_opt(
+                "WITH old AS MATERIALIZED (SELECT key_set FROM control.imports WHERE id = $1)
+                 UPDATE control.imports i SET key_set = $2
+                  WHERE i.id = $1
+                    AND EXISTS (SELECT 1 FROM control.chunks c WHERE c.run_id = $3 AND c.kind = 'keys')
+                 RETURNING (SELECT key_set FROM old)",
+                &[
+                    &chunk.import_id,
+                    &ChunkObjects::key_set(chunk),
+                    &chunk.run_id,
+                ],
+            )
+            .await?
+            .and_then(|row| row.get::<_, Option<String>>(0))
+    };
     tracing::info!(run = %chunk.run_id, status = outcome, "run finished");
-    Ok(())
+    Ok(superseded)
 }
 
 /// Rejections a result points at, read from the object store before the transaction opens.
@@ -147,13 +175,15 @@ fn json<T: serde::Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).expect("stats serialize")
 }
 
-/// Records one result, and the rejected rows it reports, in one transaction.
+/// Records one result, and the rejected rows it reports, in one transaction. Returns a key set
+/// the run superseded.
 async fn record(
     client: &mut tokio_postgres::Client,
     result: &ChunkResult,
     rejections: &[RowRejection],
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<Option<String>, tokio_postgres::Error> {
     let tx = client.transaction().await?;
+    let mut superseded = None;
     match result {
         ChunkResult::Extracted(m) => {
             let c = &m.work.chunk;
@@ -208,11 +238,12 @@ async fn record(
                     &(s.deletes_not_found as i64),
                     &(s.properties_stale as i64),
                     &(s.identities_conflicting as i64),
+                    &(s.profiles_removed_from_source as i64),
                 ],
             )
             .await?;
             errors::record(&tx, c.run_id, c.seq, StageName::Load, rejections).await?;
-            complete_if_done(&tx, c).await?;
+            superseded = complete_if_done(&tx, c).await?;
         }
         ChunkResult::Failed(m) => {
             let c = &m.chunk;
@@ -239,7 +270,8 @@ async fn record(
             tracing::warn!(run = %c.run_id, chunk = c.seq, error = %m.error, "chunk failed; run failed");
         }
     }
-    tx.commit().await
+    tx.commit().await?;
+    Ok(superseded)
 }
 
 impl Stage for Results {
@@ -256,9 +288,19 @@ impl Stage for Results {
             .await
             .map_err(|e| StageError::retryable(ErrorCode::Storage, e.to_string()))?;
         let mut client = self.pool.get().await.map_err(store_error)?;
-        record(&mut client, &result, &rejections)
+        let superseded = record(&mut client, &result, &rejections)
             .await
             .map_err(store_error)?;
+        if let Some(key_set) = superseded {
+            // The import now compares with the newer set; a failed delete leaves garbage only.
+            if let Err(e) = self
+                .store
+                .delete(&object_store::path::Path::from(key_set.as_str()))
+                .await
+            {
+                tracing::warn!(key_set, error = %e, "could not delete a superseded key set");
+            }
+        }
         Ok(Vec::new())
     }
 }

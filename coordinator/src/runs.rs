@@ -188,6 +188,8 @@ pub struct RunSummary {
     pub identities_conflicting: i64,
     /// Events without a time stamped with the run's start (`if_missing: import_time`).
     pub events_time_imputed: i64,
+    /// Mirror imports: profiles whose properties were unset because their source rows left.
+    pub profiles_removed_from_source: i64,
     /// Rows that matched no profile and could not create one (`update_only`, `profile_id`).
     pub rows_skipped: i64,
     /// Rows resolved by an email or phone several profiles share (the most recent was used).
@@ -211,7 +213,7 @@ pub struct RunSummary {
 }
 
 const SUMMARY_SQL: &str = "SELECT r.id, w.name, i.name, r.status, r.dry_run,
-        coalesce(sum(c.rows_read), 0)::int8,
+        coalesce(sum(c.rows_read) FILTER (WHERE c.kind = 'rows'), 0)::int8,
         coalesce(sum(c.rows_rejected + c.rows_rejected_load), 0)::int8,
         coalesce(sum(c.rows_loaded), 0)::int8, coalesce(sum(c.profiles_created), 0)::int8,
         coalesce(sum(c.profiles_updated), 0)::int8, coalesce(sum(c.profiles_unchanged), 0)::int8,
@@ -234,7 +236,8 @@ const SUMMARY_SQL: &str = "SELECT r.id, w.name, i.name, r.status, r.dry_run,
         coalesce(sum(c.events_inserted), 0)::int8, coalesce(sum(c.events_duplicate), 0)::int8,
         coalesce(sum(c.profiles_deleted), 0)::int8, coalesce(sum(c.deletes_not_found), 0)::int8,
         coalesce(sum(c.properties_stale), 0)::int8, coalesce(sum(c.identities_conflicting), 0)::int8,
-        coalesce(sum(c.events_time_imputed), 0)::int8
+        coalesce(sum(c.events_time_imputed), 0)::int8,
+        coalesce(sum(c.profiles_removed_from_source), 0)::int8
    FROM control.runs r
    JOIN control.workspaces w ON w.id = r.workspace_id
    JOIN control.imports i ON i.id = r.import_id
@@ -279,5 +282,6 @@ pub async fn summary(
             properties_stale: r.get(25),
             identities_conflicting: r.get(26),
             events_time_imputed: r.get(27),
+            profiles_removed_from_source: r.get(28),
         }))
 }

@@ -77,6 +77,14 @@ fn default_settle_lag() -> Duration {
     Duration::from_secs(10)
 }
 
+/// What a profiles import does when a source row it loaded is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Removals {
+    /// Unset the import's own properties (mapped and constant) that the row had set.
+    Unset,
+}
+
 /// An import as declared; stored as the import's spec.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,6 +108,10 @@ pub struct ImportDecl {
     /// `upsert` (default) or `update_only`.
     #[serde(default)]
     pub mode: ImportMode,
+    /// Profiles: `unset` mirrors the source: each run also reads every key, and the
+    /// properties that rows gone from the source had set are unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removals: Option<Removals>,
     #[serde(default)]
     pub properties: BTreeMap<String, PropertyMapping>,
     /// Properties given the same value on every row.
@@ -608,6 +620,14 @@ fn validate_records(field: &str, import: &ImportDecl) -> Result<(), SpecError> {
         }
     };
     let data_type = import.data_type.as_str();
+    if import.removals.is_some() && import.data_type != DataType::Profiles {
+        return Err(invalid(
+            format!("{field}.removals"),
+            format!(
+                "{data_type} imports do not take removals: only a profiles import mirrors rows that left the source"
+            ),
+        ));
+    }
     match import.data_type {
         DataType::Profiles => {
             refuse(&event_fields, data_type)?;

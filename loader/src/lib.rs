@@ -9,6 +9,7 @@ mod metrics;
 pub mod profiles;
 pub mod rate;
 pub mod registry;
+pub mod removals;
 pub mod resolve;
 pub mod staging;
 pub mod statistics;
@@ -33,4 +34,5 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         6,
         include_str!("../migrations/0006_event_property_types.sql"),
     ),
+    (7, include_str!("../migrations/0007_mirror_removals.sql")),
 ];

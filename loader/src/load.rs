@@ -9,7 +9,7 @@ use crate::rate::RowRateLimiter;
 use crate::registry::Registry;
 use crate::resolve::{resolve, Unmatched, COPY_STAGE, COPY_TYPES, CREATE_STAGE};
 use crate::staging::stage_rows;
-use crate::{deletes, events, statistics};
+use crate::{deletes, events, removals, statistics};
 use deadpool_postgres::Pool;
 use futures::pin_mut;
 use object_store::path::Path;
@@ -139,7 +139,17 @@ pub async fn load(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErro
 async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadError> {
     let workspace = work.chunk.workspace_id;
     let import_id = work.chunk.import_id;
-    let mapping = &work.mapping;
+    // A mirror import's key chunk holds the rows gone from the source, staged by their
+    // identities alone; they unset what they had set instead of being applied.
+    let removals = work.key_set.is_some();
+    let reduced;
+    let mapping = match removals {
+        true => {
+            reduced = work.mapping.identities_only();
+            &reduced
+        }
+        false => &work.mapping,
+    };
     // The normalized chunk is compressed and bounded by chunk_rows; it is read whole.
     let bytes = deps
         .store
@@ -191,7 +201,9 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
             errors.rejected.extend(rejected);
         }
         months.extend(rows.iter().filter_map(|r| r.event_time).map(month_of));
-        stats.rows_loaded += rows.len() as u64;
+        if !removals {
+            stats.rows_loaded += rows.len() as u64;
+        }
         for mut row in rows {
             let names = match mapping.records {
                 Records::Profiles => row.stamped_names(),
@@ -234,6 +246,10 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
     )
     .await?;
     match &mapping.records {
+        Records::Profiles if removals => {
+            let names = work.mapping.own_properties();
+            removals::apply(&tx, workspace, import_id, &names, &mut stats).await?
+        }
         Records::Profiles => {
             profiles::apply(
                 &tx,

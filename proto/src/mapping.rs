@@ -433,6 +433,31 @@ impl Mapping {
         order
     }
 
+    /// The same import reduced to its identities: how a mirror import's key chunk reads and
+    /// resolves the rows that left the source.
+    pub fn identities_only(&self) -> Mapping {
+        Mapping {
+            identity: self.identity.clone(),
+            precedence: self.precedence.clone(),
+            mode: ImportMode::UpdateOnly,
+            properties: BTreeMap::new(),
+            constants: BTreeMap::new(),
+            payload: None,
+            timezone: self.timezone.clone(),
+            records: Records::Profiles,
+        }
+    }
+
+    /// The property names the import writes itself (mapped and constant), which a mirror
+    /// import unsets on the profiles of rows that left the source.
+    pub fn own_properties(&self) -> Vec<String> {
+        self.properties
+            .keys()
+            .chain(self.constants.keys())
+            .cloned()
+            .collect()
+    }
+
     /// The source columns the mapping reads (identities first, then properties, then the
     /// payload), without repeats.
     pub fn columns(&self) -> Vec<String> {

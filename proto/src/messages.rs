@@ -111,6 +111,25 @@ impl ChunkObjects {
             load_rejected: format!("{base}/load_rejected.jsonl"),
         }
     }
+
+    /// Where a run of a mirror import keeps the set of keys it found in the source.
+    pub fn key_set(chunk: &ChunkRef) -> String {
+        format!(
+            "ws-{}/import-{}/keys/run-{}.parquet",
+            chunk.workspace_id, chunk.import_id, chunk.run_id
+        )
+    }
+}
+
+/// A mirror import's key chunk: it reads every key of the source with the row's identities,
+/// keeps them as the run's key set, and finds the keys of the previous set that are gone, so
+/// the loader can unset what their rows had set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeySetWork {
+    /// Where this run's key set is written (`ChunkObjects::key_set`).
+    pub current: String,
+    /// The key set of the import's last successful run; none before the first.
+    pub previous: Option<String>,
 }
 
 /// What every stage after the extractor needs to process a chunk.
@@ -126,6 +145,9 @@ pub struct ChunkWork {
     /// When the run was requested: the time of events imported with `if_missing: import_time`.
     #[serde(default)]
     pub run_started_at: Option<DateTime<Utc>>,
+    /// Set on a mirror import's key chunk; its rows are keys, not changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_set: Option<KeySetWork>,
 }
 
 /// The kinds of source the extractor can read.
@@ -280,6 +302,10 @@ pub struct LoadStats {
     pub profiles_deleted: u64,
     /// Delete rows whose identity named no profile.
     pub deletes_not_found: u64,
+    /// Mirror imports: profiles whose properties the run unset because the source rows that
+    /// had set them are gone.
+    #[serde(default)]
+    pub profiles_removed_from_source: u64,
 }
 
 /// A dry run reports at most this many sample rows.

@@ -2,6 +2,7 @@
 //! casts, date parsing, identity checks) and splits it into accepted and rejected rows.
 
 pub mod functions;
+pub mod key_set;
 pub mod mapping;
 mod metrics;
 pub mod transform;

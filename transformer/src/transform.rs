@@ -37,12 +37,17 @@ pub enum TransformError {
     Engine(#[from] datafusion::error::DataFusionError),
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    #[error("removals need a key that names one row: key {key} names {rows} rows of the source")]
+    DuplicateKey { key: String, rows: i64 },
 }
 
 impl From<TransformError> for StageError {
     fn from(e: TransformError) -> Self {
         match e {
             TransformError::Mapping(m) => StageError::permanent(ErrorCode::InvalidData, m),
+            e @ TransformError::DuplicateKey { .. } => {
+                StageError::permanent(ErrorCode::InvalidData, e.to_string())
+            }
             TransformError::Storage(m) => StageError::retryable(ErrorCode::Storage, m),
             TransformError::Engine(e) => StageError::retryable(ErrorCode::Internal, e.to_string()),
             TransformError::Arrow(e) => StageError::retryable(ErrorCode::Internal, e.to_string()),
@@ -55,7 +60,8 @@ pub struct Transformer {
     pub store: Arc<dyn ObjectStore>,
 }
 
-fn writer(
+/// A Parquet writer of chunk objects, with the chunk files' properties.
+pub(crate) fn writer(
     store: &Arc<dyn ObjectStore>,
     key: &str,
     schema: arrow::datatypes::SchemaRef,
@@ -68,12 +74,13 @@ fn writer(
     .map_err(|e| TransformError::Storage(e.to_string()))
 }
 
-/// Applies the chunk's mapping and writes its accepted and rejected rows.
-pub async fn transform(
-    work: &ChunkWork,
-    deps: &Transformer,
-) -> Result<ChunkTransformed, TransformError> {
+/// A query session reading and writing the chunk objects of `store`. Without
+/// `statistics`, plans ignore the files' column statistics: this version of the engine
+/// carries an integer key's range through its cast to text unchanged, an upside-down text
+/// range ("1001" to "10000") that fails a join's planning, as the key sets' anti-join has.
+pub(crate) fn session(store: &Arc<dyn ObjectStore>, statistics: bool) -> SessionContext {
     let mut config = SessionConfig::new().with_target_partitions(1);
+    config.options_mut().execution.collect_statistics = statistics;
     // Plain Utf8 keeps the normalized schema the loader reads stable.
     config
         .options_mut()
@@ -81,16 +88,31 @@ pub async fn transform(
         .parquet
         .schema_force_view_types = false;
     let ctx = SessionContext::new_with_config(config);
-    ctx.register_object_store(
-        &Url::parse(STORE_URL).expect("static url"),
-        deps.store.clone(),
-    );
-    let source = ctx
-        .read_parquet(
-            format!("{STORE_URL}/{}", work.objects.extracted),
-            ParquetReadOptions::default(),
-        )
-        .await?;
+    ctx.register_object_store(&Url::parse(STORE_URL).expect("static url"), store.clone());
+    ctx
+}
+
+/// Reads a chunk object as a table.
+pub(crate) async fn read_object(
+    ctx: &SessionContext,
+    key: &str,
+) -> Result<datafusion::dataframe::DataFrame, TransformError> {
+    Ok(ctx
+        .read_parquet(format!("{STORE_URL}/{key}"), ParquetReadOptions::default())
+        .await?)
+}
+
+/// Applies the chunk's mapping and writes its accepted and rejected rows; a mirror import's
+/// key chunk is compared with the previous key set instead.
+pub async fn transform(
+    work: &ChunkWork,
+    deps: &Transformer,
+) -> Result<ChunkTransformed, TransformError> {
+    if let Some(keys) = &work.key_set {
+        return crate::key_set::transform_keys(work, keys, deps).await;
+    }
+    let ctx = session(&deps.store, true);
+    let source = read_object(&ctx, &work.objects.extracted).await?;
     let plan = plan(
         &work.mapping,
         source.schema().as_arrow(),

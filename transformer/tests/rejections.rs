@@ -85,6 +85,7 @@ async fn run(
         objects: objects.clone(),
         load_rows_per_second: None,
         run_started_at: None,
+        key_set: None,
     };
     let deps = Transformer {
         store: store.clone(),

@@ -202,6 +202,10 @@ pub fn run(s: &RunSummary, errors: &[RunError]) -> String {
         ("duplicate events", s.events_duplicate),
         ("events stamped with the run's start", s.events_time_imputed),
         ("profiles deleted", s.profiles_deleted),
+        (
+            "profiles removed from the source",
+            s.profiles_removed_from_source,
+        ),
         ("rows held back (future)", s.rows_held_back_future),
     ];
     for (name, value) in stats {
