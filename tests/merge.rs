@@ -44,6 +44,23 @@ async fn create_crm_and_loyalty(warehouse: &Client, profiles: i64) {
         .unwrap();
 }
 
+/// A profiles import of `public.{name}` keyed by `id`, named by `ext`, with the given YAML
+/// lines (properties and the rest, indented by four spaces).
+fn profile_import(name: &str, lines: &str) -> String {
+    format!(
+        "  - name: {name}
+    connection: wh
+    source: {{ table: public.{name} }}
+    data_type: profiles
+    key: id
+    watermark: updated_at
+    identity: {{ external_id: ext }}
+    chunk_rows: 2500
+    settle_lag: 1s
+{lines}"
+    )
+}
+
 /// A spec of workspace `workspace` with the CRM and loyalty imports.
 fn crm_and_loyalty_spec(fleet: &Fleet, workspace: &str) -> String {
     format!(
@@ -53,31 +70,21 @@ connections:
     kind: postgres
     url: {url}
 imports:
-  - name: crm
-    connection: wh
-    source: {{ table: public.crm }}
-    data_type: profiles
-    key: id
-    watermark: updated_at
-    identity: {{ external_id: ext }}
-    properties:
-      first_name: {{ column: first_name, type: string }}
-    constants: {{ source_crm: true }}
-    chunk_rows: 2500
-    settle_lag: 1s
-  - name: loyalty
-    connection: wh
-    source: {{ table: public.loyalty }}
-    data_type: profiles
-    key: id
-    watermark: updated_at
-    identity: {{ external_id: ext }}
-    properties:
-      points: {{ column: points, type: integer }}
-    chunk_rows: 2500
-    settle_lag: 1s
-",
-        url = fleet.warehouse_url()
+{crm}{loyalty}",
+        url = fleet.warehouse_url(),
+        crm = profile_import(
+            "crm",
+            "    properties:
+      first_name: { column: first_name, type: string }
+    constants: { source_crm: true }
+"
+        ),
+        loyalty = profile_import(
+            "loyalty",
+            "    properties:
+      points: { column: points, type: integer }
+"
+        ),
     )
 }
 
@@ -239,20 +246,13 @@ async fn the_newest_row_wins_each_property_whatever_order_chunks_arrive_in() {
         .await
         .unwrap();
     let import = |name: &str| {
-        format!(
-            "  - name: {name}
-    connection: wh
-    source: {{ table: public.{name} }}
-    data_type: profiles
-    key: id
-    watermark: updated_at
-    identity: {{ external_id: ext }}
-    properties:
-      tier: {{ column: tier, type: string }}
-    chunk_rows: 150
-    settle_lag: 1s
-"
+        profile_import(
+            name,
+            "    properties:
+      tier: { column: tier, type: string }
+",
         )
+        .replace("chunk_rows: 2500", "chunk_rows: 150")
     };
     fleet.apply_ok(&fleet.spec(&format!("{}{}", import("tier_a"), import("tier_b"))));
     // Several loaders take the chunks, so they land in no particular order.
@@ -462,21 +462,15 @@ async fn a_mirror_import_unsets_its_own_properties_on_rows_gone_from_the_source(
         )
         .await
         .unwrap();
-    let members = "  - name: members
-    connection: wh
-    source: { table: public.members }
-    data_type: profiles
-    key: id
-    watermark: updated_at
-    identity: { external_id: ext }
-    removals: unset
+    let members = profile_import(
+        "members",
+        "    removals: unset
     properties:
       segment: { column: segment, type: string }
       score: { column: score, type: integer }
     constants: { in_segment: true }
-    chunk_rows: 2500
-    settle_lag: 1s
-";
+",
+    );
     let spec = crm_and_loyalty_spec(&fleet, "acme");
     fleet.apply_ok(&format!("{spec}{members}"));
 
@@ -534,7 +528,11 @@ async fn a_mirror_import_unsets_its_own_properties_on_rows_gone_from_the_source(
 
     let dry = fleet.run_with("acme", "members", &["--dry-run"]);
     assert_eq!(dry["profiles_removed_from_source"], 1_000, "{dry}");
-    assert_eq!(member_properties(&control).await, before, "a dry run unsets nothing");
+    assert_eq!(
+        member_properties(&control).await,
+        before,
+        "a dry run unsets nothing"
+    );
 
     let second = fleet.run("acme", "members");
     assert_eq!(second["status"], "succeeded", "{second}");

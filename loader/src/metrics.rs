@@ -1,5 +1,5 @@
-//! The load stage's metrics: rows written to the stores, rows the loader rejected, and time
-//! spent waiting on the workspace's rate limit.
+//! The load stage's metrics: rows written to the stores, rows the loader rejected, values left
+//! aside as older than the store's, and time spent waiting on the workspace's rate limit.
 
 use opentelemetry::metrics::{Counter, Histogram};
 use opentelemetry::KeyValue;
@@ -11,6 +11,7 @@ use std::time::Duration;
 struct LoadMetrics {
     written: Counter<u64>,
     rejected: Counter<u64>,
+    stale: Counter<u64>,
     rate_wait: Histogram<f64>,
 }
 
@@ -25,6 +26,12 @@ fn metrics() -> &'static LoadMetrics {
             .u64_counter("sluice_rows_rejected_total")
             .with_description(
                 "Rows rejected into the run's error stream, by the stage that rejected them",
+            )
+            .build(),
+        stale: meter()
+            .u64_counter("sluice_properties_stale_total")
+            .with_description(
+                "Property values not applied because a newer source row had set the property",
             )
             .build(),
         rate_wait: seconds_histogram(
@@ -43,6 +50,10 @@ pub fn record_chunk(workspace: i64, store: &'static str, dry_run: bool, stats: &
                 KeyValue::new("workspace", workspace),
                 KeyValue::new("store", store),
             ],
+        );
+        metrics().stale.add(
+            stats.properties_stale,
+            &[KeyValue::new("workspace", workspace)],
         );
     }
     metrics().rejected.add(

@@ -8,37 +8,12 @@ use sluice_loader::profiles;
 use sluice_loader::resolve::{resolve, Unmatched, CREATE_STAGE};
 use sluice_proto::IdentityKind;
 use std::collections::BTreeMap;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
-const PG: &str = "postgres://postgres@127.0.0.1:5432";
+mod common;
+
 const NAMES: [&str; 4] = ["a", "b", "c", "$email"];
 const WORKSPACE: i64 = 1;
-
-async fn connect(url: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
-    tokio::spawn(connection);
-    client
-}
-
-/// A fresh database holding the profile store's schema.
-async fn store(name: &str) -> Client {
-    let admin = connect(&format!("{PG}/postgres")).await;
-    for statement in [
-        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        admin.batch_execute(&statement).await.unwrap();
-    }
-    let client = connect(&format!("{PG}/{name}")).await;
-    client
-        .batch_execute(&format!("CREATE SCHEMA {}", sluice_loader::SCHEMA))
-        .await
-        .unwrap();
-    for (_, sql) in sluice_loader::MIGRATIONS {
-        client.batch_execute(sql).await.unwrap();
-    }
-    client
-}
 
 /// A small deterministic generator, so a failure can be replayed from its seed.
 struct Rng(u64);
@@ -260,7 +235,8 @@ async fn stored(client: &Client) -> BTreeMap<u64, (serde_json::Value, Option<Str
 
 #[tokio::test]
 async fn every_property_holds_its_newest_row_whatever_the_chunk_order() {
-    let mut client = store(&format!("loader_freshness_{}", std::process::id())).await;
+    let url = common::store(&format!("loader_freshness_{}", std::process::id())).await;
+    let mut client = common::connect(&url).await;
     for seed in [
         0x9e37_79b9_7f4a_7c15u64,
         0xdead_beef_cafe_f00d,
@@ -303,7 +279,8 @@ async fn row_version(client: &Client) -> String {
 
 #[tokio::test]
 async fn a_row_already_applied_changes_nothing_and_an_older_one_is_all_stale() {
-    let mut client = store(&format!("loader_freshness_again_{}", std::process::id())).await;
+    let url = common::store(&format!("loader_freshness_again_{}", std::process::id())).await;
+    let mut client = common::connect(&url).await;
     let row = |import: i64, second: i64, key: &str, a: &str| Row {
         profile: 1,
         import,

@@ -7,36 +7,12 @@ use sluice_loader::statistics;
 use std::time::{Duration, Instant};
 use tokio_postgres::{Client, NoTls};
 
-const PG: &str = "postgres://postgres@127.0.0.1:5432";
+mod common;
+
+use common::{connect, store, PG};
+
 /// The lock `statistics::refresh` takes; held here to play the loader already refreshing.
 const STATISTICS_LOCK: i64 = 7_405_340_580;
-
-async fn connect(url: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
-    tokio::spawn(connection);
-    client
-}
-
-/// A fresh database holding the profile store's schema.
-async fn store(name: &str) -> String {
-    let admin = connect(&format!("{PG}/postgres")).await;
-    for statement in [
-        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        admin.batch_execute(&statement).await.unwrap();
-    }
-    let url = format!("{PG}/{name}");
-    let client = connect(&url).await;
-    client
-        .batch_execute(&format!("CREATE SCHEMA {}", sluice_loader::SCHEMA))
-        .await
-        .unwrap();
-    for (_, sql) in sluice_loader::MIGRATIONS {
-        client.batch_execute(sql).await.unwrap();
-    }
-    url
-}
 
 fn pool(url: &str) -> Pool {
     let manager = Manager::from_config(

@@ -1,0 +1,33 @@
+//! What the loader's tests against the real PostgreSQL share: a connection, and a fresh
+//! database holding the profile store's schema.
+
+use tokio_postgres::{Client, NoTls};
+
+pub const PG: &str = "postgres://postgres@127.0.0.1:5432";
+
+pub async fn connect(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// A fresh database `name` holding the profile store's schema; returns its URL.
+pub async fn store(name: &str) -> String {
+    let admin = connect(&format!("{PG}/postgres")).await;
+    for statement in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        admin.batch_execute(&statement).await.unwrap();
+    }
+    let url = format!("{PG}/{name}");
+    let client = connect(&url).await;
+    client
+        .batch_execute(&format!("CREATE SCHEMA {}", sluice_loader::SCHEMA))
+        .await
+        .unwrap();
+    for (_, sql) in sluice_loader::MIGRATIONS {
+        client.batch_execute(sql).await.unwrap();
+    }
+    url
+}
