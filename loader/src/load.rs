@@ -8,7 +8,7 @@ use crate::profiles;
 use crate::rate::RowRateLimiter;
 use crate::registry::Registry;
 use crate::resolve::{resolve, Unmatched, COPY_STAGE, COPY_TYPES, CREATE_STAGE};
-use crate::staging::stage_rows;
+use crate::staging::{stage_rows, stamped_names};
 use crate::{deletes, events, removals, statistics};
 use deadpool_postgres::Pool;
 use futures::pin_mut;
@@ -205,11 +205,11 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
             stats.rows_loaded += rows.len() as u64;
         }
         for mut row in rows {
-            let names = match mapping.records {
-                Records::Profiles => row.stamped_names(),
+            let props = serde_json::Value::Object(std::mem::take(&mut row.props));
+            let names = match (&mapping.records, &props) {
+                (Records::Profiles, serde_json::Value::Object(map)) => stamped_names(map, &row),
                 _ => Vec::new(),
             };
-            let props = serde_json::Value::Object(std::mem::take(&mut row.props));
             writer
                 .as_mut()
                 .write(&[

@@ -51,10 +51,12 @@ const LOOKUP_EVENT: &str = "SELECT t.event_name, t.name, t.type
 /// its name.
 type Slot = (Option<String>, String);
 
-/// The registry as far as one chunk needs it.
+/// The registry as far as one chunk needs it: types by scope (an event name, or `""` for
+/// profile properties; an event always has a name) and property name, so a row's values are
+/// looked up without building a key.
 #[derive(Debug, Default)]
 pub struct Registry {
-    known: HashMap<Slot, PropertyType>,
+    known: HashMap<String, HashMap<String, PropertyType>>,
 }
 
 /// The type a staged value is checked as: the declared one for mapped properties, the JSON
@@ -66,16 +68,27 @@ pub fn value_type(mapping: &Mapping, name: &str, value: &Value) -> Option<Proper
     }
 }
 
-/// The registry slot of a row's property: per event name for events.
-fn slot(mapping: &Mapping, row: &StagedRow, name: &str) -> Slot {
-    let event = match mapping.records {
-        Records::Events(_) => row.event_name.clone(),
+/// The registry scope of a row: its event name for events.
+fn scope<'a>(mapping: &Mapping, row: &'a StagedRow) -> Option<&'a str> {
+    match mapping.records {
+        Records::Events(_) => row.event_name.as_deref(),
         _ => None,
-    };
-    (event, name.to_string())
+    }
 }
 
 impl Registry {
+    fn get(&self, scope: Option<&str>, name: &str) -> Option<&PropertyType> {
+        self.known.get(scope.unwrap_or_default())?.get(name)
+    }
+
+    fn insert(&mut self, (scope, name): Slot, kind: PropertyType) -> &mut PropertyType {
+        self.known
+            .entry(scope.unwrap_or_default())
+            .or_default()
+            .entry(name)
+            .or_insert(kind)
+    }
+
     /// Makes sure every property of `rows` has a known type: reads the registered ones and,
     /// unless `dry_run`, registers the rest with the first type this chunk gives them (a dry
     /// run only assumes them). It uses a pooled connection of its own, outside the load's
@@ -92,9 +105,13 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let mut new: BTreeMap<Slot, PropertyType> = BTreeMap::new();
         for row in rows {
+            let scope = scope(mapping, row);
             for (name, value) in &row.props {
-                let slot = slot(mapping, row, name);
-                if self.known.contains_key(&slot) || new.contains_key(&slot) {
+                if self.get(scope, name).is_some() {
+                    continue;
+                }
+                let slot = (scope.map(str::to_string), name.clone());
+                if new.contains_key(&slot) {
                     continue;
                 }
                 if let Some(kind) = value_type(mapping, name, value) {
@@ -138,11 +155,11 @@ impl Registry {
         for row in found {
             let slot = (row.get::<_, Option<String>>(0), row.get::<_, String>(1));
             if let Some(kind) = PropertyType::parse(&row.get::<_, String>(2)) {
-                self.known.insert(slot, kind);
+                *self.insert(slot, kind) = kind;
             }
         }
         for (slot, kind) in new {
-            self.known.entry(slot).or_insert(kind);
+            self.insert(slot, kind);
         }
         Ok(())
     }
@@ -166,10 +183,10 @@ impl Registry {
 
     /// The first property of `row` whose value does not fit its registered type.
     fn conflict(&self, mapping: &Mapping, row: &StagedRow) -> Option<RowRejection> {
+        let scope = scope(mapping, row);
         for (name, value) in &row.props {
-            let slot = slot(mapping, row, name);
             let (Some(actual), Some(registered)) =
-                (value_type(mapping, name, value), self.known.get(&slot))
+                (value_type(mapping, name, value), self.get(scope, name))
             else {
                 continue;
             };
@@ -180,7 +197,7 @@ impl Registry {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            let whose = match &slot.0 {
+            let whose = match scope {
                 Some(event) => format!("property {name} of event {event}"),
                 None => format!("property {name}"),
             };
@@ -239,11 +256,14 @@ mod tests {
         }))
         .unwrap();
         let registry = Registry {
-            known: HashMap::from([
-                ((None, "age".to_string()), PropertyType::Integer),
-                ((None, "score".to_string()), PropertyType::Number),
-                ((None, "born".to_string()), PropertyType::Datetime),
-            ]),
+            known: HashMap::from([(
+                String::new(),
+                HashMap::from([
+                    ("age".to_string(), PropertyType::Integer),
+                    ("score".to_string(), PropertyType::Number),
+                    ("born".to_string(), PropertyType::Datetime),
+                ]),
+            )]),
         };
         let (fit, rejected) = registry.check(
             &mapping,

@@ -46,20 +46,19 @@ pub struct StagedRow {
 pub const EMAIL_STAMP: &str = "$email";
 pub const PHONE_STAMP: &str = "$phone";
 
-impl StagedRow {
-    /// Every name the row sets or removes, and email and phone when it carries them: the
-    /// names whose freshness the row claims when it is applied.
-    pub fn stamped_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.props.keys().cloned().collect();
-        names.extend(self.unset.iter().cloned());
-        if self.email.is_some() {
-            names.push(EMAIL_STAMP.to_string());
-        }
-        if self.phone.is_some() {
-            names.push(PHONE_STAMP.to_string());
-        }
-        names
+/// Every name a row sets (`props`, the row's properties, taken out of it to be written) or
+/// removes, and email and phone when it carries them: the names whose freshness the row
+/// claims when it is applied.
+pub fn stamped_names<'a>(props: &'a Map<String, Value>, row: &'a StagedRow) -> Vec<&'a str> {
+    let mut names: Vec<&str> = props.keys().map(String::as_str).collect();
+    names.extend(row.unset.iter().map(String::as_str));
+    if row.email.is_some() {
+        names.push(EMAIL_STAMP);
     }
+    if row.phone.is_some() {
+        names.push(PHONE_STAMP);
+    }
+    names
 }
 
 /// The default dedup key of an event: a hash of the import id and the row's source key, so a
