@@ -35,3 +35,35 @@ CREATE FUNCTION profile_store.stale_names(
                     ELSE properties ? n OR n = ANY(unset)
                          OR (n = '$email' AND email IS NOT NULL)
                          OR (n = '$phone' AND phone IS NOT NULL) END);
+
+-- The properties after a row older than the profile's newest row is applied: its values and
+-- removals, but for the stale names.
+CREATE FUNCTION profile_store.older_applied(
+    properties jsonb, props jsonb, unset text[], stale text[]) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN (properties || (props - stale))
+           - ARRAY(SELECT u FROM unnest(unset) AS u WHERE u <> ALL(stale));
+
+-- The property_stamps after a row is applied (NULL when none is left). A row at least as new
+-- as the profile's own stamp becomes that stamp: its names leave the exceptions, and the names
+-- the old stamp covered that the row leaves alone (orphans) keep it as exceptions. An older
+-- row stamps the names it applied.
+CREATE FUNCTION profile_store.restamp(
+    properties jsonb, stamps jsonb, unset text[], email text, phone text,
+    source_updated_at timestamptz, source_import_id bigint, source_key text,
+    names text[], newest boolean, row_stamp jsonb) RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN nullif(CASE
+        WHEN newest THEN (coalesce(stamps, '{}') - names) || coalesce(
+            (SELECT jsonb_object_agg(x, profile_store.stamp(
+                        source_updated_at, source_import_id, source_key))
+               FROM (SELECT jsonb_object_keys(properties)
+                     UNION ALL SELECT unnest(unset)
+                     UNION ALL SELECT '$email' WHERE email IS NOT NULL
+                     UNION ALL SELECT '$phone' WHERE phone IS NOT NULL) AS k(x)
+              WHERE x <> ALL(names) AND NOT coalesce(stamps ? x, false)), '{}')
+        ELSE coalesce(stamps, '{}') || coalesce(
+            (SELECT jsonb_object_agg(x, row_stamp) FROM unnest(names) AS x
+              WHERE x <> ALL(profile_store.stale_names(
+                        properties, stamps, unset, email, phone, names, row_stamp))), '{}')
+        END, '{}');

@@ -64,11 +64,16 @@ async fn sample(
 /// `$2`, the import, property by property. The row's stamp is (its source updated_at, the
 /// import, its key). A row at least as new as the profile's own stamp (the newest row applied
 /// to it) applies whole and becomes that stamp; the properties it leaves alone keep theirs in
-/// `property_stamps`. An older row applies only to the names no newer row has set or removed
-/// (`profile_store.stale_names`) and stamps them; the others are stale. A NULL property
+/// `property_stamps` (`profile_store.restamp`). An older row applies only to the names no
+/// newer row has set or removed (`profile_store.stale_names`, `older_applied`) and stamps
+/// them; the others are stale. Each column is a `CASE` on the row being the newest, so the
+/// common case costs a row comparison and the functions run only for older rows and for
+/// profiles other imports also write. A NULL property
 /// removes it; properties not mapped are left as they are; email and phone are set when the
-/// row has them. A row that changes neither a value nor a stamp is not written, and only a
-/// changed value moves `updated_at`.
+/// row has them. A row whose stamp is already the profile's and that changes no value (a
+/// replay, a re-read) is not written; an older row is, even when all its values are stale,
+/// since its stale values are counted from what it leaves; only a changed value moves
+/// `updated_at`.
 ///
 /// Returns (existing profiles whose values changed, stale values): stale values are the
 /// names of older rows not applied, and of the rows a newer row of the same profile in the
@@ -81,54 +86,49 @@ pub const UPSERT_PROFILES: &str = "WITH r AS MATERIALIZED (
      ORDER BY profile_id, updated_at DESC, key DESC
 ), u AS (
     UPDATE profile_store.profiles p
-       SET (properties, email, phone, property_stamps, source_updated_at, source_import_id,
-            source_key, source_unset, updated_at) = (
-           SELECT v.properties, v.email, v.phone, nullif(v.stamps, '{}'),
-                  CASE WHEN s.newest THEN r.updated_at ELSE p.source_updated_at END,
-                  CASE WHEN s.newest THEN $2::bigint ELSE p.source_import_id END,
-                  CASE WHEN s.newest THEN r.key ELSE p.source_key END,
-                  CASE WHEN s.newest THEN r.unset ELSE p.source_unset END,
-                  CASE WHEN v.properties IS DISTINCT FROM p.properties
-                         OR v.email IS DISTINCT FROM p.email
-                         OR v.phone IS DISTINCT FROM p.phone THEN now()
-                       ELSE p.updated_at END
-             FROM (SELECT f.newest,
-                          CASE WHEN f.newest THEN '{}'::text[]
-                               ELSE profile_store.stale_names(p.properties, p.property_stamps,
-                                        p.source_unset, p.email, p.phone, r.names,
-                                        profile_store.stamp(r.updated_at, $2::bigint, r.key)) END
-                            AS stale
-                     FROM (SELECT (r.updated_at, $2::bigint, r.key)
-                                  >= (p.source_updated_at, p.source_import_id, p.source_key)
-                                  AS newest) f) s
-            CROSS JOIN LATERAL (SELECT
-                   (p.properties || (r.props - s.stale))
-                     - CASE WHEN s.stale = '{}' THEN r.unset
-                            ELSE ARRAY(SELECT x FROM unnest(r.unset) x WHERE x <> ALL(s.stale))
-                       END AS properties,
-                   CASE WHEN '$email' = ANY(s.stale) THEN p.email
-                        ELSE coalesce(r.email, p.email) END AS email,
-                   CASE WHEN '$phone' = ANY(s.stale) THEN p.phone
-                        ELSE coalesce(r.phone, p.phone) END AS phone,
-                   CASE WHEN NOT s.newest THEN
-                            coalesce(p.property_stamps, '{}') || coalesce(
-                              (SELECT jsonb_object_agg(x, profile_store.stamp(r.updated_at, $2::bigint, r.key))
-                                 FROM unnest(r.names) x WHERE x <> ALL(s.stale)), '{}')
-                        WHEN p.property_stamps IS NULL
-                         AND (p.properties - r.names) = '{}'
-                         AND p.source_unset <@ r.names
-                         AND (p.email IS NULL OR '$email' = ANY(r.names))
-                         AND (p.phone IS NULL OR '$phone' = ANY(r.names)) THEN '{}'
-                        ELSE (coalesce(p.property_stamps, '{}') - r.names) || coalesce(
-                              (SELECT jsonb_object_agg(x, profile_store.stamp(
-                                          p.source_updated_at, p.source_import_id, p.source_key))
-                                 FROM (SELECT jsonb_object_keys(p.properties)
-                                       UNION ALL SELECT unnest(p.source_unset)
-                                       UNION ALL SELECT '$email' WHERE p.email IS NOT NULL
-                                       UNION ALL SELECT '$phone' WHERE p.phone IS NOT NULL) k(x)
-                                WHERE x <> ALL(r.names)
-                                  AND NOT coalesce(p.property_stamps ? x, false)), '{}')
-                   END AS stamps) v)
+       SET properties = CASE WHEN (r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key) THEN (p.properties || r.props) - r.unset
+                             ELSE profile_store.older_applied(p.properties, r.props, r.unset,
+                                  profile_store.stale_names(p.properties, p.property_stamps, p.source_unset, p.email,
+                                  p.phone, r.names, profile_store.stamp(r.updated_at, $2::bigint, r.key))) END,
+           email = CASE WHEN r.email IS NULL THEN p.email
+                        WHEN (r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key) THEN r.email
+                        WHEN '$email' = ANY(profile_store.stale_names(p.properties, p.property_stamps, p.source_unset, p.email,
+                                  p.phone, r.names, profile_store.stamp(r.updated_at, $2::bigint, r.key))) THEN p.email
+                        ELSE r.email END,
+           phone = CASE WHEN r.phone IS NULL THEN p.phone
+                        WHEN (r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key) THEN r.phone
+                        WHEN '$phone' = ANY(profile_store.stale_names(p.properties, p.property_stamps, p.source_unset, p.email,
+                                  p.phone, r.names, profile_store.stamp(r.updated_at, $2::bigint, r.key))) THEN p.phone
+                        ELSE r.phone END,
+           property_stamps = CASE
+               WHEN (r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key) AND p.property_stamps IS NULL
+                    AND (p.properties - r.names) = '{}' AND p.source_unset <@ r.names
+                    AND (p.email IS NULL OR '$email' = ANY(r.names))
+                    AND (p.phone IS NULL OR '$phone' = ANY(r.names)) THEN NULL
+               ELSE profile_store.restamp(p.properties, p.property_stamps, p.source_unset,
+                        p.email, p.phone, p.source_updated_at, p.source_import_id,
+                        p.source_key, r.names, (r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key),
+                        profile_store.stamp(r.updated_at, $2::bigint, r.key)) END,
+           source_updated_at = CASE WHEN (r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key) THEN r.updated_at ELSE p.source_updated_at END,
+           source_import_id = CASE WHEN (r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key) THEN $2::bigint ELSE p.source_import_id END,
+           source_key = CASE WHEN (r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key) THEN r.key ELSE p.source_key END,
+           source_unset = CASE WHEN (r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key) THEN r.unset ELSE p.source_unset END,
+           updated_at = CASE
+               WHEN (r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key) THEN
+                   CASE WHEN ((p.properties || r.props) - r.unset) IS DISTINCT FROM p.properties
+                          OR (r.email IS NOT NULL AND r.email IS DISTINCT FROM p.email)
+                          OR (r.phone IS NOT NULL AND r.phone IS DISTINCT FROM p.phone)
+                        THEN now() ELSE p.updated_at END
+               WHEN profile_store.older_applied(p.properties, r.props, r.unset, profile_store.stale_names(p.properties, p.property_stamps, p.source_unset, p.email,
+                                  p.phone, r.names, profile_store.stamp(r.updated_at, $2::bigint, r.key)))
+                      IS DISTINCT FROM p.properties
+                 OR (r.email IS NOT NULL AND r.email IS DISTINCT FROM p.email
+                     AND NOT '$email' = ANY(profile_store.stale_names(p.properties, p.property_stamps, p.source_unset, p.email,
+                                  p.phone, r.names, profile_store.stamp(r.updated_at, $2::bigint, r.key))))
+                 OR (r.phone IS NOT NULL AND r.phone IS DISTINCT FROM p.phone
+                     AND NOT '$phone' = ANY(profile_store.stale_names(p.properties, p.property_stamps, p.source_unset, p.email,
+                                  p.phone, r.names, profile_store.stamp(r.updated_at, $2::bigint, r.key))))
+               THEN now() ELSE p.updated_at END
       FROM r
      WHERE p.workspace_id = $1 AND p.profile_id = r.profile_id AND NOT r.created
        AND ((r.updated_at, $2::bigint, r.key)
