@@ -7,7 +7,7 @@ use crate::resolve::{link, ANALYZE_STAGE, UNMATCHED};
 use chrono::{DateTime, Datelike, Utc};
 use deadpool_postgres::Pool;
 use sluice_proto::rejection::{self, RowRejection};
-use sluice_proto::{EventMapping, LoadStats, Reason, UnknownIdentity};
+use sluice_proto::{LoadStats, Mapping, Reason, Records, UnknownIdentity};
 use std::collections::BTreeSet;
 use tokio_postgres::Transaction;
 
@@ -129,12 +129,17 @@ pub async fn apply(
     tx: &Transaction<'_>,
     workspace: i64,
     import_id: i64,
-    events: &EventMapping,
+    mapping: &Mapping,
     dry_run: bool,
     stats: &mut LoadStats,
     errors: &mut ChunkErrors,
 ) -> Result<(), LoadError> {
-    let found = link(tx, workspace).await?;
+    let Records::Events(events) = &mapping.records else {
+        return Err(LoadError::Store(
+            "an event load of a mapping without events".into(),
+        ));
+    };
+    let found = link(tx, workspace, mapping).await?;
     stats.profiles_created = found.profiles_created;
     stats.identities_ambiguous = found.ambiguous;
     stats.identities_conflicting = found.conflicts.len() as u64;

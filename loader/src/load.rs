@@ -255,13 +255,14 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
                 &tx,
                 workspace,
                 import_id,
+                mapping,
                 work.dry_run,
                 &mut stats,
                 &mut errors,
             )
             .await?
         }
-        Records::Events(events) => {
+        Records::Events(_) => {
             if !work.dry_run {
                 ensure_partitions(&deps.pool, &months).await?;
             }
@@ -269,7 +270,7 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
                 &tx,
                 workspace,
                 import_id,
-                events,
+                mapping,
                 work.dry_run,
                 &mut stats,
                 &mut errors,

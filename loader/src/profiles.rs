@@ -3,7 +3,7 @@
 
 use crate::load::{store_error, ChunkErrors, LoadError};
 use crate::resolve::{link, SAMPLE};
-use sluice_proto::{LoadStats, SampleRow, MAX_SAMPLE_ROWS};
+use sluice_proto::{LoadStats, Mapping, SampleRow, MAX_SAMPLE_ROWS};
 use tokio_postgres::Transaction;
 
 /// Links identities of the resolved rows (conflicts go to `errors`) and applies the
@@ -12,11 +12,12 @@ pub async fn apply(
     tx: &Transaction<'_>,
     workspace: i64,
     import: i64,
+    mapping: &Mapping,
     dry_run: bool,
     stats: &mut LoadStats,
     errors: &mut ChunkErrors,
 ) -> Result<(), LoadError> {
-    let found = link(tx, workspace).await?;
+    let found = link(tx, workspace, mapping).await?;
     stats.profiles_created = found.profiles_created;
     stats.identities_conflicting = found.conflicts.len() as u64;
     errors.conflicts.extend(found.conflicts);

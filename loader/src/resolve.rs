@@ -7,7 +7,7 @@
 
 use crate::load::{store_error, LoadError};
 use sluice_proto::rejection::{self, RowRejection};
-use sluice_proto::{IdentityKind, Reason};
+use sluice_proto::{IdentityKind, Mapping, Reason};
 use tokio_postgres::types::Type;
 use tokio_postgres::Transaction;
 
@@ -240,17 +240,22 @@ ON CONFLICT DO NOTHING";
 /// The unique identities of resolved rows that another profile already holds: (key, the
 /// row's profile, the identity that named it and its value, the other identity's kind and
 /// value, the profile that identity names). Run after `ATTACH_IDENTITIES`, so identities
-/// another row of the chunk linked first are found too; none of them is moved.
+/// another row of the chunk linked first are found too; none of them is moved. Each of a
+/// row's other identities is one probe of the identities' key (`OFFSET 0` keeps it a probe
+/// per row, never a join over the whole table).
 pub const CONFLICTS: &str = "SELECT s.key, s.profile_id, s.matched_kind, s.matched_value,
-       v.kind, v.value, i.profile_id, s.props::text
+       v.kind, v.value, o.profile_id, s.props::text
   FROM sluice_stage s
  CROSS JOIN LATERAL (VALUES ('identity', s.identity), ('external_id', s.external_id),
                             (s.alias_kind, s.alias_name)) AS v(kind, value)
-  JOIN profile_store.identities i
-    ON i.workspace_id = $1 AND i.kind = v.kind COLLATE \"C\" AND i.value = v.value COLLATE \"C\"
+ CROSS JOIN LATERAL (
+       SELECT i.profile_id FROM profile_store.identities i
+        WHERE i.workspace_id = $1 AND i.kind = v.kind COLLATE \"C\"
+          AND i.value = v.value COLLATE \"C\"
+       OFFSET 0) o
  WHERE s.profile_id IS NOT NULL AND v.kind IS NOT NULL AND v.value IS NOT NULL
    AND (v.kind, v.value) IS DISTINCT FROM (s.matched_kind, s.matched_value)
-   AND i.profile_id <> s.profile_id
+   AND o.profile_id <> s.profile_id
  ORDER BY s.key, v.kind";
 
 /// Rows that matched no profile: (key, the identity they carry, its value, props).
@@ -343,17 +348,35 @@ pub async fn resolve(
 }
 
 /// After `resolve`: links the rows' other identities, and counts what resolution found.
-pub async fn link(tx: &Transaction<'_>, workspace: i64) -> Result<Resolution, LoadError> {
+pub async fn link(
+    tx: &Transaction<'_>,
+    workspace: i64,
+    mapping: &Mapping,
+) -> Result<Resolution, LoadError> {
     tx.execute(ATTACH_IDENTITIES, &[&workspace])
         .await
         .map_err(store_error)?;
-    let conflicts = tx
-        .query(CONFLICTS, &[&workspace])
-        .await
-        .map_err(store_error)?
-        .iter()
-        .map(conflict)
-        .collect();
+    // Two profiles can be named by one row only when it carries two unique identities.
+    let unique = mapping
+        .precedence()
+        .into_iter()
+        .filter(|k| {
+            matches!(
+                k,
+                IdentityKind::Identity | IdentityKind::ExternalId | IdentityKind::Alias
+            )
+        })
+        .count();
+    let conflicts = match unique {
+        0 | 1 => Vec::new(),
+        _ => tx
+            .query(CONFLICTS, &[&workspace])
+            .await
+            .map_err(store_error)?
+            .iter()
+            .map(conflict)
+            .collect(),
+    };
     let counts = tx
         .query_one(RESOLUTION_COUNTS, &[])
         .await

@@ -212,9 +212,21 @@ async fn load(client: &mut Client, chunk: &[Row]) -> (u64, u64) {
     .unwrap();
     let mut stats = sluice_proto::LoadStats::default();
     let mut errors = sluice_loader::load::ChunkErrors::default();
-    profiles::apply(&tx, WORKSPACE, import, false, &mut stats, &mut errors)
-        .await
-        .unwrap();
+    let mapping: sluice_proto::Mapping = serde_json::from_value(serde_json::json!({
+        "identity": {"external_id": "ext"}, "properties": {}
+    }))
+    .unwrap();
+    profiles::apply(
+        &tx,
+        WORKSPACE,
+        import,
+        &mapping,
+        false,
+        &mut stats,
+        &mut errors,
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     (stats.profiles_updated, stats.properties_stale)
 }
