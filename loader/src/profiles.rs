@@ -78,12 +78,13 @@ async fn sample(
 ///
 /// Returns (existing profiles whose values changed, stale values): stale values are the
 /// names of older rows not applied, and of the rows a newer row of the same profile in the
-/// chunk superseded.
+/// chunk superseded (for a profile the chunk created, the rows resolution marked
+/// `superseded`), counted without sorting the created profiles' rows.
 pub const UPSERT_PROFILES: &str = "WITH r AS MATERIALIZED (
-    SELECT DISTINCT ON (profile_id) profile_id, created, updated_at, key, props, unset, names,
-           email, phone
+    SELECT DISTINCT ON (profile_id) profile_id, updated_at, key, props, unset, names, email,
+           phone
       FROM sluice_stage
-     WHERE profile_id IS NOT NULL
+     WHERE profile_id IS NOT NULL AND NOT created
      ORDER BY profile_id, updated_at DESC, key DESC
 ), u AS (
     UPDATE profile_store.profiles p
@@ -131,7 +132,7 @@ pub const UPSERT_PROFILES: &str = "WITH r AS MATERIALIZED (
                                   p.phone, r.names, profile_store.stamp(r.updated_at, $2::bigint, r.key))))
                THEN now() ELSE p.updated_at END
       FROM r
-     WHERE p.workspace_id = $1 AND p.profile_id = r.profile_id AND NOT r.created
+     WHERE p.workspace_id = $1 AND p.profile_id = r.profile_id
        AND ((r.updated_at, $2::bigint, r.key)
               IS DISTINCT FROM (p.source_updated_at, p.source_import_id, p.source_key)
             OR ((p.properties || r.props) - r.unset) IS DISTINCT FROM p.properties
@@ -147,6 +148,6 @@ pub const UPSERT_PROFILES: &str = "WITH r AS MATERIALIZED (
 )
 SELECT (SELECT count(*) FILTER (WHERE changed) FROM u),
        ((SELECT coalesce(sum(stale), 0) FROM u)
-        + (SELECT coalesce(sum(cardinality(names)), 0) FROM sluice_stage
-            WHERE profile_id IS NOT NULL)
+        + (SELECT coalesce(sum(cardinality(names)) FILTER (WHERE NOT created OR superseded), 0)
+             FROM sluice_stage WHERE profile_id IS NOT NULL)
         - (SELECT coalesce(sum(cardinality(names)), 0) FROM r))::int8";

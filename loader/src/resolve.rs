@@ -13,7 +13,8 @@ use tokio_postgres::Transaction;
 
 /// The chunk's rows as copied in, and the staging table the resolution statement fills from
 /// them: the same columns and the resolution's (the profile, the identity that matched it,
-/// whether another profile shares it, whether the chunk created it). Both are dropped at
+/// whether another profile shares it, whether the chunk created it, and whether it is one of a
+/// created profile's rows older than the one it was created from). Both are dropped at
 /// commit; the event columns are NULL for profile loads. Identity columns and the dedup key
 /// compare as the store's tables do (collation "C").
 pub const CREATE_STAGE: &str = "CREATE TEMP TABLE sluice_rows (
@@ -42,7 +43,8 @@ CREATE TEMP TABLE sluice_stage (
     matched_kind  text COLLATE \"C\",
     matched_value text COLLATE \"C\",
     ambiguous     boolean,
-    created       boolean NOT NULL DEFAULT false
+    created       boolean NOT NULL DEFAULT false,
+    superseded    boolean NOT NULL DEFAULT false
 ) ON COMMIT DROP";
 
 /// Binary COPY into the staging table.
@@ -218,7 +220,8 @@ SELECT m.key, m.updated_at, m.identity, m.external_id, m.alias_kind, m.alias_nam
        m.phone, m.profile_ref, m.create_kind, m.create_value, m.props, m.unset, m.names, m.event_name,
        m.event_time, m.dedup_key, m.price,
        coalesce(m.profile_id, x.new_id), coalesce(m.matched_kind, x.create_kind),
-       coalesce(m.matched_value, x.create_value), m.ambiguous, x.new_id IS NOT NULL
+       coalesce(m.matched_value, x.create_value), m.ambiguous, x.new_id IS NOT NULL,
+       x.new_id IS NOT NULL AND x.key <> m.key
   FROM matched m
   LEFT JOIN missing x ON m.profile_id IS NULL
                      AND x.create_kind = m.create_kind AND x.create_value = m.create_value",

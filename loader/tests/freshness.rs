@@ -315,4 +315,42 @@ async fn a_row_already_applied_changes_nothing_and_an_older_one_is_all_stale() {
     assert_eq!(load(&mut client, &[row(2, 5, "k0", "tie")]).await, (1, 0));
     let (props, _) = stored(&client).await.remove(&1).unwrap();
     assert_eq!(props, serde_json::json!({"a": "tie"}));
+    // Within a chunk the newest row of a profile wins; the others' values are stale.
+    assert_eq!(
+        load(
+            &mut client,
+            &[row(2, 6, "k5", "older"), row(2, 7, "k4", "newest")]
+        )
+        .await,
+        (1, 2)
+    );
+    let (props, _) = stored(&client).await.remove(&1).unwrap();
+    assert_eq!(props, serde_json::json!({"a": "newest"}));
+}
+
+#[tokio::test]
+async fn a_profile_created_from_several_rows_of_a_chunk_counts_the_older_ones_stale() {
+    let url = common::store(&format!("loader_freshness_created_{}", std::process::id())).await;
+    let mut client = common::connect(&url).await;
+    let row = |second: i64, key: &str, values: &[(&'static str, Option<&str>)]| Row {
+        profile: 1,
+        import: 1,
+        second,
+        key: key.to_string(),
+        values: values
+            .iter()
+            .map(|(n, v)| (*n, v.map(str::to_string)))
+            .collect(),
+    };
+    let chunk = [
+        row(
+            1,
+            "k1",
+            &[("a", Some("old")), ("b", Some("old")), ("c", None)],
+        ),
+        row(2, "k2", &[("a", Some("new"))]),
+    ];
+    assert_eq!(load(&mut client, &chunk).await, (0, 3));
+    let (props, _) = stored(&client).await.remove(&1).unwrap();
+    assert_eq!(props, serde_json::json!({"a": "new"}));
 }
