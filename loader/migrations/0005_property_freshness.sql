@@ -13,6 +13,9 @@ ALTER TABLE profile_store.profiles
     ADD COLUMN source_import_id bigint NOT NULL DEFAULT 0,
     ADD COLUMN source_key       text   NOT NULL DEFAULT '',
     ADD COLUMN source_unset     text[] NOT NULL DEFAULT '{}',
+    -- A hash of the names the newest row claimed: a row claiming the same names leaves no
+    -- property of the profile without a stamp, checked without reading the properties.
+    ADD COLUMN source_names     bigint,
     ADD COLUMN property_stamps  jsonb;
 
 -- A stamp as stored in property_stamps; jsonb arrays of three elements compare element by

@@ -8,7 +8,7 @@ use crate::profiles;
 use crate::rate::RowRateLimiter;
 use crate::registry::Registry;
 use crate::resolve::{resolve, Unmatched, COPY_STAGE, COPY_TYPES, CREATE_STAGE};
-use crate::staging::{stage_rows, stamped_names};
+use crate::staging::{names_hash, stage_rows, stamped_names};
 use crate::{deletes, events, removals, statistics};
 use deadpool_postgres::Pool;
 use futures::pin_mut;
@@ -210,6 +210,7 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
                 (Records::Profiles, serde_json::Value::Object(map)) => stamped_names(map, &row),
                 _ => Vec::new(),
             };
+            let hash = names_hash(&names);
             writer
                 .as_mut()
                 .write(&[
@@ -227,6 +228,7 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
                     &props,
                     &row.unset,
                     &names,
+                    &hash,
                     &row.event_name,
                     &row.event_time,
                     &row.dedup_key,

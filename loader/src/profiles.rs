@@ -65,7 +65,8 @@ async fn sample(
 /// `$2`, the import, property by property. The row's stamp is (its source updated_at, the
 /// import, its key). A row at least as new as the profile's own stamp (the newest row applied
 /// to it) applies whole and becomes that stamp; the properties it leaves alone keep theirs in
-/// `property_stamps` (`profile_store.restamp`). An older row applies only to the names no
+/// `property_stamps` (`profile_store.restamp`); a row claiming the same names as the newest
+/// one (`source_names`, their hash) leaves none. An older row applies only to the names no
 /// newer row has set or removed (`profile_store.stale_names`, `older_applied`) and stamps
 /// them; the others are stale. Each column is a `CASE` on the row being the newest, so the
 /// common case costs a row comparison and the functions run only for older rows and for
@@ -81,8 +82,8 @@ async fn sample(
 /// chunk superseded (for a profile the chunk created, the rows resolution marked
 /// `superseded`), counted without sorting the created profiles' rows.
 pub const UPSERT_PROFILES: &str = "WITH r AS MATERIALIZED (
-    SELECT DISTINCT ON (profile_id) profile_id, updated_at, key, props, unset, names, email,
-           phone
+    SELECT DISTINCT ON (profile_id) profile_id, updated_at, key, props, unset, names,
+           names_hash, email, phone
       FROM sluice_stage
      WHERE profile_id IS NOT NULL AND NOT created
      ORDER BY profile_id, updated_at DESC, key DESC
@@ -103,6 +104,8 @@ pub const UPSERT_PROFILES: &str = "WITH r AS MATERIALIZED (
                                   p.phone, r.names, profile_store.stamp(r.updated_at, $2::bigint, r.key))) THEN p.phone
                         ELSE r.phone END,
            property_stamps = CASE
+               WHEN p.property_stamps IS NULL AND p.source_names = r.names_hash
+                    AND (r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key) THEN NULL
                WHEN (r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key) AND p.property_stamps IS NULL
                     AND (p.properties - r.names) = '{}' AND p.source_unset <@ r.names
                     AND (p.email IS NULL OR '$email' = ANY(r.names))
@@ -115,6 +118,7 @@ pub const UPSERT_PROFILES: &str = "WITH r AS MATERIALIZED (
            source_import_id = CASE WHEN (r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key) THEN $2::bigint ELSE p.source_import_id END,
            source_key = CASE WHEN (r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key) THEN r.key ELSE p.source_key END,
            source_unset = CASE WHEN (r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key) THEN r.unset ELSE p.source_unset END,
+           source_names = CASE WHEN (r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key) THEN r.names_hash ELSE p.source_names END,
            updated_at = CASE
                WHEN (r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key) THEN
                    CASE WHEN ((p.properties || r.props) - r.unset) IS DISTINCT FROM p.properties

@@ -32,6 +32,7 @@ pub const CREATE_STAGE: &str = "CREATE TEMP TABLE sluice_rows (
     props         jsonb NOT NULL,
     unset         text[] NOT NULL,
     names         text[] NOT NULL,
+    names_hash    bigint NOT NULL,
     event_name    text,
     event_time    timestamptz,
     dedup_key     text COLLATE \"C\",
@@ -50,8 +51,8 @@ CREATE TEMP TABLE sluice_stage (
 /// Binary COPY into the staging table.
 pub const COPY_STAGE: &str =
     "COPY sluice_rows (key, updated_at, identity, external_id, alias_kind, alias_name, email,
-    phone, profile_ref, create_kind, create_value, props, unset, names, event_name, event_time,
-    dedup_key, price)
+    phone, profile_ref, create_kind, create_value, props, unset, names, names_hash, event_name,
+    event_time, dedup_key, price)
     FROM STDIN (FORMAT binary)";
 
 /// The column types of `COPY_STAGE`, in order.
@@ -70,6 +71,7 @@ pub const COPY_TYPES: &[Type] = &[
     Type::JSONB,
     Type::TEXT_ARRAY,
     Type::TEXT_ARRAY,
+    Type::INT8,
     Type::TEXT,
     Type::TIMESTAMPTZ,
     Type::TEXT,
@@ -193,14 +195,14 @@ pub fn resolve_statement(precedence: &[IdentityKind]) -> String {
 ), missing AS MATERIALIZED (
     SELECT d.*, nextval('profile_store.profile_id_seq') AS new_id
       FROM (SELECT DISTINCT ON (create_kind, create_value) create_kind, create_value,
-                   props, unset, email, phone, updated_at, key
+                   props, unset, email, phone, updated_at, key, names_hash
               FROM matched
              WHERE $2 AND profile_id IS NULL AND create_kind IS NOT NULL
              ORDER BY create_kind, create_value, updated_at DESC, key DESC) d
 ), created AS (
     INSERT INTO profile_store.profiles
            (workspace_id, profile_id, properties, email, phone, source_updated_at,
-            source_import_id, source_key, source_unset)
+            source_import_id, source_key, source_unset, source_names)
     SELECT $1, new_id,
            CASE WHEN $3 THEN props - unset ELSE '{{}}' END,
            CASE WHEN $3 THEN email END,
@@ -208,7 +210,8 @@ pub fn resolve_statement(precedence: &[IdentityKind]) -> String {
            CASE WHEN $3 THEN updated_at ELSE '-infinity' END,
            CASE WHEN $3 THEN $4::bigint ELSE 0 END,
            CASE WHEN $3 THEN key ELSE '' END,
-           CASE WHEN $3 THEN unset ELSE '{{}}' END
+           CASE WHEN $3 THEN unset ELSE '{{}}' END,
+           CASE WHEN $3 THEN names_hash END
       FROM missing
 ), named AS (
     INSERT INTO profile_store.identities (workspace_id, kind, value, profile_id)
@@ -217,7 +220,8 @@ pub fn resolve_statement(precedence: &[IdentityKind]) -> String {
 )
 INSERT INTO sluice_stage
 SELECT m.key, m.updated_at, m.identity, m.external_id, m.alias_kind, m.alias_name, m.email,
-       m.phone, m.profile_ref, m.create_kind, m.create_value, m.props, m.unset, m.names, m.event_name,
+       m.phone, m.profile_ref, m.create_kind, m.create_value, m.props, m.unset, m.names,
+       m.names_hash, m.event_name,
        m.event_time, m.dedup_key, m.price,
        coalesce(m.profile_id, x.new_id), coalesce(m.matched_kind, x.create_kind),
        coalesce(m.matched_value, x.create_value), m.ambiguous, x.new_id IS NOT NULL,

@@ -46,6 +46,21 @@ pub struct StagedRow {
 pub const EMAIL_STAMP: &str = "$email";
 pub const PHONE_STAMP: &str = "$phone";
 
+/// A hash of a row's stamped names, the same for the same set of names in any order and in
+/// every process (FNV-1a over the sorted names).
+pub fn names_hash(names: &[&str]) -> i64 {
+    let mut sorted = names.to_vec();
+    sorted.sort_unstable();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for name in sorted {
+        for byte in name.bytes().chain(std::iter::once(0)) {
+            hash ^= byte as u64;
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash as i64
+}
+
 /// Every name a row sets (`props`, the row's properties, taken out of it to be written) or
 /// removes, and email and phone when it carries them: the names whose freshness the row
 /// claims when it is applied.

@@ -6,6 +6,7 @@
 
 use sluice_loader::profiles;
 use sluice_loader::resolve::{resolve, Unmatched, CREATE_STAGE};
+use sluice_loader::staging;
 use sluice_proto::IdentityKind;
 use std::collections::BTreeMap;
 use tokio_postgres::Client;
@@ -186,8 +187,8 @@ async fn load(client: &mut Client, chunk: &[Row]) -> (u64, u64) {
         let time = chrono::DateTime::from_timestamp(1_700_000_000 + row.second, 0).unwrap();
         tx.execute(
             "INSERT INTO sluice_rows (key, updated_at, external_id, email, create_kind,
-                                      create_value, props, unset, names)
-             VALUES ($1, $2, $3, $4, 'external_id', $3, $5, $6, $7)",
+                                      create_value, props, unset, names, names_hash)
+             VALUES ($1, $2, $3, $4, 'external_id', $3, $5, $6, $7, $8)",
             &[
                 &row.key,
                 &time,
@@ -196,6 +197,7 @@ async fn load(client: &mut Client, chunk: &[Row]) -> (u64, u64) {
                 &serde_json::Value::Object(props),
                 &unset,
                 &names,
+                &staging::names_hash(&names.iter().map(String::as_str).collect::<Vec<_>>()),
             ],
         )
         .await
