@@ -4,6 +4,7 @@
 use crate::load::{store_error, ChunkErrors, LoadError};
 use crate::resolve::{link, SAMPLE};
 use sluice_proto::{LoadStats, Mapping, SampleRow, MAX_SAMPLE_ROWS};
+use std::sync::LazyLock;
 use tokio_postgres::Transaction;
 
 /// Links identities of the resolved rows (conflicts go to `errors`) and applies the
@@ -25,7 +26,7 @@ pub async fn apply(
         stats.sample = sample(tx, workspace, import).await?;
     }
     let counts = tx
-        .query_one(UPSERT_PROFILES, &[&workspace, &import])
+        .query_one(UPSERT_PROFILES.as_str(), &[&workspace, &import])
         .await
         .map_err(store_error)?;
     let (updated, stale): (i64, i64) = (counts.get(0), counts.get(1));
@@ -81,7 +82,22 @@ async fn sample(
 /// names of older rows not applied, and of the rows a newer row of the same profile in the
 /// chunk superseded (for a profile the chunk created, the rows resolution marked
 /// `superseded`), counted without sorting the created profiles' rows.
-pub const UPSERT_PROFILES: &str = "WITH r AS MATERIALIZED (
+pub static UPSERT_PROFILES: LazyLock<String> = LazyLock::new(|| {
+    UPSERT_TEMPLATE
+        .replace("{newest}", NEWEST)
+        .replace("{stale}", STALE_NAMES)
+});
+
+/// Whether the staged row `r` is at least as new as the profile's own stamp.
+const NEWEST: &str =
+    "(r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key)";
+
+/// The names of an older staged row `r` that a newer row has set or removed.
+const STALE_NAMES: &str = "profile_store.stale_names(p.properties, p.property_stamps,
+    p.source_unset, p.email, p.phone, r.names, profile_store.stamp(r.updated_at, $2::bigint, r.key))";
+
+/// `UPSERT_PROFILES` with `{newest}` and `{stale}` standing for `NEWEST` and `STALE_NAMES`.
+const UPSERT_TEMPLATE: &str = "WITH r AS MATERIALIZED (
     SELECT DISTINCT ON (profile_id) profile_id, updated_at, key, props, unset, names,
            names_hash, email, phone
       FROM sluice_stage
@@ -89,51 +105,45 @@ pub const UPSERT_PROFILES: &str = "WITH r AS MATERIALIZED (
      ORDER BY profile_id, updated_at DESC, key DESC
 ), u AS (
     UPDATE profile_store.profiles p
-       SET properties = CASE WHEN (r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key) THEN (p.properties || r.props) - r.unset
+       SET properties = CASE WHEN {newest} THEN (p.properties || r.props) - r.unset
                              ELSE profile_store.older_applied(p.properties, r.props, r.unset,
-                                  profile_store.stale_names(p.properties, p.property_stamps, p.source_unset, p.email,
-                                  p.phone, r.names, profile_store.stamp(r.updated_at, $2::bigint, r.key))) END,
+                                  {stale}) END,
            email = CASE WHEN r.email IS NULL THEN p.email
-                        WHEN (r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key) THEN r.email
-                        WHEN '$email' = ANY(profile_store.stale_names(p.properties, p.property_stamps, p.source_unset, p.email,
-                                  p.phone, r.names, profile_store.stamp(r.updated_at, $2::bigint, r.key))) THEN p.email
+                        WHEN {newest} THEN r.email
+                        WHEN '$email' = ANY({stale}) THEN p.email
                         ELSE r.email END,
            phone = CASE WHEN r.phone IS NULL THEN p.phone
-                        WHEN (r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key) THEN r.phone
-                        WHEN '$phone' = ANY(profile_store.stale_names(p.properties, p.property_stamps, p.source_unset, p.email,
-                                  p.phone, r.names, profile_store.stamp(r.updated_at, $2::bigint, r.key))) THEN p.phone
+                        WHEN {newest} THEN r.phone
+                        WHEN '$phone' = ANY({stale}) THEN p.phone
                         ELSE r.phone END,
            property_stamps = CASE
                WHEN p.property_stamps IS NULL AND p.source_names = r.names_hash
-                    AND (r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key) THEN NULL
-               WHEN (r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key) AND p.property_stamps IS NULL
+                    AND {newest} THEN NULL
+               WHEN {newest} AND p.property_stamps IS NULL
                     AND (p.properties - r.names) = '{}' AND p.source_unset <@ r.names
                     AND (p.email IS NULL OR '$email' = ANY(r.names))
                     AND (p.phone IS NULL OR '$phone' = ANY(r.names)) THEN NULL
                ELSE profile_store.restamp(p.properties, p.property_stamps, p.source_unset,
                         p.email, p.phone, p.source_updated_at, p.source_import_id,
-                        p.source_key, r.names, (r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key),
+                        p.source_key, r.names, {newest},
                         profile_store.stamp(r.updated_at, $2::bigint, r.key)) END,
-           source_updated_at = CASE WHEN (r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key) THEN r.updated_at ELSE p.source_updated_at END,
-           source_import_id = CASE WHEN (r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key) THEN $2::bigint ELSE p.source_import_id END,
-           source_key = CASE WHEN (r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key) THEN r.key ELSE p.source_key END,
-           source_unset = CASE WHEN (r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key) THEN r.unset ELSE p.source_unset END,
-           source_names = CASE WHEN (r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key) THEN r.names_hash ELSE p.source_names END,
+           source_updated_at = CASE WHEN {newest} THEN r.updated_at ELSE p.source_updated_at END,
+           source_import_id = CASE WHEN {newest} THEN $2::bigint ELSE p.source_import_id END,
+           source_key = CASE WHEN {newest} THEN r.key ELSE p.source_key END,
+           source_unset = CASE WHEN {newest} THEN r.unset ELSE p.source_unset END,
+           source_names = CASE WHEN {newest} THEN r.names_hash ELSE p.source_names END,
            updated_at = CASE
-               WHEN (r.updated_at, $2::bigint, r.key) >= (p.source_updated_at, p.source_import_id, p.source_key) THEN
+               WHEN {newest} THEN
                    CASE WHEN ((p.properties || r.props) - r.unset) IS DISTINCT FROM p.properties
                           OR (r.email IS NOT NULL AND r.email IS DISTINCT FROM p.email)
                           OR (r.phone IS NOT NULL AND r.phone IS DISTINCT FROM p.phone)
                         THEN now() ELSE p.updated_at END
-               WHEN profile_store.older_applied(p.properties, r.props, r.unset, profile_store.stale_names(p.properties, p.property_stamps, p.source_unset, p.email,
-                                  p.phone, r.names, profile_store.stamp(r.updated_at, $2::bigint, r.key)))
+               WHEN profile_store.older_applied(p.properties, r.props, r.unset, {stale})
                       IS DISTINCT FROM p.properties
                  OR (r.email IS NOT NULL AND r.email IS DISTINCT FROM p.email
-                     AND NOT '$email' = ANY(profile_store.stale_names(p.properties, p.property_stamps, p.source_unset, p.email,
-                                  p.phone, r.names, profile_store.stamp(r.updated_at, $2::bigint, r.key))))
+                     AND NOT '$email' = ANY({stale}))
                  OR (r.phone IS NOT NULL AND r.phone IS DISTINCT FROM p.phone
-                     AND NOT '$phone' = ANY(profile_store.stale_names(p.properties, p.property_stamps, p.source_unset, p.email,
-                                  p.phone, r.names, profile_store.stamp(r.updated_at, $2::bigint, r.key))))
+                     AND NOT '$phone' = ANY({stale}))
                THEN now() ELSE p.updated_at END
       FROM r
      WHERE p.workspace_id = $1 AND p.profile_id = r.profile_id
