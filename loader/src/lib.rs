@@ -35,4 +35,8 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("../migrations/0006_event_property_types.sql"),
     ),
     (7, include_str!("../migrations/0007_mirror_removals.sql")),
+    (
+        8,
+        include_str!("../migrations/0008_identity_probe_plans.sql"),
+    ),
 ];
