@@ -6,6 +6,11 @@ pub const SOURCE_KEY: &str = "__sluice_key";
 /// Extracted chunk: the source row's watermark (always a UTC timestamp).
 pub const SOURCE_WATERMARK: &str = "__sluice_watermark";
 
+/// Extracted chunk, optional: the first value of the row its Arrow column cannot hold (an
+/// infinite timestamp), as `column REASON_SEPARATOR value`; NULL when every value fits. The
+/// transformer rejects such rows with `invalid_value`.
+pub const SOURCE_UNREPRESENTABLE: &str = "__sluice_unrepresentable";
+
 /// The source row's key, as text.
 pub const KEY: &str = "__key";
 /// The source row's watermark (UTC, microseconds).

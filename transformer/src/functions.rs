@@ -4,10 +4,10 @@
 //! caller can turn it into a row-level rejection.
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Date32Builder, RecordBatch, StringArray, StringBuilder,
-    TimestampMicrosecondBuilder,
+    Array, ArrayRef, AsArray, Date32Builder, Float64Array, Float64Builder, RecordBatch,
+    StringArray, StringBuilder, TimestampMicrosecondBuilder,
 };
-use arrow::datatypes::{DataType, TimeUnit};
+use arrow::datatypes::{DataType, Float64Type, TimeUnit};
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 use datafusion::error::{DataFusionError, Result};
@@ -83,6 +83,42 @@ pub fn parse_date(name: &str, format: DateFormat, tz: Tz) -> ScalarUDF {
                 );
             }
             Ok(ColumnarValue::Array(Arc::new(out.finish())))
+        }),
+    )
+}
+
+/// `sluice_number(text) -> double`: the decimal as the double that holds it exactly, NULL when
+/// it is not finite or a double would round it.
+pub fn number() -> ScalarUDF {
+    create_udf(
+        "sluice_number",
+        vec![DataType::Utf8],
+        DataType::Float64,
+        Volatility::Immutable,
+        Arc::new(|args| {
+            let (array, len) = strings(args)?;
+            let values = as_strings(&array)?;
+            let mut out = Float64Builder::with_capacity(len);
+            for value in values.iter() {
+                out.append_option(value.and_then(crate::number::exact));
+            }
+            Ok(ColumnarValue::Array(Arc::new(out.finish())))
+        }),
+    )
+}
+
+/// `sluice_finite(double) -> double`: the value, NULL for `NaN` and the infinities.
+pub fn finite() -> ScalarUDF {
+    create_udf(
+        "sluice_finite",
+        vec![DataType::Float64],
+        DataType::Float64,
+        Volatility::Immutable,
+        Arc::new(|args| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let values = arrays[0].as_primitive::<Float64Type>();
+            let out: Float64Array = values.iter().map(|v| v.filter(|v| v.is_finite())).collect();
+            Ok(ColumnarValue::Array(Arc::new(out)))
         }),
     )
 }

@@ -5,6 +5,7 @@ pub mod functions;
 pub mod key_set;
 pub mod mapping;
 mod metrics;
+pub mod number;
 pub mod transform;
 
 pub use transform::{transform, Transformer};

@@ -6,11 +6,14 @@
 use crate::functions;
 use arrow::datatypes::{DataType, Schema};
 use chrono::{DateTime, Utc};
-use datafusion::functions::string::expr_fn::octet_length;
+use datafusion::functions::core::expr_fn::greatest;
+use datafusion::functions::string::expr_fn::{octet_length, split_part};
 use datafusion::logical_expr::{cast, ident, lit, try_cast, when, Case, Expr};
 use datafusion::prelude::{btrim, lower, trunc};
 use datafusion::scalar::ScalarValue;
-use sluice_proto::columns::{self, REASON_SEPARATOR, SOURCE_KEY, SOURCE_WATERMARK};
+use sluice_proto::columns::{
+    self, REASON_SEPARATOR, SOURCE_KEY, SOURCE_UNREPRESENTABLE, SOURCE_WATERMARK,
+};
 use sluice_proto::dateformat::{parse_timezone, DateFormat};
 use sluice_proto::mapping::{MAX_PROPERTIES, MAX_ROW_BYTES};
 use sluice_proto::{
@@ -64,8 +67,13 @@ struct FirstProblem {
 
 impl FirstProblem {
     fn add(&mut self, condition: Expr, column: &str, value: Expr, reason: Expr) {
+        self.add_named(condition, lit(column), value, reason)
+    }
+
+    /// Like `add`, with the column named by an expression of the row.
+    fn add_named(&mut self, condition: Expr, column: Expr, value: Expr, reason: Expr) {
         let when = Box::new(condition);
-        self.column.push((when.clone(), Box::new(lit(column))));
+        self.column.push((when.clone(), Box::new(column)));
         self.value.push((when.clone(), Box::new(value)));
         self.reason.push((when, Box::new(reason)));
     }
@@ -181,18 +189,58 @@ pub fn plan(
         );
     }
 
-    let row_bytes = source_text
+    // A value the extractor could not represent (an infinite time) is no value a property
+    // can hold.
+    if input.field_with_name(SOURCE_UNREPRESENTABLE).is_ok() {
+        let unrepresentable = ident(SOURCE_UNREPRESENTABLE);
+        texts.push(unrepresentable.clone());
+        normalize.push(unrepresentable.clone());
+        let separator = REASON_SEPARATOR.to_string();
+        problems.add_named(
+            unrepresentable.clone().is_not_null(),
+            split_part(unrepresentable.clone(), lit(separator.clone()), lit(1i64)),
+            split_part(unrepresentable, lit(separator), lit(2i64)),
+            lit(reason_text(
+                Reason::InvalidValue,
+                "the value is an infinite time, which no property can hold",
+            )),
+        );
+    }
+
+    // The row's size, and the column that weighs most in it: the one a rejection names.
+    let lengths: Vec<Expr> = source_text
         .iter()
         .map(|(_, text)| datafusion::prelude::coalesce(vec![octet_length(ident(text)), lit(0i32)]))
+        .collect();
+    let row_bytes = lengths
+        .iter()
+        .cloned()
         .reduce(|a, b| a + b)
         .expect("at least one column");
-    problems.add(
+    let longest = match lengths.len() {
+        1 => lengths[0].clone(),
+        _ => greatest(lengths.clone()),
+    };
+    let heaviest = |of: &dyn Fn(&str, &str) -> Expr| {
+        let arms = source_text
+            .iter()
+            .zip(&lengths)
+            .map(|((column, text), length)| {
+                (
+                    Box::new(length.clone().eq(longest.clone())),
+                    Box::new(of(column, text)),
+                )
+            })
+            .collect();
+        Expr::Case(Case::new(None, arms, None))
+    };
+    problems.add_named(
         row_bytes.gt(lit(MAX_ROW_BYTES as i64)),
-        identity_fields[0].1,
-        lit(ScalarValue::Utf8(None)),
+        heaviest(&|column, _| lit(column)),
+        heaviest(&|_, text| ident(text)),
         lit(reason_text(
             Reason::RowTooLarge,
-            &format!("the row's mapped values are over {MAX_ROW_BYTES} bytes"),
+            &format!("the row's mapped values are over {MAX_ROW_BYTES} bytes; this column is the largest"),
         )),
     );
 
@@ -503,11 +551,14 @@ fn convert(
                 try_cast(btrim(vec![text()]), DataType::Int64)
             }
         }
+        // Never coerced: non-finite values, and decimals a double would round, do not convert.
         PropertyType::Number => {
-            if is_text(source) {
-                try_cast(btrim(vec![src]), DataType::Float64)
+            if source.is_floating() {
+                functions::finite().call(vec![cast(src, DataType::Float64)])
+            } else if *source == DataType::Boolean {
+                cast(src, DataType::Float64)
             } else {
-                try_cast(src, DataType::Float64)
+                functions::number().call(vec![text()])
             }
         }
         PropertyType::Boolean => {

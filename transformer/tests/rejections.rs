@@ -358,6 +358,11 @@ async fn payloads_expand_keep_nested_values_and_refuse_what_does_not_fit() {
     );
     let big_row = rejections.iter().find(|r| r.row_key == "5").unwrap();
     assert_eq!(
+        big_row.column, "extra",
+        "a row too large names its largest column, not an identity"
+    );
+    assert_eq!(big_row.value.as_deref().map(str::len), Some(256));
+    assert_eq!(
         big_row.row["extra"].as_ref().unwrap().chars().count(),
         256,
         "values are truncated"
@@ -393,4 +398,73 @@ async fn a_struct_payload_expands_like_a_json_object() {
         .as_string::<i32>();
     let value: serde_json::Value = serde_json::from_str(payload.value(0)).unwrap();
     assert_eq!(value, serde_json::json!({"plan": "gold", "seats": 3}));
+}
+
+#[tokio::test]
+async fn non_finite_numbers_and_decimals_a_double_would_round_are_rejected() {
+    let floats: ArrayRef = Arc::new(arrow::array::Float64Array::from(vec![
+        Some(1.5),
+        Some(f64::NAN),
+        Some(f64::INFINITY),
+        Some(f64::NEG_INFINITY),
+        Some(2.0),
+        Some(3.0),
+    ]));
+    let batch = chunk(vec![
+        (
+            "ext",
+            text(vec![
+                Some("u1"),
+                Some("u2"),
+                Some("u3"),
+                Some("u4"),
+                Some("u5"),
+                Some("u6"),
+            ]),
+        ),
+        ("score", floats),
+        (
+            "balance",
+            text(vec![
+                Some("12.50"),
+                Some("1"),
+                Some("1"),
+                Some("1"),
+                Some("123456789012345678901234567890"),
+                Some("NaN"),
+            ]),
+        ),
+    ]);
+    let (result, accepted, rejections) = run(
+        batch,
+        serde_json::json!({
+            "identity": {"external_id": "ext"},
+            "properties": {
+                "score": {"column": "score", "type": "number"},
+                "balance": {"column": "balance", "type": "number"}
+            }
+        }),
+    )
+    .await;
+    assert_eq!((result.rows_accepted, result.rows_rejected), (1, 5));
+    let balance = accepted
+        .column_by_name("prop:balance")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::Float64Type>();
+    assert_eq!(balance.value(0), 12.5);
+    let found: Vec<(String, String, String)> = reasons(&rejections)
+        .into_iter()
+        .map(|(key, column, _, reason)| (key, column, reason))
+        .collect();
+    let expected: Vec<(String, String, String)> = [
+        ("2", "score"),
+        ("3", "score"),
+        ("4", "score"),
+        ("5", "balance"),
+        ("6", "balance"),
+    ]
+    .iter()
+    .map(|(k, c)| (k.to_string(), c.to_string(), "invalid_value".to_string()))
+    .collect();
+    assert_eq!(found, expected);
 }
