@@ -172,6 +172,12 @@ pub fn print_summary(s: &RunSummary) {
         s.duration_ms.unwrap_or(0) as f64 / 1000.0,
         s.rows_held_back_future
     );
+    if s.rows_without_watermark > 0 {
+        println!(
+            "  {} source rows have no watermark (NULL or infinite) and are read by no run: give them one, or coalesce it in a query source",
+            s.rows_without_watermark
+        );
+    }
     if let Some(error) = &s.error {
         println!("  error: {error}");
     }
@@ -185,7 +191,7 @@ pub fn print_summary(s: &RunSummary) {
             row.properties
         );
     }
-    if s.rows_rejected > 0 {
+    if s.rows_rejected + s.rows_without_watermark > 0 {
         println!(
             "  rejected rows: `sluice runs errors {}` (add --csv for the failure report)",
             s.run_id

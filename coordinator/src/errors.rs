@@ -60,10 +60,29 @@ pub async fn record(
     stage: StageName,
     rows: &[RowRejection],
 ) -> Result<(), tokio_postgres::Error> {
-    let seq = seq as i32;
-    client
-        .execute(CLEAR, &[&run_id, &seq, &stage.as_str()])
-        .await?;
+    replace(client, run_id, seq as i32, stage.as_str(), rows).await
+}
+
+/// The chunk number and stage of the rows planning found no run can read.
+pub const PLANNING: (i32, &str) = (-1, "plan");
+
+/// Records the rows planning found no run can read (no watermark, no key), once per run.
+pub async fn record_planning(
+    client: &impl GenericClient,
+    run_id: Uuid,
+    rows: &[RowRejection],
+) -> Result<(), tokio_postgres::Error> {
+    replace(client, run_id, PLANNING.0, PLANNING.1, rows).await
+}
+
+async fn replace(
+    client: &impl GenericClient,
+    run_id: Uuid,
+    seq: i32,
+    stage: &str,
+    rows: &[RowRejection],
+) -> Result<(), tokio_postgres::Error> {
+    client.execute(CLEAR, &[&run_id, &seq, &stage]).await?;
     let keys: Vec<&str> = rows.iter().map(|r| r.row_key.as_str()).collect();
     let columns: Vec<&str> = rows.iter().map(|r| r.column.as_str()).collect();
     let values: Vec<Option<&str>> = rows.iter().map(|r| r.value.as_deref()).collect();
@@ -79,7 +98,7 @@ pub async fn record(
             &[
                 &run_id,
                 &seq,
-                &stage.as_str(),
+                &stage,
                 &keys,
                 &columns,
                 &values,

@@ -3,13 +3,14 @@
 //! import's key chunk (every key of the source), records them, and builds each chunk's task.
 
 use crate::apply::{open_credentials, source_spec, ApplyError};
+use crate::runs;
 use crate::spec::ImportDecl;
-use sluice_extractor::source::KeyKind;
+use sluice_extractor::source::{KeyKind, Unreadable, UnreadableRow};
 use sluice_extractor::{Connector, Source, SourceError};
 use sluice_proto::secrets::{MasterKey, Sealed};
 use sluice_proto::{
     Bound, ChunkObjects, ChunkRef, ChunkTask, ChunkWork, ConnectionKind, KeySetWork, KeyValue,
-    Records, ReplayWindow, SourceTask,
+    Reason, Records, ReplayWindow, RowRejection, SourceTask,
 };
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
@@ -118,6 +119,47 @@ pub struct Plan {
     pub chunks: Vec<(Option<Bound>, Bound)>,
     /// A mirror run's key chunk: its upper bound, past every row the source can hold.
     pub keys: Option<Bound>,
+    /// Rows no run can read: counted on the run and sampled into its error stream.
+    pub unreadable: Unreadable,
+}
+
+/// The error stream's record of a row planning found no run can read; a row without a key is
+/// named as the `keyless`th such row.
+fn unreadable_row(import: &ImportDecl, keyless: usize, row: &UnreadableRow) -> RowRejection {
+    let (key_column, watermark_column) = (&import.key, &import.watermark);
+    let (column, value, message) = match row.reason {
+        Reason::MissingKey => (
+            key_column.clone(),
+            None,
+            format!(
+                "the key column {key_column} is NULL: no run can place the row; give it a key, or select one with coalesce in a query source"
+            ),
+        ),
+        _ => (
+            watermark_column.clone(),
+            row.watermark.clone(),
+            format!(
+                "the watermark column {watermark_column} is {}: no run reads the row until it has one; coalesce it to a time in a query source (coalesce({watermark_column}, created_at))",
+                row.watermark.as_deref().unwrap_or("NULL")
+            ),
+        ),
+    };
+    let row_key = match &row.key {
+        Some(key) => key.clone(),
+        None => format!("(no key #{keyless})"),
+    };
+    let values = [
+        (key_column.clone(), row.key.clone()),
+        (watermark_column.clone(), row.watermark.clone()),
+    ];
+    RowRejection {
+        row_key,
+        column,
+        value,
+        reason: row.reason,
+        message,
+        row: values.into_iter().collect(),
+    }
 }
 
 /// A bound past every row: the key chunk of a mirror run reads every key, including rows
@@ -170,6 +212,7 @@ pub async fn plan(key: &MasterKey, ctx: &RunContext) -> Result<Plan, PlanError> 
         hi: range.hi,
         cap: range.cap,
         held_back_future: range.held_back_future,
+        unreadable: range.unreadable,
         chunks,
         keys: ctx.mirrors().then(|| past_every_row(&shape.key)),
     })
@@ -206,17 +249,23 @@ pub async fn record(
             )
             .await?;
     }
-    let status = if chunks.is_empty() {
-        "succeeded"
-    } else {
-        "running"
+    let unreadable = &plan.unreadable;
+    let status = match (
+        chunks.is_empty(),
+        unreadable.without_watermark + unreadable.without_key,
+    ) {
+        (false, _) => runs::status::RUNNING,
+        (true, 0) => runs::status::SUCCEEDED,
+        (true, _) => runs::status::PARTIALLY_SUCCEEDED,
     };
     client
         .execute(
             "UPDATE control.runs
                 SET status = $2, lo = $3, hi = $4, cap = $5, held_back_future = $6, chunk_count = $7,
+                    rows_without_watermark = $8, rows_without_key = $9,
+                    object_retention_seconds = $10,
                     started_at = coalesce(started_at, now()),
-                    finished_at = CASE WHEN $2 = 'succeeded' THEN now() END
+                    finished_at = CASE WHEN $2 <> 'running' THEN now() END
               WHERE id = $1",
             &[
                 &ctx.run_id,
@@ -226,9 +275,24 @@ pub async fn record(
                 &plan.cap,
                 &(plan.held_back_future as i64),
                 &(chunks.len() as i32),
+                &(unreadable.without_watermark as i64),
+                &(unreadable.without_key as i64),
+                &(ctx.import.object_retention.as_secs() as i64),
             ],
         )
         .await?;
+    let mut keyless = 0;
+    let rows: Vec<RowRejection> = unreadable
+        .samples
+        .iter()
+        .map(|row| {
+            if row.key.is_none() {
+                keyless += 1;
+            }
+            unreadable_row(&ctx.import, keyless, row)
+        })
+        .collect();
+    crate::errors::record_planning(client, ctx.run_id, &rows).await?;
     if chunks.is_empty() && ctx.dry_run {
         crate::imports::promote(
             client,

@@ -158,7 +158,10 @@ impl Connector for Source {
         until: Option<DateTime<Utc>>,
     ) -> Result<RangePlan, SourceError> {
         match self {
-            Source::Postgres(s) => s.plan_range(shape, lo, settle_lag, until).await,
+            Source::Postgres(s) => {
+                s.rolled_back(s.plan_range(shape, lo, settle_lag, until))
+                    .await
+            }
             Source::Mysql(s) => s.plan_range(shape, lo, settle_lag, until).await,
             Source::Files(s) => s.plan_range(shape, lo, settle_lag, until).await,
             Source::Warehouse(s) => s.plan_range(shape, lo, settle_lag, until).await,
@@ -173,7 +176,10 @@ impl Connector for Source {
         chunk_rows: u64,
     ) -> Result<Vec<Bound>, SourceError> {
         match self {
-            Source::Postgres(s) => s.chunk_boundaries(shape, lo, hi, chunk_rows).await,
+            Source::Postgres(s) => {
+                s.rolled_back(s.chunk_boundaries(shape, lo, hi, chunk_rows))
+                    .await
+            }
             Source::Mysql(s) => s.chunk_boundaries(shape, lo, hi, chunk_rows).await,
             Source::Files(s) => s.chunk_boundaries(shape, lo, hi, chunk_rows).await,
             Source::Warehouse(s) => s.chunk_boundaries(shape, lo, hi, chunk_rows).await,
@@ -186,7 +192,7 @@ impl Connector for Source {
         at: DateTime<Utc>,
     ) -> Result<Option<Bound>, SourceError> {
         match self {
-            Source::Postgres(s) => s.position_before(shape, at).await,
+            Source::Postgres(s) => s.rolled_back(s.position_before(shape, at)).await,
             Source::Mysql(s) => s.position_before(shape, at).await,
             Source::Files(s) => s.position_before(shape, at).await,
             Source::Warehouse(s) => s.position_before(shape, at).await,

@@ -24,6 +24,9 @@ pub enum SourceError {
     Storage(String),
     #[error("{0}")]
     Secret(String),
+    /// The credentials were sealed with the fleet's key, which this process does not hold.
+    #[error("{0}")]
+    WrongKey(String),
 }
 
 impl SourceError {
@@ -39,6 +42,7 @@ impl SourceError {
             SourceError::Query(_) => ErrorCode::SourceQuery,
             SourceError::Storage(_) => ErrorCode::Storage,
             SourceError::Secret(_) => ErrorCode::Internal,
+            SourceError::WrongKey(_) => ErrorCode::WrongKey,
         }
     }
 

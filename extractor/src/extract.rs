@@ -9,7 +9,10 @@ use object_store::path::Path;
 use object_store::ObjectStore;
 use parquet::arrow::async_writer::AsyncArrowWriter;
 use sluice_proto::chunk_file;
-use sluice_proto::secrets::MasterKey;
+use sluice_proto::health::Readiness;
+use sluice_proto::key_probe::{self, KeyCheck};
+use sluice_proto::secrets::{MasterKey, SecretError};
+use sluice_proto::stage::MASTER_KEY_CHECK;
 use sluice_proto::stage::{Delivered, Outgoing, Stage};
 use sluice_proto::topology::QueueRole;
 use sluice_proto::{ChunkExtracted, ChunkTask, StageError, StageName};
@@ -22,15 +25,42 @@ pub const BATCH_ROWS: usize = 8192;
 pub struct Extractor {
     pub store: Arc<dyn ObjectStore>,
     pub master_key: MasterKey,
+    /// Whether the key this process holds opens the fleet's probe, as last checked.
+    pub key_check: Arc<std::sync::Mutex<KeyCheck>>,
+}
+
+impl Extractor {
+    /// Checks the fleet's master key probe, keeping `key_check` and the process's readiness up
+    /// to date: a process that cannot open what the fleet seals is not ready.
+    pub async fn check_key(&self, readiness: &Readiness) {
+        match key_probe::check(self.store.as_ref(), &self.master_key).await {
+            Ok(found) => {
+                if found == KeyCheck::Differs {
+                    tracing::error!(
+                        key = self.master_key.id(),
+                        "this process holds another master key than the fleet's; it is not ready"
+                    );
+                }
+                *self.key_check.lock().expect("key check lock") = found;
+                readiness.set(MASTER_KEY_CHECK, found != KeyCheck::Differs);
+            }
+            Err(e) => tracing::warn!(error = %e, "checking the master key"),
+        }
+    }
 }
 
 /// Reads one chunk into Parquet and says so.
 pub async fn extract(task: &ChunkTask, deps: &Extractor) -> Result<ChunkExtracted, SourceError> {
     let source = &task.source;
-    let url = deps
-        .master_key
-        .open(&source.credentials)
-        .map_err(|e| SourceError::Secret(format!("connection credentials: {e}")))?;
+    let url = deps.master_key.open(&source.credentials).map_err(|e| {
+        let message = format!("connection credentials: {e}");
+        match (&e, *deps.key_check.lock().expect("key check lock")) {
+            // This process holds the fleet's key: the message itself is at fault.
+            (SecretError::WrongKey { .. }, KeyCheck::Matches) => SourceError::Secret(message),
+            (SecretError::WrongKey { .. }, _) => SourceError::WrongKey(message),
+            _ => SourceError::Secret(message),
+        }
+    })?;
     let url = String::from_utf8(url)
         .map_err(|_| SourceError::Secret("connection credentials are not UTF-8".into()))?;
     let connector = Source::open(source.kind, &url).await?;

@@ -52,6 +52,33 @@ pub struct RangePlan {
     pub cap: DateTime<Utc>,
     /// Rows whose watermark lies in the future, held back from this run.
     pub held_back_future: u64,
+    /// Rows no run can read, found while planning.
+    pub unreadable: Unreadable,
+}
+
+/// Sample rows of each kind of unreadable row a plan carries for the error stream.
+pub const UNREADABLE_SAMPLES: usize = 100;
+
+/// Rows no range can hold, counted at planning so they are reported instead of skipped
+/// without a word.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Unreadable {
+    /// Rows whose watermark is NULL (or infinite, where the source has such values): below
+    /// no cap and in no range, so every run counts them until the source gives them one.
+    pub without_watermark: u64,
+    /// Rows without a key among those whose watermark the run's range covers.
+    pub without_key: u64,
+    /// Up to `UNREADABLE_SAMPLES` rows of each kind.
+    pub samples: Vec<UnreadableRow>,
+}
+
+/// One unreadable row, as the source shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnreadableRow {
+    /// `missing_watermark` or `missing_key`.
+    pub reason: sluice_proto::Reason,
+    pub key: Option<String>,
+    pub watermark: Option<String>,
 }
 
 /// The chunk schema of sources whose column types are kept as Arrow type names (files, Delta,

@@ -5,12 +5,15 @@
 
 use crate::error::SourceError;
 pub use crate::source::chunk_schema;
-use crate::source::{ColumnShape, KeyKind, RangePlan, SourceShape, SourceSpec};
+use crate::source::{
+    ColumnShape, KeyKind, RangePlan, SourceShape, SourceSpec, Unreadable, UnreadableRow,
+    UNREADABLE_SAMPLES,
+};
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
-use sluice_proto::{Bound, KeyValue, SourceRelation};
+use sluice_proto::{Bound, KeyValue, Reason, SourceRelation};
 use std::future::Future;
 use std::time::Duration;
 
@@ -104,11 +107,90 @@ impl<W: SqlWarehouse> SqlSource<W> {
         format!("({wm} > {t} OR ({wm} = {t} AND {key} > {k}))")
     }
 
-    /// `(wm, key) <= b`.
+    /// `(wm, key) <= b`, for rows with a key: on the watermark alone a NULL key would pass.
     fn up_to(&self, wm: &str, key: &str, b: &Bound) -> String {
         let t = self.warehouse.timestamp_literal(&b.watermark);
         let k = self.key_literal(&b.key);
-        format!("({wm} < {t} OR ({wm} = {t} AND {key} <= {k}))")
+        format!("{key} IS NOT NULL AND ({wm} < {t} OR ({wm} = {t} AND {key} <= {k}))")
+    }
+
+    /// The number `sql` counts.
+    async fn count(&self, sql: &str) -> Result<u64, SourceError> {
+        let result = self.warehouse.query(sql).await?;
+        let count = result
+            .batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .map(|b| cast(b.column(0), &DataType::Int64))
+            .transpose()
+            .map_err(|e| SourceError::Query(e.to_string()))?
+            .map_or(0, |c| {
+                c.as_primitive::<arrow::datatypes::Int64Type>().value(0)
+            });
+        Ok(count.max(0) as u64)
+    }
+
+    /// The rows no range can hold: without a watermark (every run), and without a key among
+    /// those whose watermark is past `lo` up to `upper`.
+    async fn unreadable(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        upper: DateTime<Utc>,
+    ) -> Result<Unreadable, SourceError> {
+        let (wm, key, _, from) = self.parts(shape);
+        let mut no_key = format!(
+            "{key} IS NULL AND {wm} <= {}",
+            self.warehouse.timestamp_literal(&upper)
+        );
+        if let Some(lo) = lo {
+            no_key.push_str(&format!(
+                " AND {wm} > {}",
+                self.warehouse.timestamp_literal(&lo.watermark)
+            ));
+        }
+        let mut found = Unreadable::default();
+        for (reason, condition) in [
+            (Reason::MissingWatermark, format!("{wm} IS NULL")),
+            (Reason::MissingKey, no_key),
+        ] {
+            let count = self
+                .count(&format!("SELECT COUNT(*) FROM {from} WHERE {condition}"))
+                .await?;
+            if count == 0 {
+                continue;
+            }
+            let sample = self
+                .warehouse
+                .query(&format!(
+                    "SELECT {}, {} FROM {from} WHERE {condition} LIMIT {UNREADABLE_SAMPLES}",
+                    self.warehouse.text_cast(&key),
+                    self.warehouse.text_cast(&wm)
+                ))
+                .await?;
+            for batch in &sample.batches {
+                let text = |i: usize| {
+                    cast(batch.column(i), &DataType::Utf8)
+                        .map_err(|e| SourceError::Query(e.to_string()))
+                };
+                let (keys, watermarks) = (text(0)?, text(1)?);
+                let (keys, watermarks) = (keys.as_string::<i32>(), watermarks.as_string::<i32>());
+                for row in 0..batch.num_rows() {
+                    found.samples.push(UnreadableRow {
+                        reason,
+                        key: keys.is_valid(row).then(|| keys.value(row).to_string()),
+                        watermark: watermarks
+                            .is_valid(row)
+                            .then(|| watermarks.value(row).to_string()),
+                    });
+                }
+            }
+            match reason {
+                Reason::MissingKey => found.without_key = count,
+                _ => found.without_watermark = count,
+            }
+        }
+        Ok(found)
     }
 
     /// Runs a trivial query.
@@ -216,7 +298,10 @@ impl<W: SqlWarehouse> SqlSource<W> {
         let lag = chrono::Duration::from_std(settle_lag).unwrap_or_default();
         let cap = until.map_or(now - lag, |u| u.min(now - lag));
         let (wm, key, key_select, from) = self.parts(shape);
-        let mut filter = format!("{wm} < {}", self.warehouse.timestamp_literal(&cap));
+        let mut filter = format!(
+            "{wm} < {} AND {key} IS NOT NULL",
+            self.warehouse.timestamp_literal(&cap)
+        );
         if let Some(lo) = lo {
             filter.push_str(&format!(" AND {}", self.after(&wm, &key, lo)));
         }
@@ -226,27 +311,19 @@ impl<W: SqlWarehouse> SqlSource<W> {
                 shape,
             )
             .await?;
-        let held = self
-            .warehouse
-            .query(&format!(
+        let held_back_future = self
+            .count(&format!(
                 "SELECT COUNT(*) FROM {from} WHERE {wm} > {}",
                 self.warehouse.timestamp_literal(&now)
             ))
             .await?;
-        let held_back_future = held
-            .batches
-            .iter()
-            .find(|b| b.num_rows() > 0)
-            .map(|b| cast(b.column(0), &DataType::Int64))
-            .transpose()
-            .map_err(|e| SourceError::Query(e.to_string()))?
-            .map_or(0, |c| {
-                c.as_primitive::<arrow::datatypes::Int64Type>().value(0)
-            });
+        let upper = hi.as_ref().map_or(cap, |h| h.watermark);
+        let unreadable = self.unreadable(shape, lo, upper).await?;
         Ok(RangePlan {
             hi,
             cap,
-            held_back_future: held_back_future.max(0) as u64,
+            held_back_future,
+            unreadable,
         })
     }
 
@@ -283,7 +360,7 @@ impl<W: SqlWarehouse> SqlSource<W> {
         let (wm, key, key_select, from) = self.parts(shape);
         let at = self.warehouse.timestamp_literal(&at);
         self.position(
-            format!("SELECT {wm}, {key_select} FROM {from} WHERE {wm} < {at} ORDER BY {wm} DESC, {key} DESC LIMIT 1"),
+            format!("SELECT {wm}, {key_select} FROM {from} WHERE {wm} < {at} AND {key} IS NOT NULL ORDER BY {wm} DESC, {key} DESC LIMIT 1"),
             shape,
         )
         .await

@@ -55,11 +55,15 @@ pub enum Reason {
     /// A row whose unique identities name two different profiles. The row is still applied,
     /// to the profile its first identity in precedence names; this records the conflict.
     IdentityConflict,
+    /// A source row without a watermark (NULL, or infinite), which no run's range can hold.
+    MissingWatermark,
+    /// A source row without a key, which no keyset can place.
+    MissingKey,
 }
 
 impl Reason {
     /// Every code, for documentation and tests.
-    pub const ALL: [Reason; 23] = [
+    pub const ALL: [Reason; 25] = [
         Reason::MissingIdentity,
         Reason::IdentityTooLong,
         Reason::ReservedIdentity,
@@ -83,6 +87,8 @@ impl Reason {
         Reason::InvalidItems,
         Reason::UnknownIdentity,
         Reason::IdentityConflict,
+        Reason::MissingWatermark,
+        Reason::MissingKey,
     ];
 
     /// The code as stored and shown.
@@ -111,6 +117,8 @@ impl Reason {
             Reason::InvalidItems => "invalid_items",
             Reason::UnknownIdentity => "unknown_identity",
             Reason::IdentityConflict => "identity_conflict",
+            Reason::MissingWatermark => "missing_watermark",
+            Reason::MissingKey => "missing_key",
         }
     }
 

@@ -400,6 +400,7 @@ impl FilesSource {
             hi,
             cap,
             held_back_future,
+            unreadable: Default::default(),
         })
     }
 

@@ -5,13 +5,16 @@
 mod decode;
 
 use crate::error::SourceError;
-use crate::source::{ColumnShape, KeyKind, RangePlan, SourceShape, SourceSpec};
+use crate::source::{
+    ColumnShape, KeyKind, RangePlan, SourceShape, SourceSpec, Unreadable, UnreadableRow,
+    UNREADABLE_SAMPLES,
+};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
 use decode::{Batches, Decode};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, Value};
-use sluice_proto::{Bound, KeyValue, SourceRelation};
+use sluice_proto::{Bound, KeyValue, Reason, SourceRelation};
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -71,9 +74,9 @@ fn after(wm: &str, key: &str) -> String {
     format!("({wm} > ? OR ({wm} = ? AND {key} > ?))")
 }
 
-/// `(wm, key) <= (?, ?)`.
+/// `(wm, key) <= (?, ?)`, for rows with a key: on the watermark alone a NULL key would pass.
 fn up_to(wm: &str, key: &str) -> String {
-    format!("({wm} < ? OR ({wm} = ? AND {key} <= ?))")
+    format!("{key} IS NOT NULL AND ({wm} < ? OR ({wm} = ? AND {key} <= ?))")
 }
 
 fn bound_params(b: &Bound) -> [Value; 3] {
@@ -227,7 +230,7 @@ impl MysqlSource {
         let lag = chrono::Duration::from_std(settle_lag).unwrap_or_default();
         let cap = until.map_or(now - lag, |u| u.min(now - lag));
         let (wm, key, from) = Self::columns(shape);
-        let mut filter = format!("{wm} < ?");
+        let mut filter = format!("{wm} < ? AND {key} IS NOT NULL");
         let mut params = vec![Value::Bytes(micros(&cap).into_bytes())];
         if let Some(lo) = lo {
             filter.push_str(&format!(" AND {}", after(&wm, &key)));
@@ -250,11 +253,74 @@ impl MysqlSource {
             )
             .await
             .map_err(classify)?;
+        let upper = hi.as_ref().map_or(cap, |h| h.watermark);
+        let unreadable = self.unreadable(shape, lo, upper).await?;
         Ok(RangePlan {
             hi,
             cap,
             held_back_future: held.unwrap_or(0).max(0) as u64,
+            unreadable,
         })
+    }
+
+    /// The rows no range can hold: without a watermark (every run), and without a key among
+    /// those whose watermark is past `lo` up to `upper`.
+    async fn unreadable(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        upper: DateTime<Utc>,
+    ) -> Result<Unreadable, SourceError> {
+        let (wm, key, from) = Self::columns(shape);
+        let mut no_key = format!("{key} IS NULL AND {wm} <= ?");
+        let mut params = vec![Value::Bytes(micros(&upper).into_bytes())];
+        if let Some(lo) = lo {
+            no_key.push_str(&format!(" AND {wm} > ?"));
+            params.push(Value::Bytes(micros(&lo.watermark).into_bytes()));
+        }
+        let mut found = Unreadable::default();
+        let mut conn = self.conn.lock().await;
+        for (reason, condition, params) in [
+            (
+                Reason::MissingWatermark,
+                format!("{wm} IS NULL"),
+                Vec::new(),
+            ),
+            (Reason::MissingKey, no_key, params),
+        ] {
+            let count: Option<i64> = conn
+                .exec_first(
+                    format!("SELECT COUNT(*) FROM {from} WHERE {condition}"),
+                    params.clone(),
+                )
+                .await
+                .map_err(classify)?;
+            let count = count.unwrap_or(0).max(0) as u64;
+            if count == 0 {
+                continue;
+            }
+            let rows: Vec<(Option<String>, Option<String>)> = conn
+                .exec(
+                    format!(
+                        "SELECT CAST({key} AS CHAR), CAST({wm} AS CHAR) FROM {from} WHERE {condition} LIMIT {UNREADABLE_SAMPLES}"
+                    ),
+                    params,
+                )
+                .await
+                .map_err(classify)?;
+            found
+                .samples
+                .extend(rows.into_iter().map(|(key, watermark)| UnreadableRow {
+                    reason,
+                    key,
+                    watermark,
+                }));
+            match reason {
+                Reason::MissingKey => found.without_key = count,
+                _ => found.without_watermark = count,
+            }
+        }
+        Ok(found)
     }
 
     /// Boundaries cutting `(lo, hi]` into chunks of about `chunk_rows` rows.
@@ -290,7 +356,7 @@ impl MysqlSource {
     ) -> Result<Option<Bound>, SourceError> {
         let (wm, key, from) = Self::columns(shape);
         self.position(
-            format!("SELECT {wm}, {key} FROM {from} WHERE {wm} < ? ORDER BY {wm} DESC, {key} DESC LIMIT 1"),
+            format!("SELECT {wm}, {key} FROM {from} WHERE {wm} < ? AND {key} IS NOT NULL ORDER BY {wm} DESC, {key} DESC LIMIT 1"),
             vec![Value::Bytes(micros(&at).into_bytes())],
             shape,
         )
@@ -386,7 +452,7 @@ impl MysqlSource {
             Ok(batches.total)
         }
         .await;
-        let _ = conn.query_drop("COMMIT").await;
+        let _ = conn.query_drop("ROLLBACK").await;
         result
     }
 }

@@ -147,6 +147,22 @@ impl PostgresSource {
         })
     }
 
+    /// Runs `work` in a read-only transaction that always ends in ROLLBACK: PostgreSQL's
+    /// read-only mode lets some functions write (large objects among them), and nothing a
+    /// source statement did may outlive it.
+    pub async fn rolled_back<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, SourceError>>,
+    ) -> Result<T, SourceError> {
+        self.client
+            .batch_execute("BEGIN READ ONLY")
+            .await
+            .map_err(classify)?;
+        let result = work.await;
+        let _ = self.client.batch_execute("ROLLBACK").await;
+        result
+    }
+
     pub(crate) fn client(&self) -> &Client {
         &self.client
     }

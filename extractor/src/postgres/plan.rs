@@ -4,13 +4,16 @@
 
 use super::estimate::{Cut, Distribution};
 use super::sql::{
-    bound_params, key_select, keyset, quote_ident, quote_qualified, relation, watermark_select,
+    bound_params, key_select, keyset, quote_ident, quote_qualified, readable, relation,
+    watermark_select, without_watermark,
 };
 use super::{classify, Dialect, PostgresSource, APPLICATION_NAME};
 use crate::error::SourceError;
-use crate::source::{KeyKind, RangePlan, SourceShape};
+use crate::source::{
+    KeyKind, RangePlan, SourceShape, Unreadable, UnreadableRow, UNREADABLE_SAMPLES,
+};
 use chrono::{DateTime, Utc};
-use sluice_proto::{Bound, KeyValue, SourceRelation};
+use sluice_proto::{Bound, KeyValue, Reason, SourceRelation};
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
@@ -48,13 +51,14 @@ fn bound_of(shape: &SourceShape, row: &Row) -> Bound {
 /// A `WHERE` clause for `(wm, key) > lo AND (wm, key) <= hi`, with parameters from `$first`.
 pub(crate) fn range_clause(
     shape: &SourceShape,
+    dialect: Dialect,
     lo: Option<&Bound>,
     hi: &Bound,
     first: usize,
 ) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
     let keyset = keyset(shape);
     let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-    let mut clause = String::new();
+    let mut clause = format!("{} AND ", readable(shape, dialect == Dialect::Postgres));
     let mut next = first;
     if let Some(lo) = lo {
         clause.push_str(&format!("{keyset} > {} AND ", bound_params(shape, next)));
@@ -74,8 +78,6 @@ pub(crate) fn as_refs(params: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSq
 }
 
 impl PostgresSource {
-    /// Fixes a run's upper bound: the last `(watermark, key)` past `lo` whose watermark is below
-    /// the cap, and counts rows stamped in the future (held back, reported, never blocking).
     /// The position just before the first row whose watermark is at or after `at`: the last
     /// row before it in `(watermark, key)` order, or `None` when there is none. A run from
     /// there reads every row from `at` on; rewinds and replays start here.
@@ -86,11 +88,12 @@ impl PostgresSource {
     ) -> Result<Option<Bound>, SourceError> {
         let wm = quote_ident(&shape.spec.watermark_column);
         let sql = format!(
-            "SELECT {}, {} FROM {} WHERE {wm} < $1::timestamptz::{} ORDER BY {wm} DESC, {} DESC LIMIT 1",
+            "SELECT {}, {} FROM {} WHERE {wm} < $1::timestamptz::{} AND {} ORDER BY {wm} DESC, {} DESC LIMIT 1",
             watermark_select(shape),
             key_select(shape),
             relation(&shape.spec.relation),
             shape.watermark_type,
+            readable(shape, self.dialect() == Dialect::Postgres),
             quote_ident(&shape.spec.key_column)
         );
         Ok(self
@@ -101,6 +104,8 @@ impl PostgresSource {
             .map(|row| bound_of(shape, &row)))
     }
 
+    /// Fixes a run's upper bound: the last `(watermark, key)` past `lo` whose watermark is below
+    /// the cap, and counts rows stamped in the future (held back, reported, never blocking).
     pub async fn plan_range(
         &self,
         shape: &SourceShape,
@@ -130,20 +135,106 @@ impl PostgresSource {
 
         let wm = quote_ident(&shape.spec.watermark_column);
         let from = relation(&shape.spec.relation);
+        // Infinite watermarks are counted as unreadable, not as held back.
         let future_sql = format!(
-            "SELECT count(*) FROM {from} WHERE {wm} > $1::timestamptz::{}",
-            shape.watermark_type
+            "SELECT count(*) FROM {from} WHERE {wm} > $1::timestamptz::{t}{finite}",
+            t = shape.watermark_type,
+            finite = match self.dialect() {
+                Dialect::Postgres => format!(" AND {wm} < 'infinity'::{}", shape.watermark_type),
+                Dialect::Redshift => String::new(),
+            }
         );
         let held_back_future: i64 = client
             .query_one(&future_sql, &[&now])
             .await
             .map_err(classify)?
             .get(0);
+        // NULL keys are counted among the rows the run's range covers, or up to the cap when
+        // it reads nothing, so a later run does not count them again.
+        let upper = hi.as_ref().map_or(cap, |h| h.watermark);
+        let unreadable = self.unreadable(shape, lo, upper).await?;
         Ok(RangePlan {
             hi,
             cap,
             held_back_future: held_back_future as u64,
+            unreadable,
         })
+    }
+
+    /// The rows no range can hold: those without a usable watermark (every run counts them
+    /// until they get one) and those without a key whose watermark is past `lo` up to `upper`.
+    async fn unreadable(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        upper: DateTime<Utc>,
+    ) -> Result<Unreadable, SourceError> {
+        let infinite = self.dialect() == Dialect::Postgres;
+        let wm = quote_ident(&shape.spec.watermark_column);
+        let key = quote_ident(&shape.spec.key_column);
+        let from = relation(&shape.spec.relation);
+        let mut no_key = format!(
+            "{key} IS NULL AND {wm} <= $1::timestamptz::{t}",
+            t = shape.watermark_type
+        );
+        if infinite {
+            no_key.push_str(&format!(
+                " AND {wm} > '-infinity'::{}",
+                shape.watermark_type
+            ));
+        }
+        let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(upper)];
+        if let Some(lo) = lo {
+            no_key.push_str(&format!(
+                " AND {wm} > $2::timestamptz::{}",
+                shape.watermark_type
+            ));
+            params.push(Box::new(lo.watermark));
+        }
+        let no_watermark = without_watermark(shape, infinite);
+        let mut found = Unreadable::default();
+        for (reason, condition, params) in [
+            (
+                Reason::MissingWatermark,
+                no_watermark.as_str(),
+                &params[..0],
+            ),
+            (Reason::MissingKey, no_key.as_str(), &params[..]),
+        ] {
+            let refs = as_refs(params);
+            let count: i64 = self
+                .client()
+                .query_one(
+                    &format!("SELECT count(*) FROM {from} WHERE {condition}"),
+                    &refs,
+                )
+                .await
+                .map_err(classify)?
+                .get(0);
+            if count == 0 {
+                continue;
+            }
+            let sample = format!(
+                "SELECT {key}::text, {wm}::text FROM {from} WHERE {condition} LIMIT {UNREADABLE_SAMPLES}"
+            );
+            for row in self
+                .client()
+                .query(&sample, &refs)
+                .await
+                .map_err(classify)?
+            {
+                found.samples.push(UnreadableRow {
+                    reason,
+                    key: row.get(0),
+                    watermark: row.get(1),
+                });
+            }
+            match reason {
+                Reason::MissingKey => found.without_key = count as u64,
+                _ => found.without_watermark = count as u64,
+            }
+        }
+        Ok(found)
     }
 
     /// Cuts `(lo, hi]` into chunks of about `chunk_rows` rows and returns the boundaries
@@ -209,7 +300,8 @@ impl PostgresSource {
             quote_ident(&shape.spec.key_column)
         );
         crate::source::keyset_boundaries(lo, hi, |previous| {
-            let (mut clause, mut params) = range_clause(shape, previous.as_ref(), hi, 1);
+            let (mut clause, mut params) =
+                range_clause(shape, self.dialect(), previous.as_ref(), hi, 1);
             if let Some(at) = tie {
                 params.push(Box::new(micros_to_time(at)));
                 clause.push_str(&format!(
@@ -250,7 +342,11 @@ impl PostgresSource {
     ) -> Result<Option<Bound>, SourceError> {
         let wm = quote_ident(&shape.spec.watermark_column);
         let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(at)];
-        let mut clause = format!("{wm} < $1::timestamptz::{}", shape.watermark_type);
+        let mut clause = format!(
+            "{wm} < $1::timestamptz::{} AND {}",
+            shape.watermark_type,
+            readable(shape, self.dialect() == Dialect::Postgres)
+        );
         if let Some(lo) = lo {
             clause.push_str(&format!(
                 " AND {} > {}",

@@ -11,14 +11,17 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use futures::{pin_mut, TryStreamExt};
 use sluice_proto::Bound;
 use std::future::Future;
 use std::sync::Arc;
+use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::Row;
 
-use sluice_proto::columns::{SOURCE_KEY as KEY_COLUMN, SOURCE_WATERMARK as WATERMARK_COLUMN};
+use sluice_proto::columns::{
+    REASON_SEPARATOR, SOURCE_KEY as KEY_COLUMN, SOURCE_UNREPRESENTABLE,
+    SOURCE_WATERMARK as WATERMARK_COLUMN,
+};
 
 /// How one selected column is decoded into Arrow.
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +70,50 @@ impl Decode {
     }
 }
 
+/// A `timestamp` or `timestamptz` as PostgreSQL sends it: microseconds since 2000-01-01, the
+/// extremes standing for `±infinity`, which chrono cannot decode.
+struct PgTime(i64);
+
+/// A `date` as PostgreSQL sends it: days since 2000-01-01, the extremes standing for
+/// `±infinity`.
+struct PgDate(i32);
+
+impl<'a> FromSql<'a> for PgTime {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(PgTime(i64::from_be_bytes(raw.try_into()?)))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        matches!(*ty, Type::TIMESTAMP | Type::TIMESTAMPTZ)
+    }
+}
+
+impl<'a> FromSql<'a> for PgDate {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(PgDate(i32::from_be_bytes(raw.try_into()?)))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::DATE
+    }
+}
+
+/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
+const UNIX_FROM_PG_MICROS: i64 = 946_684_800_000_000;
+/// Days from the Unix epoch to PostgreSQL's.
+const UNIX_FROM_PG_DAYS: i32 = 10_957;
+
+/// A time or date as sent, or the infinity its extreme stands for.
+fn finite<T: PartialEq + Copy>(value: T, max: T, min: T) -> Result<T, &'static str> {
+    if value == max {
+        Err("infinity")
+    } else if value == min {
+        Err("-infinity")
+    } else {
+        Ok(value)
+    }
+}
+
 /// An Arrow builder for one column.
 enum Builder {
     Bool(BooleanBuilder),
@@ -95,7 +142,9 @@ impl Builder {
         }
     }
 
-    fn push(&mut self, decode: Decode, row: &Row, i: usize) {
+    /// Appends column `i` of `row`; a value Arrow cannot hold (an infinite time) is appended
+    /// as NULL and returned as PostgreSQL spells it.
+    fn push(&mut self, decode: Decode, row: &Row, i: usize) -> Option<&'static str> {
         match (self, decode) {
             (Builder::Bool(b), _) => b.append_option(row.get::<_, Option<bool>>(i)),
             (Builder::Int(b), Decode::Int2) => {
@@ -110,18 +159,28 @@ impl Builder {
             }
             (Builder::Float(b), _) => b.append_option(row.get::<_, Option<f64>>(i)),
             (Builder::Text(b), _) => b.append_option(row.get::<_, Option<&str>>(i)),
-            (Builder::Time(b), Decode::TimestampTz) => b.append_option(
-                row.get::<_, Option<DateTime<Utc>>>(i)
-                    .map(|t| t.timestamp_micros()),
-            ),
-            (Builder::Time(b), _) => b.append_option(
-                row.get::<_, Option<NaiveDateTime>>(i)
-                    .map(|t| t.and_utc().timestamp_micros()),
-            ),
-            (Builder::Date(b), _) => b.append_option(row.get::<_, Option<NaiveDate>>(i).map(|d| {
-                (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32
-            })),
+            (Builder::Time(b), _) => match row.get::<_, Option<PgTime>>(i) {
+                Some(PgTime(micros)) => match finite(micros, i64::MAX, i64::MIN) {
+                    Ok(micros) => b.append_value(micros + UNIX_FROM_PG_MICROS),
+                    Err(infinity) => {
+                        b.append_null();
+                        return Some(infinity);
+                    }
+                },
+                None => b.append_null(),
+            },
+            (Builder::Date(b), _) => match row.get::<_, Option<PgDate>>(i) {
+                Some(PgDate(days)) => match finite(days, i32::MAX, i32::MIN) {
+                    Ok(days) => b.append_value(days + UNIX_FROM_PG_DAYS),
+                    Err(infinity) => {
+                        b.append_null();
+                        return Some(infinity);
+                    }
+                },
+                None => b.append_null(),
+            },
         }
+        None
     }
 
     fn finish(&mut self) -> ArrayRef {
@@ -170,6 +229,7 @@ fn projection(shape: &SourceShape) -> (String, Vec<Decode>, SchemaRef) {
         decodes.push(decode);
         fields.push(Field::new(&column.name, decode.data_type(), true));
     }
+    fields.push(Field::new(SOURCE_UNREPRESENTABLE, DataType::Utf8, true));
     (select.join(", "), decodes, Arc::new(Schema::new(fields)))
 }
 
@@ -193,7 +253,7 @@ impl PostgresSource {
         F: FnMut(RecordBatch) -> Fut,
         Fut: Future<Output = Result<(), SourceError>>,
     {
-        let (clause, params) = range_clause(shape, lo, hi, 1);
+        let (clause, params) = range_clause(shape, self.dialect(), lo, hi, 1);
         self.stream(
             shape,
             &format!("WHERE {clause}"),
@@ -223,8 +283,11 @@ impl PostgresSource {
         })
         .await?;
         let schema = chunk_schema(shape);
-        arrow::compute::concat_batches(&schema, &batches)
-            .map_err(|e| SourceError::Query(format!("building a record batch: {e}")))
+        let mut batch = arrow::compute::concat_batches(&schema, &batches)
+            .map_err(|e| SourceError::Query(format!("building a record batch: {e}")))?;
+        // The source's own columns only.
+        batch.remove_column(schema.fields().len() - 1);
+        Ok(batch)
     }
 
     /// Runs `SELECT <projection> FROM <relation> <tail>` in a read-only snapshot and hands
@@ -294,7 +357,8 @@ impl PostgresSource {
             Ok(batches.total)
         }
         .await;
-        let _ = client.batch_execute("COMMIT").await;
+        // Read-only mode does not stop every write (large objects): nothing is ever committed.
+        let _ = client.batch_execute("ROLLBACK").await;
         result
     }
 }
@@ -303,6 +367,8 @@ impl PostgresSource {
 struct Batches {
     decodes: Vec<Decode>,
     builders: Vec<Builder>,
+    /// The `SOURCE_UNREPRESENTABLE` column.
+    unrepresentable: StringBuilder,
     schema: SchemaRef,
     batch_rows: usize,
     pending: usize,
@@ -318,6 +384,7 @@ impl Batches {
         Batches {
             decodes,
             builders,
+            unrepresentable: StringBuilder::new(),
             schema,
             batch_rows,
             pending: 0,
@@ -327,8 +394,18 @@ impl Batches {
 
     /// Adds a row; returns a batch when one is full.
     fn push(&mut self, row: &Row) -> Result<Option<RecordBatch>, SourceError> {
+        let mut unrepresentable = None;
         for (i, (builder, decode)) in self.builders.iter_mut().zip(&self.decodes).enumerate() {
-            builder.push(*decode, row, i);
+            if let Some(value) = builder.push(*decode, row, i) {
+                unrepresentable.get_or_insert((i, value));
+            }
+        }
+        match unrepresentable {
+            Some((i, value)) => self.unrepresentable.append_value(format!(
+                "{}{REASON_SEPARATOR}{value}",
+                self.schema.field(i).name()
+            )),
+            None => self.unrepresentable.append_null(),
         }
         self.pending += 1;
         if self.pending == self.batch_rows {
@@ -344,12 +421,10 @@ impl Batches {
         }
         self.total += self.pending as u64;
         self.pending = 0;
-        finish(&self.schema, &mut self.builders).map(Some)
+        let mut columns: Vec<ArrayRef> = self.builders.iter_mut().map(Builder::finish).collect();
+        columns.push(Arc::new(self.unrepresentable.finish()));
+        RecordBatch::try_new(self.schema.clone(), columns)
+            .map(Some)
+            .map_err(|e| SourceError::Query(format!("building a record batch: {e}")))
     }
-}
-
-fn finish(schema: &SchemaRef, builders: &mut [Builder]) -> Result<RecordBatch, SourceError> {
-    let columns = builders.iter_mut().map(Builder::finish).collect();
-    RecordBatch::try_new(schema.clone(), columns)
-        .map_err(|e| SourceError::Query(format!("building a record batch: {e}")))
 }

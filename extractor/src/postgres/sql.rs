@@ -28,6 +28,33 @@ pub fn relation(relation: &SourceRelation) -> String {
     }
 }
 
+/// What a row needs to lie in any range: a key, and (on PostgreSQL, whose timestamps can be
+/// infinite) a finite watermark. A row comparison on `(watermark, key)` alone lets a NULL key
+/// through wherever the watermark decides, and `-infinity` sorts before every bound.
+pub fn readable(shape: &SourceShape, infinite_timestamps: bool) -> String {
+    let key = quote_ident(&shape.spec.key_column);
+    match infinite_timestamps {
+        true => format!(
+            "{key} IS NOT NULL AND {} > '-infinity'::{}",
+            quote_ident(&shape.spec.watermark_column),
+            shape.watermark_type
+        ),
+        false => format!("{key} IS NOT NULL"),
+    }
+}
+
+/// Rows without a usable watermark: NULL, or infinite where timestamps can be.
+pub fn without_watermark(shape: &SourceShape, infinite_timestamps: bool) -> String {
+    let wm = quote_ident(&shape.spec.watermark_column);
+    match infinite_timestamps {
+        true => format!(
+            "{wm} IS NULL OR {wm} IN ('infinity'::{t}, '-infinity'::{t})",
+            t = shape.watermark_type
+        ),
+        false => format!("{wm} IS NULL"),
+    }
+}
+
 /// The `(watermark, key)` row expression.
 pub fn keyset(shape: &SourceShape) -> String {
     format!(

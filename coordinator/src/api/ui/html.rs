@@ -207,6 +207,8 @@ pub fn run(s: &RunSummary, errors: &[RunError]) -> String {
             s.profiles_removed_from_source,
         ),
         ("rows held back (future)", s.rows_held_back_future),
+        ("rows without a watermark", s.rows_without_watermark),
+        ("rows without a key", s.rows_without_key),
     ];
     for (name, value) in stats {
         let _ = write!(body, "<tr><th>{name}</th><td>{value}</td></tr>");
