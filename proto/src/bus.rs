@@ -143,10 +143,46 @@ impl Bus {
         headers: FieldTable,
         reply: &Reply,
     ) -> Result<(), BusError> {
+        let mut properties = BasicProperties::default()
+            .with_content_type("application/msgpack".into())
+            .with_headers(headers);
+        if let Some(queue) = &reply.reply_to {
+            properties = properties.with_reply_to(queue.as_str().into());
+        }
+        if let Some(id) = &reply.correlation_id {
+            properties = properties.with_correlation_id(id.as_str().into());
+        }
+        self.publish_properties(exchange, routing_key, payload, properties)
+            .await
+    }
+
+    /// Publishes a copy of a delivered message: its own properties (message id, correlation
+    /// id, reply-to, type, ...) with `headers` in place of its headers.
+    pub async fn publish_copy(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        payload: &[u8],
+        original: &BasicProperties,
+        headers: FieldTable,
+    ) -> Result<(), BusError> {
+        let properties = original.clone().with_headers(headers);
+        self.publish_properties(exchange, routing_key, payload, properties)
+            .await
+    }
+
+    async fn publish_properties(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        payload: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), BusError> {
+        let properties = properties.with_delivery_mode(PERSISTENT);
         let mut delay = std::time::Duration::from_millis(50);
         for _ in 1..NACK_RETRIES {
             match self
-                .publish_once(exchange, routing_key, payload, &headers, reply)
+                .publish_once(exchange, routing_key, payload, properties.clone())
                 .await
             {
                 Err(BusError::Nacked { .. }) => {
@@ -157,7 +193,7 @@ impl Bus {
                 other => return other,
             }
         }
-        self.publish_once(exchange, routing_key, payload, &headers, reply)
+        self.publish_once(exchange, routing_key, payload, properties)
             .await
     }
 
@@ -166,19 +202,8 @@ impl Bus {
         exchange: &str,
         routing_key: &str,
         payload: &[u8],
-        headers: &FieldTable,
-        reply: &Reply,
+        properties: BasicProperties,
     ) -> Result<(), BusError> {
-        let mut properties = BasicProperties::default()
-            .with_delivery_mode(PERSISTENT)
-            .with_content_type("application/msgpack".into())
-            .with_headers(headers.clone());
-        if let Some(queue) = &reply.reply_to {
-            properties = properties.with_reply_to(queue.as_str().into());
-        }
-        if let Some(id) = &reply.correlation_id {
-            properties = properties.with_correlation_id(id.as_str().into());
-        }
         let confirm = self
             .publisher
             .basic_publish(

@@ -26,6 +26,9 @@ pub enum ErrorCode {
     InvalidData,
     /// The import's spec cannot be applied as written.
     InvalidSpec,
+    /// This process holds another master key than the one the message was sealed with by
+    /// the fleet: the message goes back for another worker, and the process says not-ready.
+    WrongKey,
     /// Anything else; a bug or an unexpected condition.
     Internal,
 }
@@ -44,6 +47,7 @@ impl ErrorCode {
             ErrorCode::Store => "store",
             ErrorCode::InvalidData => "invalid_data",
             ErrorCode::InvalidSpec => "invalid_spec",
+            ErrorCode::WrongKey => "wrong_key",
             ErrorCode::Internal => "internal",
         }
     }

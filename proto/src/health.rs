@@ -1,5 +1,6 @@
 //! Whether this process can do its work, for `/readyz`: each consume loop says whether it
-//! holds a live connection to the broker, and the process adds its own checks.
+//! holds a live connection to the broker, and the process adds its own checks (the master
+//! key it holds, for one).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -13,6 +13,7 @@ pub mod error;
 pub mod headers;
 pub mod health;
 pub mod identity;
+pub mod key_probe;
 pub mod mapping;
 pub mod messages;
 pub mod metrics;

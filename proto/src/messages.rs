@@ -101,8 +101,9 @@ impl ChunkObjects {
     /// The deterministic keys for a chunk.
     pub fn for_chunk(chunk: &ChunkRef) -> Self {
         let base = format!(
-            "ws-{}/import-{}/run-{}/chunk-{:06}",
-            chunk.workspace_id, chunk.import_id, chunk.run_id, chunk.seq
+            "{}/chunk-{:06}",
+            Self::run_prefix(chunk.workspace_id, chunk.import_id, chunk.run_id),
+            chunk.seq
         );
         ChunkObjects {
             extracted: format!("{base}/extracted.parquet"),
@@ -110,6 +111,11 @@ impl ChunkObjects {
             rejected: format!("{base}/rejected.jsonl"),
             load_rejected: format!("{base}/load_rejected.jsonl"),
         }
+    }
+
+    /// The prefix every chunk object of a run lies under.
+    pub fn run_prefix(workspace_id: i64, import_id: i64, run_id: uuid::Uuid) -> String {
+        format!("ws-{workspace_id}/import-{import_id}/run-{run_id}")
     }
 
     /// Where a run of a mirror import keeps the set of keys it found in the source.

@@ -329,13 +329,26 @@ async fn process<S: Stage>(
                     Outcome::Requeued
                 }
             },
+            // Another worker, holding the fleet's key, can do what this one cannot.
+            Err(error) if error.code == ErrorCode::WrongKey => {
+                tracing::error!(error = %error, "this process cannot open what the fleet sealed; handing the message back and saying not-ready");
+                options.readiness.set(MASTER_KEY_CHECK, false);
+                tokio::time::sleep(WRONG_KEY_PAUSE).await;
+                let _ = delivery
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await;
+                Outcome::Requeued
+            }
             Err(error) if error.retryable && delivered.attempt < options.max_attempts => {
                 let delay = retry_delay(options.retry_base, delivered.attempt);
                 tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "stage failed; will retry");
                 tokio::time::sleep(delay).await;
                 let retry = headers::build(&delivered.trace, delivered.attempt + 1, Some(&error.to_string()));
                 match bus
-                    .publish_with("", queue, &delivery.data, retry, &delivered.reply)
+                    .publish_copy("", queue, &delivery.data, &delivery.properties, retry)
                     .await
                 {
                     Ok(()) => ack(&delivery).await,
@@ -380,6 +393,13 @@ async fn process<S: Stage>(
     }
     metrics::record_message(S::NAME, queue, outcome.as_str(), started.elapsed());
 }
+
+/// The readiness check that says whether this process holds the fleet's master key.
+pub const MASTER_KEY_CHECK: &str = "master_key";
+
+/// How long a process that cannot open a message waits before handing it back, so a fleet
+/// of such processes does not spin on it.
+const WRONG_KEY_PAUSE: Duration = Duration::from_secs(2);
 
 /// How a consumed message ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -452,10 +472,11 @@ async fn dead_letter(
 ) {
     let headers = headers::build(&delivered.trace, delivered.attempt, Some(error));
     match bus
-        .publish_raw(
+        .publish_copy(
             &bus.topology().dead_letter_exchange(),
             queue,
             &delivery.data,
+            &delivery.properties,
             headers,
         )
         .await

@@ -92,9 +92,18 @@ async fn poison_messages_are_dead_lettered_after_max_attempts_and_reported() {
     bus.publish(&Work { poison: false }, &TraceContext::new_trace())
         .await
         .unwrap();
-    bus.publish(&Work { poison: true }, &TraceContext::new_trace())
-        .await
-        .unwrap();
+    // The poisoned message carries properties of its own, which every copy keeps.
+    bus.publish_copy(
+        &topology.exchange(),
+        Work::ROUTING_KEY,
+        &sluice_proto::envelope::encode(&Work { poison: true }).unwrap(),
+        &lapin::BasicProperties::default()
+            .with_message_id("poison-1".into())
+            .with_correlation_id("case-7".into()),
+        sluice_proto::headers::build(&TraceContext::new_trace(), 1, None),
+    )
+    .await
+    .unwrap();
 
     let dlq = topology.dead_letter_queue(QueueRole::Extract);
     wait_depth(&bus, &dlq, 1).await;
@@ -119,6 +128,15 @@ async fn poison_messages_are_dead_lettered_after_max_attempts_and_reported() {
         .await
         .unwrap()
         .expect("a dead letter");
+    let properties = &dead.delivery.properties;
+    assert_eq!(
+        (
+            properties.message_id().as_ref().map(|s| s.as_str()),
+            properties.correlation_id().as_ref().map(|s| s.as_str())
+        ),
+        (Some("poison-1"), Some("case-7")),
+        "the dead letter keeps the message's properties"
+    );
     let headers = dead.delivery.properties.headers().clone().unwrap();
     let error = match headers.inner().get(LAST_ERROR) {
         Some(lapin::types::AMQPValue::LongString(s)) => {
