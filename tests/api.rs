@@ -703,6 +703,45 @@ async fn specs_apply_and_imports_are_previewed_steered_and_their_errors_read_thr
         (status, &by_id["profile_id"]),
         (StatusCode::OK, &profile["profile_id"])
     );
+    // Email and phone are found on the profile, normalized as imports normalize them, and
+    // listed with its identities.
+    api.fleet
+        .control()
+        .await
+        .execute(
+            "UPDATE profile_store.profiles SET email = 'user97@example.com', phone = '+4722222222'
+              WHERE profile_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    for (kind, value) in [
+        ("email", "%20User97@Example.COM"),
+        ("phone", "%2B47%20222%2022%20222"),
+    ] {
+        let (status, found) = api
+            .get(
+                &format!("/v1/profiles?kind={kind}&value={value}"),
+                &api.viewer,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{kind}: {found}");
+        assert_eq!(found["profile_id"], profile["profile_id"], "{found}");
+        let kinds: Vec<&str> = found["identities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["email", "external_id", "phone"], "{found}");
+    }
+    let (status, _) = api
+        .get(
+            "/v1/profiles?kind=email&value=nobody@example.com",
+            &api.viewer,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, events) = api
         .get(&format!("/v1/profiles/{id}/events"), &api.viewer)
         .await;
@@ -1053,5 +1092,106 @@ async fn the_cli_applies_runs_and_lists_through_the_api_without_the_database() {
         .unwrap()
         .get(0);
     assert_eq!(runs, 0);
+    api.fleet.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_page_keeps_a_session_not_the_token_refuses_cross_site_sign_in_and_sends_its_headers() {
+    let api = Api::start().await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = [("token", api.viewer.as_str())];
+
+    let page = browser
+        .get(format!("{}/ui/login", api.base))
+        .send()
+        .await
+        .unwrap();
+    let headers = page.headers();
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'"),
+        "{headers:?}"
+    );
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+
+    // Another site's form signing the browser in with a token of its choosing.
+    for (name, value) in [
+        ("origin", "http://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        let refused = browser
+            .post(format!("{}/ui/login", api.base))
+            .header(name, value)
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{name}");
+        assert!(refused.headers().get("set-cookie").is_none());
+    }
+
+    let signed_in = browser
+        .post(format!("{}/ui/login", api.base))
+        .header("origin", api.base.as_str())
+        .header("x-forwarded-proto", "https")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("Secure"),
+        "{cookie}"
+    );
+    let secret = api.viewer.rsplit('_').next().unwrap();
+    assert!(
+        !cookie.contains(secret),
+        "the cookie holds the token: {cookie}"
+    );
+    let session = cookie.split(';').next().unwrap().to_string();
+    let listing = browser
+        .get(format!("{}/ui", api.base))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listing.status(), StatusCode::OK);
+    // A bare token in the cookie opens nothing.
+    let forged = browser
+        .get(format!("{}/ui", api.base))
+        .header("cookie", format!("sluice_session={}", api.viewer))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::SEE_OTHER);
+
+    // Revoking the token ends the sessions opened with it.
+    let id = api.viewer.split('_').nth(1).unwrap();
+    let (status, body) = api
+        .call(
+            Method::DELETE,
+            &format!("/v1/tokens/{id}"),
+            Some(&api.admin),
+            None,
+        )
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    let ended = browser
+        .get(format!("{}/ui", api.base))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), StatusCode::SEE_OTHER);
     api.fleet.cleanup().await;
 }

@@ -363,5 +363,46 @@ async fn every_bad_api_request_gets_a_4xx_naming_its_field_and_changes_nothing()
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+
+    // A connection's fields are named as the request body names them.
+    let answer: Value = http
+        .put(format!("{base}/v1/connections/wh3"))
+        .bearer_auth(&token)
+        .json(&json!({"kind": "postgres", "url": "not a url"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["field"], "url", "{answer}");
+    // An oversized body gets the error body too, and a spec error says its field once.
+    let response = http
+        .post(format!("{base}/v1/apply"))
+        .bearer_auth(&token)
+        .body("x".repeat(3 << 20))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::PAYLOAD_TOO_LARGE);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["code"], "too_large", "{answer}");
+    let answer: Value = http
+        .post(format!("{base}/v1/apply"))
+        .bearer_auth(&token)
+        .body("workspace: acme\nimports: 7\n")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let message = answer["message"].as_str().unwrap();
+    let field = answer["field"].as_str().unwrap();
+    assert!(
+        !message.contains(&format!("{field}: {field}:")),
+        "the field is said twice: {answer}"
+    );
+    assert_eq!(control_plane(&fleet).await, before);
     fleet.cleanup().await;
 }

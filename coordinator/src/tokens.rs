@@ -178,6 +178,66 @@ pub async fn authenticate(
     }))
 }
 
+/// How long a web page session lasts.
+const SESSION_HOURS: i32 = 12;
+
+/// Opens a web page session for `caller`; returns the session id the browser keeps, which is
+/// stored only as a hash and names the token, so revoking the token ends the session.
+pub async fn open_session(
+    client: &impl GenericClient,
+    caller: &Caller,
+) -> Result<String, tokio_postgres::Error> {
+    let secret = hex(&rand::random::<[u8; 32]>());
+    client
+        .execute(
+            "WITH gone AS (DELETE FROM control.ui_sessions WHERE expires_at < now())
+             INSERT INTO control.ui_sessions (secret_hash, token_id, expires_at)
+             VALUES ($1, $2, now() + make_interval(hours => $3))",
+            &[&hash(&secret), &caller.token_id, &SESSION_HOURS],
+        )
+        .await?;
+    Ok(secret)
+}
+
+/// The caller a live session id names, while its token is not revoked.
+pub async fn session(
+    client: &impl GenericClient,
+    secret: &str,
+) -> Result<Option<Caller>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT t.id, t.workspace_id, w.name, t.role
+               FROM control.ui_sessions s
+               JOIN control.api_tokens t ON t.id = s.token_id
+               JOIN control.workspaces w ON w.id = t.workspace_id
+              WHERE s.secret_hash = $1 AND s.expires_at > now() AND t.revoked_at IS NULL",
+            &[&hash(secret)],
+        )
+        .await?;
+    Ok(row.and_then(|row| {
+        Role::parse(row.get(3)).map(|role| Caller {
+            token_id: row.get(0),
+            workspace_id: row.get(1),
+            workspace: row.get(2),
+            role,
+        })
+    }))
+}
+
+/// Ends a web page session.
+pub async fn close_session(
+    client: &impl GenericClient,
+    secret: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "DELETE FROM control.ui_sessions WHERE secret_hash = $1",
+            &[&hash(secret)],
+        )
+        .await?;
+    Ok(())
+}
+
 /// A workspace's tokens, newest first.
 pub async fn list(
     client: &impl GenericClient,

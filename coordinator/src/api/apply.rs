@@ -36,7 +36,7 @@ pub async fn apply(
     State(state): State<ApiState>,
     caller: Caller,
     super::ApiQuery(query): super::ApiQuery<ApplyQuery>,
-    text: String,
+    super::TextBody(text): super::TextBody,
 ) -> Result<Json<Applied>, ApiError> {
     require(&caller, Role::Admin)?;
     let spec = crate::spec::parse_with(&text, |_| None)
@@ -121,11 +121,26 @@ pub async fn put_connection(
     require(&caller, Role::Admin)?;
     let mut spec = one_object_spec(&state, &caller).await?;
     spec.connections.push(crate::spec::ConnectionDecl {
-        name,
+        name: name.clone(),
         kind: body.kind,
         url: body.url,
     });
-    write(&state, spec, false).await
+    // The body is one connection: its fields are named as the body names them.
+    write(&state, spec, false)
+        .await
+        .map_err(|e| within(e, &["connections[0].", &format!("connections.{name}.")]))
+}
+
+/// An error whose field is named inside a one-object spec, renamed as the request body names
+/// it (`connections[0].url` is the body's `url`).
+fn within(mut error: ApiError, prefixes: &[&str]) -> ApiError {
+    if let Some(field) = &error.body.field {
+        if let Some(inner) = prefixes.iter().find_map(|p| field.strip_prefix(p)) {
+            error.body.message = error.body.message.replacen(field.as_str(), inner, 1);
+            error.body.field = Some(inner.to_string());
+        }
+    }
+    error
 }
 
 /// Creates or replaces an import after testing its source (admins). The body is the import

@@ -10,7 +10,7 @@ use serde::Serialize;
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// Stable, machine-readable: `unauthenticated`, `forbidden`, `not_found`, `invalid`,
-    /// `conflict`, `unavailable`, `internal`.
+    /// `too_large`, `conflict`, `unavailable`, `internal`.
     pub code: &'static str,
     /// What went wrong and what to do about it.
     pub message: String,
@@ -171,6 +171,16 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestP
     }
 }
 
+/// A request body refused before it was read: too large (413) or unreadable (400).
+fn body_refused(e: axum::extract::rejection::BytesRejection) -> ApiError {
+    let mut error = ApiError::invalid("body", e.body_text());
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        error.status = StatusCode::PAYLOAD_TOO_LARGE;
+        error.body.code = "too_large";
+    }
+    error
+}
+
 async fn bytes<S: Send + Sync>(
     request: axum::extract::Request,
     state: &S,
@@ -178,7 +188,21 @@ async fn bytes<S: Send + Sync>(
     use axum::extract::FromRequest;
     axum::body::Bytes::from_request(request, state)
         .await
-        .map_err(|e| ApiError::invalid("body", e.body_text()))
+        .map_err(body_refused)
+}
+
+/// A UTF-8 text request body (a spec file) whose problems answer with the API's error body.
+pub struct TextBody(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for TextBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = bytes(request, state).await?;
+        String::from_utf8(bytes.to_vec())
+            .map(TextBody)
+            .map_err(|e| ApiError::invalid("body", format!("the body is not UTF-8 text: {e}")))
+    }
 }
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for JsonBody<T> {

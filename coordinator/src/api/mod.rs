@@ -14,7 +14,7 @@ mod steering;
 mod tokens;
 mod ui;
 
-pub use error::{ApiError, ApiQuery, ErrorBody, JsonBody, MaybeJson};
+pub use error::{ApiError, ApiQuery, ErrorBody, JsonBody, MaybeJson, TextBody};
 use sluice_proto::Topology;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;

@@ -6,6 +6,8 @@ use axum::extract::{Path, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sluice_proto::identity;
+use sluice_proto::IdentityField;
 
 /// Which identity to look a profile up by.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -96,10 +98,16 @@ async fn profile(
     else {
         return Ok(None);
     };
+    // Email and phone live on the profile itself; the other identities in their own table.
     let identities = client
         .query(
             "SELECT kind, value FROM profile_store.identities
-              WHERE workspace_id = $1 AND profile_id = $2 ORDER BY kind, value",
+              WHERE workspace_id = $1 AND profile_id = $2
+             UNION ALL
+             SELECT v.kind, v.value FROM profile_store.profiles p
+              CROSS JOIN LATERAL (VALUES ('email', p.email), ('phone', p.phone)) v(kind, value)
+              WHERE p.workspace_id = $1 AND p.profile_id = $2 AND v.value IS NOT NULL
+             ORDER BY 1, 2",
             &[&workspace_id, &profile_id],
         )
         .await?
@@ -144,18 +152,20 @@ pub async fn lookup(
             ),
         ));
     }
-    let profile_id = if lookup.kind == "profile_id" {
-        lookup.value.parse::<i64>().ok()
-    } else {
-        let client = state.pool.get().await?;
-        client
-            .query_opt(
-                "SELECT profile_id FROM profile_store.identities
-                  WHERE workspace_id = $1 AND kind = $2 AND value = $3",
-                &[&caller.workspace_id, &lookup.kind, &lookup.value],
-            )
-            .await?
-            .map(|r| r.get(0))
+    let profile_id = match lookup.kind.as_str() {
+        "profile_id" => lookup.value.parse::<i64>().ok(),
+        "email" | "phone" => by_contact(&state, caller.workspace_id, &lookup).await?,
+        _ => {
+            let client = state.pool.get().await?;
+            client
+                .query_opt(
+                    "SELECT profile_id FROM profile_store.identities
+                      WHERE workspace_id = $1 AND kind = $2 AND value = $3",
+                    &[&caller.workspace_id, &lookup.kind, &lookup.value],
+                )
+                .await?
+                .map(|r| r.get(0))
+        }
     };
     let found = match profile_id {
         Some(id) => profile(&state, caller.workspace_id, id).await?,
@@ -167,6 +177,36 @@ pub async fn lookup(
             lookup.kind, lookup.value
         ))
     })
+}
+
+/// The profile an email or phone names, normalized as imports normalize it: of the profiles
+/// sharing it, the most recently updated one, as resolution chooses. A value no import could
+/// hold names none.
+async fn by_contact(
+    state: &ApiState,
+    workspace_id: i64,
+    lookup: &Lookup,
+) -> Result<Option<i64>, ApiError> {
+    let (field, statement) = match lookup.kind.as_str() {
+        "email" => (
+            IdentityField::Email,
+            "SELECT profile_id FROM profile_store.profiles WHERE workspace_id = $1 AND email = $2
+              ORDER BY updated_at DESC, profile_id DESC LIMIT 1",
+        ),
+        _ => (
+            IdentityField::Phone,
+            "SELECT profile_id FROM profile_store.profiles WHERE workspace_id = $1 AND phone = $2
+              ORDER BY updated_at DESC, profile_id DESC LIMIT 1",
+        ),
+    };
+    let Ok(value) = identity::normalize(field, &lookup.value) else {
+        return Ok(None);
+    };
+    let client = state.pool.get().await?;
+    Ok(client
+        .query_opt(statement, &[&workspace_id, &value])
+        .await?
+        .map(|r| r.get(0)))
 }
 
 /// A profile's events, newest first.

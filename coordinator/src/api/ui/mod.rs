@@ -1,6 +1,6 @@
-//! The run listing web page at `/ui`: server-rendered HTML, no script framework. Signing in
-//! stores the API token in an HttpOnly cookie; every page is scoped to its workspace like the
-//! API. The listing shows each import's status, schedule, health, last and next run, and the
+//! The run listing web page at `/ui`: server-rendered HTML, no script. Signing in with an API
+//! token opens a server-side session whose id the browser keeps in an HttpOnly cookie (never
+//! the token); every page is scoped to its workspace like the API. The listing shows each import's status, schedule, health, last and next run, and the
 //! runs filtered by status, creator and date; a run's page shows its stats, chunk progress and
 //! errors, and refreshes itself while the run is active.
 
@@ -15,7 +15,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use uuid::Uuid;
 
-const COOKIE: &str = "sluice_token";
+const COOKIE: &str = "sluice_session";
 
 /// A signed-in browser: the caller its cookie's token names.
 pub struct Viewer(Caller);
@@ -33,7 +33,7 @@ impl FromRequestParts<ApiState> for Viewer {
             .filter_map(|pair| pair.trim().split_once('='))
             .find(|(name, _)| *name == COOKIE)
             .map(|(_, value)| value.to_string());
-        let Some(token) = token else {
+        let Some(session) = token else {
             return Err(Redirect::to("/ui/login").into_response());
         };
         let client = state
@@ -41,7 +41,7 @@ impl FromRequestParts<ApiState> for Viewer {
             .get()
             .await
             .map_err(|e| ApiError::from(e).into_response())?;
-        match tokens::authenticate(&**client, &token).await {
+        match tokens::session(&**client, &session).await {
             Ok(Some(caller)) => Ok(Viewer(caller)),
             Ok(None) => Err(Redirect::to("/ui/login").into_response()),
             Err(e) => Err(ApiError::from(e).into_response()),
@@ -59,6 +59,7 @@ pub fn routes() -> axum::Router<ApiState> {
             "/ui/runs/{run_id}/errors.csv",
             axum::routing::get(errors_csv),
         )
+        .layer(axum::middleware::from_fn(page_headers))
 }
 
 /// `; Secure` when the page was reached over HTTPS through a proxy that terminates TLS (it
@@ -86,34 +87,89 @@ struct Login {
     token: String,
 }
 
+/// True when a form post comes from a page of another site: its `Origin` (or, without one,
+/// `Sec-Fetch-Site`) names another host than the one it was sent to. Such posts are refused,
+/// so no other site can sign a browser in with a token of its choosing.
+fn cross_site(headers: &header::HeaderMap) -> bool {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    match (text("origin"), text("host")) {
+        (Some(origin), Some(host)) => {
+            let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+            !origin_host.eq_ignore_ascii_case(host)
+        }
+        (Some(_), None) => true,
+        (None, _) => {
+            text("sec-fetch-site").is_some_and(|site| site != "same-origin" && site != "none")
+        }
+    }
+}
+
 async fn login(
     State(state): State<ApiState>,
     headers: header::HeaderMap,
     Form(form): Form<Login>,
 ) -> Response {
+    if cross_site(&headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            Html(html::login(Some(
+                "Sign in from this page, not from another site.",
+            ))),
+        )
+            .into_response();
+    }
     let token = form.token.trim().to_string();
-    let known = match state.pool.get().await {
-        Ok(client) => tokens::authenticate(&**client, &token).await.ok().flatten(),
+    let session = match state.pool.get().await {
+        Ok(client) => match tokens::authenticate(&**client, &token).await {
+            Ok(Some(caller)) => tokens::open_session(&**client, &caller).await.ok(),
+            _ => None,
+        },
         Err(_) => None,
     };
-    if known.is_none() {
+    let Some(session) = session else {
         return (
             StatusCode::UNAUTHORIZED,
             Html(html::login(Some("That token is not valid."))),
         )
             .into_response();
-    }
+    };
     (
         [(
             header::SET_COOKIE,
             format!(
-                "{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/ui{}",
+                "{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/ui{}",
                 secure_suffix(&headers)
             ),
         )],
         Redirect::to("/ui"),
     )
         .into_response()
+}
+
+/// Headers every page carries: no script, no framing, no content sniffing, forms only to
+/// this site.
+async fn page_headers(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("same-origin"),
+    );
+    response
 }
 
 /// The listing's run filters, from the form on the page.
