@@ -5,6 +5,7 @@ use crate::ops;
 use crate::settings::Settings;
 use anyhow::Context;
 use sluice_proto::health::Readiness;
+use sluice_proto::key_probe::KeyCheck;
 use sluice_proto::stage::{run_stage, Stage, StageOptions};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -37,6 +38,9 @@ pub struct WorkerOptions {
     #[arg(long, env = "SLUICE_RETRY_BASE_MS", default_value_t = 500)]
     pub retry_base_ms: u64,
 }
+
+/// How often an extractor checks it still holds the fleet's master key.
+const KEY_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn spawn<S: Stage>(
     tasks: &mut JoinSet<()>,
@@ -103,6 +107,10 @@ pub async fn run(
     for role in roles {
         match role {
             Role::Coordinator => {
+                // Workers check they hold the key the fleet seals with before taking work.
+                if let Err(e) = sluice_proto::key_probe::publish(store.as_ref(), &key).await {
+                    tracing::warn!(error = %e, "publishing the master key probe");
+                }
                 let pool = database.clone().expect("the coordinator has a pool");
                 let api = sluice_coordinator::api::app(sluice_coordinator::api::ApiState {
                     pool: pool.clone(),
@@ -144,6 +152,11 @@ pub async fn run(
                     mailer,
                     shutdown.clone(),
                 ));
+                tasks.spawn(sluice_coordinator::retention::run(
+                    pool.clone(),
+                    store.clone(),
+                    shutdown.clone(),
+                ));
                 tasks.spawn(sluice_coordinator::scheduler::run(
                     settings.database_url.clone(),
                     settings.amqp_url.clone(),
@@ -167,16 +180,26 @@ pub async fn run(
                     &shutdown,
                 );
             }
-            Role::Extractor => spawn(
-                &mut tasks,
-                sluice_extractor::Extractor {
+            Role::Extractor => {
+                let key_check = Arc::new(std::sync::Mutex::new(KeyCheck::Unknown));
+                let extractor = || sluice_extractor::Extractor {
                     store: store.clone(),
                     master_key: key.clone(),
-                },
-                settings,
-                &options,
-                &shutdown,
-            ),
+                    key_check: key_check.clone(),
+                };
+                let (watcher, readiness, stop) =
+                    (extractor(), options.readiness.clone(), shutdown.clone());
+                tasks.spawn(async move {
+                    loop {
+                        watcher.check_key(&readiness).await;
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            _ = tokio::time::sleep(KEY_CHECK_EVERY) => {}
+                        }
+                    }
+                });
+                spawn(&mut tasks, extractor(), settings, &options, &shutdown)
+            }
             Role::Transformer => spawn(
                 &mut tasks,
                 sluice_transformer::Transformer {

@@ -17,6 +17,7 @@ pub mod notify;
 pub mod planner;
 pub mod preview;
 pub mod results;
+pub mod retention;
 pub mod runs;
 pub mod schedule;
 pub mod scheduler;
@@ -52,4 +53,7 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     ),
     (11, include_str!("../migrations/0011_merge_counts.sql")),
     (12, include_str!("../migrations/0012_mirror_removals.sql")),
+    (13, include_str!("../migrations/0013_unreadable_rows.sql")),
+    (14, include_str!("../migrations/0014_ui_sessions.sql")),
+    (15, include_str!("../migrations/0015_object_retention.sql")),
 ];

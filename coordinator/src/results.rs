@@ -6,6 +6,7 @@ use crate::errors::{self, ErrorStreamError};
 use crate::runs;
 use deadpool_postgres::Pool;
 use object_store::{ObjectStore, ObjectStoreExt};
+use sluice_proto::cancel::RunCancelled;
 use sluice_proto::stage::{Delivered, Outgoing, Stage};
 use sluice_proto::topology::QueueRole;
 use sluice_proto::{
@@ -13,6 +14,7 @@ use sluice_proto::{
 };
 use std::sync::Arc;
 use tokio_postgres::Transaction;
+use uuid::Uuid;
 
 /// What the results consumer needs: the control plane, and the object store the stages write
 /// rejected rows to.
@@ -74,6 +76,8 @@ async fn complete_if_done(
         .query_one(
             "SELECT count(*) FILTER (WHERE status <> 'loaded'),
                     coalesce(sum(rows_rejected + rows_rejected_load), 0)::int8
+                    + (SELECT rows_without_watermark + rows_without_key
+                         FROM control.runs WHERE id = $1)
                FROM control.chunks WHERE run_id = $1",
             &[&chunk.run_id],
         )
@@ -175,15 +179,24 @@ fn json<T: serde::Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).expect("stats serialize")
 }
 
-/// Records one result, and the rejected rows it reports, in one transaction. Returns a key set
-/// the run superseded.
+/// What recording a result changed beyond the chunk.
+#[derive(Default)]
+struct Recorded {
+    /// A key set the run superseded.
+    superseded: Option<String>,
+    /// The run the result failed: its remaining chunks are to be discarded.
+    failed: Option<Uuid>,
+}
+
+/// Records one result, and the rejected rows it reports, in one transaction.
 async fn record(
     client: &mut tokio_postgres::Client,
     result: &ChunkResult,
     rejections: &[RowRejection],
-) -> Result<Option<String>, tokio_postgres::Error> {
+) -> Result<Recorded, tokio_postgres::Error> {
     let tx = client.transaction().await?;
     let mut superseded = None;
+    let mut failed = None;
     match result {
         ChunkResult::Extracted(m) => {
             let c = &m.work.chunk;
@@ -266,12 +279,14 @@ async fn record(
                 m.attempts,
                 m.error.message
             );
-            runs::fail(&tx, c.run_id, m.error.code.as_str(), &message).await?;
+            if runs::fail(&tx, c.run_id, m.error.code.as_str(), &message).await? {
+                failed = Some(c.run_id);
+            }
             tracing::warn!(run = %c.run_id, chunk = c.seq, error = %m.error, "chunk failed; run failed");
         }
     }
     tx.commit().await?;
-    Ok(superseded)
+    Ok(Recorded { superseded, failed })
 }
 
 impl Stage for Results {
@@ -288,10 +303,10 @@ impl Stage for Results {
             .await
             .map_err(|e| StageError::retryable(ErrorCode::Storage, e.to_string()))?;
         let mut client = self.pool.get().await.map_err(store_error)?;
-        let superseded = record(&mut client, &result, &rejections)
+        let recorded = record(&mut client, &result, &rejections)
             .await
             .map_err(store_error)?;
-        if let Some(key_set) = superseded {
+        if let Some(key_set) = recorded.superseded {
             // The import now compares with the newer set; a failed delete leaves garbage only.
             if let Err(e) = self
                 .store
@@ -301,6 +316,13 @@ impl Stage for Results {
                 tracing::warn!(key_set, error = %e, "could not delete a superseded key set");
             }
         }
-        Ok(Vec::new())
+        // Workers discard a failed run's chunks still queued, as they do a stopped import's.
+        match recorded.failed {
+            Some(run_id) => Ok(vec![Outgoing::message(&RunCancelled {
+                run_id,
+                reason: "the run failed".into(),
+            })?]),
+            None => Ok(Vec::new()),
+        }
     }
 }

@@ -146,13 +146,13 @@ pub async fn request(
     Ok(Requested::Skipped { active })
 }
 
-/// Marks a run failed unless it already ended.
+/// Marks a run failed unless it already ended; true when this ended it.
 pub async fn fail(
     client: &impl GenericClient,
     run_id: Uuid,
     code: &str,
     message: &str,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<bool, tokio_postgres::Error> {
     let ended = client
         .query_opt(
             "UPDATE control.runs SET status = 'failed', error_code = $2, error_message = $3, finished_at = now()
@@ -161,10 +161,11 @@ pub async fn fail(
             &[&run_id, &code, &message],
         )
         .await?;
-    if let Some(ended) = ended {
+    if let Some(ended) = &ended {
         crate::metrics::run_finished(status::FAILED, ended.get(0));
     }
-    crate::imports::pause_after_failures(client, run_id).await
+    crate::imports::pause_after_failures(client, run_id).await?;
+    Ok(ended.is_some())
 }
 
 /// A run as users see it: status, stats summed over chunks, and timing.
@@ -201,6 +202,12 @@ pub struct RunSummary {
     pub profiles_deleted: i64,
     pub deletes_not_found: i64,
     pub rows_held_back_future: i64,
+    /// Source rows with a NULL or infinite watermark, which no run reads: counted by every
+    /// run until the source gives them one (or a query source coalesces it).
+    pub rows_without_watermark: i64,
+    /// Source rows without a key in the run's range, which no run can read; counted among the
+    /// rejected rows as `missing_key`.
+    pub rows_without_key: i64,
     pub chunks: i32,
     pub chunks_loaded: i64,
     pub duration_ms: Option<i64>,
@@ -214,7 +221,7 @@ pub struct RunSummary {
 
 const SUMMARY_SQL: &str = "SELECT r.id, w.name, i.name, r.status, r.dry_run,
         coalesce(sum(c.rows_read) FILTER (WHERE c.kind = 'rows'), 0)::int8,
-        coalesce(sum(c.rows_rejected + c.rows_rejected_load), 0)::int8,
+        coalesce(sum(c.rows_rejected + c.rows_rejected_load), 0)::int8 + r.rows_without_key,
         coalesce(sum(c.rows_loaded), 0)::int8, coalesce(sum(c.profiles_created), 0)::int8,
         coalesce(sum(c.profiles_updated), 0)::int8, coalesce(sum(c.profiles_unchanged), 0)::int8,
         r.held_back_future, r.chunk_count, count(c.seq) FILTER (WHERE c.status = 'loaded'),
@@ -227,7 +234,9 @@ const SUMMARY_SQL: &str = "SELECT r.id, w.name, i.name, r.status, r.dry_run,
              CROSS JOIN LATERAL (SELECT * FROM jsonb_each_text(c2.rejected_by_reason)
                                  UNION ALL
                                  SELECT * FROM jsonb_each_text(c2.load_rejected_by_reason)) e
-             WHERE c2.run_id = r.id GROUP BY e.key) x),
+             WHERE c2.run_id = r.id GROUP BY e.key
+            UNION ALL
+            SELECT 'missing_key', r.rows_without_key WHERE r.rows_without_key > 0) x),
         (SELECT coalesce(jsonb_agg(s.row ORDER BY s.seq, s.ord), '[]'::jsonb) FROM (
             SELECT c3.seq, t.ord, t.row
               FROM control.chunks c3, jsonb_array_elements(c3.sample) WITH ORDINALITY t(row, ord)
@@ -237,7 +246,8 @@ const SUMMARY_SQL: &str = "SELECT r.id, w.name, i.name, r.status, r.dry_run,
         coalesce(sum(c.profiles_deleted), 0)::int8, coalesce(sum(c.deletes_not_found), 0)::int8,
         coalesce(sum(c.properties_stale), 0)::int8, coalesce(sum(c.identities_conflicting), 0)::int8,
         coalesce(sum(c.events_time_imputed), 0)::int8,
-        coalesce(sum(c.profiles_removed_from_source), 0)::int8
+        coalesce(sum(c.profiles_removed_from_source), 0)::int8,
+        r.rows_without_watermark, r.rows_without_key
    FROM control.runs r
    JOIN control.workspaces w ON w.id = r.workspace_id
    JOIN control.imports i ON i.id = r.import_id
@@ -283,5 +293,7 @@ pub async fn summary(
             identities_conflicting: r.get(26),
             events_time_imputed: r.get(27),
             profiles_removed_from_source: r.get(28),
+            rows_without_watermark: r.get(29),
+            rows_without_key: r.get(30),
         }))
 }

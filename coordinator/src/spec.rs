@@ -77,6 +77,14 @@ fn default_settle_lag() -> Duration {
     Duration::from_secs(10)
 }
 
+/// How long a run's chunk objects (the source rows as read, normalized, and rejected) are kept
+/// after it ends, for debugging, unless an import says otherwise.
+pub const DEFAULT_OBJECT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
+
+fn default_object_retention() -> Duration {
+    DEFAULT_OBJECT_RETENTION
+}
+
 /// What a profiles import does when a source row it loaded is gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -159,6 +167,12 @@ pub struct ImportDecl {
     pub chunk_rows: u64,
     #[serde(default = "default_settle_lag", with = "crate::duration::serde_text")]
     pub settle_lag: Duration,
+    /// How long a run's chunk objects are kept after the run ends.
+    #[serde(
+        default = "default_object_retention",
+        with = "crate::duration::serde_text"
+    )]
+    pub object_retention: Duration,
     /// Where the import's run events are sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<NotifyDecl>,
@@ -344,7 +358,7 @@ pub fn parse_with(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Sp
             (".", prefix) | ("", prefix) => prefix,
             (tracked, _) => tracked,
         };
-        invalid(field, format!("{field}: {detail}"))
+        invalid(field, detail)
     })?;
     validate(&spec)?;
     Ok(spec)
@@ -520,6 +534,12 @@ pub fn validate(spec: &SpecFile) -> Result<(), SpecError> {
         }
         if import.settle_lag > Duration::from_secs(86_400) {
             return Err(invalid(format!("{field}.settle_lag"), "must be at most 1d"));
+        }
+        if import.object_retention > Duration::from_secs(365 * 86_400) {
+            return Err(invalid(
+                format!("{field}.object_retention"),
+                "must be at most 365d: the objects hold the source's rows as read",
+            ));
         }
         validate_values(&field, import)?;
         for (name, p) in &import.properties {
