@@ -365,3 +365,81 @@ async fn a_runs_objects_are_deleted_once_its_retention_has_passed() {
     );
     fleet.cleanup().await;
 }
+
+/// Statements Sluice is running on the warehouse that sleep.
+async fn sleeping_statements(warehouse: &tokio_postgres::Client) -> i64 {
+    warehouse
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name = 'sluice-extractor'
+                AND state = 'active' AND query LIKE '%pg_sleep%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stopping_an_import_cancels_its_planning_statement_and_nothing_plans_it_again() {
+    let mut fleet = Fleet::new().await;
+    let warehouse = fleet.warehouse().await;
+    create_users(&warehouse, 300).await;
+    warehouse
+        .batch_execute("CREATE TABLE slow (on_ boolean); INSERT INTO slow VALUES (false);")
+        .await
+        .unwrap();
+    fleet.apply_ok(&import(
+        &fleet,
+        r#"{ query: "SELECT u.* FROM public.users u WHERE NOT (SELECT on_ FROM slow) OR pg_sleep(0.2) IS NOT NULL" }"#,
+        "      first_name: { column: first_name, type: string }",
+    ));
+    // Every planning statement now sleeps a minute.
+    warehouse
+        .execute("UPDATE slow SET on_ = true", &[])
+        .await
+        .unwrap();
+    fleet.start("all", &[]);
+    let run_id = fleet.request_run("acme", "users");
+    let started = std::time::Instant::now();
+    while sleeping_statements(&warehouse).await == 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "planning never reached the source"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(fleet.run_status(&run_id).await, "planning");
+
+    let stopped = fleet.sluice(&["imports", "stop", "users", "--workspace", "acme"]);
+    assert!(
+        stopped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+    let started = std::time::Instant::now();
+    while sleeping_statements(&warehouse).await > 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the planning statement still runs after the import was stopped"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Nothing plans the stopped run again, and it stays cancelled with no chunk.
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    assert_eq!(sleeping_statements(&warehouse).await, 0);
+    assert_eq!(fleet.run_status(&run_id).await, "cancelled");
+    let id: uuid::Uuid = run_id.parse().unwrap();
+    let chunks: i64 = fleet
+        .control()
+        .await
+        .query_one(
+            "SELECT count(*) FROM control.chunks WHERE run_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(chunks, 0);
+    fleet.cleanup().await;
+}

@@ -5,11 +5,13 @@
 use crate::planner::{self, PlanError};
 use crate::runs::{self, status, NewRun, Requested};
 use deadpool_postgres::Pool;
+use sluice_extractor::SourceError;
 use sluice_proto::headers::TraceContext;
 use sluice_proto::secrets::MasterKey;
 use sluice_proto::stage::{Delivered, Outgoing, Stage};
 use sluice_proto::topology::QueueRole;
 use sluice_proto::{trace, ChunkTask, ErrorCode, Message, RunAccepted, RunRequested, StageError};
+use std::time::Duration;
 use tracing::Instrument;
 
 /// What the command consumer needs.
@@ -139,22 +141,30 @@ impl Commands {
                 )
                 .await
                 .map_err(store_error)?;
-            let plan = match planner::plan(&self.master_key, &ctx).await {
-                Ok(plan) => plan,
-                Err(PlanError::Source(e)) => {
+            let plan = match self.plan_unless_stopped(&ctx).await {
+                Planned::Done(plan) => plan,
+                Planned::Stopped => {
+                    tracing::info!(run = %run_id, "the run was stopped while it was planned; the source's statement was cancelled");
+                    return Ok(Vec::new());
+                }
+                Planned::Failed(e) => {
                     tracing::warn!(run = %run_id, error = %e, "planning failed; the run fails");
                     runs::fail(&***client, run_id, e.code().as_str(), &e.to_string())
                         .await
                         .map_err(store_error)?;
                     return Ok(Vec::new());
                 }
-                Err(e) => return Err(plan_error(e)),
+                Planned::Error(e) => return Err(plan_error(e)),
             };
             let tx = client.transaction().await.map_err(store_error)?;
-            planner::record(&*tx, &ctx, &plan)
+            let recorded = planner::record(&*tx, &ctx, &plan)
                 .await
                 .map_err(store_error)?;
             tx.commit().await.map_err(store_error)?;
+            if !recorded {
+                tracing::info!(run = %run_id, "the run was stopped while it was planned; its plan is dropped");
+                return Ok(Vec::new());
+            }
             tracing::info!(run = %run_id, chunks = plan.chunks.len(), held_back_future = plan.held_back_future, "run planned");
         } else if current != status::RUNNING {
             return Ok(Vec::new());
@@ -185,7 +195,70 @@ impl Commands {
     }
 }
 
+/// How planning a run ended.
+enum Planned {
+    Done(planner::Plan),
+    /// The run was stopped meanwhile; the source's statement was cancelled.
+    Stopped,
+    /// The source failed, or planning took longer than `PLANNING_LIMIT`: the run fails.
+    Failed(SourceError),
+    Error(PlanError),
+}
+
+/// The longest a run's planning may take, all its source statements together.
+const PLANNING_LIMIT: Duration = Duration::from_secs(30 * 60);
+
+/// How often planning looks whether its run was stopped.
+const STOP_CHECK: Duration = Duration::from_secs(1);
+
 impl Commands {
+    /// Plans a run on its source, cancelling the source's statement when the run is stopped
+    /// meanwhile or planning outlasts `PLANNING_LIMIT`.
+    async fn plan_unless_stopped(&self, ctx: &planner::RunContext) -> Planned {
+        let source = match planner::open_source(&self.master_key, ctx).await {
+            Ok(source) => source,
+            Err(PlanError::Source(e)) => return Planned::Failed(e),
+            Err(e) => return Planned::Error(e),
+        };
+        let canceller = source.canceller();
+        let stopped = async {
+            loop {
+                tokio::time::sleep(STOP_CHECK).await;
+                let status = match self.pool.get().await {
+                    Ok(client) => client
+                        .query_opt(
+                            "SELECT status FROM control.runs WHERE id = $1",
+                            &[&ctx.run_id],
+                        )
+                        .await
+                        .ok()
+                        .flatten()
+                        .map(|r| r.get::<_, String>(0)),
+                    Err(_) => None,
+                };
+                if status.is_some_and(|s| s != status::PLANNING) {
+                    return;
+                }
+            }
+        };
+        let outcome = tokio::select! {
+            planned = planner::plan(&source, ctx) => match planned {
+                Ok(plan) => return Planned::Done(plan),
+                Err(PlanError::Source(e)) => return Planned::Failed(e),
+                Err(e) => return Planned::Error(e),
+            },
+            _ = stopped => Planned::Stopped,
+            _ = tokio::time::sleep(PLANNING_LIMIT) => Planned::Failed(SourceError::Timeout(format!(
+                "planning took longer than {} minutes; its statements were cancelled",
+                PLANNING_LIMIT.as_secs() / 60
+            ))),
+        };
+        if let Some(canceller) = canceller {
+            canceller.cancel().await;
+        }
+        outcome
+    }
+
     /// The reply to a request: the run's status now, or why there is none.
     async fn accepted(&self, request: &RunRequested) -> Result<RunAccepted, StageError> {
         let client = self.pool.get().await.map_err(store_error)?;

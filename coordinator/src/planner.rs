@@ -176,14 +176,18 @@ fn past_every_row(key: &KeyKind) -> Bound {
     }
 }
 
-/// Asks the source for the run's range and chunk boundaries.
-pub async fn plan(key: &MasterKey, ctx: &RunContext) -> Result<Plan, PlanError> {
+/// Opens the run's source with the credentials its connection sealed.
+pub async fn open_source(key: &MasterKey, ctx: &RunContext) -> Result<Source, PlanError> {
     let url = open_credentials(
         key,
         &ctx.import.connection,
         &serde_json::to_value(&ctx.credentials).expect("serializes"),
     )?;
-    let source = Source::open(ctx.kind, &url).await?;
+    Ok(Source::open(ctx.kind, &url).await?)
+}
+
+/// Asks the source for the run's range and chunk boundaries.
+pub async fn plan(source: &Source, ctx: &RunContext) -> Result<Plan, PlanError> {
     let shape = source.describe(&source_spec(&ctx.import)).await?;
     let start = match &ctx.replay {
         Some(window) => source.position_before(&shape, window.from).await?,
@@ -219,11 +223,22 @@ pub async fn plan(key: &MasterKey, ctx: &RunContext) -> Result<Plan, PlanError> 
 }
 
 /// Records the plan: the chunks and the run's range; a run with nothing to read succeeds now.
+/// False when the run is no longer being planned (it was stopped meanwhile).
 pub async fn record(
     client: &impl GenericClient,
     ctx: &RunContext,
     plan: &Plan,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<bool, tokio_postgres::Error> {
+    // A run stopped while it was planned stays stopped: nothing of its plan is recorded.
+    let planning = client
+        .query_opt(
+            "SELECT 1 FROM control.runs WHERE id = $1 AND status = 'planning' FOR UPDATE",
+            &[&ctx.run_id],
+        )
+        .await?;
+    if planning.is_none() {
+        return Ok(false);
+    }
     let json = |b: &Option<Bound>| {
         b.as_ref()
             .map(|b| serde_json::to_value(b).expect("serializes"))
@@ -302,7 +317,7 @@ pub async fn record(
         )
         .await?;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// The tasks of a run's chunks that are still pending.

@@ -62,6 +62,18 @@ pub trait Connector: Send + Sync {
     ) -> impl Future<Output = Result<Option<Bound>, SourceError>> + Send;
 }
 
+/// Cancels the statement a source session is running.
+pub struct Canceller(tokio_postgres::CancelToken);
+
+impl Canceller {
+    /// Asks the server to cancel the session's running statement.
+    pub async fn cancel(&self) {
+        if let Err(e) = self.0.cancel_query(tokio_postgres::NoTls).await {
+            tracing::warn!(error = %e, "cancelling the source's statement");
+        }
+    }
+}
+
 /// An open connection to a source of any supported kind.
 pub enum Source {
     Postgres(PostgresSource),
@@ -108,6 +120,16 @@ impl Source {
             Source::Mysql(s) => s.read_chunk(shape, lo, hi, batch_rows, on_batch).await,
             Source::Files(s) => s.read_chunk(shape, lo, hi, batch_rows, on_batch).await,
             Source::Warehouse(s) => s.read_chunk(shape, lo, hi, batch_rows, on_batch).await,
+        }
+    }
+
+    /// A handle that cancels the statement the source is running, from another task: dropping
+    /// a session does not stop its statement on the server. `None` for sources whose requests
+    /// end when they are dropped (files, the HTTP warehouses) or that have no such handle.
+    pub fn canceller(&self) -> Option<Canceller> {
+        match self {
+            Source::Postgres(s) => Some(Canceller(s.cancel_token())),
+            _ => None,
         }
     }
 

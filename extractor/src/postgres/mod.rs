@@ -163,6 +163,11 @@ impl PostgresSource {
         result
     }
 
+    /// What cancels this session's running statement from elsewhere.
+    pub fn cancel_token(&self) -> tokio_postgres::CancelToken {
+        self.client.cancel_token()
+    }
+
     pub(crate) fn client(&self) -> &Client {
         &self.client
     }
