@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Times the profile store's migrations 5 (per-property freshness), 6 (event property types) and
-# 7 (mirror removals) on a store already holding PROFILES profiles, each with an identity and
-# five properties: what an operator pays to roll them out.
+# Times the profile store's migrations 5 (per-property freshness), 6 (event property types),
+# 7 (mirror removals) and 8 (the identities re-indexed by profile id) on a store already holding
+# PROFILES profiles, each with an identity and five properties: what an operator pays to roll
+# them out.
 #
 #   PROFILES=10000000 benches/store_migration.sh
 set -euo pipefail
@@ -33,7 +34,7 @@ loaded=$(date +%s.%N)
 size=$(psql -qAt "$URL" -c "SELECT pg_size_pretty(pg_total_relation_size('profile_store.profiles'))")
 echo "store of $PROFILES profiles ($size) built in $(awk -v a="$start" -v b="$loaded" 'BEGIN { printf "%.0f", b - a }') s"
 
-for n in 5 6 7; do
+for n in 5 6 7 8; do
   file=$(ls loader/migrations/000${n}_*.sql)
   t0=$(date +%s.%N)
   psql -q -v ON_ERROR_STOP=1 "$URL" -1 -f "$file"
