@@ -91,7 +91,9 @@ struct Candidate {
 }
 
 /// The lookups of one identity kind. Each is a correlated subquery on an index: one probe per
-/// staged identity, never a scan.
+/// staged identity, never a scan. Email and phone name the workspace as `workspace_id + 0`, so
+/// the profiles' key (led by the workspace) cannot serve them: where the statistics still call
+/// a grown workspace small, the planner would otherwise walk it on the key.
 fn candidate(kind: IdentityKind) -> Candidate {
     match kind {
         IdentityKind::Identity => Candidate {
@@ -119,19 +121,19 @@ fn candidate(kind: IdentityKind) -> Candidate {
             kind: "'email'",
             value: "r.email COLLATE \"C\"",
             profile: "(SELECT p.profile_id FROM profile_store.profiles p
-              WHERE p.workspace_id = $1 AND p.email = r.email
+              WHERE p.email = r.email AND p.workspace_id + 0 = $1
               ORDER BY p.updated_at DESC, p.profile_id DESC LIMIT 1)",
             shared: "(SELECT count(*) > 1 FROM (SELECT 1 FROM profile_store.profiles p
-              WHERE p.workspace_id = $1 AND p.email = r.email LIMIT 2) x)",
+              WHERE p.email = r.email AND p.workspace_id + 0 = $1 LIMIT 2) x)",
         },
         IdentityKind::Phone => Candidate {
             kind: "'phone'",
             value: "r.phone COLLATE \"C\"",
             profile: "(SELECT p.profile_id FROM profile_store.profiles p
-              WHERE p.workspace_id = $1 AND p.phone = r.phone
+              WHERE p.phone = r.phone AND p.workspace_id + 0 = $1
               ORDER BY p.updated_at DESC, p.profile_id DESC LIMIT 1)",
             shared: "(SELECT count(*) > 1 FROM (SELECT 1 FROM profile_store.profiles p
-              WHERE p.workspace_id = $1 AND p.phone = r.phone LIMIT 2) x)",
+              WHERE p.phone = r.phone AND p.workspace_id + 0 = $1 LIMIT 2) x)",
         },
         IdentityKind::ProfileId => Candidate {
             kind: "'profile_id'",

@@ -120,6 +120,10 @@ async fn probes_keep_their_index_plans_in_a_workspace_the_statistics_call_empty(
             resolving.contains("identities_pkey"),
             "{precedence:?}:\n{resolving}"
         );
+        assert!(
+            !resolving.contains("profiles_pkey"),
+            "{precedence:?} probes email or phone on the profiles' key:\n{resolving}"
+        );
     }
 
     client

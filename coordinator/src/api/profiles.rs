@@ -190,12 +190,12 @@ async fn by_contact(
     let (field, statement) = match lookup.kind.as_str() {
         "email" => (
             IdentityField::Email,
-            "SELECT profile_id FROM profile_store.profiles WHERE workspace_id = $1 AND email = $2
+            "SELECT profile_id FROM profile_store.profiles WHERE email = $2 AND workspace_id + 0 = $1
               ORDER BY updated_at DESC, profile_id DESC LIMIT 1",
         ),
         _ => (
             IdentityField::Phone,
-            "SELECT profile_id FROM profile_store.profiles WHERE workspace_id = $1 AND phone = $2
+            "SELECT profile_id FROM profile_store.profiles WHERE phone = $2 AND workspace_id + 0 = $1
               ORDER BY updated_at DESC, profile_id DESC LIMIT 1",
         ),
     };
