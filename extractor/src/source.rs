@@ -72,6 +72,28 @@ pub struct Unreadable {
     pub samples: Vec<UnreadableRow>,
 }
 
+impl Unreadable {
+    /// Records `count` rows of one kind (`missing_key` or `missing_watermark`) with their
+    /// samples, as `(key, watermark)` in the source's own text.
+    pub fn add(
+        &mut self,
+        reason: sluice_proto::Reason,
+        count: u64,
+        samples: impl IntoIterator<Item = (Option<String>, Option<String>)>,
+    ) {
+        match reason {
+            sluice_proto::Reason::MissingKey => self.without_key = count,
+            _ => self.without_watermark = count,
+        }
+        self.samples
+            .extend(samples.into_iter().map(|(key, watermark)| UnreadableRow {
+                reason,
+                key,
+                watermark,
+            }));
+    }
+}
+
 /// One unreadable row, as the source shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UnreadableRow {

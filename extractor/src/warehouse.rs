@@ -6,8 +6,7 @@
 use crate::error::SourceError;
 pub use crate::source::chunk_schema;
 use crate::source::{
-    ColumnShape, KeyKind, RangePlan, SourceShape, SourceSpec, Unreadable, UnreadableRow,
-    UNREADABLE_SAMPLES,
+    ColumnShape, KeyKind, RangePlan, SourceShape, SourceSpec, Unreadable, UNREADABLE_SAMPLES,
 };
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::cast;
@@ -168,6 +167,7 @@ impl<W: SqlWarehouse> SqlSource<W> {
                     self.warehouse.text_cast(&wm)
                 ))
                 .await?;
+            let mut rows = Vec::new();
             for batch in &sample.batches {
                 let text = |i: usize| {
                     cast(batch.column(i), &DataType::Utf8)
@@ -175,20 +175,12 @@ impl<W: SqlWarehouse> SqlSource<W> {
                 };
                 let (keys, watermarks) = (text(0)?, text(1)?);
                 let (keys, watermarks) = (keys.as_string::<i32>(), watermarks.as_string::<i32>());
-                for row in 0..batch.num_rows() {
-                    found.samples.push(UnreadableRow {
-                        reason,
-                        key: keys.is_valid(row).then(|| keys.value(row).to_string()),
-                        watermark: watermarks
-                            .is_valid(row)
-                            .then(|| watermarks.value(row).to_string()),
-                    });
-                }
+                let value = |a: &arrow::array::StringArray, row: usize| {
+                    a.is_valid(row).then(|| a.value(row).to_string())
+                };
+                rows.extend((0..batch.num_rows()).map(|r| (value(keys, r), value(watermarks, r))));
             }
-            match reason {
-                Reason::MissingKey => found.without_key = count,
-                _ => found.without_watermark = count,
-            }
+            found.add(reason, count, rows);
         }
         Ok(found)
     }

@@ -6,8 +6,7 @@ mod decode;
 
 use crate::error::SourceError;
 use crate::source::{
-    ColumnShape, KeyKind, RangePlan, SourceShape, SourceSpec, Unreadable, UnreadableRow,
-    UNREADABLE_SAMPLES,
+    ColumnShape, KeyKind, RangePlan, SourceShape, SourceSpec, Unreadable, UNREADABLE_SAMPLES,
 };
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
@@ -308,17 +307,7 @@ impl MysqlSource {
                 )
                 .await
                 .map_err(classify)?;
-            found
-                .samples
-                .extend(rows.into_iter().map(|(key, watermark)| UnreadableRow {
-                    reason,
-                    key,
-                    watermark,
-                }));
-            match reason {
-                Reason::MissingKey => found.without_key = count,
-                _ => found.without_watermark = count,
-            }
+            found.add(reason, count, rows);
         }
         Ok(found)
     }

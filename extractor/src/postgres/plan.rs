@@ -9,9 +9,7 @@ use super::sql::{
 };
 use super::{classify, Dialect, PostgresSource, APPLICATION_NAME};
 use crate::error::SourceError;
-use crate::source::{
-    KeyKind, RangePlan, SourceShape, Unreadable, UnreadableRow, UNREADABLE_SAMPLES,
-};
+use crate::source::{KeyKind, RangePlan, SourceShape, Unreadable, UNREADABLE_SAMPLES};
 use chrono::{DateTime, Utc};
 use sluice_proto::{Bound, KeyValue, Reason, SourceRelation};
 use std::time::Duration;
@@ -217,22 +215,16 @@ impl PostgresSource {
             let sample = format!(
                 "SELECT {key}::text, {wm}::text FROM {from} WHERE {condition} LIMIT {UNREADABLE_SAMPLES}"
             );
-            for row in self
+            let rows = self
                 .client()
                 .query(&sample, &refs)
                 .await
-                .map_err(classify)?
-            {
-                found.samples.push(UnreadableRow {
-                    reason,
-                    key: row.get(0),
-                    watermark: row.get(1),
-                });
-            }
-            match reason {
-                Reason::MissingKey => found.without_key = count as u64,
-                _ => found.without_watermark = count as u64,
-            }
+                .map_err(classify)?;
+            found.add(
+                reason,
+                count as u64,
+                rows.iter().map(|row| (row.get(0), row.get(1))),
+            );
         }
         Ok(found)
     }
