@@ -385,6 +385,11 @@ async fn every_bad_api_request_gets_a_4xx_naming_its_field_and_changes_nothing()
         .await
         .unwrap();
     assert_eq!(response.status(), reqwest::StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        response.headers()["connection"],
+        "close",
+        "the unread body must not be taken for the next request"
+    );
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["code"], "too_large", "{answer}");
     let answer: Value = http

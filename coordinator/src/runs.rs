@@ -146,7 +146,8 @@ pub async fn request(
     Ok(Requested::Skipped { active })
 }
 
-/// Marks a run failed unless it already ended; true when this ended it.
+/// Marks a run failed unless it already ended, with its unfinished chunks cancelled; true when
+/// this ended it.
 pub async fn fail(
     client: &impl GenericClient,
     run_id: Uuid,
@@ -163,6 +164,14 @@ pub async fn fail(
         .await?;
     if let Some(ended) = &ended {
         crate::metrics::run_finished(status::FAILED, ended.get(0));
+        // Workers discard the rest of a failed run, so its chunks end here, not in a queue.
+        client
+            .execute(
+                "UPDATE control.chunks SET status = 'cancelled', updated_at = now()
+                  WHERE run_id = $1 AND status NOT IN ('loaded', 'failed')",
+                &[&run_id],
+            )
+            .await?;
     }
     crate::imports::pause_after_failures(client, run_id).await?;
     Ok(ended.is_some())
