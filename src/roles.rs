@@ -34,6 +34,11 @@ pub struct WorkerOptions {
     /// workspace has a fleet-wide limit of its own (`sluice workspaces limit`).
     #[arg(long, env = "SLUICE_LOAD_ROWS_PER_SECOND", default_value_t = 200_000)]
     pub load_rows_per_second: u32,
+    /// The fewest chunks of one run the coordinator keeps out in the fleet at once (more when
+    /// it counts more workers on a stage: four per worker); the rest wait their turn, so a
+    /// large run does not queue ahead of every other run.
+    #[arg(long, env = "SLUICE_CHUNK_WINDOW", default_value_t = 8)]
+    pub chunk_window: u32,
     /// First retry delay in milliseconds (doubles per attempt).
     #[arg(long, env = "SLUICE_RETRY_BASE_MS", default_value_t = 500)]
     pub retry_base_ms: u64,
@@ -112,6 +117,9 @@ pub async fn run(
                     tracing::warn!(error = %e, "publishing the master key probe");
                 }
                 let pool = database.clone().expect("the coordinator has a pool");
+                let window = Arc::new(sluice_coordinator::window::ChunkWindow::new(
+                    worker.chunk_window,
+                ));
                 let api = sluice_coordinator::api::app(sluice_coordinator::api::ApiState {
                     pool: pool.clone(),
                     amqp_url: settings.amqp_url.clone(),
@@ -128,6 +136,7 @@ pub async fn run(
                     pool.clone(),
                     settings.amqp_url.clone(),
                     settings.topology(),
+                    window.clone(),
                     shutdown.clone(),
                 ));
                 spawn(
@@ -135,6 +144,7 @@ pub async fn run(
                     sluice_coordinator::Commands {
                         pool: pool.clone(),
                         master_key: key.clone(),
+                        window: window.clone(),
                     },
                     settings,
                     &options,
@@ -174,6 +184,7 @@ pub async fn run(
                     sluice_coordinator::Results {
                         pool,
                         store: store.clone(),
+                        window,
                     },
                     settings,
                     &options,

@@ -187,3 +187,94 @@ async fn workspaces_load_within_their_limits_and_none_starves() {
     }
     fleet.cleanup().await;
 }
+
+/// A 5-row import of another workspace finishes while a 60-chunk rate-limited run still has
+/// most of its chunks to load: the coordinator keeps only a window of the large run's chunks
+/// in the queues, so the small run's chunk waits behind a few of them, not all.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_small_run_does_not_wait_behind_a_large_ones_chunks() {
+    let mut fleet = Fleet::new().await;
+    let warehouse = fleet.warehouse().await;
+    common::create_users(&warehouse, 6_000).await;
+    let import = |name: &str, source: &str| {
+        format!(
+            r#"  - name: {name}
+    connection: wh
+    source: {{ query: "{source}" }}
+    data_type: profiles
+    key: id
+    watermark: updated_at
+    identity: {{ external_id: external_id }}
+    properties:
+      first_name: {{ column: first_name, type: string }}
+    chunk_rows: 100
+    settle_lag: 1s
+"#
+        )
+    };
+    fleet.apply_ok(&fleet.spec(&import("large", "SELECT * FROM public.users")));
+    fleet.apply_ok(
+        &fleet
+            .spec(&import("small", "SELECT * FROM public.users WHERE id <= 5"))
+            .replace("workspace: acme", "workspace: other"),
+    );
+    // Half a second per chunk of the large run: 30 s for all of it.
+    fleet.start_with_env("all", &[], &[("SLUICE_LOAD_ROWS_PER_SECOND", "200")]);
+    let large = fleet.request_run("acme", "large");
+    fleet
+        .wait_for_loaded_chunks(&large, 3, Duration::from_secs(60))
+        .await;
+    let control = fleet.control().await;
+    let large_id: uuid::Uuid = large.parse().unwrap();
+    let (outstanding, unreleased) = {
+        let row = control
+            .query_one(
+                "SELECT count(*) FILTER (WHERE released_at IS NOT NULL AND status <> 'loaded'),
+                        count(*) FILTER (WHERE released_at IS NULL)
+                   FROM control.chunks WHERE run_id = $1",
+                &[&large_id],
+            )
+            .await
+            .unwrap();
+        (row.get::<_, i64>(0), row.get::<_, i64>(1))
+    };
+    assert!(
+        outstanding <= 8,
+        "{outstanding} chunks of the large run are out at once"
+    );
+    assert!(unreleased > 40, "only {unreleased} chunks wait their turn");
+    let small = fleet.request_run("other", "small");
+    assert_eq!(
+        fleet.wait_for_run(&small, Duration::from_secs(60)).await,
+        "succeeded"
+    );
+    assert_eq!(
+        fleet.wait_for_run(&large, Duration::from_secs(120)).await,
+        "succeeded"
+    );
+    let small_id: uuid::Uuid = small.parse().unwrap();
+    let row = control
+        .query_one(
+            "SELECT count(*) FILTER (WHERE c.updated_at <= s.created_at),
+                    count(*) FILTER (WHERE c.updated_at <= s.finished_at),
+                    count(*), extract(epoch FROM s.finished_at - s.created_at)::float8
+               FROM control.chunks c, control.runs s
+              WHERE c.run_id = $1 AND s.id = $2
+              GROUP BY s.created_at, s.finished_at",
+            &[&large_id, &small_id],
+        )
+        .await
+        .unwrap();
+    let (before, during, chunks, took): (i64, i64, i64, f64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    println!(
+        "the small run took {took:.1} s; the large run loaded {} of its {chunks} chunks meanwhile",
+        during - before
+    );
+    assert_eq!(chunks, 60);
+    assert!(
+        during < chunks / 2,
+        "the small run ended only after {during} of the large run's {chunks} chunks were loaded"
+    );
+    fleet.cleanup().await;
+}

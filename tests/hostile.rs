@@ -179,12 +179,13 @@ async fn a_failed_runs_queued_chunks_are_discarded_not_loaded() {
         .batch_execute("CREATE TABLE divisor (d integer); INSERT INTO divisor VALUES (0);")
         .await
         .unwrap();
-    // The last chunk fails at extraction while slow loads leave the others queued.
+    // The eighth chunk, the last of the first window, fails at extraction while slow loads
+    // leave the seven before it queued.
     fleet.apply_ok(&fleet.spec(
         r#"
   - name: users
     connection: wh
-    source: { query: "SELECT u.*, CASE WHEN u.id = 4000 THEN 1 / (SELECT d FROM divisor) ELSE 1 END AS one FROM public.users u" }
+    source: { query: "SELECT u.*, CASE WHEN u.id = 800 THEN 1 / (SELECT d FROM divisor) ELSE 1 END AS one FROM public.users u" }
     data_type: profiles
     key: id
     watermark: updated_at
@@ -231,6 +232,16 @@ async fn a_failed_runs_queued_chunks_are_discarded_not_loaded() {
         "{} chunks of the failed run were loaded after it failed (at most the two in flight may be)",
         later - at_failure
     );
+    let unfinished: i64 = control
+        .query_one(
+            "SELECT count(*) FROM control.chunks
+              WHERE run_id = $1 AND status NOT IN ('loaded', 'failed', 'cancelled')",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(unfinished, 0, "every chunk of the failed run has ended");
     fleet.cleanup().await;
 }
 

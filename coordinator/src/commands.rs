@@ -1,9 +1,12 @@
-//! The command consumer: turns a `RunRequested` into a run, plans it and publishes its chunk
-//! tasks. A redelivered command finds the run already planned and republishes what is pending.
+//! The command consumer: turns a `RunRequested` into a run, plans it and publishes the tasks of
+//! its first window of chunks (the results consumer releases the rest as chunks load). A
+//! redelivered command finds the run already planned and republishes what is released and
+//! pending.
 //! A request that sets `reply_to` gets a `RunAccepted` with the run id and status there.
 
 use crate::planner::{self, PlanError};
 use crate::runs::{self, status, NewRun, Requested};
+use crate::window::ChunkWindow;
 use deadpool_postgres::Pool;
 use sluice_extractor::SourceError;
 use sluice_proto::headers::TraceContext;
@@ -11,6 +14,7 @@ use sluice_proto::secrets::MasterKey;
 use sluice_proto::stage::{Delivered, Outgoing, Stage};
 use sluice_proto::topology::QueueRole;
 use sluice_proto::{trace, ChunkTask, ErrorCode, Message, RunAccepted, RunRequested, StageError};
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
 
@@ -18,6 +22,8 @@ use tracing::Instrument;
 pub struct Commands {
     pub pool: Pool,
     pub master_key: MasterKey,
+    /// How many chunks of a run go out at first.
+    pub window: Arc<ChunkWindow>,
 }
 
 fn store_error(e: impl std::fmt::Display) -> StageError {
@@ -157,7 +163,7 @@ impl Commands {
                 Planned::Error(e) => return Err(plan_error(e)),
             };
             let tx = client.transaction().await.map_err(store_error)?;
-            let recorded = planner::record(&*tx, &ctx, &plan)
+            let recorded = planner::record(&*tx, &ctx, &plan, self.window.size())
                 .await
                 .map_err(store_error)?;
             tx.commit().await.map_err(store_error)?;
@@ -169,7 +175,7 @@ impl Commands {
         } else if current != status::RUNNING {
             return Ok(Vec::new());
         }
-        let tasks = planner::pending_tasks(&***client, &ctx)
+        let tasks = planner::pending_tasks(&***client, &ctx, planner::Released::All)
             .await
             .map_err(plan_error)?;
         run_span.record("sluice.chunks", tasks.len());

@@ -25,6 +25,7 @@ pub mod spec;
 pub mod tokens;
 pub mod trigger;
 pub mod watermark;
+pub mod window;
 pub mod workspaces;
 
 pub use commands::Commands;
@@ -56,4 +57,5 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     (13, include_str!("../migrations/0013_unreadable_rows.sql")),
     (14, include_str!("../migrations/0014_ui_sessions.sql")),
     (15, include_str!("../migrations/0015_object_retention.sql")),
+    (16, include_str!("../migrations/0016_chunk_window.sql")),
 ];

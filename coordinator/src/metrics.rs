@@ -1,14 +1,16 @@
 //! The coordinator's metrics: runs active, runs finished by outcome and how long they took,
-//! and every queue's depth and consumers (dead-letter queues included), sampled every few
-//! seconds from the control plane and the broker.
+//! chunks waiting for their run's window, and every queue's depth and consumers (dead-letter
+//! queues included), sampled every few seconds from the control plane and the broker. The
+//! consumers counted size the chunk window.
 
+use crate::window::ChunkWindow;
 use deadpool_postgres::Pool;
 use opentelemetry::metrics::{Counter, Gauge, Histogram};
 use opentelemetry::KeyValue;
 use sluice_proto::metrics::{meter, seconds_histogram};
 use sluice_proto::topology::QueueRole;
 use sluice_proto::{Bus, Topology};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +23,7 @@ struct CoordinatorMetrics {
     run_duration: Histogram<f64>,
     queue_messages: Gauge<u64>,
     queue_consumers: Gauge<u64>,
+    chunks_waiting: Gauge<u64>,
 }
 
 fn metrics() -> &'static CoordinatorMetrics {
@@ -48,6 +51,10 @@ fn metrics() -> &'static CoordinatorMetrics {
             .u64_gauge("sluice_queue_consumers")
             .with_description("Consumers of each queue")
             .build(),
+        chunks_waiting: meter()
+            .u64_gauge("sluice_chunks_waiting")
+            .with_description("Chunks of running runs waiting for a place in their run's window")
+            .build(),
     })
 }
 
@@ -58,8 +65,15 @@ pub fn run_finished(outcome: &str, seconds: f64) {
     metrics().run_duration.record(seconds.max(0.0), &outcome);
 }
 
-/// Samples active runs and queue depths until `shutdown` fires.
-pub async fn watch(pool: Pool, amqp_url: String, topology: Topology, shutdown: CancellationToken) {
+/// Samples active runs and queue depths until `shutdown` fires, and sizes the chunk window to
+/// the workers it counts on the stages' queues.
+pub async fn watch(
+    pool: Pool,
+    amqp_url: String,
+    topology: Topology,
+    window: Arc<ChunkWindow>,
+    shutdown: CancellationToken,
+) {
     let mut bus: Option<Bus> = None;
     loop {
         if let Err(e) = sample_runs(&pool).await {
@@ -69,7 +83,7 @@ pub async fn watch(pool: Pool, amqp_url: String, topology: Topology, shutdown: C
             bus = Bus::connect(&amqp_url, &topology).await.ok();
         }
         if let Some(connected) = &bus {
-            if let Err(e) = sample_queues(connected, &topology).await {
+            if let Err(e) = sample_queues(connected, &topology, &window).await {
                 tracing::debug!(error = %e, "could not sample queue depths");
                 bus = None;
             }
@@ -94,13 +108,34 @@ async fn sample_runs(pool: &Pool) -> Result<(), Box<dyn std::error::Error + Send
         .await?
         .get(0);
     metrics().runs_active.record(active.max(0) as u64, &[]);
+    let waiting: i64 = client
+        .query_one(
+            "SELECT count(*) FROM control.chunks WHERE released_at IS NULL AND status = 'pending'",
+            &[],
+        )
+        .await?
+        .get(0);
+    metrics().chunks_waiting.record(waiting.max(0) as u64, &[]);
     Ok(())
 }
 
-async fn sample_queues(bus: &Bus, topology: &Topology) -> Result<(), sluice_proto::bus::BusError> {
+async fn sample_queues(
+    bus: &Bus,
+    topology: &Topology,
+    window: &ChunkWindow,
+) -> Result<(), sluice_proto::bus::BusError> {
+    let mut workers = 0;
     for role in QueueRole::ALL {
         for queue in [topology.queue(role), topology.dead_letter_queue(role)] {
             let stats = bus.queue_stats(&queue).await?;
+            if queue == topology.queue(role)
+                && matches!(
+                    role,
+                    QueueRole::Extract | QueueRole::Transform | QueueRole::Load
+                )
+            {
+                workers = workers.max(stats.consumers);
+            }
             let label = [KeyValue::new("queue", queue)];
             metrics()
                 .queue_messages
@@ -110,5 +145,6 @@ async fn sample_queues(bus: &Bus, topology: &Topology) -> Result<(), sluice_prot
                 .record(u64::from(stats.consumers), &label);
         }
     }
+    window.set_workers(workers);
     Ok(())
 }

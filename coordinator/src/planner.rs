@@ -222,12 +222,14 @@ pub async fn plan(source: &Source, ctx: &RunContext) -> Result<Plan, PlanError> 
     })
 }
 
-/// Records the plan: the chunks and the run's range; a run with nothing to read succeeds now.
-/// False when the run is no longer being planned (it was stopped meanwhile).
+/// Records the plan: the chunks and the run's range, and releases the first `window` chunks;
+/// a run with nothing to read succeeds now. False when the run is no longer being planned (it
+/// was stopped meanwhile).
 pub async fn record(
     client: &impl GenericClient,
     ctx: &RunContext,
     plan: &Plan,
+    window: u32,
 ) -> Result<bool, tokio_postgres::Error> {
     // A run stopped while it was planned stays stopped: nothing of its plan is recorded.
     let planning = client
@@ -308,6 +310,7 @@ pub async fn record(
         })
         .collect();
     crate::errors::record_planning(client, ctx.run_id, &rows).await?;
+    crate::window::release(client, ctx.run_id, window, None).await?;
     if chunks.is_empty() && ctx.dry_run {
         crate::imports::promote(
             client,
@@ -320,15 +323,32 @@ pub async fn record(
     Ok(true)
 }
 
-/// The tasks of a run's chunks that are still pending.
+/// Which released chunks to publish.
+#[derive(Debug, Clone, Copy)]
+pub enum Released {
+    /// Every chunk of the run released and not yet extracted.
+    All,
+    /// Those the loaded chunk `seq` released.
+    By(u32),
+}
+
+/// The tasks of a run's released chunks that are still pending.
 pub async fn pending_tasks(
     client: &impl GenericClient,
     ctx: &RunContext,
+    released: Released,
 ) -> Result<Vec<ChunkTask>, PlanError> {
+    let by = match released {
+        Released::All => None,
+        Released::By(seq) => Some(seq as i32),
+    };
     let rows = client
         .query(
-            "SELECT seq, lo, hi, kind FROM control.chunks WHERE run_id = $1 AND status = 'pending' ORDER BY seq",
-            &[&ctx.run_id],
+            "SELECT seq, lo, hi, kind FROM control.chunks
+              WHERE run_id = $1 AND status = 'pending' AND released_at IS NOT NULL
+                AND ($2::int4 IS NULL OR released_by = $2)
+              ORDER BY seq",
+            &[&ctx.run_id, &by],
         )
         .await?;
     let mut mapping = ctx.import.mapping();

@@ -1,9 +1,12 @@
 //! The results consumer: records each chunk's progress, stats and rejected rows, fails the run
-//! when a chunk gives up, and when every chunk is loaded ends the run and advances the
-//! watermark, in one transaction. Every update is idempotent, so redelivered results change nothing.
+//! when a chunk gives up, publishes the chunks that take a loaded chunk's place in its run's
+//! window, and when every chunk is loaded ends the run and advances the watermark, in one
+//! transaction. Every update is idempotent, so redelivered results change nothing.
 
 use crate::errors::{self, ErrorStreamError};
+use crate::planner::{self, Released};
 use crate::runs;
+use crate::window::{self, ChunkWindow};
 use deadpool_postgres::Pool;
 use object_store::{ObjectStore, ObjectStoreExt};
 use sluice_proto::cancel::RunCancelled;
@@ -21,6 +24,8 @@ use uuid::Uuid;
 pub struct Results {
     pub pool: Pool,
     pub store: Arc<dyn ObjectStore>,
+    /// How many chunks of a run are kept out; a loaded chunk's place goes to the next.
+    pub window: Arc<ChunkWindow>,
 }
 
 fn store_error(e: impl std::fmt::Display) -> StageError {
@@ -186,6 +191,8 @@ struct Recorded {
     superseded: Option<String>,
     /// The run the result failed: its remaining chunks are to be discarded.
     failed: Option<Uuid>,
+    /// The loaded chunk that released others still to be published.
+    released_by: Option<(Uuid, u32)>,
 }
 
 /// Records one result, and the rejected rows it reports, in one transaction.
@@ -193,10 +200,12 @@ async fn record(
     client: &mut tokio_postgres::Client,
     result: &ChunkResult,
     rejections: &[RowRejection],
+    window: u32,
 ) -> Result<Recorded, tokio_postgres::Error> {
     let tx = client.transaction().await?;
     let mut superseded = None;
     let mut failed = None;
+    let mut released_by = None;
     match result {
         ChunkResult::Extracted(m) => {
             let c = &m.work.chunk;
@@ -256,6 +265,9 @@ async fn record(
             )
             .await?;
             errors::record(&tx, c.run_id, c.seq, StageName::Load, rejections).await?;
+            if window::refill(&tx, c.run_id, c.seq, window).await? {
+                released_by = Some((c.run_id, c.seq));
+            }
             superseded = complete_if_done(&tx, c).await?;
         }
         ChunkResult::Failed(m) => {
@@ -286,7 +298,11 @@ async fn record(
         }
     }
     tx.commit().await?;
-    Ok(Recorded { superseded, failed })
+    Ok(Recorded {
+        superseded,
+        failed,
+        released_by,
+    })
 }
 
 impl Stage for Results {
@@ -303,7 +319,7 @@ impl Stage for Results {
             .await
             .map_err(|e| StageError::retryable(ErrorCode::Storage, e.to_string()))?;
         let mut client = self.pool.get().await.map_err(store_error)?;
-        let recorded = record(&mut client, &result, &rejections)
+        let recorded = record(&mut client, &result, &rejections, self.window.size())
             .await
             .map_err(store_error)?;
         if let Some(key_set) = recorded.superseded {
@@ -317,11 +333,24 @@ impl Stage for Results {
             }
         }
         // Workers discard a failed run's chunks still queued, as they do a stopped import's.
-        match recorded.failed {
-            Some(run_id) => Ok(vec![Outgoing::message(&RunCancelled {
+        if let Some(run_id) = recorded.failed {
+            return Ok(vec![Outgoing::message(&RunCancelled {
                 run_id,
                 reason: "the run failed".into(),
-            })?]),
+            })?]);
+        }
+        match recorded.released_by {
+            Some((run_id, seq)) => {
+                let ctx = planner::context(&**client, run_id)
+                    .await
+                    .map_err(store_error)?;
+                planner::pending_tasks(&**client, &ctx, Released::By(seq))
+                    .await
+                    .map_err(store_error)?
+                    .iter()
+                    .map(Outgoing::message)
+                    .collect()
+            }
             None => Ok(Vec::new()),
         }
     }
