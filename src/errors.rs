@@ -11,8 +11,7 @@ pub async fn print(settings: &Settings, run: &str, csv: bool, limit: i64) -> any
     let run_id: Uuid = run
         .parse()
         .map_err(|_| anyhow::anyhow!("{run:?} is not a run id (a UUID, as `sluice run` prints)"))?;
-    settings.migrate().await?;
-    let client = sluice_coordinator::database::connect(&settings.database_url).await?;
+    let client = settings.control().await?;
     let known = client
         .query_opt("SELECT 1 FROM control.runs WHERE id = $1", &[&run_id])
         .await?;

@@ -13,14 +13,14 @@ const PROFILES_SQL: &str = "SELECT p.profile_id, p.properties, p.source_updated_
           || jsonb_strip_nulls(jsonb_build_object('email', p.email, 'phone', p.phone))
    FROM profile_store.profiles p
    LEFT JOIN profile_store.identities i ON i.workspace_id = p.workspace_id AND i.profile_id = p.profile_id
-  WHERE p.workspace_id = (SELECT id FROM control.workspaces WHERE name = $1)
+  WHERE p.workspace_id = $1
   GROUP BY p.workspace_id, p.profile_id
   ORDER BY p.profile_id";
 
 const EVENTS_SQL: &str =
     "SELECT e.event_id, e.profile_id, e.name, e.time, e.properties, e.dedup_key
    FROM profile_store.events e
-  WHERE e.workspace_id = (SELECT id FROM control.workspaces WHERE name = $1)
+  WHERE e.workspace_id = $1
   ORDER BY e.time, e.event_id";
 
 fn time(value: Option<DateTime<Utc>>) -> Option<String> {
@@ -60,22 +60,21 @@ pub async fn events(settings: &Settings, workspace: &str) -> anyhow::Result<()> 
     export(settings, workspace, EVENTS_SQL, event).await
 }
 
-/// Streams the rows of `sql` (which takes the workspace name) to stdout as JSON lines.
+/// Streams the rows of `sql` (which takes the workspace's id) from the stores to stdout as JSON
+/// lines.
 async fn export(
     settings: &Settings,
     workspace: &str,
     sql: &str,
     line: fn(&Row) -> serde_json::Value,
 ) -> anyhow::Result<()> {
-    settings.migrate().await?;
-    let client = sluice_coordinator::database::connect(&settings.database_url).await?;
-    if sluice_coordinator::apply::workspace_id(&client, workspace)
-        .await?
-        .is_none()
-    {
+    let control = settings.control().await?;
+    let Some(workspace_id) = sluice_coordinator::apply::workspace_id(&control, workspace).await?
+    else {
         anyhow::bail!("workspace {workspace:?} does not exist");
-    }
-    let rows = client.query_raw(sql, [&workspace]).await?;
+    };
+    let client = settings.store().await?;
+    let rows = client.query_raw(sql, [&workspace_id]).await?;
     pin_mut!(rows);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

@@ -13,8 +13,7 @@ fn actor() -> String {
 
 /// Prints a workspace's imports, one line each.
 pub async fn list(settings: &Settings, workspace: &str) -> anyhow::Result<i32> {
-    settings.migrate().await?;
-    let client = sluice_coordinator::database::connect(&settings.database_url).await?;
+    let client = settings.control().await?;
     let rows = imports::list(&client, workspace).await?;
     if rows.is_empty() {
         println!(
@@ -37,8 +36,7 @@ pub async fn show(
     import: &str,
     json: bool,
 ) -> anyhow::Result<i32> {
-    settings.migrate().await?;
-    let client = sluice_coordinator::database::connect(&settings.database_url).await?;
+    let client = settings.control().await?;
     let view = imports::show(&client, workspace, import, Utc::now()).await?;
     if json {
         println!("{}", serde_json::to_string(&view)?);
@@ -86,8 +84,7 @@ pub async fn set_paused(
     import: &str,
     paused: bool,
 ) -> anyhow::Result<i32> {
-    settings.migrate().await?;
-    let mut client = sluice_coordinator::database::connect(&settings.database_url).await?;
+    let mut client = settings.control_for_writes().await?;
     if paused {
         imports::pause(&mut client, workspace, import, &actor()).await?;
         println!("import {workspace}/{import} paused; an active run finishes, the schedule stops");
@@ -100,8 +97,7 @@ pub async fn set_paused(
 
 /// Prints a workspace's connections.
 pub async fn list_connections(settings: &Settings, workspace: &str) -> anyhow::Result<i32> {
-    settings.migrate().await?;
-    let client = sluice_coordinator::database::connect(&settings.database_url).await?;
+    let client = settings.control().await?;
     for (name, kind, imports) in sluice_coordinator::connections::list(&client, workspace).await? {
         println!("{name}\t{kind}\tused by {imports} imports");
     }
@@ -114,8 +110,7 @@ pub async fn delete_connection(
     workspace: &str,
     name: &str,
 ) -> anyhow::Result<i32> {
-    settings.migrate().await?;
-    let mut client = sluice_coordinator::database::connect(&settings.database_url).await?;
+    let mut client = settings.control_for_writes().await?;
     sluice_coordinator::connections::delete(&mut client, workspace, name).await?;
     println!("connection {workspace}/{name} deleted");
     Ok(0)
@@ -123,8 +118,7 @@ pub async fn delete_connection(
 
 /// Deletes an import and its run history; refused while a run is active.
 pub async fn delete(settings: &Settings, workspace: &str, import: &str) -> anyhow::Result<i32> {
-    settings.migrate().await?;
-    let mut client = sluice_coordinator::database::connect(&settings.database_url).await?;
+    let mut client = settings.control_for_writes().await?;
     let runs =
         sluice_coordinator::imports::delete(&mut client, workspace, import, &actor()).await?;
     println!("import {workspace}/{import} deleted with {runs} runs");
@@ -138,8 +132,7 @@ pub async fn move_watermark(
     import: &str,
     to: Option<&str>,
 ) -> anyhow::Result<i32> {
-    settings.migrate().await?;
-    let mut client = sluice_coordinator::database::connect(&settings.database_url).await?;
+    let mut client = settings.control_for_writes().await?;
     let show = |b: &Option<sluice_proto::Bound>| {
         b.as_ref()
             .map_or("the start".to_string(), |b| b.to_string())
@@ -180,8 +173,7 @@ pub async fn move_watermark(
 
 /// Stops an import and tells the workers to discard its cancelled run's remaining chunks.
 pub async fn stop(settings: &Settings, workspace: &str, import: &str) -> anyhow::Result<i32> {
-    settings.migrate().await?;
-    let mut client = sluice_coordinator::database::connect(&settings.database_url).await?;
+    let mut client = settings.control_for_writes().await?;
     let cancelled = imports::stop(&mut client, workspace, import, &actor()).await?;
     let Some(run_id) = cancelled else {
         println!("import {workspace}/{import} stopped; no run was active");
@@ -204,8 +196,7 @@ pub async fn test_connection(
     workspace: &str,
     name: &str,
 ) -> anyhow::Result<i32> {
-    settings.migrate().await?;
-    let client = sluice_coordinator::database::connect(&settings.database_url).await?;
+    let client = settings.control_for_writes().await?;
     match sluice_coordinator::connections::test(&client, &settings.master_key()?, workspace, name)
         .await
     {
@@ -241,8 +232,7 @@ pub async fn test_connection(
 
 /// Generates a Snowflake key pair for a connection and prints what to run in Snowflake.
 pub async fn keygen(settings: &Settings, workspace: &str, name: &str) -> anyhow::Result<i32> {
-    settings.migrate().await?;
-    let client = sluice_coordinator::database::connect(&settings.database_url).await?;
+    let client = settings.control_for_writes().await?;
     let rotation =
         sluice_coordinator::connections::keygen(&client, &settings.master_key()?, workspace, name)
             .await?;
@@ -263,8 +253,7 @@ pub async fn preview(
     import: &str,
     rows: usize,
 ) -> anyhow::Result<i32> {
-    settings.migrate().await?;
-    let client = sluice_coordinator::database::connect(&settings.database_url).await?;
+    let client = settings.control().await?;
     let batch = sluice_coordinator::preview::preview(
         &client,
         &settings.master_key()?,

@@ -375,8 +375,9 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
         Command::Migrate => {
             settings.migrate().await?;
             println!(
-                "migrations applied to {}",
-                sluice_proto::bus::redact_url(&settings.database_url)
+                "migrations applied: control plane to {}, stores to {}",
+                sluice_proto::bus::redact_url(&settings.database_url),
+                sluice_proto::bus::redact_url(settings.store_url())
             );
             Ok(0)
         }
@@ -415,8 +416,7 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
             }
             let spec = sluice_coordinator::spec::parse(&text)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            settings.migrate().await?;
-            let mut client = sluice_coordinator::database::connect(&settings.database_url).await?;
+            let mut client = settings.control_for_writes().await?;
             let report = sluice_coordinator::apply::apply(
                 &mut client,
                 &settings.master_key()?,
@@ -612,8 +612,7 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
             })?;
             sluice_coordinator::spec::check_object_name("--workspace", workspace)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            settings.migrate().await?;
-            let client = sluice_coordinator::database::connect(&settings.database_url).await?;
+            let client = settings.control_for_writes().await?;
             let (id, token) =
                 sluice_coordinator::tokens::create(&client, workspace, name, role, true).await?;
             eprintln!(
@@ -624,8 +623,10 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Workspaces { command } => {
-            settings.migrate().await?;
-            let client = sluice_coordinator::database::connect(&settings.database_url).await?;
+            let client = match command {
+                WorkspacesCommand::List => settings.control().await?,
+                WorkspacesCommand::Limit { .. } => settings.control_for_writes().await?,
+            };
             match command {
                 WorkspacesCommand::List => {
                     println!("{:<30} {:>20} {:>8}", "WORKSPACE", "LOAD ROWS/S", "IMPORTS");
@@ -665,8 +666,7 @@ async fn execute(cli: Cli) -> anyhow::Result<i32> {
             command: KeysCommand::Rotate,
         } => {
             let key = settings.master_key()?;
-            settings.migrate().await?;
-            let mut client = sluice_coordinator::database::connect(&settings.database_url).await?;
+            let mut client = settings.control_for_writes().await?;
             let rotation = sluice_coordinator::keys::rotate(&mut client, &key).await?;
             println!(
                 "{} secrets sealed again under master key {}; {} already were",

@@ -1,6 +1,6 @@
 //! The endpoints every process serves for its operators: `/healthz` (the process is alive),
-//! `/readyz` (its consume loops hold a broker connection and, for the roles that use it, the
-//! database answers) and `/metrics` (Prometheus text). The coordinator serves them beside
+//! `/readyz` (its consume loops hold a broker connection and the databases the role uses
+//! answer) and `/metrics` (Prometheus text). The coordinator serves them beside
 //! its API; worker roles serve them alone.
 
 use axum::extract::State;
@@ -20,8 +20,8 @@ const DATABASE_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Ops {
     pub registry: prometheus::Registry,
     pub readiness: Readiness,
-    /// The control plane or store pool of the roles that use the database.
-    pub database: Option<deadpool_postgres::Pool>,
+    /// The control plane and store pools of the roles that use them.
+    pub databases: Vec<deadpool_postgres::Pool>,
 }
 
 /// `/healthz`, `/readyz` and `/metrics`.
@@ -36,20 +36,21 @@ pub fn routes(ops: Ops) -> axum::Router {
 async fn readyz(State(ops): State<Ops>) -> (StatusCode, Json<Value>) {
     let loops = ops.readiness.loops();
     let mut ready = ops.readiness.broker_ready();
-    let database = match &ops.database {
-        None => Value::Null,
-        Some(pool) => match tokio::time::timeout(DATABASE_TIMEOUT, ping(pool)).await {
-            Ok(Ok(())) => json!("ok"),
-            Ok(Err(e)) => {
-                ready = false;
-                json!(e)
-            }
-            Err(_) => {
-                ready = false;
-                json!(format!("no answer within {DATABASE_TIMEOUT:?}"))
-            }
-        },
+    let mut database = if ops.databases.is_empty() {
+        Value::Null
+    } else {
+        json!("ok")
     };
+    for pool in &ops.databases {
+        let failed = match tokio::time::timeout(DATABASE_TIMEOUT, ping(pool)).await {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => e,
+            Err(_) => format!("no answer within {DATABASE_TIMEOUT:?}"),
+        };
+        ready = false;
+        database = json!(failed);
+        break;
+    }
     let broker: serde_json::Map<String, Value> = loops
         .into_iter()
         .map(|(name, connected)| {

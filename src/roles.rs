@@ -72,7 +72,15 @@ pub async fn run(
     metrics: prometheus::Registry,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    settings.migrate().await?;
+    let coordinator = roles.contains(&Role::Coordinator);
+    let loader = roles.contains(&Role::Loader);
+    // Each role migrates what it owns; extractors and transformers use no database.
+    if coordinator {
+        settings.migrate_control().await?;
+    }
+    if loader {
+        settings.migrate_store().await?;
+    }
     let readiness = Readiness::default();
     let options = StageOptions {
         concurrency: worker.concurrency.max(1),
@@ -80,28 +88,34 @@ pub async fn run(
         retry_base: std::time::Duration::from_millis(worker.retry_base_ms),
         readiness: readiness.clone(),
     };
-    let key = settings.master_key()?;
+    // Only the roles that seal or open credentials hold the master key.
+    let key = if coordinator || roles.contains(&Role::Extractor) {
+        Some(settings.master_key()?)
+    } else {
+        None
+    };
     let store = sluice_proto::storage::open(&settings.object_store_url())?;
     let pool_size = worker.concurrency.max(1) + 2;
-    let coordinator = roles.contains(&Role::Coordinator);
     let addr = settings.http_addr(coordinator);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("serving HTTP on {addr} (SLUICE_HTTP_ADDR)"))?;
-    // The roles that write to PostgreSQL are ready only while it answers.
-    let users = usize::from(coordinator) + usize::from(roles.contains(&Role::Loader));
-    let database = if users > 0 {
-        Some(sluice_coordinator::database::pool(
-            &settings.database_url,
-            pool_size * users,
-        )?)
-    } else {
-        None
-    };
+    // The control plane serves the coordinator; the stores serve the loader and the
+    // coordinator's profile lookups (two connections).
+    let control = coordinator
+        .then(|| sluice_coordinator::database::pool(&settings.database_url, pool_size))
+        .transpose()?;
+    let stores = (coordinator || loader)
+        .then(|| {
+            let size = if loader { pool_size } else { 0 } + if coordinator { 2 } else { 0 };
+            sluice_coordinator::database::pool(settings.store_url(), size)
+        })
+        .transpose()?;
+    // The roles that use PostgreSQL are ready only while what they use answers.
     let ops = ops::routes(ops::Ops {
         registry: metrics,
         readiness,
-        database: database.clone(),
+        databases: control.iter().chain(&stores).cloned().collect(),
     });
     let mut tasks = JoinSet::new();
     let mut listener = Some(listener);
@@ -112,16 +126,18 @@ pub async fn run(
     for role in roles {
         match role {
             Role::Coordinator => {
+                let key = key.clone().expect("the coordinator holds the master key");
                 // Workers check they hold the key the fleet seals with before taking work.
                 if let Err(e) = sluice_proto::key_probe::publish(store.as_ref(), &key).await {
                     tracing::warn!(error = %e, "publishing the master key probe");
                 }
-                let pool = database.clone().expect("the coordinator has a pool");
+                let pool = control.clone().expect("the coordinator has a pool");
                 let window = Arc::new(sluice_coordinator::window::ChunkWindow::new(
                     worker.chunk_window,
                 ));
                 let api = sluice_coordinator::api::app(sluice_coordinator::api::ApiState {
                     pool: pool.clone(),
+                    stores: stores.clone().expect("the coordinator reads the stores"),
                     amqp_url: settings.amqp_url.clone(),
                     topology: settings.topology(),
                     master_key: key.clone(),
@@ -192,6 +208,7 @@ pub async fn run(
                 );
             }
             Role::Extractor => {
+                let key = key.clone().expect("an extractor holds the master key");
                 let key_check = Arc::new(std::sync::Mutex::new(KeyCheck::Unknown));
                 let extractor = || sluice_extractor::Extractor {
                     store: store.clone(),
@@ -234,7 +251,7 @@ pub async fn run(
                     &mut tasks,
                     sluice_loader::Loader {
                         store: store.clone(),
-                        pool: database.clone().expect("the loader has a pool"),
+                        pool: stores.clone().expect("the loader has a pool"),
                         limiter,
                     },
                     settings,

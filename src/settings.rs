@@ -8,7 +8,8 @@ use std::path::PathBuf;
 /// Where the fleet's services are and how it identifies itself.
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
-    /// Control plane and stores (PostgreSQL).
+    /// The control plane (PostgreSQL): the coordinator's, and the admin commands'. Extractors
+    /// and transformers use no database.
     #[arg(
         long,
         env = "SLUICE_DATABASE_URL",
@@ -16,6 +17,10 @@ pub struct Settings {
         global = true
     )]
     pub database_url: String,
+    /// The profile and event stores (PostgreSQL): the loader writes them, the coordinator's
+    /// profile lookups and `sluice export` read them. By default the control plane's database.
+    #[arg(long, env = "SLUICE_STORE_URL", global = true)]
+    pub store_url: Option<String>,
     /// RabbitMQ.
     #[arg(
         long,
@@ -129,16 +134,81 @@ impl Settings {
         Topology::new(self.amqp_prefix.clone())
     }
 
-    /// Creates the database if needed and applies the control plane's and stores' migrations.
-    pub async fn migrate(&self) -> anyhow::Result<()> {
+    /// The stores' database: `--store-url`, or the control plane's.
+    pub fn store_url(&self) -> &str {
+        self.store_url.as_deref().unwrap_or(&self.database_url)
+    }
+
+    /// Creates the control plane's database if needed and applies its migrations.
+    pub async fn migrate_control(&self) -> anyhow::Result<()> {
         sluice_coordinator::database::migrate(
             &self.database_url,
-            &[
-                (sluice_coordinator::SCHEMA, sluice_coordinator::MIGRATIONS),
-                (sluice_loader::SCHEMA, sluice_loader::MIGRATIONS),
-            ],
+            &[(sluice_coordinator::SCHEMA, sluice_coordinator::MIGRATIONS)],
         )
         .await?;
         Ok(())
     }
+
+    /// Creates the stores' database if needed and applies their migrations.
+    pub async fn migrate_store(&self) -> anyhow::Result<()> {
+        sluice_coordinator::database::migrate(
+            self.store_url(),
+            &[(sluice_loader::SCHEMA, sluice_loader::MIGRATIONS)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A connection to the control plane for a command that only reads it: nothing is
+    /// migrated, and a database never set up is named with the remedy.
+    pub async fn control(&self) -> anyhow::Result<tokio_postgres::Client> {
+        set_up(&self.database_url, sluice_coordinator::SCHEMA).await
+    }
+
+    /// A connection to the control plane for a command that writes it, migrated first.
+    pub async fn control_for_writes(&self) -> anyhow::Result<tokio_postgres::Client> {
+        self.migrate_control().await?;
+        Ok(sluice_coordinator::database::connect(&self.database_url).await?)
+    }
+
+    /// A connection to the stores for a command that only reads them.
+    pub async fn store(&self) -> anyhow::Result<tokio_postgres::Client> {
+        set_up(self.store_url(), sluice_loader::SCHEMA).await
+    }
+
+    /// Applies the control plane's and the stores' migrations.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        self.migrate_control().await?;
+        self.migrate_store().await
+    }
+}
+
+/// Connects to `url` and checks that `schema`'s migrations were applied there.
+async fn set_up(url: &str, schema: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let not_set_up = || {
+        anyhow::anyhow!(
+            "{} holds no {schema} schema: run `sluice migrate`, or start the fleet, first",
+            sluice_proto::bus::redact_url(url)
+        )
+    };
+    let client = match sluice_coordinator::database::connect(url).await {
+        Ok(client) => client,
+        Err(sluice_coordinator::database::DatabaseError::Connect { source, .. })
+            if source.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) =>
+        {
+            return Err(not_set_up());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let migrated: bool = client
+        .query_one(
+            "SELECT to_regclass(quote_ident($1) || '.schema_migrations') IS NOT NULL",
+            &[&schema],
+        )
+        .await?
+        .get(0);
+    if !migrated {
+        return Err(not_set_up());
+    }
+    Ok(client)
 }

@@ -22,8 +22,7 @@ pub struct RunRequest<'a> {
 
 /// Requests a run; returns the process exit code.
 pub async fn run(settings: &Settings, request: &RunRequest<'_>) -> anyhow::Result<i32> {
-    settings.migrate().await?;
-    let client = sluice_coordinator::database::connect(&settings.database_url).await?;
+    let client = settings.control_for_writes().await?;
     let requested_by = std::env::var("USER").unwrap_or_else(|_| "cli".to_string());
     let run_id = sluice_coordinator::trigger::request(
         &client,

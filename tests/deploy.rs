@@ -120,6 +120,38 @@ fn check_launch(launch: &Launch, problems: &mut Vec<String>) {
     }
 }
 
+/// Checks that a role is given the databases and the master key it uses, and no others:
+/// extractors and transformers no database, loaders the stores only, transformers and loaders
+/// no master key.
+fn check_holds_only_its_own(
+    place: &str,
+    role: &str,
+    env: &BTreeSet<String>,
+    problems: &mut Vec<String>,
+) {
+    let needs: &[&str] = match role {
+        "coordinator" => &[
+            "SLUICE_DATABASE_URL",
+            "SLUICE_STORE_URL",
+            "SLUICE_MASTER_KEY",
+        ],
+        "extractor" => &["SLUICE_MASTER_KEY"],
+        "loader" => &["SLUICE_STORE_URL"],
+        _ => &[],
+    };
+    for secret in [
+        "SLUICE_DATABASE_URL",
+        "SLUICE_STORE_URL",
+        "SLUICE_MASTER_KEY",
+    ] {
+        match (needs.contains(&secret), env.contains(secret)) {
+            (true, false) => problems.push(format!("{place}: {role} needs {secret}")),
+            (false, true) => problems.push(format!("{place}: {role} is given {secret}")),
+            _ => {}
+        }
+    }
+}
+
 /// The Kubernetes objects of the base, by kind.
 fn kubernetes() -> Vec<Value> {
     yaml_files(&deploy_dir().join("k8s"))
@@ -149,13 +181,18 @@ async fn deploy_files_use_only_what_the_binary_has_and_serves() {
             .collect()
     };
     let config = of_kind("ConfigMap")[0];
-    let secret = of_kind("Secret")[0];
-    let mut shared: BTreeSet<String> = BTreeSet::new();
-    for source in [&config["data"], &secret["stringData"]] {
-        for key in source.as_mapping().unwrap().keys() {
-            shared.insert(key.as_str().unwrap().to_string());
-        }
-    }
+    let keys = |source: &Value| -> BTreeSet<String> {
+        source
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect()
+    };
+    let secrets: std::collections::BTreeMap<&str, BTreeSet<String>> = of_kind("Secret")
+        .into_iter()
+        .map(|s| (text(s, &["metadata", "name"]), keys(&s["stringData"])))
+        .collect();
     let http_addr = text(config, &["data", "SLUICE_HTTP_ADDR"]);
     let http_port: u16 = http_addr.rsplit(':').next().unwrap().parse().unwrap();
     let prefix = text(config, &["data", "SLUICE_AMQP_PREFIX"]);
@@ -170,11 +207,21 @@ async fn deploy_files_use_only_what_the_binary_has_and_serves() {
         let container = &pod["spec"]["containers"][0];
         let args = strings(&container["args"]);
         roles.insert((name.to_string(), args[0].clone()));
+        let mut env = keys(&config["data"]);
+        for source in container["envFrom"].as_sequence().unwrap() {
+            if let Some(secret) = source["secretRef"]["name"].as_str() {
+                match secrets.get(secret) {
+                    Some(names) => env.extend(names.iter().cloned()),
+                    None => problems.push(format!("{name}: no Secret {secret}")),
+                }
+            }
+        }
+        check_holds_only_its_own(&format!("Deployment {name}"), &args[0], &env, &mut problems);
         check_launch(
             &Launch {
                 place: format!("Deployment {name}"),
                 args,
-                env: shared.clone(),
+                env,
             },
             &mut problems,
         );
@@ -269,10 +316,17 @@ async fn deploy_files_use_only_what_the_binary_has_and_serves() {
             .keys()
             .map(|k| k.as_str().unwrap().to_string())
             .collect();
+        let args = strings(&service["command"]);
+        check_holds_only_its_own(
+            &format!("compose service {name}"),
+            &args[0],
+            &names,
+            &mut problems,
+        );
         check_launch(
             &Launch {
                 place: format!("compose service {name}"),
-                args: strings(&service["command"]),
+                args,
                 env: names,
             },
             &mut problems,

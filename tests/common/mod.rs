@@ -180,6 +180,27 @@ impl Fleet {
         self.children.push((role.to_string(), child));
     }
 
+    /// Starts a long-running role without the settings in `unset`, and with extra
+    /// environment variables.
+    pub fn start_without(&mut self, role: &str, unset: &[&str], env: &[(&str, &str)]) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.join(format!("{role}.log")))
+            .unwrap();
+        let mut command = self.command(&[role]);
+        for name in unset {
+            command.env_remove(name);
+        }
+        let child = command
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("sluice starts");
+        self.children.push((role.to_string(), child));
+    }
+
     /// Kills a role's process with SIGKILL.
     pub fn kill(&mut self, role: &str) {
         let index = self

@@ -23,7 +23,10 @@ use utoipa_axum::routes;
 /// What every handler reaches: the control plane and the broker runs are requested on.
 #[derive(Clone)]
 pub struct ApiState {
+    /// The control plane.
     pub pool: deadpool_postgres::Pool,
+    /// The profile and event stores, read by the profile lookups.
+    pub stores: deadpool_postgres::Pool,
     pub amqp_url: String,
     pub topology: Topology,
     /// Opens connection credentials to test, preview and rewind; seals applied ones.

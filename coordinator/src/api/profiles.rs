@@ -87,7 +87,7 @@ async fn profile(
     workspace_id: i64,
     profile_id: i64,
 ) -> Result<Option<Profile>, ApiError> {
-    let client = state.pool.get().await?;
+    let client = state.stores.get().await?;
     let Some(row) = client
         .query_opt(
             "SELECT profile_id, properties, updated_at, first_event_at, last_event_at, event_count
@@ -156,7 +156,7 @@ pub async fn lookup(
         "profile_id" => lookup.value.parse::<i64>().ok(),
         "email" | "phone" => by_contact(&state, caller.workspace_id, &lookup).await?,
         _ => {
-            let client = state.pool.get().await?;
+            let client = state.stores.get().await?;
             client
                 .query_opt(
                     "SELECT profile_id FROM profile_store.identities
@@ -202,7 +202,7 @@ async fn by_contact(
     let Ok(value) = identity::normalize(field, &lookup.value) else {
         return Ok(None);
     };
-    let client = state.pool.get().await?;
+    let client = state.stores.get().await?;
     Ok(client
         .query_opt(statement, &[&workspace_id, &value])
         .await?
@@ -228,7 +228,7 @@ pub async fn events(
         )));
     }
     let (limit, offset) = paging(page.page, page.per_page, 100, 500)?;
-    let client = state.pool.get().await?;
+    let client = state.stores.get().await?;
     Ok(Json(
         client
             .query(
