@@ -5,6 +5,7 @@
 //! A request that sets `reply_to` gets a `RunAccepted` with the run id and status there.
 
 use crate::planner::{self, PlanError};
+use crate::run_state::{transition_if_allowed, RunEvent};
 use crate::runs::{self, status, NewRun, Requested};
 use crate::window::ChunkWindow;
 use deadpool_postgres::Pool;
@@ -127,26 +128,24 @@ impl Commands {
             .await
             .map_err(plan_error)?;
         if let (Some(window), status::QUEUED) = (request.replay, current) {
-            client
-                .execute(
-                    "INSERT INTO control.watermark_changes (import_id, operation, actor, from_position, to_position)
-                     SELECT $1, 'replay', $2, jsonb_build_object('watermark', $3::timestamptz),
-                            jsonb_build_object('watermark', $4::timestamptz, 'run_id', $5::text)
-                      WHERE NOT EXISTS (SELECT 1 FROM control.watermark_changes
-                                         WHERE operation = 'replay' AND to_position->>'run_id' = $5::text)",
-                    &[&ctx.import_id, &request.requested_by, &window.from, &window.until, &run_id.to_string()],
-                )
-                .await
-                .map_err(store_error)?;
+            crate::watermark::record_replay(
+                &***client,
+                ctx.import_id,
+                &request.requested_by,
+                &window,
+                run_id,
+            )
+            .await
+            .map_err(store_error)?;
         }
         if current == status::QUEUED || current == status::PLANNING {
-            client
-                .execute(
-                    "UPDATE control.runs SET status = 'planning' WHERE id = $1",
-                    &[&run_id],
-                )
+            let planning = transition_if_allowed(&***client, run_id, &RunEvent::PlanningStarted)
                 .await
                 .map_err(store_error)?;
+            if planning.is_none() {
+                tracing::info!(run = %run_id, "the run moved on before it was planned");
+                return Ok(Vec::new());
+            }
             let plan = match self.plan_unless_stopped(&ctx).await {
                 Planned::Done(plan) => plan,
                 Planned::Stopped => {

@@ -1,6 +1,7 @@
 //! Import lifecycle: states (`draft`, `ready`, `scheduled`, `paused`, `stopped`), their
 //! transitions with who made them and when, and what `sluice imports list|show` prints.
 
+use crate::run_state::{transition_if_allowed, RunEvent};
 use crate::schedule::Schedule;
 use crate::spec::ImportDecl;
 use chrono::{DateTime, Utc};
@@ -364,19 +365,23 @@ pub async fn stop(
         &[&id],
     )
     .await?;
-    let cancelled = tx
+    let active = tx
         .query_opt(
-            "UPDATE control.runs SET status = 'cancelled', finished_at = now(),
-                    error_code = 'stopped', error_message = $2
-              WHERE import_id = $1 AND status IN ('queued', 'planning', 'running')
-              RETURNING id, extract(epoch FROM finished_at - created_at)::float8",
-            &[&id, &format!("stopped by {actor}")],
+            "SELECT id FROM control.runs
+              WHERE import_id = $1 AND status IN ('queued', 'planning', 'running')",
+            &[&id],
         )
         .await?
-        .map(|r| {
-            crate::metrics::run_finished(crate::runs::status::CANCELLED, r.get(1));
-            r.get::<_, uuid::Uuid>(0)
-        });
+        .map(|r| r.get::<_, uuid::Uuid>(0));
+    let mut cancelled = None;
+    if let Some(run) = active {
+        let stopped = RunEvent::Stopped {
+            by: actor.to_string(),
+        };
+        if transition_if_allowed(&tx, run, &stopped).await?.is_some() {
+            cancelled = Some(run);
+        }
+    }
     if let Some(run) = cancelled {
         tx.execute(
             "UPDATE control.chunks SET status = 'cancelled', updated_at = now()

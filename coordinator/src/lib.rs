@@ -18,6 +18,7 @@ pub mod planner;
 pub mod preview;
 pub mod results;
 pub mod retention;
+pub mod run_state;
 pub mod runs;
 pub mod schedule;
 pub mod scheduler;

@@ -3,7 +3,7 @@
 //! import's key chunk (every key of the source), records them, and builds each chunk's task.
 
 use crate::apply::{open_credentials, source_spec, ApplyError};
-use crate::runs;
+use crate::run_state::{transition_if_allowed, RunEvent};
 use crate::spec::ImportDecl;
 use sluice_extractor::source::{KeyKind, Unreadable, UnreadableRow};
 use sluice_extractor::{Connector, Source, SourceError};
@@ -231,14 +231,16 @@ pub async fn record(
     plan: &Plan,
     window: u32,
 ) -> Result<bool, tokio_postgres::Error> {
+    let unreadable = &plan.unreadable;
+    let planned = RunEvent::Planned {
+        chunks: plan.chunks.len() + usize::from(plan.keys.is_some()),
+        unreadable: unreadable.without_watermark + unreadable.without_key > 0,
+    };
     // A run stopped while it was planned stays stopped: nothing of its plan is recorded.
-    let planning = client
-        .query_opt(
-            "SELECT 1 FROM control.runs WHERE id = $1 AND status = 'planning' FOR UPDATE",
-            &[&ctx.run_id],
-        )
-        .await?;
-    if planning.is_none() {
+    if transition_if_allowed(client, ctx.run_id, &planned)
+        .await?
+        .is_none()
+    {
         return Ok(false);
     }
     let json = |b: &Option<Bound>| {
@@ -266,27 +268,16 @@ pub async fn record(
             )
             .await?;
     }
-    let unreadable = &plan.unreadable;
-    let status = match (
-        chunks.is_empty(),
-        unreadable.without_watermark + unreadable.without_key,
-    ) {
-        (false, _) => runs::status::RUNNING,
-        (true, 0) => runs::status::SUCCEEDED,
-        (true, _) => runs::status::PARTIALLY_SUCCEEDED,
-    };
     client
         .execute(
             "UPDATE control.runs
-                SET status = $2, lo = $3, hi = $4, cap = $5, held_back_future = $6, chunk_count = $7,
-                    rows_without_watermark = $8, rows_without_key = $9,
-                    object_retention_seconds = $10,
-                    started_at = coalesce(started_at, now()),
-                    finished_at = CASE WHEN $2 <> 'running' THEN now() END
+                SET lo = $2, hi = $3, cap = $4, held_back_future = $5, chunk_count = $6,
+                    rows_without_watermark = $7, rows_without_key = $8,
+                    object_retention_seconds = $9,
+                    started_at = coalesce(started_at, now())
               WHERE id = $1",
             &[
                 &ctx.run_id,
-                &status,
                 &json(&ctx.watermark),
                 &json(&plan.hi),
                 &plan.cap,

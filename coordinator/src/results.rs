@@ -5,6 +5,7 @@
 
 use crate::errors::{self, ErrorStreamError};
 use crate::planner::{self, Released};
+use crate::run_state::{transition_if_allowed, RunEvent};
 use crate::runs;
 use crate::window::{self, ChunkWindow};
 use deadpool_postgres::Pool;
@@ -91,20 +92,13 @@ async fn complete_if_done(
     if unfinished > 0 {
         return Ok(None);
     }
-    let outcome = if rejected > 0 {
-        runs::status::PARTIALLY_SUCCEEDED
-    } else {
-        runs::status::SUCCEEDED
+    let loaded = RunEvent::AllLoaded {
+        rejected: rejected > 0,
     };
-    let took: f64 = tx
-        .query_one(
-            "UPDATE control.runs SET status = $2, finished_at = now() WHERE id = $1
-             RETURNING extract(epoch FROM finished_at - created_at)::float8",
-            &[&chunk.run_id, &outcome],
-        )
-        .await?
-        .get(0);
-    crate::metrics::run_finished(outcome, took);
+    let Some(moved) = transition_if_allowed(tx, chunk.run_id, &loaded).await? else {
+        return Ok(None);
+    };
+    let outcome = moved.to.as_str();
     if run.get::<_, bool>(3) {
         // A dry run that went through is the test a draft import waits for.
         let import = tx
@@ -125,13 +119,7 @@ async fn complete_if_done(
     let keeps_watermark: bool = run.get(1);
     let hi: Option<serde_json::Value> = run.get(2);
     if let (false, Some(hi)) = (keeps_watermark, hi) {
-        tx.execute(
-            "INSERT INTO control.watermarks (import_id, position, run_id) VALUES ($1, $2, $3)
-             ON CONFLICT (import_id) DO UPDATE
-                SET position = EXCLUDED.position, run_id = EXCLUDED.run_id, updated_at = now()",
-            &[&chunk.import_id, &hi, &chunk.run_id],
-        )
-        .await?;
+        crate::watermark::advance(tx, chunk.import_id, &hi, chunk.run_id).await?;
     }
     let superseded = if keeps_watermark {
         // A dry run's key set served its run only.

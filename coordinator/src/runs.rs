@@ -1,6 +1,7 @@
 //! Run records in the control plane: creating a run (at most one active per import), failing
 //! it, and reading a run's summary with stats summed over its chunks.
 
+use crate::run_state::{transition_if_allowed, RunEvent};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sluice_proto::{ReplayWindow, SampleRow};
@@ -8,17 +9,19 @@ use std::collections::BTreeMap;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
-/// Statuses a run moves through.
+/// Statuses a run moves through, as the control plane spells them (see [`RunStatus`]).
 pub mod status {
-    pub const QUEUED: &str = "queued";
-    pub const PLANNING: &str = "planning";
-    pub const RUNNING: &str = "running";
-    pub const SUCCEEDED: &str = "succeeded";
-    pub const PARTIALLY_SUCCEEDED: &str = "partially_succeeded";
-    pub const FAILED: &str = "failed";
-    pub const CANCELLED: &str = "cancelled";
+    use crate::run_state::RunStatus;
+
+    pub const QUEUED: &str = RunStatus::Queued.as_str();
+    pub const PLANNING: &str = RunStatus::Planning.as_str();
+    pub const RUNNING: &str = RunStatus::Running.as_str();
+    pub const SUCCEEDED: &str = RunStatus::Succeeded.as_str();
+    pub const PARTIALLY_SUCCEEDED: &str = RunStatus::PartiallySucceeded.as_str();
+    pub const FAILED: &str = RunStatus::Failed.as_str();
+    pub const CANCELLED: &str = RunStatus::Cancelled.as_str();
     /// Requested while another run of the import was active; nothing was read.
-    pub const SKIPPED: &str = "skipped";
+    pub const SKIPPED: &str = RunStatus::Skipped.as_str();
 
     /// Every status, in the order a run moves through them.
     pub const ALL: [&str; 8] = [
@@ -34,10 +37,7 @@ pub mod status {
 
     /// True for statuses a run never leaves.
     pub fn is_final(status: &str) -> bool {
-        matches!(
-            status,
-            SUCCEEDED | PARTIALLY_SUCCEEDED | FAILED | CANCELLED | SKIPPED
-        )
+        RunStatus::parse(status).is_some_and(RunStatus::is_final)
     }
 }
 
@@ -154,16 +154,12 @@ pub async fn fail(
     code: &str,
     message: &str,
 ) -> Result<bool, tokio_postgres::Error> {
-    let ended = client
-        .query_opt(
-            "UPDATE control.runs SET status = 'failed', error_code = $2, error_message = $3, finished_at = now()
-              WHERE id = $1 AND status IN ('queued', 'planning', 'running')
-              RETURNING extract(epoch FROM finished_at - created_at)::float8",
-            &[&run_id, &code, &message],
-        )
-        .await?;
-    if let Some(ended) = &ended {
-        crate::metrics::run_finished(status::FAILED, ended.get(0));
+    let event = RunEvent::Failed {
+        code: code.to_string(),
+        message: message.to_string(),
+    };
+    let ended = transition_if_allowed(client, run_id, &event).await?;
+    if ended.is_some() {
         // Workers discard the rest of a failed run, so its chunks end here, not in a queue.
         client
             .execute(

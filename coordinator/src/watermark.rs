@@ -1,6 +1,8 @@
-//! Watermark operations outside runs, each audited with who, when, from and to: a full resync
-//! (the next run reads everything) and a rewind to a time (the next run reads every row from
-//! that time on). Upserts and event dedup keys make the re-read rows harmless.
+//! Every move of a watermark: the advance when a run's last chunk loads, and the operations
+//! outside runs, each audited with who, when, from and to: a full resync (the next run reads
+//! everything), a rewind to a time (the next run reads every row from that time on) and a
+//! replay (a window read again, the watermark left where it is). Upserts and event dedup keys
+//! make the re-read rows harmless.
 
 use crate::apply::{open_credentials, source_spec};
 use crate::spec::ImportDecl;
@@ -173,4 +175,43 @@ pub async fn rewind(
     }
     tx.commit().await?;
     Ok((locked.current, position))
+}
+
+/// Moves an import's watermark to `hi`, the upper bound of `run_id`, whose every chunk loaded.
+pub async fn advance(
+    client: &impl tokio_postgres::GenericClient,
+    import_id: i64,
+    hi: &serde_json::Value,
+    run_id: uuid::Uuid,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO control.watermarks (import_id, position, run_id) VALUES ($1, $2, $3)
+             ON CONFLICT (import_id) DO UPDATE
+                SET position = EXCLUDED.position, run_id = EXCLUDED.run_id, updated_at = now()",
+            &[&import_id, hi, &run_id],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Audits a replay run of `window` requested by `actor`, once however often it is recorded.
+pub async fn record_replay(
+    client: &impl tokio_postgres::GenericClient,
+    import_id: i64,
+    actor: &str,
+    window: &sluice_proto::ReplayWindow,
+    run_id: uuid::Uuid,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO control.watermark_changes (import_id, operation, actor, from_position, to_position)
+             SELECT $1, 'replay', $2, jsonb_build_object('watermark', $3::timestamptz),
+                    jsonb_build_object('watermark', $4::timestamptz, 'run_id', $5::text)
+              WHERE NOT EXISTS (SELECT 1 FROM control.watermark_changes
+                                 WHERE operation = 'replay' AND to_position->>'run_id' = $5::text)",
+            &[&import_id, &actor, &window.from, &window.until, &run_id.to_string()],
+        )
+        .await?;
+    Ok(())
 }
