@@ -7,7 +7,6 @@ pub mod apply;
 pub mod commands;
 pub mod connections;
 pub mod database;
-pub mod duration;
 pub mod errors;
 pub mod imports;
 pub mod keys;
@@ -20,7 +19,6 @@ pub mod results;
 pub mod retention;
 pub mod run_state;
 pub mod runs;
-pub mod schedule;
 pub mod scheduler;
 pub mod spec;
 pub mod tokens;
@@ -31,6 +29,7 @@ pub mod workspaces;
 
 pub use commands::Commands;
 pub use results::Results;
+pub use sluice_spec::{duration, schedule};
 
 /// The control plane's schema name.
 pub const SCHEMA: &str = "control";

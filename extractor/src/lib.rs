@@ -14,9 +14,11 @@ pub mod mysql;
 pub mod postgres;
 pub mod snowflake;
 pub mod source;
+mod url_check;
 pub mod warehouse;
 
 pub use connector::{Connector, Source};
 pub use error::SourceError;
 pub use extract::{extract, Extractor};
 pub use source::{RangePlan, SourceShape, SourceSpec};
+pub use url_check::check_url;

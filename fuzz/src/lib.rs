@@ -11,14 +11,15 @@ use sluice_proto::dateformat::DateFormat;
 use sluice_proto::mapping::property_name_problem;
 
 /// The spec parser: any text is either a spec that validates, or an error naming a field and
-/// a reason; never a panic.
+/// a reason; never a panic. Connection URLs are taken as they are: their checks belong to the
+/// connectors, which this crate does not build.
 pub fn spec(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    match sluice_coordinator::spec::parse_with(text, |_| None) {
+    match sluice_spec::parse_with(text, |_| None, sluice_spec::any_url) {
         Ok(spec) => assert_eq!(
-            sluice_coordinator::spec::validate(&spec),
+            sluice_spec::validate(&spec, sluice_spec::any_url),
             Ok(()),
             "a parsed spec fails its own validation"
         ),

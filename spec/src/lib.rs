@@ -1,0 +1,1034 @@
+//! The declarative spec file (`sluice apply -f spec.yaml`): its format, `${VAR}` interpolation,
+//! and validation that names the field at fault before anything is written.
+
+pub mod duration;
+pub mod schedule;
+
+use crate::schedule::ScheduleDecl;
+use serde::{Deserialize, Serialize};
+use sluice_proto::dateformat::{parse_timezone, DateFormat};
+use sluice_proto::mapping::{property_name_problem, MAX_PROPERTIES};
+use sluice_proto::{
+    ConnectionKind, EventMapping, EventName, EventTime, IdentityKind, IdentityMapping, ImportMode,
+    Mapping, PropertyMapping, PropertyType, PurchaseMapping, Records, SourceRelation,
+    UnknownIdentity,
+};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A spec file: one workspace's connections and imports.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecFile {
+    pub workspace: String,
+    /// The workspace's data retention policy: events older than this are rejected.
+    #[serde(default, with = "crate::duration::serde_text_opt")]
+    pub event_retention: Option<Duration>,
+    #[serde(default)]
+    pub connections: Vec<ConnectionDecl>,
+    #[serde(default)]
+    pub imports: Vec<ImportDecl>,
+}
+
+/// A warehouse connection as declared.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionDecl {
+    pub name: String,
+    pub kind: ConnectionKind,
+    /// Holds the credentials: never printed.
+    pub url: String,
+}
+
+impl std::fmt::Debug for ConnectionDecl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionDecl")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("url", &sluice_proto::bus::redact_url(&self.url))
+            .finish()
+    }
+}
+
+/// What an import's rows become.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataType {
+    Profiles,
+    Events,
+    Purchases,
+    UserDeletes,
+}
+
+impl DataType {
+    /// The name as written in specs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataType::Profiles => "profiles",
+            DataType::Events => "events",
+            DataType::Purchases => "purchases",
+            DataType::UserDeletes => "user_deletes",
+        }
+    }
+}
+
+fn default_chunk_rows() -> u64 {
+    50_000
+}
+
+fn default_settle_lag() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// How long a run's chunk objects (the source rows as read, normalized, and rejected) are kept
+/// after it ends, for debugging, unless an import says otherwise.
+pub const DEFAULT_OBJECT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
+
+fn default_object_retention() -> Duration {
+    DEFAULT_OBJECT_RETENTION
+}
+
+/// What a profiles import does when a source row it loaded is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Removals {
+    /// Unset the import's own properties (mapped and constant) that the row had set.
+    Unset,
+}
+
+/// An import as declared; stored as the import's spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportDecl {
+    pub name: String,
+    pub connection: String,
+    /// `{ table: name }` or `{ query: "SELECT ..." }`.
+    #[serde(with = "serde_norway::with::singleton_map")]
+    pub source: SourceRelation,
+    pub data_type: DataType,
+    /// A unique key in the source; breaks ties on the watermark.
+    pub key: String,
+    /// The "updated on" column.
+    pub watermark: String,
+    /// Columns holding the row's identities: any of identity, external_id, alias_name +
+    /// alias_label, email, phone, profile_id.
+    pub identity: IdentityMapping,
+    /// The order identities are tried in; identity > external_id > alias > email > phone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identity_precedence: Vec<IdentityKind>,
+    /// `upsert` (default) or `update_only`.
+    #[serde(default)]
+    pub mode: ImportMode,
+    /// Profiles: `unset` mirrors the source: each run also reads every key, and the
+    /// properties that rows gone from the source had set are unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removals: Option<Removals>,
+    #[serde(default)]
+    pub properties: BTreeMap<String, PropertyMapping>,
+    /// Properties given the same value on every row.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub constants: BTreeMap<String, serde_json::Value>,
+    /// A column holding a JSON object whose keys become properties.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    /// Timezone of zone-less date-times for every property that names none; UTC by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Events and purchases: where the event's name comes from, `{ column: C }` or
+    /// `{ value: "Name" }`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "serde_norway::with::singleton_map"
+    )]
+    pub event_name: Option<EventName>,
+    /// Events and purchases: the event's time (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<EventTime>,
+    /// Events and purchases: a column identifying each event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup_key: Option<String>,
+    /// Events and purchases: `create` (default) or `reject`.
+    #[serde(default)]
+    pub unknown_identity: UnknownIdentity,
+    /// Purchases: the product, currency, price and items columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purchase: Option<PurchaseMapping>,
+    /// User deletes: must be true, a guard against deleting by accident.
+    #[serde(default)]
+    pub allow_deletes: bool,
+    /// User deletes: delete the profiles' events as well.
+    #[serde(default)]
+    pub delete_events: bool,
+    /// Imports whose run for the same schedule slot must finish before this one's starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+    /// When the import runs by itself; manual runs only when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleDecl>,
+    #[serde(default = "default_chunk_rows")]
+    pub chunk_rows: u64,
+    #[serde(default = "default_settle_lag", with = "crate::duration::serde_text")]
+    pub settle_lag: Duration,
+    /// How long a run's chunk objects are kept after the run ends.
+    #[serde(
+        default = "default_object_retention",
+        with = "crate::duration::serde_text"
+    )]
+    pub object_retention: Duration,
+    /// Where the import's run events are sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<NotifyDecl>,
+    /// Failed runs in a row that pause the import (5 by default; 0 never pauses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_after_failures: Option<u32>,
+}
+
+/// Where an import's run events (started, succeeded, partially succeeded, failed) go:
+/// webhooks and email addresses.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyDecl {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<WebhookDecl>,
+    /// Addresses sent an email per event, through the fleet's SMTP server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub emails: Vec<String>,
+    /// A partially succeeded run is notified when more than this share of its rows (0 to 1)
+    /// was rejected; 0, the default, notifies every one.
+    #[serde(default)]
+    pub partial_threshold: f64,
+}
+
+/// A webhook: each event is POSTed as JSON, signed with the secret.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookDecl {
+    pub url: String,
+    /// Signs each delivery (HMAC-SHA256). Kept sealed beside the import, never in its stored
+    /// spec.
+    #[serde(default, skip_serializing)]
+    pub secret: String,
+}
+
+impl std::fmt::Debug for WebhookDecl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookDecl")
+            .field("url", &self.url)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Checks an import's notification targets.
+fn validate_notify(field: &str, notify: &NotifyDecl) -> Result<(), SpecError> {
+    if !(0.0..=1.0).contains(&notify.partial_threshold) {
+        return Err(invalid(
+            format!("{field}.partial_threshold"),
+            "a share of rows, from 0 to 1",
+        ));
+    }
+    for (i, email) in notify.emails.iter().enumerate() {
+        if email.parse::<lettre::Address>().is_err() {
+            return Err(invalid(
+                format!("{field}.emails[{i}]"),
+                format!("{email:?} is not an email address"),
+            ));
+        }
+    }
+    for (i, hook) in notify.webhooks.iter().enumerate() {
+        let field = format!("{field}.webhooks[{i}]");
+        match url::Url::parse(&hook.url) {
+            Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
+            _ => {
+                return Err(invalid(
+                    format!("{field}.url"),
+                    format!("{:?} is not an http(s) URL", hook.url),
+                ))
+            }
+        }
+        if hook.secret.len() < 16 {
+            return Err(invalid(
+                format!("{field}.secret"),
+                "give a signing secret of at least 16 characters (e.g. `openssl rand -hex 32`)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The event name purchases get when the spec names none.
+pub const PURCHASE_EVENT: &str = "Charged";
+
+impl ImportDecl {
+    /// What the rows become.
+    pub fn records(&self) -> Records {
+        match self.data_type {
+            DataType::Profiles => Records::Profiles,
+            DataType::UserDeletes => Records::UserDeletes {
+                delete_events: self.delete_events,
+            },
+            DataType::Events | DataType::Purchases => Records::Events(Box::new(EventMapping {
+                name: self
+                    .event_name
+                    .clone()
+                    .unwrap_or_else(|| EventName::Value(PURCHASE_EVENT.to_string())),
+                time: self.event_time.clone().unwrap_or_else(|| EventTime {
+                    column: String::new(),
+                    format: None,
+                    timezone: None,
+                    if_missing: Default::default(),
+                }),
+                dedup_key: self.dedup_key.clone(),
+                unknown_identity: self.unknown_identity,
+                purchase: self.purchase.clone(),
+                retention_days: None,
+            })),
+        }
+    }
+
+    /// The mapping the transformer and loader apply.
+    pub fn mapping(&self) -> Mapping {
+        Mapping {
+            records: self.records(),
+            identity: self.identity.clone(),
+            precedence: self.identity_precedence.clone(),
+            mode: self.mode,
+            properties: self.properties.clone(),
+            constants: self.constants.clone(),
+            payload: self.payload.clone(),
+            timezone: self.timezone.clone(),
+        }
+    }
+}
+
+/// A spec that cannot be applied, with the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct SpecError {
+    pub field: String,
+    pub reason: String,
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> SpecError {
+    SpecError {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Replaces `${NAME}` with the environment variable `NAME`; an unset variable is an error.
+pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<String, SpecError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| invalid("spec", "an unclosed ${ in the file"))?;
+        let name = &after[..end];
+        let value = env(name)
+            .ok_or_else(|| invalid(format!("${{{name}}}"), "environment variable is not set"))?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Parses and validates a spec file's text, `${NAME}` taken from this process's environment.
+pub fn parse(text: &str, check_url: UrlCheck) -> Result<SpecFile, SpecError> {
+    parse_with(text, |name| std::env::var(name).ok(), check_url)
+}
+
+/// Parses and validates a spec's text, `${NAME}` taken from `env`. The HTTP API passes an
+/// empty one: a client's spec must never read the server's environment.
+pub fn parse_with(
+    text: &str,
+    env: impl Fn(&str) -> Option<String>,
+    check_url: UrlCheck,
+) -> Result<SpecFile, SpecError> {
+    let text = interpolate(text, env)?;
+    let document = serde_norway::Deserializer::from_str(&text);
+    let spec: SpecFile = serde_path_to_error::deserialize(document).map_err(|e| {
+        // The YAML parser's message may start with a path of its own, shorter than the one
+        // tracked (it stops at the list item when a field's own check fails).
+        let tracked = e.path().to_string();
+        let message = e.into_inner().to_string();
+        let (prefix, detail) = match message.split_once(": ") {
+            Some((path, detail)) if !path.contains(' ') && !path.is_empty() => (path, detail),
+            _ => ("spec", message.as_str()),
+        };
+        let field = match (tracked.as_str(), prefix) {
+            (".", "") | ("", "") => "spec",
+            (".", prefix) | ("", prefix) => prefix,
+            (tracked, _) => tracked,
+        };
+        invalid(field, detail)
+    })?;
+    validate(&spec, check_url)?;
+    Ok(spec)
+}
+
+fn check_name(field: &str, name: &str) -> Result<(), SpecError> {
+    if name.trim().is_empty() {
+        return Err(invalid(field, "must not be empty"));
+    }
+    if name.len() > 200 || name.chars().any(char::is_control) {
+        return Err(invalid(field, "must be at most 200 printable characters"));
+    }
+    Ok(())
+}
+
+/// Checks the name of a workspace, connection or import: it appears in API paths, web page
+/// addresses and CLI arguments, so it is kept to letters, digits, `_`, `-` and `.`.
+pub fn check_object_name(field: &str, name: &str) -> Result<(), SpecError> {
+    let fits = (1..=100).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if fits {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            format!("{name:?} is not a name: use 1 to 100 letters, digits, '_', '-' or '.', starting with a letter or digit"),
+        ))
+    }
+}
+
+/// Checks a connection URL of one kind, or says what is wrong with it; each connector knows
+/// its own (`sluice_extractor::check_url`).
+pub type UrlCheck = fn(ConnectionKind, &str) -> Result<(), String>;
+
+/// A [`UrlCheck`] that takes every URL: for tools that check a spec's shape without the
+/// connectors.
+pub fn any_url(_: ConnectionKind, _: &str) -> Result<(), String> {
+    Ok(())
+}
+
+/// Checks everything that can be checked without a source: names, references, types,
+/// date formats, timezones and limits, and each connection's URL with `check_url`.
+pub fn validate(spec: &SpecFile, check_url: UrlCheck) -> Result<(), SpecError> {
+    check_object_name("workspace", &spec.workspace)?;
+    if let Some(retention) = spec.event_retention {
+        if retention < Duration::from_secs(86_400) {
+            return Err(invalid("event_retention", "must be at least 1d"));
+        }
+    }
+    let mut connection_names = Vec::new();
+    for (i, c) in spec.connections.iter().enumerate() {
+        let field = format!("connections[{i}]");
+        check_object_name(&format!("{field}.name"), &c.name)?;
+        if connection_names.contains(&&c.name) {
+            return Err(invalid(
+                format!("{field}.name"),
+                format!("connection {:?} is declared twice", c.name),
+            ));
+        }
+        connection_names.push(&c.name);
+        check_url(c.kind, &c.url).map_err(|e| invalid(format!("{field}.url"), e))?;
+    }
+    let mut import_names = Vec::new();
+    for (i, import) in spec.imports.iter().enumerate() {
+        let field = format!("imports[{i}]");
+        check_object_name(&format!("{field}.name"), &import.name)?;
+        if let Some(notify) = &import.notify {
+            validate_notify(&format!("{field}.notify"), notify)?;
+        }
+        if import_names.contains(&&import.name) {
+            return Err(invalid(
+                format!("{field}.name"),
+                format!("import {:?} is declared twice", import.name),
+            ));
+        }
+        import_names.push(&import.name);
+        let field = format!("imports.{}", import.name);
+        check_name(&format!("{field}.connection"), &import.connection)?;
+        validate_records(&field, import)?;
+        for (i, other) in import.after.iter().enumerate() {
+            if other == &import.name {
+                return Err(invalid(
+                    format!("{field}.after[{i}]"),
+                    "an import cannot wait for itself",
+                ));
+            }
+            if !spec.imports.iter().any(|d| &d.name == other) {
+                return Err(invalid(
+                    format!("{field}.after[{i}]"),
+                    format!("{other:?} is not an import of this spec"),
+                ));
+            }
+        }
+        if let Some(schedule) = &import.schedule {
+            schedule.compile().map_err(|e| {
+                let at = if e.field == "schedule" {
+                    format!("{field}.schedule")
+                } else {
+                    format!("{field}.schedule.{}", e.field)
+                };
+                invalid(at, e.reason)
+            })?;
+        }
+        match &import.source {
+            SourceRelation::Table(t) => check_name(&format!("{field}.source.table"), t)?,
+            SourceRelation::Query(q) => {
+                let head = q.trim_start().to_ascii_lowercase();
+                if !(head.starts_with("select") || head.starts_with("with")) {
+                    return Err(invalid(
+                        format!("{field}.source.query"),
+                        "must be a SELECT (or WITH ... SELECT) statement",
+                    ));
+                }
+            }
+        }
+        check_name(&format!("{field}.key"), &import.key)?;
+        check_name(&format!("{field}.watermark"), &import.watermark)?;
+        validate_identity(&field, import)?;
+        if import.key == import.watermark {
+            return Err(invalid(
+                format!("{field}.key"),
+                "the key and the watermark must be different columns",
+            ));
+        }
+        if !(100..=10_000_000).contains(&import.chunk_rows) {
+            return Err(invalid(
+                format!("{field}.chunk_rows"),
+                "must be between 100 and 10000000",
+            ));
+        }
+        if import.settle_lag > Duration::from_secs(86_400) {
+            return Err(invalid(format!("{field}.settle_lag"), "must be at most 1d"));
+        }
+        if import.object_retention > Duration::from_secs(365 * 86_400) {
+            return Err(invalid(
+                format!("{field}.object_retention"),
+                "must be at most 365d: the objects hold the source's rows as read",
+            ));
+        }
+        validate_values(&field, import)?;
+        for (name, p) in &import.properties {
+            let pfield = format!("{field}.properties.{name}");
+            check_name(&pfield, name)?;
+            if let Some(problem) = property_name_problem(name) {
+                return Err(invalid(pfield, problem));
+            }
+            check_name(&format!("{pfield}.column"), &p.column)?;
+            let dated = matches!(p.kind, PropertyType::Date | PropertyType::Datetime);
+            if p.format.is_some() && !dated {
+                return Err(invalid(
+                    format!("{pfield}.format"),
+                    "only date and datetime properties take a format",
+                ));
+            }
+            if dated {
+                DateFormat::parse(p.format.as_deref())
+                    .map_err(|e| invalid(format!("{pfield}.format"), e))?;
+            }
+            parse_timezone(p.timezone.as_deref())
+                .map_err(|e| invalid(format!("{pfield}.timezone"), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks the identity columns and their precedence.
+fn validate_identity(field: &str, import: &ImportDecl) -> Result<(), SpecError> {
+    let identity = &import.identity;
+    for (f, column) in identity.fields() {
+        check_name(&format!("{field}.identity.{}", f.as_str()), column)?;
+    }
+    match (&identity.alias_name, &identity.alias_label) {
+        (Some(_), None) => {
+            return Err(invalid(
+                format!("{field}.identity.alias_label"),
+                "an alias needs both alias_name and alias_label",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                format!("{field}.identity.alias_name"),
+                "an alias needs both alias_name and alias_label",
+            ))
+        }
+        _ => {}
+    }
+    if identity.fields().is_empty() {
+        return Err(invalid(
+            format!("{field}.identity"),
+            "map at least one identity column: identity, external_id, alias_name + alias_label, email, phone or profile_id",
+        ));
+    }
+    let mut seen = Vec::new();
+    for (i, kind) in import.identity_precedence.iter().enumerate() {
+        let pfield = format!("{field}.identity_precedence[{i}]");
+        if seen.contains(kind) {
+            return Err(invalid(
+                pfield,
+                format!("{} is listed twice", kind.as_str()),
+            ));
+        }
+        if !identity.has(*kind) {
+            return Err(invalid(
+                pfield,
+                format!("{} is not mapped under identity", kind.as_str()),
+            ));
+        }
+        seen.push(*kind);
+    }
+    Ok(())
+}
+
+/// Checks what the data type needs and refuses what it does not take.
+fn validate_records(field: &str, import: &ImportDecl) -> Result<(), SpecError> {
+    let event_fields = [
+        ("event_name", import.event_name.is_some()),
+        ("event_time", import.event_time.is_some()),
+        ("dedup_key", import.dedup_key.is_some()),
+        ("purchase", import.purchase.is_some()),
+        (
+            "unknown_identity",
+            import.unknown_identity != UnknownIdentity::Create,
+        ),
+    ];
+    let delete_fields = [
+        ("allow_deletes", import.allow_deletes),
+        ("delete_events", import.delete_events),
+    ];
+    let refuse = |fields: &[(&str, bool)], what: &str| -> Result<(), SpecError> {
+        match fields.iter().find(|(_, set)| *set) {
+            Some((name, _)) => Err(invalid(
+                format!("{field}.{name}"),
+                format!("{what} imports do not take {name}"),
+            )),
+            None => Ok(()),
+        }
+    };
+    let data_type = import.data_type.as_str();
+    if import.removals.is_some() && import.data_type != DataType::Profiles {
+        return Err(invalid(
+            format!("{field}.removals"),
+            format!(
+                "{data_type} imports do not take removals: only a profiles import mirrors rows that left the source"
+            ),
+        ));
+    }
+    match import.data_type {
+        DataType::Profiles => {
+            refuse(&event_fields, data_type)?;
+            refuse(&delete_fields, data_type)?;
+        }
+        DataType::Events | DataType::Purchases => {
+            refuse(&delete_fields, data_type)?;
+            if import.mode != ImportMode::Upsert {
+                return Err(invalid(
+                    format!("{field}.mode"),
+                    "events are inserted; use unknown_identity: reject to refuse unknown profiles",
+                ));
+            }
+            match &import.event_name {
+                None if import.data_type == DataType::Events => {
+                    return Err(invalid(
+                        format!("{field}.event_name"),
+                        "is required: { column: C } or { value: \"Name\" }",
+                    ))
+                }
+                Some(EventName::Column(c)) => check_name(&format!("{field}.event_name.column"), c)?,
+                Some(EventName::Value(v)) => check_name(&format!("{field}.event_name.value"), v)?,
+                None => {}
+            }
+            let Some(time) = &import.event_time else {
+                return Err(invalid(
+                    format!("{field}.event_time"),
+                    "is required: { column: C, format: F }; events are never stamped with the import's time",
+                ));
+            };
+            check_name(&format!("{field}.event_time.column"), &time.column)?;
+            DateFormat::parse(time.format.as_deref())
+                .map_err(|e| invalid(format!("{field}.event_time.format"), e))?;
+            parse_timezone(time.timezone.as_deref())
+                .map_err(|e| invalid(format!("{field}.event_time.timezone"), e))?;
+            if let Some(c) = &import.dedup_key {
+                check_name(&format!("{field}.dedup_key"), c)?;
+            }
+            match (&import.purchase, import.data_type) {
+                (Some(p), DataType::Purchases) => {
+                    check_name(&format!("{field}.purchase.product_id"), &p.product_id)?;
+                    check_name(&format!("{field}.purchase.currency"), &p.currency)?;
+                    check_name(&format!("{field}.purchase.price"), &p.price)?;
+                    if let Some(items) = &p.items {
+                        check_name(&format!("{field}.purchase.items"), items)?;
+                    }
+                    for name in ["product_id", "currency", "price", "items"] {
+                        if import.properties.contains_key(name)
+                            || import.constants.contains_key(name)
+                        {
+                            return Err(invalid(
+                                format!("{field}.properties.{name}"),
+                                "is a purchase field; map it under purchase",
+                            ));
+                        }
+                    }
+                }
+                (None, DataType::Purchases) => {
+                    return Err(invalid(
+                        format!("{field}.purchase"),
+                        "is required: { product_id: C, currency: C, price: C, items: C }",
+                    ))
+                }
+                (Some(_), _) => {
+                    return Err(invalid(
+                        format!("{field}.purchase"),
+                        "only purchases imports take purchase; use data_type: purchases",
+                    ))
+                }
+                (None, _) => {}
+            }
+        }
+        DataType::UserDeletes => {
+            refuse(&event_fields, data_type)?;
+            if !import.allow_deletes {
+                return Err(invalid(
+                    format!("{field}.allow_deletes"),
+                    "must be true: user_deletes removes the profiles its rows name",
+                ));
+            }
+            let mapped = [
+                ("properties", !import.properties.is_empty()),
+                ("constants", !import.constants.is_empty()),
+                ("payload", import.payload.is_some()),
+            ];
+            if let Some((name, _)) = mapped.iter().find(|(_, set)| *set) {
+                return Err(invalid(
+                    format!("{field}.{name}"),
+                    "a user_deletes import must map no properties (a guard against deleting by accident)",
+                ));
+            }
+            if import.mode != ImportMode::Upsert {
+                return Err(invalid(
+                    format!("{field}.mode"),
+                    "user_deletes imports take no mode",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks constants, the payload column, the import's timezone and the property count.
+fn validate_values(field: &str, import: &ImportDecl) -> Result<(), SpecError> {
+    for (name, value) in &import.constants {
+        let cfield = format!("{field}.constants.{name}");
+        check_name(&cfield, name)?;
+        if let Some(problem) = property_name_problem(name) {
+            return Err(invalid(cfield, problem));
+        }
+        if import.properties.contains_key(name) {
+            return Err(invalid(cfield, "is also mapped under properties"));
+        }
+        if value.is_null() {
+            return Err(invalid(cfield, "a constant must have a value"));
+        }
+    }
+    if let Some(payload) = &import.payload {
+        check_name(&format!("{field}.payload"), payload)?;
+    }
+    parse_timezone(import.timezone.as_deref())
+        .map_err(|e| invalid(format!("{field}.timezone"), e))?;
+    let count = import.properties.len() + import.constants.len();
+    if count > MAX_PROPERTIES {
+        return Err(invalid(
+            format!("{field}.properties"),
+            format!("{count} properties and constants; at most {MAX_PROPERTIES} are allowed"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses without the connectors' URL checks, which their crate tests.
+    fn parse(text: &str) -> Result<SpecFile, SpecError> {
+        super::parse(text, any_url)
+    }
+
+    const GOOD: &str = r#"
+workspace: demo
+connections:
+  - name: wh
+    kind: postgres
+    url: postgres://postgres@127.0.0.1:5432/warehouse
+imports:
+  - name: users
+    connection: wh
+    source: { table: public.users }
+    data_type: profiles
+    key: id
+    watermark: updated_at
+    identity: { external_id: external_id }
+    properties:
+      first_name: { column: first_name, type: string }
+      birthday: { column: birthday, type: date, format: "yyyy-MM-dd" }
+    chunk_rows: 50000
+    settle_lag: 5s
+"#;
+
+    #[test]
+    fn the_documented_example_parses() {
+        let spec = parse(GOOD).unwrap();
+        assert_eq!(spec.imports[0].settle_lag, Duration::from_secs(5));
+        assert_eq!(
+            spec.imports[0].mapping().columns(),
+            vec!["external_id", "birthday", "first_name"]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = parse(&GOOD.replace("chunk_rows: 50000", "chunk_rows: 50000\n    chunk_size: 3"))
+            .unwrap_err();
+        assert!(err.to_string().contains("chunk_size"), "{err}");
+    }
+
+    #[test]
+    fn bad_formats_and_types_name_the_property() {
+        let err = parse(&GOOD.replace("yyyy-MM-dd", "yyyy-QQ")).unwrap_err();
+        assert_eq!(err.field, "imports.users.properties.birthday.format");
+        let err = parse(&GOOD.replace("type: string", "type: text")).unwrap_err();
+        assert!(err.to_string().contains("text"), "{err}");
+        let err = parse(&GOOD.replace("settle_lag: 5s", "settle_lag: 5")).unwrap_err();
+        assert!(err.to_string().contains("no unit"), "{err}");
+    }
+
+    #[test]
+    fn identities_precedence_and_constants_are_checked_by_field() {
+        let with = |from: &str, to: &str| parse(&GOOD.replace(from, to)).unwrap_err();
+        let err = with("identity: { external_id: external_id }", "identity: {}");
+        assert_eq!(err.field, "imports.users.identity");
+        let err = with(
+            "identity: { external_id: external_id }",
+            "identity: { alias_name: a }",
+        );
+        assert_eq!(err.field, "imports.users.identity.alias_label");
+        let err = with(
+            "identity: { external_id: external_id }",
+            "identity: { external_id: external_id }\n    identity_precedence: [email]",
+        );
+        assert_eq!(err.field, "imports.users.identity_precedence[0]");
+        let err = with(
+            "chunk_rows: 50000",
+            "chunk_rows: 50000\n    constants: { profile_id: 3 }",
+        );
+        assert_eq!(err.field, "imports.users.constants.profile_id");
+        let err = with("first_name: {", "__first_name: {");
+        assert_eq!(err.field, "imports.users.properties.__first_name");
+        let err = with(
+            "chunk_rows: 50000",
+            "chunk_rows: 50000\n    timezone: Mars/Base",
+        );
+        assert_eq!(err.field, "imports.users.timezone");
+        let err = with(
+            "chunk_rows: 50000",
+            "chunk_rows: 50000\n    mode: sometimes",
+        );
+        assert!(err.to_string().contains("sometimes"), "{err}");
+    }
+
+    #[test]
+    fn webhooks_need_an_http_url_and_a_real_secret() {
+        let with = |notify: &str| {
+            parse(&GOOD.replace(
+                "chunk_rows: 50000",
+                &format!("chunk_rows: 50000\n    notify: {notify}"),
+            ))
+        };
+        let ok =
+            with(r#"{ webhooks: [{ url: "https://h.example/x", secret: "0123456789abcdef" }] }"#)
+                .unwrap();
+        let hook = &ok.imports[0].notify.as_ref().unwrap().webhooks[0];
+        assert_eq!(hook.secret, "0123456789abcdef");
+        let stored = serde_json::to_string(&ok.imports[0]).unwrap();
+        assert!(
+            !stored.contains("0123456789abcdef"),
+            "the secret is not stored: {stored}"
+        );
+        let err = with(r#"{ webhooks: [{ url: "ftp://h/x", secret: "0123456789abcdef" }] }"#)
+            .unwrap_err();
+        assert_eq!(err.field, "imports[0].notify.webhooks[0].url");
+        let err = with(r#"{ webhooks: [{ url: "https://h/x", secret: "short" }] }"#).unwrap_err();
+        assert_eq!(err.field, "imports[0].notify.webhooks[0].secret");
+        let err = with("{ emails: [ops-at-example] }").unwrap_err();
+        assert_eq!(err.field, "imports[0].notify.emails[0]");
+        let err = with("{ partial_threshold: 2 }").unwrap_err();
+        assert_eq!(err.field, "imports[0].notify.partial_threshold");
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_password_or_a_signing_secret() {
+        let spec = parse(
+            &GOOD
+                .replace("postgres://postgres@", "postgres://postgres:pa55word@")
+                .replace(
+                    "chunk_rows: 50000",
+                    "chunk_rows: 50000\n    notify: { webhooks: [{ url: \"https://h.example/x\", secret: \"0123456789abcdef\" }] }",
+                ),
+        )
+        .unwrap();
+        let printed = format!("{spec:?}");
+        assert!(printed.contains("127.0.0.1:5432"), "{printed}");
+        assert!(!printed.contains("pa55word"), "{printed}");
+        assert!(!printed.contains("0123456789abcdef"), "{printed}");
+    }
+
+    #[test]
+    fn a_full_mapping_parses() {
+        let spec = parse(&GOOD.replace(
+            "identity: { external_id: external_id }",
+            "identity: { external_id: external_id, email: email, phone: phone }
+    identity_precedence: [email, external_id]
+    mode: update_only
+    payload: attributes
+    timezone: Europe/Paris
+    constants: { source: warehouse, tier: 2 }",
+        ))
+        .unwrap();
+        let mapping = spec.imports[0].mapping();
+        assert_eq!(mapping.mode, ImportMode::UpdateOnly);
+        assert_eq!(
+            mapping.precedence(),
+            vec![
+                IdentityKind::Email,
+                IdentityKind::ExternalId,
+                IdentityKind::Phone
+            ]
+        );
+        assert_eq!(mapping.constants["tier"], serde_json::json!(2));
+        assert_eq!(mapping.payload.as_deref(), Some("attributes"));
+    }
+
+    const EVENTS: &str = r#"
+workspace: demo
+event_retention: 365d
+connections:
+  - name: wh
+    kind: postgres
+    url: postgres://postgres@127.0.0.1:5432/warehouse
+imports:
+  - name: clicks
+    connection: wh
+    source: { table: public.clicks }
+    data_type: events
+    key: id
+    watermark: updated_at
+    identity: { external_id: user_id }
+    event_name: { column: name }
+    event_time: { column: at, format: "yyyy-MM-dd HH:mm:ss" }
+    dedup_key: event_id
+"#;
+
+    #[test]
+    fn an_events_import_parses_and_needs_its_time_and_name() {
+        let spec = parse(EVENTS).unwrap();
+        assert_eq!(
+            spec.event_retention,
+            Some(Duration::from_secs(365 * 86_400))
+        );
+        let Records::Events(events) = spec.imports[0].records() else {
+            panic!("events expected")
+        };
+        assert_eq!(events.name, EventName::Column("name".into()));
+        assert_eq!(
+            spec.imports[0].mapping().columns(),
+            vec!["user_id", "name", "at", "event_id"]
+        );
+        let err = parse(&EVENTS.replace(
+            "    event_time: { column: at, format: \"yyyy-MM-dd HH:mm:ss\" }\n",
+            "",
+        ))
+        .unwrap_err();
+        assert_eq!(err.field, "imports.clicks.event_time");
+        let err = parse(&EVENTS.replace(
+            "event_name: { column: name }",
+            "event_name: { value: \"\" }",
+        ))
+        .unwrap_err();
+        assert_eq!(err.field, "imports.clicks.event_name.value");
+        let err = parse(&EVENTS.replace("data_type: events", "data_type: profiles")).unwrap_err();
+        assert_eq!(err.field, "imports.clicks.event_name");
+        let err =
+            parse(&EVENTS.replace("event_retention: 365d", "event_retention: 1h")).unwrap_err();
+        assert_eq!(err.field, "event_retention");
+    }
+
+    #[test]
+    fn purchases_need_their_columns_and_default_to_charged() {
+        let purchases = EVENTS
+            .replace("data_type: events", "data_type: purchases")
+            .replace("    event_name: { column: name }\n", "");
+        let err = parse(&purchases).unwrap_err();
+        assert_eq!(err.field, "imports.clicks.purchase");
+        let spec = parse(&format!(
+            "{purchases}    purchase: {{ product_id: sku, currency: cur, price: amount, items: items }}\n"
+        ))
+        .unwrap();
+        let Records::Events(events) = spec.imports[0].records() else {
+            panic!("events expected")
+        };
+        assert_eq!(events.name, EventName::Value(PURCHASE_EVENT.into()));
+        assert!(spec.imports[0]
+            .mapping()
+            .columns()
+            .contains(&"items".to_string()));
+    }
+
+    #[test]
+    fn user_deletes_need_the_guard_and_no_properties() {
+        let deletes = GOOD
+            .replace("data_type: profiles", "data_type: user_deletes")
+            .replace(
+                "    properties:\n      first_name: { column: first_name, type: string }\n      birthday: { column: birthday, type: date, format: \"yyyy-MM-dd\" }\n",
+                "",
+            );
+        let err = parse(&deletes).unwrap_err();
+        assert_eq!(err.field, "imports.users.allow_deletes");
+        let guarded = deletes.replace(
+            "chunk_rows: 50000",
+            "chunk_rows: 50000\n    allow_deletes: true",
+        );
+        assert!(parse(&guarded).is_ok());
+        let err = parse(&guarded.replace(
+            "allow_deletes: true",
+            "allow_deletes: true\n    constants: { a: 1 }",
+        ))
+        .unwrap_err();
+        assert_eq!(err.field, "imports.users.constants");
+    }
+
+    #[test]
+    fn a_bad_schedule_names_its_field() {
+        let err = parse(&GOOD.replace(
+            "chunk_rows: 50000",
+            "chunk_rows: 50000\n    schedule: { every: 5m }",
+        ))
+        .unwrap_err();
+        assert_eq!(err.field, "imports.users.schedule.every");
+        assert!(parse(&GOOD.replace(
+            "chunk_rows: 50000",
+            "chunk_rows: 50000\n    schedule: { cron: \"0 6 * * 1-5\", timezone: Europe/Berlin }",
+        ))
+        .is_ok());
+    }
+
+    #[test]
+    fn environment_variables_are_interpolated() {
+        let text =
+            interpolate("url: ${A}/db", |n| (n == "A").then(|| "pg://x".to_string())).unwrap();
+        assert_eq!(text, "url: pg://x/db");
+        let err = interpolate("url: ${MISSING}", |_| None).unwrap_err();
+        assert_eq!(err.field, "${MISSING}");
+    }
+}
