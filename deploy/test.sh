@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: starts the local services if needed, builds every target once,
-# then runs unit tests, crate integration tests and the fleet tests in tests/.
+# Runs the whole test suite: starts the local services if needed, checks formatting and lints,
+# builds every target once, then runs unit tests, crate integration tests and the fleet tests
+# in tests/, then the fuzz targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./deploy/services.sh >/dev/null
@@ -17,6 +18,10 @@ if ! command -v chromedriver >/dev/null || ! [ -x /usr/bin/chromium ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
+# Formatting and lints first: a change that fails them fails the suite.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --lib --bins -- -D warnings -D clippy::unwrap_used
 cargo build --workspace --all-targets
 # --lib --tests rather than --all-targets: the fuzz targets are libFuzzer programs (built above,
 # run by fuzz.sh), not test harnesses; their checks run here through fuzz/tests/corpus.rs.
