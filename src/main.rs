@@ -1,5 +1,7 @@
 //! The one `sluice` binary: every role of the fleet (`coordinator`, `extractor`,
 //! `transformer`, `loader`, or `all` in one process) and the admin commands.
+// Outside tests a failure is an error with its cause, never a panic.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod demo;
 mod errors;

@@ -1,6 +1,8 @@
 //! Sluice's coordinator: the control plane. Applies spec files, plans runs into
 //! watermark-bounded chunks, consumes stage results, and keeps run state and watermarks. It is
 //! the only writer of control-plane state.
+// Outside tests a failure is an error with its cause, never a panic.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod api;
 pub mod apply;

@@ -1,5 +1,7 @@
 //! Sluice's extractor: warehouse connectors that plan watermark ranges (called by the
 //! coordinator) and read one chunk's rows into a Parquet object (the extractor stage).
+// Outside tests a failure is an error with its cause, never a panic.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod bigquery;
 pub mod cloud;

@@ -4,6 +4,8 @@
 //!
 //! A check panics when the code under test breaks a promise: a panic inside it, or a result
 //! that contradicts what it accepted.
+// Outside tests a failure is an error with its cause, never a panic.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;

@@ -1,6 +1,8 @@
 //! Sluice's loader: identity resolution, the schema registry, set-based upserts into the
 //! profile store, exactly-once inserts into the event store and deletes, with a per-workspace
 //! rate limit; and the schema of both stores.
+// Outside tests a failure is an error with its cause, never a panic.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod deletes;
 pub mod events;

@@ -1,5 +1,7 @@
 //! Everything two Sluice processes must agree on: message types and their envelope, the queue
 //! topology, message headers, the bus over RabbitMQ and the consume loop every role shares.
+// Outside tests a failure is an error with its cause, never a panic.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod bounds;
 pub mod bus;

@@ -1,5 +1,7 @@
 //! The declarative spec file (`sluice apply -f spec.yaml`): its format, `${VAR}` interpolation,
 //! and validation that names the field at fault before anything is written.
+// Outside tests a failure is an error with its cause, never a panic.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod duration;
 pub mod schedule;
