@@ -163,6 +163,16 @@ impl Fleet {
 
     /// Starts a long-running role with extra environment variables.
     pub fn start_with_env(&mut self, role: &str, extra: &[&str], env: &[(&str, &str)]) {
+        self.spawn(role, extra, &[], env);
+    }
+
+    /// Starts a long-running role without the settings in `unset`, and with extra
+    /// environment variables.
+    pub fn start_without(&mut self, role: &str, unset: &[&str], env: &[(&str, &str)]) {
+        self.spawn(role, &[], unset, env);
+    }
+
+    fn spawn(&mut self, role: &str, extra: &[&str], unset: &[&str], env: &[(&str, &str)]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -170,25 +180,7 @@ impl Fleet {
             .unwrap();
         let mut args = vec![role];
         args.extend_from_slice(extra);
-        let child = self
-            .command(&args)
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("sluice starts");
-        self.children.push((role.to_string(), child));
-    }
-
-    /// Starts a long-running role without the settings in `unset`, and with extra
-    /// environment variables.
-    pub fn start_without(&mut self, role: &str, unset: &[&str], env: &[(&str, &str)]) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.data_dir.join(format!("{role}.log")))
-            .unwrap();
-        let mut command = self.command(&[role]);
+        let mut command = self.command(&args);
         for name in unset {
             command.env_remove(name);
         }
