@@ -7,7 +7,7 @@ mod common;
 
 use common::stand_in::StandIn;
 use common::{Fleet, StoredProfile};
-use sluice_extractor::snowflake::{Client, Settings};
+use sluice_connectors::snowflake::{Client, Settings};
 
 const USER: &str = "sluice_loader";
 const PASSWORD: &str = "correct horse";

@@ -8,7 +8,7 @@ mod common;
 
 use common::stand_in::StandIn;
 use common::{Fleet, StoredProfile};
-use sluice_extractor::{bigquery, databricks};
+use sluice_connectors::{bigquery, databricks};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "dapi-test-token";

@@ -2,7 +2,7 @@
 //! workspace, connections and imports in one transaction, so a bad spec writes nothing.
 
 use crate::spec::{ImportDecl, SpecError, SpecFile};
-use sluice_extractor::{Connector, Source, SourceError, SourceSpec};
+use sluice_connectors::{Connector, Source, SourceError, SourceSpec};
 use sluice_proto::secrets::{MasterKey, Sealed};
 use sluice_proto::ConnectionKind;
 use std::collections::BTreeMap;
@@ -101,7 +101,7 @@ pub fn source_spec(import: &ImportDecl) -> SourceSpec {
     // A mapped key or watermark column is read again under its own name, so it maps like any
     // other column; only `_modified`, the files' pseudo-column no file holds, stays out.
     let mut columns = import.mapping().columns();
-    columns.retain(|c| c != sluice_extractor::files::MODIFIED);
+    columns.retain(|c| c != sluice_connectors::files::MODIFIED);
     SourceSpec {
         relation: import.source.clone(),
         key_column: import.key.clone(),
@@ -123,7 +123,7 @@ pub async fn apply(
         let stored = stored_connection_url(client, key, &spec.workspace, &c.name).await?;
         let url = match stored {
             Some((ConnectionKind::Snowflake, old)) if c.kind == ConnectionKind::Snowflake => {
-                sluice_extractor::snowflake::keep_stored_key(&c.url, &old)
+                sluice_connectors::snowflake::keep_stored_key(&c.url, &old)
             }
             _ => c.url.clone(),
         };

@@ -9,7 +9,7 @@ use crate::run_state::{transition_if_allowed, RunEvent};
 use crate::runs::{self, status, NewRun, Requested};
 use crate::window::ChunkWindow;
 use deadpool_postgres::Pool;
-use sluice_extractor::SourceError;
+use sluice_connectors::SourceError;
 use sluice_proto::headers::TraceContext;
 use sluice_proto::secrets::MasterKey;
 use sluice_proto::stage::{Delivered, Outgoing, Stage};

@@ -2,8 +2,8 @@
 //! being rotated in once it logs in), generating key pairs, and deleting only when no import
 //! uses the connection.
 
-use sluice_extractor::snowflake::PendingKey;
-use sluice_extractor::{Connector, Source};
+use sluice_connectors::snowflake::PendingKey;
+use sluice_connectors::{Connector, Source};
 use tokio_postgres::GenericClient;
 
 /// Why a connection could not be deleted.
@@ -16,7 +16,7 @@ pub enum ConnectionError {
     #[error("connection {name:?}: {error}")]
     Test {
         name: String,
-        error: sluice_extractor::SourceError,
+        error: sluice_connectors::SourceError,
     },
     #[error("connection {name:?} is a {kind} connection; key pairs are for snowflake connections")]
     NotSnowflake { name: String, kind: String },
@@ -33,7 +33,7 @@ pub struct Tested {
     /// old key's slot, when there was one.
     pub promoted: Option<Option<String>>,
     /// A pending key was refused; the old credentials stay in use.
-    pub pending_refused: Option<sluice_extractor::SourceError>,
+    pub pending_refused: Option<sluice_connectors::SourceError>,
 }
 
 async fn stored(
@@ -94,7 +94,7 @@ pub async fn test(
     };
     let mut tested = Tested::default();
     if kind == sluice_proto::ConnectionKind::Snowflake {
-        match sluice_extractor::snowflake::try_pending_key(&url)
+        match sluice_connectors::snowflake::try_pending_key(&url)
             .await
             .map_err(failed)?
         {
@@ -119,7 +119,7 @@ pub async fn keygen(
     key: &sluice_proto::secrets::MasterKey,
     workspace: &str,
     name: &str,
-) -> Result<sluice_extractor::snowflake::Rotation, ConnectionError> {
+) -> Result<sluice_connectors::snowflake::Rotation, ConnectionError> {
     let (id, kind, url) = stored(client, key, workspace, name).await?;
     if kind != sluice_proto::ConnectionKind::Snowflake {
         return Err(ConnectionError::NotSnowflake {
@@ -128,7 +128,7 @@ pub async fn keygen(
         });
     }
     let rotation =
-        sluice_extractor::snowflake::keygen(&url).map_err(|error| ConnectionError::Test {
+        sluice_connectors::snowflake::keygen(&url).map_err(|error| ConnectionError::Test {
             name: name.to_string(),
             error,
         })?;

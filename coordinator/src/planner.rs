@@ -5,8 +5,8 @@
 use crate::apply::{open_credentials, source_spec, ApplyError};
 use crate::run_state::{transition_if_allowed, RunEvent};
 use crate::spec::ImportDecl;
-use sluice_extractor::source::{KeyKind, Unreadable, UnreadableRow};
-use sluice_extractor::{Connector, Source, SourceError};
+use sluice_connectors::source::{KeyKind, Unreadable, UnreadableRow};
+use sluice_connectors::{Connector, Source, SourceError};
 use sluice_proto::secrets::{MasterKey, Sealed};
 use sluice_proto::{
     Bound, ChunkObjects, ChunkRef, ChunkTask, ChunkWork, ConnectionKind, KeySetWork, KeyValue,

@@ -5,8 +5,8 @@
 use crate::apply::{open_credentials, source_spec, stored_kind};
 use crate::spec::ImportDecl;
 use arrow::record_batch::RecordBatch;
-use sluice_extractor::source::SourceSpec;
-use sluice_extractor::{Connector, Source};
+use sluice_connectors::source::SourceSpec;
+use sluice_connectors::{Connector, Source};
 use sluice_proto::secrets::MasterKey;
 use sluice_proto::ConnectionKind;
 use tokio_postgres::GenericClient;

@@ -5,18 +5,18 @@ pub use sluice_spec::*;
 
 /// Parses and validates a spec file's text, `${NAME}` taken from this process's environment.
 pub fn parse(text: &str) -> Result<SpecFile, SpecError> {
-    sluice_spec::parse(text, sluice_extractor::check_url)
+    sluice_spec::parse(text, sluice_connectors::check_url)
 }
 
 /// Parses and validates a spec's text, `${NAME}` taken from `env` (the HTTP API passes an
 /// empty one).
 pub fn parse_with(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<SpecFile, SpecError> {
-    sluice_spec::parse_with(text, env, sluice_extractor::check_url)
+    sluice_spec::parse_with(text, env, sluice_connectors::check_url)
 }
 
 /// Checks everything that can be checked without a source, connection URLs included.
 pub fn validate(spec: &SpecFile) -> Result<(), SpecError> {
-    sluice_spec::validate(spec, sluice_extractor::check_url)
+    sluice_spec::validate(spec, sluice_connectors::check_url)
 }
 
 #[cfg(test)]

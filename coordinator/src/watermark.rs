@@ -7,7 +7,7 @@
 use crate::apply::{open_credentials, source_spec};
 use crate::spec::ImportDecl;
 use chrono::{DateTime, Utc};
-use sluice_extractor::{Connector, Source};
+use sluice_connectors::{Connector, Source};
 use sluice_proto::secrets::MasterKey;
 use sluice_proto::Bound;
 

@@ -1,13 +1,13 @@
 //! The extract stage: opens the chunk's source, reads exactly its `(lo, hi]` rows and streams
 //! them into one Parquet object at the chunk's deterministic key.
 
-use crate::connector::{Connector, Source};
-use crate::error::SourceError;
-use crate::source::SourceSpec;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::ObjectStore;
 use parquet::arrow::async_writer::AsyncArrowWriter;
+use sluice_connectors::SourceError;
+use sluice_connectors::SourceSpec;
+use sluice_connectors::{Connector, Source};
 use sluice_proto::chunk_file;
 use sluice_proto::health::Readiness;
 use sluice_proto::key_probe::{self, KeyCheck};

@@ -402,7 +402,7 @@ pub fn check_object_name(field: &str, name: &str) -> Result<(), SpecError> {
 }
 
 /// Checks a connection URL of one kind, or says what is wrong with it; each connector knows
-/// its own (`sluice_extractor::check_url`).
+/// its own (`sluice_connectors::check_url`).
 pub type UrlCheck = fn(ConnectionKind, &str) -> Result<(), String>;
 
 /// A [`UrlCheck`] that takes every URL: for tools that check a spec's shape without the

@@ -6,7 +6,7 @@ use crate::tokens::Caller;
 use axum::extract::{Path, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use sluice_extractor::SourceSpec;
+use sluice_connectors::SourceSpec;
 use sluice_proto::SourceRelation;
 
 /// A connection as the API shows it: never its URL or credentials.

@@ -2,8 +2,8 @@
 //! values cover every row exactly once, and rows stamped in the future or inside the settle
 //! window are outside the run.
 
-use sluice_extractor::postgres::PostgresSource;
-use sluice_extractor::SourceSpec;
+use sluice_connectors::postgres::PostgresSource;
+use sluice_connectors::SourceSpec;
 use sluice_proto::{Bound, SourceRelation};
 use std::time::Duration;
 use tokio_postgres::NoTls;
@@ -136,7 +136,7 @@ async fn a_missing_column_is_named() {
 
 #[tokio::test]
 async fn a_redshift_session_reads_chunks_through_a_server_side_cursor() {
-    use sluice_extractor::postgres::Dialect;
+    use sluice_connectors::postgres::Dialect;
     let (name, client) = database().await;
     client
         .batch_execute(

@@ -5,8 +5,8 @@
 //! planning, and the plan of a boundary probe. `KEEP_TABLE=1` keeps the database for a rerun
 //! (`PLAN_DB` names it).
 
-use sluice_extractor::postgres::PostgresSource;
-use sluice_extractor::SourceSpec;
+use sluice_connectors::postgres::PostgresSource;
+use sluice_connectors::SourceSpec;
 use sluice_proto::SourceRelation;
 use std::time::{Duration, Instant};
 use tokio_postgres::{Client, NoTls};
