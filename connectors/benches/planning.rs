@@ -6,7 +6,7 @@
 //! (`PLAN_DB` names it).
 
 use sluice_connectors::postgres::PostgresSource;
-use sluice_connectors::SourceSpec;
+use sluice_connectors::{Connector, SourceSpec};
 use sluice_proto::SourceRelation;
 use std::time::{Duration, Instant};
 use tokio_postgres::{Client, NoTls};

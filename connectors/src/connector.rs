@@ -1,8 +1,9 @@
 //! The one interface every warehouse connector implements: test the connection, discover the
 //! source's columns, preview its first rows, plan a run's range and chunk boundaries on the
 //! `(watermark, key)` order, and stream one chunk as Arrow batches. The coordinator calls the
-//! planning parts and the extractor the reading parts, so a connector's code lives once;
-//! adding a warehouse means adding a module and a `Source` variant.
+//! planning parts and the extractor the reading parts, so a connector's code lives once. Each
+//! kind implements [`Connector`] itself; `Source` opens the kind a connection names and hands
+//! each call to it.
 
 use crate::cloud::CloudWarehouse;
 use crate::error::SourceError;
@@ -180,10 +181,7 @@ impl Connector for Source {
         until: Option<DateTime<Utc>>,
     ) -> Result<RangePlan, SourceError> {
         match self {
-            Source::Postgres(s) => {
-                s.rolled_back(s.plan_range(shape, lo, settle_lag, until))
-                    .await
-            }
+            Source::Postgres(s) => s.plan_range(shape, lo, settle_lag, until).await,
             Source::Mysql(s) => s.plan_range(shape, lo, settle_lag, until).await,
             Source::Files(s) => s.plan_range(shape, lo, settle_lag, until).await,
             Source::Warehouse(s) => s.plan_range(shape, lo, settle_lag, until).await,
@@ -198,10 +196,7 @@ impl Connector for Source {
         chunk_rows: u64,
     ) -> Result<Vec<Bound>, SourceError> {
         match self {
-            Source::Postgres(s) => {
-                s.rolled_back(s.chunk_boundaries(shape, lo, hi, chunk_rows))
-                    .await
-            }
+            Source::Postgres(s) => s.chunk_boundaries(shape, lo, hi, chunk_rows).await,
             Source::Mysql(s) => s.chunk_boundaries(shape, lo, hi, chunk_rows).await,
             Source::Files(s) => s.chunk_boundaries(shape, lo, hi, chunk_rows).await,
             Source::Warehouse(s) => s.chunk_boundaries(shape, lo, hi, chunk_rows).await,
@@ -214,7 +209,7 @@ impl Connector for Source {
         at: DateTime<Utc>,
     ) -> Result<Option<Bound>, SourceError> {
         match self {
-            Source::Postgres(s) => s.rolled_back(s.position_before(shape, at)).await,
+            Source::Postgres(s) => s.position_before(shape, at).await,
             Source::Mysql(s) => s.position_before(shape, at).await,
             Source::Files(s) => s.position_before(shape, at).await,
             Source::Warehouse(s) => s.position_before(shape, at).await,

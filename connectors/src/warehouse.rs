@@ -3,6 +3,7 @@
 //! the keyset planning on `(watermark, key)`, the previews and the chunk reads are written
 //! once here, as SQL text with literals the warehouse formats itself.
 
+use crate::connector::Connector;
 use crate::error::SourceError;
 pub use crate::source::chunk_schema;
 use crate::source::{
@@ -185,54 +186,6 @@ impl<W: SqlWarehouse> SqlSource<W> {
         Ok(found)
     }
 
-    /// Runs a trivial query.
-    pub async fn test(&self) -> Result<(), SourceError> {
-        self.warehouse.query("SELECT 1").await.map(|_| ())
-    }
-
-    /// Checks that the source and its columns exist and reads their types.
-    pub async fn describe(&self, spec: &SourceSpec) -> Result<SourceShape, SourceError> {
-        let mut names = vec![spec.key_column.clone(), spec.watermark_column.clone()];
-        names.extend(spec.columns.iter().cloned());
-        let select: Vec<String> = names.iter().map(|n| self.warehouse.quote(n)).collect();
-        let sql = format!(
-            "SELECT {} FROM {} LIMIT 0",
-            select.join(", "),
-            self.relation(&spec.relation)
-        );
-        let schema = self.warehouse.query(&sql).await?.schema;
-        let type_of = |i: usize| schema.field(i).data_type().clone();
-        let key = match type_of(0) {
-            DataType::Int64 => KeyKind::Int,
-            t => KeyKind::Text {
-                type_name: t.to_string(),
-            },
-        };
-        let watermark_type = match type_of(1) {
-            t @ (DataType::Timestamp(..) | DataType::Date32) => t.to_string(),
-            t => {
-                return Err(SourceError::InvalidSpec(format!(
-                    "watermark column {:?} is {t}, not a date-time",
-                    spec.watermark_column
-                )))
-            }
-        };
-        Ok(SourceShape {
-            spec: spec.clone(),
-            key,
-            watermark_type,
-            columns: names
-                .iter()
-                .enumerate()
-                .skip(2)
-                .map(|(i, name)| ColumnShape {
-                    name: name.clone(),
-                    type_name: type_of(i).to_string(),
-                })
-                .collect(),
-        })
-    }
-
     /// The first row's `(watermark, key)` of a query selecting those two.
     async fn position(
         &self,
@@ -278,86 +231,6 @@ impl<W: SqlWarehouse> SqlSource<W> {
         instant(batch.column(0), 0)
     }
 
-    /// The run's upper bound after `lo`, below `now − settle_lag` and `until`.
-    pub async fn plan_range(
-        &self,
-        shape: &SourceShape,
-        lo: Option<&Bound>,
-        settle_lag: Duration,
-        until: Option<DateTime<Utc>>,
-    ) -> Result<RangePlan, SourceError> {
-        let now = self.now().await?;
-        let lag = chrono::Duration::from_std(settle_lag).unwrap_or_default();
-        let cap = until.map_or(now - lag, |u| u.min(now - lag));
-        let (wm, key, key_select, from) = self.parts(shape);
-        let mut filter = format!(
-            "{wm} < {} AND {key} IS NOT NULL",
-            self.warehouse.timestamp_literal(&cap)
-        );
-        if let Some(lo) = lo {
-            filter.push_str(&format!(" AND {}", self.after(&wm, &key, lo)));
-        }
-        let hi = self
-            .position(
-                format!("SELECT {wm}, {key_select} FROM {from} WHERE {filter} ORDER BY {wm} DESC, {key} DESC LIMIT 1"),
-                shape,
-            )
-            .await?;
-        let held_back_future = self
-            .count(&format!(
-                "SELECT COUNT(*) FROM {from} WHERE {wm} > {}",
-                self.warehouse.timestamp_literal(&now)
-            ))
-            .await?;
-        let upper = hi.as_ref().map_or(cap, |h| h.watermark);
-        let unreadable = self.unreadable(shape, lo, upper).await?;
-        Ok(RangePlan {
-            hi,
-            cap,
-            held_back_future,
-            unreadable,
-        })
-    }
-
-    /// Boundaries cutting `(lo, hi]` into chunks of about `chunk_rows` rows: one keyset query
-    /// per boundary, each starting after the previous one.
-    pub async fn chunk_boundaries(
-        &self,
-        shape: &SourceShape,
-        lo: Option<&Bound>,
-        hi: &Bound,
-        chunk_rows: u64,
-    ) -> Result<Vec<Bound>, SourceError> {
-        let (wm, key, key_select, from) = self.parts(shape);
-        crate::source::keyset_boundaries(lo, hi, |previous| {
-            let mut filter = self.up_to(&wm, &key, hi);
-            if let Some(p) = &previous {
-                filter.push_str(&format!(" AND {}", self.after(&wm, &key, p)));
-            }
-            let sql = format!(
-                "SELECT {wm}, {key_select} FROM {from} WHERE {filter} ORDER BY {wm}, {key} LIMIT 1 OFFSET {}",
-                chunk_rows.max(1) - 1
-            );
-            self.position(sql, shape)
-        })
-        .await
-    }
-
-    /// The position just before the first row at or after `at`.
-    pub async fn position_before(
-        &self,
-        shape: &SourceShape,
-        at: DateTime<Utc>,
-    ) -> Result<Option<Bound>, SourceError> {
-        let (wm, key, key_select, from) = self.parts(shape);
-        let at = self.warehouse.timestamp_literal(&at);
-        self.position(
-            format!("SELECT {wm}, {key_select} FROM {from} WHERE {wm} < {at} AND {key} IS NOT NULL ORDER BY {wm} DESC, {key} DESC LIMIT 1"),
-            shape,
-        )
-        .await
-    }
-
     /// Reads `(lo, hi]`, in batches of at most `batch_rows` rows.
     pub async fn read_chunk<F, Fut>(
         &self,
@@ -378,28 +251,6 @@ impl<W: SqlWarehouse> SqlSource<W> {
         }
         self.stream(shape, &format!("WHERE {filter}"), batch_rows, on_batch)
             .await
-    }
-
-    /// The first `rows` rows in `(watermark, key)` order.
-    pub async fn preview(
-        &self,
-        shape: &SourceShape,
-        rows: usize,
-    ) -> Result<RecordBatch, SourceError> {
-        let (wm, key, _, _) = self.parts(shape);
-        let mut batches = Vec::new();
-        self.stream(
-            shape,
-            &format!("ORDER BY {wm}, {key} LIMIT {}", rows.max(1)),
-            rows.max(1),
-            |batch| {
-                batches.push(batch);
-                async { Ok(()) }
-            },
-        )
-        .await?;
-        arrow::compute::concat_batches(&chunk_schema(shape), &batches)
-            .map_err(|e| SourceError::Query(format!("building a record batch: {e}")))
     }
 
     async fn stream<F, Fut>(
@@ -474,4 +325,154 @@ fn instant(column: &ArrayRef, i: usize) -> Result<DateTime<Utc>, SourceError> {
         return Err(SourceError::Query("the watermark is NULL".into()));
     }
     Ok(DateTime::from_timestamp_nanos(ns.value(i)))
+}
+
+/// The SQL-over-HTTP warehouses (Snowflake, BigQuery, Databricks SQL) read through the one
+/// connector interface.
+impl Connector for SqlSource<crate::cloud::CloudWarehouse> {
+    /// Runs a trivial query.
+    async fn test(&self) -> Result<(), SourceError> {
+        self.warehouse.query("SELECT 1").await.map(|_| ())
+    }
+
+    /// Checks that the source and its columns exist and reads their types.
+    async fn describe(&self, spec: &SourceSpec) -> Result<SourceShape, SourceError> {
+        let mut names = vec![spec.key_column.clone(), spec.watermark_column.clone()];
+        names.extend(spec.columns.iter().cloned());
+        let select: Vec<String> = names.iter().map(|n| self.warehouse.quote(n)).collect();
+        let sql = format!(
+            "SELECT {} FROM {} LIMIT 0",
+            select.join(", "),
+            self.relation(&spec.relation)
+        );
+        let schema = self.warehouse.query(&sql).await?.schema;
+        let type_of = |i: usize| schema.field(i).data_type().clone();
+        let key = match type_of(0) {
+            DataType::Int64 => KeyKind::Int,
+            t => KeyKind::Text {
+                type_name: t.to_string(),
+            },
+        };
+        let watermark_type = match type_of(1) {
+            t @ (DataType::Timestamp(..) | DataType::Date32) => t.to_string(),
+            t => {
+                return Err(SourceError::InvalidSpec(format!(
+                    "watermark column {:?} is {t}, not a date-time",
+                    spec.watermark_column
+                )))
+            }
+        };
+        Ok(SourceShape {
+            spec: spec.clone(),
+            key,
+            watermark_type,
+            columns: names
+                .iter()
+                .enumerate()
+                .skip(2)
+                .map(|(i, name)| ColumnShape {
+                    name: name.clone(),
+                    type_name: type_of(i).to_string(),
+                })
+                .collect(),
+        })
+    }
+
+    /// The run's upper bound after `lo`, below `now − settle_lag` and `until`.
+    async fn plan_range(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        settle_lag: Duration,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<RangePlan, SourceError> {
+        let now = self.now().await?;
+        let lag = chrono::Duration::from_std(settle_lag).unwrap_or_default();
+        let cap = until.map_or(now - lag, |u| u.min(now - lag));
+        let (wm, key, key_select, from) = self.parts(shape);
+        let mut filter = format!(
+            "{wm} < {} AND {key} IS NOT NULL",
+            self.warehouse.timestamp_literal(&cap)
+        );
+        if let Some(lo) = lo {
+            filter.push_str(&format!(" AND {}", self.after(&wm, &key, lo)));
+        }
+        let hi = self
+            .position(
+                format!("SELECT {wm}, {key_select} FROM {from} WHERE {filter} ORDER BY {wm} DESC, {key} DESC LIMIT 1"),
+                shape,
+            )
+            .await?;
+        let held_back_future = self
+            .count(&format!(
+                "SELECT COUNT(*) FROM {from} WHERE {wm} > {}",
+                self.warehouse.timestamp_literal(&now)
+            ))
+            .await?;
+        let upper = hi.as_ref().map_or(cap, |h| h.watermark);
+        let unreadable = self.unreadable(shape, lo, upper).await?;
+        Ok(RangePlan {
+            hi,
+            cap,
+            held_back_future,
+            unreadable,
+        })
+    }
+
+    /// Boundaries cutting `(lo, hi]` into chunks of about `chunk_rows` rows: one keyset query
+    /// per boundary, each starting after the previous one.
+    async fn chunk_boundaries(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        hi: &Bound,
+        chunk_rows: u64,
+    ) -> Result<Vec<Bound>, SourceError> {
+        let (wm, key, key_select, from) = self.parts(shape);
+        crate::source::keyset_boundaries(lo, hi, |previous| {
+            let mut filter = self.up_to(&wm, &key, hi);
+            if let Some(p) = &previous {
+                filter.push_str(&format!(" AND {}", self.after(&wm, &key, p)));
+            }
+            let sql = format!(
+                "SELECT {wm}, {key_select} FROM {from} WHERE {filter} ORDER BY {wm}, {key} LIMIT 1 OFFSET {}",
+                chunk_rows.max(1) - 1
+            );
+            self.position(sql, shape)
+        })
+        .await
+    }
+
+    /// The position just before the first row at or after `at`.
+    async fn position_before(
+        &self,
+        shape: &SourceShape,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Bound>, SourceError> {
+        let (wm, key, key_select, from) = self.parts(shape);
+        let at = self.warehouse.timestamp_literal(&at);
+        self.position(
+            format!("SELECT {wm}, {key_select} FROM {from} WHERE {wm} < {at} AND {key} IS NOT NULL ORDER BY {wm} DESC, {key} DESC LIMIT 1"),
+            shape,
+        )
+        .await
+    }
+
+    /// The first `rows` rows in `(watermark, key)` order.
+    async fn preview(&self, shape: &SourceShape, rows: usize) -> Result<RecordBatch, SourceError> {
+        let (wm, key, _, _) = self.parts(shape);
+        let mut batches = Vec::new();
+        self.stream(
+            shape,
+            &format!("ORDER BY {wm}, {key} LIMIT {}", rows.max(1)),
+            rows.max(1),
+            |batch| {
+                batches.push(batch);
+                async { Ok(()) }
+            },
+        )
+        .await?;
+        arrow::compute::concat_batches(&chunk_schema(shape), &batches)
+            .map_err(|e| SourceError::Query(format!("building a record batch: {e}")))
+    }
 }

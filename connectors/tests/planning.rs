@@ -3,7 +3,7 @@
 //! window are outside the run.
 
 use sluice_connectors::postgres::PostgresSource;
-use sluice_connectors::SourceSpec;
+use sluice_connectors::{Connector, SourceSpec};
 use sluice_proto::{Bound, SourceRelation};
 use std::time::Duration;
 use tokio_postgres::NoTls;

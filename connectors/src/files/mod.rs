@@ -9,6 +9,7 @@ mod delta;
 
 pub use crate::source::chunk_schema;
 
+use crate::connector::Connector;
 use crate::error::SourceError;
 use crate::source::{ColumnShape, KeyKind, RangePlan, SourceShape, SourceSpec};
 use arrow::array::{
@@ -163,15 +164,6 @@ impl FilesSource {
         })
     }
 
-    /// Lists the store's root.
-    pub async fn test(&self) -> Result<(), SourceError> {
-        self.store
-            .list_with_delimiter(None)
-            .await
-            .map(|_| ())
-            .map_err(storage)
-    }
-
     fn prefix(spec: &SourceSpec) -> Result<Path, SourceError> {
         match &spec.relation {
             SourceRelation::Table(prefix) => Ok(Path::from(prefix.as_str())),
@@ -259,74 +251,6 @@ impl FilesSource {
         }
     }
 
-    /// Checks that the files and columns exist and reads their types from the newest file.
-    pub async fn describe(&self, spec: &SourceSpec) -> Result<SourceShape, SourceError> {
-        let files = self.files(spec).await?;
-        // The newest file has the current schema, and is the one a later run reads anyway.
-        let newest = files
-            .iter()
-            .max_by_key(|f| (f.meta.last_modified, f.meta.location.clone()));
-        let DataFile { meta, format, .. } = newest.ok_or_else(|| {
-            SourceError::MissingObject(format!(
-                "no .parquet, .csv or .ndjson files under {:?}",
-                Self::prefix(spec)
-                    .map(|p| p.to_string())
-                    .unwrap_or_default()
-            ))
-        })?;
-        let batches = self.read_file(meta, *format).await?;
-        let schema = batches
-            .first()
-            .map(|b| b.schema())
-            .ok_or_else(|| SourceError::MissingObject(format!("{} is empty", meta.location)))?;
-        let type_of = |name: &str| {
-            schema
-                .field_with_name(name)
-                .map(|f| normalized(f.data_type()))
-                .map_err(|_| {
-                    SourceError::MissingObject(format!(
-                        "column {name:?} is not in {}",
-                        meta.location
-                    ))
-                })
-        };
-        let key = match type_of(&spec.key_column)? {
-            DataType::Int64 => KeyKind::Int,
-            t => KeyKind::Text {
-                type_name: t.to_string(),
-            },
-        };
-        let watermark_type = if spec.watermark_column == MODIFIED {
-            "modified".to_string()
-        } else {
-            match type_of(&spec.watermark_column)? {
-                t @ (DataType::Timestamp(..) | DataType::Date32) => t.to_string(),
-                t => {
-                    return Err(SourceError::InvalidSpec(format!(
-                        "watermark column {:?} is {t}, not a date-time",
-                        spec.watermark_column
-                    )))
-                }
-            }
-        };
-        let columns = spec
-            .columns
-            .iter()
-            .map(|name| {
-                Ok(ColumnShape {
-                    name: name.clone(),
-                    type_name: type_of(name)?.to_string(),
-                })
-            })
-            .collect::<Result<_, SourceError>>()?;
-        Ok(SourceShape {
-            spec: spec.clone(),
-            key,
-            watermark_type,
-            columns,
-        })
-    }
-
     /// The rows, as chunk batches (key and watermark normalized, mapped columns), of every
     /// file that may hold a watermark in `[from, to]`.
     async fn each_chunk_batch<F, Fut>(
@@ -380,60 +304,6 @@ impl FilesSource {
         Ok(index)
     }
 
-    pub async fn plan_range(
-        &self,
-        shape: &SourceShape,
-        lo: Option<&Bound>,
-        settle_lag: Duration,
-        until: Option<DateTime<Utc>>,
-    ) -> Result<RangePlan, SourceError> {
-        let now = Utc::now();
-        let lag = chrono::Duration::from_std(settle_lag).unwrap_or_default();
-        let cap = until.map_or(now - lag, |u| u.min(now - lag));
-        let index = self.index(shape, lo.map(|b| b.watermark)).await?;
-        let hi = index
-            .iter()
-            .rfind(|b| b.watermark < cap && lo.is_none_or(|lo| compare(b, lo).is_gt()))
-            .cloned();
-        let held_back_future = index.iter().filter(|b| b.watermark > now).count() as u64;
-        Ok(RangePlan {
-            hi,
-            cap,
-            held_back_future,
-            unreadable: Default::default(),
-        })
-    }
-
-    pub async fn chunk_boundaries(
-        &self,
-        shape: &SourceShape,
-        lo: Option<&Bound>,
-        hi: &Bound,
-        chunk_rows: u64,
-    ) -> Result<Vec<Bound>, SourceError> {
-        let index = self.index(shape, lo.map(|b| b.watermark)).await?;
-        let inside: Vec<&Bound> = index
-            .iter()
-            .filter(|b| lo.is_none_or(|lo| compare(b, lo).is_gt()) && compare(b, hi).is_le())
-            .collect();
-        Ok(inside
-            .iter()
-            .skip(chunk_rows.max(1) as usize - 1)
-            .step_by(chunk_rows.max(1) as usize)
-            .filter(|b| compare(b, hi).is_lt())
-            .map(|b| (*b).clone())
-            .collect())
-    }
-
-    pub async fn position_before(
-        &self,
-        shape: &SourceShape,
-        at: DateTime<Utc>,
-    ) -> Result<Option<Bound>, SourceError> {
-        let index = self.index(shape, None).await?;
-        Ok(index.iter().rfind(|b| b.watermark < at).cloned())
-    }
-
     /// The rows of `(lo, hi]`, file by file.
     pub async fn read_chunk<F, Fut>(
         &self,
@@ -468,46 +338,6 @@ impl FilesSource {
             on_batch(batch).await?;
         }
         Ok(total)
-    }
-
-    /// The first `rows` rows in `(watermark, key)` order.
-    pub async fn preview(
-        &self,
-        shape: &SourceShape,
-        rows: usize,
-    ) -> Result<RecordBatch, SourceError> {
-        let index = self.index(shape, None).await?;
-        let schema = chunk_schema(shape);
-        let Some(last) = index
-            .get(rows.max(1).min(index.len()).saturating_sub(1))
-            .cloned()
-        else {
-            return Ok(RecordBatch::new_empty(schema));
-        };
-        let mut batches = Vec::new();
-        self.read_chunk(shape, None, &last, rows, |b| {
-            batches.push(b);
-            async { Ok(()) }
-        })
-        .await?;
-        let all = arrow::compute::concat_batches(&schema, &batches)
-            .map_err(|e| SourceError::Query(e.to_string()))?;
-        let order = arrow::compute::lexsort_to_indices(
-            &[
-                arrow::compute::SortColumn {
-                    values: all.column(1).clone(),
-                    options: None,
-                },
-                arrow::compute::SortColumn {
-                    values: all.column(0).clone(),
-                    options: None,
-                },
-            ],
-            Some(rows.max(1)),
-        )
-        .map_err(|e| SourceError::Query(e.to_string()))?;
-        arrow::compute::take_record_batch(&all, &order)
-            .map_err(|e| SourceError::Query(e.to_string()))
     }
 }
 
@@ -611,4 +441,174 @@ fn normalize(
         columns.push(column(&c.name, schema.field(i + 2).data_type())?);
     }
     RecordBatch::try_new(schema.clone(), columns).map_err(|e| fail(&e))
+}
+
+/// Files and Delta tables read through the one connector interface.
+impl Connector for FilesSource {
+    /// Lists the store's root.
+    async fn test(&self) -> Result<(), SourceError> {
+        self.store
+            .list_with_delimiter(None)
+            .await
+            .map(|_| ())
+            .map_err(storage)
+    }
+
+    /// Checks that the files and columns exist and reads their types from the newest file.
+    async fn describe(&self, spec: &SourceSpec) -> Result<SourceShape, SourceError> {
+        let files = self.files(spec).await?;
+        // The newest file has the current schema, and is the one a later run reads anyway.
+        let newest = files
+            .iter()
+            .max_by_key(|f| (f.meta.last_modified, f.meta.location.clone()));
+        let DataFile { meta, format, .. } = newest.ok_or_else(|| {
+            SourceError::MissingObject(format!(
+                "no .parquet, .csv or .ndjson files under {:?}",
+                Self::prefix(spec)
+                    .map(|p| p.to_string())
+                    .unwrap_or_default()
+            ))
+        })?;
+        let batches = self.read_file(meta, *format).await?;
+        let schema = batches
+            .first()
+            .map(|b| b.schema())
+            .ok_or_else(|| SourceError::MissingObject(format!("{} is empty", meta.location)))?;
+        let type_of = |name: &str| {
+            schema
+                .field_with_name(name)
+                .map(|f| normalized(f.data_type()))
+                .map_err(|_| {
+                    SourceError::MissingObject(format!(
+                        "column {name:?} is not in {}",
+                        meta.location
+                    ))
+                })
+        };
+        let key = match type_of(&spec.key_column)? {
+            DataType::Int64 => KeyKind::Int,
+            t => KeyKind::Text {
+                type_name: t.to_string(),
+            },
+        };
+        let watermark_type = if spec.watermark_column == MODIFIED {
+            "modified".to_string()
+        } else {
+            match type_of(&spec.watermark_column)? {
+                t @ (DataType::Timestamp(..) | DataType::Date32) => t.to_string(),
+                t => {
+                    return Err(SourceError::InvalidSpec(format!(
+                        "watermark column {:?} is {t}, not a date-time",
+                        spec.watermark_column
+                    )))
+                }
+            }
+        };
+        let columns = spec
+            .columns
+            .iter()
+            .map(|name| {
+                Ok(ColumnShape {
+                    name: name.clone(),
+                    type_name: type_of(name)?.to_string(),
+                })
+            })
+            .collect::<Result<_, SourceError>>()?;
+        Ok(SourceShape {
+            spec: spec.clone(),
+            key,
+            watermark_type,
+            columns,
+        })
+    }
+
+    async fn plan_range(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        settle_lag: Duration,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<RangePlan, SourceError> {
+        let now = Utc::now();
+        let lag = chrono::Duration::from_std(settle_lag).unwrap_or_default();
+        let cap = until.map_or(now - lag, |u| u.min(now - lag));
+        let index = self.index(shape, lo.map(|b| b.watermark)).await?;
+        let hi = index
+            .iter()
+            .rfind(|b| b.watermark < cap && lo.is_none_or(|lo| compare(b, lo).is_gt()))
+            .cloned();
+        let held_back_future = index.iter().filter(|b| b.watermark > now).count() as u64;
+        Ok(RangePlan {
+            hi,
+            cap,
+            held_back_future,
+            unreadable: Default::default(),
+        })
+    }
+
+    async fn chunk_boundaries(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        hi: &Bound,
+        chunk_rows: u64,
+    ) -> Result<Vec<Bound>, SourceError> {
+        let index = self.index(shape, lo.map(|b| b.watermark)).await?;
+        let inside: Vec<&Bound> = index
+            .iter()
+            .filter(|b| lo.is_none_or(|lo| compare(b, lo).is_gt()) && compare(b, hi).is_le())
+            .collect();
+        Ok(inside
+            .iter()
+            .skip(chunk_rows.max(1) as usize - 1)
+            .step_by(chunk_rows.max(1) as usize)
+            .filter(|b| compare(b, hi).is_lt())
+            .map(|b| (*b).clone())
+            .collect())
+    }
+
+    async fn position_before(
+        &self,
+        shape: &SourceShape,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Bound>, SourceError> {
+        let index = self.index(shape, None).await?;
+        Ok(index.iter().rfind(|b| b.watermark < at).cloned())
+    }
+
+    /// The first `rows` rows in `(watermark, key)` order.
+    async fn preview(&self, shape: &SourceShape, rows: usize) -> Result<RecordBatch, SourceError> {
+        let index = self.index(shape, None).await?;
+        let schema = chunk_schema(shape);
+        let Some(last) = index
+            .get(rows.max(1).min(index.len()).saturating_sub(1))
+            .cloned()
+        else {
+            return Ok(RecordBatch::new_empty(schema));
+        };
+        let mut batches = Vec::new();
+        self.read_chunk(shape, None, &last, rows, |b| {
+            batches.push(b);
+            async { Ok(()) }
+        })
+        .await?;
+        let all = arrow::compute::concat_batches(&schema, &batches)
+            .map_err(|e| SourceError::Query(e.to_string()))?;
+        let order = arrow::compute::lexsort_to_indices(
+            &[
+                arrow::compute::SortColumn {
+                    values: all.column(1).clone(),
+                    options: None,
+                },
+                arrow::compute::SortColumn {
+                    values: all.column(0).clone(),
+                    options: None,
+                },
+            ],
+            Some(rows.max(1)),
+        )
+        .map_err(|e| SourceError::Query(e.to_string()))?;
+        arrow::compute::take_record_batch(&all, &order)
+            .map_err(|e| SourceError::Query(e.to_string()))
+    }
 }

@@ -4,6 +4,7 @@
 
 mod decode;
 
+use crate::connector::Connector;
 use crate::error::SourceError;
 use crate::source::{
     ColumnShape, KeyKind, RangePlan, SourceShape, SourceSpec, Unreadable, UNREADABLE_SAMPLES,
@@ -111,8 +112,160 @@ impl MysqlSource {
         })
     }
 
+    async fn position(
+        &self,
+        sql: String,
+        params: Vec<Value>,
+        shape: &SourceShape,
+    ) -> Result<Option<Bound>, SourceError> {
+        let row: Option<(Value, Value)> = self
+            .conn
+            .lock()
+            .await
+            .exec_first(sql, params)
+            .await
+            .map_err(classify)?;
+        Ok(row.map(|(wm, key)| Bound {
+            watermark: decode::timestamp(&wm).unwrap_or_default(),
+            key: match shape.key {
+                KeyKind::Int => KeyValue::Int(decode::int(&key).unwrap_or_default()),
+                KeyKind::Text { .. } => KeyValue::Text(decode::text(&key).unwrap_or_default()),
+            },
+        }))
+    }
+
+    fn columns(shape: &SourceShape) -> (String, String, String) {
+        let wm = quote_ident(&shape.spec.watermark_column);
+        let key = quote_ident(&shape.spec.key_column);
+        let from = relation(&shape.spec.relation);
+        (wm, key, from)
+    }
+
+    /// The rows no range can hold: without a watermark (every run), and without a key among
+    /// those whose watermark is past `lo` up to `upper`.
+    async fn unreadable(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        upper: DateTime<Utc>,
+    ) -> Result<Unreadable, SourceError> {
+        let (wm, key, from) = Self::columns(shape);
+        let mut no_key = format!("{key} IS NULL AND {wm} <= ?");
+        let mut params = vec![Value::Bytes(micros(&upper).into_bytes())];
+        if let Some(lo) = lo {
+            no_key.push_str(&format!(" AND {wm} > ?"));
+            params.push(Value::Bytes(micros(&lo.watermark).into_bytes()));
+        }
+        let mut found = Unreadable::default();
+        let mut conn = self.conn.lock().await;
+        for (reason, condition, params) in [
+            (
+                Reason::MissingWatermark,
+                format!("{wm} IS NULL"),
+                Vec::new(),
+            ),
+            (Reason::MissingKey, no_key, params),
+        ] {
+            let count: Option<i64> = conn
+                .exec_first(
+                    format!("SELECT COUNT(*) FROM {from} WHERE {condition}"),
+                    params.clone(),
+                )
+                .await
+                .map_err(classify)?;
+            let count = count.unwrap_or(0).max(0) as u64;
+            if count == 0 {
+                continue;
+            }
+            let rows: Vec<(Option<String>, Option<String>)> = conn
+                .exec(
+                    format!(
+                        "SELECT CAST({key} AS CHAR), CAST({wm} AS CHAR) FROM {from} WHERE {condition} LIMIT {UNREADABLE_SAMPLES}"
+                    ),
+                    params,
+                )
+                .await
+                .map_err(classify)?;
+            found.add(reason, count, rows);
+        }
+        Ok(found)
+    }
+
+    /// Reads `(lo, hi]` in one consistent, read-only snapshot, in batches of `batch_rows`.
+    pub async fn read_chunk<F, Fut>(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        hi: &Bound,
+        batch_rows: usize,
+        on_batch: F,
+    ) -> Result<u64, SourceError>
+    where
+        F: FnMut(RecordBatch) -> Fut,
+        Fut: Future<Output = Result<(), SourceError>>,
+    {
+        let (wm, key, _) = Self::columns(shape);
+        let mut filter = up_to(&wm, &key);
+        let mut params: Vec<Value> = bound_params(hi).to_vec();
+        if let Some(lo) = lo {
+            filter.push_str(&format!(" AND {}", after(&wm, &key)));
+            params.extend(bound_params(lo));
+        }
+        self.stream(
+            shape,
+            &format!("WHERE {filter}"),
+            params,
+            batch_rows,
+            on_batch,
+        )
+        .await
+    }
+
+    async fn stream<F, Fut>(
+        &self,
+        shape: &SourceShape,
+        tail: &str,
+        params: Vec<Value>,
+        batch_rows: usize,
+        mut on_batch: F,
+    ) -> Result<u64, SourceError>
+    where
+        F: FnMut(RecordBatch) -> Fut,
+        Fut: Future<Output = Result<(), SourceError>>,
+    {
+        let (select, decodes) = decode::projection(shape);
+        let sql = format!(
+            "SELECT {select} FROM {} {tail}",
+            relation(&shape.spec.relation)
+        );
+        let mut conn = self.conn.lock().await;
+        conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            .await
+            .map_err(classify)?;
+        let result = async {
+            let mut batches = Batches::new(decodes, chunk_schema(shape), batch_rows);
+            let mut rows = conn.exec_iter(sql, params).await.map_err(classify)?;
+            while let Some(row) = rows.next().await.map_err(classify)? {
+                if let Some(batch) = batches.push(row)? {
+                    on_batch(batch).await?;
+                }
+            }
+            drop(rows);
+            if let Some(batch) = batches.rest()? {
+                on_batch(batch).await?;
+            }
+            Ok(batches.total)
+        }
+        .await;
+        let _ = conn.query_drop("ROLLBACK").await;
+        result
+    }
+}
+
+/// MySQL reads through the one connector interface.
+impl Connector for MysqlSource {
     /// Runs a trivial query.
-    pub async fn test(&self) -> Result<(), SourceError> {
+    async fn test(&self) -> Result<(), SourceError> {
         self.conn
             .lock()
             .await
@@ -122,7 +275,7 @@ impl MysqlSource {
     }
 
     /// Checks that the source and its columns exist and reads their types.
-    pub async fn describe(&self, spec: &SourceSpec) -> Result<SourceShape, SourceError> {
+    async fn describe(&self, spec: &SourceSpec) -> Result<SourceShape, SourceError> {
         let mut names = vec![spec.key_column.clone(), spec.watermark_column.clone()];
         names.extend(spec.columns.iter().cloned());
         let select: Vec<String> = names.iter().map(|n| quote_ident(n)).collect();
@@ -179,37 +332,8 @@ impl MysqlSource {
         })
     }
 
-    async fn position(
-        &self,
-        sql: String,
-        params: Vec<Value>,
-        shape: &SourceShape,
-    ) -> Result<Option<Bound>, SourceError> {
-        let row: Option<(Value, Value)> = self
-            .conn
-            .lock()
-            .await
-            .exec_first(sql, params)
-            .await
-            .map_err(classify)?;
-        Ok(row.map(|(wm, key)| Bound {
-            watermark: decode::timestamp(&wm).unwrap_or_default(),
-            key: match shape.key {
-                KeyKind::Int => KeyValue::Int(decode::int(&key).unwrap_or_default()),
-                KeyKind::Text { .. } => KeyValue::Text(decode::text(&key).unwrap_or_default()),
-            },
-        }))
-    }
-
-    fn columns(shape: &SourceShape) -> (String, String, String) {
-        let wm = quote_ident(&shape.spec.watermark_column);
-        let key = quote_ident(&shape.spec.key_column);
-        let from = relation(&shape.spec.relation);
-        (wm, key, from)
-    }
-
     /// The run's upper bound after `lo`, below `now − settle_lag` and `until`.
-    pub async fn plan_range(
+    async fn plan_range(
         &self,
         shape: &SourceShape,
         lo: Option<&Bound>,
@@ -262,58 +386,8 @@ impl MysqlSource {
         })
     }
 
-    /// The rows no range can hold: without a watermark (every run), and without a key among
-    /// those whose watermark is past `lo` up to `upper`.
-    async fn unreadable(
-        &self,
-        shape: &SourceShape,
-        lo: Option<&Bound>,
-        upper: DateTime<Utc>,
-    ) -> Result<Unreadable, SourceError> {
-        let (wm, key, from) = Self::columns(shape);
-        let mut no_key = format!("{key} IS NULL AND {wm} <= ?");
-        let mut params = vec![Value::Bytes(micros(&upper).into_bytes())];
-        if let Some(lo) = lo {
-            no_key.push_str(&format!(" AND {wm} > ?"));
-            params.push(Value::Bytes(micros(&lo.watermark).into_bytes()));
-        }
-        let mut found = Unreadable::default();
-        let mut conn = self.conn.lock().await;
-        for (reason, condition, params) in [
-            (
-                Reason::MissingWatermark,
-                format!("{wm} IS NULL"),
-                Vec::new(),
-            ),
-            (Reason::MissingKey, no_key, params),
-        ] {
-            let count: Option<i64> = conn
-                .exec_first(
-                    format!("SELECT COUNT(*) FROM {from} WHERE {condition}"),
-                    params.clone(),
-                )
-                .await
-                .map_err(classify)?;
-            let count = count.unwrap_or(0).max(0) as u64;
-            if count == 0 {
-                continue;
-            }
-            let rows: Vec<(Option<String>, Option<String>)> = conn
-                .exec(
-                    format!(
-                        "SELECT CAST({key} AS CHAR), CAST({wm} AS CHAR) FROM {from} WHERE {condition} LIMIT {UNREADABLE_SAMPLES}"
-                    ),
-                    params,
-                )
-                .await
-                .map_err(classify)?;
-            found.add(reason, count, rows);
-        }
-        Ok(found)
-    }
-
     /// Boundaries cutting `(lo, hi]` into chunks of about `chunk_rows` rows.
-    pub async fn chunk_boundaries(
+    async fn chunk_boundaries(
         &self,
         shape: &SourceShape,
         lo: Option<&Bound>,
@@ -338,7 +412,7 @@ impl MysqlSource {
     }
 
     /// The position just before the first row at or after `at`.
-    pub async fn position_before(
+    async fn position_before(
         &self,
         shape: &SourceShape,
         at: DateTime<Utc>,
@@ -352,42 +426,8 @@ impl MysqlSource {
         .await
     }
 
-    /// Reads `(lo, hi]` in one consistent, read-only snapshot, in batches of `batch_rows`.
-    pub async fn read_chunk<F, Fut>(
-        &self,
-        shape: &SourceShape,
-        lo: Option<&Bound>,
-        hi: &Bound,
-        batch_rows: usize,
-        on_batch: F,
-    ) -> Result<u64, SourceError>
-    where
-        F: FnMut(RecordBatch) -> Fut,
-        Fut: Future<Output = Result<(), SourceError>>,
-    {
-        let (wm, key, _) = Self::columns(shape);
-        let mut filter = up_to(&wm, &key);
-        let mut params: Vec<Value> = bound_params(hi).to_vec();
-        if let Some(lo) = lo {
-            filter.push_str(&format!(" AND {}", after(&wm, &key)));
-            params.extend(bound_params(lo));
-        }
-        self.stream(
-            shape,
-            &format!("WHERE {filter}"),
-            params,
-            batch_rows,
-            on_batch,
-        )
-        .await
-    }
-
     /// The first `rows` rows in `(watermark, key)` order.
-    pub async fn preview(
-        &self,
-        shape: &SourceShape,
-        rows: usize,
-    ) -> Result<RecordBatch, SourceError> {
+    async fn preview(&self, shape: &SourceShape, rows: usize) -> Result<RecordBatch, SourceError> {
         let (wm, key, _) = Self::columns(shape);
         let mut batches = Vec::new();
         self.stream(
@@ -403,45 +443,5 @@ impl MysqlSource {
         .await?;
         arrow::compute::concat_batches(&chunk_schema(shape), &batches)
             .map_err(|e| SourceError::Query(format!("building a record batch: {e}")))
-    }
-
-    async fn stream<F, Fut>(
-        &self,
-        shape: &SourceShape,
-        tail: &str,
-        params: Vec<Value>,
-        batch_rows: usize,
-        mut on_batch: F,
-    ) -> Result<u64, SourceError>
-    where
-        F: FnMut(RecordBatch) -> Fut,
-        Fut: Future<Output = Result<(), SourceError>>,
-    {
-        let (select, decodes) = decode::projection(shape);
-        let sql = format!(
-            "SELECT {select} FROM {} {tail}",
-            relation(&shape.spec.relation)
-        );
-        let mut conn = self.conn.lock().await;
-        conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-            .await
-            .map_err(classify)?;
-        let result = async {
-            let mut batches = Batches::new(decodes, chunk_schema(shape), batch_rows);
-            let mut rows = conn.exec_iter(sql, params).await.map_err(classify)?;
-            while let Some(row) = rows.next().await.map_err(classify)? {
-                if let Some(batch) = batches.push(row)? {
-                    on_batch(batch).await?;
-                }
-            }
-            drop(rows);
-            if let Some(batch) = batches.rest()? {
-                on_batch(batch).await?;
-            }
-            Ok(batches.total)
-        }
-        .await;
-        let _ = conn.query_drop("ROLLBACK").await;
-        result
     }
 }

@@ -2,6 +2,7 @@
 //! UTC, keyset planning on the `(watermark, key)` index, and chunk reads streamed as Arrow
 //! batches (through a server-side cursor on Redshift).
 
+mod connector;
 mod estimate;
 mod plan;
 mod read;
@@ -83,7 +84,7 @@ impl PostgresSource {
     }
 
     /// Runs a trivial query, so a connection that opens but cannot query fails here.
-    pub async fn test(&self) -> Result<(), SourceError> {
+    pub(super) async fn test_inner(&self) -> Result<(), SourceError> {
         self.client
             .batch_execute("SELECT 1")
             .await
@@ -91,7 +92,10 @@ impl PostgresSource {
     }
 
     /// Checks that the source and its columns exist and reads their types.
-    pub async fn describe(&self, spec: &SourceSpec) -> Result<SourceShape, SourceError> {
+    pub(super) async fn describe_inner(
+        &self,
+        spec: &SourceSpec,
+    ) -> Result<SourceShape, SourceError> {
         let mut names = vec![spec.key_column.clone(), spec.watermark_column.clone()];
         names.extend(spec.columns.iter().cloned());
         let select = names

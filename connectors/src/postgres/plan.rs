@@ -79,7 +79,7 @@ impl PostgresSource {
     /// The position just before the first row whose watermark is at or after `at`: the last
     /// row before it in `(watermark, key)` order, or `None` when there is none. A run from
     /// there reads every row from `at` on; rewinds and replays start here.
-    pub async fn position_before(
+    pub(super) async fn position_before_inner(
         &self,
         shape: &SourceShape,
         at: DateTime<Utc>,
@@ -104,7 +104,7 @@ impl PostgresSource {
 
     /// Fixes a run's upper bound: the last `(watermark, key)` past `lo` whose watermark is below
     /// the cap, and counts rows stamped in the future (held back, reported, never blocking).
-    pub async fn plan_range(
+    pub(super) async fn plan_range_inner(
         &self,
         shape: &SourceShape,
         lo: Option<&Bound>,
@@ -234,7 +234,7 @@ impl PostgresSource {
     /// statistics put over `exact_planning_rows` is cut where they place every `chunk_rows`
     /// rows, one index probe per chunk; the rest (small ranges, rows written since the last
     /// ANALYZE, ties too large for one chunk) is stepped exactly along the index.
-    pub async fn chunk_boundaries(
+    pub(super) async fn chunk_boundaries_inner(
         &self,
         shape: &SourceShape,
         lo: Option<&Bound>,

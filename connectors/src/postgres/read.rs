@@ -265,7 +265,7 @@ impl PostgresSource {
     }
 
     /// The first `rows` rows in `(watermark, key)` order, as the extractor would read them.
-    pub async fn preview(
+    pub(super) async fn preview_inner(
         &self,
         shape: &SourceShape,
         rows: usize,

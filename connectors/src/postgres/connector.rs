@@ -1,0 +1,56 @@
+//! PostgreSQL and Redshift through the one connector interface: every planning statement runs
+//! in a read-only transaction that is rolled back, so a source query that writes leaves nothing.
+
+use super::PostgresSource;
+use crate::connector::Connector;
+use crate::error::SourceError;
+use crate::source::{RangePlan, SourceShape, SourceSpec};
+use arrow::record_batch::RecordBatch;
+use chrono::{DateTime, Utc};
+use sluice_proto::Bound;
+use std::time::Duration;
+
+impl Connector for PostgresSource {
+    async fn test(&self) -> Result<(), SourceError> {
+        self.test_inner().await
+    }
+
+    async fn describe(&self, spec: &SourceSpec) -> Result<SourceShape, SourceError> {
+        self.describe_inner(spec).await
+    }
+
+    async fn preview(&self, shape: &SourceShape, rows: usize) -> Result<RecordBatch, SourceError> {
+        self.preview_inner(shape, rows).await
+    }
+
+    async fn plan_range(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        settle_lag: Duration,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<RangePlan, SourceError> {
+        self.rolled_back(self.plan_range_inner(shape, lo, settle_lag, until))
+            .await
+    }
+
+    async fn chunk_boundaries(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        hi: &Bound,
+        chunk_rows: u64,
+    ) -> Result<Vec<Bound>, SourceError> {
+        self.rolled_back(self.chunk_boundaries_inner(shape, lo, hi, chunk_rows))
+            .await
+    }
+
+    async fn position_before(
+        &self,
+        shape: &SourceShape,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Bound>, SourceError> {
+        self.rolled_back(self.position_before_inner(shape, at))
+            .await
+    }
+}
