@@ -34,8 +34,11 @@ const CONFLICT_RETRIES: u32 = 5;
 
 /// What the load stage needs besides its message.
 pub struct Loader {
+    /// Where the transformer left the chunk's normalized rows.
     pub store: Arc<dyn ObjectStore>,
+    /// The profile and event stores.
     pub pool: Pool,
+    /// Each workspace's rows per second.
     pub limiter: Arc<RowRateLimiter>,
 }
 
@@ -43,19 +46,25 @@ pub struct Loader {
 /// despite a conflict of identities (recorded, not counted as rejected).
 #[derive(Debug, Default)]
 pub struct ChunkErrors {
+    /// Rows not applied, with why.
     pub rejected: Vec<RowRejection>,
+    /// Rows applied whose unique identities name another profile.
     pub conflicts: Vec<RowRejection>,
 }
 
 /// Why a chunk could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The chunk's normalized rows could not be read from the object store.
     #[error("reading the normalized chunk: {0}")]
     Storage(String),
+    /// A statement on the stores failed.
     #[error("profile store: {0}")]
     Store(String),
+    /// A row could not be staged (a value the store's schema refuses).
     #[error("{0}")]
     Staging(#[from] crate::staging::StagingError),
+    /// Another loader created a profile for the same identity first; the load is retried.
     #[error("lost a race on identity {0}; retrying")]
     Conflict(String),
 }

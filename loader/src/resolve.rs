@@ -315,9 +315,12 @@ pub const SAMPLE: &str = "SELECT s.key, s.matched_kind, s.matched_value, s.profi
 
 /// What resolution found after profiles were created and identities linked.
 pub struct Resolution {
+    /// Profiles created for rows that matched none.
     pub profiles_created: u64,
     /// Rows matching no profile.
     pub unmatched: u64,
+    /// Rows matched by an email or phone several profiles share (the most recently updated
+    /// one is updated).
     pub ambiguous: u64,
     /// Existing profiles the chunk names.
     pub existing: u64,

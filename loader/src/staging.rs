@@ -16,23 +16,36 @@ use sluice_proto::{
 /// One row for the staging table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StagedRow {
+    /// The row's source key, as text.
     pub key: String,
+    /// The row's watermark: its freshness stamp.
     pub updated_at: DateTime<Utc>,
+    /// The platform's user id.
     pub identity: Option<String>,
+    /// The customer's own id.
     pub external_id: Option<String>,
     /// `alias:<label>`, the identity kind an alias is stored under.
     pub alias_kind: Option<String>,
+    /// The alias's value.
     pub alias_name: Option<String>,
+    /// The normalized email.
     pub email: Option<String>,
+    /// The phone number in E.164.
     pub phone: Option<String>,
+    /// The store's own profile id, when the row names one.
     pub profile_ref: Option<i64>,
     /// The identity a new profile is created by: the first in precedence the row carries
     /// (never `profile_id`).
     pub create_kind: Option<String>,
+    /// The value of that identity.
     pub create_value: Option<String>,
+    /// The properties to set: mapped, payload and constants.
     pub props: Map<String, Value>,
+    /// The properties to remove (the row's value is NULL).
     pub unset: Vec<String>,
+    /// An event's name.
     pub event_name: Option<String>,
+    /// An event's time.
     pub event_time: Option<DateTime<Utc>>,
     /// The event's dedup key: the mapped column's value, or a hash of the import id and the
     /// row's source key.
@@ -44,6 +57,7 @@ pub struct StagedRow {
 /// The names email and phone are stamped under in a profile's freshness (names starting with
 /// `$` belong to the store, so no property can take them).
 pub const EMAIL_STAMP: &str = "$email";
+/// See [`EMAIL_STAMP`].
 pub const PHONE_STAMP: &str = "$phone";
 
 /// A hash of a row's stamped names, the same for the same set of names in any order and in

@@ -29,8 +29,11 @@ const ITEMS_PROBLEM: &str = "__items_problem";
 pub struct MappingPlan {
     /// The source columns the mapping reads, and each one's text.
     pub texts: Vec<Expr>,
+    /// Every mapped column normalized: identities, properties, payload.
     pub normalize: Vec<Expr>,
+    /// The normalized columns and, for each row, its first problem.
     pub classify: Vec<Expr>,
+    /// The columns an accepted row is written with.
     pub accepted: Vec<String>,
     /// (source column, the projected column holding its text).
     pub source_text: Vec<(String, String)>,

@@ -29,16 +29,26 @@ const STORE_URL: &str = "sluice://objects";
 /// Why a chunk could not be transformed.
 #[derive(Debug, thiserror::Error)]
 pub enum TransformError {
+    /// The extracted chunk lacks a column the mapping reads, or holds it in another type.
     #[error("the chunk does not match its mapping: {0}")]
     Mapping(String),
+    /// A chunk object could not be read or written.
     #[error("reading or writing chunk objects: {0}")]
     Storage(String),
+    /// DataFusion failed to plan or run the mapping.
     #[error("query engine: {0}")]
     Engine(#[from] datafusion::error::DataFusionError),
+    /// Arrow failed to build a batch.
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    /// A mirror import's key names several source rows, so removals cannot be told apart.
     #[error("removals need a key that names one row: key {key} names {rows} rows of the source")]
-    DuplicateKey { key: String, rows: i64 },
+    DuplicateKey {
+        /// The key, as text.
+        key: String,
+        /// How many source rows it names.
+        rows: i64,
+    },
 }
 
 impl From<TransformError> for StageError {
@@ -57,6 +67,7 @@ impl From<TransformError> for StageError {
 
 /// What the transform stage needs besides its message.
 pub struct Transformer {
+    /// Where chunks are read from and written to.
     pub store: Arc<dyn ObjectStore>,
 }
 
