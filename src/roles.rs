@@ -107,7 +107,7 @@ pub async fn run(
         .transpose()?;
     let stores = (coordinator || loader)
         .then(|| {
-            let size = if loader { pool_size } else { 0 } + if coordinator { 2 } else { 0 };
+            let size = usize::from(loader) * pool_size + usize::from(coordinator) * 2;
             sluice_coordinator::database::pool(settings.store_url(), size)
         })
         .transpose()?;

@@ -24,16 +24,15 @@ pub mod status {
     pub const SKIPPED: &str = RunStatus::Skipped.as_str();
 
     /// Every status, in the order a run moves through them.
-    pub const ALL: [&str; 8] = [
-        QUEUED,
-        PLANNING,
-        RUNNING,
-        SUCCEEDED,
-        PARTIALLY_SUCCEEDED,
-        FAILED,
-        CANCELLED,
-        SKIPPED,
-    ];
+    pub const ALL: [&str; RunStatus::ALL.len()] = {
+        let mut all = [""; RunStatus::ALL.len()];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = RunStatus::ALL[i].as_str();
+            i += 1;
+        }
+        all
+    };
 
     /// True for statuses a run never leaves.
     pub fn is_final(status: &str) -> bool {

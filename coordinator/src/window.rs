@@ -51,7 +51,7 @@ pub async fn release(
     run_id: Uuid,
     size: u32,
     by: Option<u32>,
-) -> Result<u64, tokio_postgres::Error> {
+) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
             "WITH next AS (
@@ -65,7 +65,8 @@ pub async fn release(
                FROM next WHERE c.run_id = $1 AND c.seq = next.seq",
             &[&run_id, &i64::from(size), &by.map(|seq| seq as i32)],
         )
-        .await
+        .await?;
+    Ok(())
 }
 
 /// After `seq` of a run loaded, releases what takes its place if the run is still running, and
