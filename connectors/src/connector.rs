@@ -2,217 +2,145 @@
 //! source's columns, preview its first rows, plan a run's range and chunk boundaries on the
 //! `(watermark, key)` order, and stream one chunk as Arrow batches. The coordinator calls the
 //! planning parts and the extractor the reading parts, so a connector's code lives once. Each
-//! kind implements [`Connector`] itself; `Source` opens the kind a connection names and hands
-//! each call to it.
+//! kind implements [`Connector`] itself; [`Source`] is whichever kind a connection names, opened
+//! through the registry (`registry.rs`).
 
-use crate::cloud::CloudWarehouse;
 use crate::error::SourceError;
-use crate::files::FilesSource;
-use crate::mysql::MysqlSource;
-use crate::postgres::{Dialect, PostgresSource};
+use crate::registry::Registry;
 use crate::source::{RangePlan, SourceShape, SourceSpec};
-use crate::warehouse::SqlSource;
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use sluice_proto::{Bound, ConnectionKind};
 use std::future::Future;
 use std::time::Duration;
 
-/// What a warehouse connector does.
+/// What a warehouse connector does. Object-safe, so the registry can hand out any kind.
+#[async_trait]
 pub trait Connector: Send + Sync {
     /// Runs a trivial query; the error says what failed.
-    fn test(&self) -> impl Future<Output = Result<(), SourceError>> + Send;
+    async fn test(&self) -> Result<(), SourceError>;
 
     /// Checks that the source and its columns exist and reads their types.
-    fn describe(
-        &self,
-        spec: &SourceSpec,
-    ) -> impl Future<Output = Result<SourceShape, SourceError>> + Send;
+    async fn describe(&self, spec: &SourceSpec) -> Result<SourceShape, SourceError>;
 
     /// The first `rows` rows in `(watermark, key)` order, with the schema a chunk read has.
-    fn preview(
-        &self,
-        shape: &SourceShape,
-        rows: usize,
-    ) -> impl Future<Output = Result<RecordBatch, SourceError>> + Send;
+    async fn preview(&self, shape: &SourceShape, rows: usize) -> Result<RecordBatch, SourceError>;
 
     /// A run's upper bound after `lo`: below `now − settle_lag` (and below the oldest open
     /// transaction where the source tells), and below `until` when given.
-    fn plan_range(
-        &self,
-        shape: &SourceShape,
-        lo: Option<&Bound>,
-        settle_lag: Duration,
-        until: Option<DateTime<Utc>>,
-    ) -> impl Future<Output = Result<RangePlan, SourceError>> + Send;
-
-    /// Boundaries cutting `(lo, hi]` into chunks of about `chunk_rows` rows.
-    fn chunk_boundaries(
-        &self,
-        shape: &SourceShape,
-        lo: Option<&Bound>,
-        hi: &Bound,
-        chunk_rows: u64,
-    ) -> impl Future<Output = Result<Vec<Bound>, SourceError>> + Send;
-
-    /// The position just before the first row at or after `at`.
-    fn position_before(
-        &self,
-        shape: &SourceShape,
-        at: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Option<Bound>, SourceError>> + Send;
-}
-
-/// Cancels the statement a source session is running.
-pub struct Canceller(tokio_postgres::CancelToken);
-
-impl Canceller {
-    /// Asks the server to cancel the session's running statement.
-    pub async fn cancel(&self) {
-        if let Err(e) = self.0.cancel_query(tokio_postgres::NoTls).await {
-            tracing::warn!(error = %e, "cancelling the source's statement");
-        }
-    }
-}
-
-/// An open connection to a source of any supported kind.
-pub enum Source {
-    Postgres(PostgresSource),
-    Mysql(MysqlSource),
-    Files(FilesSource),
-    /// Snowflake, BigQuery or Databricks SQL.
-    Warehouse(SqlSource<CloudWarehouse>),
-}
-
-impl Source {
-    /// Opens a read-only session on the source a connection describes.
-    pub async fn open(kind: ConnectionKind, url: &str) -> Result<Self, SourceError> {
-        match kind {
-            ConnectionKind::Postgres => Ok(Source::Postgres(PostgresSource::connect(url).await?)),
-            ConnectionKind::Redshift => Ok(Source::Postgres(
-                PostgresSource::connect_as(url, Dialect::Redshift).await?,
-            )),
-            ConnectionKind::Mysql => Ok(Source::Mysql(MysqlSource::connect(url).await?)),
-            ConnectionKind::Files => Ok(Source::Files(FilesSource::connect(url).await?)),
-            ConnectionKind::Delta => Ok(Source::Files(FilesSource::connect_delta(url).await?)),
-            ConnectionKind::Snowflake | ConnectionKind::Bigquery | ConnectionKind::Databricks => {
-                let warehouse = CloudWarehouse::open(kind, url).await?;
-                Ok(Source::Warehouse(SqlSource { warehouse }))
-            }
-        }
-    }
-
-    /// Reads the rows of `(lo, hi]`, handing batches of at most `batch_rows` rows to
-    /// `on_batch`; returns the number of rows read.
-    pub async fn read_chunk<F, Fut>(
-        &self,
-        shape: &SourceShape,
-        lo: Option<&Bound>,
-        hi: &Bound,
-        batch_rows: usize,
-        on_batch: F,
-    ) -> Result<u64, SourceError>
-    where
-        F: FnMut(RecordBatch) -> Fut,
-        Fut: Future<Output = Result<(), SourceError>>,
-    {
-        match self {
-            Source::Postgres(s) => s.read_chunk(shape, lo, hi, batch_rows, on_batch).await,
-            Source::Mysql(s) => s.read_chunk(shape, lo, hi, batch_rows, on_batch).await,
-            Source::Files(s) => s.read_chunk(shape, lo, hi, batch_rows, on_batch).await,
-            Source::Warehouse(s) => s.read_chunk(shape, lo, hi, batch_rows, on_batch).await,
-        }
-    }
-
-    /// A handle that cancels the statement the source is running, from another task: dropping
-    /// a session does not stop its statement on the server. `None` for sources whose requests
-    /// end when they are dropped (files, the HTTP warehouses) or that have no such handle.
-    pub fn canceller(&self) -> Option<Canceller> {
-        match self {
-            Source::Postgres(s) => Some(Canceller(s.cancel_token())),
-            _ => None,
-        }
-    }
-
-    /// The Arrow schema a chunk read produces.
-    pub fn chunk_schema(&self, shape: &SourceShape) -> arrow::datatypes::SchemaRef {
-        match self {
-            Source::Postgres(_) => crate::postgres::chunk_schema(shape),
-            Source::Mysql(_) => crate::mysql::chunk_schema(shape),
-            Source::Files(_) => crate::files::chunk_schema(shape),
-            Source::Warehouse(_) => crate::warehouse::chunk_schema(shape),
-        }
-    }
-}
-
-impl Connector for Source {
-    async fn test(&self) -> Result<(), SourceError> {
-        match self {
-            Source::Postgres(s) => s.test().await,
-            Source::Mysql(s) => s.test().await,
-            Source::Files(s) => s.test().await,
-            Source::Warehouse(s) => s.test().await,
-        }
-    }
-
-    async fn describe(&self, spec: &SourceSpec) -> Result<SourceShape, SourceError> {
-        match self {
-            Source::Postgres(s) => s.describe(spec).await,
-            Source::Mysql(s) => s.describe(spec).await,
-            Source::Files(s) => s.describe(spec).await,
-            Source::Warehouse(s) => s.describe(spec).await,
-        }
-    }
-
-    async fn preview(&self, shape: &SourceShape, rows: usize) -> Result<RecordBatch, SourceError> {
-        match self {
-            Source::Postgres(s) => s.preview(shape, rows).await,
-            Source::Mysql(s) => s.preview(shape, rows).await,
-            Source::Files(s) => s.preview(shape, rows).await,
-            Source::Warehouse(s) => s.preview(shape, rows).await,
-        }
-    }
-
     async fn plan_range(
         &self,
         shape: &SourceShape,
         lo: Option<&Bound>,
         settle_lag: Duration,
         until: Option<DateTime<Utc>>,
-    ) -> Result<RangePlan, SourceError> {
-        match self {
-            Source::Postgres(s) => s.plan_range(shape, lo, settle_lag, until).await,
-            Source::Mysql(s) => s.plan_range(shape, lo, settle_lag, until).await,
-            Source::Files(s) => s.plan_range(shape, lo, settle_lag, until).await,
-            Source::Warehouse(s) => s.plan_range(shape, lo, settle_lag, until).await,
-        }
-    }
+    ) -> Result<RangePlan, SourceError>;
 
+    /// Boundaries cutting `(lo, hi]` into chunks of about `chunk_rows` rows.
     async fn chunk_boundaries(
         &self,
         shape: &SourceShape,
         lo: Option<&Bound>,
         hi: &Bound,
         chunk_rows: u64,
-    ) -> Result<Vec<Bound>, SourceError> {
-        match self {
-            Source::Postgres(s) => s.chunk_boundaries(shape, lo, hi, chunk_rows).await,
-            Source::Mysql(s) => s.chunk_boundaries(shape, lo, hi, chunk_rows).await,
-            Source::Files(s) => s.chunk_boundaries(shape, lo, hi, chunk_rows).await,
-            Source::Warehouse(s) => s.chunk_boundaries(shape, lo, hi, chunk_rows).await,
-        }
-    }
+    ) -> Result<Vec<Bound>, SourceError>;
 
+    /// The position just before the first row at or after `at`.
     async fn position_before(
         &self,
         shape: &SourceShape,
         at: DateTime<Utc>,
-    ) -> Result<Option<Bound>, SourceError> {
-        match self {
-            Source::Postgres(s) => s.position_before(shape, at).await,
-            Source::Mysql(s) => s.position_before(shape, at).await,
-            Source::Files(s) => s.position_before(shape, at).await,
-            Source::Warehouse(s) => s.position_before(shape, at).await,
-        }
+    ) -> Result<Option<Bound>, SourceError>;
+
+    /// Reads exactly the rows of `(lo, hi]`, handing batches of at most `batch_rows` rows to
+    /// `sink` in `(watermark, key)` order where the source keeps one; returns the rows read.
+    async fn read_chunk(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        hi: &Bound,
+        batch_rows: usize,
+        sink: &mut dyn BatchSink,
+    ) -> Result<u64, SourceError>;
+
+    /// The Arrow schema a chunk read produces: key, watermark, then the mapped columns.
+    fn chunk_schema(&self, shape: &SourceShape) -> SchemaRef {
+        crate::source::chunk_schema(shape)
+    }
+
+    /// A handle that cancels the statement the source is running, from another task: dropping
+    /// a session does not stop its statement on the server. `None` for sources whose requests
+    /// end when they are dropped (files, the HTTP warehouses).
+    fn canceller(&self) -> Option<Canceller> {
+        None
+    }
+}
+
+/// Where a chunk read puts its batches: the extractor's Parquet writer, a preview's list.
+#[async_trait]
+pub trait BatchSink: Send {
+    /// Takes one batch; an error stops the read.
+    async fn put(&mut self, batch: RecordBatch) -> Result<(), SourceError>;
+}
+
+/// A preview or a test collects the batches.
+#[async_trait]
+impl BatchSink for Vec<RecordBatch> {
+    async fn put(&mut self, batch: RecordBatch) -> Result<(), SourceError> {
+        self.push(batch);
+        Ok(())
+    }
+}
+
+/// Lends a sink to code that takes a batch callback: `read(.., feed(&sink))`.
+pub(crate) fn feed<'a, 's: 'a>(
+    sink: &'a tokio::sync::Mutex<&'s mut dyn BatchSink>,
+) -> impl FnMut(RecordBatch) -> BoxFuture<'a, Result<(), SourceError>> + use<'a, 's> {
+    move |batch| Box::pin(async move { sink.lock().await.put(batch).await })
+}
+
+/// Cancels the statement a source session is running.
+pub struct Canceller(Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>);
+
+impl Canceller {
+    /// A canceller that runs `cancel` once.
+    pub fn new<F, Fut>(cancel: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        Canceller(Box::new(move || Box::pin(cancel())))
+    }
+
+    /// Asks the server to cancel the session's running statement.
+    pub async fn cancel(self) {
+        (self.0)().await
+    }
+}
+
+/// An open connection to a source of whichever kind a connection names.
+pub struct Source(Box<dyn Connector>);
+
+impl Source {
+    /// Opens a read-only session on the source a connection describes, through the kinds this
+    /// build knows ([`Registry::builtin`]).
+    pub async fn open(kind: &ConnectionKind, url: &str) -> Result<Self, SourceError> {
+        Registry::builtin().open(kind, url).await
+    }
+
+    /// Wraps a connector the registry opened.
+    pub fn new(connector: Box<dyn Connector>) -> Self {
+        Source(connector)
+    }
+}
+
+impl std::ops::Deref for Source {
+    type Target = dyn Connector;
+
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref()
     }
 }

@@ -6,7 +6,6 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod bigquery;
-pub mod cloud;
 pub mod connector;
 pub mod databricks;
 pub mod error;
@@ -14,12 +13,12 @@ pub mod files;
 mod http;
 pub mod mysql;
 pub mod postgres;
+pub mod registry;
 pub mod snowflake;
 pub mod source;
-mod url_check;
 pub mod warehouse;
 
-pub use connector::{Connector, Source};
+pub use connector::{BatchSink, Canceller, Connector, Source};
 pub use error::SourceError;
+pub use registry::{check_url, Kind, Registry};
 pub use source::{RangePlan, SourceShape, SourceSpec};
-pub use url_check::check_url;

@@ -3,7 +3,7 @@
 //! the keyset planning on `(watermark, key)`, the previews and the chunk reads are written
 //! once here, as SQL text with literals the warehouse formats itself.
 
-use crate::connector::Connector;
+use crate::connector::{feed, BatchSink, Connector};
 use crate::error::SourceError;
 pub use crate::source::chunk_schema;
 use crate::source::{
@@ -50,18 +50,30 @@ pub trait SqlDialect {
 /// A warehouse that runs SQL and answers in Arrow with plain types: Int64, Float64, Utf8,
 /// Boolean, Date32 and UTC nanosecond timestamps.
 pub trait SqlWarehouse: SqlDialect + Send + Sync {
-    /// Runs a statement whose answer fits in memory.
-    fn query(&self, sql: &str) -> impl Future<Output = Result<QueryResult, SourceError>> + Send;
-
-    /// Runs a statement and hands its rows over batch by batch, as the warehouse sends them.
+    /// Runs a statement and hands its rows over batch by batch, as the warehouse sends them;
+    /// returns the answer's columns, known even when no row came back.
     fn query_each<F, Fut>(
         &self,
         sql: &str,
         on_batch: F,
-    ) -> impl Future<Output = Result<(), SourceError>>
+    ) -> impl Future<Output = Result<SchemaRef, SourceError>> + Send
     where
-        F: FnMut(RecordBatch) -> Fut,
-        Fut: Future<Output = Result<(), SourceError>>;
+        F: FnMut(RecordBatch) -> Fut + Send,
+        Fut: Future<Output = Result<(), SourceError>> + Send;
+
+    /// Runs a statement whose answer fits in memory.
+    fn query(&self, sql: &str) -> impl Future<Output = Result<QueryResult, SourceError>> + Send {
+        async move {
+            let mut batches = Vec::new();
+            let schema = self
+                .query_each(sql, |b| {
+                    batches.push(b);
+                    async { Ok(()) }
+                })
+                .await?;
+            Ok(QueryResult { schema, batches })
+        }
+    }
 }
 
 /// A string literal in standard SQL: quotes doubled.
@@ -231,28 +243,6 @@ impl<W: SqlWarehouse> SqlSource<W> {
         instant(batch.column(0), 0)
     }
 
-    /// Reads `(lo, hi]`, in batches of at most `batch_rows` rows.
-    pub async fn read_chunk<F, Fut>(
-        &self,
-        shape: &SourceShape,
-        lo: Option<&Bound>,
-        hi: &Bound,
-        batch_rows: usize,
-        on_batch: F,
-    ) -> Result<u64, SourceError>
-    where
-        F: FnMut(RecordBatch) -> Fut,
-        Fut: Future<Output = Result<(), SourceError>>,
-    {
-        let (wm, key, _, _) = self.parts(shape);
-        let mut filter = self.up_to(&wm, &key, hi);
-        if let Some(lo) = lo {
-            filter.push_str(&format!(" AND {}", self.after(&wm, &key, lo)));
-        }
-        self.stream(shape, &format!("WHERE {filter}"), batch_rows, on_batch)
-            .await
-    }
-
     async fn stream<F, Fut>(
         &self,
         shape: &SourceShape,
@@ -261,8 +251,8 @@ impl<W: SqlWarehouse> SqlSource<W> {
         mut on_batch: F,
     ) -> Result<u64, SourceError>
     where
-        F: FnMut(RecordBatch) -> Fut,
-        Fut: Future<Output = Result<(), SourceError>>,
+        F: FnMut(RecordBatch) -> Fut + Send,
+        Fut: Future<Output = Result<(), SourceError>> + Send,
     {
         let (_, _, key_select, from) = self.parts(shape);
         let mut select = vec![
@@ -327,9 +317,15 @@ fn instant(column: &ArrayRef, i: usize) -> Result<DateTime<Utc>, SourceError> {
     Ok(DateTime::from_timestamp_nanos(ns.value(i)))
 }
 
+/// Opens a SQL-over-HTTP warehouse as a connector: what each such kind's registry entry does.
+pub fn connector<W: SqlWarehouse + 'static>(warehouse: W) -> Box<dyn Connector> {
+    Box::new(SqlSource { warehouse })
+}
+
 /// The SQL-over-HTTP warehouses (Snowflake, BigQuery, Databricks SQL) read through the one
 /// connector interface.
-impl Connector for SqlSource<crate::cloud::CloudWarehouse> {
+#[async_trait::async_trait]
+impl<W: SqlWarehouse + 'static> Connector for SqlSource<W> {
     /// Runs a trivial query.
     async fn test(&self) -> Result<(), SourceError> {
         self.warehouse.query("SELECT 1").await.map(|_| ())
@@ -456,6 +452,25 @@ impl Connector for SqlSource<crate::cloud::CloudWarehouse> {
             shape,
         )
         .await
+    }
+
+    /// Reads `(lo, hi]`, in batches of at most `batch_rows` rows.
+    async fn read_chunk(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        hi: &Bound,
+        batch_rows: usize,
+        sink: &mut dyn BatchSink,
+    ) -> Result<u64, SourceError> {
+        let (wm, key, _, _) = self.parts(shape);
+        let mut filter = self.up_to(&wm, &key, hi);
+        if let Some(lo) = lo {
+            filter.push_str(&format!(" AND {}", self.after(&wm, &key, lo)));
+        }
+        let sink = tokio::sync::Mutex::new(sink);
+        self.stream(shape, &format!("WHERE {filter}"), batch_rows, feed(&sink))
+            .await
     }
 
     /// The first `rows` rows in `(watermark, key)` order.

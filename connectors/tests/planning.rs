@@ -2,8 +2,9 @@
 //! values cover every row exactly once, and rows stamped in the future or inside the settle
 //! window are outside the run.
 
+use arrow::record_batch::RecordBatch;
 use sluice_connectors::postgres::PostgresSource;
-use sluice_connectors::{Connector, SourceSpec};
+use sluice_connectors::{BatchSink, Connector, SourceError, SourceSpec};
 use sluice_proto::{Bound, SourceRelation};
 use std::time::Duration;
 use tokio_postgres::NoTls;
@@ -85,7 +86,7 @@ async fn chunks_inside_a_run_of_ties_cover_every_row_once() {
     let mut lo: Option<Bound> = None;
     for b in boundaries.iter().chain(std::iter::once(&hi)) {
         let rows = source
-            .read_chunk(&shape, lo.as_ref(), b, 256, |_| async { Ok(()) })
+            .read_chunk(&shape, lo.as_ref(), b, 256, &mut Vec::new())
             .await
             .unwrap();
         assert!(rows <= 700, "chunk ({lo:?}, {b}] has {rows} rows");
@@ -154,40 +155,54 @@ async fn a_redshift_session_reads_chunks_through_a_server_side_cursor() {
         watermark: "2023-01-01T01:23:20Z".parse().unwrap(),
         key: sluice_proto::KeyValue::Int(5000),
     };
-    let observer = &client;
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let mut sizes = Vec::new();
+    let mut observer = Observer {
+        client: &client,
+        sizes: Vec::new(),
+        seen: Vec::new(),
+    };
     let rows = source
-        .read_chunk(&shape, None, &hi, 1_000, |batch| {
-            sizes.push(batch.num_rows());
-            let seen = seen.clone();
-            async move {
-                // Between fetches the reader sits in its transaction; its last statement shows.
-                let query: String = observer
-                    .query_one(
-                        "SELECT query FROM pg_stat_activity
-                          WHERE application_name = 'sluice-extractor' AND datname = current_database()",
-                        &[],
-                    )
-                    .await
-                    .unwrap()
-                    .get(0);
-                seen.lock().unwrap().push(query);
-                Ok(())
-            }
-        })
+        .read_chunk(&shape, None, &hi, 1_000, &mut observer)
         .await
         .unwrap();
     assert_eq!(rows, 5_000);
-    assert_eq!(sizes, vec![1_000; 5]);
-    let seen = seen.lock().unwrap().clone();
+    assert_eq!(observer.sizes, vec![1_000; 5]);
     assert!(
-        seen.iter()
+        observer
+            .seen
+            .iter()
             .all(|q| q.starts_with("FETCH FORWARD 1000 FROM sluice_chunk")),
-        "{seen:?}"
+        "{:?}",
+        observer.seen
     );
     drop(source);
     drop_database(&name).await;
+}
+
+/// Records each batch's size and, between fetches, the reader's last statement.
+struct Observer<'a> {
+    client: &'a tokio_postgres::Client,
+    sizes: Vec<usize>,
+    seen: Vec<String>,
+}
+
+#[async_trait::async_trait]
+impl BatchSink for Observer<'_> {
+    async fn put(&mut self, batch: RecordBatch) -> Result<(), SourceError> {
+        self.sizes.push(batch.num_rows());
+        // Between fetches the reader sits in its transaction; its last statement shows.
+        let query: String = self
+            .client
+            .query_one(
+                "SELECT query FROM pg_stat_activity
+                  WHERE application_name = 'sluice-extractor' AND datname = current_database()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        self.seen.push(query);
+        Ok(())
+    }
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! workspace, connections and imports in one transaction, so a bad spec writes nothing.
 
 use crate::spec::{ImportDecl, SpecError, SpecFile};
-use sluice_connectors::{Connector, Source, SourceError, SourceSpec};
+use sluice_connectors::{Source, SourceError, SourceSpec};
 use sluice_proto::secrets::{MasterKey, Sealed};
 use sluice_proto::ConnectionKind;
 use std::collections::BTreeMap;
@@ -82,18 +82,10 @@ async fn stored_connection_url(
         )
         .await?;
     row.map(|r| {
-        let kind = stored_kind(name, &r.get::<_, String>(1))?;
+        let kind = ConnectionKind::new(r.get::<_, String>(1));
         Ok((kind, open_credentials(key, name, &r.get(0))?))
     })
     .transpose()
-}
-
-/// A stored connection kind.
-pub fn stored_kind(name: &str, kind: &str) -> Result<ConnectionKind, ApplyError> {
-    ConnectionKind::parse(kind).ok_or_else(|| ApplyError::Secret {
-        name: name.to_string(),
-        reason: format!("stored connection kind {kind:?} is not one this version reads"),
-    })
 }
 
 /// The source an import reads, as the extractor sees it.
@@ -122,20 +114,22 @@ pub async fn apply(
     for c in &spec.connections {
         let stored = stored_connection_url(client, key, &spec.workspace, &c.name).await?;
         let url = match stored {
-            Some((ConnectionKind::Snowflake, old)) if c.kind == ConnectionKind::Snowflake => {
+            Some((kind, old))
+                if kind == ConnectionKind::SNOWFLAKE && c.kind == ConnectionKind::SNOWFLAKE =>
+            {
                 sluice_connectors::snowflake::keep_stored_key(&c.url, &old)
             }
             _ => c.url.clone(),
         };
         let tested = async {
-            let source = Source::open(c.kind, &url).await?;
+            let source = Source::open(&c.kind, &url).await?;
             source.test().await
         };
         tested.await.map_err(|error| ApplyError::Connection {
             name: c.name.clone(),
             error,
         })?;
-        urls.insert(c.name.clone(), (c.kind, url));
+        urls.insert(c.name.clone(), (c.kind.clone(), url));
     }
     for import in &spec.imports {
         let (kind, url) = match urls.get(&import.connection) {
@@ -156,7 +150,7 @@ pub async fn apply(
             import: import.name.clone(),
             error,
         };
-        let source = Source::open(kind, &url).await.map_err(source_error)?;
+        let source = Source::open(&kind, &url).await.map_err(source_error)?;
         source
             .describe(&source_spec(import))
             .await
@@ -182,7 +176,7 @@ pub async fn apply(
         let url = urls.get(&c.name).map_or(&c.url, |(_, url)| url);
         let sealed =
             serde_json::to_value(key.seal(url.as_bytes())).expect("sealed value serializes");
-        let kind = serde_json::to_value(c.kind).expect("kind serializes");
+        let kind = serde_json::to_value(&c.kind).expect("kind serializes");
         let inserted: bool = tx
             .query_one(
                 "INSERT INTO control.connections (workspace_id, name, kind, credentials)

@@ -3,7 +3,7 @@
 //! uses the connection.
 
 use sluice_connectors::snowflake::PendingKey;
-use sluice_connectors::{Connector, Source};
+use sluice_connectors::Source;
 use tokio_postgres::GenericClient;
 
 /// Why a connection could not be deleted.
@@ -55,8 +55,7 @@ async fn stored(
         })?;
     let url = crate::apply::open_credentials(key, name, &row.get(1))
         .map_err(|e| ConnectionError::Sealed(e.to_string()))?;
-    let kind = crate::apply::stored_kind(name, &row.get::<_, String>(2))
-        .map_err(|e| ConnectionError::Sealed(e.to_string()))?;
+    let kind = sluice_proto::ConnectionKind::new(row.get::<_, String>(2));
     Ok((row.get(0), kind, url))
 }
 
@@ -93,7 +92,7 @@ pub async fn test(
         error,
     };
     let mut tested = Tested::default();
-    if kind == sluice_proto::ConnectionKind::Snowflake {
+    if kind == sluice_proto::ConnectionKind::SNOWFLAKE {
         match sluice_connectors::snowflake::try_pending_key(&url)
             .await
             .map_err(failed)?
@@ -107,7 +106,7 @@ pub async fn test(
             PendingKey::Refused(e) => tested.pending_refused = Some(e),
         }
     }
-    let source = Source::open(kind, &url).await.map_err(failed)?;
+    let source = Source::open(&kind, &url).await.map_err(failed)?;
     source.test().await.map_err(failed)?;
     Ok(tested)
 }
@@ -121,7 +120,7 @@ pub async fn keygen(
     name: &str,
 ) -> Result<sluice_connectors::snowflake::Rotation, ConnectionError> {
     let (id, kind, url) = stored(client, key, workspace, name).await?;
-    if kind != sluice_proto::ConnectionKind::Snowflake {
+    if kind != sluice_proto::ConnectionKind::SNOWFLAKE {
         return Err(ConnectionError::NotSnowflake {
             name: name.to_string(),
             kind: kind.as_str().to_string(),

@@ -6,7 +6,7 @@ use crate::apply::{open_credentials, source_spec, ApplyError};
 use crate::run_state::{transition_if_allowed, RunEvent};
 use crate::spec::ImportDecl;
 use sluice_connectors::source::{KeyKind, Unreadable, UnreadableRow};
-use sluice_connectors::{Connector, Source, SourceError};
+use sluice_connectors::{Source, SourceError};
 use sluice_proto::secrets::{MasterKey, Sealed};
 use sluice_proto::{
     Bound, ChunkObjects, ChunkRef, ChunkTask, ChunkWork, ConnectionKind, KeySetWork, KeyValue,
@@ -82,7 +82,6 @@ pub async fn context(client: &impl GenericClient, run_id: Uuid) -> Result<RunCon
         .await?;
     let import: ImportDecl = serde_json::from_value(row.get(3))
         .map_err(|e| PlanError::Import(format!("stored import spec: {e}")))?;
-    let connection = import.connection.clone();
     let credentials: Sealed = serde_json::from_value(row.get(4))
         .map_err(|e| PlanError::Import(format!("stored credentials: {e}")))?;
     let watermark: Option<serde_json::Value> = row.get(5);
@@ -100,7 +99,7 @@ pub async fn context(client: &impl GenericClient, run_id: Uuid) -> Result<RunCon
         watermark,
         retention_days: row.get::<_, Option<i32>>(6).map(|d| d.max(0) as u32),
         load_rows_per_second: row.get::<_, Option<i32>>(10).map(|r| r.max(1) as u32),
-        kind: crate::apply::stored_kind(&connection, &row.get::<_, String>(9))?,
+        kind: sluice_proto::ConnectionKind::new(row.get::<_, String>(9)),
         replay: match (row.get(7), row.get(8)) {
             (Some(from), Some(until)) => Some(ReplayWindow { from, until }),
             _ => None,
@@ -183,7 +182,7 @@ pub async fn open_source(key: &MasterKey, ctx: &RunContext) -> Result<Source, Pl
         &ctx.import.connection,
         &serde_json::to_value(&ctx.credentials).expect("serializes"),
     )?;
-    Ok(Source::open(ctx.kind, &url).await?)
+    Ok(Source::open(&ctx.kind, &url).await?)
 }
 
 /// Asks the source for the run's range and chunk boundaries.
@@ -387,7 +386,7 @@ pub async fn pending_tasks(
                     key_set,
                 },
                 source: SourceTask {
-                    kind: ctx.kind,
+                    kind: ctx.kind.clone(),
                     credentials: ctx.credentials.clone(),
                     relation: spec.relation.clone(),
                     key_column: spec.key_column.clone(),

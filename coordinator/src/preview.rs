@@ -2,11 +2,11 @@
 //! source's first rows, read the way the extractor reads them, with the schema a chunk has —
 //! so a mapping can be checked before any run.
 
-use crate::apply::{open_credentials, source_spec, stored_kind};
+use crate::apply::{open_credentials, source_spec};
 use crate::spec::ImportDecl;
 use arrow::record_batch::RecordBatch;
 use sluice_connectors::source::SourceSpec;
-use sluice_connectors::{Connector, Source};
+use sluice_connectors::Source;
 use sluice_proto::secrets::MasterKey;
 use sluice_proto::ConnectionKind;
 use tokio_postgres::GenericClient;
@@ -49,8 +49,7 @@ pub async fn preview(
             import: import.to_string(),
         })?;
     let decl: ImportDecl = serde_json::from_value(row.get(0)).map_err(|e| source_error(&e))?;
-    let kind =
-        stored_kind(&decl.connection, &row.get::<_, String>(2)).map_err(|e| source_error(&e))?;
+    let kind = ConnectionKind::new(row.get::<_, String>(2));
     let url = open_credentials(key, &decl.connection, &row.get(1)).map_err(|e| source_error(&e))?;
     read(kind, &url, &source_spec(&decl), rows).await
 }
@@ -76,7 +75,7 @@ pub async fn preview_connection(
             workspace: workspace.to_string(),
             connection: connection.to_string(),
         })?;
-    let kind = stored_kind(connection, &row.get::<_, String>(1)).map_err(|e| source_error(&e))?;
+    let kind = ConnectionKind::new(row.get::<_, String>(1));
     let url = open_credentials(key, connection, &row.get(0)).map_err(|e| source_error(&e))?;
     read(kind, &url, spec, rows).await
 }
@@ -91,7 +90,7 @@ async fn read(
     spec: &SourceSpec,
     rows: usize,
 ) -> Result<RecordBatch, PreviewError> {
-    let source = Source::open(kind, url)
+    let source = Source::open(&kind, url)
         .await
         .map_err(|e| source_error(&e))?;
     let shape = source.describe(spec).await.map_err(|e| source_error(&e))?;

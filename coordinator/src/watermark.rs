@@ -7,7 +7,7 @@
 use crate::apply::{open_credentials, source_spec};
 use crate::spec::ImportDecl;
 use chrono::{DateTime, Utc};
-use sluice_connectors::{Connector, Source};
+use sluice_connectors::Source;
 use sluice_proto::secrets::MasterKey;
 use sluice_proto::Bound;
 
@@ -71,8 +71,7 @@ async fn lock(
     let current = row
         .get::<_, Option<serde_json::Value>>(3)
         .and_then(|v| serde_json::from_value(v).ok());
-    let kind = crate::apply::stored_kind(&import.connection, &row.get::<_, String>(4))
-        .map_err(|e| WatermarkError::Source(e.to_string()))?;
+    let kind = sluice_proto::ConnectionKind::new(row.get::<_, String>(4));
     Ok(Locked {
         id,
         import,
@@ -157,7 +156,7 @@ pub async fn rewind(
     }
     let url = open_credentials(key, &locked.import.connection, &locked.credentials)
         .map_err(|e| WatermarkError::Source(e.to_string()))?;
-    let source = Source::open(locked.kind, &url)
+    let source = Source::open(&locked.kind, &url)
         .await
         .map_err(|e| WatermarkError::Source(e.to_string()))?;
     let shape = source

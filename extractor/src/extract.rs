@@ -7,7 +7,7 @@ use object_store::ObjectStore;
 use parquet::arrow::async_writer::AsyncArrowWriter;
 use sluice_connectors::SourceError;
 use sluice_connectors::SourceSpec;
-use sluice_connectors::{Connector, Source};
+use sluice_connectors::{BatchSink, Source};
 use sluice_proto::chunk_file;
 use sluice_proto::health::Readiness;
 use sluice_proto::key_probe::{self, KeyCheck};
@@ -63,7 +63,7 @@ pub async fn extract(task: &ChunkTask, deps: &Extractor) -> Result<ChunkExtracte
     })?;
     let url = String::from_utf8(url)
         .map_err(|_| SourceError::Secret("connection credentials are not UTF-8".into()))?;
-    let connector = Source::open(source.kind, &url).await?;
+    let connector = Source::open(&source.kind, &url).await?;
     let shape = connector
         .describe(&SourceSpec {
             relation: source.relation.clone(),
@@ -78,27 +78,17 @@ pub async fn extract(task: &ChunkTask, deps: &Extractor) -> Result<ChunkExtracte
     let sink = BufWriter::new(deps.store.clone(), path);
     let writer = AsyncArrowWriter::try_new(sink, schema, Some(chunk_file::writer_properties()))
         .map_err(|e| SourceError::Storage(e.to_string()))?;
-    let writer = tokio::sync::Mutex::new(writer);
+    let mut sink = ParquetSink(writer);
     let rows_read = connector
         .read_chunk(
             &shape,
             source.lo.as_ref(),
             &source.hi,
             BATCH_ROWS,
-            |batch| {
-                let writer = &writer;
-                async move {
-                    writer
-                        .lock()
-                        .await
-                        .write(&batch)
-                        .await
-                        .map_err(|e| SourceError::Storage(e.to_string()))
-                }
-            },
+            &mut sink,
         )
         .await?;
-    let mut writer = writer.into_inner();
+    let mut writer = sink.0;
     writer
         .finish()
         .await
@@ -109,6 +99,19 @@ pub async fn extract(task: &ChunkTask, deps: &Extractor) -> Result<ChunkExtracte
         rows_read,
         bytes,
     })
+}
+
+/// The chunk's Parquet object, written batch by batch as the source hands them over.
+struct ParquetSink(AsyncArrowWriter<BufWriter>);
+
+#[async_trait::async_trait]
+impl BatchSink for ParquetSink {
+    async fn put(&mut self, batch: arrow::record_batch::RecordBatch) -> Result<(), SourceError> {
+        self.0
+            .write(&batch)
+            .await
+            .map_err(|e| SourceError::Storage(e.to_string()))
+    }
 }
 
 impl Stage for Extractor {

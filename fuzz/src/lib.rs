@@ -19,9 +19,9 @@ pub fn spec(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    match sluice_spec::parse_with(text, |_| None, sluice_spec::any_url) {
+    match sluice_spec::parse_with(text, |_| None, sluice_spec::any_connection) {
         Ok(spec) => assert_eq!(
-            sluice_spec::validate(&spec, sluice_spec::any_url),
+            sluice_spec::validate(&spec, sluice_spec::any_connection),
             Ok(()),
             "a parsed spec fails its own validation"
         ),

@@ -156,55 +156,49 @@ pub struct ChunkWork {
     pub key_set: Option<KeySetWork>,
 }
 
-/// The kinds of source the extractor can read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConnectionKind {
-    Postgres,
-    /// Amazon Redshift, over the PostgreSQL protocol.
-    Redshift,
-    /// MySQL or MariaDB.
-    Mysql,
-    /// Parquet, CSV or NDJSON files in object storage.
-    Files,
-    /// A Delta Lake table in object storage, read through its transaction log.
-    Delta,
-    /// Snowflake, over its connector protocol.
-    Snowflake,
-    /// Google BigQuery, over its REST API.
-    Bigquery,
-    /// A Databricks SQL warehouse, over the SQL Statement Execution API.
-    Databricks,
-}
+/// A connector kind's name, as specs write it and the connectors' registry knows it: the set
+/// of kinds is the registry's (`sluice_connectors::registry`), so adding one touches no message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ConnectionKind(std::borrow::Cow<'static, str>);
 
 impl ConnectionKind {
-    /// The kind's name as written in specs and stored.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConnectionKind::Postgres => "postgres",
-            ConnectionKind::Redshift => "redshift",
-            ConnectionKind::Mysql => "mysql",
-            ConnectionKind::Files => "files",
-            ConnectionKind::Delta => "delta",
-            ConnectionKind::Snowflake => "snowflake",
-            ConnectionKind::Bigquery => "bigquery",
-            ConnectionKind::Databricks => "databricks",
-        }
+    /// PostgreSQL.
+    pub const POSTGRES: ConnectionKind = ConnectionKind::named("postgres");
+    /// Amazon Redshift, over the PostgreSQL protocol.
+    pub const REDSHIFT: ConnectionKind = ConnectionKind::named("redshift");
+    /// MySQL or MariaDB.
+    pub const MYSQL: ConnectionKind = ConnectionKind::named("mysql");
+    /// Parquet, CSV or NDJSON files in object storage.
+    pub const FILES: ConnectionKind = ConnectionKind::named("files");
+    /// A Delta Lake table in object storage, read through its transaction log.
+    pub const DELTA: ConnectionKind = ConnectionKind::named("delta");
+    /// Snowflake, over its connector protocol.
+    pub const SNOWFLAKE: ConnectionKind = ConnectionKind::named("snowflake");
+    /// Google BigQuery, over its REST API.
+    pub const BIGQUERY: ConnectionKind = ConnectionKind::named("bigquery");
+    /// A Databricks SQL warehouse, over the SQL Statement Execution API.
+    pub const DATABRICKS: ConnectionKind = ConnectionKind::named("databricks");
+
+    /// A kind known when the program is built.
+    pub const fn named(name: &'static str) -> ConnectionKind {
+        ConnectionKind(std::borrow::Cow::Borrowed(name))
     }
 
-    /// Reads a kind as stored.
-    pub fn parse(name: &str) -> Option<ConnectionKind> {
-        match name {
-            "postgres" => Some(ConnectionKind::Postgres),
-            "redshift" => Some(ConnectionKind::Redshift),
-            "mysql" => Some(ConnectionKind::Mysql),
-            "files" => Some(ConnectionKind::Files),
-            "delta" => Some(ConnectionKind::Delta),
-            "snowflake" => Some(ConnectionKind::Snowflake),
-            "bigquery" => Some(ConnectionKind::Bigquery),
-            "databricks" => Some(ConnectionKind::Databricks),
-            _ => None,
-        }
+    /// A kind as stored or written in a spec; whether it exists is the registry's to say.
+    pub fn new(name: impl Into<String>) -> ConnectionKind {
+        ConnectionKind(std::borrow::Cow::Owned(name.into()))
+    }
+
+    /// The kind's name as written in specs and stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ConnectionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -407,5 +401,25 @@ impl crate::envelope::Incoming for ChunkResult {
                 })
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConnectionKind;
+
+    #[test]
+    fn a_kind_reads_as_the_name_the_closed_list_of_kinds_wrote() {
+        // Messages queued before kinds became names carry the kind as a unit variant.
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "snake_case")]
+        enum Written {
+            Redshift,
+        }
+        let bytes = rmp_serde::to_vec_named(&Written::Redshift).unwrap();
+        let kind: ConnectionKind = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(kind, ConnectionKind::REDSHIFT);
+        let again = rmp_serde::to_vec_named(&kind).unwrap();
+        assert_eq!(again, bytes, "and is written the same way");
     }
 }

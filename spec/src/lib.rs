@@ -340,8 +340,8 @@ pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<S
 }
 
 /// Parses and validates a spec file's text, `${NAME}` taken from this process's environment.
-pub fn parse(text: &str, check_url: UrlCheck) -> Result<SpecFile, SpecError> {
-    parse_with(text, |name| std::env::var(name).ok(), check_url)
+pub fn parse(text: &str, check_connection: ConnectionCheck) -> Result<SpecFile, SpecError> {
+    parse_with(text, |name| std::env::var(name).ok(), check_connection)
 }
 
 /// Parses and validates a spec's text, `${NAME}` taken from `env`. The HTTP API passes an
@@ -349,7 +349,7 @@ pub fn parse(text: &str, check_url: UrlCheck) -> Result<SpecFile, SpecError> {
 pub fn parse_with(
     text: &str,
     env: impl Fn(&str) -> Option<String>,
-    check_url: UrlCheck,
+    check_connection: ConnectionCheck,
 ) -> Result<SpecFile, SpecError> {
     let text = interpolate(text, env)?;
     let document = serde_norway::Deserializer::from_str(&text);
@@ -369,7 +369,7 @@ pub fn parse_with(
         };
         invalid(field, detail)
     })?;
-    validate(&spec, check_url)?;
+    validate(&spec, check_connection)?;
     Ok(spec)
 }
 
@@ -401,19 +401,28 @@ pub fn check_object_name(field: &str, name: &str) -> Result<(), SpecError> {
     }
 }
 
-/// Checks a connection URL of one kind, or says what is wrong with it; each connector knows
-/// its own (`sluice_connectors::check_url`).
-pub type UrlCheck = fn(ConnectionKind, &str) -> Result<(), String>;
+/// What a connection check found wrong, so the error names the right field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionProblem {
+    /// No connector of that kind; the message lists the kinds there are.
+    Kind(String),
+    /// The kind's connector refuses the URL, saying why (never echoing a secret).
+    Url(String),
+}
 
-/// A [`UrlCheck`] that takes every URL: for tools that check a spec's shape without the
-/// connectors.
-pub fn any_url(_: ConnectionKind, _: &str) -> Result<(), String> {
+/// Checks a connection's kind and URL; the connectors' registry knows both (the coordinator
+/// passes its check).
+pub type ConnectionCheck = fn(&ConnectionKind, &str) -> Result<(), ConnectionProblem>;
+
+/// A [`ConnectionCheck`] that takes every kind and URL: for tools that check a spec's shape
+/// without the connectors.
+pub fn any_connection(_: &ConnectionKind, _: &str) -> Result<(), ConnectionProblem> {
     Ok(())
 }
 
 /// Checks everything that can be checked without a source: names, references, types,
-/// date formats, timezones and limits, and each connection's URL with `check_url`.
-pub fn validate(spec: &SpecFile, check_url: UrlCheck) -> Result<(), SpecError> {
+/// date formats, timezones and limits, and each connection's kind and URL with `check_connection`.
+pub fn validate(spec: &SpecFile, check_connection: ConnectionCheck) -> Result<(), SpecError> {
     check_object_name("workspace", &spec.workspace)?;
     if let Some(retention) = spec.event_retention {
         if retention < Duration::from_secs(86_400) {
@@ -431,7 +440,10 @@ pub fn validate(spec: &SpecFile, check_url: UrlCheck) -> Result<(), SpecError> {
             ));
         }
         connection_names.push(&c.name);
-        check_url(c.kind, &c.url).map_err(|e| invalid(format!("{field}.url"), e))?;
+        check_connection(&c.kind, &c.url).map_err(|problem| match problem {
+            ConnectionProblem::Kind(e) => invalid(format!("{field}.kind"), e),
+            ConnectionProblem::Url(e) => invalid(format!("{field}.url"), e),
+        })?;
     }
     let mut import_names = Vec::new();
     for (i, import) in spec.imports.iter().enumerate() {
@@ -755,7 +767,7 @@ mod tests {
 
     /// Parses without the connectors' URL checks, which their crate tests.
     fn parse(text: &str) -> Result<SpecFile, SpecError> {
-        super::parse(text, any_url)
+        super::parse(text, any_connection)
     }
 
     const GOOD: &str = r#"

@@ -10,7 +10,9 @@ mod delta;
 pub use crate::source::chunk_schema;
 
 use crate::connector::Connector;
+use crate::connector::{feed, BatchSink};
 use crate::error::SourceError;
+use crate::registry::Kind;
 use crate::source::{ColumnShape, KeyKind, RangePlan, SourceShape, SourceSpec};
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray,
@@ -139,6 +141,42 @@ fn normalized(t: &DataType) -> DataType {
         DataType::Date32 | DataType::Date64 => DataType::Date32,
         DataType::Timestamp(_, _) => ts_type(),
         _ => DataType::Utf8,
+    }
+}
+
+/// Parquet, CSV or NDJSON files under a prefix in object storage.
+pub static FILES: Kind = Kind {
+    name: "files",
+    check_url: |url| check_url("files", url),
+    open: |url| {
+        Box::pin(
+            async move { Ok(Box::new(FilesSource::connect(&url).await?) as Box<dyn Connector>) },
+        )
+    },
+};
+
+/// Delta Lake tables in object storage, read through their transaction logs.
+pub static DELTA: Kind = Kind {
+    name: "delta",
+    check_url: |url| check_url("delta", url),
+    open: |url| {
+        Box::pin(async move {
+            Ok(Box::new(FilesSource::connect_delta(&url).await?) as Box<dyn Connector>)
+        })
+    },
+};
+
+/// An object-store URL (or a local path).
+fn check_url(kind: &str, url: &str) -> Result<(), String> {
+    if ["file://", "s3://", "gs://", "az://", "/"]
+        .iter()
+        .any(|p| url.starts_with(p))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "a {kind} connection takes a file://, s3://, gs:// or az:// URL"
+        ))
     }
 }
 
@@ -305,7 +343,7 @@ impl FilesSource {
     }
 
     /// The rows of `(lo, hi]`, file by file.
-    pub async fn read_chunk<F, Fut>(
+    async fn read_rows<F, Fut>(
         &self,
         shape: &SourceShape,
         lo: Option<&Bound>,
@@ -444,7 +482,21 @@ fn normalize(
 }
 
 /// Files and Delta tables read through the one connector interface.
+#[async_trait::async_trait]
 impl Connector for FilesSource {
+    /// Reads `(lo, hi]`, in batches of at most `batch_rows` rows.
+    async fn read_chunk(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        hi: &Bound,
+        batch_rows: usize,
+        sink: &mut dyn BatchSink,
+    ) -> Result<u64, SourceError> {
+        let sink = tokio::sync::Mutex::new(sink);
+        self.read_rows(shape, lo, hi, batch_rows, feed(&sink)).await
+    }
+
     /// Lists the store's root.
     async fn test(&self) -> Result<(), SourceError> {
         self.store
@@ -587,7 +639,7 @@ impl Connector for FilesSource {
             return Ok(RecordBatch::new_empty(schema));
         };
         let mut batches = Vec::new();
-        self.read_chunk(shape, None, &last, rows, |b| {
+        self.read_rows(shape, None, &last, rows, |b| {
             batches.push(b);
             async { Ok(()) }
         })

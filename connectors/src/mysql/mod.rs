@@ -5,7 +5,9 @@
 mod decode;
 
 use crate::connector::Connector;
+use crate::connector::{feed, BatchSink};
 use crate::error::SourceError;
+use crate::registry::Kind;
 use crate::source::{
     ColumnShape, KeyKind, RangePlan, SourceShape, SourceSpec, Unreadable, UNREADABLE_SAMPLES,
 };
@@ -23,6 +25,23 @@ pub use decode::chunk_schema;
 
 /// Statements slower than this are stopped by the server (milliseconds).
 const MAX_EXECUTION_MS: u64 = 15 * 60 * 1000;
+
+/// MySQL or MariaDB.
+pub static MYSQL: Kind = Kind {
+    name: "mysql",
+    check_url: |url| {
+        if url.starts_with("mysql://") {
+            Ok(())
+        } else {
+            Err("a mysql connection takes a mysql://user:password@host:3306/database URL".into())
+        }
+    },
+    open: |url| {
+        Box::pin(
+            async move { Ok(Box::new(MysqlSource::connect(&url).await?) as Box<dyn Connector>) },
+        )
+    },
+};
 
 /// A read-only session on a MySQL or MariaDB source.
 pub struct MysqlSource {
@@ -192,7 +211,7 @@ impl MysqlSource {
     }
 
     /// Reads `(lo, hi]` in one consistent, read-only snapshot, in batches of `batch_rows`.
-    pub async fn read_chunk<F, Fut>(
+    async fn read_rows<F, Fut>(
         &self,
         shape: &SourceShape,
         lo: Option<&Bound>,
@@ -263,7 +282,25 @@ impl MysqlSource {
 }
 
 /// MySQL reads through the one connector interface.
+#[async_trait::async_trait]
 impl Connector for MysqlSource {
+    /// Reads `(lo, hi]`, in batches of at most `batch_rows` rows.
+    async fn read_chunk(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        hi: &Bound,
+        batch_rows: usize,
+        sink: &mut dyn BatchSink,
+    ) -> Result<u64, SourceError> {
+        let sink = tokio::sync::Mutex::new(sink);
+        self.read_rows(shape, lo, hi, batch_rows, feed(&sink)).await
+    }
+
+    fn chunk_schema(&self, shape: &SourceShape) -> arrow::datatypes::SchemaRef {
+        chunk_schema(shape)
+    }
+
     /// Runs a trivial query.
     async fn test(&self) -> Result<(), SourceError> {
         self.conn

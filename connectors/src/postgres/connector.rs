@@ -2,7 +2,7 @@
 //! in a read-only transaction that is rolled back, so a source query that writes leaves nothing.
 
 use super::PostgresSource;
-use crate::connector::Connector;
+use crate::connector::{feed, BatchSink, Canceller, Connector};
 use crate::error::SourceError;
 use crate::source::{RangePlan, SourceShape, SourceSpec};
 use arrow::record_batch::RecordBatch;
@@ -10,7 +10,34 @@ use chrono::{DateTime, Utc};
 use sluice_proto::Bound;
 use std::time::Duration;
 
+#[async_trait::async_trait]
 impl Connector for PostgresSource {
+    /// Reads `(lo, hi]`, in batches of at most `batch_rows` rows.
+    async fn read_chunk(
+        &self,
+        shape: &SourceShape,
+        lo: Option<&Bound>,
+        hi: &Bound,
+        batch_rows: usize,
+        sink: &mut dyn BatchSink,
+    ) -> Result<u64, SourceError> {
+        let sink = tokio::sync::Mutex::new(sink);
+        self.read_rows(shape, lo, hi, batch_rows, feed(&sink)).await
+    }
+
+    fn chunk_schema(&self, shape: &SourceShape) -> arrow::datatypes::SchemaRef {
+        super::chunk_schema(shape)
+    }
+
+    fn canceller(&self) -> Option<Canceller> {
+        let token = self.cancel_token();
+        Some(Canceller::new(move || async move {
+            if let Err(e) = token.cancel_query(tokio_postgres::NoTls).await {
+                tracing::warn!(error = %e, "cancelling the source's statement");
+            }
+        }))
+    }
+
     async fn test(&self) -> Result<(), SourceError> {
         self.test_inner().await
     }

@@ -11,7 +11,9 @@ mod sql;
 
 pub use sql::quote_ident;
 
+use crate::connector::Connector;
 use crate::error::SourceError;
+use crate::registry::Kind;
 use crate::source::{ColumnShape, KeyKind, SourceShape, SourceSpec};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
@@ -26,6 +28,41 @@ const STATEMENT_TIMEOUT: &str = "15min";
 /// Ranges the statistics put at more rows than this are planned from the statistics; smaller
 /// ones are stepped exactly along the index (about a second per five million rows).
 pub const EXACT_PLANNING_ROWS: u64 = 5_000_000;
+
+/// PostgreSQL, read over its own protocol.
+pub static POSTGRES: Kind = Kind {
+    name: "postgres",
+    check_url: |url| check_url("postgres", url),
+    open: |url| {
+        Box::pin(
+            async move { Ok(Box::new(PostgresSource::connect(&url).await?) as Box<dyn Connector>) },
+        )
+    },
+};
+
+/// Amazon Redshift, over the PostgreSQL protocol.
+pub static REDSHIFT: Kind = Kind {
+    name: "redshift",
+    check_url: |url| check_url("redshift", url),
+    open: |url| {
+        Box::pin(async move {
+            Ok(
+                Box::new(PostgresSource::connect_as(&url, Dialect::Redshift).await?)
+                    as Box<dyn Connector>,
+            )
+        })
+    },
+};
+
+/// A `postgres://` URL that the driver can read.
+fn check_url(kind: &str, url: &str) -> Result<(), String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(format!("a {kind} connection takes a postgres:// URL"));
+    }
+    url.parse::<tokio_postgres::Config>()
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
 
 /// A read-only session on a PostgreSQL source.
 pub struct PostgresSource {

@@ -241,7 +241,7 @@ pub fn chunk_schema(shape: &SourceShape) -> SchemaRef {
 impl PostgresSource {
     /// Reads the rows of `(lo, hi]` in one repeatable-read, read-only snapshot, handing each
     /// batch of at most `batch_rows` rows to `on_batch`. Returns the number of rows read.
-    pub async fn read_chunk<F, Fut>(
+    pub(super) async fn read_rows<F, Fut>(
         &self,
         shape: &SourceShape,
         lo: Option<&Bound>,
