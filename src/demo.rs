@@ -1,9 +1,9 @@
 //! `sluice demo`: makes a demo warehouse table (100,000 users, many sharing an updated_at),
 //! applies a demo spec, runs it with every role in this process, and prints what happened.
 
+use crate::cli::runs::{self, RunRequest};
 use crate::roles::{self, Role, WorkerOptions};
 use crate::settings::Settings;
-use crate::trigger::{self, RunRequest};
 use tokio_util::sync::CancellationToken;
 
 const DEMO_ROWS: i64 = 100_000;
@@ -115,7 +115,7 @@ pub async fn demo(settings: &Settings, worker: &WorkerOptions) -> anyhow::Result
             .await
         })
     };
-    let code = trigger::run(
+    let code = runs::request(
         settings,
         &RunRequest {
             workspace: "demo",

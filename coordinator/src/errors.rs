@@ -112,7 +112,7 @@ async fn replace(
 }
 
 /// One rejected row as listed.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct RunError {
     pub chunk: i32,
     pub stage: String,

@@ -149,7 +149,7 @@ pub async fn promote(
 }
 
 /// An import as `imports show` prints it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ImportView {
     pub workspace: String,
     pub name: String,
@@ -165,14 +165,14 @@ pub struct ImportView {
 }
 
 /// One fire time.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct FireTime {
     pub utc: String,
     pub local: String,
 }
 
 /// The latest run of an import.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct LastRun {
     pub run_id: uuid::Uuid,
     pub status: String,
@@ -180,7 +180,7 @@ pub struct LastRun {
 }
 
 /// A recorded state change.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Transition {
     pub from: Option<String>,
     pub to: String,

@@ -54,16 +54,36 @@ impl Role {
 /// Who is calling: the token's workspace and role.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// The token the caller presented (nil for an operator on the host).
     pub token_id: Uuid,
     pub workspace_id: i64,
     pub workspace: String,
     pub role: Role,
+    /// The operator's login name when the command runs on the host, with database access
+    /// instead of a token.
+    pub on_host: Option<String>,
 }
 
 impl Caller {
-    /// How state changes and runs record this caller: `api:<token id>`.
+    /// An operator on the host, acting on `workspace` with every right (database access is
+    /// the fleet operator's already).
+    pub fn host(workspace_id: i64, workspace: &str, user: &str) -> Caller {
+        Caller {
+            token_id: Uuid::nil(),
+            workspace_id,
+            workspace: workspace.to_string(),
+            role: Role::Admin,
+            on_host: Some(user.to_string()),
+        }
+    }
+
+    /// How state changes and runs record this caller: `api:<token id>`, or the operator's
+    /// login name on the host.
     pub fn actor(&self) -> String {
-        format!("api:{}", self.token_id)
+        match &self.on_host {
+            Some(user) => user.clone(),
+            None => format!("api:{}", self.token_id),
+        }
     }
 }
 
@@ -89,6 +109,22 @@ pub enum TokenError {
 
 fn hash(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.as_bytes()).to_vec()
+}
+
+/// The caller an operator on the host acts as in `workspace`, or `None` when there is no
+/// such workspace.
+pub async fn host_caller(
+    client: &impl GenericClient,
+    workspace: &str,
+    user: &str,
+) -> Result<Option<Caller>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT id FROM control.workspaces WHERE name = $1",
+            &[&workspace],
+        )
+        .await?;
+    Ok(row.map(|r| Caller::host(r.get(0), workspace, user)))
 }
 
 /// Makes a token for `workspace` (created if `create_workspace`); returns its id and the token,
@@ -175,6 +211,7 @@ pub async fn authenticate(
         workspace_id: row.get(1),
         workspace: row.get(2),
         role,
+        on_host: None,
     }))
 }
 
@@ -220,6 +257,7 @@ pub async fn session(
             workspace_id: row.get(1),
             workspace: row.get(2),
             role,
+            on_host: None,
         })
     }))
 }

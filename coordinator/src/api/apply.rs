@@ -3,6 +3,7 @@
 //! nothing); and `PUT` of one connection or one import, applied the same way.
 
 use super::auth::require;
+use super::service::Service;
 use super::{ApiError, ApiState, JsonBody};
 use crate::apply::{self, ApplyError, ApplyOptions};
 use crate::spec::SpecFile;
@@ -21,7 +22,7 @@ pub struct ApplyQuery {
 }
 
 /// What applying did, one line per object.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Applied {
     pub lines: Vec<String>,
 }
@@ -38,44 +39,60 @@ pub async fn apply(
     super::ApiQuery(query): super::ApiQuery<ApplyQuery>,
     super::TextBody(text): super::TextBody,
 ) -> Result<Json<Applied>, ApiError> {
-    require(&caller, Role::Admin)?;
-    let spec = crate::spec::parse_with(&text, |_| None)
-        .map_err(|e| ApiError::invalid(e.field.clone(), e.to_string()))?;
-    if spec.workspace != caller.workspace {
-        return Err(ApiError::invalid(
-            "workspace",
-            format!(
-                "the spec names workspace {:?}; this token belongs to {:?}",
-                spec.workspace, caller.workspace
-            ),
-        ));
+    Service::new(&state, caller)
+        .apply(&text, query.ready.unwrap_or(false))
+        .await
+        .map(Json)
+}
+
+impl Service {
+    /// Applies a spec's text in the caller's workspace (admins); `${NAME}` references must
+    /// already be expanded: the server's environment is never read.
+    pub async fn apply(&self, text: &str, ready: bool) -> Result<Applied, ApiError> {
+        self.require(Role::Admin)?;
+        let spec = crate::spec::parse_with(text, |_| None)
+            .map_err(|e| ApiError::invalid(e.field.clone(), e.to_string()))?;
+        if spec.workspace != self.caller.workspace {
+            return Err(ApiError::invalid(
+                "workspace",
+                format!(
+                    "the spec names workspace {:?}; this caller acts in {:?}",
+                    spec.workspace, self.caller.workspace
+                ),
+            ));
+        }
+        self.write(spec, ready).await
     }
-    write(&state, spec, query.ready.unwrap_or(false)).await
+
+    /// Tests and writes a spec in the caller's workspace.
+    async fn write(&self, spec: SpecFile, ready: bool) -> Result<Applied, ApiError> {
+        let mut client = self.client().await?;
+        write(&mut client, self.master_key()?, spec, ready).await
+    }
 }
 
 /// Tests and writes a spec in the caller's workspace.
-async fn write(state: &ApiState, spec: SpecFile, ready: bool) -> Result<Json<Applied>, ApiError> {
-    let mut client = state.pool.get().await?;
-    let report = apply::apply(
-        &mut client,
-        &state.master_key,
-        &spec,
-        &ApplyOptions { ready },
-    )
-    .await
-    .map_err(|e| match e {
-        ApplyError::Spec(e) => ApiError::invalid(e.field.clone(), e.to_string()),
-        ApplyError::Connection { ref name, .. } | ApplyError::Secret { ref name, .. } => {
-            ApiError::invalid(format!("connections.{name}"), e.to_string())
-        }
-        ApplyError::Source { ref import, .. } => {
-            ApiError::invalid(format!("imports.{import}"), e.to_string())
-        }
-        ApplyError::Database(e) => e.into(),
-    })?;
-    Ok(Json(Applied {
+async fn write(
+    client: &mut tokio_postgres::Client,
+    master_key: &sluice_proto::secrets::MasterKey,
+    spec: SpecFile,
+    ready: bool,
+) -> Result<Applied, ApiError> {
+    let report = apply::apply(client, master_key, &spec, &ApplyOptions { ready })
+        .await
+        .map_err(|e| match e {
+            ApplyError::Spec(e) => ApiError::invalid(e.field.clone(), e.to_string()),
+            ApplyError::Connection { ref name, .. } | ApplyError::Secret { ref name, .. } => {
+                ApiError::invalid(format!("connections.{name}"), e.to_string())
+            }
+            ApplyError::Source { ref import, .. } => {
+                ApiError::invalid(format!("imports.{import}"), e.to_string())
+            }
+            ApplyError::Database(e) => e.into(),
+        })?;
+    Ok(Applied {
         lines: report.lines,
-    }))
+    })
 }
 
 /// A spec holding one object of the caller's workspace, keeping its event retention.
@@ -126,8 +143,10 @@ pub async fn put_connection(
         url: body.url,
     });
     // The body is one connection: its fields are named as the body names them.
-    write(&state, spec, false)
+    Service::new(&state, caller)
+        .write(spec, false)
         .await
+        .map(Json)
         .map_err(|e| within(e, &["connections[0].", &format!("connections.{name}.")]))
 }
 
@@ -179,5 +198,8 @@ pub async fn put_import(
         serde_json::from_value(body).map_err(|e| ApiError::invalid("import", e.to_string()))?;
     let mut spec = one_object_spec(&state, &caller).await?;
     spec.imports.push(import);
-    write(&state, spec, query.ready.unwrap_or(false)).await
+    Service::new(&state, caller)
+        .write(spec, query.ready.unwrap_or(false))
+        .await
+        .map(Json)
 }

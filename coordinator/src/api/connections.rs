@@ -1,5 +1,6 @@
 //! `/v1/connections`: a workspace's connections, shown without their credentials.
 
+use super::service::Service;
 use super::{ApiError, ApiState};
 use crate::connections;
 use crate::tokens::Caller;
@@ -10,7 +11,7 @@ use sluice_connectors::SourceSpec;
 use sluice_proto::SourceRelation;
 
 /// A connection as the API shows it: never its URL or credentials.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConnectionItem {
     pub name: String,
     /// `postgres`, `redshift`, `mysql`, `files`, `delta`, `snowflake`, `bigquery`, `databricks`.
@@ -19,17 +20,70 @@ pub struct ConnectionItem {
     pub imports: i64,
 }
 
-async fn all(state: &ApiState, caller: &Caller) -> Result<Vec<ConnectionItem>, ApiError> {
-    let client = state.pool.get().await?;
-    Ok(connections::list(&**client, &caller.workspace)
-        .await?
-        .into_iter()
-        .map(|(name, kind, imports)| ConnectionItem {
-            name,
-            kind,
-            imports,
+impl Service {
+    /// The workspace's connections, never their credentials.
+    pub async fn list_connections(&self) -> Result<Vec<ConnectionItem>, ApiError> {
+        let client = self.client().await?;
+        Ok(connections::list(&**client, &self.caller.workspace)
+            .await?
+            .into_iter()
+            .map(|(name, kind, imports)| ConnectionItem {
+                name,
+                kind,
+                imports,
+            })
+            .collect())
+    }
+
+    /// Tests a connection: ok, or the classified failure. A Snowflake key waiting to be
+    /// rotated in is tried too.
+    pub async fn test_connection(&self, name: &str) -> Result<TestResult, ApiError> {
+        self.require(crate::tokens::Role::Operator)?;
+        let client = self.client().await?;
+        match connections::test(&**client, self.master_key()?, &self.caller.workspace, name).await {
+            Ok(tested) => Ok(TestResult {
+                ok: true,
+                key_promoted: tested.promoted.is_some(),
+                retire: tested.promoted.flatten(),
+                pending_key_refused: tested.pending_refused.map(|e| e.to_string()),
+                ..TestResult::default()
+            }),
+            Err(connections::ConnectionError::Test { error, .. }) => Ok(TestResult {
+                ok: false,
+                code: Some(error.code().as_str().to_string()),
+                message: Some(error.to_string()),
+                ..TestResult::default()
+            }),
+            Err(e) => Err(connection_error(e)),
+        }
+    }
+
+    /// Deletes a connection no import uses (admins).
+    pub async fn delete_connection(&self, name: &str) -> Result<(), ApiError> {
+        self.require(crate::tokens::Role::Admin)?;
+        let mut client = self.client().await?;
+        connections::delete(&mut client, &self.caller.workspace, name)
+            .await
+            .map_err(connection_error)
+    }
+
+    /// Generates a Snowflake key pair; the private key is kept sealed as the pending key.
+    pub async fn keygen(&self, name: &str) -> Result<KeyPair, ApiError> {
+        self.require(crate::tokens::Role::Admin)?;
+        let client = self.client().await?;
+        let rotation =
+            connections::keygen(&**client, self.master_key()?, &self.caller.workspace, name)
+                .await
+                .map_err(connection_error)?;
+        Ok(KeyPair {
+            public_key: rotation.public_key,
+            statement: rotation.statement,
         })
-        .collect())
+    }
+}
+
+async fn all(state: &ApiState, caller: Caller) -> Result<Vec<ConnectionItem>, ApiError> {
+    Service::new(state, caller).list_connections().await
 }
 
 /// The workspace's connections.
@@ -39,7 +93,7 @@ pub async fn list(
     State(state): State<ApiState>,
     caller: Caller,
 ) -> Result<Json<Vec<ConnectionItem>>, ApiError> {
-    all(&state, &caller).await.map(Json)
+    all(&state, caller).await.map(Json)
 }
 
 /// One connection.
@@ -51,7 +105,7 @@ pub async fn show(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<ConnectionItem>, ApiError> {
-    all(&state, &caller)
+    all(&state, caller)
         .await?
         .into_iter()
         .find(|c| c.name == name)
@@ -60,7 +114,7 @@ pub async fn show(
 }
 
 /// What testing a connection found.
-#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TestResult {
     pub ok: bool,
     /// Why it failed: `source_unreachable`, `authentication`, `permission_denied`,
@@ -84,24 +138,10 @@ pub async fn test(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<TestResult>, ApiError> {
-    super::auth::require(&caller, crate::tokens::Role::Operator)?;
-    let client = state.pool.get().await?;
-    match connections::test(&**client, &state.master_key, &caller.workspace, &name).await {
-        Ok(tested) => Ok(Json(TestResult {
-            ok: true,
-            key_promoted: tested.promoted.is_some(),
-            retire: tested.promoted.flatten(),
-            pending_key_refused: tested.pending_refused.map(|e| e.to_string()),
-            ..TestResult::default()
-        })),
-        Err(connections::ConnectionError::Test { error, .. }) => Ok(Json(TestResult {
-            ok: false,
-            code: Some(error.code().as_str().to_string()),
-            message: Some(error.to_string()),
-            ..TestResult::default()
-        })),
-        Err(e) => Err(connection_error(e)),
-    }
+    Service::new(&state, caller)
+        .test_connection(&name)
+        .await
+        .map(Json)
 }
 
 fn connection_error(e: connections::ConnectionError) -> ApiError {
@@ -126,16 +166,14 @@ pub async fn delete(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<axum::http::StatusCode, ApiError> {
-    super::auth::require(&caller, crate::tokens::Role::Admin)?;
-    let mut client = state.pool.get().await?;
-    connections::delete(&mut client, &caller.workspace, &name)
-        .await
-        .map_err(connection_error)?;
+    Service::new(&state, caller)
+        .delete_connection(&name)
+        .await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
 /// A key pair made for a Snowflake connection.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KeyPair {
     /// The public key, base64 DER.
     pub public_key: String,
@@ -154,15 +192,7 @@ pub async fn keygen(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<KeyPair>, ApiError> {
-    super::auth::require(&caller, crate::tokens::Role::Admin)?;
-    let client = state.pool.get().await?;
-    let rotation = connections::keygen(&**client, &state.master_key, &caller.workspace, &name)
-        .await
-        .map_err(connection_error)?;
-    Ok(Json(KeyPair {
-        public_key: rotation.public_key,
-        statement: rotation.statement,
-    }))
+    Service::new(&state, caller).keygen(&name).await.map(Json)
 }
 
 /// A table or query to preview through a connection, before an import reads it.

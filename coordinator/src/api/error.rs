@@ -89,6 +89,18 @@ impl ApiError {
     }
 }
 
+/// As the CLI prints it: the field at fault first, then what went wrong.
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(field) = &self.body.field {
+            write!(f, "{field}: ")?;
+        }
+        write!(f, "{} ({})", self.body.message, self.body.code)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
         ApiError::internal(e)

@@ -1,7 +1,7 @@
 //! `/v1/imports`: list and show a workspace's imports, trigger runs (idempotently), and pause
 //! or resume schedules.
 
-use super::auth::require;
+use super::service::Service;
 use super::{ApiError, ApiState, MaybeJson};
 use crate::imports::{self, ImportView, LifecycleError};
 use crate::tokens::{Caller, Role};
@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// One import in a listing.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImportItem {
     pub name: String,
     pub data_type: String,
@@ -31,11 +31,19 @@ pub struct RunBody {
 }
 
 /// A run that was requested.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunAccepted {
     pub run_id: uuid::Uuid,
     /// `queued` until the coordinator plans it.
-    pub status: &'static str,
+    pub status: String,
+}
+
+/// An import that was deleted.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ImportDeleted {
+    pub name: String,
+    /// Its runs, deleted with it.
+    pub runs: u64,
 }
 
 /// A refused lifecycle change as an API error.
@@ -65,6 +73,124 @@ pub(super) fn trigger_error(e: TriggerError) -> ApiError {
     }
 }
 
+impl Service {
+    /// The workspace's imports with their state and next scheduled run.
+    pub async fn list_imports(&self) -> Result<Vec<ImportItem>, ApiError> {
+        let client = self.client().await?;
+        let rows = imports::list(&**client, &self.caller.workspace).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, data_type, state, next_fire_at)| ImportItem {
+                name,
+                data_type,
+                state,
+                next_fire_at,
+            })
+            .collect())
+    }
+
+    /// One import: state, schedule, upcoming fire times, last run and state changes.
+    pub async fn show_import(&self, name: &str) -> Result<ImportView, ApiError> {
+        let client = self.client().await?;
+        imports::show(&**client, &self.caller.workspace, name, Utc::now())
+            .await
+            .map_err(lifecycle)
+    }
+
+    /// Requests a run ("sync now", a dry run, or a replay of a window); the same idempotency
+    /// key always names the same run.
+    pub async fn trigger(
+        &self,
+        name: &str,
+        dry_run: bool,
+        idempotency_key: Option<&str>,
+        replay: Option<sluice_proto::ReplayWindow>,
+    ) -> Result<RunAccepted, ApiError> {
+        self.require(Role::Operator)?;
+        if idempotency_key.is_some_and(|k| k.is_empty() || k.len() > 255) {
+            return Err(ApiError::invalid(
+                "Idempotency-Key",
+                "must be 1 to 255 characters",
+            ));
+        }
+        if let Some(window) = &replay {
+            if window.until <= window.from {
+                return Err(ApiError::invalid("until", "must be after from"));
+            }
+        }
+        let client = self.client().await?;
+        let requested_by = self.caller.actor();
+        let run_id = trigger::request(
+            &**client,
+            &self.amqp_url,
+            &self.topology,
+            &Trigger {
+                workspace: &self.caller.workspace,
+                import: name,
+                dry_run,
+                requested_by: &requested_by,
+                idempotency_key,
+                replay,
+            },
+        )
+        .await
+        .map_err(trigger_error)?;
+        Ok(RunAccepted {
+            run_id,
+            status: crate::runs::status::QUEUED.to_string(),
+        })
+    }
+
+    /// Pauses an import's schedule; an active run finishes.
+    pub async fn pause(&self, name: &str) -> Result<ImportView, ApiError> {
+        self.require(Role::Operator)?;
+        let mut client = self.client().await?;
+        imports::pause(
+            &mut client,
+            &self.caller.workspace,
+            name,
+            &self.caller.actor(),
+        )
+        .await
+        .map_err(lifecycle)?;
+        self.show_import(name).await
+    }
+
+    /// Resumes a paused or stopped import: scheduled again from now.
+    pub async fn resume(&self, name: &str) -> Result<ImportView, ApiError> {
+        self.require(Role::Operator)?;
+        let mut client = self.client().await?;
+        imports::resume(
+            &mut client,
+            &self.caller.workspace,
+            name,
+            &self.caller.actor(),
+        )
+        .await
+        .map_err(lifecycle)?;
+        self.show_import(name).await
+    }
+
+    /// Deletes an import with its schedule, watermark and run history (admins); refused
+    /// while a run is active.
+    pub async fn delete_import(&self, name: &str) -> Result<ImportDeleted, ApiError> {
+        self.require(Role::Admin)?;
+        let mut client = self.client().await?;
+        let runs = imports::delete(
+            &mut client,
+            &self.caller.workspace,
+            name,
+            &self.caller.actor(),
+        )
+        .await
+        .map_err(lifecycle)?;
+        Ok(ImportDeleted {
+            name: name.to_string(),
+            runs,
+        })
+    }
+}
+
 /// The workspace's imports with their state and next scheduled run.
 #[utoipa::path(operation_id = "imports_list", get, path = "/v1/imports", tag = "imports",
     responses((status = 200, body = Vec<ImportItem>), (status = 401, body = super::ErrorBody)))]
@@ -72,18 +198,7 @@ pub async fn list(
     State(state): State<ApiState>,
     caller: Caller,
 ) -> Result<Json<Vec<ImportItem>>, ApiError> {
-    let client = state.pool.get().await?;
-    let rows = imports::list(&**client, &caller.workspace).await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|(name, data_type, state, next_fire_at)| ImportItem {
-                name,
-                data_type,
-                state,
-                next_fire_at,
-            })
-            .collect(),
-    ))
+    Service::new(&state, caller).list_imports().await.map(Json)
 }
 
 /// One import: state, schedule, upcoming fire times, last run and state changes.
@@ -95,11 +210,10 @@ pub async fn show(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<ImportView>, ApiError> {
-    let client = state.pool.get().await?;
-    imports::show(&**client, &caller.workspace, &name, Utc::now())
+    Service::new(&state, caller)
+        .show_import(&name)
         .await
         .map(Json)
-        .map_err(lifecycle)
 }
 
 /// Runs an import now ("sync now": the schedule does not move). The same `Idempotency-Key`
@@ -117,7 +231,6 @@ pub async fn trigger(
     headers: HeaderMap,
     MaybeJson(body): MaybeJson<RunBody>,
 ) -> Result<(StatusCode, Json<RunAccepted>), ApiError> {
-    require(&caller, Role::Operator)?;
     let body = body.unwrap_or_default();
     let key = headers
         .get("idempotency-key")
@@ -126,59 +239,10 @@ pub async fn trigger(
                 .map_err(|_| ApiError::invalid("Idempotency-Key", "must be printable ASCII"))
         })
         .transpose()?;
-    if key.is_some_and(|k| k.is_empty() || k.len() > 255) {
-        return Err(ApiError::invalid(
-            "Idempotency-Key",
-            "must be 1 to 255 characters",
-        ));
-    }
-    let client = state.pool.get().await?;
-    let requested_by = caller.actor();
-    let run_id = trigger::request(
-        &**client,
-        &state.amqp_url,
-        &state.topology,
-        &Trigger {
-            workspace: &caller.workspace,
-            import: &name,
-            dry_run: body.dry_run,
-            requested_by: &requested_by,
-            idempotency_key: key,
-            replay: None,
-        },
-    )
-    .await
-    .map_err(trigger_error)?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(RunAccepted {
-            run_id,
-            status: crate::runs::status::QUEUED,
-        }),
-    ))
-}
-
-/// A change to an import's schedule.
-enum Steer {
-    Pause,
-    Resume,
-}
-
-async fn steer(
-    state: ApiState,
-    caller: Caller,
-    name: String,
-    how: Steer,
-) -> Result<Json<ImportView>, ApiError> {
-    require(&caller, Role::Operator)?;
-    let mut client = state.pool.get().await?;
-    let actor = caller.actor();
-    match how {
-        Steer::Pause => imports::pause(&mut client, &caller.workspace, &name, &actor).await,
-        Steer::Resume => imports::resume(&mut client, &caller.workspace, &name, &actor).await,
-    }
-    .map_err(lifecycle)?;
-    show(State(state), caller, Path(name)).await
+    let accepted = Service::new(&state, caller)
+        .trigger(&name, body.dry_run, key, None)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
 
 /// Pauses an import's schedule; an active run finishes.
@@ -191,7 +255,7 @@ pub async fn pause(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<ImportView>, ApiError> {
-    steer(state, caller, name, Steer::Pause).await
+    Service::new(&state, caller).pause(&name).await.map(Json)
 }
 
 /// Resumes a paused import: scheduled again from now.
@@ -204,24 +268,22 @@ pub async fn resume(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<ImportView>, ApiError> {
-    steer(state, caller, name, Steer::Resume).await
+    Service::new(&state, caller).resume(&name).await.map(Json)
 }
 
 /// Deletes an import with its schedule, watermark and run history (admins); refused with 409
 /// while a run is active. Data it loaded stays in the stores.
 #[utoipa::path(operation_id = "imports_delete", delete, path = "/v1/imports/{name}", tag = "imports",
     params(("name" = String, Path, description = "The import's name")),
-    responses((status = 204), (status = 404, body = super::ErrorBody),
+    responses((status = 200, body = ImportDeleted), (status = 404, body = super::ErrorBody),
               (status = 409, body = super::ErrorBody)))]
 pub async fn delete(
     State(state): State<ApiState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    require(&caller, Role::Admin)?;
-    let mut client = state.pool.get().await?;
-    imports::delete(&mut client, &caller.workspace, &name, &caller.actor())
+) -> Result<Json<ImportDeleted>, ApiError> {
+    Service::new(&state, caller)
+        .delete_import(&name)
         .await
-        .map_err(lifecycle)?;
-    Ok(StatusCode::NO_CONTENT)
+        .map(Json)
 }

@@ -3,14 +3,15 @@
 //! generated from the handlers and served at `/v1/openapi.json`; and the run listing web page
 //! at `/ui`.
 
-mod apply;
+pub mod apply;
 mod auth;
-mod connections;
+pub mod connections;
 mod error;
-mod imports;
+pub mod imports;
 mod profiles;
-mod runs;
-mod steering;
+pub mod runs;
+pub mod service;
+pub mod steering;
 mod tokens;
 mod ui;
 

@@ -1,5 +1,6 @@
 //! `/v1/runs`: a workspace's runs, filtered and paged, and one run with its stats.
 
+use super::service::Service;
 use super::{ApiError, ApiState};
 use crate::runs::{self, RunSummary};
 use crate::tokens::Caller;
@@ -137,12 +138,10 @@ pub async fn show(
     caller: Caller,
     Path(run_id): Path<Uuid>,
 ) -> Result<Json<RunSummary>, ApiError> {
-    let client = state.pool.get().await?;
-    runs::summary(&**client, run_id)
-        .await?
-        .filter(|s| s.workspace == caller.workspace)
+    Service::new(&state, caller)
+        .show_run(run_id)
+        .await
         .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no run {run_id} in this workspace")))
 }
 
 /// Paging of a run's rejected rows.
@@ -157,16 +156,50 @@ pub struct ErrorPage {
 }
 
 /// Resolves a run of the caller's workspace, or 404.
-async fn own_run(state: &ApiState, caller: &Caller, run_id: Uuid) -> Result<(), ApiError> {
-    let client = state.pool.get().await?;
-    client
-        .query_opt(
-            "SELECT 1 FROM control.runs WHERE id = $1 AND workspace_id = $2",
-            &[&run_id, &caller.workspace_id],
-        )
-        .await?
-        .map(|_| ())
-        .ok_or_else(|| ApiError::not_found(format!("no run {run_id} in this workspace")))
+impl Service {
+    /// One run with its stats.
+    pub async fn show_run(&self, run_id: Uuid) -> Result<RunSummary, ApiError> {
+        let client = self.client().await?;
+        runs::summary(&**client, run_id)
+            .await?
+            .filter(|s| s.workspace == self.caller.workspace)
+            .ok_or_else(|| ApiError::not_found(format!("no run {run_id} in this workspace")))
+    }
+
+    async fn own_run(&self, run_id: Uuid) -> Result<(), ApiError> {
+        let client = self.client().await?;
+        client
+            .query_opt(
+                "SELECT 1 FROM control.runs WHERE id = $1 AND workspace_id = $2",
+                &[&run_id, &self.caller.workspace_id],
+            )
+            .await?
+            .map(|_| ())
+            .ok_or_else(|| ApiError::not_found(format!("no run {run_id} in this workspace")))
+    }
+
+    /// A page of a run's rejected rows.
+    pub async fn run_errors(
+        &self,
+        run_id: Uuid,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<crate::errors::RunError>, ApiError> {
+        self.own_run(run_id).await?;
+        let client = self.client().await?;
+        Ok(crate::errors::list(&**client, run_id, limit, offset).await?)
+    }
+
+    /// Every rejected row of a run as the CSV failure report.
+    pub async fn run_errors_csv(&self, run_id: Uuid) -> Result<Vec<u8>, ApiError> {
+        self.own_run(run_id).await?;
+        let client = self.client().await?;
+        let mut csv = Vec::new();
+        crate::errors::write_csv(&**client, run_id, &mut csv)
+            .await
+            .map_err(ApiError::internal)?;
+        Ok(csv)
+    }
 }
 
 /// A run's rejected rows with their reasons, page by page, in chunk and key order.
@@ -179,12 +212,11 @@ pub async fn errors(
     Path(run_id): Path<Uuid>,
     super::ApiQuery(page): super::ApiQuery<ErrorPage>,
 ) -> Result<Json<Vec<crate::errors::RunError>>, ApiError> {
-    own_run(&state, &caller, run_id).await?;
     let (limit, offset) = super::profiles::paging(page.page, page.per_page, 100, 1000)?;
-    let client = state.pool.get().await?;
-    Ok(Json(
-        crate::errors::list(&**client, run_id, limit, offset).await?,
-    ))
+    Service::new(&state, caller)
+        .run_errors(run_id, limit, offset)
+        .await
+        .map(Json)
 }
 
 /// Every rejected row of a run as CSV: the source key, the mapped columns, the column at
@@ -197,12 +229,7 @@ pub async fn errors_csv(
     caller: Caller,
     Path(run_id): Path<Uuid>,
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
-    own_run(&state, &caller, run_id).await?;
-    let client = state.pool.get().await?;
-    let mut csv = Vec::new();
-    crate::errors::write_csv(&**client, run_id, &mut csv)
-        .await
-        .map_err(ApiError::internal)?;
+    let csv = Service::new(&state, caller).run_errors_csv(run_id).await?;
     Ok((
         [
             (

@@ -1,11 +1,10 @@
 //! `/v1/imports/{name}/…` operations beyond triggering: preview the source, stop the import
 //! and cancel its run, and the audited watermark moves (resync, rewind) and replays.
 
-use super::auth::require;
 use super::imports::RunAccepted;
+use super::service::Service;
 use super::{ApiError, ApiState, MaybeJson};
 use crate::tokens::{Caller, Role};
-use crate::trigger::{self, Trigger};
 use crate::watermark::{self, WatermarkError};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -15,12 +14,12 @@ use serde::{Deserialize, Serialize};
 
 /// Refuses a name the caller's workspace has no import by (before a body is looked at, so
 /// another workspace's import is a 404 whatever the request holds).
-async fn known(state: &ApiState, caller: &Caller, name: &str) -> Result<(), ApiError> {
-    let client = state.pool.get().await?;
+async fn known(service: &Service, name: &str) -> Result<(), ApiError> {
+    let client = service.client().await?;
     let found = client
         .query_opt(
             "SELECT 1 FROM control.imports WHERE workspace_id = $1 AND name = $2",
-            &[&caller.workspace_id, &name],
+            &[&service.caller.workspace_id, &name],
         )
         .await?;
     found
@@ -51,7 +50,7 @@ pub struct PreviewQuery {
 }
 
 /// The first rows of a source, as the extractor reads them.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Preview {
     /// Each column's name and Arrow type.
     pub columns: Vec<PreviewColumn>,
@@ -60,14 +59,112 @@ pub struct Preview {
 }
 
 /// One previewed column.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PreviewColumn {
     pub name: String,
     #[serde(rename = "type")]
     pub data_type: String,
 }
 
-/// The source's schema and first rows in `(watermark, key)` order.
+impl Service {
+    /// The source's columns and first rows, as the extractor reads them.
+    pub async fn preview(&self, name: &str, rows: usize) -> Result<Preview, ApiError> {
+        known(self, name).await?;
+        if !(1..=100).contains(&rows) {
+            return Err(ApiError::invalid("rows", "must be 1 to 100"));
+        }
+        let client = self.client().await?;
+        let batch = crate::preview::preview(
+            &**client,
+            self.master_key()?,
+            &self.caller.workspace,
+            name,
+            rows,
+        )
+        .await
+        .map_err(preview_error)?;
+        Preview::of(&batch)
+    }
+
+    /// Stops an import's schedule and cancels its active run; the workers are told to discard
+    /// the run's remaining chunks.
+    pub async fn stop(&self, name: &str) -> Result<Stopped, ApiError> {
+        self.require(Role::Operator)?;
+        let mut client = self.client().await?;
+        let actor = self.caller.actor();
+        let cancelled = crate::imports::stop(&mut client, &self.caller.workspace, name, &actor)
+            .await
+            .map_err(super::imports::lifecycle)?;
+        if let Some(run_id) = cancelled {
+            crate::trigger::announce_cancel(&self.amqp_url, &self.topology, run_id, &actor)
+                .await
+                .map_err(|e| ApiError::unavailable(format!("RabbitMQ: {e}")))?;
+        }
+        Ok(Stopped {
+            cancelled_run: cancelled,
+        })
+    }
+
+    /// Resets the watermark: the next run reads every row (audited).
+    pub async fn resync(&self, name: &str) -> Result<Moved, ApiError> {
+        self.require(Role::Admin)?;
+        let mut client = self.client().await?;
+        let from = watermark::resync(
+            &mut client,
+            &self.caller.workspace,
+            name,
+            &self.caller.actor(),
+        )
+        .await
+        .map_err(watermark_error)?;
+        Ok(Moved {
+            from: from.map(|b| b.to_string()),
+            to: None,
+        })
+    }
+
+    /// Moves the watermark back to just before `to` (audited).
+    pub async fn rewind(&self, name: &str, to: DateTime<Utc>) -> Result<Moved, ApiError> {
+        self.require(Role::Admin)?;
+        known(self, name).await?;
+        let mut client = self.client().await?;
+        let (from, to) = watermark::rewind(
+            &mut client,
+            self.master_key()?,
+            &self.caller.workspace,
+            name,
+            to,
+            &self.caller.actor(),
+        )
+        .await
+        .map_err(watermark_error)?;
+        Ok(Moved {
+            from: from.map(|b| b.to_string()),
+            to: to.map(|b| b.to_string()),
+        })
+    }
+
+    /// Reads the rows of `[from, until)` again without moving the watermark (audited as a
+    /// run).
+    pub async fn replay(
+        &self,
+        name: &str,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<RunAccepted, ApiError> {
+        self.require(Role::Operator)?;
+        known(self, name).await?;
+        self.trigger(
+            name,
+            false,
+            None,
+            Some(sluice_proto::ReplayWindow { from, until }),
+        )
+        .await
+    }
+}
+
+/// The source's columns and first rows, as the extractor reads them.
 #[utoipa::path(operation_id = "steering_preview", get, path = "/v1/imports/{name}/preview", tag = "imports",
     params(("name" = String, Path, description = "The import's name"), PreviewQuery),
     responses((status = 200, body = Preview), (status = 404, body = super::ErrorBody),
@@ -78,20 +175,12 @@ pub async fn preview(
     Path(name): Path<String>,
     super::ApiQuery(query): super::ApiQuery<PreviewQuery>,
 ) -> Result<Json<Preview>, ApiError> {
-    known(&state, &caller, &name).await?;
-    let rows = query.rows.unwrap_or(10);
-    if !(1..=100).contains(&rows) {
-        return Err(ApiError::invalid("rows", "must be 1 to 100"));
-    }
-    let client = state.pool.get().await?;
-    let batch =
-        crate::preview::preview(&**client, &state.master_key, &caller.workspace, &name, rows)
-            .await
-            .map_err(preview_error)?;
-    Ok(Json(Preview::of(&batch)?))
+    Service::new(&state, caller)
+        .preview(&name, query.rows.unwrap_or(10))
+        .await
+        .map(Json)
 }
 
-/// The API's answer when a preview could not be made.
 pub(super) fn preview_error(e: crate::preview::PreviewError) -> ApiError {
     use crate::preview::PreviewError;
     match e {
@@ -132,13 +221,13 @@ impl Preview {
 }
 
 /// What stopping did.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Stopped {
     /// The run that was cancelled, if one was active.
     pub cancelled_run: Option<uuid::Uuid>,
 }
 
-/// Stops an import: its schedule ends and an active run is cancelled (what it loaded stays).
+/// Stops an import: its schedule stops and its active run is cancelled.
 #[utoipa::path(operation_id = "steering_stop", post, path = "/v1/imports/{name}/stop", tag = "imports",
     params(("name" = String, Path, description = "The import's name")),
     responses((status = 200, body = Stopped), (status = 404, body = super::ErrorBody),
@@ -148,24 +237,11 @@ pub async fn stop(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Stopped>, ApiError> {
-    require(&caller, Role::Operator)?;
-    let mut client = state.pool.get().await?;
-    let actor = caller.actor();
-    let cancelled = crate::imports::stop(&mut client, &caller.workspace, &name, &actor)
-        .await
-        .map_err(super::imports::lifecycle)?;
-    if let Some(run_id) = cancelled {
-        crate::trigger::announce_cancel(&state.amqp_url, &state.topology, run_id, &actor)
-            .await
-            .map_err(|e| ApiError::unavailable(format!("RabbitMQ: {e}")))?;
-    }
-    Ok(Json(Stopped {
-        cancelled_run: cancelled,
-    }))
+    Service::new(&state, caller).stop(&name).await.map(Json)
 }
 
 /// Where the watermark was and where it is now.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Moved {
     /// `updated_at/key` before, or null at the start.
     pub from: Option<String>,
@@ -183,16 +259,7 @@ pub async fn resync(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Moved>, ApiError> {
-    require(&caller, Role::Admin)?;
-    let mut client = state.pool.get().await?;
-    let actor = caller.actor();
-    let from = watermark::resync(&mut client, &caller.workspace, &name, &actor)
-        .await
-        .map_err(watermark_error)?;
-    Ok(Json(Moved {
-        from: from.map(|b| b.to_string()),
-        to: None,
-    }))
+    Service::new(&state, caller).resync(&name).await.map(Json)
 }
 
 /// Where to move the watermark back to.
@@ -203,7 +270,7 @@ pub struct RewindBody {
     pub to: DateTime<Utc>,
 }
 
-/// Moves the watermark back to just before the first row at or after `to` (audited).
+/// Moves the watermark back: the next run reads every row from `to` on (audited).
 #[utoipa::path(operation_id = "steering_rewind", post, path = "/v1/imports/{name}/rewind", tag = "imports",
     params(("name" = String, Path, description = "The import's name")), request_body = RewindBody,
     responses((status = 200, body = Moved), (status = 404, body = super::ErrorBody),
@@ -214,30 +281,16 @@ pub async fn rewind(
     Path(name): Path<String>,
     MaybeJson(body): MaybeJson<RewindBody>,
 ) -> Result<Json<Moved>, ApiError> {
-    require(&caller, Role::Admin)?;
-    known(&state, &caller, &name).await?;
+    let service = Service::new(&state, caller);
+    service.require(Role::Admin)?;
+    known(&service, &name).await?;
     let Some(body) = body else {
         return Err(ApiError::invalid(
             "to",
             "give {\"to\": \"<RFC 3339 instant>\"}",
         ));
     };
-    let mut client = state.pool.get().await?;
-    let actor = caller.actor();
-    let (from, to) = watermark::rewind(
-        &mut client,
-        &state.master_key,
-        &caller.workspace,
-        &name,
-        body.to,
-        &actor,
-    )
-    .await
-    .map_err(watermark_error)?;
-    Ok(Json(Moved {
-        from: from.map(|b| b.to_string()),
-        to: to.map(|b| b.to_string()),
-    }))
+    service.rewind(&name, body.to).await.map(Json)
 }
 
 /// A window of rows to read again.
@@ -261,42 +314,15 @@ pub async fn replay(
     Path(name): Path<String>,
     MaybeJson(body): MaybeJson<ReplayBody>,
 ) -> Result<(StatusCode, Json<RunAccepted>), ApiError> {
-    require(&caller, Role::Operator)?;
-    known(&state, &caller, &name).await?;
+    let service = Service::new(&state, caller);
+    service.require(Role::Operator)?;
+    known(&service, &name).await?;
     let Some(body) = body else {
         return Err(ApiError::invalid(
             "from",
             "give {\"from\": ..., \"until\": ...} as RFC 3339 instants",
         ));
     };
-    if body.until <= body.from {
-        return Err(ApiError::invalid("until", "must be after from"));
-    }
-    let client = state.pool.get().await?;
-    let requested_by = caller.actor();
-    let run_id = trigger::request(
-        &**client,
-        &state.amqp_url,
-        &state.topology,
-        &Trigger {
-            workspace: &caller.workspace,
-            import: &name,
-            dry_run: false,
-            requested_by: &requested_by,
-            idempotency_key: None,
-            replay: Some(sluice_proto::ReplayWindow {
-                from: body.from,
-                until: body.until,
-            }),
-        },
-    )
-    .await
-    .map_err(super::imports::trigger_error)?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(RunAccepted {
-            run_id,
-            status: crate::runs::status::QUEUED,
-        }),
-    ))
+    let accepted = service.replay(&name, body.from, body.until).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
 }

@@ -1,14 +1,54 @@
-//! `sluice run`: publishes a run request, and with `--wait` follows the run with a progress bar
-//! until it ends.
+//! `sluice run` (and the replay of `imports replay`): requests a run and, with `--wait`,
+//! follows it with a progress bar until it ends; `sluice runs errors`: a run's rejected rows.
 
+use super::backend::{Access, Backend};
+use super::Output;
 use crate::settings::Settings;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sluice_coordinator::runs::{self, status, RunSummary};
-use sluice_coordinator::trigger::TriggerError;
+use sluice_coordinator::runs::{status, RunSummary};
+use std::io::Write;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// What to run and how to report it.
+/// `sluice run`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The import's name.
+    import: String,
+    #[arg(long, default_value = "demo")]
+    workspace: String,
+    /// Go through every stage but write nothing; report what would change.
+    #[arg(long)]
+    dry_run: bool,
+    /// Follow the run until it ends; exit 0 if it succeeded.
+    #[arg(long)]
+    wait: bool,
+    /// Print the result as one JSON object.
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
+    /// The same key for the same import always names the same run: a repeated trigger
+    /// returns that run instead of starting another.
+    #[arg(long)]
+    idempotency_key: Option<String>,
+}
+
+/// `sluice runs` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum RunsCommand {
+    /// Print a run's rejected rows with their reason codes.
+    Errors {
+        /// The run's id, as `sluice run` prints it.
+        run: String,
+        /// Write every rejected row as CSV: the source row's mapped columns, the reason last.
+        #[arg(long)]
+        csv: bool,
+        /// Rows to print (without --csv).
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+}
+
+/// A run to request and how to report it.
 pub struct RunRequest<'a> {
     pub workspace: &'a str,
     pub import: &'a str,
@@ -20,53 +60,63 @@ pub struct RunRequest<'a> {
     pub replay: Option<sluice_proto::ReplayWindow>,
 }
 
-/// Requests a run; returns the process exit code.
-pub async fn run(settings: &Settings, request: &RunRequest<'_>) -> anyhow::Result<i32> {
-    let client = settings.control_for_writes().await?;
-    let requested_by = std::env::var("USER").unwrap_or_else(|_| "cli".to_string());
-    let run_id = sluice_coordinator::trigger::request(
-        &client,
-        &settings.amqp_url,
-        &settings.topology(),
-        &sluice_coordinator::trigger::Trigger {
-            workspace: request.workspace,
-            import: request.import,
-            dry_run: request.dry_run,
-            requested_by: &requested_by,
-            idempotency_key: request.idempotency_key,
-            replay: request.replay,
+/// `sluice run`.
+pub async fn run(settings: &Settings, args: RunArgs) -> anyhow::Result<i32> {
+    request(
+        settings,
+        &RunRequest {
+            workspace: &args.workspace,
+            import: &args.import,
+            dry_run: args.dry_run,
+            wait: args.wait,
+            json: matches!(args.output, Output::Json),
+            idempotency_key: args.idempotency_key.as_deref(),
+            replay: None,
         },
     )
     .await
-    .map_err(|e| match e {
-        TriggerError::Draft { .. } => anyhow::anyhow!(
-            "{e}: `sluice run {} --workspace {} --dry-run --wait`",
+}
+
+/// Requests a run and reports it; returns the process exit code.
+pub async fn request(settings: &Settings, request: &RunRequest<'_>) -> anyhow::Result<i32> {
+    let backend = Backend::open(settings, request.workspace, Access::WRITE).await?;
+    let accepted = backend
+        .trigger(
             request.import,
-            request.workspace
-        ),
-        TriggerError::Stopped { .. } => anyhow::anyhow!(
-            "{e}: `sluice imports resume {} --workspace {}`",
-            request.import,
-            request.workspace
-        ),
-        TriggerError::Broker(_) => anyhow::anyhow!("{e}; start it with deploy/services.sh"),
-        other => anyhow::anyhow!("{other}"),
-    })?;
+            request.dry_run,
+            request.idempotency_key,
+            request.replay,
+        )
+        .await
+        .map_err(|e| with_remedy(e, request))?;
     if !request.wait {
         if request.json {
-            println!(
-                "{}",
-                serde_json::json!({ "run_id": run_id, "status": status::QUEUED })
-            );
+            println!("{}", serde_json::to_string(&accepted)?);
         } else {
             println!(
-                "run {run_id} requested; follow it with `sluice run ... --wait` or the run listing"
+                "run {} requested; follow it with `sluice run ... --wait` or the run listing",
+                accepted.run_id
             );
         }
         return Ok(0);
     }
-    let summary = follow(&client, run_id, !request.json).await?;
+    let summary = follow(&backend, accepted.run_id, !request.json).await?;
     report(&summary, request.json)
+}
+
+/// A refused run request with the command that removes the cause.
+fn with_remedy(e: anyhow::Error, request: &RunRequest<'_>) -> anyhow::Error {
+    let message = e.to_string();
+    let (import, workspace) = (request.import, request.workspace);
+    if message.contains("draft") {
+        anyhow::anyhow!("{message}: `sluice run {import} --workspace {workspace} --dry-run --wait`")
+    } else if message.contains("stopped") {
+        anyhow::anyhow!("{message}: `sluice imports resume {import} --workspace {workspace}`")
+    } else if message.contains("RabbitMQ") {
+        anyhow::anyhow!("{message}; start it with deploy/services.sh")
+    } else {
+        e
+    }
 }
 
 /// Prints a finished run (as JSON or for people); the exit code says whether it succeeded.
@@ -83,11 +133,7 @@ pub fn report(summary: &RunSummary, json: bool) -> anyhow::Result<i32> {
 }
 
 /// Polls the run until it ends, drawing chunks and rows on a progress bar.
-pub async fn follow(
-    client: &tokio_postgres::Client,
-    run_id: Uuid,
-    show: bool,
-) -> anyhow::Result<RunSummary> {
+async fn follow(backend: &Backend, run_id: Uuid, show: bool) -> anyhow::Result<RunSummary> {
     let bar = ProgressBar::new(0);
     if !show {
         bar.set_draw_target(ProgressDrawTarget::hidden());
@@ -101,7 +147,7 @@ pub async fn follow(
     let started = Instant::now();
     let mut warned = false;
     loop {
-        match runs::summary(client, run_id).await? {
+        match backend.run(run_id).await? {
             Some(summary) => {
                 bar.set_length(summary.chunks.max(0) as u64);
                 bar.set_position(summary.chunks_loaded.max(0) as u64);
@@ -125,6 +171,48 @@ pub async fn follow(
     }
 }
 
+/// `sluice runs errors`.
+pub async fn execute(settings: &Settings, command: RunsCommand) -> anyhow::Result<i32> {
+    let RunsCommand::Errors { run, csv, limit } = command;
+    let run_id: Uuid = run
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{run:?} is not a run id (a UUID, as `sluice run` prints)"))?;
+    let backend = Backend::for_run(settings, run_id).await?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if csv {
+        out.write_all(&backend.run_errors_csv(run_id).await?)?;
+        out.flush()?;
+        return Ok(0);
+    }
+    let limit = limit.clamp(1, 1000);
+    let page = backend.run_errors(run_id, limit).await?;
+    if page.is_empty() {
+        writeln!(out, "run {run_id} rejected no rows")?;
+    }
+    for e in &page {
+        writeln!(
+            out,
+            "chunk {} row {} [{}] {}: {} (value {})",
+            e.chunk,
+            e.row_key,
+            e.reason,
+            e.column,
+            e.message,
+            e.value
+                .as_deref()
+                .map_or("NULL".to_string(), |v| format!("{v:?}"))
+        )?;
+    }
+    if page.len() as i64 == limit {
+        writeln!(
+            out,
+            "(first {limit} rows; `--limit` shows more, `--csv` writes them all)"
+        )?;
+    }
+    out.flush()?;
+    Ok(0)
+}
 /// Prints a run's outcome for people.
 pub fn print_summary(s: &RunSummary) {
     println!(

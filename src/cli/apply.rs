@@ -1,0 +1,41 @@
+//! `sluice apply -f`: creates or updates the connections and imports a spec declares, through
+//! the same service as `POST /v1/apply`; `${NAME}` is expanded from this process's environment.
+
+use super::backend::{Access, Backend};
+use crate::settings::Settings;
+use std::path::PathBuf;
+
+/// `sluice apply`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// The spec file (YAML).
+    #[arg(short = 'f', long = "file")]
+    file: PathBuf,
+    /// New imports are ready (or scheduled) at once, without waiting for a dry run: for
+    /// specs already dry-run elsewhere.
+    #[arg(long)]
+    ready: bool,
+}
+
+/// Applies the spec file; every line of the report is printed.
+pub async fn execute(settings: &Settings, args: ApplyArgs) -> anyhow::Result<i32> {
+    let file = args.file.display();
+    let text =
+        std::fs::read_to_string(&args.file).map_err(|e| anyhow::anyhow!("reading {file}: {e}"))?;
+    let text = sluice_coordinator::spec::interpolate(&text, |name| std::env::var(name).ok())
+        .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+    // The spec is checked here first, so a bad file is refused before anything is written.
+    let spec = sluice_coordinator::spec::parse_with(&text, |_| None)
+        .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+    let backend = Backend::open_as(settings, &spec.workspace, Access::WRITE_SECRETS, true)
+        .await
+        .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+    let applied = backend
+        .apply(&text, args.ready)
+        .await
+        .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+    for line in applied.lines {
+        println!("{line}");
+    }
+    Ok(0)
+}

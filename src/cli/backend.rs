@@ -1,0 +1,302 @@
+//! Where an admin command runs: on the host, through the API's service functions with the
+//! database's own access, or over `--server` through the HTTP API, whose handlers call those
+//! same functions. Either way the command gets the same typed answers and prints them once.
+
+use crate::remote::Remote;
+use crate::settings::Settings;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sluice_coordinator::api::apply::Applied;
+use sluice_coordinator::api::connections::{ConnectionItem, KeyPair, TestResult};
+use sluice_coordinator::api::imports::{ImportDeleted, ImportItem, RunAccepted};
+use sluice_coordinator::api::service::Service;
+use sluice_coordinator::api::steering::{Moved, Preview, Stopped};
+use sluice_coordinator::errors::RunError;
+use sluice_coordinator::imports::ImportView;
+use sluice_coordinator::runs::RunSummary;
+use sluice_coordinator::tokens::Caller;
+use uuid::Uuid;
+
+/// What a command does with the control plane, so the host opens only what it needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Access {
+    /// Writes: the control plane's migrations are applied first.
+    pub writes: bool,
+    /// Opens or seals connection credentials: the master key is loaded.
+    pub secrets: bool,
+}
+
+impl Access {
+    /// Reads only.
+    pub const READ: Access = Access {
+        writes: false,
+        secrets: false,
+    };
+    /// Reads, opening credentials.
+    pub const READ_SECRETS: Access = Access {
+        writes: false,
+        secrets: true,
+    };
+    /// Writes.
+    pub const WRITE: Access = Access {
+        writes: true,
+        secrets: false,
+    };
+    /// Writes, opening credentials.
+    pub const WRITE_SECRETS: Access = Access {
+        writes: true,
+        secrets: true,
+    };
+}
+
+/// The one way a command reaches the service.
+pub enum Backend {
+    /// In this process, with the control plane's credentials.
+    Host(Box<Service>),
+    /// A coordinator's HTTP API, with a token.
+    Api(Remote),
+}
+
+/// Who acts on the host, for the audit trail.
+fn user() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "cli".to_string())
+}
+
+impl Backend {
+    /// The backend acting in `workspace`: the API when `--server` is set (its token must belong
+    /// to the workspace), else the host.
+    pub async fn open(
+        settings: &Settings,
+        workspace: &str,
+        access: Access,
+    ) -> anyhow::Result<Self> {
+        Self::open_as(settings, workspace, access, false).await
+    }
+
+    /// As [`Backend::open`]; with `declared` a workspace not made yet is acted in too: a
+    /// spec declares it, and applying the spec creates it.
+    pub async fn open_as(
+        settings: &Settings,
+        workspace: &str,
+        access: Access,
+        declared: bool,
+    ) -> anyhow::Result<Self> {
+        if let Some(remote) = Remote::from_settings(settings)? {
+            remote.check_workspace(workspace).await?;
+            return Ok(Backend::Api(remote));
+        }
+        let client = match access.writes {
+            true => settings.control_for_writes().await?,
+            false => settings.control().await?,
+        };
+        let caller =
+            match sluice_coordinator::tokens::host_caller(&client, workspace, &user()).await? {
+                Some(caller) => caller,
+                // Applying reads nothing by the workspace's id; it creates the workspace.
+                None if declared => Caller::host(0, workspace, &user()),
+                None => anyhow::bail!(
+                    "no workspace {workspace:?}: declare it in a spec and `sluice apply -f` it"
+                ),
+            };
+        let pool = sluice_coordinator::database::pool(&settings.database_url, 2)?;
+        let master_key = access.secrets.then(|| settings.master_key()).transpose()?;
+        Ok(Backend::Host(Box::new(Service::on_host(
+            pool,
+            &settings.amqp_url,
+            settings.topology(),
+            master_key,
+            caller,
+        ))))
+    }
+
+    /// The backend for a run: over the API the token's workspace (the API refuses a run of
+    /// another), on the host the run's own.
+    pub async fn for_run(settings: &Settings, run_id: Uuid) -> anyhow::Result<Self> {
+        if let Some(remote) = Remote::from_settings(settings)? {
+            return Ok(Backend::Api(remote));
+        }
+        let client = settings.control().await?;
+        let workspace: String = client
+            .query_opt(
+                "SELECT w.name FROM control.runs r JOIN control.workspaces w ON w.id = r.workspace_id
+                  WHERE r.id = $1",
+                &[&run_id],
+            )
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("run {run_id} not found"))?
+            .get(0);
+        Self::open(settings, &workspace, Access::READ).await
+    }
+
+    /// Applies a spec's text, `${NAME}` already expanded.
+    pub async fn apply(&self, text: &str, ready: bool) -> anyhow::Result<Applied> {
+        match self {
+            Backend::Host(s) => Ok(s.apply(text, ready).await?),
+            Backend::Api(r) => r.post_text(&format!("/v1/apply?ready={ready}"), text).await,
+        }
+    }
+
+    /// Requests a run, or a replay of a window.
+    pub async fn trigger(
+        &self,
+        import: &str,
+        dry_run: bool,
+        idempotency_key: Option<&str>,
+        replay: Option<sluice_proto::ReplayWindow>,
+    ) -> anyhow::Result<RunAccepted> {
+        match self {
+            Backend::Host(s) => Ok(s.trigger(import, dry_run, idempotency_key, replay).await?),
+            Backend::Api(r) => match replay {
+                Some(w) => {
+                    r.post(
+                        &format!("/v1/imports/{import}/replay"),
+                        Some(json!({ "from": w.from, "until": w.until })),
+                    )
+                    .await
+                }
+                None => r.trigger(import, dry_run, idempotency_key).await,
+            },
+        }
+    }
+
+    /// One run, or `None` while no coordinator has recorded it.
+    pub async fn run(&self, run_id: Uuid) -> anyhow::Result<Option<RunSummary>> {
+        match self {
+            Backend::Host(s) => match s.show_run(run_id).await {
+                Ok(summary) => Ok(Some(summary)),
+                Err(e) if e.body.code == "not_found" => Ok(None),
+                Err(e) => Err(e.into()),
+            },
+            Backend::Api(r) => r.get_found(&format!("/v1/runs/{run_id}")).await,
+        }
+    }
+
+    /// A page of a run's rejected rows.
+    pub async fn run_errors(&self, run_id: Uuid, limit: i64) -> anyhow::Result<Vec<RunError>> {
+        match self {
+            Backend::Host(s) => Ok(s.run_errors(run_id, limit, 0).await?),
+            Backend::Api(r) => {
+                r.get(&format!("/v1/runs/{run_id}/errors?per_page={limit}"))
+                    .await
+            }
+        }
+    }
+
+    /// Every rejected row of a run as CSV.
+    pub async fn run_errors_csv(&self, run_id: Uuid) -> anyhow::Result<Vec<u8>> {
+        match self {
+            Backend::Host(s) => Ok(s.run_errors_csv(run_id).await?),
+            Backend::Api(r) => r.get_bytes(&format!("/v1/runs/{run_id}/errors.csv")).await,
+        }
+    }
+
+    /// The workspace's imports.
+    pub async fn imports(&self) -> anyhow::Result<Vec<ImportItem>> {
+        match self {
+            Backend::Host(s) => Ok(s.list_imports().await?),
+            Backend::Api(r) => r.get("/v1/imports").await,
+        }
+    }
+
+    /// One import.
+    pub async fn import(&self, name: &str) -> anyhow::Result<ImportView> {
+        match self {
+            Backend::Host(s) => Ok(s.show_import(name).await?),
+            Backend::Api(r) => r.get(&format!("/v1/imports/{name}")).await,
+        }
+    }
+
+    /// The source's columns and first rows.
+    pub async fn preview(&self, name: &str, rows: usize) -> anyhow::Result<Preview> {
+        match self {
+            Backend::Host(s) => Ok(s.preview(name, rows).await?),
+            Backend::Api(r) => {
+                r.get(&format!("/v1/imports/{name}/preview?rows={rows}"))
+                    .await
+            }
+        }
+    }
+
+    /// Pauses (`true`) or resumes an import.
+    pub async fn set_paused(&self, name: &str, paused: bool) -> anyhow::Result<ImportView> {
+        match (self, paused) {
+            (Backend::Host(s), true) => Ok(s.pause(name).await?),
+            (Backend::Host(s), false) => Ok(s.resume(name).await?),
+            (Backend::Api(r), true) => r.post(&format!("/v1/imports/{name}/pause"), None).await,
+            (Backend::Api(r), false) => r.post(&format!("/v1/imports/{name}/resume"), None).await,
+        }
+    }
+
+    /// Stops an import and cancels its active run.
+    pub async fn stop(&self, name: &str) -> anyhow::Result<Stopped> {
+        match self {
+            Backend::Host(s) => Ok(s.stop(name).await?),
+            Backend::Api(r) => r.post(&format!("/v1/imports/{name}/stop"), None).await,
+        }
+    }
+
+    /// Deletes an import with its runs.
+    pub async fn delete_import(&self, name: &str) -> anyhow::Result<ImportDeleted> {
+        match self {
+            Backend::Host(s) => Ok(s.delete_import(name).await?),
+            Backend::Api(r) => r.delete(&format!("/v1/imports/{name}")).await,
+        }
+    }
+
+    /// Resets the watermark.
+    pub async fn resync(&self, name: &str) -> anyhow::Result<Moved> {
+        match self {
+            Backend::Host(s) => Ok(s.resync(name).await?),
+            Backend::Api(r) => r.post(&format!("/v1/imports/{name}/resync"), None).await,
+        }
+    }
+
+    /// Moves the watermark back to just before `to`.
+    pub async fn rewind(&self, name: &str, to: DateTime<Utc>) -> anyhow::Result<Moved> {
+        match self {
+            Backend::Host(s) => Ok(s.rewind(name, to).await?),
+            Backend::Api(r) => {
+                r.post(
+                    &format!("/v1/imports/{name}/rewind"),
+                    Some(json!({ "to": to })),
+                )
+                .await
+            }
+        }
+    }
+
+    /// The workspace's connections.
+    pub async fn connections(&self) -> anyhow::Result<Vec<ConnectionItem>> {
+        match self {
+            Backend::Host(s) => Ok(s.list_connections().await?),
+            Backend::Api(r) => r.get("/v1/connections").await,
+        }
+    }
+
+    /// Tests a connection.
+    pub async fn test_connection(&self, name: &str) -> anyhow::Result<TestResult> {
+        match self {
+            Backend::Host(s) => Ok(s.test_connection(name).await?),
+            Backend::Api(r) => r.post(&format!("/v1/connections/{name}/test"), None).await,
+        }
+    }
+
+    /// Generates a Snowflake key pair for a connection.
+    pub async fn keygen(&self, name: &str) -> anyhow::Result<KeyPair> {
+        match self {
+            Backend::Host(s) => Ok(s.keygen(name).await?),
+            Backend::Api(r) => {
+                r.post(&format!("/v1/connections/{name}/keygen"), None)
+                    .await
+            }
+        }
+    }
+
+    /// Deletes a connection no import uses.
+    pub async fn delete_connection(&self, name: &str) -> anyhow::Result<()> {
+        match self {
+            Backend::Host(s) => Ok(s.delete_connection(name).await?),
+            Backend::Api(r) => r.delete_empty(&format!("/v1/connections/{name}")).await,
+        }
+    }
+}
