@@ -11,6 +11,7 @@ pub mod databricks;
 pub mod error;
 pub mod files;
 mod http;
+pub mod keyset;
 pub mod mysql;
 pub mod postgres;
 pub mod registry;

@@ -5,6 +5,7 @@
 
 use crate::connector::{feed, BatchSink, Connector};
 use crate::error::SourceError;
+use crate::keyset::{Binder, Keyset};
 pub use crate::source::chunk_schema;
 use crate::source::{
     ColumnShape, KeyKind, RangePlan, SourceShape, SourceSpec, Unreadable, UNREADABLE_SAMPLES,
@@ -81,6 +82,22 @@ pub fn text_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
+/// Values written as the warehouse's own literals.
+struct Literals<'a, W>(&'a W);
+
+impl<W: SqlDialect> Binder for Literals<'_, W> {
+    fn instant(&mut self, t: &DateTime<Utc>) -> String {
+        self.0.timestamp_literal(t)
+    }
+
+    fn key(&mut self, k: &KeyValue) -> String {
+        match k {
+            KeyValue::Int(v) => v.to_string(),
+            KeyValue::Text(v) => text_literal(v),
+        }
+    }
+}
+
 /// Planning and reads on one warehouse.
 pub struct SqlSource<W> {
     pub warehouse: W,
@@ -95,35 +112,17 @@ impl<W: SqlWarehouse> SqlSource<W> {
     }
 
     /// The watermark, key and relation as SQL, the key selected as the shape reads it.
-    fn parts(&self, shape: &SourceShape) -> (String, String, String, String) {
-        let wm = self.warehouse.quote(&shape.spec.watermark_column);
+    fn keyset(&self, shape: &SourceShape) -> Keyset {
         let key = self.warehouse.quote(&shape.spec.key_column);
-        let key_select = match shape.key {
-            KeyKind::Int => key.clone(),
-            KeyKind::Text { .. } => self.warehouse.text_cast(&key),
-        };
-        (wm, key, key_select, self.relation(&shape.spec.relation))
-    }
-
-    fn key_literal(&self, k: &KeyValue) -> String {
-        match k {
-            KeyValue::Int(v) => v.to_string(),
-            KeyValue::Text(v) => text_literal(v),
+        Keyset {
+            wm: self.warehouse.quote(&shape.spec.watermark_column),
+            key_select: match shape.key {
+                KeyKind::Int => key.clone(),
+                KeyKind::Text { .. } => self.warehouse.text_cast(&key),
+            },
+            key,
+            from: self.relation(&shape.spec.relation),
         }
-    }
-
-    /// `(wm, key) > b`, spelled out so the warehouse prunes on the watermark.
-    fn after(&self, wm: &str, key: &str, b: &Bound) -> String {
-        let t = self.warehouse.timestamp_literal(&b.watermark);
-        let k = self.key_literal(&b.key);
-        format!("({wm} > {t} OR ({wm} = {t} AND {key} > {k}))")
-    }
-
-    /// `(wm, key) <= b`, for rows with a key: on the watermark alone a NULL key would pass.
-    fn up_to(&self, wm: &str, key: &str, b: &Bound) -> String {
-        let t = self.warehouse.timestamp_literal(&b.watermark);
-        let k = self.key_literal(&b.key);
-        format!("{key} IS NOT NULL AND ({wm} < {t} OR ({wm} = {t} AND {key} <= {k}))")
     }
 
     /// The number `sql` counts.
@@ -150,7 +149,7 @@ impl<W: SqlWarehouse> SqlSource<W> {
         lo: Option<&Bound>,
         upper: DateTime<Utc>,
     ) -> Result<Unreadable, SourceError> {
-        let (wm, key, _, from) = self.parts(shape);
+        let Keyset { wm, key, from, .. } = self.keyset(shape);
         let mut no_key = format!(
             "{key} IS NULL AND {wm} <= {}",
             self.warehouse.timestamp_literal(&upper)
@@ -254,7 +253,9 @@ impl<W: SqlWarehouse> SqlSource<W> {
         F: FnMut(RecordBatch) -> Fut + Send,
         Fut: Future<Output = Result<(), SourceError>> + Send,
     {
-        let (_, _, key_select, from) = self.parts(shape);
+        let Keyset {
+            key_select, from, ..
+        } = self.keyset(shape);
         let mut select = vec![
             key_select,
             self.warehouse.quote(&shape.spec.watermark_column),
@@ -385,26 +386,12 @@ impl<W: SqlWarehouse + 'static> Connector for SqlSource<W> {
         let now = self.now().await?;
         let lag = chrono::Duration::from_std(settle_lag).unwrap_or_default();
         let cap = until.map_or(now - lag, |u| u.min(now - lag));
-        let (wm, key, key_select, from) = self.parts(shape);
-        let mut filter = format!(
-            "{wm} < {} AND {key} IS NOT NULL",
-            self.warehouse.timestamp_literal(&cap)
-        );
-        if let Some(lo) = lo {
-            filter.push_str(&format!(" AND {}", self.after(&wm, &key, lo)));
-        }
+        let keyset = self.keyset(shape);
+        let literals = &mut Literals(&self.warehouse);
         let hi = self
-            .position(
-                format!("SELECT {wm}, {key_select} FROM {from} WHERE {filter} ORDER BY {wm} DESC, {key} DESC LIMIT 1"),
-                shape,
-            )
+            .position(keyset.last_below(&cap, lo, literals), shape)
             .await?;
-        let held_back_future = self
-            .count(&format!(
-                "SELECT COUNT(*) FROM {from} WHERE {wm} > {}",
-                self.warehouse.timestamp_literal(&now)
-            ))
-            .await?;
+        let held_back_future = self.count(&keyset.count_after(&now, literals)).await?;
         let upper = hi.as_ref().map_or(cap, |h| h.watermark);
         let unreadable = self.unreadable(shape, lo, upper).await?;
         Ok(RangePlan {
@@ -424,15 +411,13 @@ impl<W: SqlWarehouse + 'static> Connector for SqlSource<W> {
         hi: &Bound,
         chunk_rows: u64,
     ) -> Result<Vec<Bound>, SourceError> {
-        let (wm, key, key_select, from) = self.parts(shape);
+        let keyset = self.keyset(shape);
         crate::source::keyset_boundaries(lo, hi, |previous| {
-            let mut filter = self.up_to(&wm, &key, hi);
-            if let Some(p) = &previous {
-                filter.push_str(&format!(" AND {}", self.after(&wm, &key, p)));
-            }
-            let sql = format!(
-                "SELECT {wm}, {key_select} FROM {from} WHERE {filter} ORDER BY {wm}, {key} LIMIT 1 OFFSET {}",
-                chunk_rows.max(1) - 1
+            let sql = keyset.step(
+                previous.as_ref(),
+                hi,
+                chunk_rows,
+                &mut Literals(&self.warehouse),
             );
             self.position(sql, shape)
         })
@@ -445,13 +430,10 @@ impl<W: SqlWarehouse + 'static> Connector for SqlSource<W> {
         shape: &SourceShape,
         at: DateTime<Utc>,
     ) -> Result<Option<Bound>, SourceError> {
-        let (wm, key, key_select, from) = self.parts(shape);
-        let at = self.warehouse.timestamp_literal(&at);
-        self.position(
-            format!("SELECT {wm}, {key_select} FROM {from} WHERE {wm} < {at} AND {key} IS NOT NULL ORDER BY {wm} DESC, {key} DESC LIMIT 1"),
-            shape,
-        )
-        .await
+        let sql = self
+            .keyset(shape)
+            .last_before(&at, &mut Literals(&self.warehouse));
+        self.position(sql, shape).await
     }
 
     /// Reads `(lo, hi]`, in batches of at most `batch_rows` rows.
@@ -463,11 +445,9 @@ impl<W: SqlWarehouse + 'static> Connector for SqlSource<W> {
         batch_rows: usize,
         sink: &mut dyn BatchSink,
     ) -> Result<u64, SourceError> {
-        let (wm, key, _, _) = self.parts(shape);
-        let mut filter = self.up_to(&wm, &key, hi);
-        if let Some(lo) = lo {
-            filter.push_str(&format!(" AND {}", self.after(&wm, &key, lo)));
-        }
+        let filter = self
+            .keyset(shape)
+            .within(lo, hi, &mut Literals(&self.warehouse));
         let sink = tokio::sync::Mutex::new(sink);
         self.stream(shape, &format!("WHERE {filter}"), batch_rows, feed(&sink))
             .await
@@ -475,11 +455,10 @@ impl<W: SqlWarehouse + 'static> Connector for SqlSource<W> {
 
     /// The first `rows` rows in `(watermark, key)` order.
     async fn preview(&self, shape: &SourceShape, rows: usize) -> Result<RecordBatch, SourceError> {
-        let (wm, key, _, _) = self.parts(shape);
         let mut batches = Vec::new();
         self.stream(
             shape,
-            &format!("ORDER BY {wm}, {key} LIMIT {}", rows.max(1)),
+            &self.keyset(shape).first(rows),
             rows.max(1),
             |batch| {
                 batches.push(batch);

@@ -7,6 +7,7 @@ mod decode;
 use crate::connector::Connector;
 use crate::connector::{feed, BatchSink};
 use crate::error::SourceError;
+use crate::keyset::{Binder, Keyset};
 use crate::registry::Kind;
 use crate::source::{
     ColumnShape, KeyKind, RangePlan, SourceShape, SourceSpec, Unreadable, UNREADABLE_SAMPLES,
@@ -88,19 +89,20 @@ fn key_param(k: &KeyValue) -> Value {
     }
 }
 
-/// `(wm, key) > (?, ?)`, spelled out so every server uses the index.
-fn after(wm: &str, key: &str) -> String {
-    format!("({wm} > ? OR ({wm} = ? AND {key} > ?))")
-}
+/// MySQL's `?` placeholders, with the values they stand for.
+#[derive(Default)]
+struct Params(Vec<Value>);
 
-/// `(wm, key) <= (?, ?)`, for rows with a key: on the watermark alone a NULL key would pass.
-fn up_to(wm: &str, key: &str) -> String {
-    format!("{key} IS NOT NULL AND ({wm} < ? OR ({wm} = ? AND {key} <= ?))")
-}
+impl Binder for Params {
+    fn instant(&mut self, t: &DateTime<Utc>) -> String {
+        self.0.push(Value::Bytes(micros(t).into_bytes()));
+        "?".into()
+    }
 
-fn bound_params(b: &Bound) -> [Value; 3] {
-    let t = Value::Bytes(micros(&b.watermark).into_bytes());
-    [t.clone(), t, key_param(&b.key)]
+    fn key(&mut self, k: &KeyValue) -> String {
+        self.0.push(key_param(k));
+        "?".into()
+    }
 }
 
 impl MysqlSource {
@@ -153,11 +155,14 @@ impl MysqlSource {
         }))
     }
 
-    fn columns(shape: &SourceShape) -> (String, String, String) {
-        let wm = quote_ident(&shape.spec.watermark_column);
+    fn keyset(shape: &SourceShape) -> Keyset {
         let key = quote_ident(&shape.spec.key_column);
-        let from = relation(&shape.spec.relation);
-        (wm, key, from)
+        Keyset {
+            wm: quote_ident(&shape.spec.watermark_column),
+            key_select: key.clone(),
+            key,
+            from: relation(&shape.spec.relation),
+        }
     }
 
     /// The rows no range can hold: without a watermark (every run), and without a key among
@@ -168,7 +173,7 @@ impl MysqlSource {
         lo: Option<&Bound>,
         upper: DateTime<Utc>,
     ) -> Result<Unreadable, SourceError> {
-        let (wm, key, from) = Self::columns(shape);
+        let Keyset { wm, key, from, .. } = Self::keyset(shape);
         let mut no_key = format!("{key} IS NULL AND {wm} <= ?");
         let mut params = vec![Value::Bytes(micros(&upper).into_bytes())];
         if let Some(lo) = lo {
@@ -223,17 +228,12 @@ impl MysqlSource {
         F: FnMut(RecordBatch) -> Fut,
         Fut: Future<Output = Result<(), SourceError>>,
     {
-        let (wm, key, _) = Self::columns(shape);
-        let mut filter = up_to(&wm, &key);
-        let mut params: Vec<Value> = bound_params(hi).to_vec();
-        if let Some(lo) = lo {
-            filter.push_str(&format!(" AND {}", after(&wm, &key)));
-            params.extend(bound_params(lo));
-        }
+        let mut params = Params::default();
+        let filter = Self::keyset(shape).within(lo, hi, &mut params);
         self.stream(
             shape,
             &format!("WHERE {filter}"),
-            params,
+            params.0,
             batch_rows,
             on_batch,
         )
@@ -389,28 +389,17 @@ impl Connector for MysqlSource {
             .ok_or_else(|| SourceError::Query(format!("server time {now_text:?}")))?;
         let lag = chrono::Duration::from_std(settle_lag).unwrap_or_default();
         let cap = until.map_or(now - lag, |u| u.min(now - lag));
-        let (wm, key, from) = Self::columns(shape);
-        let mut filter = format!("{wm} < ? AND {key} IS NOT NULL");
-        let mut params = vec![Value::Bytes(micros(&cap).into_bytes())];
-        if let Some(lo) = lo {
-            filter.push_str(&format!(" AND {}", after(&wm, &key)));
-            params.extend(bound_params(lo));
-        }
-        let hi = self
-            .position(
-                format!("SELECT {wm}, {key} FROM {from} WHERE {filter} ORDER BY {wm} DESC, {key} DESC LIMIT 1"),
-                params,
-                shape,
-            )
-            .await?;
+        let keyset = Self::keyset(shape);
+        let mut params = Params::default();
+        let sql = keyset.last_below(&cap, lo, &mut params);
+        let hi = self.position(sql, params.0, shape).await?;
+        let mut params = Params::default();
+        let sql = keyset.count_after(&now, &mut params);
         let held: Option<i64> = self
             .conn
             .lock()
             .await
-            .exec_first(
-                format!("SELECT COUNT(*) FROM {from} WHERE {wm} > ?"),
-                (micros(&now),),
-            )
+            .exec_first(sql, params.0)
             .await
             .map_err(classify)?;
         let upper = hi.as_ref().map_or(cap, |h| h.watermark);
@@ -431,19 +420,11 @@ impl Connector for MysqlSource {
         hi: &Bound,
         chunk_rows: u64,
     ) -> Result<Vec<Bound>, SourceError> {
-        let (wm, key, from) = Self::columns(shape);
+        let keyset = Self::keyset(shape);
         crate::source::keyset_boundaries(lo, hi, |previous| {
-            let mut filter = up_to(&wm, &key);
-            let mut params: Vec<Value> = bound_params(hi).to_vec();
-            if let Some(p) = &previous {
-                filter.push_str(&format!(" AND {}", after(&wm, &key)));
-                params.extend(bound_params(p));
-            }
-            let sql = format!(
-                "SELECT {wm}, {key} FROM {from} WHERE {filter} ORDER BY {wm}, {key} LIMIT 1 OFFSET {}",
-                chunk_rows.max(1) - 1
-            );
-            self.position(sql, params, shape)
+            let mut params = Params::default();
+            let sql = keyset.step(previous.as_ref(), hi, chunk_rows, &mut params);
+            self.position(sql, params.0, shape)
         })
         .await
     }
@@ -454,22 +435,17 @@ impl Connector for MysqlSource {
         shape: &SourceShape,
         at: DateTime<Utc>,
     ) -> Result<Option<Bound>, SourceError> {
-        let (wm, key, from) = Self::columns(shape);
-        self.position(
-            format!("SELECT {wm}, {key} FROM {from} WHERE {wm} < ? AND {key} IS NOT NULL ORDER BY {wm} DESC, {key} DESC LIMIT 1"),
-            vec![Value::Bytes(micros(&at).into_bytes())],
-            shape,
-        )
-        .await
+        let mut params = Params::default();
+        let sql = Self::keyset(shape).last_before(&at, &mut params);
+        self.position(sql, params.0, shape).await
     }
 
     /// The first `rows` rows in `(watermark, key)` order.
     async fn preview(&self, shape: &SourceShape, rows: usize) -> Result<RecordBatch, SourceError> {
-        let (wm, key, _) = Self::columns(shape);
         let mut batches = Vec::new();
         self.stream(
             shape,
-            &format!("ORDER BY {wm}, {key} LIMIT {}", rows.max(1)),
+            &Self::keyset(shape).first(rows),
             Vec::new(),
             rows.max(1),
             |batch| {
