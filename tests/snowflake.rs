@@ -8,6 +8,7 @@ mod common;
 use common::stand_in::StandIn;
 use common::{Fleet, StoredProfile};
 use sluice_connectors::snowflake::{Client, Settings};
+use sluice_connectors::warehouse::SqlWarehouse;
 
 const USER: &str = "sluice_loader";
 const PASSWORD: &str = "correct horse";

@@ -8,6 +8,7 @@ mod common;
 
 use common::stand_in::StandIn;
 use common::{Fleet, StoredProfile};
+use sluice_connectors::warehouse::SqlWarehouse;
 use sluice_connectors::{bigquery, databricks};
 use std::time::{Duration, Instant};
 

@@ -53,7 +53,7 @@ pub trait SqlDialect {
 pub trait SqlWarehouse: SqlDialect + Send + Sync {
     /// Runs a statement and hands its rows over batch by batch, as the warehouse sends them;
     /// returns the answer's columns, known even when no row came back.
-    fn query_each<F, Fut>(
+    fn stream_query<F, Fut>(
         &self,
         sql: &str,
         on_batch: F,
@@ -67,7 +67,7 @@ pub trait SqlWarehouse: SqlDialect + Send + Sync {
         async move {
             let mut batches = Vec::new();
             let schema = self
-                .query_each(sql, |b| {
+                .stream_query(sql, |b| {
                     batches.push(b);
                     async { Ok(()) }
                 })
@@ -265,7 +265,7 @@ impl<W: SqlWarehouse> SqlSource<W> {
         let schema = chunk_schema(shape);
         let mut total = 0u64;
         self.warehouse
-            .query_each(&sql, |batch| {
+            .stream_query(&sql, |batch| {
                 let conformed = conform(&batch, &schema);
                 let mut parts = Vec::new();
                 if let Ok(batch) = &conformed {

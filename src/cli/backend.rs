@@ -219,11 +219,12 @@ impl Backend {
 
     /// Pauses (`true`) or resumes an import.
     pub async fn set_paused(&self, name: &str, paused: bool) -> anyhow::Result<ImportView> {
-        match (self, paused) {
-            (Backend::Host(s), true) => Ok(s.pause(name).await?),
-            (Backend::Host(s), false) => Ok(s.resume(name).await?),
-            (Backend::Api(r), true) => r.post(&format!("/v1/imports/{name}/pause"), None).await,
-            (Backend::Api(r), false) => r.post(&format!("/v1/imports/{name}/resume"), None).await,
+        match self {
+            Backend::Host(s) => Ok(s.set_paused(name, paused).await?),
+            Backend::Api(r) => {
+                let action = if paused { "pause" } else { "resume" };
+                r.post(&format!("/v1/imports/{name}/{action}"), None).await
+            }
         }
     }
 

@@ -6,6 +6,7 @@ use super::decode::{decode_page, plain_schema, TableField, TableRow};
 use super::settings::Settings;
 use crate::error::SourceError;
 use crate::http::{self, Backoff};
+use crate::warehouse::SqlWarehouse;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use serde::Deserialize;
@@ -226,16 +227,18 @@ impl Client {
             .query(&query);
         http::send_json("bigquery", request, classify).await
     }
+}
 
+impl SqlWarehouse for Client {
     /// Runs a statement; the answer's plain Arrow schema and rows, page by page.
-    pub async fn stream_query<F, Fut>(
+    async fn stream_query<F, Fut>(
         &self,
         sql: &str,
         mut on_batch: F,
     ) -> Result<SchemaRef, SourceError>
     where
-        F: FnMut(RecordBatch) -> Fut,
-        Fut: Future<Output = Result<(), SourceError>>,
+        F: FnMut(RecordBatch) -> Fut + Send,
+        Fut: Future<Output = Result<(), SourceError>> + Send,
     {
         let mut page = self.start(sql).await?;
         let job = page
@@ -259,7 +262,9 @@ impl Client {
             }
         }
     }
+}
 
+impl Client {
     /// Runs a statement for its effect (tests create their tables with this).
     pub async fn execute(&self, sql: &str) -> Result<(), SourceError> {
         self.stream_query(sql, |_| async { Ok(()) })

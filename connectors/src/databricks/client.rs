@@ -5,6 +5,7 @@
 use super::settings::Settings;
 use crate::error::SourceError;
 use crate::http::{self, read_ipc, Backoff};
+use crate::warehouse::SqlWarehouse;
 use arrow::array::RecordBatch;
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -317,16 +318,18 @@ impl Client {
             .map_err(|e| http::transport("databricks result chunk", e))?;
         read_ipc(&body)
     }
+}
 
+impl SqlWarehouse for Client {
     /// Runs a statement; the answer's plain Arrow schema and rows, chunk by chunk.
-    pub async fn stream_query<F, Fut>(
+    async fn stream_query<F, Fut>(
         &self,
         sql: &str,
         mut on_batch: F,
     ) -> Result<SchemaRef, SourceError>
     where
-        F: FnMut(RecordBatch) -> Fut,
-        Fut: Future<Output = Result<(), SourceError>>,
+        F: FnMut(RecordBatch) -> Fut + Send,
+        Fut: Future<Output = Result<(), SourceError>> + Send,
     {
         let statement = self.run(sql).await?;
         let manifest = statement
@@ -358,7 +361,9 @@ impl Client {
         }
         Ok(schema)
     }
+}
 
+impl Client {
     /// Runs a statement for its effect (tests create their tables with this).
     pub async fn execute(&self, sql: &str) -> Result<(), SourceError> {
         self.run(sql).await.map(|_| ())

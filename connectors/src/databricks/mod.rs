@@ -7,13 +7,10 @@ mod settings;
 
 use crate::error::SourceError;
 use crate::registry::Kind;
-use crate::warehouse::{text_literal, SqlDialect, SqlWarehouse};
-use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
+use crate::warehouse::{text_literal, SqlDialect};
 use chrono::{DateTime, Utc};
 pub use client::Client;
 pub use settings::Settings;
-use std::future::Future;
 
 /// A Databricks SQL warehouse, over the SQL Statement Execution API.
 pub static DATABRICKS: Kind = Kind {
@@ -21,20 +18,6 @@ pub static DATABRICKS: Kind = Kind {
     check_url: |url| Settings::parse(url).map(|_| ()).map_err(|e| e.to_string()),
     open: |url| Box::pin(async move { Ok(crate::warehouse::connector(Client::open(&url)?)) }),
 };
-
-impl SqlWarehouse for Client {
-    fn query_each<F, Fut>(
-        &self,
-        sql: &str,
-        on_batch: F,
-    ) -> impl Future<Output = Result<SchemaRef, SourceError>> + Send
-    where
-        F: FnMut(RecordBatch) -> Fut + Send,
-        Fut: Future<Output = Result<(), SourceError>> + Send,
-    {
-        Client::stream_query(self, sql, on_batch)
-    }
-}
 
 impl Client {
     /// A client for a `databricks://` URL.

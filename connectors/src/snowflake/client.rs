@@ -7,6 +7,7 @@ use super::keypair;
 use super::settings::{Credentials, Settings};
 use crate::error::SourceError;
 use crate::http::{self, read_ipc};
+use crate::warehouse::SqlWarehouse;
 use arrow::record_batch::RecordBatch;
 use base64::Engine;
 use serde::Deserialize;
@@ -241,16 +242,18 @@ impl Client {
     pub async fn execute(&self, sql: &str) -> Result<(), SourceError> {
         self.run(sql).await.map(|_| ())
     }
+}
 
+impl SqlWarehouse for Client {
     /// Runs a statement; the answer's plain Arrow schema and rows, batch by batch.
-    pub async fn stream_query<F, Fut>(
+    async fn stream_query<F, Fut>(
         &self,
         sql: &str,
         mut on_batch: F,
     ) -> Result<arrow::datatypes::SchemaRef, SourceError>
     where
-        F: FnMut(RecordBatch) -> Fut,
-        Fut: Future<Output = Result<(), SourceError>>,
+        F: FnMut(RecordBatch) -> Fut + Send,
+        Fut: Future<Output = Result<(), SourceError>> + Send,
     {
         let data = self.run(sql).await?;
         let schema = plain_schema(&data.rowtype);
@@ -298,6 +301,8 @@ impl Client {
         Ok(schema)
     }
 }
+
+impl Client {}
 
 /// A chunk's bytes, gunzipped when the store sent them compressed without saying so.
 fn gunzip(body: &[u8]) -> Result<Vec<u8>, SourceError> {

@@ -9,13 +9,10 @@ mod settings;
 
 use crate::error::SourceError;
 use crate::registry::Kind;
-use crate::warehouse::{text_literal, SqlDialect, SqlWarehouse};
-use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
+use crate::warehouse::{text_literal, SqlDialect};
 use chrono::{DateTime, Utc};
 pub use client::Client;
 pub use settings::{with_param, Credentials, Settings};
-use std::future::Future;
 
 /// Snowflake, over its connector protocol.
 pub static SNOWFLAKE: Kind = Kind {
@@ -29,20 +26,6 @@ pub static SNOWFLAKE: Kind = Kind {
     },
     open: |url| Box::pin(async move { Ok(crate::warehouse::connector(Client::open(&url).await?)) }),
 };
-
-impl SqlWarehouse for Client {
-    fn query_each<F, Fut>(
-        &self,
-        sql: &str,
-        on_batch: F,
-    ) -> impl Future<Output = Result<SchemaRef, SourceError>> + Send
-    where
-        F: FnMut(RecordBatch) -> Fut + Send,
-        Fut: Future<Output = Result<(), SourceError>> + Send,
-    {
-        Client::stream_query(self, sql, on_batch)
-    }
-}
 
 impl Client {
     /// Logs in with a `snowflake://` URL's credentials.

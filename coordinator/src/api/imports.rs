@@ -141,32 +141,16 @@ impl Service {
         })
     }
 
-    /// Pauses an import's schedule; an active run finishes.
-    pub async fn pause(&self, name: &str) -> Result<ImportView, ApiError> {
+    /// Pauses an import's schedule (an active run finishes), or resumes a paused or stopped
+    /// import: scheduled again from now.
+    pub async fn set_paused(&self, name: &str, paused: bool) -> Result<ImportView, ApiError> {
         self.require(Role::Operator)?;
         let mut client = self.client().await?;
-        imports::pause(
-            &mut client,
-            &self.caller.workspace,
-            name,
-            &self.caller.actor(),
-        )
-        .await
-        .map_err(lifecycle)?;
-        self.show_import(name).await
-    }
-
-    /// Resumes a paused or stopped import: scheduled again from now.
-    pub async fn resume(&self, name: &str) -> Result<ImportView, ApiError> {
-        self.require(Role::Operator)?;
-        let mut client = self.client().await?;
-        imports::resume(
-            &mut client,
-            &self.caller.workspace,
-            name,
-            &self.caller.actor(),
-        )
-        .await
+        let (workspace, actor) = (&self.caller.workspace, self.caller.actor());
+        match paused {
+            true => imports::pause(&mut client, workspace, name, &actor).await,
+            false => imports::resume(&mut client, workspace, name, &actor).await,
+        }
         .map_err(lifecycle)?;
         self.show_import(name).await
     }
@@ -255,7 +239,10 @@ pub async fn pause(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<ImportView>, ApiError> {
-    Service::new(&state, caller).pause(&name).await.map(Json)
+    Service::new(&state, caller)
+        .set_paused(&name, true)
+        .await
+        .map(Json)
 }
 
 /// Resumes a paused import: scheduled again from now.
@@ -268,7 +255,10 @@ pub async fn resume(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<ImportView>, ApiError> {
-    Service::new(&state, caller).resume(&name).await.map(Json)
+    Service::new(&state, caller)
+        .set_paused(&name, false)
+        .await
+        .map(Json)
 }
 
 /// Deletes an import with its schedule, watermark and run history (admins); refused with 409
