@@ -7,22 +7,31 @@ use sluice_proto::{ErrorCode, StageError};
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SourceError {
     #[error("source unreachable: {0}")]
+    /// The source could not be reached: network, DNS, a closed port.
     Unreachable(String),
     #[error("the source timed out: {0}")]
+    /// The source took longer than its time limit.
     Timeout(String),
     #[error("the source refused the credentials: {0}")]
+    /// The source refused the credentials.
     Authentication(String),
     #[error("permission denied: {0}")]
+    /// The credentials lack a grant the import needs.
     PermissionDenied(String),
     #[error("missing object: {0}")]
+    /// A table, column or database the import names does not exist.
     MissingObject(String),
     #[error("invalid import: {0}")]
+    /// The import asks for something the source cannot give (a watermark that is no date-time, ...).
     InvalidSpec(String),
     #[error("the source failed the query: {0}")]
+    /// The source failed a statement for another reason.
     Query(String),
     #[error("could not write the chunk's Parquet object: {0}")]
+    /// The chunk's Parquet object could not be written.
     Storage(String),
     #[error("{0}")]
+    /// The connection's sealed credentials could not be opened.
     Secret(String),
     /// The credentials were sealed with the fleet's key, which this process does not hold.
     #[error("{0}")]

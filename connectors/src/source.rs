@@ -10,8 +10,11 @@ use std::sync::Arc;
 /// What an import reads: a table or query, its unique key, its watermark and mapped columns.
 #[derive(Debug, Clone)]
 pub struct SourceSpec {
+    /// The table or query.
     pub relation: SourceRelation,
+    /// The column that is unique per row and orders rows with the same watermark.
     pub key_column: String,
+    /// The date-time column a row's changes move forward.
     pub watermark_column: String,
     /// Mapped columns besides key and watermark.
     pub columns: Vec<String>,
@@ -23,22 +26,31 @@ pub enum KeyKind {
     /// Integer keys, bound as `int8`.
     Int,
     /// Any other ordered type, bound as text and cast to this type name.
-    Text { type_name: String },
+    Text {
+        /// The source's name for the key's type.
+        type_name: String,
+    },
 }
 
 /// A source column's name and how it is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnShape {
+    /// The column's name in the source.
     pub name: String,
+    /// The source's name for its type, which decides how it is decoded.
     pub type_name: String,
 }
 
 /// The source as discovered: key and watermark types, and the mapped columns' types.
 #[derive(Debug, Clone)]
 pub struct SourceShape {
+    /// What the import asked to read.
     pub spec: SourceSpec,
+    /// How the key compares.
     pub key: KeyKind,
+    /// The source's name for the watermark's type.
     pub watermark_type: String,
+    /// The mapped columns, in the order a chunk holds them.
     pub columns: Vec<ColumnShape>,
 }
 
@@ -99,7 +111,9 @@ impl Unreadable {
 pub struct UnreadableRow {
     /// `missing_watermark` or `missing_key`.
     pub reason: sluice_proto::Reason,
+    /// The row's key, as the source writes it; `None` when NULL.
     pub key: Option<String>,
+    /// The row's watermark, as the source writes it; `None` when NULL.
     pub watermark: Option<String>,
 }
 

@@ -20,7 +20,9 @@ use std::time::Duration;
 
 /// A query's answer: the columns' types (known even when no row came back) and the rows.
 pub struct QueryResult {
+    /// The answer's columns.
     pub schema: SchemaRef,
+    /// The answer's rows.
     pub batches: Vec<RecordBatch>,
 }
 
@@ -100,6 +102,7 @@ impl<W: SqlDialect> Binder for Literals<'_, W> {
 
 /// Planning and reads on one warehouse.
 pub struct SqlSource<W> {
+    /// The warehouse's session.
     pub warehouse: W,
 }
 

@@ -23,7 +23,9 @@ pub const BATCH_ROWS: usize = 8192;
 
 /// What the extract stage needs besides its message.
 pub struct Extractor {
+    /// Where chunk objects are written.
     pub store: Arc<dyn ObjectStore>,
+    /// Opens the credentials a chunk carries sealed.
     pub master_key: MasterKey,
     /// Whether the key this process holds opens the fleet's probe, as last checked.
     pub key_check: Arc<std::sync::Mutex<KeyCheck>>,

@@ -35,10 +35,12 @@ pub mod serde_text {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
+    /// Writes a duration as milliseconds (`1500ms`), which `parse` reads back.
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format!("{}ms", d.as_millis()))
     }
 
+    /// Reads a duration written like `30d`, `15m` or `1500ms`.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
         super::parse(&text).map_err(serde::de::Error::custom)
@@ -50,6 +52,7 @@ pub mod serde_text_opt {
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
 
+    /// Reads an optional duration written like `30d`.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         Option::<String>::deserialize(d)?
             .map(|text| super::parse(&text).map_err(serde::de::Error::custom))

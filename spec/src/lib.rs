@@ -2,6 +2,7 @@
 //! and validation that names the field at fault before anything is written.
 // Outside tests a failure is an error with its cause, never a panic.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
+#![warn(missing_docs)]
 
 pub mod duration;
 pub mod schedule;
@@ -22,13 +23,16 @@ use std::time::Duration;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpecFile {
+    /// The workspace everything declared belongs to.
     pub workspace: String,
     /// The workspace's data retention policy: events older than this are rejected.
     #[serde(default, with = "crate::duration::serde_text_opt")]
     pub event_retention: Option<Duration>,
     #[serde(default)]
+    /// The warehouses imports read from.
     pub connections: Vec<ConnectionDecl>,
     #[serde(default)]
+    /// The imports.
     pub imports: Vec<ImportDecl>,
 }
 
@@ -36,7 +40,9 @@ pub struct SpecFile {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionDecl {
+    /// The name imports refer to it by.
     pub name: String,
+    /// The connector kind (`postgres`, `snowflake`, ...).
     pub kind: ConnectionKind,
     /// Holds the credentials: never printed.
     pub url: String,
@@ -56,9 +62,13 @@ impl std::fmt::Debug for ConnectionDecl {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DataType {
+    /// Rows become profiles, merged by identity.
     Profiles,
+    /// Rows become events, each imported exactly once.
     Events,
+    /// Rows become purchase events, with product and price.
     Purchases,
+    /// Rows name profiles to delete.
     UserDeletes,
 }
 
@@ -102,11 +112,14 @@ pub enum Removals {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImportDecl {
+    /// The import's name, unique in its workspace.
     pub name: String,
+    /// The connection it reads through.
     pub connection: String,
     /// `{ table: name }` or `{ query: "SELECT ..." }`.
     #[serde(with = "serde_norway::with::singleton_map")]
     pub source: SourceRelation,
+    /// What its rows become.
     pub data_type: DataType,
     /// A unique key in the source; breaks ties on the watermark.
     pub key: String,
@@ -126,6 +139,7 @@ pub struct ImportDecl {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removals: Option<Removals>,
     #[serde(default)]
+    /// Profile properties or event properties, by name, each from a column.
     pub properties: BTreeMap<String, PropertyMapping>,
     /// Properties given the same value on every row.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -169,8 +183,10 @@ pub struct ImportDecl {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<ScheduleDecl>,
     #[serde(default = "default_chunk_rows")]
+    /// Rows per chunk, about.
     pub chunk_rows: u64,
     #[serde(default = "default_settle_lag", with = "crate::duration::serde_text")]
+    /// How far behind the source's clock a run reads, so rows still being written settle.
     pub settle_lag: Duration,
     /// How long a run's chunk objects are kept after the run ends.
     #[serde(
@@ -192,6 +208,7 @@ pub struct ImportDecl {
 #[serde(deny_unknown_fields)]
 pub struct NotifyDecl {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Webhooks told of the import's runs.
     pub webhooks: Vec<WebhookDecl>,
     /// Addresses sent an email per event, through the fleet's SMTP server.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -206,6 +223,7 @@ pub struct NotifyDecl {
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookDecl {
+    /// Where events are posted.
     pub url: String,
     /// Signs each delivery (HMAC-SHA256). Kept sealed beside the import, never in its stored
     /// spec.
@@ -308,7 +326,9 @@ impl ImportDecl {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {reason}")]
 pub struct SpecError {
+    /// The field at fault, as a path (`imports[0].mapping.email`).
     pub field: String,
+    /// What is wrong and how to fix it.
     pub reason: String,
 }
 

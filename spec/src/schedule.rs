@@ -45,15 +45,25 @@ pub struct ScheduleDecl {
 /// A checked schedule, ready to compute fire times.
 #[derive(Debug, Clone)]
 pub enum Schedule {
+    /// At a fixed interval from the moment the import became ready.
     Every(Duration),
-    Cron { cron: Box<Cron>, tz: Tz },
+    /// At the times a cron expression names, read in an IANA timezone.
+    Cron {
+        /// The parsed expression.
+        cron: Box<Cron>,
+        /// The timezone its times are read in.
+        tz: Tz,
+    },
+    /// Once, at an instant.
     Once(DateTime<Utc>),
 }
 
 /// A schedule that cannot be used: the field at fault (relative to the schedule) and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduleError {
+    /// The schedule's field at fault.
     pub field: &'static str,
+    /// What is wrong with it.
     pub reason: String,
 }
 

@@ -9,12 +9,15 @@ use url::Url;
 /// The fields of a service account's JSON key that signing in needs.
 #[derive(Clone, Deserialize)]
 pub struct ServiceAccountKey {
+    /// The service account's address, the issuer of its token requests.
     pub client_email: String,
     /// PEM-encoded PKCS#8 RSA private key.
     pub private_key: String,
     #[serde(default)]
+    /// Which of the account's keys signed, when the key file says.
     pub private_key_id: Option<String>,
     #[serde(default = "default_token_uri")]
+    /// Where signed assertions are exchanged for access tokens.
     pub token_uri: String,
 }
 
@@ -39,7 +42,9 @@ pub struct Settings {
     pub project: String,
     /// The dataset unqualified table names are read from.
     pub dataset: Option<String>,
+    /// The dataset's location (`US`, `EU`, ...), when queries must run there.
     pub location: Option<String>,
+    /// The service account that signs in.
     pub key: ServiceAccountKey,
     /// `https://bigquery.googleapis.com` unless overridden.
     pub endpoint: String,

@@ -13,12 +13,17 @@ const DEFAULT_WARMUP: Duration = Duration::from_secs(10 * 60);
 /// Everything needed to run statements.
 #[derive(Clone)]
 pub struct Settings {
+    /// The personal access token requests carry.
     pub token: String,
+    /// The SQL warehouse statements run on.
     pub warehouse_id: String,
+    /// The catalog unqualified names resolve in.
     pub catalog: Option<String>,
+    /// The schema unqualified names resolve in.
     pub schema: Option<String>,
     /// `https://HOST` unless overridden.
     pub base_url: String,
+    /// How long a stopped warehouse may take to start before the statement fails.
     pub warmup_timeout: Duration,
 }
 

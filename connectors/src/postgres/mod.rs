@@ -74,6 +74,7 @@ pub struct PostgresSource {
 /// Which server speaks the PostgreSQL protocol on the other side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
+    /// PostgreSQL itself.
     Postgres,
     /// Amazon Redshift: no `COPY TO STDOUT` and no `pg_stat_activity` transaction starts, so
     /// chunks are read through a server-side cursor and the range is capped by the settle lag

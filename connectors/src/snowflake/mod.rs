@@ -80,6 +80,7 @@ pub struct Rotation {
     pub url: sluice_proto::secrets::Secret,
     /// `ALTER USER ... SET RSA_PUBLIC_KEY[_2] = '...'`.
     pub statement: String,
+    /// The public key, as `ALTER USER ... SET RSA_PUBLIC_KEY_2` takes it.
     pub public_key: String,
 }
 
@@ -170,7 +171,12 @@ pub enum PendingKey {
     /// No key is pending.
     None,
     /// The new key logged in: the URL to store now uses it, and the old slot can be unset.
-    Promoted { url: String, retire: Option<String> },
+    Promoted {
+        /// The connection URL with the new key in the main slot.
+        url: String,
+        /// The statement that unsets the old key in Snowflake, when one was set.
+        retire: Option<String>,
+    },
     /// The new key was refused; the old credentials stay in use.
     Refused(SourceError),
 }

@@ -9,6 +9,7 @@ use url::Url;
 /// How the connection logs in.
 #[derive(Clone)]
 pub enum Credentials {
+    /// A password, for accounts that still allow one.
     Password(String),
     /// A PKCS#8 DER RSA private key.
     KeyPair(Vec<u8>),
@@ -28,13 +29,19 @@ impl std::fmt::Debug for Credentials {
 pub struct Settings {
     /// The account identifier (`orgname-account` or a locator), as the JWT names it.
     pub account: String,
+    /// The Snowflake user to log in as.
     pub user: String,
+    /// How that user logs in.
     pub credentials: Credentials,
     /// A key waiting to replace `credentials` once it has logged in.
     pub pending_key: Option<Vec<u8>>,
+    /// The database unqualified names resolve in.
     pub database: Option<String>,
+    /// The schema unqualified names resolve in.
     pub schema: Option<String>,
+    /// The virtual warehouse statements run on.
     pub warehouse: Option<String>,
+    /// The role the session takes.
     pub role: Option<String>,
     /// `https://<account>.snowflakecomputing.com` unless overridden.
     pub base_url: String,
