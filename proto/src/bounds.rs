@@ -8,7 +8,9 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum KeyValue {
+    /// An integer key.
     Int(i64),
+    /// Any other key, as text.
     Text(String),
 }
 
@@ -26,7 +28,9 @@ impl fmt::Display for KeyValue {
 /// watermark value are never skipped or read twice at a boundary.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bound {
+    /// The row's watermark.
     pub watermark: DateTime<Utc>,
+    /// The row's key, which orders rows with the same watermark.
     pub key: KeyValue,
 }
 

@@ -15,14 +15,30 @@ use tokio_util::sync::CancellationToken;
 /// Why the bus could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
+    /// The broker could not be reached.
     #[error("RabbitMQ at {url}: {source}")]
-    Connect { url: String, source: lapin::Error },
+    Connect {
+        /// The broker's address, without its password.
+        url: String,
+        /// Why.
+        source: lapin::Error,
+    },
+    /// The broker failed an operation.
     #[error("RabbitMQ: {0}")]
     Amqp(#[from] lapin::Error),
+    /// The broker refused a message.
     #[error("the broker refused message {routing_key} (nack)")]
-    Nacked { routing_key: String },
+    Nacked {
+        /// The message's routing key.
+        routing_key: String,
+    },
+    /// No queue takes the message: the topology is missing.
     #[error("no queue is bound to routing key {routing_key}; the topology is not declared")]
-    Unroutable { routing_key: String },
+    Unroutable {
+        /// The message's routing key.
+        routing_key: String,
+    },
+    /// The message could not be encoded.
     #[error(transparent)]
     Encode(#[from] crate::envelope::EnvelopeError),
 }
@@ -30,7 +46,9 @@ pub enum BusError {
 /// The request/reply properties of a message (AMQP `reply_to` and `correlation_id`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reply {
+    /// The queue a reply goes to, for a request that wants one.
     pub reply_to: Option<String>,
+    /// Ties a reply to its request.
     pub correlation_id: Option<String>,
 }
 
@@ -49,6 +67,7 @@ const PERSISTENT: u8 = 2;
 pub struct QueueStats {
     /// Messages ready for delivery (not counting those delivered and not yet acked).
     pub messages: u32,
+    /// Consumers attached to the queue.
     pub consumers: u32,
 }
 

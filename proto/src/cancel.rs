@@ -15,7 +15,9 @@ use uuid::Uuid;
 /// Broadcast when a run is cancelled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunCancelled {
+    /// The cancelled run.
     pub run_id: Uuid,
+    /// Why it was cancelled, as recorded.
     pub reason: String,
 }
 

@@ -10,12 +10,17 @@ use chrono_tz::Tz;
 pub enum DateFormat {
     /// ISO-8601 / RFC 3339, with or without offset, with or without time.
     Iso8601,
+    /// Seconds since 1970-01-01T00:00:00Z.
     EpochSeconds,
+    /// Milliseconds since 1970-01-01T00:00:00Z.
     EpochMillis,
     /// A pattern, converted to chrono's `strftime` syntax.
     Pattern {
+        /// The pattern in chrono's syntax.
         chrono: String,
+        /// Whether the pattern has a time of day (else a date).
         has_time: bool,
+        /// Whether the pattern has an offset (else the mapping's timezone applies).
         has_offset: bool,
     },
 }

@@ -38,8 +38,11 @@ pub fn kind_of(payload: &[u8]) -> Result<String, EnvelopeError> {
 /// The wire form of a message: schema version, kind (the routing key) and body.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Envelope<T> {
+    /// The envelope's format version.
     pub version: u16,
+    /// The message's kind, which names its body's type.
     pub kind: String,
+    /// The message itself.
     pub body: T,
 }
 
@@ -49,14 +52,23 @@ pub enum EnvelopeError {
     #[error(
         "message version {found} is not supported (this build reads version {MESSAGE_VERSION})"
     )]
-    Version { found: u16 },
+    /// A message of a version this build does not read.
+    Version {
+        /// The version the message has.
+        found: u16,
+    },
+    /// A message of another kind than the queue carries.
     #[error("expected a {expected} message, got {found}")]
     Kind {
+        /// The kind the queue carries.
         expected: &'static str,
+        /// The kind the message has.
         found: String,
     },
+    /// The body could not be decoded.
     #[error("message body could not be decoded: {0}")]
     Decode(#[from] rmp_serde::decode::Error),
+    /// The body could not be encoded.
     #[error("message could not be encoded: {0}")]
     Encode(#[from] rmp_serde::encode::Error),
 }

@@ -57,8 +57,11 @@ impl ErrorCode {
 #[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
 #[error("{}: {message}", code.as_str())]
 pub struct StageError {
+    /// What kind of failure, stable across versions.
     pub code: ErrorCode,
+    /// What went wrong, for people.
     pub message: String,
+    /// Whether trying again may succeed.
     pub retryable: bool,
 }
 

@@ -20,8 +20,11 @@ pub const LAST_ERROR: &str = "x-sluice-error";
 /// `tracestate` it came with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceContext {
+    /// The trace the message belongs to (32 hex digits).
     pub trace_id: String,
+    /// The span that published it (16 hex digits).
     pub span_id: String,
+    /// The W3C `tracestate`, when one was set.
     pub state: Option<String>,
 }
 

@@ -26,6 +26,7 @@ pub enum KeyCheck {
 /// Why the probe could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
+    /// The object store failed.
     #[error("the master key probe at {PROBE_PATH}: {0}")]
     Storage(String),
 }

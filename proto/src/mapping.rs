@@ -46,12 +46,15 @@ pub fn property_name_problem(name: &str) -> Option<String> {
 /// The mapping of one import: identities, properties, constants and payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Mapping {
+    /// The columns a row's profile is found by.
     pub identity: IdentityMapping,
     /// The order in which a row's identities are tried; the default order when empty.
     #[serde(default)]
     pub precedence: Vec<IdentityKind>,
+    /// Whether rows may create profiles or only update them.
     #[serde(default)]
     pub mode: ImportMode,
+    /// Properties by name, each from a column.
     pub properties: BTreeMap<String, PropertyMapping>,
     /// Properties set to the same value on every row.
     #[serde(default)]
@@ -87,14 +90,18 @@ pub enum Records {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventMapping {
+    /// The event's name: a column, or one value for every row.
     pub name: EventName,
+    /// When the event happened.
     pub time: EventTime,
     /// A column whose value identifies the event; by default a hash of the import id and the
     /// row's source key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dedup_key: Option<String>,
+    /// What to do with an event whose profile does not exist.
     #[serde(default)]
     pub unknown_identity: UnknownIdentity,
+    /// Set for purchases: the product, price and currency columns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purchase: Option<PurchaseMapping>,
     /// Events older than this many days are rejected (the workspace's retention policy).
@@ -106,7 +113,9 @@ pub struct EventMapping {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum EventName {
+    /// Read from this column.
     Column(String),
+    /// This value for every row.
     Value(String),
 }
 
@@ -114,9 +123,12 @@ pub enum EventName {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventTime {
+    /// The column holding the time.
     pub column: String,
+    /// Its date format, when it is text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
+    /// The timezone of times written without an offset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
     /// What an event whose time column is NULL becomes.
@@ -156,6 +168,7 @@ pub enum UnknownIdentity {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PurchaseMapping {
+    /// The column holding the product's id.
     pub product_id: String,
     /// ISO-4217 code.
     pub currency: String,
@@ -204,10 +217,13 @@ pub enum ImportMode {
 pub enum IdentityKind {
     /// The platform's user id.
     Identity,
+    /// The customer's id in the user's own systems.
     ExternalId,
     /// `alias_name` + `alias_label`.
     Alias,
+    /// An email address, normalized.
     Email,
+    /// A phone number, normalized to E.164.
     Phone,
     /// The store's own profile id; it can update a profile but never creates one.
     ProfileId,
@@ -246,18 +262,25 @@ impl IdentityKind {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityMapping {
+    /// The column holding the platform's user id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
+    /// The column holding the external id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
+    /// The column holding the alias's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alias_name: Option<String>,
+    /// The column holding the alias's label.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alias_label: Option<String>,
+    /// The column holding the email address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// The column holding the phone number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
+    /// The column holding the store's profile id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile_id: Option<String>,
 }
@@ -265,12 +288,19 @@ pub struct IdentityMapping {
 /// One identity field of a row: the column it is read from and how it is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdentityField {
+    /// `identity`.
     Identity,
+    /// `external_id`.
     ExternalId,
+    /// `alias_name`.
     AliasName,
+    /// `alias_label`.
     AliasLabel,
+    /// `email`.
     Email,
+    /// `phone`.
     Phone,
+    /// `profile_id`.
     ProfileId,
 }
 
@@ -347,7 +377,9 @@ impl IdentityMapping {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PropertyMapping {
+    /// The source column.
     pub column: String,
+    /// The type the value must have.
     #[serde(rename = "type")]
     pub kind: PropertyType,
     /// Date format for `date` and `datetime` (`yyyy-MM-dd`, `dd/MM/yyyy HH:mm:ss`,
@@ -363,12 +395,19 @@ pub struct PropertyMapping {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PropertyType {
+    /// Text, as given.
     String,
+    /// A whole number.
     Integer,
+    /// A decimal number.
     Number,
+    /// True or false.
     Boolean,
+    /// A calendar date.
     Date,
+    /// An instant, stored in UTC.
     Datetime,
+    /// A JSON value.
     Json,
 }
 

@@ -16,11 +16,15 @@ use uuid::Uuid;
 pub struct RunRequested {
     /// Chosen by the requester, so it can follow the run; a repeated id starts nothing new.
     pub run_id: Uuid,
+    /// The workspace of the import.
     pub workspace: String,
+    /// The import to run.
     pub import: String,
     /// A dry run goes through every stage, but the loader writes nothing.
     pub dry_run: bool,
+    /// Who asked: a user, `api:<token>`, or `scheduler`.
     pub requested_by: String,
+    /// When the request was made.
     pub requested_at: DateTime<Utc>,
     /// The schedule slot this run is for, when the scheduler fired it.
     #[serde(default)]
@@ -38,7 +42,9 @@ pub struct RunRequested {
 /// exclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplayWindow {
+    /// The first watermark read (inclusive).
     pub from: DateTime<Utc>,
+    /// The watermark reading stops at (exclusive).
     pub until: DateTime<Utc>,
 }
 
@@ -63,12 +69,16 @@ impl Message for RunRequested {
 /// The coordinator's reply to a `RunRequested` that set `reply_to`: the run it became.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunAccepted {
+    /// The run the request became.
     pub run_id: Uuid,
+    /// The import's workspace.
     pub workspace: String,
+    /// The import.
     pub import: String,
     /// `queued`, `running`, ..., `skipped` (another run was active), or `rejected` (no such
     /// import).
     pub status: String,
+    /// Why, when the request was skipped or rejected.
     pub message: Option<String>,
 }
 
@@ -79,8 +89,11 @@ impl Message for RunAccepted {
 /// Which chunk of which run a message is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRef {
+    /// The run the chunk belongs to.
     pub run_id: Uuid,
+    /// The run's workspace.
     pub workspace_id: i64,
+    /// The run's import.
     pub import_id: i64,
     /// Position of the chunk in its run, from 0.
     pub seq: u32,
@@ -89,7 +102,9 @@ pub struct ChunkRef {
 /// Object keys of a chunk's files; fixed per run and chunk, the same on every attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkObjects {
+    /// Where the extractor writes the chunk's rows as read.
     pub extracted: String,
+    /// Where the transformer writes the chunk's rows as mapped.
     pub transformed: String,
     /// Rows the transformer rejected, as JSON lines.
     pub rejected: String,
@@ -141,9 +156,13 @@ pub struct KeySetWork {
 /// What every stage after the extractor needs to process a chunk.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChunkWork {
+    /// Which chunk.
     pub chunk: ChunkRef,
+    /// Whether the run writes nothing and only reports.
     pub dry_run: bool,
+    /// How rows map to profiles or events.
     pub mapping: Mapping,
+    /// Where the chunk's objects are.
     pub objects: ChunkObjects,
     /// The workspace's fleet-wide limit on rows written per second; loaders share it.
     #[serde(default)]
@@ -206,18 +225,24 @@ impl std::fmt::Display for ConnectionKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum SourceRelation {
+    /// A table or view, by name.
     Table(String),
+    /// A SQL query, read as a derived table.
     Query(String),
 }
 
 /// Where and how to read one chunk, with the connection's credentials sealed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SourceTask {
+    /// The connector kind.
     pub kind: ConnectionKind,
     /// The connection's settings (URL with credentials), sealed with the fleet's master key.
     pub credentials: Sealed,
+    /// What to read.
     pub relation: SourceRelation,
+    /// The unique key column.
     pub key_column: String,
+    /// The watermark column.
     pub watermark_column: String,
     /// Columns to read besides key and watermark.
     pub columns: Vec<String>,
@@ -230,7 +255,9 @@ pub struct SourceTask {
 /// The extractor's input: read one chunk's rows into Parquet.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChunkTask {
+    /// The chunk and what every stage needs of it.
     pub work: ChunkWork,
+    /// Where and how to read it.
     pub source: SourceTask,
 }
 
@@ -241,8 +268,11 @@ impl Message for ChunkTask {
 /// The extractor's output: the chunk's rows are in `objects.extracted`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChunkExtracted {
+    /// The chunk.
     pub work: ChunkWork,
+    /// Rows read from the source.
     pub rows_read: u64,
+    /// Bytes of the Parquet object written.
     pub bytes: u64,
 }
 
@@ -254,8 +284,11 @@ impl Message for ChunkExtracted {
 /// lines of `RowRejection`) in `objects.rejected`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChunkTransformed {
+    /// The chunk.
     pub work: ChunkWork,
+    /// Rows mapped.
     pub rows_accepted: u64,
+    /// Rows rejected, each recorded with its reason.
     pub rows_rejected: u64,
     /// Rejected rows by reason code; the rows themselves are in `objects.rejected`.
     pub rejected_by_reason: BTreeMap<String, u64>,
@@ -273,7 +306,9 @@ impl Message for ChunkTransformed {
 pub struct LoadStats {
     /// Rows staged (accepted by the transformer and not rejected by the loader).
     pub rows_loaded: u64,
+    /// Profiles the chunk created.
     pub profiles_created: u64,
+    /// Profiles whose properties changed.
     pub profiles_updated: u64,
     /// Existing profiles whose values the chunk did not change (a row equal to the profile,
     /// or one whose every value a newer row had already set).
@@ -292,6 +327,7 @@ pub struct LoadStats {
     pub identities_conflicting: u64,
     /// Rows the loader rejected; they are in `objects.load_rejected`.
     pub rows_rejected: u64,
+    /// Rejected rows by reason code.
     pub rejected_by_reason: BTreeMap<String, u64>,
     /// Dry runs only: up to `MAX_SAMPLE_ROWS` rows and what would happen to them.
     pub sample: Vec<SampleRow>,
@@ -299,6 +335,7 @@ pub struct LoadStats {
     pub events_inserted: u64,
     /// Events whose dedup key the store already held (a replay, a resync or a repeated row).
     pub events_duplicate: u64,
+    /// Profiles deleted.
     pub profiles_deleted: u64,
     /// Delete rows whose identity named no profile.
     pub deletes_not_found: u64,
@@ -314,10 +351,13 @@ pub const MAX_SAMPLE_ROWS: usize = 20;
 /// One row of a dry run's sample: the identity it matched, its outcome and its properties.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SampleRow {
+    /// The source row's key.
     pub row_key: String,
     /// The identity kind that named the profile (`external_id`, `email`, `alias:<label>`...).
     pub identity_kind: Option<String>,
+    /// The identity's value.
     pub identity_value: Option<String>,
+    /// The profile it matched or created, when it did.
     pub profile_id: Option<i64>,
     /// `created`, `updated`, `unchanged`, `skipped` or `stale` (every value it carries is
     /// older than the one the store holds).
@@ -333,8 +373,11 @@ pub struct SampleRow {
 /// The loader's output.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChunkLoaded {
+    /// The chunk.
     pub chunk: ChunkRef,
+    /// Whether nothing was written.
     pub dry_run: bool,
+    /// What the load did, counted.
     pub stats: LoadStats,
 }
 
@@ -346,8 +389,11 @@ impl Message for ChunkLoaded {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StageName {
+    /// Reading from the source.
     Extract,
+    /// Mapping.
     Transform,
+    /// Loading into the stores.
     Load,
 }
 
@@ -366,9 +412,13 @@ impl StageName {
 /// gone to the dead-letter queue.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChunkFailed {
+    /// The chunk.
     pub chunk: ChunkRef,
+    /// The stage that gave up.
     pub stage: StageName,
+    /// How many times it tried.
     pub attempts: u32,
+    /// The last error.
     pub error: StageError,
 }
 
@@ -379,9 +429,13 @@ impl Message for ChunkFailed {
 /// Any outcome a stage reports on the results queue.
 #[derive(Debug, Clone)]
 pub enum ChunkResult {
+    /// The chunk was read.
     Extracted(ChunkExtracted),
+    /// The chunk was mapped.
     Transformed(ChunkTransformed),
+    /// The chunk was loaded.
     Loaded(ChunkLoaded),
+    /// A stage gave up on the chunk.
     Failed(ChunkFailed),
 }
 

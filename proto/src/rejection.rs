@@ -13,12 +13,15 @@ pub const MAX_VALUE_CHARS: usize = 256;
 pub enum Reason {
     /// No identity column holds a value.
     MissingIdentity,
+    /// An identity longer than the stores take.
     IdentityTooLong,
     /// `null`, `undefined`, `none`, `test`, empty or blank.
     ReservedIdentity,
     /// An identity that cannot be used as given (half an alias, a profile_id that is no number).
     InvalidIdentity,
+    /// An email address that is not one.
     InvalidEmail,
+    /// A phone number that is not one.
     InvalidPhone,
     /// A value that does not parse as its declared type or format.
     InvalidValue,
@@ -137,7 +140,9 @@ pub struct RowRejection {
     pub column: String,
     /// The offending value, cut to `MAX_VALUE_CHARS`.
     pub value: Option<String>,
+    /// Why the row was rejected.
     pub reason: Reason,
+    /// What was wrong, naming the column and value.
     pub message: String,
     /// The row's mapped columns as text, by column name.
     pub row: BTreeMap<String, Option<String>>,

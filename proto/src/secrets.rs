@@ -31,6 +31,7 @@ impl std::fmt::Debug for MasterKey {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret value.
     pub fn new(value: impl Into<String>) -> Self {
         Secret(value.into())
     }
@@ -62,9 +63,12 @@ impl std::fmt::Display for Secret {
 /// A value encrypted under a master key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sealed {
+    /// Which master key sealed the value.
     pub key_id: String,
+    /// The AES-GCM nonce.
     #[serde(with = "serde_bytes_hex")]
     pub nonce: Vec<u8>,
+    /// The sealed value with its tag.
     #[serde(with = "serde_bytes_hex")]
     pub ciphertext: Vec<u8>,
 }
@@ -72,15 +76,26 @@ pub struct Sealed {
 /// Why a key could not be read or a value not opened.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
+    /// The key given is not 32 bytes of hex.
     #[error("SLUICE_MASTER_KEY must be 64 hexadecimal characters (32 bytes)")]
     BadKey,
+    /// The value was sealed with another key than this process holds.
     #[error("the value was sealed with master key {found}, but this process holds key {held}")]
-    WrongKey { found: String, held: String },
+    WrongKey {
+        /// The key that sealed the value.
+        found: String,
+        /// The key this process holds.
+        held: String,
+    },
+    /// The value was changed, or the key does not open it.
     #[error("the sealed value could not be opened: it was changed or the key is wrong")]
     Corrupt,
+    /// The key file could not be read or written.
     #[error("master key file {path}: {source}")]
     KeyFile {
+        /// The key file.
         path: String,
+        /// Why.
         source: std::io::Error,
     },
 }

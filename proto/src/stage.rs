@@ -25,7 +25,9 @@ use tracing::Instrument;
 /// A message a stage wants published once its work is durable.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
+    /// Where the message goes.
     pub routing_key: &'static str,
+    /// The encoded envelope.
     pub payload: Vec<u8>,
     /// A reply to a request's `reply_to` queue instead of a message on the topic exchange.
     pub reply: Option<Reply>,
@@ -88,7 +90,9 @@ pub fn report_failure(
 /// What a stage call knows about its delivery.
 #[derive(Debug, Clone)]
 pub struct Delivered {
+    /// The trace the delivered message carried.
     pub trace: TraceContext,
+    /// How many times this message was delivered before (0 the first time).
     pub attempt: u32,
     /// Where the requester wants a reply, if anywhere.
     pub reply: Reply,

@@ -11,11 +11,20 @@ use std::sync::Arc;
 /// Why the object store could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// The object store URL cannot be used.
     #[error("SLUICE_OBJECT_STORE_URL {url:?}: {reason}")]
-    BadUrl { url: String, reason: String },
+    BadUrl {
+        /// The URL as given.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The local object store's directory could not be made.
     #[error("object store directory {path}: {source}")]
     Directory {
+        /// The directory.
         path: String,
+        /// Why.
         source: std::io::Error,
     },
 }

@@ -12,10 +12,15 @@ use lapin::{Channel, ExchangeKind};
 /// The queues of the fleet, by role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueRole {
+    /// Chunks to read from their sources.
     Extract,
+    /// Chunks to map.
     Transform,
+    /// Chunks to load into the stores.
     Load,
+    /// Every stage's results, for the coordinator.
     Results,
+    /// Run requests and cancellations, for the coordinator.
     Commands,
 }
 
@@ -60,6 +65,7 @@ impl QueueRole {
 /// parallel tests, share one broker without seeing each other's messages.
 #[derive(Debug, Clone)]
 pub struct Topology {
+    /// The prefix of every exchange and queue name, so fleets can share a broker.
     pub prefix: String,
     /// Deliveries after which the broker itself dead-letters a message (a crash-loop backstop;
     /// workers give up earlier, after `max_attempts`).
