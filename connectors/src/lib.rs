@@ -4,7 +4,6 @@
 //! check. The coordinator plans and previews through them; the extract stage reads.
 // Outside tests a failure is an error with its cause, never a panic.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
-#![warn(missing_docs)]
 
 pub mod bigquery;
 pub mod connector;

@@ -11,16 +11,36 @@ use tokio_postgres::Client;
 /// Why a spec could not be applied; nothing was written.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
+    /// The spec is invalid.
     #[error("{0}")]
     Spec(#[from] SpecError),
+    /// A connection failed its test.
     #[error("connections.{name}: {error}")]
-    Connection { name: String, error: SourceError },
+    Connection {
+        /// The connection.
+        name: String,
+        /// What failed.
+        error: SourceError,
+    },
+    /// An import's source failed its check.
     #[error("imports.{import}: {error}")]
-    Source { import: String, error: SourceError },
+    Source {
+        /// The import.
+        import: String,
+        /// What failed.
+        error: SourceError,
+    },
+    /// The control plane failed.
     #[error("control plane: {0}")]
     Database(#[from] tokio_postgres::Error),
+    /// A connection's stored credentials could not be opened.
     #[error("connections.{name}: {reason}")]
-    Secret { name: String, reason: String },
+    Secret {
+        /// The connection.
+        name: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// How to apply.
@@ -34,6 +54,7 @@ pub struct ApplyOptions {
 /// What applying did, one line per object.
 #[derive(Debug, Default)]
 pub struct ApplyReport {
+    /// One line per connection and import: what applying did to it.
     pub lines: Vec<String>,
 }
 

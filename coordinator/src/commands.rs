@@ -21,7 +21,9 @@ use tracing::Instrument;
 
 /// What the command consumer needs.
 pub struct Commands {
+    /// The control plane.
     pub pool: Pool,
+    /// Opens connection credentials for planning.
     pub master_key: MasterKey,
     /// How many chunks of a run go out at first.
     pub window: Arc<ChunkWindow>,

@@ -9,19 +9,42 @@ use tokio_postgres::GenericClient;
 /// Why a connection could not be deleted.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
+    /// No connection of that name in the workspace.
     #[error("connection {name:?} not found in workspace {workspace:?}")]
-    NotFound { workspace: String, name: String },
+    NotFound {
+        /// The workspace.
+        workspace: String,
+        /// The connection.
+        name: String,
+    },
+    /// Imports still read through the connection.
     #[error("connection {name:?} is used by {}; delete or move those imports first", .imports.join(", "))]
-    InUse { name: String, imports: Vec<String> },
+    InUse {
+        /// The connection.
+        name: String,
+        /// The imports that use it.
+        imports: Vec<String>,
+    },
+    /// The connection failed its test.
     #[error("connection {name:?}: {error}")]
     Test {
+        /// The connection.
         name: String,
+        /// What failed.
         error: sluice_connectors::SourceError,
     },
+    /// Key pairs are for Snowflake connections.
     #[error("connection {name:?} is a {kind} connection; key pairs are for snowflake connections")]
-    NotSnowflake { name: String, kind: String },
+    NotSnowflake {
+        /// The connection.
+        name: String,
+        /// Its kind.
+        kind: String,
+    },
+    /// The stored credentials could not be opened or sealed.
     #[error("{0}")]
     Sealed(String),
+    /// The control plane failed.
     #[error("control plane: {0}")]
     Store(#[from] tokio_postgres::Error),
 }

@@ -7,20 +7,34 @@ use tokio_postgres::NoTls;
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DatabaseError {
+    /// The database URL cannot be used.
     #[error("database URL {url}: {reason}")]
-    BadUrl { url: String, reason: String },
+    BadUrl {
+        /// The URL, without its password.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The database could not be reached.
     #[error("PostgreSQL at {url}: {source}")]
     Connect {
+        /// The URL, without its password.
         url: String,
+        /// Why.
         source: tokio_postgres::Error,
     },
+    /// The database could not be created.
     #[error("creating database {name}: {source}")]
     Create {
+        /// The database's name.
         name: String,
+        /// Why.
         source: tokio_postgres::Error,
     },
+    /// A migration failed.
     #[error(transparent)]
     Migrate(#[from] crate::migrate::MigrateError),
+    /// The connection pool could not be built.
     #[error("connection pool: {0}")]
     Pool(String),
 }

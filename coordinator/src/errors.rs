@@ -14,10 +14,18 @@ use uuid::Uuid;
 /// Why the error stream could not be recorded or read.
 #[derive(Debug, thiserror::Error)]
 pub enum ErrorStreamError {
+    /// A chunk's rejected rows could not be read.
     #[error("reading rejected rows from {key}: {message}")]
-    Object { key: String, message: String },
+    Object {
+        /// The object's key.
+        key: String,
+        /// Why.
+        message: String,
+    },
+    /// The control plane failed.
     #[error("control plane: {0}")]
     Store(#[from] tokio_postgres::Error),
+    /// The CSV report could not be written.
     #[error("writing CSV: {0}")]
     Csv(String),
 }
@@ -114,13 +122,21 @@ async fn replace(
 /// One rejected row as listed.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct RunError {
+    /// The chunk the row was in.
     pub chunk: i32,
+    /// The stage that rejected it: `transform` or `load`.
     pub stage: String,
+    /// The source row's key.
     pub row_key: String,
+    /// The column at fault.
     pub column: String,
+    /// The value at fault, as the source gave it; `None` when NULL.
     pub value: Option<String>,
+    /// The reason code (`invalid_email`, `type_conflict`, ...).
     pub reason: String,
+    /// What was wrong, for people.
     pub message: String,
+    /// The row's mapped columns, as the source gave them.
     pub row: BTreeMap<String, Option<String>>,
 }
 

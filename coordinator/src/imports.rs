@@ -12,26 +12,48 @@ use tokio_postgres::GenericClient;
 pub mod state {
     /// Created, not yet dry-run: it is not scheduled and only dry runs are allowed.
     pub const DRAFT: &str = "draft";
+    /// Runs when triggered; no schedule.
     pub const READY: &str = "ready";
+    /// Runs on its schedule.
     pub const SCHEDULED: &str = "scheduled";
+    /// Its schedule does not fire until resumed.
     pub const PAUSED: &str = "paused";
+    /// Stopped: no runs, scheduled or triggered, until resumed.
     pub const STOPPED: &str = "stopped";
 }
 
 /// Why a lifecycle operation was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {
+    /// No import of that name in the workspace.
     #[error("import {import:?} not found in workspace {workspace:?}")]
-    NotFound { workspace: String, import: String },
+    NotFound {
+        /// The workspace.
+        workspace: String,
+        /// The import.
+        import: String,
+    },
+    /// The import's state does not allow the action.
     #[error("import {import:?} is {state}; {action} needs it {needs}")]
     Refused {
+        /// The import.
         import: String,
+        /// Its state.
         state: String,
+        /// What was asked.
         action: &'static str,
+        /// The state the action needs.
         needs: &'static str,
     },
+    /// A run is active, and the action needs none.
     #[error("import {import:?} has run {run} active; stop the import or wait for the run to end before deleting it")]
-    Active { import: String, run: uuid::Uuid },
+    Active {
+        /// The import.
+        import: String,
+        /// The active run.
+        run: uuid::Uuid,
+    },
+    /// The control plane failed.
     #[error("control plane: {0}")]
     Store(#[from] tokio_postgres::Error),
 }
@@ -151,41 +173,59 @@ pub async fn promote(
 /// An import as `imports show` prints it.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ImportView {
+    /// The import's workspace.
     pub workspace: String,
+    /// The import's name.
     pub name: String,
+    /// What its rows become.
     pub data_type: String,
+    /// Its lifecycle state.
     pub state: String,
+    /// Its schedule, as declared.
     #[schema(value_type = Option<Object>)]
     pub schedule: Option<serde_json::Value>,
+    /// When the schedule fires next.
     pub next_fire_at: Option<DateTime<Utc>>,
     /// The next fire times, in UTC and in the schedule's timezone.
     pub upcoming: Vec<FireTime>,
+    /// Its latest run.
     pub last_run: Option<LastRun>,
+    /// Its state changes, newest first.
     pub transitions: Vec<Transition>,
 }
 
 /// One fire time.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct FireTime {
+    /// The fire time in UTC.
     pub utc: String,
+    /// The fire time in the schedule's timezone.
     pub local: String,
 }
 
 /// The latest run of an import.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct LastRun {
+    /// The run's id.
     pub run_id: uuid::Uuid,
+    /// Where the run is.
     pub status: String,
+    /// When it was requested.
     pub created_at: DateTime<Utc>,
 }
 
 /// A recorded state change.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Transition {
+    /// The state before; `None` when the import was created.
     pub from: Option<String>,
+    /// The state after.
     pub to: String,
+    /// Who changed it.
     pub actor: String,
+    /// Why, when a reason was given.
     pub reason: Option<String>,
+    /// When.
     pub at: DateTime<Utc>,
 }
 

@@ -17,12 +17,17 @@ pub struct Rotation {
 /// Why a rotation did nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum RotateError {
+    /// A stored secret could not be opened with any key held.
     #[error("{table} row {id}: {reason}; give the key that sealed it in SLUICE_PREVIOUS_MASTER_KEYS (nothing was changed)")]
     Unopenable {
+        /// The table holding it.
         table: &'static str,
+        /// Its row.
         id: i64,
+        /// Why.
         reason: String,
     },
+    /// The control plane failed.
     #[error("control plane: {0}")]
     Store(#[from] tokio_postgres::Error),
 }

@@ -7,7 +7,9 @@ use tokio_postgres::Client;
 #[derive(Debug, thiserror::Error)]
 #[error("migrating schema {schema}: {source}")]
 pub struct MigrateError {
+    /// The schema whose migrations failed.
     pub schema: String,
+    /// Why.
     pub source: tokio_postgres::Error,
 }
 

@@ -21,8 +21,10 @@ pub enum PlanError {
     /// The source failed; the run fails with this error.
     #[error("{0}")]
     Source(#[from] SourceError),
+    /// The stored import cannot be planned.
     #[error("{0}")]
     Import(String),
+    /// The control plane failed.
     #[error("control plane: {0}")]
     Database(#[from] tokio_postgres::Error),
 }
@@ -35,14 +37,21 @@ impl From<ApplyError> for PlanError {
 
 /// A run's import, connection and position, as planning and task building need them.
 pub struct RunContext {
+    /// The run.
     pub run_id: Uuid,
+    /// Its workspace.
     pub workspace_id: i64,
+    /// Its import.
     pub import_id: i64,
+    /// Whether it writes nothing and only reports.
     pub dry_run: bool,
+    /// The import as applied.
     pub import: ImportDecl,
     /// The kind of source the import's connection is.
     pub kind: ConnectionKind,
+    /// The connection's credentials, sealed.
     pub credentials: Sealed,
+    /// Where the last run ended: the run reads after it.
     pub watermark: Option<Bound>,
     /// The workspace's event retention policy, in days.
     pub retention_days: Option<u32>,
@@ -111,8 +120,11 @@ pub async fn context(client: &impl GenericClient, run_id: Uuid) -> Result<RunCon
 
 /// The planned range of a run.
 pub struct Plan {
+    /// The run's upper bound; `None` when there is nothing to read.
     pub hi: Option<Bound>,
+    /// Rows are read only below this instant.
     pub cap: chrono::DateTime<chrono::Utc>,
+    /// Rows stamped in the future, held back.
     pub held_back_future: u64,
     /// Chunk ranges `(lo, hi]`.
     pub chunks: Vec<(Option<Bound>, Bound)>,

@@ -14,15 +14,26 @@ use tokio_postgres::GenericClient;
 /// Why a preview could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum PreviewError {
+    /// No import of that name in the workspace.
     #[error("import {import:?} not found in workspace {workspace:?}")]
-    NotFound { workspace: String, import: String },
+    NotFound {
+        /// The workspace.
+        workspace: String,
+        /// The import.
+        import: String,
+    },
+    /// No connection of that name in the workspace.
     #[error("connection {connection:?} not found in workspace {workspace:?}")]
     NoConnection {
+        /// The workspace.
         workspace: String,
+        /// The connection.
         connection: String,
     },
+    /// The source failed.
     #[error("{0}")]
     Source(String),
+    /// The control plane failed.
     #[error("control plane: {0}")]
     Store(#[from] tokio_postgres::Error),
 }

@@ -23,7 +23,9 @@ use uuid::Uuid;
 /// What the results consumer needs: the control plane, and the object store the stages write
 /// rejected rows to.
 pub struct Results {
+    /// The control plane.
     pub pool: Pool,
+    /// Where chunk objects are, for reading rejected rows.
     pub store: Arc<dyn ObjectStore>,
     /// How many chunks of a run are kept out; a loaded chunk's place goes to the next.
     pub window: Arc<ChunkWindow>,

@@ -28,10 +28,13 @@ RETURNING id, workspace_id, import_id";
 /// Why a sweep stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
+    /// The store failed.
     #[error("control plane: {0}")]
     Store(#[from] tokio_postgres::Error),
+    /// No store connection was free.
     #[error("control plane pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
+    /// The object store failed.
     #[error("object store: {0}")]
     Objects(#[from] object_store::Error),
 }

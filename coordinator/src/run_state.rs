@@ -9,12 +9,19 @@ use uuid::Uuid;
 /// Where a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RunStatus {
+    /// Requested, not planned yet.
     Queued,
+    /// Being planned.
     Planning,
+    /// Its chunks are in the stages.
     Running,
+    /// Every chunk loaded, every row accepted.
     Succeeded,
+    /// Every chunk loaded, some rows rejected.
     PartiallySucceeded,
+    /// A chunk or the planning failed.
     Failed,
+    /// Stopped before it ended.
     Cancelled,
     /// Requested while another run of the import was active; nothing was read.
     Skipped,
@@ -73,13 +80,29 @@ pub enum RunEvent {
     /// The command consumer starts (or, after a crash, restarts) planning it.
     PlanningStarted,
     /// Its plan was recorded: `chunks` to read, and whether rows no range can hold were found.
-    Planned { chunks: usize, unreadable: bool },
+    Planned {
+        /// How many.
+        chunks: usize,
+        /// Whether rows no run can read were found.
+        unreadable: bool,
+    },
     /// Every chunk loaded; `rejected` when any row was rejected or unreadable.
-    AllLoaded { rejected: bool },
+    AllLoaded {
+        /// Whether any row was rejected.
+        rejected: bool,
+    },
     /// Planning failed, a chunk gave up, or the import may not run.
-    Failed { code: String, message: String },
+    Failed {
+        /// The error code.
+        code: String,
+        /// What failed.
+        message: String,
+    },
     /// Its import was stopped.
-    Stopped { by: String },
+    Stopped {
+        /// Who stopped it.
+        by: String,
+    },
 }
 
 impl RunEvent {
@@ -98,7 +121,9 @@ impl RunEvent {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("a {from} run cannot be moved by the event \"{event}\"")]
 pub struct Refused {
+    /// The run's status.
     pub from: RunStatus,
+    /// The event that does not apply to it.
     pub event: &'static str,
 }
 
@@ -136,19 +161,25 @@ pub fn next(from: RunStatus, event: &RunEvent) -> Result<RunStatus, Refused> {
 /// A move recorded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Moved {
+    /// The status the run left.
     pub from: RunStatus,
+    /// The status it is in now.
     pub to: RunStatus,
 }
 
 /// Why a move could not be recorded.
 #[derive(Debug, thiserror::Error)]
 pub enum TransitionError {
+    /// No such run.
     #[error("run {0} does not exist")]
     NotFound(Uuid),
+    /// The move is not allowed from the run's status.
     #[error(transparent)]
     Refused(#[from] Refused),
+    /// Another writer moved the run first.
     #[error("run {0} moved on while it was being moved")]
     Moved(Uuid),
+    /// The control plane failed.
     #[error("control plane: {0}")]
     Database(#[from] tokio_postgres::Error),
 }

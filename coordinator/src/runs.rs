@@ -13,12 +13,19 @@ use uuid::Uuid;
 pub mod status {
     use crate::run_state::RunStatus;
 
+    /// Requested, not planned yet.
     pub const QUEUED: &str = RunStatus::Queued.as_str();
+    /// Being planned.
     pub const PLANNING: &str = RunStatus::Planning.as_str();
+    /// Its chunks are in the stages.
     pub const RUNNING: &str = RunStatus::Running.as_str();
+    /// Every chunk loaded, every row accepted.
     pub const SUCCEEDED: &str = RunStatus::Succeeded.as_str();
+    /// Every chunk loaded, some rows rejected.
     pub const PARTIALLY_SUCCEEDED: &str = RunStatus::PartiallySucceeded.as_str();
+    /// A chunk or the planning failed.
     pub const FAILED: &str = RunStatus::Failed.as_str();
+    /// Stopped before it ended.
     pub const CANCELLED: &str = RunStatus::Cancelled.as_str();
     /// Requested while another run of the import was active; nothing was read.
     pub const SKIPPED: &str = RunStatus::Skipped.as_str();
@@ -45,21 +52,38 @@ pub mod status {
 pub enum Requested {
     /// The run exists (just created, created by an earlier delivery, or created earlier for
     /// the same schedule slot or idempotency key) with this id and status.
-    Exists { run_id: Uuid, status: String },
+    Exists {
+        /// That run.
+        run_id: Uuid,
+        /// Its status.
+        status: String,
+    },
     /// Another run of the import is active; this one is recorded as skipped.
-    Skipped { active: Uuid },
+    Skipped {
+        /// That run.
+        active: Uuid,
+    },
 }
 
 /// The new run's identity and where it came from.
 pub struct NewRun<'a> {
+    /// The run's id.
     pub run_id: Uuid,
+    /// Its workspace.
     pub workspace_id: i64,
+    /// Its import.
     pub import_id: i64,
+    /// Whether it writes nothing and only reports.
     pub dry_run: bool,
+    /// Who requested it.
     pub requested_by: &'a str,
+    /// The trace the request belongs to.
     pub trace_id: &'a str,
+    /// The schedule slot it fills, for a scheduled run.
     pub scheduled_for: Option<DateTime<Utc>>,
+    /// Names the run, so a repeated request finds it.
     pub idempotency_key: Option<&'a str>,
+    /// The window a replay reads again.
     pub replay: Option<ReplayWindow>,
 }
 
@@ -175,16 +199,27 @@ pub async fn fail(
 /// A run as users see it: status, stats summed over chunks, and timing.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct RunSummary {
+    /// The run's id.
     pub run_id: Uuid,
+    /// Its workspace.
     pub workspace: String,
+    /// Its import.
     pub import: String,
+    /// Where the run is: `queued` to `succeeded` or `failed`.
     pub status: String,
+    /// Whether it wrote nothing and only reported.
     pub dry_run: bool,
+    /// Rows read from the source.
     pub rows_read: i64,
+    /// Rows rejected, each in the error stream.
     pub rows_rejected: i64,
+    /// Rows that reached the stores.
     pub rows_loaded: i64,
+    /// Profiles created.
     pub profiles_created: i64,
+    /// Profiles whose properties changed.
     pub profiles_updated: i64,
+    /// Profiles the run left as they were.
     pub profiles_unchanged: i64,
     /// Values not applied because a newer source row had set that property.
     pub properties_stale: i64,
@@ -199,12 +234,17 @@ pub struct RunSummary {
     pub rows_skipped: i64,
     /// Rows resolved by an email or phone several profiles share (the most recent was used).
     pub identities_ambiguous: i64,
+    /// Rejected rows by reason code.
     pub rejected_by_reason: BTreeMap<String, i64>,
+    /// Events stored for the first time.
     pub events_inserted: i64,
     /// Events the store already held (replays, resyncs, repeated rows): not stored again.
     pub events_duplicate: i64,
+    /// Profiles deleted.
     pub profiles_deleted: i64,
+    /// Delete rows whose identity named no profile.
     pub deletes_not_found: i64,
+    /// Rows stamped in the future, held back until their time.
     pub rows_held_back_future: i64,
     /// Source rows with a NULL or infinite watermark, which no run reads: counted by every
     /// run until the source gives them one (or a query source coalesces it).
@@ -212,10 +252,15 @@ pub struct RunSummary {
     /// Source rows without a key in the run's range, which no run can read; counted among the
     /// rejected rows as `missing_key`.
     pub rows_without_key: i64,
+    /// Chunks the run was cut into.
     pub chunks: i32,
+    /// Chunks loaded so far.
     pub chunks_loaded: i64,
+    /// How long it ran, once it ended.
     pub duration_ms: Option<i64>,
+    /// The failure's code, when it failed.
     pub error_code: Option<String>,
+    /// The failure, when it failed.
     pub error: Option<String>,
     /// Dry runs: up to 20 rows, the identity they matched, their outcome and properties.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

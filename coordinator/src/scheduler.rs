@@ -24,6 +24,7 @@ const FOLLOW: Duration = Duration::from_secs(2);
 
 /// Where the scheduler reads the time; tests drive it by hand.
 pub trait Clock: Send + Sync {
+    /// The current instant.
     fn now(&self) -> DateTime<Utc>;
 }
 
@@ -39,10 +40,13 @@ impl Clock for SystemClock {
 /// Why a tick could not finish; the next tick tries again.
 #[derive(Debug, thiserror::Error)]
 pub enum TickError {
+    /// The broker could not be reached.
     #[error("connecting to the control plane: {0}")]
     Connect(String),
+    /// The control plane failed.
     #[error("control plane: {0}")]
     Store(#[from] tokio_postgres::Error),
+    /// The broker refused a message.
     #[error("publishing a run request: {0}")]
     Bus(#[from] sluice_proto::bus::BusError),
 }

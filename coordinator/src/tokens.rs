@@ -25,8 +25,11 @@ use uuid::Uuid;
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    /// Reads.
     Viewer,
+    /// Reads, runs and steers imports.
     Operator,
+    /// Everything, tokens and specs included.
     Admin,
 }
 
@@ -56,8 +59,11 @@ impl Role {
 pub struct Caller {
     /// The token the caller presented (nil for an operator on the host).
     pub token_id: Uuid,
+    /// The workspace's id.
     pub workspace_id: i64,
+    /// The workspace's name.
     pub workspace: String,
+    /// What the caller may do.
     pub role: Role,
     /// The operator's login name when the command runs on the host, with database access
     /// instead of a token.
@@ -90,19 +96,27 @@ impl Caller {
 /// A token as listed: never its secret.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TokenView {
+    /// The token's id (not its secret).
     pub id: Uuid,
+    /// What it is for.
     pub name: String,
+    /// What it may do.
     pub role: Role,
+    /// When it was made.
     pub created_at: DateTime<Utc>,
+    /// When it was last presented.
     pub last_used_at: Option<DateTime<Utc>>,
+    /// When it was revoked.
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
 /// Why a token could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
+    /// No workspace of that name.
     #[error("workspace {0:?} not found")]
     UnknownWorkspace(String),
+    /// The control plane failed.
     #[error("control plane: {0}")]
     Store(#[from] tokio_postgres::Error),
 }

@@ -10,10 +10,15 @@ use uuid::Uuid;
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Trigger<'a> {
+    /// The import's workspace.
     pub workspace: &'a str,
+    /// The import.
     pub import: &'a str,
+    /// Whether the run writes nothing and only reports.
     pub dry_run: bool,
+    /// Who asks: a user, `api:<token>` or `scheduler`.
     pub requested_by: &'a str,
+    /// Names the run, so a repeated request finds it.
     pub idempotency_key: Option<&'a str>,
     /// Read this window of rows again without moving the watermark.
     pub replay: Option<ReplayWindow>,
@@ -25,15 +30,31 @@ pub enum TriggerError {
     #[error(
         "import {import:?} not found in workspace {workspace:?}; declare it in a spec and apply it"
     )]
-    NotFound { workspace: String, import: String },
+    /// No import of that name in the workspace.
+    NotFound {
+        /// The workspace.
+        workspace: String,
+        /// The import.
+        import: String,
+    },
     #[error(
         "import {import:?} is a draft: dry-run it first; it becomes ready when a dry run succeeds"
     )]
-    Draft { import: String },
+    /// A draft runs only as a dry run.
+    Draft {
+        /// The import.
+        import: String,
+    },
+    /// A stopped import does not run.
     #[error("import {import:?} is stopped; resume it first")]
-    Stopped { import: String },
+    Stopped {
+        /// The import.
+        import: String,
+    },
+    /// The broker could not be reached.
     #[error("could not reach RabbitMQ: {0}")]
     Broker(String),
+    /// The control plane failed.
     #[error("control plane: {0}")]
     Store(#[from] tokio_postgres::Error),
 }

@@ -14,14 +14,29 @@ use sluice_proto::Bound;
 /// Why a watermark operation was refused; nothing changed.
 #[derive(Debug, thiserror::Error)]
 pub enum WatermarkError {
+    /// No import of that name in the workspace.
     #[error("import {import:?} not found in workspace {workspace:?}")]
-    NotFound { workspace: String, import: String },
+    NotFound {
+        /// The workspace.
+        workspace: String,
+        /// The import.
+        import: String,
+    },
+    /// A run is active; the watermark moves only between runs.
     #[error("run {0} of this import is active; wait for it to end (or stop the import) first")]
     RunActive(uuid::Uuid),
+    /// A rewind moves the watermark back, never forward.
     #[error("the watermark is at {current}; a rewind moves it back, not forward to {to}")]
-    Forward { current: String, to: String },
+    Forward {
+        /// Where it is.
+        current: String,
+        /// Where it was asked to go.
+        to: String,
+    },
+    /// The source failed while finding the position.
     #[error("{0}")]
     Source(String),
+    /// The control plane failed.
     #[error("control plane: {0}")]
     Store(#[from] tokio_postgres::Error),
 }

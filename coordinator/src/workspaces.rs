@@ -7,10 +7,12 @@ use tokio_postgres::GenericClient;
 /// A workspace and its limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WorkspaceLimits {
+    /// The workspace's name.
     pub name: String,
     /// Rows per second its loads may write across the fleet; `None` leaves each loader's
     /// `--load-rows-per-second` in force.
     pub load_rows_per_second: Option<u32>,
+    /// How many imports it has.
     pub imports: i64,
 }
 

@@ -2,7 +2,6 @@
 //! (`sluice-connectors`) into a Parquet object.
 // Outside tests a failure is an error with its cause, never a panic.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
-#![warn(missing_docs)]
 
 pub mod extract;
 mod metrics;

@@ -3,7 +3,6 @@
 //! rate limit; and the schema of both stores.
 // Outside tests a failure is an error with its cause, never a panic.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
-#![warn(missing_docs)]
 
 pub mod deletes;
 pub mod events;

@@ -2,7 +2,6 @@
 //! topology, message headers, the bus over RabbitMQ and the consume loop every role shares.
 // Outside tests a failure is an error with its cause, never a panic.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
-#![warn(missing_docs)]
 
 pub mod bounds;
 pub mod bus;

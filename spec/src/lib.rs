@@ -2,7 +2,6 @@
 //! and validation that names the field at fault before anything is written.
 // Outside tests a failure is an error with its cause, never a panic.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
-#![warn(missing_docs)]
 
 pub mod duration;
 pub mod schedule;

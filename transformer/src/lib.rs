@@ -2,7 +2,6 @@
 //! casts, date parsing, identity checks) and splits it into accepted and rejected rows.
 // Outside tests a failure is an error with its cause, never a panic.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
-#![warn(missing_docs)]
 
 pub mod functions;
 pub mod key_set;

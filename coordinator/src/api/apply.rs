@@ -24,6 +24,7 @@ pub struct ApplyQuery {
 /// What applying did, one line per object.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Applied {
+    /// One line per connection and import: what applying did to it.
     pub lines: Vec<String>,
 }
 

@@ -13,6 +13,7 @@ use sluice_proto::SourceRelation;
 /// A connection as the API shows it: never its URL or credentials.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConnectionItem {
+    /// The connection's name.
     pub name: String,
     /// `postgres`, `redshift`, `mysql`, `files`, `delta`, `snowflake`, `bigquery`, `databricks`.
     pub kind: String,
@@ -116,10 +117,12 @@ pub async fn show(
 /// What testing a connection found.
 #[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TestResult {
+    /// Whether the connection works.
     pub ok: bool,
     /// Why it failed: `source_unreachable`, `authentication`, `permission_denied`,
     /// `missing_object`, `source_timeout`...
     pub code: Option<String>,
+    /// What failed, when something did.
     pub message: Option<String>,
     /// Snowflake: a pending key logged in and now replaces the old credentials.
     pub key_promoted: bool,

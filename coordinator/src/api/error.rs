@@ -22,7 +22,9 @@ pub struct ErrorBody {
 /// An error an endpoint returns.
 #[derive(Debug)]
 pub struct ApiError {
+    /// The HTTP status the error answers with.
     pub status: StatusCode,
+    /// The body the client reads.
     pub body: ErrorBody,
 }
 

@@ -15,9 +15,13 @@ use serde::{Deserialize, Serialize};
 /// One import in a listing.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImportItem {
+    /// The import's name.
     pub name: String,
+    /// `profiles`, `events`, `purchases` or `user_deletes`.
     pub data_type: String,
+    /// `draft`, `ready`, `scheduled`, `paused` or `stopped`.
     pub state: String,
+    /// When its schedule fires next, if it has one and runs.
     pub next_fire_at: Option<DateTime<Utc>>,
 }
 
@@ -33,6 +37,7 @@ pub struct RunBody {
 /// A run that was requested.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunAccepted {
+    /// The run's id.
     pub run_id: uuid::Uuid,
     /// `queued` until the coordinator plans it.
     pub status: String,
@@ -41,6 +46,7 @@ pub struct RunAccepted {
 /// An import that was deleted.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImportDeleted {
+    /// The import's name.
     pub name: String,
     /// Its runs, deleted with it.
     pub runs: u64,

@@ -28,7 +28,9 @@ pub struct ApiState {
     pub pool: deadpool_postgres::Pool,
     /// The profile and event stores, read by the profile lookups.
     pub stores: deadpool_postgres::Pool,
+    /// The broker runs are requested on.
     pub amqp_url: String,
+    /// The fleet's exchange and queue names.
     pub topology: Topology,
     /// Opens connection credentials to test, preview and rewind; seals applied ones.
     pub master_key: sluice_proto::secrets::MasterKey,

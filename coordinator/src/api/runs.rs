@@ -34,20 +34,30 @@ pub struct RunFilter {
 /// One run in a listing.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RunItem {
+    /// The run's id.
     pub run_id: Uuid,
+    /// The import it ran.
     pub import: String,
+    /// Where the run is: `queued` to `succeeded` or `failed`.
     pub status: String,
+    /// Whether the run wrote nothing and only reported.
     pub dry_run: bool,
+    /// Who requested it: a user, `api:<token>` or `scheduler`.
     pub created_by: String,
+    /// When it was requested.
     pub created_at: DateTime<Utc>,
+    /// When it ended.
     pub finished_at: Option<DateTime<Utc>>,
 }
 
 /// A page of runs, newest first.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RunPage {
+    /// The page's runs, newest first.
     pub runs: Vec<RunItem>,
+    /// The page's number, from 1.
     pub page: u32,
+    /// Runs per page.
     pub per_page: u32,
     /// Runs matching the filters, over all pages.
     pub total: i64,

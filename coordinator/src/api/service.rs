@@ -13,6 +13,7 @@ pub struct Service {
     pub pool: deadpool_postgres::Pool,
     /// The broker runs are requested on.
     pub amqp_url: String,
+    /// The fleet's exchange and queue names.
     pub topology: Topology,
     master_key: Option<MasterKey>,
     /// Who is calling.

@@ -54,6 +54,7 @@ pub struct PreviewQuery {
 pub struct Preview {
     /// Each column's name and Arrow type.
     pub columns: Vec<PreviewColumn>,
+    /// The first rows, one JSON object each.
     #[schema(value_type = Vec<Object>)]
     pub rows: Vec<serde_json::Value>,
 }
@@ -61,7 +62,9 @@ pub struct Preview {
 /// One previewed column.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PreviewColumn {
+    /// The column's name.
     pub name: String,
+    /// Its Arrow type, as a chunk holds it.
     #[serde(rename = "type")]
     pub data_type: String,
 }
