@@ -155,7 +155,7 @@ impl Commands {
                     return Ok(Vec::new());
                 }
                 Planned::Failed(e) => {
-                    tracing::warn!(run = %run_id, error = %e, "planning failed; the run fails");
+                    tracing::warn!(run = %run_id, error = %sluice_proto::error::chain(&e), "planning failed; the run fails");
                     runs::fail(&***client, run_id, e.code().as_str(), &e.to_string())
                         .await
                         .map_err(store_error)?;

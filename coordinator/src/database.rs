@@ -36,7 +36,7 @@ pub enum DatabaseError {
     Migrate(#[from] crate::migrate::MigrateError),
     /// The connection pool could not be built.
     #[error("connection pool: {0}")]
-    Pool(String),
+    Pool(#[from] deadpool_postgres::BuildError),
 }
 
 fn parse(url: &str) -> Result<tokio_postgres::Config, DatabaseError> {
@@ -131,7 +131,7 @@ pub fn pool(url: &str, size: usize) -> Result<Pool, DatabaseError> {
     Pool::builder(manager)
         .max_size(size)
         .build()
-        .map_err(|e| DatabaseError::Pool(e.to_string()))
+        .map_err(DatabaseError::Pool)
 }
 
 /// Creates the database if needed and applies every schema's migrations.

@@ -27,7 +27,10 @@ pub enum ErrorStreamError {
     Store(#[from] tokio_postgres::Error),
     /// The CSV report could not be written.
     #[error("writing CSV: {0}")]
-    Csv(String),
+    Csv(#[from] csv::Error),
+    /// The report could not be written out.
+    #[error("writing the report: {0}")]
+    Write(#[from] std::io::Error),
 }
 
 /// Reads the rejections a stage wrote for a chunk.
@@ -204,7 +207,7 @@ pub async fn write_csv(
         .unwrap_or_else(|| ("key".to_string(), empty_mapping()));
     let columns = mapping.columns();
     let mut writer = csv::Writer::from_writer(out);
-    let csv_error = |e: csv::Error| ErrorStreamError::Csv(e.to_string());
+    let csv_error = ErrorStreamError::Csv;
     let mut header = vec![key.as_str()];
     header.extend(columns.iter().map(String::as_str));
     header.extend(["rejected_column", "message", "reason"]);
@@ -228,9 +231,7 @@ pub async fn write_csv(
         }
         offset += PAGE;
     }
-    writer
-        .flush()
-        .map_err(|e| ErrorStreamError::Csv(e.to_string()))
+    Ok(writer.flush()?)
 }
 
 /// A source column's value in a rejected row: as read (transformer rejections), or the

@@ -83,7 +83,7 @@ pub async fn sweep(pool: &Pool, store: &dyn ObjectStore) -> Result<usize, SweepE
 pub async fn run(pool: Pool, store: Arc<dyn ObjectStore>, shutdown: CancellationToken) {
     loop {
         if let Err(e) = sweep(&pool, store.as_ref()).await {
-            tracing::warn!(error = %e, "deleting expired run objects; trying again later");
+            tracing::warn!(error = %sluice_proto::error::chain(&e), "deleting expired run objects; trying again later");
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -40,9 +40,9 @@ impl Clock for SystemClock {
 /// Why a tick could not finish; the next tick tries again.
 #[derive(Debug, thiserror::Error)]
 pub enum TickError {
-    /// The broker could not be reached.
+    /// The control plane could not be reached.
     #[error("connecting to the control plane: {0}")]
-    Connect(String),
+    Connect(#[source] crate::database::DatabaseError),
     /// The control plane failed.
     #[error("control plane: {0}")]
     Store(#[from] tokio_postgres::Error),
@@ -180,7 +180,7 @@ pub async fn run(
         )
         .await
         {
-            tracing::warn!(error = %e, "scheduler lost its connection; following again");
+            tracing::warn!(error = %sluice_proto::error::chain(&e), "scheduler lost its connection; following again");
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -200,7 +200,7 @@ async fn lead(
 ) -> Result<(), TickError> {
     let mut client = crate::database::connect(database_url)
         .await
-        .map_err(|e| TickError::Connect(e.to_string()))?;
+        .map_err(TickError::Connect)?;
     loop {
         let leads: bool = client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])
@@ -226,7 +226,7 @@ async fn lead(
                 bus.close().await;
                 return Err(TickError::Store(e));
             }
-            Err(e) => tracing::warn!(error = %e, "scheduler tick failed; trying again"),
+            Err(e) => tracing::warn!(error = %sluice_proto::error::chain(&e), "scheduler tick failed; trying again"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => {

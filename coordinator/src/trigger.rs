@@ -53,7 +53,7 @@ pub enum TriggerError {
     },
     /// The broker could not be reached.
     #[error("could not reach RabbitMQ: {0}")]
-    Broker(String),
+    Broker(#[from] sluice_proto::bus::BusError),
     /// The control plane failed.
     #[error("control plane: {0}")]
     Store(#[from] tokio_postgres::Error),
@@ -101,7 +101,7 @@ pub async fn request(
     };
     let bus = Bus::connect(amqp_url, topology)
         .await
-        .map_err(|e| TriggerError::Broker(e.to_string()))?;
+        .map_err(TriggerError::Broker)?;
     let message = RunRequested {
         run_id,
         workspace: trigger.workspace.to_string(),
@@ -115,7 +115,7 @@ pub async fn request(
     };
     let published = bus.publish(&message, &TraceContext::new_trace()).await;
     bus.close().await;
-    published.map_err(|e| TriggerError::Broker(e.to_string()))?;
+    published.map_err(TriggerError::Broker)?;
     Ok(run_id)
 }
 

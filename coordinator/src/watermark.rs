@@ -35,7 +35,13 @@ pub enum WatermarkError {
     },
     /// The source failed while finding the position.
     #[error("{0}")]
-    Source(String),
+    Source(#[from] sluice_connectors::SourceError),
+    /// The import as stored cannot be read.
+    #[error("stored import spec: {0}")]
+    Stored(#[from] serde_json::Error),
+    /// The connection's credentials could not be opened.
+    #[error("{0}")]
+    Credentials(#[source] crate::apply::ApplyError),
     /// The control plane failed.
     #[error("control plane: {0}")]
     Store(#[from] tokio_postgres::Error),
@@ -81,8 +87,7 @@ async fn lock(
     {
         return Err(WatermarkError::RunActive(active.get(0)));
     }
-    let import: ImportDecl = serde_json::from_value(row.get(1))
-        .map_err(|e| WatermarkError::Source(format!("stored import spec: {e}")))?;
+    let import: ImportDecl = serde_json::from_value(row.get(1))?;
     let current = row
         .get::<_, Option<serde_json::Value>>(3)
         .and_then(|v| serde_json::from_value(v).ok());
@@ -170,18 +175,10 @@ pub async fn rewind(
         }
     }
     let url = open_credentials(key, &locked.import.connection, &locked.credentials)
-        .map_err(|e| WatermarkError::Source(e.to_string()))?;
-    let source = Source::open(&locked.kind, &url)
-        .await
-        .map_err(|e| WatermarkError::Source(e.to_string()))?;
-    let shape = source
-        .describe(&source_spec(&locked.import))
-        .await
-        .map_err(|e| WatermarkError::Source(e.to_string()))?;
-    let position = source
-        .position_before(&shape, to)
-        .await
-        .map_err(|e| WatermarkError::Source(e.to_string()))?;
+        .map_err(WatermarkError::Credentials)?;
+    let source = Source::open(&locked.kind, &url).await?;
+    let shape = source.describe(&source_spec(&locked.import)).await?;
+    let position = source.position_before(&shape, to).await?;
     match (&locked.current, &position) {
         (None, _) => {}
         (Some(_), None) => set(&tx, &locked, None, "rewind", actor).await?,

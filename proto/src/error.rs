@@ -84,3 +84,37 @@ impl StageError {
         }
     }
 }
+
+/// An error with every cause under it, `outer: cause: root`, for logs: a cause that the outer
+/// message already quotes is not repeated.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let said = e.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = e.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod chain_tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading the spec")]
+    struct Outer(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading the spec: {0}")]
+    struct Quoting(#[source] std::io::Error);
+
+    #[test]
+    fn every_cause_is_shown_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        assert_eq!(super::chain(&Outer(io())), "reading the spec: no such file");
+        assert_eq!(super::chain(&Quoting(io())), "reading the spec: no such file");
+    }
+}

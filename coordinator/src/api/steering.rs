@@ -36,6 +36,9 @@ fn watermark_error(e: WatermarkError) -> ApiError {
             ApiError::conflict(e.to_string())
         }
         WatermarkError::Source(e) => ApiError::conflict(format!("the source: {e}")),
+        e @ (WatermarkError::Stored(_) | WatermarkError::Credentials(_)) => {
+            ApiError::conflict(e.to_string())
+        }
         WatermarkError::Store(e) => e.into(),
     }
 }
