@@ -226,7 +226,9 @@ async fn lead(
                 bus.close().await;
                 return Err(TickError::Store(e));
             }
-            Err(e) => tracing::warn!(error = %sluice_proto::error::chain(&e), "scheduler tick failed; trying again"),
+            Err(e) => {
+                tracing::warn!(error = %sluice_proto::error::chain(&e), "scheduler tick failed; trying again")
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => {

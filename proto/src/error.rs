@@ -115,6 +115,9 @@ mod chain_tests {
     fn every_cause_is_shown_once() {
         let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
         assert_eq!(super::chain(&Outer(io())), "reading the spec: no such file");
-        assert_eq!(super::chain(&Quoting(io())), "reading the spec: no such file");
+        assert_eq!(
+            super::chain(&Quoting(io())),
+            "reading the spec: no such file"
+        );
     }
 }
