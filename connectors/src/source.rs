@@ -20,6 +20,26 @@ pub struct SourceSpec {
     pub columns: Vec<String>,
 }
 
+impl SourceSpec {
+    /// The columns a chunk reads, in its order: key, watermark, then the mapped columns.
+    pub fn read_columns(&self) -> Vec<String> {
+        let mut names = vec![self.key_column.clone(), self.watermark_column.clone()];
+        names.extend(self.columns.iter().cloned());
+        names
+    }
+}
+
+/// The instant a run reads below: `settle_lag` before the source's `now`, and no later than
+/// `until` when given.
+pub fn read_cap(
+    now: DateTime<Utc>,
+    settle_lag: std::time::Duration,
+    until: Option<DateTime<Utc>>,
+) -> DateTime<Utc> {
+    let settled = now - chrono::Duration::from_std(settle_lag).unwrap_or_default();
+    until.map_or(settled, |u| u.min(settled))
+}
+
 /// How the key is compared and bound.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyKind {

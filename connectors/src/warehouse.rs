@@ -337,8 +337,7 @@ impl<W: SqlWarehouse + 'static> Connector for SqlSource<W> {
 
     /// Checks that the source and its columns exist and reads their types.
     async fn describe(&self, spec: &SourceSpec) -> Result<SourceShape, SourceError> {
-        let mut names = vec![spec.key_column.clone(), spec.watermark_column.clone()];
-        names.extend(spec.columns.iter().cloned());
+        let names = spec.read_columns();
         let select: Vec<String> = names.iter().map(|n| self.warehouse.quote(n)).collect();
         let sql = format!(
             "SELECT {} FROM {} LIMIT 0",
@@ -387,8 +386,7 @@ impl<W: SqlWarehouse + 'static> Connector for SqlSource<W> {
         until: Option<DateTime<Utc>>,
     ) -> Result<RangePlan, SourceError> {
         let now = self.now().await?;
-        let lag = chrono::Duration::from_std(settle_lag).unwrap_or_default();
-        let cap = until.map_or(now - lag, |u| u.min(now - lag));
+        let cap = crate::source::read_cap(now, settle_lag, until);
         let keyset = self.keyset(shape);
         let literals = &mut Literals(&self.warehouse);
         let hi = self

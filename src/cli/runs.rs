@@ -88,7 +88,7 @@ pub async fn request(settings: &Settings, request: &RunRequest<'_>) -> anyhow::R
             request.replay,
         )
         .await
-        .map_err(|e| with_remedy(e, request))?;
+        .map_err(|e| with_remedy(e, request, matches!(backend, Backend::Host(_))))?;
     if !request.wait {
         if request.json {
             println!("{}", serde_json::to_string(&accepted)?);
@@ -104,15 +104,17 @@ pub async fn request(settings: &Settings, request: &RunRequest<'_>) -> anyhow::R
     report(&summary, request.json)
 }
 
-/// A refused run request with the command that removes the cause.
-fn with_remedy(e: anyhow::Error, request: &RunRequest<'_>) -> anyhow::Error {
+/// A refused run request with the command that removes the cause. The causes are told apart
+/// by the service's own wording (`TriggerError`), the same on the host and over the API; the
+/// broker's remedy applies only on the host, whose broker it is.
+fn with_remedy(e: anyhow::Error, request: &RunRequest<'_>, on_host: bool) -> anyhow::Error {
     let message = e.to_string();
     let (import, workspace) = (request.import, request.workspace);
-    if message.contains("draft") {
+    if message.contains(" is a draft: ") {
         anyhow::anyhow!("{message}: `sluice run {import} --workspace {workspace} --dry-run --wait`")
-    } else if message.contains("stopped") {
+    } else if message.contains(" is stopped; ") {
         anyhow::anyhow!("{message}: `sluice imports resume {import} --workspace {workspace}`")
-    } else if message.contains("RabbitMQ") {
+    } else if on_host && message.contains("could not reach RabbitMQ") {
         anyhow::anyhow!("{message}; start it with deploy/services.sh")
     } else {
         e

@@ -582,8 +582,7 @@ impl Connector for FilesSource {
         until: Option<DateTime<Utc>>,
     ) -> Result<RangePlan, SourceError> {
         let now = Utc::now();
-        let lag = chrono::Duration::from_std(settle_lag).unwrap_or_default();
-        let cap = until.map_or(now - lag, |u| u.min(now - lag));
+        let cap = crate::source::read_cap(now, settle_lag, until);
         let index = self.index(shape, lo.map(|b| b.watermark)).await?;
         let hi = index
             .iter()

@@ -313,8 +313,7 @@ impl Connector for MysqlSource {
 
     /// Checks that the source and its columns exist and reads their types.
     async fn describe(&self, spec: &SourceSpec) -> Result<SourceShape, SourceError> {
-        let mut names = vec![spec.key_column.clone(), spec.watermark_column.clone()];
-        names.extend(spec.columns.iter().cloned());
+        let names = spec.read_columns();
         let select: Vec<String> = names.iter().map(|n| quote_ident(n)).collect();
         let sql = format!(
             "SELECT {} FROM {} LIMIT 0",
@@ -387,8 +386,7 @@ impl Connector for MysqlSource {
             .ok_or_else(|| SourceError::Query("the server did not say what time it is".into()))?;
         let now = decode::parse_timestamp(&now_text)
             .ok_or_else(|| SourceError::Query(format!("server time {now_text:?}")))?;
-        let lag = chrono::Duration::from_std(settle_lag).unwrap_or_default();
-        let cap = until.map_or(now - lag, |u| u.min(now - lag));
+        let cap = crate::source::read_cap(now, settle_lag, until);
         let keyset = Self::keyset(shape);
         let mut params = Params::default();
         let sql = keyset.last_below(&cap, lo, &mut params);

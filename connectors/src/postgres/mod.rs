@@ -134,8 +134,7 @@ impl PostgresSource {
         &self,
         spec: &SourceSpec,
     ) -> Result<SourceShape, SourceError> {
-        let mut names = vec![spec.key_column.clone(), spec.watermark_column.clone()];
-        names.extend(spec.columns.iter().cloned());
+        let names = spec.read_columns();
         let select = names
             .iter()
             .map(|n| quote_ident(n))

@@ -6,7 +6,7 @@
 use arrow::array::{Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
-use sluice_connectors::source::{chunk_schema, keyset_boundaries, ColumnShape, KeyKind};
+use sluice_connectors::source::{chunk_schema, keyset_boundaries, read_cap, ColumnShape, KeyKind};
 use sluice_connectors::{
     BatchSink, Connector, Kind, RangePlan, SourceError, SourceShape, SourceSpec,
 };
@@ -125,8 +125,7 @@ impl Connector for Toy {
         settle_lag: Duration,
         until: Option<DateTime<Utc>>,
     ) -> Result<RangePlan, SourceError> {
-        let now = Utc::now() - chrono::Duration::from_std(settle_lag).unwrap_or_default();
-        let cap = until.map_or(now, |u| u.min(now));
+        let cap = read_cap(Utc::now(), settle_lag, until);
         let last = (0..self.rows).rev().find(|id| watermark(*id) < cap);
         let after_lo = last.filter(|id| lo.is_none_or(|b| *id > id_of(b)));
         Ok(RangePlan {

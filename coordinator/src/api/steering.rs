@@ -132,7 +132,6 @@ impl Service {
     /// Moves the watermark back to just before `to` (audited).
     pub async fn rewind(&self, name: &str, to: DateTime<Utc>) -> Result<Moved, ApiError> {
         self.require(Role::Admin)?;
-        known(self, name).await?;
         let mut client = self.client().await?;
         let (from, to) = watermark::rewind(
             &mut client,
@@ -288,9 +287,10 @@ pub async fn rewind(
     MaybeJson(body): MaybeJson<RewindBody>,
 ) -> Result<Json<Moved>, ApiError> {
     let service = Service::new(&state, caller);
-    service.require(Role::Admin)?;
-    known(&service, &name).await?;
     let Some(body) = body else {
+        // A caller without the role, or naming no import, hears that before the body's fault.
+        service.require(Role::Admin)?;
+        known(&service, &name).await?;
         return Err(ApiError::invalid(
             "to",
             "give {\"to\": \"<RFC 3339 instant>\"}",
@@ -321,9 +321,10 @@ pub async fn replay(
     MaybeJson(body): MaybeJson<ReplayBody>,
 ) -> Result<(StatusCode, Json<RunAccepted>), ApiError> {
     let service = Service::new(&state, caller);
-    service.require(Role::Operator)?;
-    known(&service, &name).await?;
     let Some(body) = body else {
+        // A caller without the role, or naming no import, hears that before the body's fault.
+        service.require(Role::Operator)?;
+        known(&service, &name).await?;
         return Err(ApiError::invalid(
             "from",
             "give {\"from\": ..., \"until\": ...} as RFC 3339 instants",
