@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure the services Sluice needs are up on 127.0.0.1: PostgreSQL and RabbitMQ, and MariaDB
-# (a source the MySQL connector's tests read).
+# (a source the MySQL connector's tests read), and tmux (the terminal the demo's test runs in).
 # Starts them if installed; on Debian/Ubuntu installs them with apt-get if missing.
 # Idempotent: running it again changes nothing. Prints the URLs the fleet will use.
 set -euo pipefail
@@ -72,6 +72,8 @@ ensure_mariadb() {
 ensure_postgres
 ensure_rabbitmq
 ensure_mariadb
+# The test suite runs `sluice demo` in a terminal multiplexer, as a person would see it.
+command -v tmux >/dev/null || apt_install tmux
 
 echo "SLUICE_DATABASE_URL=${SLUICE_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/sluice}"
 echo "SLUICE_AMQP_URL=${SLUICE_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"

@@ -1,6 +1,9 @@
 //! `sluice demo`: makes a demo warehouse table (100,000 users, many sharing an updated_at),
 //! applies a demo spec, runs it with every role in this process, and prints what happened.
 
+use crate::cli::backend::{Access, Backend};
+use crate::cli::follow::OnInterrupt;
+use crate::cli::output::{outln, Output};
 use crate::cli::runs::{self, RunRequest};
 use crate::roles::{self, Role, WorkerOptions};
 use crate::settings::Settings;
@@ -70,18 +73,26 @@ fn warehouse_url(database_url: &str) -> anyhow::Result<String> {
     Ok(url.to_string())
 }
 
-/// Runs the demo end to end; returns the exit code.
+/// Runs the demo end to end; returns the exit code. The fleet's logs go to a file in the
+/// data directory, so the terminal shows the progress and the summary.
 pub async fn demo(settings: &Settings, worker: &WorkerOptions) -> anyhow::Result<i32> {
+    std::fs::create_dir_all(settings.data_dir())?;
+    let log_path = settings.data_dir().join("demo.log");
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| anyhow::anyhow!("creating {}: {e}", log_path.display()))?;
+    crate::telemetry::init_logs_to(log);
     settings.migrate().await?;
     let warehouse = warehouse_url(&settings.database_url)?;
     sluice_coordinator::database::ensure_database(&warehouse).await?;
     let client = sluice_coordinator::database::connect(&warehouse).await?;
     client.batch_execute(DEMO_TABLE).await?;
     let added = client.execute(DEMO_ROWS_SQL, &[&DEMO_ROWS]).await?;
-    println!("demo warehouse {warehouse}: public.users has {DEMO_ROWS} rows ({added} new)");
+    outln!(
+        "demo warehouse {}: public.users has {DEMO_ROWS} rows ({added} new)",
+        sluice_proto::bus::redact_url(&warehouse)
+    );
 
     let spec_path = settings.data_dir().join("demo-spec.yaml");
-    std::fs::create_dir_all(settings.data_dir())?;
     std::fs::write(&spec_path, demo_spec(&warehouse))?;
     let spec = sluice_coordinator::spec::parse(&demo_spec(&warehouse))?;
     let mut control = sluice_coordinator::database::connect(&settings.database_url).await?;
@@ -93,8 +104,9 @@ pub async fn demo(settings: &Settings, worker: &WorkerOptions) -> anyhow::Result
     )
     .await?;
     for line in report.lines {
-        println!("applied {line}");
+        outln!("applied {line}");
     }
+    outln!("the fleet's logs: {}", log_path.display());
 
     let shutdown = CancellationToken::new();
     let fleet = {
@@ -115,28 +127,35 @@ pub async fn demo(settings: &Settings, worker: &WorkerOptions) -> anyhow::Result
             .await
         })
     };
-    let code = runs::request(
-        settings,
-        &RunRequest {
-            workspace: "demo",
-            import: "users",
-            dry_run: false,
-            wait: true,
-            json: false,
-            idempotency_key: None,
-            replay: None,
-        },
-    )
+    let code = async {
+        let backend = Backend::open_as(settings, "demo", Access::WRITE, false).await?;
+        runs::request(
+            &backend,
+            &RunRequest {
+                import: "users",
+                dry_run: false,
+                wait: true,
+                output: Output::Table,
+                idempotency_key: None,
+                replay: None,
+                on_interrupt: OnInterrupt::Cancel,
+            },
+        )
+        .await
+    }
     .await;
     shutdown.cancel();
     fleet.await??;
     let code = code?;
-    println!();
-    println!("next:");
-    println!("  sluice profiles export --workspace demo | head      # the imported profiles");
-    println!("  psql {warehouse} -c \"UPDATE users SET loyalty_points = loyalty_points + 1, updated_at = now() WHERE id % 10 = 0\"");
-    println!("  sluice all & sluice run users --workspace demo --wait   # only the changed rows are read");
-    println!("  sluice run users --workspace demo --dry-run --wait      # what a run would change, with a sample");
-    println!("  the spec used is {}", spec_path.display());
+    outln!();
+    outln!("next:");
+    outln!("  sluice config set workspace demo                      # act in the demo workspace");
+    outln!("  sluice profiles export | head                         # the imported profiles");
+    outln!("  psql {warehouse} -c \"UPDATE users SET loyalty_points = loyalty_points + 1, updated_at = now() WHERE id % 10 = 0\"");
+    outln!(
+        "  sluice all & sluice run users --wait                  # only the changed rows are read"
+    );
+    outln!("  sluice run users --dry-run --wait                     # what a run would change, with a sample");
+    outln!("  the spec used is {}", spec_path.display());
     Ok(code)
 }

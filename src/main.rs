@@ -19,6 +19,8 @@ async fn main() {
     let cli = cli::Cli::parse();
     match cli::execute(cli).await {
         Ok(code) => std::process::exit(code),
+        // A closed stdout means the reader (`| head`) has what it wanted.
+        Err(e) if cli::output::is_broken_pipe(&e) => std::process::exit(0),
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::exit(2);

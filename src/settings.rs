@@ -75,6 +75,10 @@ pub struct Settings {
     /// connections lists, connection tests) go through it instead of the database.
     #[arg(long, env = "SLUICE_SERVER", global = true)]
     pub server: Option<String>,
+    /// The workspace a command acts in; without it, the one `sluice config set workspace`
+    /// saved (with `--server`, the token's own).
+    #[arg(long, env = "SLUICE_WORKSPACE", global = true)]
+    pub workspace: Option<String>,
     /// The API token `--server` calls are made with.
     #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,

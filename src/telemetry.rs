@@ -23,10 +23,21 @@ pub struct Telemetry {
     tracer: Option<SdkTracerProvider>,
 }
 
-fn log_filter() -> tracing_subscriber::EnvFilter {
-    tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,lapin=warn,datafusion=warn,tokio_postgres=warn")
-    })
+/// What a serving process logs unless `SLUICE_LOG` says otherwise.
+const SERVING_LOGS: &str = "info,lapin=warn,datafusion=warn,tokio_postgres=warn";
+
+/// What a command run by a person logs: warnings, and the one line saying a migration was
+/// applied.
+const COMMAND_LOGS: &str = "warn,sluice_coordinator::migrate=info";
+
+fn log_filter(default: &str) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+}
+
+/// Colours only for a terminal, and never with `NO_COLOR` set (<https://no-color.org>).
+pub fn colours(terminal: bool) -> bool {
+    terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 fn json_logs() -> bool {
@@ -38,7 +49,10 @@ fn log_lines<S>() -> Box<dyn Layer<S> + Send + Sync>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(colours(std::io::stderr().is_terminal()));
     if json_logs() {
         fmt.json().boxed()
     } else {
@@ -46,11 +60,24 @@ where
     }
 }
 
-/// Log lines only: for the CLI's one-shot commands.
+/// Log lines only, warnings and up: for the CLI's one-shot commands.
 pub fn init_logs() {
     tracing_subscriber::registry()
-        .with(log_filter())
+        .with(log_filter(COMMAND_LOGS))
         .with(log_lines())
+        .init();
+}
+
+/// The fleet's log lines, as a serving process writes them, into `file` (no colours): for
+/// `sluice demo`, whose terminal shows the progress and the summary.
+pub fn init_logs_to(file: std::fs::File) {
+    tracing_subscriber::registry()
+        .with(log_filter(SERVING_LOGS))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::sync::Mutex::new(file))
+                .with_ansi(false),
+        )
         .init();
 }
 
@@ -108,7 +135,7 @@ pub fn init(service: &str) -> anyhow::Result<Telemetry> {
         .as_ref()
         .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("sluice")));
     tracing_subscriber::registry()
-        .with(log_filter())
+        .with(log_filter(SERVING_LOGS))
         .with(spans)
         .with(log_lines())
         .init();

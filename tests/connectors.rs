@@ -47,7 +47,7 @@ async fn an_unreachable_host_and_a_missing_table_are_classified() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("connections.wh") && stderr.contains("unreachable"),
+        stderr.contains("connections[0]") && stderr.contains("unreachable"),
         "{stderr}"
     );
 
@@ -56,7 +56,7 @@ async fn an_unreachable_host_and_a_missing_table_are_classified() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("imports.users") && stderr.contains("no_such_table"),
+        stderr.contains("imports[0]") && stderr.contains("no_such_table"),
         "{stderr}"
     );
     let imports: i64 = fleet

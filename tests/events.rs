@@ -62,6 +62,7 @@ async fn an_event_chunk_replayed_and_then_resynced_is_stored_exactly_once() {
         rows_rejected: 0,
         rejected_by_reason: Default::default(),
         events_time_imputed: 0,
+        date_formats: Default::default(),
     };
     let topology = Topology::new(format!("sluice_{}", fleet.id));
     let bus = Bus::connect(AMQP, &topology).await.unwrap();
@@ -363,9 +364,9 @@ async fn user_deletes_need_the_guard_and_delete_exactly_the_listed_profiles() {
     let refused = fleet.apply(&fleet.spec(&with_property));
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("imports.forget.properties"), "{stderr}");
+    assert!(stderr.contains("imports[0].properties"), "{stderr}");
     let unguarded = fleet.apply(&fleet.spec(&deletes.replace("    allow_deletes: true\n", "")));
-    assert!(String::from_utf8_lossy(&unguarded.stderr).contains("imports.forget.allow_deletes"));
+    assert!(String::from_utf8_lossy(&unguarded.stderr).contains("imports[0].allow_deletes"));
 
     fleet.apply_ok(&fleet.spec(&format!("{}{deletes}", activity_import(1_000))));
     fleet.start("all", &[]);

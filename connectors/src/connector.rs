@@ -26,6 +26,12 @@ pub trait Connector: Send + Sync {
     /// Checks that the source and its columns exist and reads their types.
     async fn describe(&self, spec: &SourceSpec) -> Result<SourceShape, SourceError>;
 
+    /// Every column the source relation has, in its order, so an error about a missing
+    /// column can list the ones there are; empty when the kind cannot tell.
+    async fn columns(&self, _spec: &SourceSpec) -> Result<Vec<String>, SourceError> {
+        Ok(Vec::new())
+    }
+
     /// The first `rows` rows in `(watermark, key)` order, with the schema a chunk read has.
     async fn preview(&self, shape: &SourceShape, rows: usize) -> Result<RecordBatch, SourceError>;
 

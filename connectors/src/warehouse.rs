@@ -336,6 +336,12 @@ impl<W: SqlWarehouse + 'static> Connector for SqlSource<W> {
     }
 
     /// Checks that the source and its columns exist and reads their types.
+    async fn columns(&self, spec: &SourceSpec) -> Result<Vec<String>, SourceError> {
+        let sql = format!("SELECT * FROM {} LIMIT 0", self.relation(&spec.relation));
+        let schema = self.warehouse.query(&sql).await?.schema;
+        Ok(schema.fields().iter().map(|f| f.name().clone()).collect())
+    }
+
     async fn describe(&self, spec: &SourceSpec) -> Result<SourceShape, SourceError> {
         let names = spec.read_columns();
         let select: Vec<String> = names.iter().map(|n| self.warehouse.quote(n)).collect();

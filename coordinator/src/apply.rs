@@ -15,18 +15,18 @@ pub enum ApplyError {
     #[error("{0}")]
     Spec(#[from] SpecError),
     /// A connection failed its test.
-    #[error("connections.{name}: {error}")]
+    #[error("{field}: {error}")]
     Connection {
-        /// The connection.
-        name: String,
+        /// The connection's place in the spec (`connections[0]`).
+        field: String,
         /// What failed.
         error: SourceError,
     },
     /// An import's source failed its check.
-    #[error("imports.{import}: {error}")]
+    #[error("{field}: {error}")]
     Source {
-        /// The import.
-        import: String,
+        /// The import's place in the spec (`imports[0]`).
+        field: String,
         /// What failed.
         error: SourceError,
     },
@@ -34,7 +34,7 @@ pub enum ApplyError {
     #[error("control plane: {0}")]
     Database(#[from] tokio_postgres::Error),
     /// A connection's stored credentials could not be opened.
-    #[error("connections.{name}: {reason}")]
+    #[error("stored connection {name:?}: {reason}")]
     Secret {
         /// The connection.
         name: String,
@@ -109,6 +109,37 @@ async fn stored_connection_url(
     .transpose()
 }
 
+/// The first column an import names that the source does not have (when the source lists
+/// its columns), with the field naming it and the source's columns, closest first.
+fn missing_column(field: &str, import: &ImportDecl, columns: &[String]) -> Result<(), SpecError> {
+    if columns.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+    for (at, column) in import.column_fields() {
+        if column == sluice_connectors::files::MODIFIED || names.contains(&column) {
+            continue;
+        }
+        let listed = sluice_spec::suggest::closest_first(column, &names);
+        let more = listed.len().saturating_sub(20);
+        let mut list = listed.into_iter().take(20).collect::<Vec<_>>().join(", ");
+        if more > 0 {
+            list.push_str(&format!(" and {more} more"));
+        }
+        let source = match &import.source {
+            sluice_proto::SourceRelation::Table(t) => format!("table {t}"),
+            sluice_proto::SourceRelation::Query(_) => "the query's result".to_string(),
+        };
+        return Err(SpecError {
+            field: format!("{field}.{at}"),
+            reason: format!(
+                "{source} has no column {column:?}; its columns, closest first: {list}"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// The source an import reads, as the extractor sees it.
 pub fn source_spec(import: &ImportDecl) -> SourceSpec {
     // A mapped key or watermark column is read again under its own name, so it maps like any
@@ -132,7 +163,7 @@ pub async fn apply(
 ) -> Result<ApplyReport, ApplyError> {
     crate::spec::validate(spec)?;
     let mut urls: BTreeMap<String, (ConnectionKind, String)> = BTreeMap::new();
-    for c in &spec.connections {
+    for (i, c) in spec.connections.iter().enumerate() {
         let stored = stored_connection_url(client, key, &spec.workspace, &c.name).await?;
         let url = match stored {
             Some((kind, old))
@@ -147,19 +178,20 @@ pub async fn apply(
             source.test().await
         };
         tested.await.map_err(|error| ApplyError::Connection {
-            name: c.name.clone(),
+            field: format!("connections[{i}]"),
             error,
         })?;
         urls.insert(c.name.clone(), (c.kind.clone(), url));
     }
-    for import in &spec.imports {
+    for (i, import) in spec.imports.iter().enumerate() {
+        let field = format!("imports[{i}]");
         let (kind, url) = match urls.get(&import.connection) {
             Some(found) => found.clone(),
             None => stored_connection_url(client, key, &spec.workspace, &import.connection)
                 .await?
                 .ok_or_else(|| {
                     ApplyError::Spec(SpecError {
-                        field: format!("imports.{}.connection", import.name),
+                        field: format!("{field}.connection"),
                         reason: format!(
                             "no connection named {:?} in this file or in workspace {:?}",
                             import.connection, spec.workspace
@@ -168,14 +200,14 @@ pub async fn apply(
                 })?,
         };
         let source_error = |error| ApplyError::Source {
-            import: import.name.clone(),
+            field: field.clone(),
             error,
         };
         let source = Source::open(&kind, &url).await.map_err(source_error)?;
-        source
-            .describe(&source_spec(import))
-            .await
-            .map_err(source_error)?;
+        let read = source_spec(import);
+        let columns = source.columns(&read).await.map_err(source_error)?;
+        missing_column(&field, import, &columns)?;
+        source.describe(&read).await.map_err(source_error)?;
     }
 
     let mut report = ApplyReport::default();
@@ -215,7 +247,7 @@ pub async fn apply(
             if inserted { "created" } else { "updated" }
         ));
     }
-    for import in &spec.imports {
+    for (i, import) in spec.imports.iter().enumerate() {
         let connection: i64 = tx
             .query_one(
                 "SELECT id FROM control.connections WHERE workspace_id = $1 AND name = $2",
@@ -235,7 +267,7 @@ pub async fn apply(
                 let data_type: String = row.get(0);
                 if data_type != import.data_type.as_str() {
                     return Err(ApplyError::Spec(SpecError {
-                        field: format!("imports.{}.data_type", import.name),
+                        field: format!("imports[{i}].data_type"),
                         reason: format!(
                             "is {data_type} and cannot change after creation; create a new import"
                         ),

@@ -1,7 +1,6 @@
 //! Import lifecycle: states (`draft`, `ready`, `scheduled`, `paused`, `stopped`), their
 //! transitions with who made them and when, and what `sluice imports list|show` prints.
 
-use crate::run_state::{transition_if_allowed, RunEvent};
 use crate::schedule::Schedule;
 use crate::spec::ImportDecl;
 use chrono::{DateTime, Utc};
@@ -192,6 +191,17 @@ pub struct ImportView {
     pub last_run: Option<LastRun>,
     /// Its state changes, newest first.
     pub transitions: Vec<Transition>,
+    /// Where the next run starts reading: the last row read, `(watermark, key)`; `None`
+    /// before the first run, and after a resync.
+    #[serde(default)]
+    pub watermark: Option<String>,
+    /// When the watermark last moved.
+    #[serde(default)]
+    pub watermark_updated_at: Option<DateTime<Utc>>,
+    /// The import as declared: source, key, watermark, identity, properties and the rest.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub spec: serde_json::Value,
 }
 
 /// One fire time.
@@ -212,6 +222,21 @@ pub struct LastRun {
     pub status: String,
     /// When it was requested.
     pub created_at: DateTime<Utc>,
+    /// Whether it wrote nothing and only reported.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Rows read from the source.
+    #[serde(default)]
+    pub rows_read: i64,
+    /// Rows rejected.
+    #[serde(default)]
+    pub rows_rejected: i64,
+    /// Rows that reached the stores.
+    #[serde(default)]
+    pub rows_loaded: i64,
+    /// How long it ran, once it ended.
+    #[serde(default)]
+    pub duration_ms: Option<i64>,
 }
 
 /// A recorded state change.
@@ -273,16 +298,41 @@ pub async fn show(
         .unwrap_or_default();
     let last_run = client
         .query_opt(
-            "SELECT id, status, created_at FROM control.runs WHERE import_id = $1
+            "SELECT id, created_at FROM control.runs WHERE import_id = $1
               ORDER BY created_at DESC LIMIT 1",
             &[&id],
         )
-        .await?
-        .map(|r| LastRun {
-            run_id: r.get(0),
-            status: r.get(1),
-            created_at: r.get(2),
-        });
+        .await?;
+    let last_run = match last_run {
+        None => None,
+        Some(r) => crate::runs::summary(client, r.get(0))
+            .await?
+            .map(|s| LastRun {
+                run_id: s.run_id,
+                status: s.status,
+                created_at: r.get(1),
+                dry_run: s.dry_run,
+                rows_read: s.rows_read,
+                rows_rejected: s.rows_rejected,
+                rows_loaded: s.rows_loaded,
+                duration_ms: s.duration_ms,
+            }),
+    };
+    let watermark = client
+        .query_opt(
+            "SELECT position, updated_at FROM control.watermarks WHERE import_id = $1",
+            &[&id],
+        )
+        .await?;
+    let (watermark, watermark_updated_at) = match watermark {
+        Some(w) => (
+            serde_json::from_value::<sluice_proto::Bound>(w.get(0))
+                .ok()
+                .map(|b| b.to_string()),
+            Some(w.get(1)),
+        ),
+        None => (None, None),
+    };
     let transitions = client
         .query(
             "SELECT from_state, to_state, actor, reason, at FROM control.import_transitions
@@ -309,24 +359,50 @@ pub async fn show(
         upcoming,
         last_run,
         transitions,
+        watermark,
+        watermark_updated_at,
+        spec: row.get(5),
     })
 }
 
-/// The names of a workspace's imports with their state and next fire time.
+/// One import in a workspace's listing.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// The import's name.
+    pub name: String,
+    /// What its rows become.
+    pub data_type: String,
+    /// Its lifecycle state.
+    pub state: String,
+    /// When its schedule fires next.
+    pub next_fire_at: Option<DateTime<Utc>>,
+    /// Its latest run's status.
+    pub last_run_status: Option<String>,
+}
+
+/// A workspace's imports with their state, next fire time and latest run's status.
 pub async fn list(
     client: &impl GenericClient,
     workspace: &str,
-) -> Result<Vec<(String, String, String, Option<DateTime<Utc>>)>, tokio_postgres::Error> {
+) -> Result<Vec<Listed>, tokio_postgres::Error> {
     Ok(client
         .query(
-            "SELECT i.name, i.data_type, i.state, i.next_fire_at
+            "SELECT i.name, i.data_type, i.state, i.next_fire_at,
+                    (SELECT r.status FROM control.runs r WHERE r.import_id = i.id
+                      ORDER BY r.created_at DESC LIMIT 1)
                FROM control.imports i JOIN control.workspaces w ON w.id = i.workspace_id
               WHERE w.name = $1 ORDER BY i.name",
             &[&workspace],
         )
         .await?
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .map(|r| Listed {
+            name: r.get(0),
+            data_type: r.get(1),
+            state: r.get(2),
+            next_fire_at: r.get(3),
+            last_run_status: r.get(4),
+        })
         .collect())
 }
 
@@ -415,20 +491,9 @@ pub async fn stop(
         .map(|r| r.get::<_, uuid::Uuid>(0));
     let mut cancelled = None;
     if let Some(run) = active {
-        let stopped = RunEvent::Stopped {
-            by: actor.to_string(),
-        };
-        if transition_if_allowed(&tx, run, &stopped).await?.is_some() {
+        if crate::runs::cancel_in(&tx, run, actor).await? {
             cancelled = Some(run);
         }
-    }
-    if let Some(run) = cancelled {
-        tx.execute(
-            "UPDATE control.chunks SET status = 'cancelled', updated_at = now()
-              WHERE run_id = $1 AND status NOT IN ('loaded', 'failed')",
-            &[&run],
-        )
-        .await?;
     }
     let reason = match cancelled {
         Some(run) => format!("stopped; run {run} cancelled"),

@@ -9,6 +9,7 @@ pub mod apply;
 pub mod commands;
 pub mod connections;
 pub mod database;
+pub mod dry_run;
 pub mod errors;
 pub mod imports;
 pub mod keys;
@@ -60,4 +61,5 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     (14, include_str!("../migrations/0014_ui_sessions.sql")),
     (15, include_str!("../migrations/0015_object_retention.sql")),
     (16, include_str!("../migrations/0016_chunk_window.sql")),
+    (17, include_str!("../migrations/0017_dry_run_advice.sql")),
 ];

@@ -45,6 +45,7 @@ pub async fn apply(
         .iter()
         .map(|row| row.get(0))
         .collect();
+    let mut new = Vec::new();
     for (version, sql) in migrations {
         if applied.contains(version) {
             continue;
@@ -56,7 +57,15 @@ pub async fn apply(
         )
         .await
         .map_err(err)?;
-        tracing::info!(schema, version, "migration applied");
+        new.push(*version);
     }
-    tx.commit().await.map_err(err)
+    tx.commit().await.map_err(err)?;
+    if let (Some(first), Some(last)) = (new.first(), new.last()) {
+        tracing::info!(
+            schema,
+            "migrations {first} to {last} applied ({} new)",
+            new.len()
+        );
+    }
+    Ok(())
 }

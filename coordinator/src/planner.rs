@@ -314,13 +314,7 @@ pub async fn record(
     crate::errors::record_planning(client, ctx.run_id, &rows).await?;
     crate::window::release(client, ctx.run_id, window, None).await?;
     if chunks.is_empty() && ctx.dry_run {
-        crate::imports::promote(
-            client,
-            ctx.workspace_id,
-            &ctx.import.name,
-            &format!("dry run {}", ctx.run_id),
-        )
-        .await?;
+        crate::dry_run::conclude(client, ctx.run_id).await?;
     }
     Ok(true)
 }

@@ -4,11 +4,14 @@
 
 use crate::apply::{open_credentials, source_spec};
 use crate::spec::ImportDecl;
+use arrow::array::AsArray;
 use arrow::record_batch::RecordBatch;
 use sluice_connectors::source::SourceSpec;
 use sluice_connectors::Source;
+use sluice_proto::dateformat::parse_timezone;
+use sluice_proto::format_hint::{FormatCensus, FormatHint};
 use sluice_proto::secrets::MasterKey;
-use sluice_proto::ConnectionKind;
+use sluice_proto::{ConnectionKind, PropertyType};
 use tokio_postgres::GenericClient;
 
 /// Why a preview could not be made.
@@ -38,14 +41,14 @@ pub enum PreviewError {
     Store(#[from] tokio_postgres::Error),
 }
 
-/// The first `rows` rows of an import's source.
+/// The first `rows` rows of an import's source, and the date-format advice they give.
 pub async fn preview(
     client: &impl GenericClient,
     key: &MasterKey,
     workspace: &str,
     import: &str,
     rows: usize,
-) -> Result<RecordBatch, PreviewError> {
+) -> Result<(RecordBatch, Vec<FormatHint>), PreviewError> {
     let row = client
         .query_opt(
             "SELECT i.spec, c.credentials, c.kind FROM control.imports i
@@ -62,7 +65,43 @@ pub async fn preview(
     let decl: ImportDecl = serde_json::from_value(row.get(0)).map_err(|e| source_error(&e))?;
     let kind = ConnectionKind::new(row.get::<_, String>(2));
     let url = open_credentials(key, &decl.connection, &row.get(1)).map_err(|e| source_error(&e))?;
-    read(kind, &url, &source_spec(&decl), rows).await
+    let batch = read(kind, &url, &source_spec(&decl), rows).await?;
+    let hints = format_hints(&decl, &batch);
+    Ok((batch, hints))
+}
+
+/// The date properties whose declared pattern rejects previewed values that another order
+/// of year, month and day reads, every one of them (the check a dry run makes on every row).
+pub fn format_hints(decl: &ImportDecl, batch: &RecordBatch) -> Vec<FormatHint> {
+    let mapping = decl.mapping();
+    let mut hints = Vec::new();
+    for (name, property) in &decl.properties {
+        let date_only = match property.kind {
+            PropertyType::Date => true,
+            PropertyType::Datetime => false,
+            _ => continue,
+        };
+        let timezone = property.timezone.as_deref().or(mapping.timezone.as_deref());
+        let (Some(format), Ok(timezone)) = (property.format.as_deref(), parse_timezone(timezone))
+        else {
+            continue;
+        };
+        let Some(mut census) = FormatCensus::new(&property.column, format, date_only, timezone)
+        else {
+            continue;
+        };
+        let Some(column) = batch.column_by_name(&property.column) else {
+            continue;
+        };
+        let Ok(texts) = arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8) else {
+            continue;
+        };
+        for value in texts.as_string::<i32>().iter().flatten() {
+            census.observe(value);
+        }
+        hints.extend(census.finish().hint(name));
+    }
+    hints
 }
 
 /// The first `rows` rows of a table or query of a connection, in `(watermark, key)` order.

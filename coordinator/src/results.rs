@@ -42,7 +42,7 @@ const EXTRACTED: &str = "UPDATE control.chunks
 
 const TRANSFORMED: &str = "UPDATE control.chunks
     SET rows_accepted = $3, rows_rejected = $4, rejected_by_reason = $5,
-        events_time_imputed = $6, updated_at = now(),
+        events_time_imputed = $6, date_formats = $7, updated_at = now(),
         status = CASE WHEN status IN ('pending', 'extracted') THEN 'transformed' ELSE status END
   WHERE run_id = $1 AND seq = $2";
 
@@ -102,20 +102,7 @@ async fn complete_if_done(
     };
     let outcome = moved.to.as_str();
     if run.get::<_, bool>(3) {
-        // A dry run that went through is the test a draft import waits for.
-        let import = tx
-            .query_one(
-                "SELECT workspace_id, name FROM control.imports WHERE id = $1",
-                &[&chunk.import_id],
-            )
-            .await?;
-        crate::imports::promote(
-            tx,
-            import.get(0),
-            &import.get::<_, String>(1),
-            &format!("dry run {}", chunk.run_id),
-        )
-        .await?;
+        crate::dry_run::conclude(tx, chunk.run_id).await?;
     }
     // Dry runs and replays leave the watermark where it is.
     let keeps_watermark: bool = run.get(1);
@@ -221,6 +208,7 @@ async fn record(
                     &(m.rows_rejected as i64),
                     &json(&m.rejected_by_reason),
                     &(m.events_time_imputed as i64),
+                    &(!m.date_formats.is_empty()).then(|| json(&m.date_formats)),
                 ],
             )
             .await?;

@@ -4,6 +4,7 @@
 use crate::run_state::{transition_if_allowed, RunEvent};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sluice_proto::format_hint::{FormatHint, FormatTally};
 use sluice_proto::{ReplayWindow, SampleRow};
 use std::collections::BTreeMap;
 use tokio_postgres::GenericClient;
@@ -263,9 +264,20 @@ pub struct RunSummary {
     /// The failure, when it failed.
     pub error: Option<String>,
     /// Dry runs: up to 20 rows, the identity they matched, their outcome and properties.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     #[schema(value_type = Vec<Object>)]
     pub sample: Vec<SampleRow>,
+    /// Dry runs: date properties whose declared format rejects values another order of
+    /// year, month and day reads, every one of them.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub format_hints: Vec<FormatHint>,
+    /// Dry runs of a draft import: whether the run took it out of draft.
+    #[serde(default)]
+    pub promoted: Option<bool>,
+    /// Dry runs of a draft import: what the run did to it, and why it stays a draft.
+    #[serde(default)]
+    pub promotion: Option<String>,
 }
 
 const SUMMARY_SQL: &str = "SELECT r.id, w.name, i.name, r.status, r.dry_run,
@@ -296,13 +308,50 @@ const SUMMARY_SQL: &str = "SELECT r.id, w.name, i.name, r.status, r.dry_run,
         coalesce(sum(c.properties_stale), 0)::int8, coalesce(sum(c.identities_conflicting), 0)::int8,
         coalesce(sum(c.events_time_imputed), 0)::int8,
         coalesce(sum(c.profiles_removed_from_source), 0)::int8,
-        r.rows_without_watermark, r.rows_without_key
+        r.rows_without_watermark, r.rows_without_key, r.promotion, r.promoted,
+        (SELECT coalesce(jsonb_agg(c4.date_formats ORDER BY c4.seq), '[]'::jsonb)
+           FROM control.chunks c4 WHERE c4.run_id = r.id AND c4.date_formats IS NOT NULL)
    FROM control.runs r
    JOIN control.workspaces w ON w.id = r.workspace_id
    JOIN control.imports i ON i.id = r.import_id
    LEFT JOIN control.chunks c ON c.run_id = r.id
   WHERE r.id = $1
   GROUP BY r.id, w.name, i.name";
+
+/// Cancels a queued, planning or running run: its status becomes `cancelled` and its
+/// unfinished chunks are discarded. Returns whether it was active. The caller tells the
+/// workers (`trigger::announce_cancel`).
+pub async fn cancel(
+    client: &mut tokio_postgres::Client,
+    run_id: Uuid,
+    actor: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    let cancelled = cancel_in(&tx, run_id, actor).await?;
+    tx.commit().await?;
+    Ok(cancelled)
+}
+
+/// [`cancel`] inside the caller's transaction.
+pub async fn cancel_in(
+    tx: &tokio_postgres::Transaction<'_>,
+    run_id: Uuid,
+    actor: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    let stopped = RunEvent::Stopped {
+        by: actor.to_string(),
+    };
+    if transition_if_allowed(tx, run_id, &stopped).await?.is_none() {
+        return Ok(false);
+    }
+    tx.execute(
+        "UPDATE control.chunks SET status = 'cancelled', updated_at = now()
+          WHERE run_id = $1 AND status NOT IN ('loaded', 'failed')",
+        &[&run_id],
+    )
+    .await?;
+    Ok(true)
+}
 
 /// Reads a run's summary, or `None` if the coordinator has not recorded it yet.
 pub async fn summary(
@@ -344,5 +393,23 @@ pub async fn summary(
             profiles_removed_from_source: r.get(28),
             rows_without_watermark: r.get(29),
             rows_without_key: r.get(30),
+            promotion: r.get(31),
+            promoted: r.get(32),
+            format_hints: format_hints(r.get(33)),
         }))
+}
+
+/// The run's format advice from its chunks' censuses (a JSON list of them, by property).
+fn format_hints(chunks: serde_json::Value) -> Vec<FormatHint> {
+    let chunks: Vec<BTreeMap<String, FormatTally>> =
+        serde_json::from_value(chunks).unwrap_or_default();
+    let mut run: BTreeMap<String, FormatTally> = BTreeMap::new();
+    for chunk in &chunks {
+        for (property, tally) in chunk {
+            run.entry(property.clone()).or_default().merge(tally);
+        }
+    }
+    run.iter()
+        .filter_map(|(property, tally)| tally.hint(property))
+        .collect()
 }

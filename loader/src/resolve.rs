@@ -291,7 +291,7 @@ pub const SAMPLE: &str = "SELECT s.key, s.matched_kind, s.matched_value, s.profi
               OR v.email IS DISTINCT FROM o.email
               OR v.phone IS DISTINCT FROM o.phone THEN 'updated'
             ELSE 'unchanged' END,
-       (CASE WHEN s.created THEN s.props - s.unset ELSE v.properties END)::text,
+       (CASE WHEN s.created THEN s.props - s.unset ELSE v.properties END),
        x.stale
   FROM sluice_stage s
   LEFT JOIN profile_store.profiles o ON o.workspace_id = $1 AND o.profile_id = s.profile_id

@@ -12,6 +12,7 @@ pub mod columns;
 pub mod dateformat;
 pub mod envelope;
 pub mod error;
+pub mod format_hint;
 pub mod headers;
 pub mod health;
 pub mod identity;

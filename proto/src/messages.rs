@@ -295,6 +295,10 @@ pub struct ChunkTransformed {
     /// Accepted events without a time, stamped with the run's start (`if_missing: import_time`).
     #[serde(default)]
     pub events_time_imputed: u64,
+    /// Dry runs: how each date property's text values fared under its declared format and
+    /// the same pattern with year, month and day in other orders, by property name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub date_formats: BTreeMap<String, crate::format_hint::FormatTally>,
 }
 
 impl Message for ChunkTransformed {
@@ -362,11 +366,11 @@ pub struct SampleRow {
     /// `created`, `updated`, `unchanged`, `skipped` or `stale` (every value it carries is
     /// older than the one the store holds).
     pub outcome: String,
-    /// The profile's properties after the row would be applied.
-    pub properties: String,
+    /// The profile's properties after the row would be applied, as a JSON object.
+    pub properties: serde_json::Value,
     /// The names the row would not apply because a newer row set them (`$email` and `$phone`
     /// for email and phone).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub stale_properties: Vec<String>,
 }
 

@@ -5,6 +5,7 @@
 
 pub mod duration;
 pub mod schedule;
+pub mod suggest;
 
 use crate::schedule::ScheduleDecl;
 use serde::{Deserialize, Serialize};
@@ -199,6 +200,10 @@ pub struct ImportDecl {
     /// Failed runs in a row that pause the import (5 by default; 0 never pauses).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause_after_failures: Option<u32>,
+    /// The share of rows (0 to 1) a dry run may reject and still take the import out of
+    /// draft; 0.01 (1%) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promote_max_rejected: Option<f64>,
 }
 
 /// Where an import's run events (started, succeeded, partially succeeded, failed) go:
@@ -306,6 +311,42 @@ impl ImportDecl {
         }
     }
 
+    /// Every source column the import names, with the field that names it, relative to the
+    /// import (`key`, `identity.email`, `properties.plan.column`, ...).
+    pub fn column_fields(&self) -> Vec<(String, &str)> {
+        let mut fields = vec![
+            ("key".to_string(), self.key.as_str()),
+            ("watermark".to_string(), self.watermark.as_str()),
+        ];
+        for (field, column) in self.identity.fields() {
+            fields.push((format!("identity.{}", field.as_str()), column));
+        }
+        for (name, p) in &self.properties {
+            fields.push((format!("properties.{name}.column"), p.column.as_str()));
+        }
+        if let Some(payload) = &self.payload {
+            fields.push(("payload".to_string(), payload));
+        }
+        if let Some(EventName::Column(c)) = &self.event_name {
+            fields.push(("event_name.column".to_string(), c));
+        }
+        if let Some(time) = &self.event_time {
+            fields.push(("event_time.column".to_string(), &time.column));
+        }
+        if let Some(c) = &self.dedup_key {
+            fields.push(("dedup_key".to_string(), c));
+        }
+        if let Some(p) = &self.purchase {
+            fields.push(("purchase.product_id".to_string(), &p.product_id));
+            fields.push(("purchase.currency".to_string(), &p.currency));
+            fields.push(("purchase.price".to_string(), &p.price));
+            if let Some(items) = &p.items {
+                fields.push(("purchase.items".to_string(), items));
+            }
+        }
+        fields
+    }
+
     /// The mapping the transformer and loader apply.
     pub fn mapping(&self) -> Mapping {
         Mapping {
@@ -386,7 +427,7 @@ pub fn parse_with(
             (".", prefix) | ("", prefix) => prefix,
             (tracked, _) => tracked,
         };
-        invalid(field, detail)
+        invalid(field, suggest::unknown_name(detail))
     })?;
     validate(&spec, check_connection)?;
     Ok(spec)
@@ -478,7 +519,6 @@ pub fn validate(spec: &SpecFile, check_connection: ConnectionCheck) -> Result<()
             ));
         }
         import_names.push(&import.name);
-        let field = format!("imports.{}", import.name);
         check_name(&format!("{field}.connection"), &import.connection)?;
         validate_records(&field, import)?;
         for (i, other) in import.after.iter().enumerate() {
@@ -531,6 +571,14 @@ pub fn validate(spec: &SpecFile, check_connection: ConnectionCheck) -> Result<()
                 format!("{field}.chunk_rows"),
                 "must be between 100 and 10000000",
             ));
+        }
+        if let Some(share) = import.promote_max_rejected {
+            if !(0.0..=1.0).contains(&share) {
+                return Err(invalid(
+                    format!("{field}.promote_max_rejected"),
+                    "a share of rows, from 0 to 1 (0.05 lets a dry run reject 5%)",
+                ));
+            }
         }
         if import.settle_lag > Duration::from_secs(86_400) {
             return Err(invalid(format!("{field}.settle_lag"), "must be at most 1d"));
@@ -830,7 +878,7 @@ imports:
     #[test]
     fn bad_formats_and_types_name_the_property() {
         let err = parse(&GOOD.replace("yyyy-MM-dd", "yyyy-QQ")).unwrap_err();
-        assert_eq!(err.field, "imports.users.properties.birthday.format");
+        assert_eq!(err.field, "imports[0].properties.birthday.format");
         let err = parse(&GOOD.replace("type: string", "type: text")).unwrap_err();
         assert!(err.to_string().contains("text"), "{err}");
         let err = parse(&GOOD.replace("settle_lag: 5s", "settle_lag: 5")).unwrap_err();
@@ -841,29 +889,29 @@ imports:
     fn identities_precedence_and_constants_are_checked_by_field() {
         let with = |from: &str, to: &str| parse(&GOOD.replace(from, to)).unwrap_err();
         let err = with("identity: { external_id: external_id }", "identity: {}");
-        assert_eq!(err.field, "imports.users.identity");
+        assert_eq!(err.field, "imports[0].identity");
         let err = with(
             "identity: { external_id: external_id }",
             "identity: { alias_name: a }",
         );
-        assert_eq!(err.field, "imports.users.identity.alias_label");
+        assert_eq!(err.field, "imports[0].identity.alias_label");
         let err = with(
             "identity: { external_id: external_id }",
             "identity: { external_id: external_id }\n    identity_precedence: [email]",
         );
-        assert_eq!(err.field, "imports.users.identity_precedence[0]");
+        assert_eq!(err.field, "imports[0].identity_precedence[0]");
         let err = with(
             "chunk_rows: 50000",
             "chunk_rows: 50000\n    constants: { profile_id: 3 }",
         );
-        assert_eq!(err.field, "imports.users.constants.profile_id");
+        assert_eq!(err.field, "imports[0].constants.profile_id");
         let err = with("first_name: {", "__first_name: {");
-        assert_eq!(err.field, "imports.users.properties.__first_name");
+        assert_eq!(err.field, "imports[0].properties.__first_name");
         let err = with(
             "chunk_rows: 50000",
             "chunk_rows: 50000\n    timezone: Mars/Base",
         );
-        assert_eq!(err.field, "imports.users.timezone");
+        assert_eq!(err.field, "imports[0].timezone");
         let err = with(
             "chunk_rows: 50000",
             "chunk_rows: 50000\n    mode: sometimes",
@@ -983,15 +1031,15 @@ imports:
             "",
         ))
         .unwrap_err();
-        assert_eq!(err.field, "imports.clicks.event_time");
+        assert_eq!(err.field, "imports[0].event_time");
         let err = parse(&EVENTS.replace(
             "event_name: { column: name }",
             "event_name: { value: \"\" }",
         ))
         .unwrap_err();
-        assert_eq!(err.field, "imports.clicks.event_name.value");
+        assert_eq!(err.field, "imports[0].event_name.value");
         let err = parse(&EVENTS.replace("data_type: events", "data_type: profiles")).unwrap_err();
-        assert_eq!(err.field, "imports.clicks.event_name");
+        assert_eq!(err.field, "imports[0].event_name");
         let err =
             parse(&EVENTS.replace("event_retention: 365d", "event_retention: 1h")).unwrap_err();
         assert_eq!(err.field, "event_retention");
@@ -1003,7 +1051,7 @@ imports:
             .replace("data_type: events", "data_type: purchases")
             .replace("    event_name: { column: name }\n", "");
         let err = parse(&purchases).unwrap_err();
-        assert_eq!(err.field, "imports.clicks.purchase");
+        assert_eq!(err.field, "imports[0].purchase");
         let spec = parse(&format!(
             "{purchases}    purchase: {{ product_id: sku, currency: cur, price: amount, items: items }}\n"
         ))
@@ -1027,7 +1075,7 @@ imports:
                 "",
             );
         let err = parse(&deletes).unwrap_err();
-        assert_eq!(err.field, "imports.users.allow_deletes");
+        assert_eq!(err.field, "imports[0].allow_deletes");
         let guarded = deletes.replace(
             "chunk_rows: 50000",
             "chunk_rows: 50000\n    allow_deletes: true",
@@ -1038,7 +1086,7 @@ imports:
             "allow_deletes: true\n    constants: { a: 1 }",
         ))
         .unwrap_err();
-        assert_eq!(err.field, "imports.users.constants");
+        assert_eq!(err.field, "imports[0].constants");
     }
 
     #[test]
@@ -1048,7 +1096,7 @@ imports:
             "chunk_rows: 50000\n    schedule: { every: 5m }",
         ))
         .unwrap_err();
-        assert_eq!(err.field, "imports.users.schedule.every");
+        assert_eq!(err.field, "imports[0].schedule.every");
         assert!(parse(&GOOD.replace(
             "chunk_rows: 50000",
             "chunk_rows: 50000\n    schedule: { cron: \"0 6 * * 1-5\", timezone: Europe/Berlin }",

@@ -1,6 +1,7 @@
 //! The bootstrap commands, run on the host with the database's own access: `migrate`, `tokens
 //! create` (the first token of a workspace), `workspaces` (the operator's limits) and `keys`.
 
+use super::output::{emit, outln, table, write_table, Output};
 use crate::settings::Settings;
 
 /// `sluice tokens` subcommands.
@@ -8,8 +9,6 @@ use crate::settings::Settings;
 pub enum TokensCommand {
     /// Make a token and print it; it is shown this once. The workspace is created if new.
     Create {
-        #[arg(long)]
-        workspace: String,
         /// viewer (reads), operator (also runs and steers imports) or admin (everything).
         #[arg(long, default_value = "admin")]
         role: String,
@@ -23,12 +22,13 @@ pub enum TokensCommand {
 #[derive(Debug, clap::Subcommand)]
 pub enum WorkspacesCommand {
     /// List workspaces with their load limit and number of imports.
-    List,
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
     /// Limit the rows per second a workspace's loads write across the fleet (the loaders
     /// share it); 0 removes the limit. The workspace is created if new.
     Limit {
-        #[arg(long)]
-        workspace: String,
         #[arg(long)]
         load_rows_per_second: u32,
     },
@@ -47,7 +47,7 @@ pub enum KeysCommand {
 /// `sluice migrate`.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<i32> {
     settings.migrate().await?;
-    println!(
+    outln!(
         "migrations applied: control plane to {}, stores to {}",
         sluice_proto::bus::redact_url(&settings.database_url),
         sluice_proto::bus::redact_url(settings.store_url())
@@ -57,11 +57,8 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<i32> {
 
 /// `sluice tokens create`.
 pub async fn tokens(settings: &Settings, command: TokensCommand) -> anyhow::Result<i32> {
-    let TokensCommand::Create {
-        workspace,
-        role,
-        name,
-    } = command;
+    let TokensCommand::Create { role, name } = command;
+    let workspace = super::context::workspace(settings)?;
     let role = sluice_coordinator::tokens::Role::parse(&role)
         .ok_or_else(|| anyhow::anyhow!("--role {role:?}: give viewer, operator or admin"))?;
     sluice_coordinator::spec::check_object_name("--workspace", &workspace)
@@ -73,35 +70,51 @@ pub async fn tokens(settings: &Settings, command: TokensCommand) -> anyhow::Resu
         "token {id} ({}) for workspace {workspace}; it is not shown again",
         role.as_str()
     );
-    println!("{token}");
+    outln!("{token}");
     Ok(0)
 }
 
 /// `sluice workspaces list|limit`.
 pub async fn workspaces(settings: &Settings, command: WorkspacesCommand) -> anyhow::Result<i32> {
     match command {
-        WorkspacesCommand::List => {
+        WorkspacesCommand::List { output } => {
             let client = settings.control().await?;
-            println!("{:<30} {:>20} {:>8}", "WORKSPACE", "LOAD ROWS/S", "IMPORTS");
-            for w in sluice_coordinator::workspaces::list(&client).await? {
-                let limit = w
-                    .load_rows_per_second
-                    .map_or_else(|| "-".to_string(), |r| r.to_string());
-                println!("{:<30} {limit:>20} {:>8}", w.name, w.imports);
-            }
+            let listed = sluice_coordinator::workspaces::list(&client).await?;
+            let rows: Vec<serde_json::Value> = listed
+                .iter()
+                .map(|w| {
+                    serde_json::json!({
+                        "name": w.name,
+                        "load_rows_per_second": w.load_rows_per_second,
+                        "imports": w.imports,
+                    })
+                })
+                .collect();
+            emit(output, &rows, |out| {
+                let mut t = table(["WORKSPACE", "LOAD ROWS/S", "IMPORTS"]);
+                for w in &listed {
+                    t.add_row([
+                        w.name.clone(),
+                        w.load_rows_per_second
+                            .map_or_else(|| "-".to_string(), |r| r.to_string()),
+                        w.imports.to_string(),
+                    ]);
+                }
+                write_table(out, &t)
+            })?;
         }
         WorkspacesCommand::Limit {
-            workspace,
             load_rows_per_second,
         } => {
+            let workspace = super::context::workspace(settings)?;
             sluice_coordinator::spec::check_object_name("--workspace", &workspace)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let client = settings.control_for_writes().await?;
             let limit = Some(load_rows_per_second).filter(|r| *r > 0);
             sluice_coordinator::workspaces::set_load_limit(&client, &workspace, limit).await?;
             match limit {
-                Some(r) => println!("workspace {workspace}: loads write at most {r} rows/s"),
-                None => println!("workspace {workspace}: no load limit of its own"),
+                Some(r) => outln!("workspace {workspace}: loads write at most {r} rows/s"),
+                None => outln!("workspace {workspace}: no load limit of its own"),
             }
         }
     }
@@ -112,13 +125,13 @@ pub async fn workspaces(settings: &Settings, command: WorkspacesCommand) -> anyh
 pub async fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<i32> {
     match command {
         KeysCommand::Generate => {
-            println!("{}", sluice_proto::secrets::MasterKey::generate_hex());
+            outln!("{}", sluice_proto::secrets::MasterKey::generate_hex());
         }
         KeysCommand::Rotate => {
             let key = settings.master_key()?;
             let mut client = settings.control_for_writes().await?;
             let rotation = sluice_coordinator::keys::rotate(&mut client, &key).await?;
-            println!(
+            outln!(
                 "{} secrets sealed again under master key {}; {} already were",
                 rotation.resealed,
                 key.id(),

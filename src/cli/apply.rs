@@ -2,6 +2,7 @@
 //! the same service as `POST /v1/apply`; `${NAME}` is expanded from this process's environment.
 
 use super::backend::{Access, Backend};
+use super::output::outln;
 use crate::settings::Settings;
 use std::path::PathBuf;
 
@@ -27,6 +28,16 @@ pub async fn execute(settings: &Settings, args: ApplyArgs) -> anyhow::Result<i32
     // The spec is checked here first, so a bad file is refused before anything is written.
     let spec = sluice_coordinator::spec::parse_with(&text, |_| None)
         .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+    if let Some(given) = settings
+        .workspace
+        .as_deref()
+        .filter(|w| *w != spec.workspace)
+    {
+        anyhow::bail!(
+            "{file}: the spec declares workspace {:?}, not {given:?} (--workspace or SLUICE_WORKSPACE)",
+            spec.workspace
+        );
+    }
     let backend = Backend::open_as(settings, &spec.workspace, Access::WRITE_SECRETS, true)
         .await
         .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
@@ -35,7 +46,7 @@ pub async fn execute(settings: &Settings, args: ApplyArgs) -> anyhow::Result<i32
         .await
         .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
     for line in applied.lines {
-        println!("{line}");
+        outln!("{line}");
     }
     Ok(0)
 }

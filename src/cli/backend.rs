@@ -9,6 +9,7 @@ use serde_json::json;
 use sluice_coordinator::api::apply::Applied;
 use sluice_coordinator::api::connections::{ConnectionItem, KeyPair, TestResult};
 use sluice_coordinator::api::imports::{ImportDeleted, ImportItem, RunAccepted};
+use sluice_coordinator::api::runs::{RunFilter, RunPage};
 use sluice_coordinator::api::service::Service;
 use sluice_coordinator::api::steering::{Moved, Preview, Stopped};
 use sluice_coordinator::errors::RunError;
@@ -53,8 +54,8 @@ impl Access {
 pub enum Backend {
     /// In this process, with the control plane's credentials.
     Host(Box<Service>),
-    /// A coordinator's HTTP API, with a token.
-    Api(Remote),
+    /// A coordinator's HTTP API, with a token of the workspace named.
+    Api(Remote, String),
 }
 
 /// Who acts on the host, for the audit trail.
@@ -63,14 +64,30 @@ fn user() -> String {
 }
 
 impl Backend {
-    /// The backend acting in `workspace`: the API when `--server` is set (its token must belong
-    /// to the workspace), else the host.
-    pub async fn open(
-        settings: &Settings,
-        workspace: &str,
-        access: Access,
-    ) -> anyhow::Result<Self> {
-        Self::open_as(settings, workspace, access, false).await
+    /// The backend acting in the command's workspace (`--workspace`, `SLUICE_WORKSPACE` or
+    /// the saved one): the API when `--server` is set (its token must belong to the
+    /// workspace; without one given, the token's own), else the host.
+    pub async fn open(settings: &Settings, access: Access) -> anyhow::Result<Self> {
+        if let Some(remote) = Remote::from_settings(settings)? {
+            let workspace = match super::context::resolve(settings)? {
+                Some((workspace, _)) => {
+                    remote.check_workspace(&workspace).await?;
+                    workspace
+                }
+                None => remote.workspace().await?,
+            };
+            return Ok(Backend::Api(remote, workspace));
+        }
+        let workspace = super::context::workspace(settings)?;
+        Self::open_as(settings, &workspace, access, false).await
+    }
+
+    /// The workspace the backend acts in.
+    pub fn workspace(&self) -> &str {
+        match self {
+            Backend::Host(s) => &s.caller.workspace,
+            Backend::Api(_, workspace) => workspace,
+        }
     }
 
     /// As [`Backend::open`]; with `declared` a workspace not made yet is acted in too: a
@@ -83,7 +100,7 @@ impl Backend {
     ) -> anyhow::Result<Self> {
         if let Some(remote) = Remote::from_settings(settings)? {
             remote.check_workspace(workspace).await?;
-            return Ok(Backend::Api(remote));
+            return Ok(Backend::Api(remote, workspace.to_string()));
         }
         let client = match access.writes {
             true => settings.control_for_writes().await?,
@@ -113,7 +130,8 @@ impl Backend {
     /// another), on the host the run's own.
     pub async fn for_run(settings: &Settings, run_id: Uuid) -> anyhow::Result<Self> {
         if let Some(remote) = Remote::from_settings(settings)? {
-            return Ok(Backend::Api(remote));
+            let workspace = remote.workspace().await?;
+            return Ok(Backend::Api(remote, workspace));
         }
         let client = settings.control().await?;
         let workspace: String = client
@@ -125,14 +143,14 @@ impl Backend {
             .await?
             .ok_or_else(|| anyhow::anyhow!("run {run_id} not found"))?
             .get(0);
-        Self::open(settings, &workspace, Access::READ).await
+        Self::open_as(settings, &workspace, Access::READ, false).await
     }
 
     /// Applies a spec's text, `${NAME}` already expanded.
     pub async fn apply(&self, text: &str, ready: bool) -> anyhow::Result<Applied> {
         match self {
             Backend::Host(s) => Ok(s.apply(text, ready).await?),
-            Backend::Api(r) => r.post_text(&format!("/v1/apply?ready={ready}"), text).await,
+            Backend::Api(r, _) => r.post_text(&format!("/v1/apply?ready={ready}"), text).await,
         }
     }
 
@@ -146,7 +164,7 @@ impl Backend {
     ) -> anyhow::Result<RunAccepted> {
         match self {
             Backend::Host(s) => Ok(s.trigger(import, dry_run, idempotency_key, replay).await?),
-            Backend::Api(r) => match replay {
+            Backend::Api(r, _) => match replay {
                 Some(w) => {
                     r.post(
                         &format!("/v1/imports/{import}/replay"),
@@ -167,7 +185,35 @@ impl Backend {
                 Err(e) if e.body.code == "not_found" => Ok(None),
                 Err(e) => Err(e.into()),
             },
-            Backend::Api(r) => r.get_found(&format!("/v1/runs/{run_id}")).await,
+            Backend::Api(r, _) => r.get_found(&format!("/v1/runs/{run_id}")).await,
+        }
+    }
+
+    /// The workspace's runs, newest first.
+    pub async fn runs(&self, filter: &RunFilter) -> anyhow::Result<RunPage> {
+        match self {
+            Backend::Host(s) => Ok(s.list_runs(filter).await?),
+            Backend::Api(r, _) => {
+                let mut query = url::form_urlencoded::Serializer::new(String::new());
+                if let Some(import) = &filter.import {
+                    query.append_pair("import", import);
+                }
+                if let Some(status) = &filter.status {
+                    query.append_pair("status", status);
+                }
+                if let Some(per_page) = filter.per_page {
+                    query.append_pair("per_page", &per_page.to_string());
+                }
+                r.get(&format!("/v1/runs?{}", query.finish())).await
+            }
+        }
+    }
+
+    /// Cancels an active run.
+    pub async fn cancel_run(&self, run_id: Uuid) -> anyhow::Result<RunSummary> {
+        match self {
+            Backend::Host(s) => Ok(s.cancel_run(run_id).await?),
+            Backend::Api(r, _) => r.post(&format!("/v1/runs/{run_id}/cancel"), None).await,
         }
     }
 
@@ -175,7 +221,7 @@ impl Backend {
     pub async fn run_errors(&self, run_id: Uuid, limit: i64) -> anyhow::Result<Vec<RunError>> {
         match self {
             Backend::Host(s) => Ok(s.run_errors(run_id, limit, 0).await?),
-            Backend::Api(r) => {
+            Backend::Api(r, _) => {
                 r.get(&format!("/v1/runs/{run_id}/errors?per_page={limit}"))
                     .await
             }
@@ -186,7 +232,7 @@ impl Backend {
     pub async fn run_errors_csv(&self, run_id: Uuid) -> anyhow::Result<Vec<u8>> {
         match self {
             Backend::Host(s) => Ok(s.run_errors_csv(run_id).await?),
-            Backend::Api(r) => r.get_bytes(&format!("/v1/runs/{run_id}/errors.csv")).await,
+            Backend::Api(r, _) => r.get_bytes(&format!("/v1/runs/{run_id}/errors.csv")).await,
         }
     }
 
@@ -194,7 +240,7 @@ impl Backend {
     pub async fn imports(&self) -> anyhow::Result<Vec<ImportItem>> {
         match self {
             Backend::Host(s) => Ok(s.list_imports().await?),
-            Backend::Api(r) => r.get("/v1/imports").await,
+            Backend::Api(r, _) => r.get("/v1/imports").await,
         }
     }
 
@@ -202,7 +248,7 @@ impl Backend {
     pub async fn import(&self, name: &str) -> anyhow::Result<ImportView> {
         match self {
             Backend::Host(s) => Ok(s.show_import(name).await?),
-            Backend::Api(r) => r.get(&format!("/v1/imports/{name}")).await,
+            Backend::Api(r, _) => r.get(&format!("/v1/imports/{name}")).await,
         }
     }
 
@@ -210,7 +256,7 @@ impl Backend {
     pub async fn preview(&self, name: &str, rows: usize) -> anyhow::Result<Preview> {
         match self {
             Backend::Host(s) => Ok(s.preview(name, rows).await?),
-            Backend::Api(r) => {
+            Backend::Api(r, _) => {
                 r.get(&format!("/v1/imports/{name}/preview?rows={rows}"))
                     .await
             }
@@ -221,7 +267,7 @@ impl Backend {
     pub async fn set_paused(&self, name: &str, paused: bool) -> anyhow::Result<ImportView> {
         match self {
             Backend::Host(s) => Ok(s.set_paused(name, paused).await?),
-            Backend::Api(r) => {
+            Backend::Api(r, _) => {
                 let action = if paused { "pause" } else { "resume" };
                 r.post(&format!("/v1/imports/{name}/{action}"), None).await
             }
@@ -232,7 +278,7 @@ impl Backend {
     pub async fn stop(&self, name: &str) -> anyhow::Result<Stopped> {
         match self {
             Backend::Host(s) => Ok(s.stop(name).await?),
-            Backend::Api(r) => r.post(&format!("/v1/imports/{name}/stop"), None).await,
+            Backend::Api(r, _) => r.post(&format!("/v1/imports/{name}/stop"), None).await,
         }
     }
 
@@ -240,7 +286,7 @@ impl Backend {
     pub async fn delete_import(&self, name: &str) -> anyhow::Result<ImportDeleted> {
         match self {
             Backend::Host(s) => Ok(s.delete_import(name).await?),
-            Backend::Api(r) => r.delete(&format!("/v1/imports/{name}")).await,
+            Backend::Api(r, _) => r.delete(&format!("/v1/imports/{name}")).await,
         }
     }
 
@@ -248,7 +294,7 @@ impl Backend {
     pub async fn resync(&self, name: &str) -> anyhow::Result<Moved> {
         match self {
             Backend::Host(s) => Ok(s.resync(name).await?),
-            Backend::Api(r) => r.post(&format!("/v1/imports/{name}/resync"), None).await,
+            Backend::Api(r, _) => r.post(&format!("/v1/imports/{name}/resync"), None).await,
         }
     }
 
@@ -256,7 +302,7 @@ impl Backend {
     pub async fn rewind(&self, name: &str, to: DateTime<Utc>) -> anyhow::Result<Moved> {
         match self {
             Backend::Host(s) => Ok(s.rewind(name, to).await?),
-            Backend::Api(r) => {
+            Backend::Api(r, _) => {
                 r.post(
                     &format!("/v1/imports/{name}/rewind"),
                     Some(json!({ "to": to })),
@@ -270,7 +316,7 @@ impl Backend {
     pub async fn connections(&self) -> anyhow::Result<Vec<ConnectionItem>> {
         match self {
             Backend::Host(s) => Ok(s.list_connections().await?),
-            Backend::Api(r) => r.get("/v1/connections").await,
+            Backend::Api(r, _) => r.get("/v1/connections").await,
         }
     }
 
@@ -278,7 +324,7 @@ impl Backend {
     pub async fn test_connection(&self, name: &str) -> anyhow::Result<TestResult> {
         match self {
             Backend::Host(s) => Ok(s.test_connection(name).await?),
-            Backend::Api(r) => r.post(&format!("/v1/connections/{name}/test"), None).await,
+            Backend::Api(r, _) => r.post(&format!("/v1/connections/{name}/test"), None).await,
         }
     }
 
@@ -286,7 +332,7 @@ impl Backend {
     pub async fn keygen(&self, name: &str) -> anyhow::Result<KeyPair> {
         match self {
             Backend::Host(s) => Ok(s.keygen(name).await?),
-            Backend::Api(r) => {
+            Backend::Api(r, _) => {
                 r.post(&format!("/v1/connections/{name}/keygen"), None)
                     .await
             }
@@ -297,7 +343,7 @@ impl Backend {
     pub async fn delete_connection(&self, name: &str) -> anyhow::Result<()> {
         match self {
             Backend::Host(s) => Ok(s.delete_connection(name).await?),
-            Backend::Api(r) => r.delete_empty(&format!("/v1/connections/{name}")).await,
+            Backend::Api(r, _) => r.delete_empty(&format!("/v1/connections/{name}")).await,
         }
     }
 }

@@ -2,86 +2,99 @@
 //! workspace's connections (never showing their credentials).
 
 use super::backend::{Access, Backend};
+use super::output::{emit, outln, table, write_table, Output};
 use crate::settings::Settings;
 
 /// `sluice connections` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum ConnectionsCommand {
-    /// List a workspace's connections (never their credentials).
+    /// List the workspace's connections (never their credentials).
     List {
-        #[arg(long)]
-        workspace: String,
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
     },
     /// Test a connection: ok, or what failed (unreachable, authentication, permission, ...).
     Test {
         name: String,
-        #[arg(long)]
-        workspace: String,
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
     },
     /// Generate a key pair for a Snowflake connection (the private key is kept sealed) and
     /// print the `ALTER USER` statement that registers the public key.
-    Keygen {
-        name: String,
-        #[arg(long)]
-        workspace: String,
-    },
+    Keygen { name: String },
     /// Delete a connection; refused, with the imports named, while any import uses it.
-    Delete {
-        name: String,
-        #[arg(long)]
-        workspace: String,
-    },
+    Delete { name: String },
 }
 
 /// Runs one `sluice connections` command; a failed test exits 1.
 pub async fn execute(settings: &Settings, command: ConnectionsCommand) -> anyhow::Result<i32> {
     use ConnectionsCommand as C;
+    let access = match &command {
+        C::List { .. } => Access::READ,
+        C::Delete { .. } => Access::WRITE,
+        C::Test { .. } | C::Keygen { .. } => Access::WRITE_SECRETS,
+    };
+    let backend = Backend::open(settings, access).await?;
+    let workspace = backend.workspace().to_string();
     match command {
-        C::List { workspace } => {
-            let backend = Backend::open(settings, &workspace, Access::READ).await?;
-            for c in backend.connections().await? {
-                println!("{}\t{}\tused by {} imports", c.name, c.kind, c.imports);
-            }
+        C::List { output } => {
+            let connections = backend.connections().await?;
+            emit(output, &connections, |out| {
+                if connections.is_empty() {
+                    return writeln!(out, "workspace {workspace:?} has no connections");
+                }
+                let mut t = table(["NAME", "KIND", "IMPORTS"]);
+                for c in &connections {
+                    t.add_row([c.name.clone(), c.kind.to_string(), c.imports.to_string()]);
+                }
+                write_table(out, &t)
+            })?;
         }
-        C::Test { name, workspace } => {
-            let backend = Backend::open(settings, &workspace, Access::WRITE_SECRETS).await?;
+        C::Test { name, output } => {
             let tested = backend.test_connection(&name).await?;
             let at = format!("connection {workspace}/{name}");
+            emit(output, &tested, |out| {
+                if !tested.ok {
+                    return writeln!(
+                        out,
+                        "{at}: {} — {}",
+                        tested.code.as_deref().unwrap_or_default(),
+                        tested.message.as_deref().unwrap_or_default()
+                    );
+                }
+                if let Some(e) = &tested.pending_key_refused {
+                    writeln!(
+                        out,
+                        "{at}: the new key was refused ({e}); the old credentials stay in use"
+                    )?;
+                }
+                if tested.key_promoted {
+                    writeln!(out, "{at}: ok with the new key, which is now in use")?;
+                    if let Some(statement) = &tested.retire {
+                        writeln!(out, "retire the old key in Snowflake with:\n  {statement}")?;
+                    }
+                    Ok(())
+                } else {
+                    writeln!(out, "{at}: ok")
+                }
+            })?;
             if !tested.ok {
-                println!(
-                    "{at}: {} — {}",
-                    tested.code.unwrap_or_default(),
-                    tested.message.unwrap_or_default()
-                );
                 return Ok(1);
             }
-            if let Some(e) = &tested.pending_key_refused {
-                println!("{at}: the new key was refused ({e}); the old credentials stay in use");
-            }
-            if tested.key_promoted {
-                println!("{at}: ok with the new key, which is now in use");
-                if let Some(statement) = &tested.retire {
-                    println!("retire the old key in Snowflake with:\n  {statement}");
-                }
-            } else {
-                println!("{at}: ok");
-            }
         }
-        C::Keygen { name, workspace } => {
-            let backend = Backend::open(settings, &workspace, Access::WRITE_SECRETS).await?;
+        C::Keygen { name } => {
             let pair = backend.keygen(&name).await?;
-            println!("public key: {}", pair.public_key);
-            println!("register it in Snowflake (as a user with OWNERSHIP or MODIFY on the user):");
-            println!("  {}", pair.statement);
-            println!(
+            outln!("public key: {}", pair.public_key);
+            outln!("register it in Snowflake (as a user with OWNERSHIP or MODIFY on the user):");
+            outln!("  {}", pair.statement);
+            outln!(
                 "then run `sluice connections test {name} --workspace {workspace}`: the new key \
                  replaces the old credentials once it logs in; until then they stay in use."
             );
         }
-        C::Delete { name, workspace } => {
-            let backend = Backend::open(settings, &workspace, Access::WRITE).await?;
+        C::Delete { name } => {
             backend.delete_connection(&name).await?;
-            println!("connection {workspace}/{name} deleted");
+            outln!("connection {workspace}/{name} deleted");
         }
     }
     Ok(0)

@@ -4,32 +4,40 @@
 
 mod admin;
 mod apply;
-mod backend;
+pub mod backend;
 mod connections;
+mod context;
+pub mod follow;
 mod imports;
+pub mod output;
 pub mod runs;
 mod serve;
+mod summary;
 
 use crate::roles::Role;
 use crate::settings::Settings;
 use clap::{Parser, Subcommand};
 use serve::{serve, WorkerArgs, SERVING_HELP};
 
+/// The version `--version` prints: the package's, the commit it was built from and the
+/// build's date (`build.rs`).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SLUICE_COMMIT"),
+    ", built ",
+    env!("SLUICE_BUILD_DATE"),
+    ")"
+);
+
 /// Imports profiles and events from data warehouses into the profile and event stores, exactly once.
 #[derive(Debug, Parser)]
-#[command(name = "sluice", version, about)]
+#[command(name = "sluice", version = VERSION, about)]
 pub struct Cli {
     #[command(flatten)]
     settings: Settings,
     #[command(subcommand)]
     command: Command,
-}
-
-/// How a command prints its answer.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum Output {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,7 +62,7 @@ enum Command {
     /// Create or update the connections and imports a spec file declares. New imports are
     /// drafts until a dry run succeeds.
     Apply(apply::ApplyArgs),
-    /// Trigger a run of an import.
+    /// Trigger a run of an import; with --wait, follow it to its end.
     Run(runs::RunArgs),
     /// Imports: list, show (state, schedule, next fire times), preview, pause, resume, stop,
     /// replay, resync, rewind.
@@ -67,7 +75,7 @@ enum Command {
         #[command(subcommand)]
         command: connections::ConnectionsCommand,
     },
-    /// Runs and their row-level errors.
+    /// Runs: list, show, watch, cancel, and their rejected rows.
     Runs {
         #[command(subcommand)]
         command: runs::RunsCommand,
@@ -99,15 +107,22 @@ enum Command {
     },
     /// Create a demo warehouse table, import it with every role in this process, and show the result.
     Demo(WorkerArgs),
+    /// Saved defaults (the workspace commands act in), like a kubectl context.
+    Config {
+        #[command(subcommand)]
+        command: context::ConfigCommand,
+    },
+    /// Print a shell completion script: `source <(sluice completions bash)`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum ExportCommand {
-    /// Print every record of a workspace as one JSON line.
-    Export {
-        #[arg(long)]
-        workspace: String,
-    },
+    /// Print every record of the workspace, one JSON line each.
+    Export,
 }
 
 const EVERY_ROLE: [Role; 4] = [
@@ -121,9 +136,15 @@ const EVERY_ROLE: [Role; 4] = [
 pub async fn execute(cli: Cli) -> anyhow::Result<i32> {
     let settings = &cli.settings;
     use Command as C;
+    // Serving roles set up their own telemetry, the demo logs the fleet into a file.
     if !matches!(
         cli.command,
-        C::All(_) | C::Coordinator(_) | C::Extractor(_) | C::Transformer(_) | C::Loader(_)
+        C::All(_)
+            | C::Coordinator(_)
+            | C::Extractor(_)
+            | C::Transformer(_)
+            | C::Loader(_)
+            | C::Demo(_)
     ) {
         crate::telemetry::init_logs();
     }
@@ -144,16 +165,30 @@ pub async fn execute(cli: Cli) -> anyhow::Result<i32> {
         C::Connections { command } => connections::execute(settings, command).await,
         C::Runs { command } => runs::execute(settings, command).await,
         C::Events {
-            command: ExportCommand::Export { workspace },
-        } => crate::export::events(settings, &workspace).await.map(|_| 0),
+            command: ExportCommand::Export,
+        } => {
+            let workspace = context::workspace(settings)?;
+            crate::export::events(settings, &workspace).await.map(|_| 0)
+        }
         C::Profiles {
-            command: ExportCommand::Export { workspace },
-        } => crate::export::profiles(settings, &workspace)
-            .await
-            .map(|_| 0),
+            command: ExportCommand::Export,
+        } => {
+            let workspace = context::workspace(settings)?;
+            crate::export::profiles(settings, &workspace)
+                .await
+                .map(|_| 0)
+        }
         C::Tokens { command } => admin::tokens(settings, command).await,
         C::Workspaces { command } => admin::workspaces(settings, command).await,
         C::Keys { command } => admin::keys(settings, command).await,
         C::Demo(args) => crate::demo::demo(settings, &args.options).await,
+        C::Config { command } => context::execute(settings, command),
+        C::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "sluice", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &script)?;
+            Ok(0)
+        }
     }
 }

@@ -1,13 +1,15 @@
 //! `sluice run` (and the replay of `imports replay`): requests a run and, with `--wait`,
-//! follows it with a progress bar until it ends; `sluice runs errors`: a run's rejected rows.
+//! follows it to its end; `sluice runs list|show|watch|cancel|errors`: a workspace's runs,
+//! one run, following one that is under way, cancelling it, and its rejected rows.
 
 use super::backend::{Access, Backend};
-use super::Output;
+use super::follow::{follow, Followed, OnInterrupt};
+use super::output::{emit, outln, table, write_table, Output};
 use crate::settings::Settings;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sluice_coordinator::api::runs::RunFilter;
 use sluice_coordinator::runs::{status, RunSummary};
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 use uuid::Uuid;
 
 /// `sluice run`'s arguments.
@@ -15,16 +17,19 @@ use uuid::Uuid;
 pub struct RunArgs {
     /// The import's name.
     import: String,
-    #[arg(long, default_value = "demo")]
-    workspace: String,
+    /// A spec file: the run acts in its `workspace:` (unless --workspace is given).
+    #[arg(short = 'f', long = "file")]
+    file: Option<PathBuf>,
     /// Go through every stage but write nothing; report what would change.
     #[arg(long)]
     dry_run: bool,
     /// Follow the run until it ends; exit 0 if it succeeded.
     #[arg(long)]
     wait: bool,
-    /// Print the result as one JSON object.
-    #[arg(long, value_enum, default_value = "text")]
+    /// With --wait, Ctrl-C cancels the run without asking (for scripts).
+    #[arg(long)]
+    cancel_on_interrupt: bool,
+    #[arg(long, value_enum, default_value = "table")]
     output: Output,
     /// The same key for the same import always names the same run: a repeated trigger
     /// returns that run instead of starting another.
@@ -35,6 +40,44 @@ pub struct RunArgs {
 /// `sluice runs` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum RunsCommand {
+    /// List the workspace's runs, newest first.
+    List {
+        /// Only this import's runs.
+        #[arg(long)]
+        import: Option<String>,
+        /// Only runs in this status (queued, planning, running, succeeded,
+        /// partially_succeeded, failed, cancelled, skipped).
+        #[arg(long)]
+        status: Option<String>,
+        /// How many runs to list (1 to 200).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Show one run: its status, counts, rejected rows by reason and any advice.
+    Show {
+        /// The run's id, as `sluice run` prints it.
+        run: String,
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Follow a run until it ends, with the progress bar of `run --wait`.
+    Watch {
+        /// The run's id.
+        run: String,
+        /// Ctrl-C cancels the run without asking (for scripts).
+        #[arg(long)]
+        cancel_on_interrupt: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Cancel a queued or running run; its remaining chunks are discarded and the import's
+    /// schedule goes on.
+    Cancel {
+        /// The run's id.
+        run: String,
+    },
     /// Print a run's rejected rows with their reason codes.
     Errors {
         /// The run's id, as `sluice run` prints it.
@@ -45,41 +88,69 @@ pub enum RunsCommand {
         /// Rows to print (without --csv).
         #[arg(long, default_value_t = 100)]
         limit: i64,
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
     },
 }
 
 /// A run to request and how to report it.
 pub struct RunRequest<'a> {
-    pub workspace: &'a str,
     pub import: &'a str,
     pub dry_run: bool,
     pub wait: bool,
-    pub json: bool,
+    pub output: Output,
     pub idempotency_key: Option<&'a str>,
     /// Read this window of rows again without moving the watermark.
     pub replay: Option<sluice_proto::ReplayWindow>,
+    pub on_interrupt: OnInterrupt,
+}
+
+/// A spec file's workspace, for `run -f`.
+fn spec_workspace(file: &std::path::Path) -> anyhow::Result<String> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        workspace: String,
+    }
+    let shown = file.display();
+    let text =
+        std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("reading {shown}: {e}"))?;
+    let head: Head = serde_norway::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{shown}: no workspace in the spec: {e}"))?;
+    Ok(head.workspace)
 }
 
 /// `sluice run`.
 pub async fn run(settings: &Settings, args: RunArgs) -> anyhow::Result<i32> {
+    let mut settings = settings.clone();
+    if let (None, Some(file)) = (&settings.workspace, &args.file) {
+        settings.workspace = Some(spec_workspace(file)?);
+    }
+    let backend = Backend::open(&settings, Access::WRITE).await?;
     request(
-        settings,
+        &backend,
         &RunRequest {
-            workspace: &args.workspace,
             import: &args.import,
             dry_run: args.dry_run,
             wait: args.wait,
-            json: matches!(args.output, Output::Json),
+            output: args.output,
             idempotency_key: args.idempotency_key.as_deref(),
             replay: None,
+            on_interrupt: interrupt(args.cancel_on_interrupt),
         },
     )
     .await
 }
 
+fn interrupt(cancel: bool) -> OnInterrupt {
+    if cancel {
+        OnInterrupt::Cancel
+    } else {
+        OnInterrupt::Ask
+    }
+}
+
 /// Requests a run and reports it; returns the process exit code.
-pub async fn request(settings: &Settings, request: &RunRequest<'_>) -> anyhow::Result<i32> {
-    let backend = Backend::open(settings, request.workspace, Access::WRITE).await?;
+pub async fn request(backend: &Backend, request: &RunRequest<'_>) -> anyhow::Result<i32> {
     let accepted = backend
         .trigger(
             request.import,
@@ -88,28 +159,59 @@ pub async fn request(settings: &Settings, request: &RunRequest<'_>) -> anyhow::R
             request.replay,
         )
         .await
-        .map_err(|e| with_remedy(e, request, matches!(backend, Backend::Host(_))))?;
+        .map_err(|e| {
+            with_remedy(
+                e,
+                request,
+                backend.workspace(),
+                matches!(backend, Backend::Host(_)),
+            )
+        })?;
     if !request.wait {
-        if request.json {
-            println!("{}", serde_json::to_string(&accepted)?);
-        } else {
-            println!(
-                "run {} requested; follow it with `sluice run ... --wait` or the run listing",
-                accepted.run_id
-            );
-        }
+        emit(request.output, &accepted, |out| {
+            let what = if request.dry_run { "dry run" } else { "run" };
+            writeln!(
+                out,
+                "{what} {} requested; follow it with `sluice runs watch {}`",
+                accepted.run_id, accepted.run_id
+            )
+        })?;
         return Ok(0);
     }
-    let summary = follow(&backend, accepted.run_id, !request.json).await?;
-    report(&summary, request.json)
+    finish(
+        follow(
+            backend,
+            accepted.run_id,
+            !request.output.json(),
+            request.on_interrupt,
+        )
+        .await?,
+        request.output,
+    )
+}
+
+/// Reports how following ended; the exit code says whether the run succeeded.
+fn finish(followed: Followed, output: Output) -> anyhow::Result<i32> {
+    match followed {
+        Followed::Ended(summary) => report(&summary, output),
+        Followed::Detached(run_id) => {
+            eprintln!("run {run_id} goes on; follow it with `sluice runs watch {run_id}`, cancel it with `sluice runs cancel {run_id}`");
+            Ok(130)
+        }
+    }
 }
 
 /// A refused run request with the command that removes the cause. The causes are told apart
 /// by the service's own wording (`TriggerError`), the same on the host and over the API; the
 /// broker's remedy applies only on the host, whose broker it is.
-fn with_remedy(e: anyhow::Error, request: &RunRequest<'_>, on_host: bool) -> anyhow::Error {
+fn with_remedy(
+    e: anyhow::Error,
+    request: &RunRequest<'_>,
+    workspace: &str,
+    on_host: bool,
+) -> anyhow::Error {
     let message = e.to_string();
-    let (import, workspace) = (request.import, request.workspace);
+    let import = request.import;
     if message.contains(" is a draft: ") {
         anyhow::anyhow!("{message}: `sluice run {import} --workspace {workspace} --dry-run --wait`")
     } else if message.contains(" is stopped; ") {
@@ -121,169 +223,167 @@ fn with_remedy(e: anyhow::Error, request: &RunRequest<'_>, on_host: bool) -> any
     }
 }
 
-/// Prints a finished run (as JSON or for people); the exit code says whether it succeeded.
-pub fn report(summary: &RunSummary, json: bool) -> anyhow::Result<i32> {
-    if json {
-        println!("{}", serde_json::to_string(summary)?);
-    } else {
-        print_summary(summary);
-    }
+/// Prints a finished run; the exit code says whether it succeeded (a dry run that left its
+/// draft import a draft did not).
+pub fn report(summary: &RunSummary, output: Output) -> anyhow::Result<i32> {
+    emit(output, summary, |out| {
+        super::summary::write_summary(out, summary)
+    })?;
     Ok(match summary.status.as_str() {
+        _ if summary.promoted == Some(false) => 1,
         status::SUCCEEDED | status::PARTIALLY_SUCCEEDED => 0,
         _ => 1,
     })
 }
 
-/// Polls the run until it ends, drawing chunks and rows on a progress bar.
-async fn follow(backend: &Backend, run_id: Uuid, show: bool) -> anyhow::Result<RunSummary> {
-    let bar = ProgressBar::new(0);
-    if !show {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} chunks  {msg}",
-        )
-        .expect("valid template"),
-    );
-    let started = Instant::now();
-    let mut warned = false;
-    loop {
-        match backend.run(run_id).await? {
-            Some(summary) => {
-                bar.set_length(summary.chunks.max(0) as u64);
-                bar.set_position(summary.chunks_loaded.max(0) as u64);
-                bar.set_message(format!(
-                    "{} — {} rows read",
-                    summary.status, summary.rows_read
-                ));
-                if status::is_final(&summary.status) {
-                    bar.finish_and_clear();
-                    return Ok(summary);
+fn run_id(run: &str) -> anyhow::Result<Uuid> {
+    run.parse()
+        .map_err(|_| anyhow::anyhow!("{run:?} is not a run id (a UUID, as `sluice run` prints)"))
+}
+
+/// Runs one `sluice runs` command.
+pub async fn execute(settings: &Settings, command: RunsCommand) -> anyhow::Result<i32> {
+    match command {
+        RunsCommand::List {
+            import,
+            status,
+            limit,
+            output,
+        } => {
+            let backend = Backend::open(settings, Access::READ).await?;
+            let filter = RunFilter {
+                import,
+                status,
+                per_page: Some(limit.clamp(1, 200)),
+                ..RunFilter::default()
+            };
+            let page = backend.runs(&filter).await?;
+            emit(output, &page, |out| {
+                let mut t = table([
+                    "RUN", "IMPORT", "STATUS", "DRY RUN", "BY", "CREATED", "ENDED",
+                ]);
+                for r in &page.runs {
+                    t.add_row([
+                        r.run_id.to_string(),
+                        r.import.clone(),
+                        r.status.clone(),
+                        if r.dry_run { "yes" } else { "" }.to_string(),
+                        r.created_by.clone(),
+                        r.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        r.finished_at
+                            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                            .unwrap_or_default(),
+                    ]);
                 }
-            }
-            None if !warned && started.elapsed() > Duration::from_secs(10) => {
-                bar.println("waiting for a coordinator to pick up the run (is `sluice coordinator` or `sluice all` running?)");
-                warned = true;
-            }
-            None => {}
+                if page.runs.is_empty() {
+                    return writeln!(out, "no runs in workspace {}", backend.workspace());
+                }
+                write_table(out, &t)?;
+                if page.total > page.runs.len() as i64 {
+                    writeln!(
+                        out,
+                        "({} of {} runs; --limit shows more)",
+                        page.runs.len(),
+                        page.total
+                    )?;
+                }
+                Ok(())
+            })?;
+            Ok(0)
         }
-        bar.tick();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        RunsCommand::Show { run, output } => {
+            let run_id = run_id(&run)?;
+            let backend = Backend::for_run(settings, run_id).await?;
+            let summary = backend
+                .run(run_id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("run {run_id} not found"))?;
+            emit(output, &summary, |out| {
+                super::summary::write_summary(out, &summary)
+            })?;
+            Ok(0)
+        }
+        RunsCommand::Watch {
+            run,
+            cancel_on_interrupt,
+            output,
+        } => {
+            let run_id = run_id(&run)?;
+            let backend = Backend::for_run(settings, run_id).await?;
+            let followed = follow(
+                &backend,
+                run_id,
+                !output.json(),
+                interrupt(cancel_on_interrupt),
+            )
+            .await?;
+            finish(followed, output)
+        }
+        RunsCommand::Cancel { run } => {
+            let run_id = run_id(&run)?;
+            let backend = Backend::for_run(settings, run_id).await?;
+            let summary = backend.cancel_run(run_id).await?;
+            outln!(
+                "run {run_id} of {}/{} {}; its remaining chunks are discarded",
+                summary.workspace,
+                summary.import,
+                summary.status
+            );
+            Ok(0)
+        }
+        RunsCommand::Errors {
+            run,
+            csv,
+            limit,
+            output,
+        } => errors(settings, &run, csv, limit, output).await,
     }
 }
 
 /// `sluice runs errors`.
-pub async fn execute(settings: &Settings, command: RunsCommand) -> anyhow::Result<i32> {
-    let RunsCommand::Errors { run, csv, limit } = command;
-    let run_id: Uuid = run
-        .parse()
-        .map_err(|_| anyhow::anyhow!("{run:?} is not a run id (a UUID, as `sluice run` prints)"))?;
+async fn errors(
+    settings: &Settings,
+    run: &str,
+    csv: bool,
+    limit: i64,
+    output: Output,
+) -> anyhow::Result<i32> {
+    let run_id = run_id(run)?;
     let backend = Backend::for_run(settings, run_id).await?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
     if csv {
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
         out.write_all(&backend.run_errors_csv(run_id).await?)?;
         out.flush()?;
         return Ok(0);
     }
     let limit = limit.clamp(1, 1000);
     let page = backend.run_errors(run_id, limit).await?;
-    if page.is_empty() {
-        writeln!(out, "run {run_id} rejected no rows")?;
-    }
-    for e in &page {
-        writeln!(
-            out,
-            "chunk {} row {} [{}] {}: {} (value {})",
-            e.chunk,
-            e.row_key,
-            e.reason,
-            e.column,
-            e.message,
-            e.value
-                .as_deref()
-                .map_or("NULL".to_string(), |v| format!("{v:?}"))
-        )?;
-    }
-    if page.len() as i64 == limit {
-        writeln!(
-            out,
-            "(first {limit} rows; `--limit` shows more, `--csv` writes them all)"
-        )?;
-    }
-    out.flush()?;
+    emit(output, &page, |out| {
+        if page.is_empty() {
+            return writeln!(out, "run {run_id} rejected no rows");
+        }
+        let mut t = table(["CHUNK", "ROW", "REASON", "COLUMN", "VALUE", "MESSAGE"]);
+        for e in &page {
+            t.add_row([
+                e.chunk.to_string(),
+                e.row_key.clone(),
+                e.reason.clone(),
+                e.column.clone(),
+                e.value
+                    .as_deref()
+                    .map_or("NULL".to_string(), |v| format!("{v:?}")),
+                e.message.clone(),
+            ]);
+        }
+        write_table(out, &t)?;
+        if page.len() as i64 == limit {
+            writeln!(
+                out,
+                "(first {limit} rows; `--limit` shows more, `--csv` writes them all)"
+            )?;
+        }
+        Ok(())
+    })?;
     Ok(0)
-}
-/// Prints a run's outcome for people.
-pub fn print_summary(s: &RunSummary) {
-    println!(
-        "run {} of {}/{}: {}",
-        s.run_id, s.workspace, s.import, s.status
-    );
-    println!(
-        "  rows read {}, rejected {}, loaded {}, skipped {}; profiles created {}, updated {}, unchanged {}; stale values {}; ambiguous identities {}, conflicting {}",
-        s.rows_read,
-        s.rows_rejected,
-        s.rows_loaded,
-        s.rows_skipped,
-        s.profiles_created,
-        s.profiles_updated,
-        s.profiles_unchanged,
-        s.properties_stale,
-        s.identities_ambiguous,
-        s.identities_conflicting
-    );
-    if s.events_inserted + s.events_duplicate > 0 {
-        println!(
-            "  events inserted {}, duplicates skipped {}, stamped with the run's start {}",
-            s.events_inserted, s.events_duplicate, s.events_time_imputed
-        );
-    }
-    if s.profiles_removed_from_source > 0 {
-        println!(
-            "  profiles whose rows left the source (properties unset) {}",
-            s.profiles_removed_from_source
-        );
-    }
-    if s.profiles_deleted + s.deletes_not_found > 0 {
-        println!(
-            "  profiles deleted {}, not found {}",
-            s.profiles_deleted, s.deletes_not_found
-        );
-    }
-    for (reason, rows) in &s.rejected_by_reason {
-        println!("    rejected {reason}: {rows}");
-    }
-    println!(
-        "  {} chunks in {:.1}s; {} rows stamped in the future held back",
-        s.chunks,
-        s.duration_ms.unwrap_or(0) as f64 / 1000.0,
-        s.rows_held_back_future
-    );
-    if s.rows_without_watermark > 0 {
-        println!(
-            "  {} source rows have no watermark (NULL or infinite) and are read by no run: give them one, or coalesce it in a query source",
-            s.rows_without_watermark
-        );
-    }
-    if let Some(error) = &s.error {
-        println!("  error: {error}");
-    }
-    for row in &s.sample {
-        println!(
-            "    sample row {}: {} via {} {} -> {}",
-            row.row_key,
-            row.outcome,
-            row.identity_kind.as_deref().unwrap_or("-"),
-            row.identity_value.as_deref().unwrap_or("-"),
-            row.properties
-        );
-    }
-    if s.rows_rejected + s.rows_without_watermark > 0 {
-        println!(
-            "  rejected rows: `sluice runs errors {}` (add --csv for the failure report)",
-            s.run_id
-        );
-    }
 }

@@ -96,7 +96,7 @@ impl Fleet {
         connect(&self.database_url()).await
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
         cmd.args(args)
             .env("SLUICE_DATABASE_URL", self.database_url())
@@ -104,6 +104,9 @@ impl Fleet {
             .env("SLUICE_AMQP_PREFIX", format!("sluice_{}", self.id))
             .env("SLUICE_DATA_DIR", &self.data_dir)
             .env("SLUICE_MASTER_KEY", &self.master_key)
+            // Each fleet has its own saved defaults, and none from the machine's user.
+            .env("SLUICE_CONFIG", self.data_dir.join("config.yaml"))
+            .env_remove("SLUICE_WORKSPACE")
             .env("SLUICE_RETRY_BASE_MS", "100")
             // Each coordinator serves its API on a port of its own unless a test names one.
             .env("SLUICE_HTTP_ADDR", "127.0.0.1:0")

@@ -70,6 +70,7 @@ pub async fn transform_keys(
         rows_rejected: 0,
         rejected_by_reason: BTreeMap::new(),
         events_time_imputed: 0,
+        date_formats: BTreeMap::new(),
     })
 }
 

@@ -3,6 +3,7 @@
 // Outside tests a failure is an error with its cause, never a panic.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod format_census;
 pub mod functions;
 pub mod key_set;
 pub mod mapping;

@@ -46,7 +46,7 @@ pub struct MappingPlan {
 const TIME_IMPUTED: &str = "__time_imputed";
 
 /// The projected column holding a source column's text.
-fn raw(column: &str) -> String {
+pub(crate) fn raw(column: &str) -> String {
     format!("src:{column}")
 }
 

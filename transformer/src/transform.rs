@@ -155,9 +155,14 @@ pub async fn transform(
     let mut events_time_imputed = 0u64;
     let imputed = plan.time_imputed.as_deref().map(index);
     let mut rejections = Vec::new();
+    let mut censuses = match work.dry_run {
+        true => crate::format_census::censuses(&work.mapping, &schema),
+        false => Vec::new(),
+    };
     let mut stream = frame.execute_stream().await?;
     while let Some(batch) = stream.next().await {
         let batch = batch?;
+        crate::format_census::observe(&mut censuses, &batch);
         let ok = is_null(batch.column(report.reason))?;
         let good_rows = filter_record_batch(&batch.project(&accepted_columns)?, &ok)?;
         rows_accepted += good_rows.num_rows() as u64;
@@ -191,6 +196,7 @@ pub async fn transform(
         rows_rejected: rejections.len() as u64,
         rejected_by_reason: rejection::count_by_reason(rejections.iter().map(|r| &r.reason)),
         events_time_imputed,
+        date_formats: crate::format_census::finish(censuses),
     })
 }
 

@@ -212,6 +212,32 @@ impl FilesSource {
     }
 
     /// The import's data files in name order, with what is known of their watermark ranges.
+    /// The newest file and its schema: the one a later run reads anyway.
+    async fn newest_schema(
+        &self,
+        spec: &SourceSpec,
+    ) -> Result<(ObjectMeta, arrow::datatypes::SchemaRef), SourceError> {
+        let files = self.files(spec).await?;
+        // The newest file has the current schema, and is the one a later run reads anyway.
+        let newest = files
+            .iter()
+            .max_by_key(|f| (f.meta.last_modified, f.meta.location.clone()));
+        let DataFile { meta, format, .. } = newest.ok_or_else(|| {
+            SourceError::MissingObject(format!(
+                "no .parquet, .csv or .ndjson files under {:?}",
+                Self::prefix(spec)
+                    .map(|p| p.to_string())
+                    .unwrap_or_default()
+            ))
+        })?;
+        let batches = self.read_file(meta, *format).await?;
+        let schema = batches
+            .first()
+            .map(|b| b.schema())
+            .ok_or_else(|| SourceError::MissingObject(format!("{} is empty", meta.location)))?;
+        Ok((meta.clone(), schema))
+    }
+
     async fn files(&self, spec: &SourceSpec) -> Result<Vec<DataFile>, SourceError> {
         let prefix = Self::prefix(spec)?;
         if self.layout == Layout::Delta {
@@ -507,25 +533,14 @@ impl Connector for FilesSource {
     }
 
     /// Checks that the files and columns exist and reads their types from the newest file.
+    async fn columns(&self, spec: &SourceSpec) -> Result<Vec<String>, SourceError> {
+        let (_, schema) = self.newest_schema(spec).await?;
+        Ok(schema.fields().iter().map(|f| f.name().clone()).collect())
+    }
+
     async fn describe(&self, spec: &SourceSpec) -> Result<SourceShape, SourceError> {
-        let files = self.files(spec).await?;
-        // The newest file has the current schema, and is the one a later run reads anyway.
-        let newest = files
-            .iter()
-            .max_by_key(|f| (f.meta.last_modified, f.meta.location.clone()));
-        let DataFile { meta, format, .. } = newest.ok_or_else(|| {
-            SourceError::MissingObject(format!(
-                "no .parquet, .csv or .ndjson files under {:?}",
-                Self::prefix(spec)
-                    .map(|p| p.to_string())
-                    .unwrap_or_default()
-            ))
-        })?;
-        let batches = self.read_file(meta, *format).await?;
-        let schema = batches
-            .first()
-            .map(|b| b.schema())
-            .ok_or_else(|| SourceError::MissingObject(format!("{} is empty", meta.location)))?;
+        let (meta, schema) = self.newest_schema(spec).await?;
+        let meta = &meta;
         let type_of = |name: &str| {
             schema
                 .field_with_name(name)

@@ -312,6 +312,19 @@ impl Connector for MysqlSource {
     }
 
     /// Checks that the source and its columns exist and reads their types.
+    async fn columns(&self, spec: &SourceSpec) -> Result<Vec<String>, SourceError> {
+        let sql = format!("SELECT * FROM {} LIMIT 0", relation(&spec.relation));
+        let mut conn = self.conn.lock().await;
+        let result = conn.exec_iter(sql, ()).await.map_err(classify)?;
+        let names = result
+            .columns_ref()
+            .iter()
+            .map(|c| c.name_str().to_string())
+            .collect();
+        drop(result);
+        Ok(names)
+    }
+
     async fn describe(&self, spec: &SourceSpec) -> Result<SourceShape, SourceError> {
         let names = spec.read_columns();
         let select: Vec<String> = names.iter().map(|n| quote_ident(n)).collect();

@@ -46,6 +46,10 @@ impl Connector for PostgresSource {
         self.describe_inner(spec).await
     }
 
+    async fn columns(&self, spec: &SourceSpec) -> Result<Vec<String>, SourceError> {
+        self.columns_inner(spec).await
+    }
+
     async fn preview(&self, shape: &SourceShape, rows: usize) -> Result<RecordBatch, SourceError> {
         self.preview_inner(shape, rows).await
     }

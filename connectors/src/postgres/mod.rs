@@ -130,6 +130,25 @@ impl PostgresSource {
     }
 
     /// Checks that the source and its columns exist and reads their types.
+    pub(super) async fn columns_inner(
+        &self,
+        spec: &SourceSpec,
+    ) -> Result<Vec<String>, SourceError> {
+        let statement = self
+            .client
+            .prepare(&format!(
+                "SELECT * FROM {} LIMIT 0",
+                sql::relation(&spec.relation)
+            ))
+            .await
+            .map_err(|e| describe_error(spec, e))?;
+        Ok(statement
+            .columns()
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect())
+    }
+
     pub(super) async fn describe_inner(
         &self,
         spec: &SourceSpec,

@@ -52,7 +52,7 @@ impl Service {
     pub async fn apply(&self, text: &str, ready: bool) -> Result<Applied, ApiError> {
         self.require(Role::Admin)?;
         let spec = crate::spec::parse_with(text, |_| None)
-            .map_err(|e| ApiError::invalid(e.field.clone(), e.to_string()))?;
+            .map_err(|e| ApiError::invalid(e.field, e.reason))?;
         if spec.workspace != self.caller.workspace {
             return Err(ApiError::invalid(
                 "workspace",
@@ -82,13 +82,11 @@ async fn write(
     let report = apply::apply(client, master_key, &spec, &ApplyOptions { ready })
         .await
         .map_err(|e| match e {
-            ApplyError::Spec(e) => ApiError::invalid(e.field.clone(), e.to_string()),
-            ApplyError::Connection { ref name, .. } | ApplyError::Secret { ref name, .. } => {
-                ApiError::invalid(format!("connections.{name}"), e.to_string())
+            ApplyError::Spec(e) => ApiError::invalid(e.field, e.reason),
+            ApplyError::Connection { field, error } | ApplyError::Source { field, error } => {
+                ApiError::invalid(field, error.to_string())
             }
-            ApplyError::Source { ref import, .. } => {
-                ApiError::invalid(format!("imports.{import}"), e.to_string())
-            }
+            ApplyError::Secret { .. } => ApiError::invalid("connections", e.to_string()),
             ApplyError::Database(e) => e.into(),
         })?;
     Ok(Applied {

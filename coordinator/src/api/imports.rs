@@ -23,6 +23,9 @@ pub struct ImportItem {
     pub state: String,
     /// When its schedule fires next, if it has one and runs.
     pub next_fire_at: Option<DateTime<Utc>>,
+    /// Its latest run's status; `None` before its first run.
+    #[serde(default)]
+    pub last_run_status: Option<String>,
 }
 
 /// A request to run an import now.
@@ -86,11 +89,12 @@ impl Service {
         let rows = imports::list(&**client, &self.caller.workspace).await?;
         Ok(rows
             .into_iter()
-            .map(|(name, data_type, state, next_fire_at)| ImportItem {
-                name,
-                data_type,
-                state,
-                next_fire_at,
+            .map(|i| ImportItem {
+                name: i.name,
+                data_type: i.data_type,
+                state: i.state,
+                next_fire_at: i.next_fire_at,
+                last_run_status: i.last_run_status,
             })
             .collect())
     }

@@ -87,6 +87,7 @@ pub fn routes() -> (axum::Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(steering::replay))
         .routes(routes!(runs::list))
         .routes(routes!(runs::show))
+        .routes(routes!(runs::cancel))
         .routes(routes!(runs::errors))
         .routes(routes!(runs::errors_csv))
         .routes(routes!(profiles::lookup))

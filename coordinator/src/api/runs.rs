@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Filters and paging of the run listing.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct RunFilter {
@@ -32,7 +32,7 @@ pub struct RunFilter {
 }
 
 /// One run in a listing.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunItem {
     /// The run's id.
     pub run_id: Uuid,
@@ -51,7 +51,7 @@ pub struct RunItem {
 }
 
 /// A page of runs, newest first.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunPage {
     /// The page's runs, newest first.
     pub runs: Vec<RunItem>,
@@ -84,59 +84,27 @@ pub async fn list(
     caller: Caller,
     super::ApiQuery(filter): super::ApiQuery<RunFilter>,
 ) -> Result<Json<RunPage>, ApiError> {
-    let page = filter.page.unwrap_or(1);
-    if page == 0 {
-        return Err(ApiError::invalid("page", "pages count from 1"));
-    }
-    let per_page = filter.per_page.unwrap_or(50);
-    if !(1..=200).contains(&per_page) {
-        return Err(ApiError::invalid("per_page", "must be 1 to 200"));
-    }
-    if let Some(wanted) = filter.status.as_deref() {
-        if !crate::runs::status::ALL.contains(&wanted) {
-            return Err(ApiError::invalid(
-                "status",
-                format!(
-                    "{wanted:?} is not a run status: give one of {}",
-                    crate::runs::status::ALL.join(", ")
-                ),
-            ));
-        }
-    }
-    let client = state.pool.get().await?;
-    let rows = client
-        .query(
-            LIST,
-            &[
-                &caller.workspace_id,
-                &filter.import,
-                &filter.status,
-                &filter.created_by,
-                &filter.from,
-                &filter.to,
-                &i64::from(per_page),
-                &(i64::from(page - 1) * i64::from(per_page)),
-            ],
-        )
-        .await?;
-    let total = rows.first().map_or(0, |r| r.get(7));
-    Ok(Json(RunPage {
-        runs: rows
-            .iter()
-            .map(|r| RunItem {
-                run_id: r.get(0),
-                import: r.get(1),
-                status: r.get(2),
-                dry_run: r.get(3),
-                created_by: r.get(4),
-                created_at: r.get(5),
-                finished_at: r.get(6),
-            })
-            .collect(),
-        page,
-        per_page,
-        total,
-    }))
+    Service::new(&state, caller)
+        .list_runs(&filter)
+        .await
+        .map(Json)
+}
+
+/// Cancels an active run: its remaining chunks are discarded and the workers told to stop
+/// them; the import's schedule is left as it is.
+#[utoipa::path(operation_id = "runs_cancel", post, path = "/v1/runs/{run_id}/cancel", tag = "runs",
+    params(("run_id" = Uuid, Path, description = "The run's id")),
+    responses((status = 200, body = RunSummary), (status = 404, body = super::ErrorBody),
+              (status = 409, body = super::ErrorBody)))]
+pub async fn cancel(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(run_id): Path<Uuid>,
+) -> Result<Json<RunSummary>, ApiError> {
+    Service::new(&state, caller)
+        .cancel_run(run_id)
+        .await
+        .map(Json)
 }
 
 /// One run: status, stats summed over its chunks, chunk progress and the error that ended it.
@@ -167,6 +135,83 @@ pub struct ErrorPage {
 
 /// Resolves a run of the caller's workspace, or 404.
 impl Service {
+    /// The workspace's runs, newest first, filtered by import, status, creator and dates.
+    pub async fn list_runs(&self, filter: &RunFilter) -> Result<RunPage, ApiError> {
+        let page = filter.page.unwrap_or(1);
+        if page == 0 {
+            return Err(ApiError::invalid("page", "pages count from 1"));
+        }
+        let per_page = filter.per_page.unwrap_or(50);
+        if !(1..=200).contains(&per_page) {
+            return Err(ApiError::invalid("per_page", "must be 1 to 200"));
+        }
+        if let Some(wanted) = filter.status.as_deref() {
+            if !crate::runs::status::ALL.contains(&wanted) {
+                return Err(ApiError::invalid(
+                    "status",
+                    format!(
+                        "{wanted:?} is not a run status: give one of {}",
+                        crate::runs::status::ALL.join(", ")
+                    ),
+                ));
+            }
+        }
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                LIST,
+                &[
+                    &self.caller.workspace_id,
+                    &filter.import,
+                    &filter.status,
+                    &filter.created_by,
+                    &filter.from,
+                    &filter.to,
+                    &i64::from(per_page),
+                    &(i64::from(page - 1) * i64::from(per_page)),
+                ],
+            )
+            .await?;
+        let total = rows.first().map_or(0, |r| r.get(7));
+        Ok(RunPage {
+            runs: rows
+                .iter()
+                .map(|r| RunItem {
+                    run_id: r.get(0),
+                    import: r.get(1),
+                    status: r.get(2),
+                    dry_run: r.get(3),
+                    created_by: r.get(4),
+                    created_at: r.get(5),
+                    finished_at: r.get(6),
+                })
+                .collect(),
+            page,
+            per_page,
+            total,
+        })
+    }
+
+    /// Cancels an active run of the workspace (its import's schedule is left alone) and tells
+    /// the workers; a run that already ended is refused with its status.
+    pub async fn cancel_run(&self, run_id: Uuid) -> Result<RunSummary, ApiError> {
+        self.require(crate::tokens::Role::Operator)?;
+        self.own_run(run_id).await?;
+        let actor = self.caller.actor();
+        let mut client = self.client().await?;
+        if !runs::cancel(&mut client, run_id, &actor).await? {
+            let summary = self.show_run(run_id).await?;
+            return Err(ApiError::conflict(format!(
+                "run {run_id} is {}: only a queued, planning or running run can be cancelled",
+                summary.status
+            )));
+        }
+        crate::trigger::announce_cancel(&self.amqp_url, &self.topology, run_id, &actor)
+            .await
+            .map_err(|e| ApiError::unavailable(format!("RabbitMQ: {e}")))?;
+        self.show_run(run_id).await
+    }
+
     /// One run with its stats.
     pub async fn show_run(&self, run_id: Uuid) -> Result<RunSummary, ApiError> {
         let client = self.client().await?;

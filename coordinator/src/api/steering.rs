@@ -60,6 +60,11 @@ pub struct Preview {
     /// The first rows, one JSON object each.
     #[schema(value_type = Vec<Object>)]
     pub rows: Vec<serde_json::Value>,
+    /// Date properties whose declared format rejects previewed values that another order of
+    /// year, month and day reads, every one of them.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub format_hints: Vec<sluice_proto::format_hint::FormatHint>,
 }
 
 /// One previewed column.
@@ -80,7 +85,7 @@ impl Service {
             return Err(ApiError::invalid("rows", "must be 1 to 100"));
         }
         let client = self.client().await?;
-        let batch = crate::preview::preview(
+        let (batch, hints) = crate::preview::preview(
             &**client,
             self.master_key()?,
             &self.caller.workspace,
@@ -89,7 +94,9 @@ impl Service {
         )
         .await
         .map_err(preview_error)?;
-        Preview::of(&batch)
+        let mut preview = Preview::of(&batch)?;
+        preview.format_hints = hints;
+        Ok(preview)
     }
 
     /// Stops an import's schedule and cancels its active run; the workers are told to discard
@@ -221,6 +228,7 @@ impl Preview {
                 })
                 .collect(),
             rows,
+            format_hints: Vec::new(),
         })
     }
 }
