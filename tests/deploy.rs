@@ -152,6 +152,54 @@ fn check_holds_only_its_own(
     }
 }
 
+/// The variables a container sets itself (`env`), each a secret key or a value. A variable
+/// another one's value refers to (`$(RABBITMQ_PASSWORD)`) only composes it, and a reference
+/// to a variable not set before it is a problem.
+fn own_env(place: &str, container: &Value, problems: &mut Vec<String>) -> BTreeSet<String> {
+    let entries: Vec<&Value> = container["env"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut set = Vec::new();
+    let mut composing = BTreeSet::new();
+    for entry in &entries {
+        let name = entry["name"].as_str().unwrap().to_string();
+        if let Some(value) = entry["value"].as_str() {
+            for reference in value.split("$(").skip(1) {
+                let used = reference.split(')').next().unwrap_or_default().to_string();
+                if !set.contains(&used) {
+                    problems.push(format!(
+                        "{place}: {name} refers to {used}, not set before it"
+                    ));
+                }
+                composing.insert(used);
+            }
+        }
+        set.push(name);
+    }
+    set.into_iter().filter(|n| !composing.contains(n)).collect()
+}
+
+/// Every Secret the Deployments read, whole or by key.
+fn referenced_secrets(deployments: &[&Value]) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for deployment in deployments {
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        for source in container["envFrom"].as_sequence().into_iter().flatten() {
+            if let Some(secret) = source["secretRef"]["name"].as_str() {
+                names.insert(secret.to_string());
+            }
+        }
+        for entry in container["env"].as_sequence().into_iter().flatten() {
+            if let Some(secret) = entry["valueFrom"]["secretKeyRef"]["name"].as_str() {
+                names.insert(secret.to_string());
+            }
+        }
+    }
+    names
+}
+
 /// The Kubernetes objects of the base, by kind.
 fn kubernetes() -> Vec<Value> {
     yaml_files(&deploy_dir().join("k8s"))
@@ -215,6 +263,19 @@ async fn deploy_files_use_only_what_the_binary_has_and_serves() {
                     None => problems.push(format!("{name}: no Secret {secret}")),
                 }
             }
+        }
+        env.extend(own_env(
+            &format!("Deployment {name}"),
+            container,
+            &mut problems,
+        ));
+        let scaled_by_keda = of_kind("ScaledObject")
+            .iter()
+            .any(|o| o["spec"]["scaleTargetRef"]["name"].as_str() == Some(name));
+        if scaled_by_keda && deployment["spec"].get("replicas").is_some() {
+            problems.push(format!(
+                "Deployment {name}: sets replicas under a KEDA ScaledObject (every apply resets the scale)"
+            ));
         }
         check_holds_only_its_own(&format!("Deployment {name}"), &args[0], &env, &mut problems);
         check_launch(
@@ -298,6 +359,77 @@ async fn deploy_files_use_only_what_the_binary_has_and_serves() {
                 "a PodDisruptionBudget selects {component}, which no Deployment runs"
             ));
         }
+    }
+
+    // The broker's and the database's credentials are the ones their operators generate, and
+    // the database is backed up on a schedule through the Barman Cloud plugin.
+    for (secret, what) in [
+        ("sluice-fleet", "SLUICE_AMQP_URL"),
+        ("sluice-fleet", "SLUICE_DATABASE_URL"),
+    ] {
+        if secrets.get(secret).is_some_and(|keys| keys.contains(what)) {
+            problems.push(format!("Secret {secret} invents {what}"));
+        }
+    }
+    for invented in ["sluice-control-plane", "sluice-stores"] {
+        if secrets.contains_key(invented) {
+            problems.push(format!("Secret {invented} invents database credentials"));
+        }
+    }
+    let rabbitmq = text(of_kind("RabbitmqCluster")[0], &["metadata", "name"]);
+    let postgres_cluster = of_kind("Cluster")[0];
+    let postgres = text(postgres_cluster, &["metadata", "name"]);
+    let referenced = referenced_secrets(&deployments);
+    for generated in [
+        format!("{rabbitmq}-default-user"),
+        format!("{postgres}-app"),
+    ] {
+        if !referenced.contains(&generated) {
+            problems.push(format!(
+                "no Deployment reads the operator's Secret {generated}"
+            ));
+        }
+    }
+    let auth = of_kind("TriggerAuthentication")[0];
+    for target in auth["spec"]["secretTargetRef"].as_sequence().unwrap() {
+        if target["name"].as_str() != Some(&format!("{rabbitmq}-default-user")) {
+            problems.push(format!(
+                "KEDA reads the broker's credentials from {target:?}"
+            ));
+        }
+    }
+    if postgres_cluster["spec"]["backup"]["barmanObjectStore"].is_mapping() {
+        problems
+            .push("the PostgreSQL cluster uses the deprecated in-tree barmanObjectStore".into());
+    }
+    let archiver = postgres_cluster["spec"]["plugins"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .any(|p| {
+            p["name"].as_str() == Some("barman-cloud.cloudnative-pg.io")
+                && p["isWALArchiver"].as_bool() == Some(true)
+        });
+    if !archiver {
+        problems
+            .push("the PostgreSQL cluster archives no WAL through the Barman Cloud plugin".into());
+    }
+    let nightly = of_kind("ScheduledBackup");
+    if !nightly.iter().any(|b| {
+        b["spec"]["cluster"]["name"].as_str() == Some(postgres)
+            && b["spec"]["method"].as_str() == Some("plugin")
+    }) {
+        problems.push(format!(
+            "no ScheduledBackup of {postgres} through the plugin"
+        ));
+    }
+    let ingress = of_kind("Ingress");
+    let service = text(of_kind("Service")[0], &["metadata", "name"]);
+    if !ingress.iter().any(|i| {
+        i["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"].as_str()
+            == Some(service)
+    }) {
+        problems.push(format!("no Ingress example routes to Service {service}"));
     }
 
     // The compose file's Sluice services.

@@ -15,18 +15,22 @@ pub enum ApplyError {
     #[error("{0}")]
     Spec(#[from] SpecError),
     /// A connection failed its test.
-    #[error("{field}: {error}")]
+    #[error("{field}: connection {name}: {error}")]
     Connection {
         /// The connection's place in the spec (`connections[0]`).
         field: String,
+        /// Its name.
+        name: String,
         /// What failed.
         error: SourceError,
     },
     /// An import's source failed its check.
-    #[error("{field}: {error}")]
+    #[error("{field}: import {name}: {error}")]
     Source {
         /// The import's place in the spec (`imports[0]`).
         field: String,
+        /// Its name.
+        name: String,
         /// What failed.
         error: SourceError,
     },
@@ -117,7 +121,11 @@ fn missing_column(field: &str, import: &ImportDecl, columns: &[String]) -> Resul
     }
     let names: Vec<&str> = columns.iter().map(String::as_str).collect();
     for (at, column) in import.column_fields() {
-        if column == sluice_connectors::files::MODIFIED || names.contains(&column) {
+        // Warehouses fold unquoted names (Snowflake reports `ID` for `id`): a name that differs
+        // only in case is left to the source's own check.
+        if column == sluice_connectors::files::MODIFIED
+            || names.iter().any(|n| n.eq_ignore_ascii_case(column))
+        {
             continue;
         }
         let listed = sluice_spec::suggest::closest_first(column, &names);
@@ -179,6 +187,7 @@ pub async fn apply(
         };
         tested.await.map_err(|error| ApplyError::Connection {
             field: format!("connections[{i}]"),
+            name: c.name.clone(),
             error,
         })?;
         urls.insert(c.name.clone(), (c.kind.clone(), url));
@@ -201,6 +210,7 @@ pub async fn apply(
         };
         let source_error = |error| ApplyError::Source {
             field: field.clone(),
+            name: import.name.clone(),
             error,
         };
         let source = Source::open(&kind, &url).await.map_err(source_error)?;

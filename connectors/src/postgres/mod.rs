@@ -95,7 +95,19 @@ impl PostgresSource {
             .map_err(|e| SourceError::InvalidSpec(format!("connection url: {e}")))?;
         config.application_name(APPLICATION_NAME);
         config.connect_timeout(std::time::Duration::from_secs(10));
-        let (client, connection) = config.connect(NoTls).await.map_err(classify)?;
+        let (client, connection) =
+            config
+                .connect(NoTls)
+                .await
+                .map_err(|e| match e.as_db_error() {
+                    Some(_) => classify(e),
+                    // Name the address tried and the OS's reason (refused, no route, DNS ...).
+                    None => SourceError::Unreachable(format!(
+                        "{}: {}",
+                        address(&config),
+                        sluice_proto::error::chain(&e)
+                    )),
+                })?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "source connection closed");
@@ -253,6 +265,24 @@ fn describe_error(spec: &SourceSpec, e: tokio_postgres::Error) -> SourceError {
         SourceError::Query(m) => SourceError::InvalidSpec(format!("{what}: {m}")),
         other => other,
     }
+}
+
+/// The `host:port` pairs a configuration connects to.
+fn address(config: &tokio_postgres::Config) -> String {
+    let ports = config.get_ports();
+    config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            match host {
+                tokio_postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+                tokio_postgres::config::Host::Unix(path) => format!("{}", path.display()),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Classifies a driver error by SQLSTATE, or as unreachable when the connection itself failed.

@@ -83,8 +83,11 @@ async fn write(
         .await
         .map_err(|e| match e {
             ApplyError::Spec(e) => ApiError::invalid(e.field, e.reason),
-            ApplyError::Connection { field, error } | ApplyError::Source { field, error } => {
-                ApiError::invalid(field, error.to_string())
+            ApplyError::Connection { field, name, error } => {
+                ApiError::invalid(field, format!("connection {name}: {error}"))
+            }
+            ApplyError::Source { field, name, error } => {
+                ApiError::invalid(field, format!("import {name}: {error}"))
             }
             ApplyError::Secret { .. } => ApiError::invalid("connections", e.to_string()),
             ApplyError::Database(e) => e.into(),
