@@ -378,6 +378,23 @@ async fn errors_name_the_field_list_the_columns_and_suggest_the_key() {
         "{}",
         stderr(&key)
     );
+    // An unreachable host is named with its port and the OS's reason.
+    let unreachable = fleet.apply(&good.replace("127.0.0.1:5432", "127.0.0.1:1"));
+    let said = stderr(&unreachable);
+    assert!(
+        said.contains("connections[0]: connection wh: source unreachable: 127.0.0.1:1: ")
+            && said.contains("os error"),
+        "{said}"
+    );
+    let mysql = fleet.apply(
+        "workspace: acme\nconnections:\n  - name: my\n    kind: mysql\n    url: mysql://root@127.0.0.1:1/x\n",
+    );
+    let said = stderr(&mysql);
+    assert!(
+        said.contains("connection my: source unreachable: 127.0.0.1:1: ")
+            && said.contains("os error"),
+        "{said}"
+    );
     // Nothing was written.
     assert!(!fleet
         .sluice(&["imports", "list", "--workspace", "acme"])

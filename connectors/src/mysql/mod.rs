@@ -110,10 +110,17 @@ impl MysqlSource {
     pub async fn connect(url: &str) -> Result<Self, SourceError> {
         let opts = Opts::from_url(url)
             .map_err(|e| SourceError::InvalidSpec(format!("connection url: {e}")))?;
+        // Connection failures name the address tried and the OS's reason.
+        let address = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
         let mut conn = tokio::time::timeout(Duration::from_secs(10), Conn::new(opts))
             .await
-            .map_err(|_| SourceError::Unreachable("no answer within 10 s".into()))?
-            .map_err(classify)?;
+            .map_err(|_| SourceError::Unreachable(format!("{address}: no answer within 10 s")))?
+            .map_err(|e| match classify(e) {
+                SourceError::Unreachable(reason) => {
+                    SourceError::Unreachable(format!("{address}: {reason}"))
+                }
+                other => other,
+            })?;
         for setting in [
             "SET SESSION time_zone = '+00:00'",
             "SET SESSION TRANSACTION READ ONLY",
