@@ -249,6 +249,15 @@ async fn runs_are_listed_shown_watched_and_cancelled_from_the_cli() {
 
     // The retry is a run, not `skipped`.
     let retry = fleet.request_run("acme", "users");
+    // The coordinator records a requested run when it takes the request off the queue.
+    let start = Instant::now();
+    while fleet.run_status(&retry).await.is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the retry was not recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let listed = fleet.sluice(&["runs", "list", "--workspace", "acme", "--output", "json"]);
     let page: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     let runs = page["runs"].as_array().unwrap();

@@ -8,10 +8,9 @@ use arrow::array::AsArray;
 use arrow::record_batch::RecordBatch;
 use sluice_connectors::source::SourceSpec;
 use sluice_connectors::Source;
-use sluice_proto::dateformat::parse_timezone;
 use sluice_proto::format_hint::{FormatCensus, FormatHint};
 use sluice_proto::secrets::MasterKey;
-use sluice_proto::{ConnectionKind, PropertyType};
+use sluice_proto::ConnectionKind;
 use tokio_postgres::GenericClient;
 
 /// Why a preview could not be made.
@@ -73,21 +72,9 @@ pub async fn preview(
 /// The date properties whose declared pattern rejects previewed values that another order
 /// of year, month and day reads, every one of them (the check a dry run makes on every row).
 pub fn format_hints(decl: &ImportDecl, batch: &RecordBatch) -> Vec<FormatHint> {
-    let mapping = decl.mapping();
     let mut hints = Vec::new();
     for (name, property) in &decl.properties {
-        let date_only = match property.kind {
-            PropertyType::Date => true,
-            PropertyType::Datetime => false,
-            _ => continue,
-        };
-        let timezone = property.timezone.as_deref().or(mapping.timezone.as_deref());
-        let (Some(format), Ok(timezone)) = (property.format.as_deref(), parse_timezone(timezone))
-        else {
-            continue;
-        };
-        let Some(mut census) = FormatCensus::new(&property.column, format, date_only, timezone)
-        else {
+        let Some(mut census) = FormatCensus::of_property(property, decl.timezone.as_deref()) else {
             continue;
         };
         let Some(column) = batch.column_by_name(&property.column) else {

@@ -3,7 +3,8 @@
 //! the run says which pattern that is. A value the declared format reads is never read again
 //! under another: the hint is advice, the declared format stays the rule.
 
-use crate::dateformat::DateFormat;
+use crate::dateformat::{parse_timezone, DateFormat};
+use crate::{PropertyMapping, PropertyType};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -135,6 +136,23 @@ impl FormatCensus {
             date_only,
             timezone,
         })
+    }
+
+    /// A census of a date or datetime property declared with a pattern, read in its own
+    /// timezone or else `default_timezone` (the mapping's); `None` for any other property.
+    pub fn of_property(property: &PropertyMapping, default_timezone: Option<&str>) -> Option<Self> {
+        let date_only = match property.kind {
+            PropertyType::Date => true,
+            PropertyType::Datetime => false,
+            _ => return None,
+        };
+        let timezone = parse_timezone(property.timezone.as_deref().or(default_timezone)).ok()?;
+        Self::new(
+            &property.column,
+            property.format.as_deref()?,
+            date_only,
+            timezone,
+        )
     }
 
     fn reads(&self, format: &DateFormat, value: &str) -> bool {

@@ -90,7 +90,6 @@ pub async fn follow(
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
             _ = &mut interrupt, if !cancelling => {
-                bar.suspend(|| ());
                 let cancel = match on_interrupt {
                     OnInterrupt::Cancel => true,
                     OnInterrupt::Ask => bar.suspend(|| ask_to_cancel(run_id)),

@@ -4,9 +4,8 @@
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Schema;
-use sluice_proto::dateformat::parse_timezone;
 use sluice_proto::format_hint::{FormatCensus, FormatTally};
-use sluice_proto::{Mapping, PropertyType};
+use sluice_proto::Mapping;
 use std::collections::BTreeMap;
 
 /// One property's census and where its text is in a classified batch.
@@ -22,22 +21,10 @@ pub(crate) fn censuses(mapping: &Mapping, schema: &Schema) -> Vec<Counted> {
         .properties
         .iter()
         .filter_map(|(name, property)| {
-            let date_only = match property.kind {
-                PropertyType::Date => true,
-                PropertyType::Datetime => false,
-                _ => return None,
-            };
-            let timezone = property.timezone.as_deref().or(mapping.timezone.as_deref());
-            let timezone = parse_timezone(timezone).ok()?;
             let column = schema
                 .index_of(&crate::mapping::raw(&property.column))
                 .ok()?;
-            let census = FormatCensus::new(
-                &property.column,
-                property.format.as_deref()?,
-                date_only,
-                timezone,
-            )?;
+            let census = FormatCensus::of_property(property, mapping.timezone.as_deref())?;
             Some(Counted {
                 property: name.clone(),
                 column,
