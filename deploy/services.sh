@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the services Sluice needs are up on 127.0.0.1: PostgreSQL and RabbitMQ, and MariaDB
-# (a source the MySQL connector's tests read), and tmux (the terminal the demo's test runs in).
+# (a source the MySQL connector's tests read), tmux (the terminal the demo's test runs in) and
+# iproute2 (the network namespaces of the spread-over-hosts test).
 # Starts them if installed; on Debian/Ubuntu installs them with apt-get if missing.
 # Idempotent: running it again changes nothing. Prints the URLs the fleet will use.
 set -euo pipefail
@@ -74,6 +75,8 @@ ensure_rabbitmq
 ensure_mariadb
 # The test suite runs `sluice demo` in a terminal multiplexer, as a person would see it.
 command -v tmux >/dev/null || apt_install tmux
+# The spread-over-hosts test joins network namespaces with veth pairs.
+command -v ip >/dev/null || apt_install iproute2
 
 echo "SLUICE_DATABASE_URL=${SLUICE_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/sluice}"
 echo "SLUICE_AMQP_URL=${SLUICE_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"

@@ -60,8 +60,8 @@ pub async fn events(settings: &Settings, workspace: &str) -> anyhow::Result<()> 
     export(settings, workspace, EVENTS_SQL, event).await
 }
 
-/// Streams the rows of `sql` (which takes the workspace's id) from the stores to stdout as JSON
-/// lines.
+/// Streams the rows of `sql` (which takes the workspace's id) from the workspace's store to
+/// stdout as JSON lines.
 async fn export(
     settings: &Settings,
     workspace: &str,
@@ -73,7 +73,8 @@ async fn export(
     else {
         anyhow::bail!("workspace {workspace:?} does not exist");
     };
-    let client = settings.store().await?;
+    let store = sluice_coordinator::stores::workspace_store(&control, workspace).await?;
+    let client = settings.store_named(&control, &store).await?;
     let rows = client.query_raw(sql, [&workspace_id]).await?;
     pin_mut!(rows);
     let stdout = std::io::stdout();

@@ -88,9 +88,12 @@ pub async fn run(
         retry_base: std::time::Duration::from_millis(worker.retry_base_ms),
         readiness: readiness.clone(),
     };
-    // Only the roles that seal or open credentials hold the master key.
+    // Only the roles that seal or open credentials hold the master key; a loader holds it
+    // when given, to open the URLs of registered stores.
     let key = if coordinator || roles.contains(&Role::Extractor) {
         Some(settings.master_key()?)
+    } else if loader {
+        settings.optional_master_key()?
     } else {
         None
     };
@@ -135,9 +138,18 @@ pub async fn run(
                 let window = Arc::new(sluice_coordinator::window::ChunkWindow::new(
                     worker.chunk_window,
                 ));
+                let routes = Arc::new(sluice_coordinator::stores::Stores::new(
+                    pool.clone(),
+                    stores.clone().expect("the coordinator reads the stores"),
+                    Some(key.clone()),
+                ));
+                tasks.spawn(sluice_coordinator::stores::watch(
+                    routes.clone(),
+                    shutdown.clone(),
+                ));
                 let api = sluice_coordinator::api::app(sluice_coordinator::api::ApiState {
                     pool: pool.clone(),
-                    stores: stores.clone().expect("the coordinator reads the stores"),
+                    stores: routes,
                     amqp_url: settings.amqp_url.clone(),
                     topology: settings.topology(),
                     master_key: key.clone(),
@@ -251,7 +263,11 @@ pub async fn run(
                     &mut tasks,
                     sluice_loader::Loader {
                         store: store.clone(),
-                        pool: stores.clone().expect("the loader has a pool"),
+                        stores: sluice_loader::StorePools::new(
+                            stores.clone().expect("the loader has a pool"),
+                            key.clone(),
+                            open_store(pool_size),
+                        ),
                         limiter,
                     },
                     settings,
@@ -264,6 +280,22 @@ pub async fn run(
     tracing::info!(?roles, "started");
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// How a loader opens a registered store: the stores' migrations applied there, then a pool
+/// of `size` connections.
+fn open_store(size: usize) -> sluice_loader::OpenStore {
+    Arc::new(move |url: String| {
+        Box::pin(async move {
+            sluice_coordinator::database::migrate(
+                &url,
+                &[(sluice_loader::SCHEMA, sluice_loader::MIGRATIONS)],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            sluice_coordinator::database::pool(&url, size).map_err(|e| e.to_string())
+        })
+    })
 }
 
 /// A token cancelled on Ctrl-C or SIGTERM.

@@ -105,6 +105,11 @@ impl Settings {
             .unwrap_or_else(|| self.data_dir().join("objects").display().to_string())
     }
 
+    /// Whether a master key is given: `SLUICE_MASTER_KEY` or the key file.
+    pub fn has_master_key(&self) -> bool {
+        self.master_key.is_some() || self.data_dir().join("master.key").exists()
+    }
+
     /// The master key from `SLUICE_MASTER_KEY` or the key file, with the previous keys.
     pub fn master_key(&self) -> anyhow::Result<MasterKey> {
         let key = match &self.master_key {
@@ -178,6 +183,28 @@ impl Settings {
     /// A connection to the stores for a command that only reads them.
     pub async fn store(&self) -> anyhow::Result<tokio_postgres::Client> {
         set_up(self.store_url(), sluice_loader::SCHEMA).await
+    }
+
+    /// The master key where one is given, for the roles that hold it only to open the URLs
+    /// of registered stores.
+    pub fn optional_master_key(&self) -> anyhow::Result<Option<MasterKey>> {
+        match self.has_master_key() {
+            true => Ok(Some(self.master_key()?)),
+            false => Ok(None),
+        }
+    }
+
+    /// A connection to the store named: the default one (`--store-url`) or a registered one.
+    pub async fn store_named(
+        &self,
+        control: &tokio_postgres::Client,
+        name: &str,
+    ) -> anyhow::Result<tokio_postgres::Client> {
+        let key = self.optional_master_key()?;
+        match sluice_coordinator::stores::url(control, key.as_ref(), name).await? {
+            None => self.store().await,
+            Some(url) => Ok(sluice_coordinator::database::connect(&url).await?),
+        }
     }
 
     /// Applies the control plane's and the stores' migrations.

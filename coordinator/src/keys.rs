@@ -1,5 +1,5 @@
 //! Master-key rotation: every secret at rest (connection credentials, webhook signing
-//! secrets) sealed again under the current key, in one transaction, while the fleet runs.
+//! secrets, registered stores' URLs) sealed again under the current key, in one transaction, while the fleet runs.
 //! Processes hold the new key as current and the old one as previous during the rotation, so
 //! messages sealed either way still open.
 
@@ -33,9 +33,10 @@ pub enum RotateError {
 }
 
 /// The tables and columns that hold sealed values.
-const SEALED: [(&str, &str); 2] = [
+const SEALED: [(&str, &str); 3] = [
     ("control.connections", "credentials"),
     ("control.notification_targets", "secret"),
+    ("control.stores", "url"),
 ];
 
 /// Seals every secret at rest under `key`, opening each with the key that sealed it.

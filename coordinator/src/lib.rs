@@ -24,6 +24,7 @@ pub mod run_state;
 pub mod runs;
 pub mod scheduler;
 pub mod spec;
+pub mod stores;
 pub mod tokens;
 pub mod trigger;
 pub mod watermark;
@@ -62,4 +63,5 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     (15, include_str!("../migrations/0015_object_retention.sql")),
     (16, include_str!("../migrations/0016_chunk_window.sql")),
     (17, include_str!("../migrations/0017_dry_run_advice.sql")),
+    (18, include_str!("../migrations/0018_stores.sql")),
 ];

@@ -10,7 +10,7 @@ use sluice_connectors::{Source, SourceError};
 use sluice_proto::secrets::{MasterKey, Sealed};
 use sluice_proto::{
     Bound, ChunkObjects, ChunkRef, ChunkTask, ChunkWork, ConnectionKind, KeySetWork, KeyValue,
-    Reason, Records, ReplayWindow, RowRejection, SourceTask,
+    Reason, Records, ReplayWindow, RowRejection, SourceTask, StoreRoute,
 };
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
@@ -63,6 +63,8 @@ pub struct RunContext {
     pub requested_at: chrono::DateTime<chrono::Utc>,
     /// A mirror import's key set from its last successful run.
     pub previous_key_set: Option<String>,
+    /// The store the workspace lives in, when not the default one.
+    pub store: Option<StoreRoute>,
 }
 
 impl RunContext {
@@ -79,9 +81,10 @@ pub async fn context(client: &impl GenericClient, run_id: Uuid) -> Result<RunCon
         .query_one(
             "SELECT r.workspace_id, r.import_id, r.dry_run, i.spec, c.credentials, wm.position,
                     w.event_retention_days, r.replay_from, r.replay_until, c.kind,
-                    w.load_rows_per_second, r.created_at, i.key_set
+                    w.load_rows_per_second, r.created_at, i.key_set, w.store, s.url
                FROM control.runs r
                JOIN control.workspaces w ON w.id = r.workspace_id
+               JOIN control.stores s ON s.name = w.store
                JOIN control.imports i ON i.id = r.import_id
                JOIN control.connections c ON c.id = i.connection_id
                LEFT JOIN control.watermarks wm ON wm.import_id = r.import_id
@@ -98,6 +101,14 @@ pub async fn context(client: &impl GenericClient, run_id: Uuid) -> Result<RunCon
         .map(serde_json::from_value)
         .transpose()
         .map_err(|e| PlanError::Import(format!("stored watermark: {e}")))?;
+    let store = match row.get::<_, Option<serde_json::Value>>(14) {
+        None => None,
+        Some(url) => Some(StoreRoute {
+            name: row.get(13),
+            url: serde_json::from_value(url)
+                .map_err(|e| PlanError::Import(format!("stored store URL: {e}")))?,
+        }),
+    };
     Ok(RunContext {
         run_id,
         workspace_id: row.get(0),
@@ -115,6 +126,7 @@ pub async fn context(client: &impl GenericClient, run_id: Uuid) -> Result<RunCon
         },
         requested_at: row.get(11),
         previous_key_set: row.get(12),
+        store,
     })
 }
 
@@ -390,6 +402,7 @@ pub async fn pending_tasks(
                     load_rows_per_second: ctx.load_rows_per_second,
                     run_started_at: Some(ctx.requested_at),
                     key_set,
+                    store: ctx.store.clone(),
                 },
                 source: SourceTask {
                     kind: ctx.kind.clone(),

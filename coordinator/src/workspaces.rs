@@ -14,6 +14,8 @@ pub struct WorkspaceLimits {
     pub load_rows_per_second: Option<u32>,
     /// How many imports it has.
     pub imports: i64,
+    /// The store its profiles and events live in.
+    pub store: String,
 }
 
 /// Sets (or with `None` removes) a workspace's load limit, creating the workspace if new. It
@@ -41,7 +43,7 @@ pub async fn list(
     let rows = client
         .query(
             "SELECT w.name, w.load_rows_per_second,
-                    (SELECT count(*) FROM control.imports i WHERE i.workspace_id = w.id)
+                    (SELECT count(*) FROM control.imports i WHERE i.workspace_id = w.id), w.store
                FROM control.workspaces w ORDER BY w.name",
             &[],
         )
@@ -52,6 +54,7 @@ pub async fn list(
             name: r.get(0),
             load_rows_per_second: r.get::<_, Option<i32>>(1).map(|v| v as u32),
             imports: r.get(2),
+            store: r.get(3),
         })
         .collect())
 }

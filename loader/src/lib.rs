@@ -15,9 +15,11 @@ pub mod removals;
 pub mod resolve;
 pub mod staging;
 pub mod statistics;
+pub mod stores;
 
 pub use load::{load, Loader};
 pub use rate::RowRateLimiter;
+pub use stores::{OpenStore, StorePools};
 
 /// The profile store's schema name.
 pub const SCHEMA: &str = "profile_store";

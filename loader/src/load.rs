@@ -9,8 +9,8 @@ use crate::rate::RowRateLimiter;
 use crate::registry::Registry;
 use crate::resolve::{resolve, Unmatched, COPY_STAGE, COPY_TYPES, CREATE_STAGE};
 use crate::staging::{names_hash, stage_rows, stamped_names};
+use crate::stores::StorePools;
 use crate::{deletes, events, removals, statistics};
-use deadpool_postgres::Pool;
 use futures::pin_mut;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -36,8 +36,8 @@ const CONFLICT_RETRIES: u32 = 5;
 pub struct Loader {
     /// Where the transformer left the chunk's normalized rows.
     pub store: Arc<dyn ObjectStore>,
-    /// The profile and event stores.
-    pub pool: Pool,
+    /// The profile and event stores: the default one and those chunks are routed to.
+    pub stores: StorePools,
     /// Each workspace's rows per second.
     pub limiter: Arc<RowRateLimiter>,
 }
@@ -174,8 +174,8 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
         .build()
         .map_err(|e| LoadError::Storage(e.to_string()))?;
 
-    let mut client = deps
-        .pool
+    let pool = deps.stores.pool(work.store.as_ref()).await?;
+    let mut client = pool
         .get()
         .await
         .map_err(|e| LoadError::Store(e.to_string()))?;
@@ -195,14 +195,7 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
         let mut rows = stage_rows(&batch, mapping, import_id)?;
         if !matches!(mapping.records, Records::UserDeletes { .. }) {
             registry
-                .learn(
-                    &deps.pool,
-                    workspace,
-                    import_id,
-                    mapping,
-                    &rows,
-                    work.dry_run,
-                )
+                .learn(&pool, workspace, import_id, mapping, &rows, work.dry_run)
                 .await
                 .map_err(|e| LoadError::Store(e.to_string()))?;
             let (fit, rejected) = registry.check(mapping, rows);
@@ -275,7 +268,7 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
         }
         Records::Events(_) => {
             if !work.dry_run {
-                ensure_partitions(&deps.pool, &months).await?;
+                ensure_partitions(&pool, &months).await?;
             }
             events::apply(
                 &tx,

@@ -21,6 +21,7 @@ pub mod mapping;
 pub mod messages;
 pub mod metrics;
 pub mod payload;
+pub mod prefixed_store;
 pub mod purchase;
 pub mod rejection;
 pub mod secrets;

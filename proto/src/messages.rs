@@ -173,6 +173,19 @@ pub struct ChunkWork {
     /// Set on a mirror import's key chunk; its rows are keys, not changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_set: Option<KeySetWork>,
+    /// The store the chunk's workspace lives in; `None` is the fleet's default store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreRoute>,
+}
+
+/// A store registered with `sluice stores add`, as a loader needs it to write there: its
+/// name (which keys the loader's pool) and its URL, sealed with the master key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreRoute {
+    /// The store's name.
+    pub name: String,
+    /// Its PostgreSQL URL, sealed.
+    pub url: Sealed,
 }
 
 /// A connector kind's name, as specs write it and the connectors' registry knows it: the set

@@ -4,7 +4,6 @@
 //! `aws_*`, `google_*` and `azure_*` parameters.
 
 use object_store::local::LocalFileSystem;
-use object_store::prefix::PrefixStore;
 use object_store::ObjectStore;
 use std::sync::Arc;
 
@@ -102,7 +101,9 @@ pub fn open_with(url: &str, options: StoreOptions) -> Result<Arc<dyn ObjectStore
     if prefix.as_ref().is_empty() {
         Ok(Arc::from(store))
     } else {
-        Ok(Arc::new(PrefixStore::new(store, prefix)))
+        Ok(Arc::new(crate::prefixed_store::Prefixed::new(
+            store, prefix,
+        )))
     }
 }
 

@@ -1,5 +1,6 @@
 //! The bootstrap commands, run on the host with the database's own access: `migrate`, `tokens
-//! create` (the first token of a workspace), `workspaces` (the operator's limits) and `keys`.
+//! create` (the first token of a workspace), `workspaces` (where each lives and the operator's
+//! limits) and `keys`.
 
 use super::output::{emit, outln, table, write_table, Output};
 use crate::settings::Settings;
@@ -21,6 +22,16 @@ pub enum TokensCommand {
 /// `sluice workspaces` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum WorkspacesCommand {
+    /// Create a workspace in a store: the one named, or the one with the fewest profiles. A
+    /// workspace made by `tokens create` or `apply` goes to the store with the fewest profiles
+    /// last measured. It stays in its store.
+    Create {
+        /// The workspace's name.
+        name: String,
+        /// The store it lives in (`sluice stores list`).
+        #[arg(long)]
+        store: Option<String>,
+    },
     /// List workspaces with their load limit and number of imports.
     List {
         #[arg(long, value_enum, default_value = "table")]
@@ -87,14 +98,16 @@ pub async fn workspaces(settings: &Settings, command: WorkspacesCommand) -> anyh
                         "name": w.name,
                         "load_rows_per_second": w.load_rows_per_second,
                         "imports": w.imports,
+                        "store": w.store,
                     })
                 })
                 .collect();
             emit(output, &rows, |out| {
-                let mut t = table(["WORKSPACE", "LOAD ROWS/S", "IMPORTS"]);
+                let mut t = table(["WORKSPACE", "STORE", "LOAD ROWS/S", "IMPORTS"]);
                 for w in &listed {
                     t.add_row([
                         w.name.clone(),
+                        w.store.clone(),
                         w.load_rows_per_second
                             .map_or_else(|| "-".to_string(), |r| r.to_string()),
                         w.imports.to_string(),
@@ -102,6 +115,24 @@ pub async fn workspaces(settings: &Settings, command: WorkspacesCommand) -> anyh
                 }
                 write_table(out, &t)
             })?;
+        }
+        WorkspacesCommand::Create { name, store } => {
+            sluice_coordinator::spec::check_object_name("NAME", &name)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let client = settings.control_for_writes().await?;
+            if sluice_coordinator::apply::workspace_id(&client, &name)
+                .await?
+                .is_some()
+            {
+                anyhow::bail!("workspace {name:?} already exists");
+            }
+            if store.is_none() {
+                super::stores::measure_all(settings, &client).await?;
+            }
+            let store =
+                sluice_coordinator::stores::create_workspace(&client, &name, store.as_deref())
+                    .await?;
+            outln!("workspace {name} created in store {store}");
         }
         WorkspacesCommand::Limit {
             load_rows_per_second,

@@ -12,6 +12,7 @@ mod imports;
 pub mod output;
 pub mod runs;
 mod serve;
+mod stores;
 mod summary;
 
 use crate::roles::Role;
@@ -100,6 +101,11 @@ enum Command {
         #[command(subcommand)]
         command: admin::WorkspacesCommand,
     },
+    /// The profile and event stores workspaces live in: register one, list them.
+    Stores {
+        #[command(subcommand)]
+        command: stores::StoresCommand,
+    },
     /// Master keys: make a new one, or seal every stored secret under the current one.
     Keys {
         #[command(subcommand)]
@@ -180,6 +186,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<i32> {
         }
         C::Tokens { command } => admin::tokens(settings, command).await,
         C::Workspaces { command } => admin::workspaces(settings, command).await,
+        C::Stores { command } => stores::stores(settings, command).await,
         C::Keys { command } => admin::keys(settings, command).await,
         C::Demo(args) => crate::demo::demo(settings, &args.options).await,
         C::Config { command } => context::execute(settings, command),

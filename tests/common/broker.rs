@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 /// A private RabbitMQ node; stopped and its files removed on drop.
 pub struct PrivateBroker {
     node: String,
+    /// The address it listens on.
+    addr: String,
+    /// The host (network namespace) it runs on; `None` for the test's own.
+    netns: Option<String>,
     port: u16,
     dist_port: u16,
     dir: PathBuf,
@@ -16,14 +20,24 @@ pub struct PrivateBroker {
 }
 
 impl PrivateBroker {
-    /// Starts a node and waits until it accepts AMQP connections.
+    /// Starts a node on 127.0.0.1 and waits until it accepts AMQP connections.
     pub fn start() -> PrivateBroker {
+        Self::start_on(None)
+    }
+
+    /// Starts a node on `host`'s address, inside its namespace (or on 127.0.0.1 without one),
+    /// and waits until it accepts AMQP connections.
+    pub fn start_on(host: Option<&super::hosts::Host>) -> PrivateBroker {
         let id = &uuid::Uuid::new_v4().simple().to_string()[..10];
         let dir = std::env::temp_dir().join(format!("sluice-broker-{id}"));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("enabled_plugins"), "[].\n").unwrap();
+        // guest may connect from other hosts: a spread-over-hosts fleet reaches it by address.
+        std::fs::write(dir.join("rabbitmq.conf"), "loopback_users = none\n").unwrap();
         let mut broker = PrivateBroker {
             node: format!("sluice_{id}@localhost"),
+            addr: host.map_or_else(|| "127.0.0.1".to_string(), |h| h.addr.clone()),
+            netns: host.map(|h| h.netns.clone()),
             port: super::free_port(),
             dist_port: super::free_port(),
             dir,
@@ -35,14 +49,14 @@ impl PrivateBroker {
 
     /// The node's AMQP URL.
     pub fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+        format!("amqp://guest:guest@{}:{}/%2f", self.addr, self.port)
     }
 
     /// Kills the node at once, as a crash or a lost host would.
     pub fn stop(&mut self) {
         self.kill();
         let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+        while std::net::TcpStream::connect((self.addr.as_str(), self.port)).is_ok() {
             assert!(
                 started.elapsed() < Duration::from_secs(30),
                 "the broker did not stop"
@@ -71,9 +85,17 @@ impl PrivateBroker {
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
             .unwrap_or("rabbitmq-server");
-        let child = Command::new(server)
+        let mut command = match &self.netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns, server]);
+                command
+            }
+            None => Command::new(server),
+        };
+        let child = command
             .env("RABBITMQ_NODENAME", &self.node)
-            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_IP_ADDRESS", &self.addr)
             .env("RABBITMQ_NODE_PORT", self.port.to_string())
             .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
             .env("RABBITMQ_MNESIA_BASE", self.dir.join("mnesia"))
@@ -82,7 +104,7 @@ impl PrivateBroker {
                 "RABBITMQ_ENABLED_PLUGINS_FILE",
                 self.dir.join("enabled_plugins"),
             )
-            .env("RABBITMQ_CONFIG_FILE", self.dir.join("none"))
+            .env("RABBITMQ_CONFIG_FILE", self.dir.join("rabbitmq.conf"))
             .env("HOME", &self.dir)
             .process_group(0)
             .stdout(Stdio::null())
@@ -91,7 +113,7 @@ impl PrivateBroker {
             .expect("rabbitmq-server is installed by deploy/services.sh");
         self.child = Some(child);
         let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while std::net::TcpStream::connect((self.addr.as_str(), self.port)).is_err() {
             assert!(
                 started.elapsed() < Duration::from_secs(90),
                 "the private broker did not listen; see {}",

@@ -11,18 +11,27 @@ pub struct PrivatePostgres {
     bin: PathBuf,
     dir: PathBuf,
     pub port: u16,
+    /// The address it listens on.
+    pub addr: String,
+    /// The host (network namespace) it runs on; `None` for the test's own.
+    netns: Option<String>,
 }
 
 /// Runs a PostgreSQL program as the user the cluster belongs to: `postgres` when the test
-/// runs as root (the server refuses root), the test's own user otherwise.
-fn as_owner(program: &PathBuf) -> Command {
-    if root() {
-        let mut command = Command::new("runuser");
-        command.args(["-u", "postgres", "--"]).arg(program);
-        command
-    } else {
-        Command::new(program)
+/// runs as root (the server refuses root), the test's own user otherwise; inside `netns` when
+/// given.
+fn as_owner(program: &PathBuf, netns: Option<&str>) -> Command {
+    let mut words: Vec<std::ffi::OsString> = Vec::new();
+    if let Some(netns) = netns {
+        words.extend(["ip", "netns", "exec", netns].map(Into::into));
     }
+    if root() {
+        words.extend(["runuser", "-u", "postgres", "--"].map(Into::into));
+    }
+    words.push(program.into());
+    let mut command = Command::new(&words[0]);
+    command.args(&words[1..]);
+    command
 }
 
 /// True when the test runs as root.
@@ -34,8 +43,14 @@ fn root() -> bool {
 }
 
 impl PrivatePostgres {
-    /// Creates the cluster and starts it.
+    /// Creates the cluster and starts it on 127.0.0.1.
     pub fn start() -> PrivatePostgres {
+        Self::start_on(None)
+    }
+
+    /// Creates the cluster and starts it on `host`'s address, inside its namespace, or on
+    /// 127.0.0.1 without one.
+    pub fn start_on(host: Option<&super::hosts::Host>) -> PrivatePostgres {
         let versions = std::fs::read_dir("/usr/lib/postgresql")
             .expect("PostgreSQL is installed by deploy/services.sh");
         let mut bins: Vec<PathBuf> = versions
@@ -59,8 +74,10 @@ impl PrivatePostgres {
             port: super::free_port(),
             bin,
             dir,
+            addr: host.map_or_else(|| "127.0.0.1".to_string(), |h| h.addr.clone()),
+            netns: host.map(|h| h.netns.clone()),
         };
-        let initdb = as_owner(&db.bin.join("initdb"))
+        let initdb = as_owner(&db.bin.join("initdb"), None)
             .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
             .arg(db.dir.join("data"))
             .output()
@@ -70,22 +87,30 @@ impl PrivatePostgres {
             "initdb: {}",
             String::from_utf8_lossy(&initdb.stderr)
         );
+        if db.netns.is_some() {
+            // The other hosts of the test's network connect by address.
+            let hba = db.dir.join("data").join("pg_hba.conf");
+            let mut rules = std::fs::read_to_string(&hba).unwrap();
+            rules.push_str("host all all samenet trust\n");
+            std::fs::write(&hba, rules).unwrap();
+        }
         db.pg_ctl(&["start"]);
         db
     }
 
-    /// `postgres://postgres@127.0.0.1:PORT`.
+    /// `postgres://postgres@ADDR:PORT`.
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}", self.port)
+        format!("postgres://postgres@{}:{}", self.addr, self.port)
     }
 
     fn pg_ctl(&self, action: &[&str]) {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            "-p {} -k {} -c listen_addresses={} -c fsync=off -c max_connections=200",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.addr
         );
-        let out = as_owner(&self.bin.join("pg_ctl"))
+        let out = as_owner(&self.bin.join("pg_ctl"), self.netns.as_deref())
             .args(action)
             .args(["-w", "-t", "60", "-D"])
             .arg(self.dir.join("data"))
@@ -111,7 +136,7 @@ impl PrivatePostgres {
     pub fn restart(&self) {
         self.pg_ctl(&["start"]);
         let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while std::net::TcpStream::connect((self.addr.as_str(), self.port)).is_err() {
             assert!(
                 started.elapsed() < Duration::from_secs(60),
                 "PostgreSQL did not come back"
@@ -123,7 +148,7 @@ impl PrivatePostgres {
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
-        let _ = as_owner(&self.bin.join("pg_ctl"))
+        let _ = as_owner(&self.bin.join("pg_ctl"), self.netns.as_deref())
             .args(["stop", "-m", "immediate", "-D"])
             .arg(self.dir.join("data"))
             .output();

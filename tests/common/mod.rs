@@ -6,6 +6,7 @@
 pub mod activity;
 pub mod broker;
 pub mod database;
+pub mod hosts;
 pub mod stand_in;
 
 use rand::RngCore;
@@ -34,6 +35,8 @@ pub struct Fleet {
     pg: String,
     amqp: String,
     master_key: String,
+    /// Settings every process of the fleet is given besides the usual ones.
+    env: Vec<(String, String)>,
     children: Vec<(String, Child)>,
     released: bool,
 }
@@ -70,6 +73,7 @@ impl Fleet {
             pg: pg.to_string(),
             amqp: amqp.to_string(),
             master_key: key.iter().map(|b| format!("{b:02x}")).collect(),
+            env: Vec::new(),
             children: Vec::new(),
             released: false,
         }
@@ -96,8 +100,17 @@ impl Fleet {
         connect(&self.database_url()).await
     }
 
+    /// Gives every process and command of the fleet from now on the setting `name`.
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.env.push((name.to_string(), value.to_string()));
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        self.command_with(Command::new(env!("CARGO_BIN_EXE_sluice")), args)
+    }
+
+    /// `cmd` (the binary, or a wrapper running it) with `args` and the fleet's settings.
+    fn command_with(&self, mut cmd: Command, args: &[&str]) -> Command {
         cmd.args(args)
             .env("SLUICE_DATABASE_URL", self.database_url())
             .env("SLUICE_AMQP_URL", &self.amqp)
@@ -110,8 +123,27 @@ impl Fleet {
             .env("SLUICE_RETRY_BASE_MS", "100")
             // Each coordinator serves its API on a port of its own unless a test names one.
             .env("SLUICE_HTTP_ADDR", "127.0.0.1:0")
-            .env("SLUICE_LOG", "info,lapin=warn,tokio_postgres=warn");
+            .env("SLUICE_LOG", "info,lapin=warn,tokio_postgres=warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
+    }
+
+    /// Starts a long-running role on another host: inside its network namespace, with a data
+    /// directory of its own. Its log is `ROLE@HOST.log` in the fleet's directory.
+    pub fn start_on(&mut self, host: &hosts::Host, role: &str, env: &[(&str, &str)]) {
+        let name = format!("{role}@{}", host.netns);
+        let data_dir = self.data_dir.join(&name);
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let log = std::fs::File::create(self.data_dir.join(format!("{name}.log"))).unwrap();
+        let child = self
+            .command_with(host.command(env!("CARGO_BIN_EXE_sluice")), &[role])
+            .env("SLUICE_DATA_DIR", &data_dir)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("sluice starts");
+        self.children.push((name, child));
     }
 
     /// Runs a `sluice` command to completion.

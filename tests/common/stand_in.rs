@@ -29,9 +29,27 @@ pub fn python() -> String {
 impl StandIn {
     /// Starts `script` (relative to the repository) with `args` and waits until it listens.
     pub fn start(script: &str, args: &[&str]) -> StandIn {
+        Self::start_on(None, script, args)
+    }
+
+    /// Starts `script` on `host` (inside its namespace; it is given `--host ADDRESS` and
+    /// must listen there), or on 127.0.0.1 without one.
+    pub fn start_on(host: Option<&super::hosts::Host>, script: &str, args: &[&str]) -> StandIn {
         let root = env!("CARGO_MANIFEST_DIR");
-        let mut child = Command::new(python())
-            .arg(format!("{root}/{script}"))
+        let mut command = match host {
+            Some(host) => {
+                let mut command = host.command(&python());
+                command.args([&format!("{root}/{script}"), "--host", &host.addr]);
+                command
+            }
+            None => {
+                let mut command = Command::new(python());
+                command.arg(format!("{root}/{script}"));
+                command
+            }
+        };
+        let addr = host.map_or("127.0.0.1", |h| h.addr.as_str());
+        let mut child = command
             .args(args)
             .stdout(Stdio::piped())
             .spawn()
@@ -50,7 +68,7 @@ impl StandIn {
             .and_then(|p| u16::try_from(p).ok())
             .unwrap_or_else(|| panic!("{script} printed {line:?}, not its port"));
         let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect((addr, port)).is_err() {
             if let Some(status) = child.try_wait().unwrap() {
                 panic!("{script} exited: {status}");
             }

@@ -2,7 +2,7 @@
 enforced, so a request signed with an unknown key or a wrong secret is refused as S3 refuses
 it (403 InvalidAccessKeyId / SignatureDoesNotMatch), and a rightly signed one is served.
 
-Usage: s3_stand_in.py --bucket NAME
+Usage: s3_stand_in.py --bucket NAME [--host ADDRESS]
 Creates an IAM user allowed everything on S3, its access key and the bucket, then prints one
 JSON line: {"port": ..., "access_key_id": ..., "secret_access_key": ...}.
 """
@@ -50,12 +50,13 @@ POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--bucket", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = ThreadedMotoServer(ip_address=args.host, port=0, verbose=False)
     server.start()
     port = server.get_host_and_port()[1]
-    endpoint = f"http://127.0.0.1:{port}"
+    endpoint = f"http://{args.host}:{port}"
     iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1")
     iam.create_user(UserName="sluice-reader")
     key = iam.create_access_key(UserName="sluice-reader")["AccessKey"]

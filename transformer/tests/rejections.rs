@@ -86,6 +86,7 @@ async fn run(
         load_rows_per_second: None,
         run_started_at: None,
         key_set: None,
+        store: None,
     };
     let deps = Transformer {
         store: store.clone(),

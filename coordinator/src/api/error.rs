@@ -115,6 +115,12 @@ impl From<deadpool_postgres::PoolError> for ApiError {
     }
 }
 
+impl From<crate::stores::StoreError> for ApiError {
+    fn from(e: crate::stores::StoreError) -> Self {
+        ApiError::unavailable(format!("the workspace's store is unreachable: {e}"))
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body)).into_response();

@@ -26,8 +26,8 @@ use utoipa_axum::routes;
 pub struct ApiState {
     /// The control plane.
     pub pool: deadpool_postgres::Pool,
-    /// The profile and event stores, read by the profile lookups.
-    pub stores: deadpool_postgres::Pool,
+    /// The profile and event stores, read by the profile lookups in the workspace's own.
+    pub stores: std::sync::Arc<crate::stores::Stores>,
     /// The broker runs are requested on.
     pub amqp_url: String,
     /// The fleet's exchange and queue names.

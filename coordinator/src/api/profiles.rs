@@ -82,12 +82,20 @@ pub fn paging(
     ))
 }
 
+/// A connection to the store the workspace lives in.
+async fn store(state: &ApiState, workspace_id: i64) -> Result<deadpool_postgres::Object, ApiError> {
+    let pool = state.stores.for_workspace(workspace_id).await?;
+    pool.get()
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the workspace's store is unreachable: {e}")))
+}
+
 async fn profile(
     state: &ApiState,
     workspace_id: i64,
     profile_id: i64,
 ) -> Result<Option<Profile>, ApiError> {
-    let client = state.stores.get().await?;
+    let client = store(state, workspace_id).await?;
     let Some(row) = client
         .query_opt(
             "SELECT profile_id, properties, updated_at, first_event_at, last_event_at, event_count
@@ -156,7 +164,7 @@ pub async fn lookup(
         "profile_id" => lookup.value.parse::<i64>().ok(),
         "email" | "phone" => by_contact(&state, caller.workspace_id, &lookup).await?,
         _ => {
-            let client = state.stores.get().await?;
+            let client = store(&state, caller.workspace_id).await?;
             client
                 .query_opt(
                     "SELECT profile_id FROM profile_store.identities
@@ -202,7 +210,7 @@ async fn by_contact(
     let Ok(value) = identity::normalize(field, &lookup.value) else {
         return Ok(None);
     };
-    let client = state.stores.get().await?;
+    let client = store(state, workspace_id).await?;
     Ok(client
         .query_opt(statement, &[&workspace_id, &value])
         .await?
@@ -228,7 +236,7 @@ pub async fn events(
         )));
     }
     let (limit, offset) = paging(page.page, page.per_page, 100, 500)?;
-    let client = state.stores.get().await?;
+    let client = store(&state, caller.workspace_id).await?;
     Ok(Json(
         client
             .query(
