@@ -16,37 +16,16 @@ cd "$(dirname "$0")/.."
 ROWS=${ROWS:-1000000}
 EVENTS=${EVENTS:-1000000}
 PROCS=${PROCS:-1}
-BIN=${SLUICE_BIN:-target/release/sluice}
-PG=${PG:-postgres://postgres@127.0.0.1:5432}
-ID=bench_$$
-WH="$PG/${ID}_wh"
-STORE="$PG/${ID}_store"
-DATA=$(mktemp -d)
-export SLUICE_DATABASE_URL="$STORE" SLUICE_AMQP_PREFIX="$ID" SLUICE_DATA_DIR="$DATA"
-export SLUICE_LOAD_ROWS_PER_SECOND=1000000000 SLUICE_LOG=warn
-pids=()
+BENCH=bench
+source benches/fleet.sh
 roles=()
 
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS ${ID}_wh WITH (FORCE)" -c "DROP DATABASE IF EXISTS ${ID}_store WITH (FORCE)" >/dev/null
-  rm -rf "$DATA"
-  if command -v rabbitmqctl >/dev/null 2>&1; then
-    for q in $(rabbitmqctl list_queues name -q 2>/dev/null | grep "^$ID\."); do rabbitmqctl delete_queue "$q" >/dev/null 2>&1 || true; done
-  fi
-}
-[ -n "${KEEP:-}" ] || trap cleanup EXIT
-
-now() { date +%s.%N; }
 # Each timed phase starts from a checkpoint, so none pays for another's dirty pages.
 settle() { psql -q "$STORE" -c CHECKPOINT; psql -q "$WH" -c CHECKPOINT; }
 rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", n / s }'; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { print b - a }'; }
 results=()
 
-./deploy/services.sh >/dev/null
-psql -q "$PG/postgres" -c "CREATE DATABASE ${ID}_wh" -c "CREATE DATABASE ${ID}_store"
 psql -q "$WH" <<SQL
 CREATE TABLE users (id bigint PRIMARY KEY, external_id text NOT NULL, first_name text,
                     loyalty_points integer, birthday date, updated_at timestamptz NOT NULL);

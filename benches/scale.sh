@@ -22,29 +22,11 @@ QUERY_LATENCY=${QUERY_LATENCY:-0.5}
 RTT=${RTT:-0.05}
 BANDWIDTH=${BANDWIDTH:-2000000}
 CHUNK_ROWS=${CHUNK_ROWS:-20000}
-BIN=${SLUICE_BIN:-target/release/sluice}
-PG=${PG:-postgres://postgres@127.0.0.1:5432}
-ID=scale_$$
-WH="$PG/${ID}_wh"
-STORE="$PG/${ID}_store"
-DATA=$(mktemp -d)
+BENCH=scale
+source benches/fleet.sh
 PORT=$((20000 + $$ % 20000))
-export SLUICE_DATABASE_URL="$STORE" SLUICE_AMQP_PREFIX="$ID" SLUICE_DATA_DIR="$DATA"
-export SLUICE_LOAD_ROWS_PER_SECOND=1000000000 SLUICE_LOG=warn SLUICE_CHUNK_WINDOW=64
-pids=()
+export SLUICE_CHUNK_WINDOW=64
 
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS ${ID}_wh WITH (FORCE)" -c "DROP DATABASE IF EXISTS ${ID}_store WITH (FORCE)" >/dev/null
-  rm -rf "$DATA"
-  if command -v rabbitmqctl >/dev/null 2>&1; then
-    for q in $(rabbitmqctl list_queues name -q 2>/dev/null | grep "^$ID\."); do rabbitmqctl delete_queue "$q" >/dev/null 2>&1 || true; done
-  fi
-}
-[ -n "${KEEP:-}" ] || trap cleanup EXIT
-
-now() { date +%s.%N; }
 # The sum of a metric's series matching a label filter, over the processes on the ports given.
 metric_sum() { # $1 = metric name, $2 = label filter (regex), ports...
   local name=$1 filter=$2; shift 2
@@ -53,8 +35,6 @@ metric_sum() { # $1 = metric name, $2 = label filter (regex), ports...
 }
 cpu_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 }' /proc/stat; }
 
-./deploy/services.sh >/dev/null
-psql -q "$PG/postgres" -c "CREATE DATABASE ${ID}_wh" -c "CREATE DATABASE ${ID}_store"
 psql -q "$WH" <<SQL
 CREATE TABLE users (id bigint PRIMARY KEY, external_id text NOT NULL, email text, first_name text,
                     last_name text, tier text, loyalty_points integer, notes text,

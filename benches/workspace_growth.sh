@@ -12,26 +12,8 @@ cd "$(dirname "$0")/.."
 
 ROWS=${ROWS:-200000}
 SEED=${SEED:-2000000}
-BIN=${SLUICE_BIN:-target/release/sluice}
-PG=${PG:-postgres://postgres@127.0.0.1:5432}
-ID=growth_$$
-WH="$PG/${ID}_wh"
-STORE="$PG/${ID}_store"
-DATA=$(mktemp -d)
-export SLUICE_DATABASE_URL="$STORE" SLUICE_AMQP_PREFIX="$ID" SLUICE_DATA_DIR="$DATA"
-export SLUICE_LOAD_ROWS_PER_SECOND=1000000000 SLUICE_LOG=warn
-pids=()
-
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS ${ID}_wh WITH (FORCE)" -c "DROP DATABASE IF EXISTS ${ID}_store WITH (FORCE)" >/dev/null
-  rm -rf "$DATA"
-}
-trap cleanup EXIT
-
-./deploy/services.sh >/dev/null
-psql -q "$PG/postgres" -c "CREATE DATABASE ${ID}_wh" -c "CREATE DATABASE ${ID}_store"
+BENCH=growth
+source benches/fleet.sh
 psql -q "$WH" <<SQL
 CREATE TABLE users (id bigint PRIMARY KEY, external_id text NOT NULL, email text, tier text,
                     updated_at timestamptz NOT NULL);
