@@ -275,8 +275,11 @@ impl PostgresSource {
         Ok(boundaries)
     }
 
-    /// Boundaries every `chunk_rows` index entries past `lo` up to `hi`, only among rows
-    /// stamped `tie` when given.
+    /// Boundaries every `chunk_rows` rows past `lo` up to `hi`, only among rows stamped `tie`
+    /// when given: the rows numbered in keyset order whose number is a multiple of
+    /// `chunk_rows`, read in one statement. The server walks the range once either way; one
+    /// statement instead of one per chunk spares a remote source a round trip and its think
+    /// time per chunk.
     async fn step(
         &self,
         shape: &SourceShape,
@@ -291,35 +294,36 @@ impl PostgresSource {
             quote_ident(&shape.spec.watermark_column),
             quote_ident(&shape.spec.key_column)
         );
-        crate::source::keyset_boundaries(lo, hi, |previous| {
-            let (mut clause, mut params) =
-                range_clause(shape, self.dialect(), previous.as_ref(), hi, 1);
-            if let Some(at) = tie {
-                params.push(Box::new(micros_to_time(at)));
-                clause.push_str(&format!(
-                    " AND {} = ${}::timestamptz::{}",
-                    quote_ident(&shape.spec.watermark_column),
-                    params.len(),
-                    shape.watermark_type
-                ));
-            }
-            params.push(Box::new(chunk_rows.saturating_sub(1) as i64));
-            let sql = format!(
-                "SELECT {}, {} FROM {from} WHERE {clause} ORDER BY {order} OFFSET ${} LIMIT 1",
-                watermark_select(shape),
-                key_select(shape),
+        let (mut clause, mut params) = range_clause(shape, self.dialect(), lo, hi, 1);
+        if let Some(at) = tie {
+            params.push(Box::new(micros_to_time(at)));
+            clause.push_str(&format!(
+                " AND {} = ${}::timestamptz::{}",
+                quote_ident(&shape.spec.watermark_column),
                 params.len(),
-            );
-            async move {
-                let row = self
-                    .client()
-                    .query_opt(&sql, &as_refs(&params))
-                    .await
-                    .map_err(classify)?;
-                Ok(row.map(|row| bound_of(shape, &row)))
-            }
-        })
-        .await
+                shape.watermark_type
+            ));
+        }
+        params.push(Box::new(chunk_rows.max(1) as i64));
+        let sql = format!(
+            "SELECT sluice_w, sluice_k FROM (
+                SELECT {} AS sluice_w, {} AS sluice_k, row_number() OVER (ORDER BY {order}) AS sluice_n
+                  FROM {from} WHERE {clause}) AS sluice_rows
+              WHERE sluice_n % ${} = 0 ORDER BY sluice_n",
+            watermark_select(shape),
+            key_select(shape),
+            params.len(),
+        );
+        let rows = self
+            .client()
+            .query(&sql, &as_refs(&params))
+            .await
+            .map_err(classify)?;
+        Ok(rows
+            .iter()
+            .map(|row| bound_of(shape, row))
+            .filter(|b| b != hi)
+            .collect())
     }
 
     /// The last row past `lo` stamped before `at` (a run's cap, or a cut at or before the
