@@ -54,15 +54,6 @@ pub enum StoreError {
         #[source]
         source: DatabaseError,
     },
-    /// A statement on a store failed.
-    #[error("store {name:?}: {source}")]
-    Statement {
-        /// The store.
-        name: String,
-        /// What failed.
-        #[source]
-        source: tokio_postgres::Error,
-    },
     /// The control plane failed.
     #[error("control plane: {0}")]
     Control(#[from] tokio_postgres::Error),
@@ -194,16 +185,8 @@ pub async fn create_workspace(
     store: Option<&str>,
 ) -> Result<String, StoreError> {
     if let Some(store) = store {
-        let known = list(client).await?;
-        if !known.iter().any(|s| s.name == store) {
-            return Err(StoreError::Unknown {
-                name: store.to_string(),
-                known: known
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
+        if !list(client).await?.iter().any(|s| s.name == store) {
+            return Err(unknown(client, store).await);
         }
     }
     client
@@ -242,19 +225,26 @@ pub async fn url(
         .query_opt("SELECT url FROM control.stores WHERE name = $1", &[&name])
         .await?;
     let Some(row) = row else {
-        return Err(StoreError::Unknown {
-            name: name.to_string(),
-            known: list(client)
-                .await?
-                .iter()
-                .map(|s| s.name.clone())
-                .collect::<Vec<_>>()
-                .join(", "),
-        });
+        return Err(unknown(client, name).await);
     };
     row.get::<_, Option<serde_json::Value>>(0)
         .map(|sealed| open(key, &route(name, sealed)?))
         .transpose()
+}
+
+/// The error for a store name no store has, listing the stores there are.
+async fn unknown(client: &impl GenericClient, name: &str) -> StoreError {
+    match list(client).await {
+        Ok(stores) => StoreError::Unknown {
+            name: name.to_string(),
+            known: stores
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        },
+        Err(e) => e,
+    }
 }
 
 /// A registered store's route as chunks carry it.
