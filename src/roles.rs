@@ -27,6 +27,10 @@ pub struct WorkerOptions {
     /// Messages each role handles at once (and its prefetch).
     #[arg(long, env = "SLUICE_CONCURRENCY", default_value_t = 2)]
     pub concurrency: usize,
+    /// Runs a coordinator plans at once (its command consumers and their prefetch): planning
+    /// mostly waits on warehouses, so many runs are planned side by side.
+    #[arg(long, env = "SLUICE_PLANNING_CONCURRENCY", default_value_t = 16)]
+    pub planning_concurrency: usize,
     /// Attempts before a chunk is dead-lettered and its run fails.
     #[arg(long, env = "SLUICE_MAX_ATTEMPTS", default_value_t = 5)]
     pub max_attempts: u32,
@@ -105,8 +109,15 @@ pub async fn run(
         .with_context(|| format!("serving HTTP on {addr} (SLUICE_HTTP_ADDR)"))?;
     // The control plane serves the coordinator; the stores serve the loader and the
     // coordinator's profile lookups (two connections).
+    let planning = StageOptions {
+        concurrency: worker.planning_concurrency.max(1),
+        ..options.clone()
+    };
     let control = coordinator
-        .then(|| sluice_coordinator::database::pool(&settings.database_url, pool_size))
+        .then(|| {
+            let size = pool_size + planning.concurrency + 2;
+            sluice_coordinator::database::pool(&settings.database_url, size)
+        })
         .transpose()?;
     let stores = (coordinator || loader)
         .then(|| {
@@ -173,9 +184,10 @@ pub async fn run(
                         pool: pool.clone(),
                         master_key: key.clone(),
                         window: window.clone(),
+                        sessions: sluice_coordinator::sessions::Sessions::new(planning.concurrency),
                     },
                     settings,
-                    &options,
+                    &planning,
                     &shutdown,
                 );
                 let mailer = settings

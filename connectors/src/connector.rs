@@ -83,6 +83,13 @@ pub trait Connector: Send + Sync {
     fn canceller(&self) -> Option<Canceller> {
         None
     }
+
+    /// Whether this session may plan another run now: true for a live database session whose
+    /// every statement reads the source as it is then; false (the default) where opening fixed
+    /// what the session sees (a file listing, a table version) or the session has closed.
+    fn reusable(&self) -> bool {
+        false
+    }
 }
 
 /// Where a chunk read puts its batches: the extractor's Parquet writer, a preview's list.

@@ -7,6 +7,7 @@
 use crate::planner::{self, PlanError};
 use crate::run_state::{transition_if_allowed, RunEvent};
 use crate::runs::{self, status, NewRun, Requested};
+use crate::sessions::{SessionKey, Sessions};
 use crate::window::ChunkWindow;
 use deadpool_postgres::Pool;
 use sluice_connectors::SourceError;
@@ -27,6 +28,8 @@ pub struct Commands {
     pub master_key: MasterKey,
     /// How many chunks of a run go out at first.
     pub window: Arc<ChunkWindow>,
+    /// Source sessions kept between runs' planning.
+    pub sessions: Sessions,
 }
 
 fn store_error(e: impl std::fmt::Display) -> StageError {
@@ -173,6 +176,9 @@ impl Commands {
                 return Ok(Vec::new());
             }
             tracing::info!(run = %run_id, chunks = plan.chunks.len(), held_back_future = plan.held_back_future, "run planned");
+            if plan.chunks.is_empty() && plan.keys.is_none() {
+                return Ok(Vec::new());
+            }
         } else if current != status::RUNNING {
             return Ok(Vec::new());
         }
@@ -220,13 +226,46 @@ const STOP_CHECK: Duration = Duration::from_secs(1);
 
 impl Commands {
     /// Plans a run on its source, cancelling the source's statement when the run is stopped
-    /// meanwhile or planning outlasts `PLANNING_LIMIT`.
+    /// meanwhile or planning outlasts `PLANNING_LIMIT`. Plans on a kept session of the
+    /// connection when there is one; a kept session that fails is dropped and planning tries
+    /// once more on a new one (the server may have closed it while it sat idle).
     async fn plan_unless_stopped(&self, ctx: &planner::RunContext) -> Planned {
+        let key = SessionKey::new(
+            ctx.workspace_id,
+            &ctx.import.connection,
+            &hex::encode(&ctx.credentials.ciphertext),
+        );
+        if let Some(source) = self.sessions.take(&key) {
+            match self.plan_on(source, ctx).await {
+                (Planned::Failed(e), _) => {
+                    tracing::debug!(run = %ctx.run_id, error = %e, "a kept source session failed; planning on a new one")
+                }
+                (planned, source) => {
+                    if let Some(source) = source {
+                        self.sessions.keep(key, source);
+                    }
+                    return planned;
+                }
+            }
+        }
         let source = match planner::open_source(&self.master_key, ctx).await {
             Ok(source) => source,
             Err(PlanError::Source(e)) => return Planned::Failed(e),
             Err(e) => return Planned::Error(e),
         };
+        let (planned, source) = self.plan_on(source, ctx).await;
+        if let Some(source) = source {
+            self.sessions.keep(key, source);
+        }
+        planned
+    }
+
+    /// Plans on `source`; hands the session back when planning finished on it.
+    async fn plan_on(
+        &self,
+        source: sluice_connectors::Source,
+        ctx: &planner::RunContext,
+    ) -> (Planned, Option<sluice_connectors::Source>) {
         let canceller = source.canceller();
         let stopped = async {
             loop {
@@ -250,9 +289,9 @@ impl Commands {
         };
         let outcome = tokio::select! {
             planned = planner::plan(&source, ctx) => match planned {
-                Ok(plan) => return Planned::Done(plan),
-                Err(PlanError::Source(e)) => return Planned::Failed(e),
-                Err(e) => return Planned::Error(e),
+                Ok(plan) => return (Planned::Done(plan), Some(source)),
+                Err(PlanError::Source(e)) => return (Planned::Failed(e), None),
+                Err(e) => return (Planned::Error(e), Some(source)),
             },
             _ = stopped => Planned::Stopped,
             _ = tokio::time::sleep(PLANNING_LIMIT) => Planned::Failed(SourceError::Timeout(format!(
@@ -263,7 +302,7 @@ impl Commands {
         if let Some(canceller) = canceller {
             canceller.cancel().await;
         }
-        outcome
+        (outcome, None)
     }
 
     /// The reply to a request: the run's status now, or why there is none.

@@ -23,6 +23,7 @@ pub mod retention;
 pub mod run_state;
 pub mod runs;
 pub mod scheduler;
+pub mod sessions;
 pub mod spec;
 pub mod stores;
 pub mod tokens;

@@ -318,6 +318,12 @@ impl Connector for MysqlSource {
             .map_err(classify)
     }
 
+    /// Every planning statement runs on its own (autocommit), so it reads the source as it is
+    /// then; a session the server closed fails its next statement, and the caller opens anew.
+    fn reusable(&self) -> bool {
+        true
+    }
+
     /// Checks that the source and its columns exist and reads their types.
     async fn columns(&self, spec: &SourceSpec) -> Result<Vec<String>, SourceError> {
         let sql = format!("SELECT * FROM {} LIMIT 0", relation(&spec.relation));

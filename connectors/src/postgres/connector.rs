@@ -42,6 +42,10 @@ impl Connector for PostgresSource {
         self.test_inner().await
     }
 
+    fn reusable(&self) -> bool {
+        !self.client.is_closed()
+    }
+
     async fn describe(&self, spec: &SourceSpec) -> Result<SourceShape, SourceError> {
         self.describe_inner(spec).await
     }
