@@ -9,6 +9,7 @@
 use crate::runs::{self, NewRun, Requested};
 use crate::spec::ImportDecl;
 use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
 use sluice_proto::headers::TraceContext;
 use sluice_proto::{Bus, RunRequested};
 use std::time::Duration;
@@ -21,6 +22,12 @@ const LEADER_LOCK: i64 = 7_405_340_579;
 /// How often the leader looks for due imports, and followers for a free lead.
 const TICK: Duration = Duration::from_secs(1);
 const FOLLOW: Duration = Duration::from_secs(2);
+
+/// Due imports fired in one transaction.
+const BATCH: usize = 100;
+
+/// Run requests a batch has out at once, waiting for their confirms.
+const PUBLISHING: usize = 64;
 
 /// Where the scheduler reads the time; tests drive it by hand.
 pub trait Clock: Send + Sync {
@@ -64,8 +71,9 @@ pub struct Fired {
 
 const DUE: &str = "SELECT i.id, i.workspace_id, w.name, i.name, i.spec, i.next_fire_at
    FROM control.imports i JOIN control.workspaces w ON w.id = i.workspace_id
-  WHERE i.state = 'scheduled' AND i.next_fire_at <= $1
+  WHERE i.state = 'scheduled' AND i.next_fire_at <= $1 AND i.id <> ALL($2)
   ORDER BY i.next_fire_at
+  LIMIT $3
   FOR UPDATE OF i SKIP LOCKED";
 
 /// The predecessors (`after`) that hold a slot back: those that have not fired their own
@@ -78,11 +86,58 @@ const WAITING_FOR: &str = "SELECT p.name FROM control.imports p
 
 /// Fires every import whose next slot is due at `now`: records the run (or a skipped run when
 /// one is active), publishes its request, and moves the import to its next slot after `now`
-/// (slots missed while no scheduler ran are not caught up one by one).
+/// (slots missed while no scheduler ran are not caught up one by one). Many due imports go
+/// in batches of `BATCH`, each committed once its requests are confirmed, so the first runs
+/// of a large slot are planned while the scheduler fires the rest.
 pub async fn tick(client: &mut Client, bus: &Bus, now: DateTime<Utc>) -> Result<Fired, TickError> {
-    let tx = client.transaction().await?;
     let mut fired = Fired::default();
-    for row in tx.query(DUE, &[&now]).await? {
+    let mut held_back = Vec::new();
+    while fire_batch(client, bus, now, &mut held_back, &mut fired).await? == BATCH {}
+    Ok(fired)
+}
+
+/// A due slot that fires in this batch.
+struct Firing {
+    import_id: i64,
+    workspace_id: i64,
+    workspace: String,
+    name: String,
+    slot: DateTime<Utc>,
+    next: Option<DateTime<Utc>>,
+    run_id: uuid::Uuid,
+    trace: TraceContext,
+}
+
+/// Records a batch's runs in one statement; those that conflict (a run of the import is
+/// active, or the slot's run was recorded before) are left out and go through `runs::request`.
+const RECORD: &str =
+    "INSERT INTO control.runs (id, workspace_id, import_id, status, dry_run, requested_by,
+                                   trace_id, scheduled_for)
+SELECT f.id, f.workspace_id, f.import_id, 'queued', false, 'schedule', f.trace_id, f.slot
+  FROM unnest($1::uuid[], $2::int8[], $3::int8[], $4::text[], $5::timestamptz[])
+       AS f(id, workspace_id, import_id, trace_id, slot)
+ON CONFLICT DO NOTHING
+RETURNING id";
+
+/// Moves a batch's imports to their next slots.
+const MOVE_ON: &str = "UPDATE control.imports i SET next_fire_at = f.next
+  FROM unnest($1::int8[], $2::timestamptz[]) AS f(id, next)
+ WHERE i.id = f.id";
+
+/// Fires up to `BATCH` due imports in one transaction, leaving out those `held_back` (already
+/// waiting for the imports they run after) and adding the ones that wait now; returns how
+/// many due imports it took.
+async fn fire_batch(
+    client: &mut Client,
+    bus: &Bus,
+    now: DateTime<Utc>,
+    held_back: &mut Vec<i64>,
+    fired: &mut Fired,
+) -> Result<usize, TickError> {
+    let tx = client.transaction().await?;
+    let due = tx.query(DUE, &[&now, &*held_back, &(BATCH as i64)]).await?;
+    let mut firings = Vec::with_capacity(due.len());
+    for row in &due {
         let (import_id, workspace_id): (i64, i64) = (row.get(0), row.get(1));
         let (workspace, name): (String, String) = (row.get(2), row.get(3));
         let slot: DateTime<Utc> = row.get(5);
@@ -96,6 +151,7 @@ pub async fn tick(client: &mut Client, bus: &Bus, now: DateTime<Utc>) -> Result<
                 let names: Vec<String> = waiting.iter().map(|r| r.get(0)).collect();
                 tracing::debug!(import = %name, %slot, waiting_for = ?names, "slot waits for the imports it runs after");
                 fired.waiting += 1;
+                held_back.push(import_id);
                 continue;
             }
         }
@@ -105,55 +161,96 @@ pub async fn tick(client: &mut Client, bus: &Bus, now: DateTime<Utc>) -> Result<
             .and_then(|s| s.next_after(now.max(slot)));
         let run_id =
             RunRequested::derived_run_id(&workspace, &name, &format!("slot:{}", slot.to_rfc3339()));
-        let trace = TraceContext::new_trace();
-        let requested = runs::request(
-            &tx,
-            &NewRun {
-                run_id,
-                workspace_id,
-                import_id,
-                dry_run: false,
-                requested_by: "schedule",
-                trace_id: &trace.trace_id,
-                scheduled_for: Some(slot),
-                idempotency_key: None,
-                replay: None,
-            },
+        firings.push(Firing {
+            import_id,
+            workspace_id,
+            workspace,
+            name,
+            slot,
+            next,
+            run_id,
+            trace: TraceContext::new_trace(),
+        });
+    }
+    let recorded: std::collections::HashSet<uuid::Uuid> = tx
+        .query(
+            RECORD,
+            &[
+                &firings.iter().map(|f| f.run_id).collect::<Vec<_>>(),
+                &firings.iter().map(|f| f.workspace_id).collect::<Vec<_>>(),
+                &firings.iter().map(|f| f.import_id).collect::<Vec<_>>(),
+                &firings
+                    .iter()
+                    .map(|f| f.trace.trace_id.as_str())
+                    .collect::<Vec<_>>(),
+                &firings.iter().map(|f| f.slot).collect::<Vec<_>>(),
+            ],
         )
-        .await?;
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut requests = Vec::new();
+    for firing in &firings {
+        let requested = match recorded.contains(&firing.run_id) {
+            true => Requested::Exists {
+                run_id: firing.run_id,
+                status: runs::status::QUEUED.to_string(),
+            },
+            false => {
+                runs::request(
+                    &tx,
+                    &NewRun {
+                        run_id: firing.run_id,
+                        workspace_id: firing.workspace_id,
+                        import_id: firing.import_id,
+                        dry_run: false,
+                        requested_by: "schedule",
+                        trace_id: &firing.trace.trace_id,
+                        scheduled_for: Some(firing.slot),
+                        idempotency_key: None,
+                        replay: None,
+                    },
+                )
+                .await?
+            }
+        };
+        let (name, slot, run_id) = (&firing.name, firing.slot, firing.run_id);
         match requested {
             Requested::Skipped { active } => {
                 tracing::info!(import = %name, %slot, %active, "schedule fired while a run is active; recorded as skipped");
                 fired.skipped += 1;
             }
             Requested::Exists { .. } => {
-                bus.publish(
-                    &RunRequested {
-                        run_id,
-                        workspace,
-                        import: name.clone(),
-                        dry_run: false,
-                        requested_by: "schedule".to_string(),
-                        requested_at: now,
-                        scheduled_for: Some(slot),
-                        idempotency_key: None,
-                        replay: None,
-                    },
-                    &trace,
-                )
-                .await?;
+                let request = RunRequested {
+                    run_id,
+                    workspace: firing.workspace.clone(),
+                    import: name.clone(),
+                    dry_run: false,
+                    requested_by: "schedule".to_string(),
+                    requested_at: now,
+                    scheduled_for: Some(slot),
+                    idempotency_key: None,
+                    replay: None,
+                };
                 tracing::info!(import = %name, %slot, run = %run_id, "schedule fired");
+                requests.push((request, firing.trace.clone()));
                 fired.started += 1;
             }
         }
-        tx.execute(
-            "UPDATE control.imports SET next_fire_at = $2 WHERE id = $1",
-            &[&import_id, &next],
-        )
-        .await?;
     }
+    let imports: Vec<i64> = firings.iter().map(|f| f.import_id).collect();
+    let nexts: Vec<Option<DateTime<Utc>>> = firings.iter().map(|f| f.next).collect();
+    tx.execute(MOVE_ON, &[&imports, &nexts]).await?;
+    // The requests go out together, their confirms awaited side by side; the slots move on
+    // only once every one is confirmed.
+    futures::stream::iter(requests)
+        .map(|(request, trace)| async move { bus.publish(&request, &trace).await })
+        .buffer_unordered(PUBLISHING)
+        .try_collect::<()>()
+        .await?;
     tx.commit().await?;
-    Ok(fired)
+    Ok(due.len())
 }
 
 /// Records which coordinator leads, for operators and tests.
