@@ -94,6 +94,9 @@ async fn replace(
     rows: &[RowRejection],
 ) -> Result<(), tokio_postgres::Error> {
     client.execute(CLEAR, &[&run_id, &seq, &stage]).await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
     let keys: Vec<&str> = rows.iter().map(|r| r.row_key.as_str()).collect();
     let columns: Vec<&str> = rows.iter().map(|r| r.column.as_str()).collect();
     let values: Vec<Option<&str>> = rows.iter().map(|r| r.value.as_deref()).collect();

@@ -324,8 +324,9 @@ pub async fn record(
         })
         .collect();
     crate::errors::record_planning(client, ctx.run_id, &rows).await?;
-    crate::window::release(client, ctx.run_id, window, None).await?;
-    if chunks.is_empty() && ctx.dry_run {
+    if !chunks.is_empty() {
+        crate::window::release(client, ctx.run_id, window, None).await?;
+    } else if ctx.dry_run {
         crate::dry_run::conclude(client, ctx.run_id).await?;
     }
     Ok(true)

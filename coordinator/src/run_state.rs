@@ -211,7 +211,7 @@ pub async fn transition(
         .query_opt(
             "UPDATE control.runs
                 SET status = $2,
-                    started_at = CASE WHEN $2 = 'running' THEN coalesce(started_at, now()) ELSE started_at END,
+                    started_at = CASE WHEN $2 IN ('planning', 'running') THEN coalesce(started_at, clock_timestamp()) ELSE started_at END,
                     finished_at = CASE WHEN $3 THEN now() END,
                     error_code = coalesce($4, error_code),
                     error_message = coalesce($5, error_message)

@@ -46,6 +46,9 @@ pub struct RunItem {
     pub created_by: String,
     /// When it was requested.
     pub created_at: DateTime<Utc>,
+    /// When a coordinator took it up and began planning it: the time since `created_at` is
+    /// its wait in the queue.
+    pub started_at: Option<DateTime<Utc>>,
     /// When it ended.
     pub finished_at: Option<DateTime<Utc>>,
 }
@@ -65,7 +68,7 @@ pub struct RunPage {
 
 const LIST: &str =
     "SELECT r.id, i.name, r.status, r.dry_run, r.requested_by, r.created_at, r.finished_at,
-        count(*) OVER ()
+        count(*) OVER (), r.started_at
    FROM control.runs r JOIN control.imports i ON i.id = r.import_id
   WHERE r.workspace_id = $1
     AND ($2::text IS NULL OR i.name = $2)
@@ -183,6 +186,7 @@ impl Service {
                     dry_run: r.get(3),
                     created_by: r.get(4),
                     created_at: r.get(5),
+                    started_at: r.get(8),
                     finished_at: r.get(6),
                 })
                 .collect(),
