@@ -4,6 +4,10 @@
 # RabbitMQ, Parquet in object storage, DataFusion and the stores; and, in the same run, the
 # baselines: plain binary COPY out of the source, binary COPY into a staging table and one
 # set-based statement into a table shaped like the store.
+# Then the wide shape (WIDE rows, ROWS by default; 0 leaves it out): 12 source columns mapped
+# as 8 typed properties and a JSON payload into a workspace of its own, initial and then 10%
+# updated and 1% inserted on one new updated_at, against binary COPY into a flat table with
+# the same columns and one upsert.
 # Prints rows/s for each, the ratio, and the peak RSS of each role's processes.
 #
 #   cargo bench --bench e2e                               # builds the release binary first
@@ -14,6 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROWS=${ROWS:-1000000}
+WIDE=${WIDE:-$ROWS}
 EVENTS=${EVENTS:-1000000}
 PROCS=${PROCS:-1}
 BENCH=bench
@@ -125,21 +130,42 @@ imports:
     settle_lag: 1s
 YAML
 "$BIN" apply -f "$DATA/spec.yaml" --ready >/dev/null
-"$BIN" coordinator 2>"$DATA/coordinator.log" & pids+=($!); roles+=(coordinator)
-for role in extractor transformer loader; do
-  for i in $(seq 1 "$PROCS"); do
-    "$BIN" "$role" 2>"$DATA/$role.$i.log" & pids+=($!); roles+=("$role")
+PORT=$((20000 + $$ % 20000))
+ports=()
+for role in coordinator extractor transformer loader; do
+  for i in $(seq 1 "$( [ "$role" = coordinator ] && echo 1 || echo "$PROCS")"); do
+    port=$((PORT + ${#ports[@]}))
+    SLUICE_HTTP_ADDR=127.0.0.1:$port "$BIN" "$role" 2>"$DATA/$role.$i.log" & pids+=($!); roles+=("$role")
+    ports+=("$port")
   done
 done
 sleep 2
-sluice_run() { # $1 = import; prints the seconds the run took
-  local a b
-  settle; a=$(now); "$BIN" run "$1" --workspace bench --wait --output json > "$DATA/$1.json"; b=$(now)
+# Seconds every process spent in each stage's handlers (planning is the coordinator's commands
+# stage, result bookkeeping its results stage) and chunks spent waiting in the extract,
+# transform and load queues, summed over all messages so far.
+stage_seconds() {
+  local stage queue out=()
+  for stage in commands extract transform load results; do
+    out+=("$(metric_sum sluice_stage_duration_seconds_sum "stage=\"$stage\"" "${ports[@]}")")
+  done
+  for queue in extract transform load; do
+    out+=("$(metric_sum sluice_queue_wait_seconds_sum "queue=\"$ID.$queue\"" "${ports[@]}")")
+  done
+  echo "${out[*]}"
+}
+stages=()
+sluice_run() { # $1 = import, $2 = workspace (bench); prints the seconds the run took
+  local a b before
+  settle; before=$(stage_seconds); a=$(now)
+  "$BIN" run "$1" --workspace "${2:-bench}" --wait --output json > "$DATA/$1.json"; b=$(now)
   grep -q '"status":"succeeded"' "$DATA/$1.json" || { cat "$DATA/$1.json" >&2; exit 1; }
+  echo "$before $(stage_seconds)" > "$DATA/$1.stages"
   elapsed "$a" "$b"
 }
+# Keeps the stage seconds of import $1's last run for the results row named $2.
+stages_of() { stages+=("$2 $(cat "$DATA/$1.stages")"); }
 sluice_initial=$(sluice_run users)
-results+=("initial $ROWS $base_initial $sluice_initial")
+results+=("initial $ROWS $base_initial $sluice_initial"); stages_of users initial
 
 # --- incremental: 100,000 updated and 10,000 inserted -------------------------------------------
 changed=$(( ROWS < 100000 ? ROWS : 100000 ))
@@ -154,7 +180,7 @@ settle; t0=$(now); baseline "updated_at > '$mark'"; t1=$(now)
 base_incr=$(elapsed "$t0" "$t1")
 sluice_incr=$(sluice_run users)
 grep -q "\"rows_read\":$((changed + 10000))" "$DATA/users.json" || { cat "$DATA/users.json"; exit 1; }
-results+=("incremental $((changed + 10000)) $base_incr $sluice_incr")
+results+=("incremental $((changed + 10000)) $base_incr $sluice_incr"); stages_of users incremental
 
 # --- events ---------------------------------------------------------------------------------------
 if [ "$EVENTS" -gt 0 ]; then
@@ -162,8 +188,11 @@ if [ "$EVENTS" -gt 0 ]; then
   base_events=$(elapsed "$t0" "$t1")
   sluice_events=$(sluice_run screens)
   grep -q "\"events_inserted\":$EVENTS" "$DATA/screens.json" || { cat "$DATA/screens.json"; exit 1; }
-  results+=("events $EVENTS $base_events $sluice_events")
+  results+=("events $EVENTS $base_events $sluice_events"); stages_of screens events
 fi
+
+# --- the wide shape ------------------------------------------------------------------------------
+if [ "$WIDE" -gt 0 ]; then source benches/e2e_wide.sh; fi
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(date -u +%F); binary $BIN; $PROCS process(es) per worker role; chunk_rows ${CHUNK_ROWS:-50000}"
 printf '| run | rows | baseline rows/s | sluice rows/s | sluice / baseline |\n|---|---|---|---|---|\n'
@@ -171,6 +200,14 @@ for r in "${results[@]}"; do
   set -- $r
   b=$(rate "$2" "$3"); s=$(rate "$2" "$4")
   printf '| %s | %s | %s | %s | %s%% |\n' "$1" "$2" "$b" "$s" "$(awk -v s="$s" -v b="$b" 'BEGIN { printf "%.0f", 100 * s / b }')"
+done
+printf '\n| run | planning (s) | extract (s) | transform (s) | load (s) | results (s) | waiting for extract / transform / load (s) |\n|---|---|---|---|---|---|---|\n'
+for r in "${stages[@]}"; do
+  set -- $r
+  name=$1; shift
+  read -r -a d < <(awk -v line="$*" 'BEGIN { n = split(line, v, " "); h = n / 2
+                                            for (i = 1; i <= h; i++) printf "%.1f ", v[i + h] - v[i]; print "" }')
+  printf '| %s | %s | %s | %s | %s | %s | %s / %s / %s |\n' "$name" "${d[@]}"
 done
 printf '\n| role | peak RSS (MiB), each process |\n|---|---|\n'
 for role in coordinator extractor transformer loader; do

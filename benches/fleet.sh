@@ -25,5 +25,12 @@ cleanup() {
 
 now() { date +%s.%N; }
 
+# The sum of a metric's series matching a label filter, over the processes on the ports given.
+metric_sum() { # $1 = metric name, $2 = label filter (regex), ports...
+  local name=$1 filter=$2; shift 2
+  for p in "$@"; do curl -s "http://127.0.0.1:$p/metrics"; done |
+    awk -v n="$name" -v f="$filter" '$1 ~ "^"n"[{]" && $1 ~ f { s += $NF } END { printf "%.3f", s + 0 }'
+}
+
 ./deploy/services.sh >/dev/null
 psql -q "$PG/postgres" -c "CREATE DATABASE ${ID}_wh" -c "CREATE DATABASE ${ID}_store"

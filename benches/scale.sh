@@ -27,12 +27,6 @@ source benches/fleet.sh
 PORT=$((20000 + $$ % 20000))
 export SLUICE_CHUNK_WINDOW=64
 
-# The sum of a metric's series matching a label filter, over the processes on the ports given.
-metric_sum() { # $1 = metric name, $2 = label filter (regex), ports...
-  local name=$1 filter=$2; shift 2
-  for p in "$@"; do curl -s "http://127.0.0.1:$p/metrics"; done |
-    awk -v n="$name" -v f="$filter" '$1 ~ "^"n"[{]" && $1 ~ f { s += $NF } END { printf "%.3f", s + 0 }'
-}
 cpu_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 }' /proc/stat; }
 
 psql -q "$WH" <<SQL
