@@ -58,6 +58,7 @@ pub async fn follow(
     let mut told_waiting = false;
     let mut interrupt = std::pin::pin!(tokio::signal::ctrl_c());
     let mut cancelling = false;
+    let mut polls = 0u32;
     loop {
         let summary = backend.run(run_id).await?;
         let recorded = summary.is_some();
@@ -87,8 +88,9 @@ pub async fn follow(
                 }
             }
         }
+        polls += 1;
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = tokio::time::sleep(poll_after(polls)) => {}
             _ = &mut interrupt, if !cancelling => {
                 let cancel = match on_interrupt {
                     OnInterrupt::Cancel => true,
@@ -113,6 +115,13 @@ pub async fn follow(
             }
         }
     }
+}
+
+/// The wait before poll `n + 1`: 10 ms doubling up to 250 ms, so a run that ends within a
+/// few hundred milliseconds is seen ending within a few tens of them, and a long one is
+/// polled four times a second.
+fn poll_after(n: u32) -> Duration {
+    Duration::from_millis((10u64 << n.min(5)).min(250))
 }
 
 /// "12,345 rows read · 4,100 rows/s · ETA 0:12", from the chunks done so far.
@@ -160,12 +169,20 @@ fn ask_to_cancel(run_id: Uuid) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::clock;
+    use super::{clock, poll_after};
+    use std::time::Duration;
 
     #[test]
     fn clocks_read_as_minutes_and_hours() {
         assert_eq!(clock(0.0), "0:00");
         assert_eq!(clock(75.4), "1:15");
         assert_eq!(clock(3725.0), "1:02:05");
+    }
+
+    #[test]
+    fn polls_come_quickly_at_first_then_four_times_a_second() {
+        let waits: Vec<u64> = (1..=8).map(|n| poll_after(n).as_millis() as u64).collect();
+        assert_eq!(waits, [20, 40, 80, 160, 250, 250, 250, 250]);
+        assert_eq!(poll_after(u32::MAX), Duration::from_millis(250));
     }
 }
