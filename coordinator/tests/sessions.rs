@@ -55,7 +55,6 @@ async fn a_kept_session_serves_its_own_connection_until_the_server_closes_it() {
 
     // The server ends the session while it sits idle: it is not handed out again.
     sessions.keep(wh.clone(), again);
-    let admin = Source::open(&ConnectionKind::POSTGRES, PG).await.unwrap();
     let killer = tokio_postgres::connect(PG, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -67,7 +66,6 @@ async fn a_kept_session_serves_its_own_connection_until_the_server_closes_it() {
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(sessions.take(&wh).is_none(), "a closed session is dropped");
-    drop(admin);
 }
 
 #[tokio::test(flavor = "multi_thread")]
