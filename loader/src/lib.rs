@@ -43,4 +43,5 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         8,
         include_str!("../migrations/0008_identity_probe_plans.sql"),
     ),
+    (9, include_str!("../migrations/0009_profile_statistics.sql")),
 ];
