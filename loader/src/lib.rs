@@ -9,6 +9,7 @@ pub mod events;
 pub mod load;
 mod metrics;
 pub mod profiles;
+pub mod props;
 pub mod rate;
 pub mod registry;
 pub mod removals;

@@ -208,13 +208,13 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
         if !removals {
             stats.rows_loaded += rows.len() as u64;
         }
-        for mut row in rows {
-            let props = serde_json::Value::Object(std::mem::take(&mut row.props));
-            let names = match (&mapping.records, &props) {
-                (Records::Profiles, serde_json::Value::Object(map)) => stamped_names(map, &row),
+        for row in rows {
+            let names = match &mapping.records {
+                Records::Profiles => stamped_names(&row),
                 _ => Vec::new(),
             };
             let hash = names_hash(&names);
+            let unset: Vec<&str> = row.unset.iter().map(|n| &**n).collect();
             writer
                 .as_mut()
                 .write(&[
@@ -229,8 +229,8 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
                     &row.profile_ref,
                     &row.create_kind,
                     &row.create_value,
-                    &props,
-                    &row.unset,
+                    &row.props,
+                    &unset,
                     &names,
                     &hash,
                     &row.event_name,

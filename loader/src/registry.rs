@@ -3,12 +3,14 @@
 //! value of another type is a row-level rejection naming the property and both types, never a
 //! silent coercion.
 
+use crate::props::Field;
 use crate::staging::StagedRow;
 use deadpool_postgres::Pool;
 use serde_json::Value;
 use sluice_proto::rejection::{self, RowRejection};
 use sluice_proto::{Mapping, PropertyType, Reason, Records};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// The registry could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +61,36 @@ pub struct Registry {
     known: HashMap<String, HashMap<String, PropertyType>>,
 }
 
+/// Answers about fields remembered over one pass through a batch's rows, for the names its
+/// rows share: a mapped property's or constant's name is one `Arc` held by every row, so it
+/// is recognized by its address (every row, and so every address, lives through the pass)
+/// instead of being hashed again per row. Payload keys, each row's own, and event properties,
+/// whose registry scope is the row's event, are answered afresh each time.
+#[derive(Default)]
+struct Seen {
+    answers: Vec<(usize, Option<PropertyType>, bool)>,
+}
+
+impl Seen {
+    /// The answer for `field`, from `ask` the first time its shared name and type are met.
+    fn check(&mut self, scope: Option<&str>, field: &Field, ask: impl FnOnce() -> bool) -> bool {
+        if scope.is_some() || Arc::strong_count(&field.name) < 2 {
+            return ask();
+        }
+        let at = Arc::as_ptr(&field.name) as *const u8 as usize;
+        if let Some((_, _, answer)) = self
+            .answers
+            .iter()
+            .find(|(p, kind, _)| *p == at && *kind == field.kind)
+        {
+            return *answer;
+        }
+        let answer = ask();
+        self.answers.push((at, field.kind, answer));
+        answer
+    }
+}
+
 /// The type a staged value is checked as: the declared one for mapped properties, the JSON
 /// value's own for payload keys and constants.
 pub fn value_type(mapping: &Mapping, name: &str, value: &Value) -> Option<PropertyType> {
@@ -104,19 +136,16 @@ impl Registry {
         dry_run: bool,
     ) -> Result<(), RegistryError> {
         let mut new: BTreeMap<Slot, PropertyType> = BTreeMap::new();
+        let mut seen = Seen::default();
         for row in rows {
             let scope = scope(mapping, row);
-            for (name, value) in &row.props {
-                if self.get(scope, name).is_some() {
+            for field in row.props.fields() {
+                let Some(kind) = field.kind else { continue };
+                if seen.check(scope, field, || self.get(scope, &field.name).is_some()) {
                     continue;
                 }
-                let slot = (scope.map(str::to_string), name.clone());
-                if new.contains_key(&slot) {
-                    continue;
-                }
-                if let Some(kind) = value_type(mapping, name, value) {
-                    new.insert(slot, kind);
-                }
+                let slot = (scope.map(str::to_string), field.name.to_string());
+                new.entry(slot).or_insert(kind);
             }
         }
         if new.is_empty() {
@@ -172,8 +201,9 @@ impl Registry {
     ) -> (Vec<StagedRow>, Vec<RowRejection>) {
         let mut fit = Vec::with_capacity(rows.len());
         let mut rejected = Vec::new();
+        let mut fits = Seen::default();
         for row in rows {
-            match self.conflict(mapping, &row) {
+            match self.conflict(mapping, &row, &mut fits) {
                 None => fit.push(row),
                 Some(rejection) => rejected.push(rejection),
             }
@@ -181,30 +211,44 @@ impl Registry {
         (fit, rejected)
     }
 
-    /// The first property of `row` whose value does not fit its registered type.
-    fn conflict(&self, mapping: &Mapping, row: &StagedRow) -> Option<RowRejection> {
+    /// Whether a field's value fits the type its name is registered with (or has none).
+    fn fits(&self, scope: Option<&str>, field: &Field) -> bool {
+        match (field.kind, self.get(scope, &field.name)) {
+            (Some(actual), Some(registered)) => registered.accepts(actual),
+            _ => true,
+        }
+    }
+
+    /// The first property of `row` whose value does not fit its registered type; `fits`
+    /// remembers the answers for names shared by the chunk's rows.
+    fn conflict(
+        &self,
+        mapping: &Mapping,
+        row: &StagedRow,
+        fits: &mut Seen,
+    ) -> Option<RowRejection> {
         let scope = scope(mapping, row);
-        for (name, value) in &row.props {
-            let (Some(actual), Some(registered)) =
-                (value_type(mapping, name, value), self.get(scope, name))
+        for field in row.props.fields() {
+            if fits.check(scope, field, || self.fits(scope, field)) {
+                continue;
+            }
+            let (Some(actual), Some(registered)) = (field.kind, self.get(scope, &field.name))
             else {
                 continue;
             };
-            if registered.accepts(actual) {
-                continue;
-            }
-            let text = |v: &Value| match v {
-                Value::String(s) => s.clone(),
+            let text = |v: Value| match v {
+                Value::String(s) => s,
                 other => other.to_string(),
             };
+            let name = &field.name;
             let whose = match scope {
                 Some(event) => format!("property {name} of event {event}"),
                 None => format!("property {name}"),
             };
             return Some(RowRejection {
                 row_key: row.key.clone(),
-                column: name.clone(),
-                value: Some(rejection::truncate(&text(value))),
+                column: name.to_string(),
+                value: Some(rejection::truncate(&text(row.props.value(field)))),
                 reason: Reason::TypeConflict,
                 message: format!(
                     "{whose} is {} in the workspace's schema registry; this row's value is {}",
@@ -213,8 +257,12 @@ impl Registry {
                 ),
                 row: row
                     .props
+                    .fields()
                     .iter()
-                    .map(|(k, v)| (k.clone(), Some(rejection::truncate(&text(v)))))
+                    .map(|f| {
+                        let value = text(row.props.value(f));
+                        (f.name.to_string(), Some(rejection::truncate(&value)))
+                    })
                     .collect(),
             });
         }
@@ -225,8 +273,15 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::props::Props;
 
-    fn row(props: Value) -> StagedRow {
+    /// A staged row with these properties, typed as staging types them for `mapping`.
+    fn row(mapping: &Mapping, props: Value) -> StagedRow {
+        let mut typed = Props::default();
+        for (name, value) in props.as_object().unwrap() {
+            let kind = value_type(mapping, name, value);
+            typed.push_value(name.as_str().into(), kind, value);
+        }
         StagedRow {
             key: "1".into(),
             updated_at: chrono::Utc::now(),
@@ -239,7 +294,7 @@ mod tests {
             profile_ref: None,
             create_kind: None,
             create_value: None,
-            props: props.as_object().unwrap().clone(),
+            props: typed,
             unset: Vec::new(),
             event_name: None,
             event_time: None,
@@ -268,9 +323,9 @@ mod tests {
         let (fit, rejected) = registry.check(
             &mapping,
             vec![
-                row(serde_json::json!({"age": 3, "score": 4})),
-                row(serde_json::json!({"age": "three"})),
-                row(serde_json::json!({"born": "2000-01-01"})),
+                row(&mapping, serde_json::json!({"age": 3, "score": 4})),
+                row(&mapping, serde_json::json!({"age": "three"})),
+                row(&mapping, serde_json::json!({"born": "2000-01-01"})),
             ],
         );
         assert_eq!(fit.len(), 1, "an integer fits a number");
@@ -280,6 +335,12 @@ mod tests {
             "property age is integer in the workspace's schema registry; this row's value is string"
         );
         assert_eq!(rejected[1].column, "born");
-        assert!(rejected[1].message.contains("datetime") && rejected[1].message.contains("date"));
+        assert!(
+            rejected[1].message.ends_with(
+                "is datetime in the workspace's schema registry; this row's value is date"
+            ),
+            "{}",
+            rejected[1].message
+        );
     }
 }

@@ -3,15 +3,19 @@
 //! constants, as one JSON object), the properties to remove (NULL values), and for events
 //! their name, time, dedup key and purchase fields.
 
+use crate::props::Props;
+use crate::registry;
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use arrow::datatypes::{Date32Type, Float64Type, Int64Type, TimestampMicrosecondType};
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use serde_json::{Map, Number, Value};
+use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
+use serde_json::{Number, Value};
 use sluice_proto::{
     columns, EventMapping, IdentityField, IdentityKind, Mapping, PropertyType, Records,
 };
+use std::fmt::Write;
+use std::sync::Arc;
 
 /// One row for the staging table.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,9 +44,9 @@ pub struct StagedRow {
     /// The value of that identity.
     pub create_value: Option<String>,
     /// The properties to set: mapped, payload and constants.
-    pub props: Map<String, Value>,
+    pub props: Props,
     /// The properties to remove (the row's value is NULL).
-    pub unset: Vec<String>,
+    pub unset: Vec<Arc<str>>,
     /// An event's name.
     pub event_name: Option<String>,
     /// An event's time.
@@ -61,26 +65,29 @@ pub const EMAIL_STAMP: &str = "$email";
 pub const PHONE_STAMP: &str = "$phone";
 
 /// A hash of a row's stamped names, the same for the same set of names in any order and in
-/// every process (FNV-1a over the sorted names).
+/// every process: the sum of each name's mixed FNV-1a hash, so no sorting per row. It is a
+/// shortcut only: a profile whose stored hash differs has its names compared one by one.
 pub fn names_hash(names: &[&str]) -> i64 {
-    let mut sorted = names.to_vec();
-    sorted.sort_unstable();
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for name in sorted {
-        for byte in name.bytes().chain(std::iter::once(0)) {
+    let mut sum: u64 = 0;
+    for name in names {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in name.bytes() {
             hash ^= byte as u64;
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }
+        hash ^= hash >> 33;
+        hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        hash ^= hash >> 33;
+        sum = sum.wrapping_add(hash);
     }
-    hash as i64
+    sum as i64
 }
 
-/// Every name a row sets (`props`, the row's properties, taken out of it to be written) or
-/// removes, and email and phone when it carries them: the names whose freshness the row
-/// claims when it is applied.
-pub fn stamped_names<'a>(props: &'a Map<String, Value>, row: &'a StagedRow) -> Vec<&'a str> {
-    let mut names: Vec<&str> = props.keys().map(String::as_str).collect();
-    names.extend(row.unset.iter().map(String::as_str));
+/// Every name a row sets or removes, and email and phone when it carries them: the names
+/// whose freshness the row claims when it is applied.
+pub fn stamped_names(row: &StagedRow) -> Vec<&str> {
+    let mut names: Vec<&str> = row.props.fields().iter().map(|f| &*f.name).collect();
+    names.extend(row.unset.iter().map(|n| &**n));
     if row.email.is_some() {
         names.push(EMAIL_STAMP);
     }
@@ -122,6 +129,12 @@ fn column(batch: &RecordBatch, name: &str) -> Result<ArrayRef, StagingError> {
     }
 }
 
+/// The text of a row in an optional text column, borrowed.
+fn str_at(array: &Option<ArrayRef>, row: usize) -> Option<&str> {
+    let array = array.as_ref()?;
+    (!array.is_null(row)).then(|| array.as_string::<i32>().value(row))
+}
+
 /// The text of a row in an optional text column.
 fn text_at(array: &Option<ArrayRef>, row: usize) -> Option<String> {
     let array = array.as_ref()?;
@@ -153,11 +166,28 @@ pub fn stage_rows(
             .find(|(f, _)| *f == field)
             .and_then(|(_, array)| text_at(array, row))
     };
-    let properties: Vec<(&String, PropertyType, ArrayRef)> = mapping
+    let properties: Vec<(Arc<str>, PropertyType, ArrayRef)> = mapping
         .properties
         .iter()
-        .map(|(name, p)| Ok((name, p.kind, column(batch, &columns::property(name))?)))
+        .map(|(name, p)| {
+            Ok((
+                Arc::from(name.as_str()),
+                p.kind,
+                column(batch, &columns::property(name))?,
+            ))
+        })
         .collect::<Result<_, StagingError>>()?;
+    let constants: Vec<(Arc<str>, Option<PropertyType>, String)> = mapping
+        .constants
+        .iter()
+        .map(|(name, value)| {
+            let kind = registry::value_type(mapping, name, value);
+            (Arc::from(name.as_str()), kind, value.to_string())
+        })
+        .collect();
+    // Mapped properties and constants take the place of payload keys of the same name.
+    let shadows =
+        |name: &str| mapping.properties.contains_key(name) || mapping.constants.contains_key(name);
     let payload = match &mapping.payload {
         Some(_) => Some(column(batch, columns::PAYLOAD)?),
         None => None,
@@ -171,32 +201,33 @@ pub fn stage_rows(
     let mut rows = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
         let key = keys.value(row).to_string();
-        let mut props = Map::new();
+        let mut props = Props::with_capacity(64 + 24 * properties.len());
         let mut unset = Vec::new();
-        if let Some(text) = text_at(&payload, row) {
-            let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&text) else {
+        if let Some(text) = str_at(&payload, row) {
+            let Ok(Value::Object(map)) = serde_json::from_str::<Value>(text) else {
                 return Err(StagingError(format!(
                     "row {key}: the payload is not a JSON object"
                 )));
             };
             for (name, value) in map {
+                if shadows(&name) {
+                    continue;
+                }
                 if value.is_null() {
-                    unset.push(name);
+                    unset.push(Arc::from(name));
                 } else {
-                    props.insert(name, value);
+                    let kind = PropertyType::of_json(&value);
+                    props.push_value(Arc::from(name), kind, &value);
                 }
             }
         }
         for (name, kind, array) in &properties {
-            match value(*kind, array.as_ref(), row) {
-                Some(v) => {
-                    props.insert((*name).clone(), v);
-                }
-                None => unset.push((*name).clone()),
+            if !write_value(&mut props, name, *kind, array.as_ref(), row) {
+                unset.push(name.clone());
             }
         }
-        for (name, value) in &mapping.constants {
-            props.insert(name.clone(), value.clone());
+        for (name, kind, text) in &constants {
+            props.push_with(name.clone(), *kind, |out| out.push_str(text));
         }
         let updated_at = DateTime::from_timestamp_micros(times.value(row))
             .ok_or_else(|| StagingError(format!("row {key}: updated_at out of range")))?;
@@ -283,14 +314,19 @@ impl EventColumns {
         if let Some([product, currency, price]) = &self.purchase {
             for (name, array) in [("product_id", product), ("currency", currency)] {
                 if let Some(v) = text(array) {
-                    staged.props.insert(name.to_string(), Value::String(v));
+                    staged.props.replace(name);
+                    staged
+                        .props
+                        .push_str(Arc::from(name), Some(PropertyType::String), &v);
                 }
             }
             staged.price = text(price);
         }
         if let Some(items) = self.items.as_ref().and_then(text) {
             if let Ok(value) = serde_json::from_str::<Value>(&items) {
-                staged.props.insert("items".to_string(), value);
+                let kind = PropertyType::of_json(&value);
+                staged.props.replace("items");
+                staged.props.push_value(Arc::from("items"), kind, &value);
             }
         }
     }
@@ -320,30 +356,79 @@ fn creating_identity(
     (None, None)
 }
 
-/// A property's JSON value, or `None` when it is NULL (the property is then removed).
-fn value(kind: PropertyType, array: &dyn Array, row: usize) -> Option<Value> {
+/// Adds a mapped property's value to `props` as JSON text; false when it is NULL, or a
+/// number JSON cannot hold or a JSON text that does not parse (the property is then removed).
+fn write_value(
+    props: &mut Props,
+    name: &Arc<str>,
+    kind: PropertyType,
+    array: &dyn Array,
+    row: usize,
+) -> bool {
     if array.is_null(row) {
-        return None;
+        return false;
     }
-    Some(match kind {
-        PropertyType::String => Value::String(array.as_string::<i32>().value(row).to_string()),
-        PropertyType::Integer => Value::from(array.as_primitive::<Int64Type>().value(row)),
-        PropertyType::Number => Value::Number(Number::from_f64(
-            array.as_primitive::<Float64Type>().value(row),
-        )?),
-        PropertyType::Boolean => Value::Bool(array.as_boolean().value(row)),
+    let declared = Some(kind);
+    let name = name.clone();
+    match kind {
+        PropertyType::String => props.push_str(name, declared, array.as_string::<i32>().value(row)),
+        PropertyType::Integer => {
+            let v = array.as_primitive::<Int64Type>().value(row);
+            props.push_with(name, declared, |out| {
+                write!(out, "{v}").expect("writes to a string")
+            });
+        }
+        PropertyType::Number => {
+            let v = array.as_primitive::<Float64Type>().value(row);
+            let Some(number) = Number::from_f64(v) else {
+                return false;
+            };
+            props.push_with(name, declared, |out| {
+                write!(out, "{number}").expect("writes to a string")
+            });
+        }
+        PropertyType::Boolean => {
+            let v = array.as_boolean().value(row);
+            props.push_with(name, declared, |out| {
+                out.push_str(if v { "true" } else { "false" })
+            });
+        }
         PropertyType::Date => {
             let days = array.as_primitive::<Date32Type>().value(row);
-            let date = NaiveDate::from_ymd_opt(1970, 1, 1)? + chrono::Duration::days(days as i64);
-            Value::String(date.format("%Y-%m-%d").to_string())
+            let Some(date) = NaiveDate::from_ymd_opt(1970, 1, 1)
+                .and_then(|epoch| epoch.checked_add_signed(chrono::Duration::days(days as i64)))
+            else {
+                return false;
+            };
+            props.push_with(name, declared, |out| write_date(out, date));
         }
         PropertyType::Datetime => {
             let micros = array.as_primitive::<TimestampMicrosecondType>().value(row);
-            let time = DateTime::from_timestamp_micros(micros)?;
-            Value::String(time.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+            let Some(time) = DateTime::from_timestamp_micros(micros) else {
+                return false;
+            };
+            let text = time.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+            props.push_str(name, declared, &text);
         }
-        PropertyType::Json => serde_json::from_str(array.as_string::<i32>().value(row)).ok()?,
-    })
+        PropertyType::Json => {
+            let text = array.as_string::<i32>().value(row);
+            let Ok(value) = serde_json::from_str::<Value>(text) else {
+                return false;
+            };
+            props.push_value(name, declared, &value);
+        }
+    }
+    true
+}
+
+/// Appends a date as a JSON string `"YYYY-MM-DD"`, as chrono's `%Y-%m-%d` writes it.
+fn write_date(out: &mut String, date: NaiveDate) {
+    let (y, m, d) = (date.year(), date.month(), date.day());
+    if (0..=9999).contains(&y) {
+        write!(out, "\"{y:04}-{m:02}-{d:02}\"").expect("writes to a string");
+    } else {
+        write!(out, "\"{}\"", date.format("%Y-%m-%d")).expect("writes to a string");
+    }
 }
 
 #[cfg(test)]
@@ -370,6 +455,14 @@ mod tests {
             arrays.push(array);
         }
         RecordBatch::try_new(Arc::new(Schema::new(schema)), arrays).unwrap()
+    }
+
+    #[test]
+    fn the_names_hash_is_of_the_set_of_names() {
+        assert_eq!(names_hash(&["a", "b", "c"]), names_hash(&["c", "a", "b"]));
+        assert_ne!(names_hash(&["a", "b"]), names_hash(&["a"]));
+        assert_ne!(names_hash(&["a", "b"]), names_hash(&["a", "c"]));
+        assert_ne!(names_hash(&["ab"]), names_hash(&["a", "b"]));
     }
 
     #[test]
@@ -408,10 +501,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            Value::Object(rows[0].props.clone()),
+            rows[0].props.to_value(),
             serde_json::json!({"name": "Ada", "birthday": "2022-01-08", "source": "warehouse"})
         );
-        assert_eq!(rows[0].unset, vec!["points".to_string()]);
+        assert_eq!(rows[0].unset, vec![Arc::<str>::from("points")]);
         assert_eq!(rows[0].external_id.as_deref(), Some("u1"));
         assert_eq!(rows[0].create_kind.as_deref(), Some("external_id"));
     }
@@ -453,11 +546,8 @@ mod tests {
             7,
         )
         .unwrap();
-        assert_eq!(
-            Value::Object(rows[0].props.clone()),
-            serde_json::json!({"tier": 2})
-        );
-        assert_eq!(rows[0].unset, vec!["gone".to_string()]);
+        assert_eq!(rows[0].props.to_value(), serde_json::json!({"tier": 2}));
+        assert_eq!(rows[0].unset, vec![Arc::<str>::from("gone")]);
         assert_eq!(rows[0].alias_kind.as_deref(), Some("alias:crm"));
         assert_eq!(
             (
