@@ -153,19 +153,75 @@ stage_seconds() {
   done
   echo "${out[*]}"
 }
+# With PROFILE=1, the store's statements of each run from pg_stat_statements (the server must
+# preload it: ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements', then restart).
+# With EXPLAIN_MS, the plans of statements slower than that in the server's log (auto_explain,
+# with the time of each node; timing every node slows every statement down). With PERF=1,
+# `perf record` of the whole machine during each run, its busiest functions reported.
+profile_reset() { [ -z "${PROFILE:-}" ] || psql -qAt "$STORE" -c "SELECT pg_stat_statements_reset()" >/dev/null; }
+profile_report() {
+  [ -n "${PROFILE:-}" ] || return 0
+  # A statement on a chunk's temporary tables is a new entry per chunk: summed by its text.
+  psql -qAt -F ' | ' "$STORE" -c "SELECT '', sum(calls), round((sum(total_exec_time) / 1000)::numeric, 1),
+      round((sum(total_exec_time) / sum(calls))::numeric, 1), sum(rows), q || ' |'
+    FROM (SELECT *, left(regexp_replace(query, '\s+', ' ', 'g'), 100) AS q FROM pg_stat_statements
+           WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())) s
+    GROUP BY q ORDER BY sum(total_exec_time) DESC LIMIT 12"
+}
+if [ -n "${PROFILE:-}" ]; then
+  psql -qAt "$STORE" -c "SHOW shared_preload_libraries" | grep -q pg_stat_statements ||
+    { echo "PROFILE=1 needs pg_stat_statements in the server's shared_preload_libraries" >&2; exit 1; }
+  psql -q "$STORE" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
+fi
+if [ -n "${EXPLAIN_MS:-}" ]; then
+  psql -q "$STORE" -c "ALTER DATABASE ${ID}_store SET session_preload_libraries = 'auto_explain'" \
+    -c "ALTER DATABASE ${ID}_store SET auto_explain.log_min_duration = '$EXPLAIN_MS'" \
+    -c "ALTER DATABASE ${ID}_store SET auto_explain.log_analyze = on"
+fi
+
+# CPU seconds used so far by the Sluice processes, and by the whole machine (all cores).
+sluice_cpu() {
+  local pid t=0 hz; hz=$(getconf CLK_TCK)
+  for pid in "${pids[@]}"; do
+    t=$((t + $(awk '{ print $14 + $15 }' "/proc/$pid/stat")))
+  done
+  awk -v t="$t" -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }'
+}
+machine_cpu() {
+  awk -v hz="$(getconf CLK_TCK)" '/^cpu / { printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / hz }' /proc/stat
+}
 stages=()
+cpus=()
 sluice_run() { # $1 = import, $2 = workspace (bench); prints the seconds the run took
-  local a b before
-  settle; before=$(stage_seconds); a=$(now)
+  local a b before cpu_before
+  settle; before=$(stage_seconds); cpu_before="$(sluice_cpu) $(machine_cpu)"
+  profile_reset
+  [ -z "${PERF:-}" ] || { perf record -a -q -o "$DATA/$1.perf" 2>/dev/null & perf_pid=$!; sleep 0.5; }
+  a=$(now)
   "$BIN" run "$1" --workspace "${2:-bench}" --wait --output json > "$DATA/$1.json"; b=$(now)
+  [ -z "${PERF:-}" ] || { kill -INT "$perf_pid"; wait "$perf_pid" || true
+    { for i in "${!pids[@]}"; do echo "${roles[$i]}: process ${pids[$i]}"; done
+      perf report -i "$DATA/$1.perf" --sort pid --stdio 2>/dev/null | grep -v '^#' | grep . | head -8
+      perf report -i "$DATA/$1.perf" --sort pid,symbol --stdio 2>/dev/null | grep -v '^#' | grep . | head -40
+    } | sed 's/ *$//' > "$DATA/$1.perf.txt"; }
   grep -q '"status":"succeeded"' "$DATA/$1.json" || { cat "$DATA/$1.json" >&2; exit 1; }
   echo "$before $(stage_seconds)" > "$DATA/$1.stages"
+  echo "$cpu_before $(sluice_cpu) $(machine_cpu)" > "$DATA/$1.cpu"
+  profile_report > "$DATA/$1.statements"
   elapsed "$a" "$b"
 }
-# Keeps the stage seconds of import $1's last run for the results row named $2.
-stages_of() { stages+=("$2 $(cat "$DATA/$1.stages")"); }
+# Keeps the stage seconds, CPU seconds and store statements of import $1's last run for the
+# results row named $2 of $3 rows.
+profiles=()
+stages_of() {
+  stages+=("$2 $(cat "$DATA/$1.stages")")
+  cpus+=("$2 $3 $(cat "$DATA/$1.cpu")")
+  profiles+=("$2:$DATA/$2.statements")
+  cp "$DATA/$1.statements" "$DATA/$2.statements"
+  [ -z "${PERF:-}" ] || cp "$DATA/$1.perf.txt" "$DATA/$2.perf.txt"
+}
 sluice_initial=$(sluice_run users)
-results+=("initial $ROWS $base_initial $sluice_initial"); stages_of users initial
+results+=("initial $ROWS $base_initial $sluice_initial"); stages_of users initial "$ROWS"
 
 # --- incremental: 100,000 updated and 10,000 inserted -------------------------------------------
 changed=$(( ROWS < 100000 ? ROWS : 100000 ))
@@ -180,7 +236,26 @@ settle; t0=$(now); baseline "updated_at > '$mark'"; t1=$(now)
 base_incr=$(elapsed "$t0" "$t1")
 sluice_incr=$(sluice_run users)
 grep -q "\"rows_read\":$((changed + 10000))" "$DATA/users.json" || { cat "$DATA/users.json"; exit 1; }
-results+=("incremental $((changed + 10000)) $base_incr $sluice_incr"); stages_of users incremental
+results+=("incremental $((changed + 10000)) $base_incr $sluice_incr"); stages_of users incremental "$((changed + 10000))"
+
+# --- small runs: SMALL_RUNS runs of 1,000 changed rows on the store just loaded, each followed by
+# a run that reads nothing; from `sluice run` to `succeeded` as the CLI sees it ------------------
+small=() noop=() small_stages=()
+for i in $(seq 1 "${SMALL_RUNS:-7}"); do
+  sleep 1
+  psql -q "$WH" -c "UPDATE users SET loyalty_points = loyalty_points + 1,
+      updated_at = now() - interval '1.2 seconds' WHERE id > $((i * 1000)) AND id <= $((i * 1000 + 1000))"
+  before=$(stage_seconds); a=$(now)
+  "$BIN" run users --workspace bench --wait --output json > "$DATA/small.json"; b=$(now)
+  grep -q '"status":"succeeded"' "$DATA/small.json" && grep -q '"rows_read":1000,' "$DATA/small.json" ||
+    { cat "$DATA/small.json" >&2; exit 1; }
+  small+=("$(elapsed "$a" "$b")"); small_stages+=("$before $(stage_seconds)")
+  a=$(now)
+  "$BIN" run users --workspace bench --wait --output json > "$DATA/noop.json"; b=$(now)
+  grep -q '"rows_read":0,' "$DATA/noop.json" || { cat "$DATA/noop.json" >&2; exit 1; }
+  noop+=("$(elapsed "$a" "$b")")
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.3f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # --- events ---------------------------------------------------------------------------------------
 if [ "$EVENTS" -gt 0 ]; then
@@ -188,7 +263,7 @@ if [ "$EVENTS" -gt 0 ]; then
   base_events=$(elapsed "$t0" "$t1")
   sluice_events=$(sluice_run screens)
   grep -q "\"events_inserted\":$EVENTS" "$DATA/screens.json" || { cat "$DATA/screens.json"; exit 1; }
-  results+=("events $EVENTS $base_events $sluice_events"); stages_of screens events
+  results+=("events $EVENTS $base_events $sluice_events"); stages_of screens events "$EVENTS"
 fi
 
 # --- the wide shape ------------------------------------------------------------------------------
@@ -209,6 +284,33 @@ for r in "${stages[@]}"; do
                                             for (i = 1; i <= h; i++) printf "%.1f ", v[i + h] - v[i]; print "" }')
   printf '| %s | %s | %s | %s | %s | %s | %s / %s / %s |\n' "$name" "${d[@]}"
 done
+printf '\n| small run (%s each) | p50 (s) | max (s) |\n|---|---|---|\n' "${#small[@]}"
+printf '| 1,000 changed rows | %s | %s |\n' "$(median "${small[@]}")" "$(printf '%s\n' "${small[@]}" | sort -g | tail -1)"
+printf '| nothing changed | %s | %s |\n' "$(median "${noop[@]}")" "$(printf '%s\n' "${noop[@]}" | sort -g | tail -1)"
+printf '\nthe 1,000-row runs'"'"' stages, mean per run (s): planning, extract, transform, load, results; waiting for extract / transform / load\n'
+for r in "${small_stages[@]}"; do echo "$r"; done |
+  awk '{ h = NF / 2; for (i = 1; i <= h; i++) s[i] += $(i + h) - $i; n++ }
+       END { for (i = 1; i <= 8; i++) printf "%.3f%s", s[i] / n, i < 8 ? " " : "\n" }'
+printf '\n| run | Sluice CPU (s) | Sluice CPU s per million rows | machine CPU (s, all cores) | Sluice share |\n|---|---|---|---|---|\n'
+for r in "${cpus[@]}"; do
+  set -- $r
+  awk -v name="$1" -v n="$2" -v s0="$3" -v m0="$4" -v s1="$5" -v m1="$6" 'BEGIN {
+    s = s1 - s0; m = m1 - m0
+    printf "| %s | %.1f | %.1f | %.1f | %.0f%% |\n", name, s, s * 1000000 / n, m, 100 * s / m }'
+done
+if [ -n "${PROFILE:-}" ]; then
+  for p in "${profiles[@]}"; do
+    printf '\n%s: the store'"'"'s statements by total time\n\n| calls | total (s) | mean (ms) | rows | statement |\n|---|---|---|---|---|\n' "${p%%:*}"
+    cat "${p#*:}"
+  done
+fi
+if [ -n "${PERF:-}" ]; then
+  for p in "${profiles[@]}"; do
+    printf '\n%s: the busiest functions on the machine (perf)\n\n```\n' "${p%%:*}"
+    cat "$DATA/${p%%:*}.perf.txt"; printf '```\n'
+  done
+fi
+[ -z "${EXPLAIN_MS:-}" ] || { echo; echo "plans of statements over $EXPLAIN_MS ms: the server's log (auto_explain)"; }
 printf '\n| role | peak RSS (MiB), each process |\n|---|---|\n'
 for role in coordinator extractor transformer loader; do
   hwms=()

@@ -87,7 +87,7 @@ base_wide=$(elapsed "$t0" "$t1")
 sluice_wide=$(sluice_run people wide)
 grep -q "\"rows_read\":$WIDE" "$DATA/people.json" || { cat "$DATA/people.json" >&2; exit 1; }
 grep -q '"rows_rejected":0' "$DATA/people.json" || { cat "$DATA/people.json" >&2; exit 1; }
-results+=("wide-initial $WIDE $base_wide $sluice_wide"); stages_of people wide-initial
+results+=("wide-initial $WIDE $base_wide $sluice_wide"); stages_of people wide-initial "$WIDE"
 
 mark=$(psql -qAt "$WH" -c "SELECT now() - interval '2 seconds'")
 psql -q "$WH" <<SQL
@@ -99,4 +99,4 @@ settle; t0=$(now); baseline_wide "updated_at >= '$mark'"; t1=$(now)
 base_wide_incr=$(elapsed "$t0" "$t1")
 sluice_wide_incr=$(sluice_run people wide)
 grep -q "\"rows_read\":$((WIDE / 10 + WIDE / 100))" "$DATA/people.json" || { cat "$DATA/people.json" >&2; exit 1; }
-results+=("wide-incremental $((WIDE / 10 + WIDE / 100)) $base_wide_incr $sluice_wide_incr"); stages_of people wide-incremental
+results+=("wide-incremental $((WIDE / 10 + WIDE / 100)) $base_wide_incr $sluice_wide_incr"); stages_of people wide-incremental "$((WIDE / 10 + WIDE / 100))"
