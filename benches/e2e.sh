@@ -200,7 +200,8 @@ sluice_run() { # $1 = import, $2 = workspace (bench); prints the seconds the run
   a=$(now)
   "$BIN" run "$1" --workspace "${2:-bench}" --wait --output json > "$DATA/$1.json"; b=$(now)
   [ -z "${PERF:-}" ] || { kill -INT "$perf_pid"; wait "$perf_pid" || true
-    { for i in "${!pids[@]}"; do echo "${roles[$i]}: process ${pids[$i]}"; done
+    { # perf names threads: each role's thread ids, to read the lines below by.
+      for i in "${!pids[@]}"; do echo "${roles[$i]}: threads $(ls "/proc/${pids[$i]}/task" | tr '\n' ' ')"; done
       perf report -i "$DATA/$1.perf" --sort pid --stdio 2>/dev/null | grep -v '^#' | grep . | head -8
       perf report -i "$DATA/$1.perf" --sort pid,symbol --stdio 2>/dev/null | grep -v '^#' | grep . | head -40
     } | sed 's/ *$//' > "$DATA/$1.perf.txt"; }
@@ -212,11 +213,11 @@ sluice_run() { # $1 = import, $2 = workspace (bench); prints the seconds the run
 }
 # Keeps the stage seconds, CPU seconds and store statements of import $1's last run for the
 # results row named $2 of $3 rows.
-profiles=()
+named=()
 stages_of() {
   stages+=("$2 $(cat "$DATA/$1.stages")")
   cpus+=("$2 $3 $(cat "$DATA/$1.cpu")")
-  profiles+=("$2:$DATA/$2.statements")
+  named+=("$2")
   cp "$DATA/$1.statements" "$DATA/$2.statements"
   [ -z "${PERF:-}" ] || cp "$DATA/$1.perf.txt" "$DATA/$2.perf.txt"
 }
@@ -299,15 +300,15 @@ for r in "${cpus[@]}"; do
     printf "| %s | %.1f | %.1f | %.1f | %.0f%% |\n", name, s, s * 1000000 / n, m, 100 * s / m }'
 done
 if [ -n "${PROFILE:-}" ]; then
-  for p in "${profiles[@]}"; do
-    printf '\n%s: the store'"'"'s statements by total time\n\n| calls | total (s) | mean (ms) | rows | statement |\n|---|---|---|---|---|\n' "${p%%:*}"
-    cat "${p#*:}"
+  for n in "${named[@]}"; do
+    printf '\n%s: the store'"'"'s statements by total time\n\n| calls | total (s) | mean (ms) | rows | statement |\n|---|---|---|---|---|\n' "$n"
+    cat "$DATA/$n.statements"
   done
 fi
 if [ -n "${PERF:-}" ]; then
-  for p in "${profiles[@]}"; do
-    printf '\n%s: the busiest functions on the machine (perf)\n\n```\n' "${p%%:*}"
-    cat "$DATA/${p%%:*}.perf.txt"; printf '```\n'
+  for n in "${named[@]}"; do
+    printf '\n%s: the busiest functions on the machine (perf)\n\n```\n' "$n"
+    cat "$DATA/$n.perf.txt"; printf '```\n'
   done
 fi
 [ -z "${EXPLAIN_MS:-}" ] || { echo; echo "plans of statements over $EXPLAIN_MS ms: the server's log (auto_explain)"; }

@@ -3,10 +3,10 @@
 //! one buffer and a list of names.
 
 use bytes::BufMut;
+use serde::Serialize;
 use serde_json::Value;
 use sluice_proto::PropertyType;
 use std::error::Error;
-use std::fmt::Write;
 use std::ops::Range;
 use std::sync::Arc;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
@@ -19,31 +19,29 @@ pub struct Field {
     pub name: Arc<str>,
     /// The declared type of a mapped property, the JSON value's own type otherwise.
     pub kind: Option<PropertyType>,
-    /// The value's JSON text in [`Props::json`].
+    /// The value's JSON text in the object's text.
     pub span: Range<usize>,
 }
 
-/// The properties a row sets: a JSON object, each name in it once, and its fields.
+/// The properties a row sets: a JSON object (its text without the closing brace), each name
+/// in it once, and its fields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Props {
-    json: String,
+    json: Vec<u8>,
     fields: Vec<Field>,
 }
 
 impl Default for Props {
     fn default() -> Self {
-        Props {
-            json: String::from("{"),
-            fields: Vec::new(),
-        }
+        Props::with_capacity(2)
     }
 }
 
 impl Props {
     /// Starts an object with room for `capacity` bytes of text.
     pub fn with_capacity(capacity: usize) -> Self {
-        let mut json = String::with_capacity(capacity);
-        json.push('{');
+        let mut json = Vec::with_capacity(capacity);
+        json.push(b'{');
         Props {
             json,
             fields: Vec::new(),
@@ -56,29 +54,28 @@ impl Props {
         &mut self,
         name: Arc<str>,
         kind: Option<PropertyType>,
-        write: impl FnOnce(&mut String),
+        write: impl FnOnce(&mut Vec<u8>),
     ) {
         if self.json.len() > 1 {
-            self.json.push(',');
+            self.json.push(b',');
         }
-        write_string(&mut self.json, &name);
-        self.json.push(':');
+        write_json(&mut self.json, &*name);
+        self.json.push(b':');
         let start = self.json.len();
         write(&mut self.json);
         let span = start..self.json.len();
         self.fields.push(Field { name, kind, span });
     }
 
-    /// Adds a property with a JSON value.
-    pub fn push_value(&mut self, name: Arc<str>, kind: Option<PropertyType>, value: &Value) {
-        self.push_with(name, kind, |out| {
-            write!(out, "{value}").expect("writes to a string")
-        });
-    }
-
-    /// Adds a property with a string value.
-    pub fn push_str(&mut self, name: Arc<str>, kind: Option<PropertyType>, value: &str) {
-        self.push_with(name, kind, |out| write_string(out, value));
+    /// Adds a property whose value is `value` serialized as JSON (a string, a number, a JSON
+    /// value).
+    pub fn push<T: Serialize + ?Sized>(
+        &mut self,
+        name: Arc<str>,
+        kind: Option<PropertyType>,
+        value: &T,
+    ) {
+        self.push_with(name, kind, |out| write_json(out, value));
     }
 
     /// Forgets the field of `name`, if there is one, so that a value added next replaces it:
@@ -92,14 +89,9 @@ impl Props {
         &self.fields
     }
 
-    /// Whether the row sets no property.
-    pub fn is_empty(&self) -> bool {
-        self.fields.is_empty()
-    }
-
     /// A field's value as JSON.
     pub fn value(&self, field: &Field) -> Value {
-        serde_json::from_str(&self.json[field.span.clone()]).unwrap_or(Value::Null)
+        serde_json::from_slice(&self.json[field.span.clone()]).unwrap_or(Value::Null)
     }
 
     /// The object as a JSON value.
@@ -111,37 +103,11 @@ impl Props {
                 .collect(),
         )
     }
-
-    /// The object's text.
-    pub fn text(&self) -> String {
-        format!("{}}}", self.json)
-    }
 }
 
-/// Appends `value` as a JSON string, quoted and escaped.
-pub fn write_string(out: &mut String, value: &str) {
-    out.push('"');
-    let mut from = 0;
-    for (at, byte) in value.bytes().enumerate() {
-        let escape = match byte {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x00..=0x1f => "",
-            _ => continue,
-        };
-        out.push_str(&value[from..at]);
-        if escape.is_empty() {
-            out.push_str(&format!("\\u{byte:04x}"));
-        } else {
-            out.push_str(escape);
-        }
-        from = at + 1;
-    }
-    out.push_str(&value[from..]);
-    out.push('"');
+/// Appends `value` as JSON; writing to memory cannot fail, and these values always serialize.
+pub fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    serde_json::to_writer(out, value).expect("a string, number or JSON value serializes");
 }
 
 /// The object is written as `jsonb` in binary COPY (a version byte and the text) without
@@ -153,7 +119,7 @@ impl ToSql for Props {
         out: &mut bytes::BytesMut,
     ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
         out.put_u8(1);
-        out.put_slice(self.json.as_bytes());
+        out.put_slice(&self.json);
         out.put_u8(b'}');
         Ok(IsNull::No)
     }
@@ -171,31 +137,39 @@ mod tests {
 
     #[test]
     fn text_is_the_json_of_the_fields_and_a_later_value_replaces_an_earlier() {
+        let text = |props: &Props| {
+            let mut out = bytes::BytesMut::new();
+            props.to_sql(&Type::JSONB, &mut out).unwrap();
+            assert_eq!(out[0], 1, "jsonb's binary version");
+            serde_json::from_slice::<Value>(&out[1..]).unwrap()
+        };
         let mut props = Props::default();
-        props.push_str(
+        props.push(
             Arc::from("name"),
             Some(PropertyType::String),
             "A \"quoted\"\n\u{1}é",
         );
-        props.push_with(Arc::from("n"), Some(PropertyType::Integer), |o| o.push('1'));
+        props.push_with(Arc::from("n"), Some(PropertyType::Integer), |o| {
+            o.push(b'1')
+        });
+        assert_eq!(
+            text(&props),
+            serde_json::json!({"name": "A \"quoted\"\n\u{1}é", "n": 1})
+        );
         props.replace("name");
-        props.push_value(
+        props.push(
             Arc::from("name"),
             Some(PropertyType::Json),
             &serde_json::json!({"a": [1.5]}),
         );
-        let text = props.text();
-        let parsed: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(parsed["n"], 1);
         assert_eq!(props.fields().len(), 2);
+        let expected = serde_json::json!({"n": 1, "name": {"a": [1.5]}});
+        assert_eq!(props.to_value(), expected);
         assert_eq!(
-            props.to_value(),
-            serde_json::json!({"n": 1, "name": {"a": [1.5]}})
+            text(&props),
+            expected,
+            "the store keeps the last value of a name"
         );
-        let mut lone = Props::default();
-        lone.push_str(Arc::from("s"), None, "A \"quoted\"\n\u{1}é");
-        let back: Value = serde_json::from_str(&lone.text()).unwrap();
-        assert_eq!(back["s"], "A \"quoted\"\n\u{1}é");
-        assert_eq!(Props::default().text(), "{}");
+        assert_eq!(text(&Props::default()), serde_json::json!({}));
     }
 }

@@ -141,11 +141,14 @@ impl Registry {
             let scope = scope(mapping, row);
             for field in row.props.fields() {
                 let Some(kind) = field.kind else { continue };
-                if seen.check(scope, field, || self.get(scope, &field.name).is_some()) {
-                    continue;
-                }
-                let slot = (scope.map(str::to_string), field.name.to_string());
-                new.entry(slot).or_insert(kind);
+                // Answered once per shared name: known, or taken into `new` the first time.
+                seen.check(scope, field, || {
+                    if self.get(scope, &field.name).is_none() {
+                        let slot = (scope.map(str::to_string), field.name.to_string());
+                        new.entry(slot).or_insert(kind);
+                    }
+                    true
+                });
             }
         }
         if new.is_empty() {
@@ -280,7 +283,7 @@ mod tests {
         let mut typed = Props::default();
         for (name, value) in props.as_object().unwrap() {
             let kind = value_type(mapping, name, value);
-            typed.push_value(name.as_str().into(), kind, value);
+            typed.push(name.as_str().into(), kind, value);
         }
         StagedRow {
             key: "1".into(),

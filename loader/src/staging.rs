@@ -14,7 +14,7 @@ use serde_json::{Number, Value};
 use sluice_proto::{
     columns, EventMapping, IdentityField, IdentityKind, Mapping, PropertyType, Records,
 };
-use std::fmt::Write;
+use std::io::Write;
 use std::sync::Arc;
 
 /// One row for the staging table.
@@ -137,8 +137,7 @@ fn str_at(array: &Option<ArrayRef>, row: usize) -> Option<&str> {
 
 /// The text of a row in an optional text column.
 fn text_at(array: &Option<ArrayRef>, row: usize) -> Option<String> {
-    let array = array.as_ref()?;
-    (!array.is_null(row)).then(|| array.as_string::<i32>().value(row).to_string())
+    str_at(array, row).map(str::to_string)
 }
 
 /// Converts a batch of the transformer's output for import `import_id` into staging rows.
@@ -217,7 +216,7 @@ pub fn stage_rows(
                     unset.push(Arc::from(name));
                 } else {
                     let kind = PropertyType::of_json(&value);
-                    props.push_value(Arc::from(name), kind, &value);
+                    props.push(Arc::from(name), kind, &value);
                 }
             }
         }
@@ -227,7 +226,9 @@ pub fn stage_rows(
             }
         }
         for (name, kind, text) in &constants {
-            props.push_with(name.clone(), *kind, |out| out.push_str(text));
+            props.push_with(name.clone(), *kind, |out| {
+                out.extend_from_slice(text.as_bytes())
+            });
         }
         let updated_at = DateTime::from_timestamp_micros(times.value(row))
             .ok_or_else(|| StagingError(format!("row {key}: updated_at out of range")))?;
@@ -317,7 +318,7 @@ impl EventColumns {
                     staged.props.replace(name);
                     staged
                         .props
-                        .push_str(Arc::from(name), Some(PropertyType::String), &v);
+                        .push(Arc::from(name), Some(PropertyType::String), &v);
                 }
             }
             staged.price = text(price);
@@ -326,7 +327,7 @@ impl EventColumns {
             if let Ok(value) = serde_json::from_str::<Value>(&items) {
                 let kind = PropertyType::of_json(&value);
                 staged.props.replace("items");
-                staged.props.push_value(Arc::from("items"), kind, &value);
+                staged.props.push(Arc::from("items"), kind, &value);
             }
         }
     }
@@ -371,28 +372,20 @@ fn write_value(
     let declared = Some(kind);
     let name = name.clone();
     match kind {
-        PropertyType::String => props.push_str(name, declared, array.as_string::<i32>().value(row)),
-        PropertyType::Integer => {
-            let v = array.as_primitive::<Int64Type>().value(row);
-            props.push_with(name, declared, |out| {
-                write!(out, "{v}").expect("writes to a string")
-            });
-        }
+        PropertyType::String => props.push(name, declared, array.as_string::<i32>().value(row)),
+        PropertyType::Integer => props.push(
+            name,
+            declared,
+            &array.as_primitive::<Int64Type>().value(row),
+        ),
         PropertyType::Number => {
             let v = array.as_primitive::<Float64Type>().value(row);
             let Some(number) = Number::from_f64(v) else {
                 return false;
             };
-            props.push_with(name, declared, |out| {
-                write!(out, "{number}").expect("writes to a string")
-            });
+            props.push(name, declared, &number);
         }
-        PropertyType::Boolean => {
-            let v = array.as_boolean().value(row);
-            props.push_with(name, declared, |out| {
-                out.push_str(if v { "true" } else { "false" })
-            });
-        }
+        PropertyType::Boolean => props.push(name, declared, &array.as_boolean().value(row)),
         PropertyType::Date => {
             let days = array.as_primitive::<Date32Type>().value(row);
             let Some(date) = NaiveDate::from_ymd_opt(1970, 1, 1)
@@ -408,27 +401,28 @@ fn write_value(
                 return false;
             };
             let text = time.to_rfc3339_opts(SecondsFormat::AutoSi, true);
-            props.push_str(name, declared, &text);
+            props.push(name, declared, &text);
         }
         PropertyType::Json => {
             let text = array.as_string::<i32>().value(row);
             let Ok(value) = serde_json::from_str::<Value>(text) else {
                 return false;
             };
-            props.push_value(name, declared, &value);
+            props.push(name, declared, &value);
         }
     }
     true
 }
 
 /// Appends a date as a JSON string `"YYYY-MM-DD"`, as chrono's `%Y-%m-%d` writes it.
-fn write_date(out: &mut String, date: NaiveDate) {
+fn write_date(out: &mut Vec<u8>, date: NaiveDate) {
     let (y, m, d) = (date.year(), date.month(), date.day());
-    if (0..=9999).contains(&y) {
-        write!(out, "\"{y:04}-{m:02}-{d:02}\"").expect("writes to a string");
+    let written = if (0..=9999).contains(&y) {
+        write!(out, "\"{y:04}-{m:02}-{d:02}\"")
     } else {
-        write!(out, "\"{}\"", date.format("%Y-%m-%d")).expect("writes to a string");
-    }
+        write!(out, "\"{}\"", date.format("%Y-%m-%d"))
+    };
+    written.expect("writes to memory");
 }
 
 #[cfg(test)]
@@ -507,6 +501,44 @@ mod tests {
         assert_eq!(rows[0].unset, vec![Arc::<str>::from("points")]);
         assert_eq!(rows[0].external_id.as_deref(), Some("u1"));
         assert_eq!(rows[0].create_kind.as_deref(), Some("external_id"));
+    }
+
+    #[test]
+    fn a_mapped_property_or_constant_takes_the_place_of_the_payload_key_of_its_name() {
+        let mapping: Mapping = serde_json::from_value(serde_json::json!({
+            "identity": {"external_id": "ext"},
+            "properties": {"tier": {"column": "t", "type": "string"}},
+            "constants": {"source": "warehouse"},
+            "payload": "extra"
+        }))
+        .unwrap();
+        let rows = stage_rows(
+            &batch(vec![
+                (
+                    columns::identity(IdentityField::ExternalId),
+                    Arc::new(StringArray::from(vec!["u1"])),
+                ),
+                (
+                    columns::property("tier"),
+                    Arc::new(StringArray::from(vec![None::<&str>])),
+                ),
+                (
+                    columns::PAYLOAD.to_string(),
+                    Arc::new(StringArray::from(vec![Some(
+                        r#"{"tier": "gold", "source": "crm", "visits": 3}"#,
+                    )])),
+                ),
+            ]),
+            &mapping,
+            7,
+        )
+        .unwrap();
+        assert_eq!(
+            rows[0].props.to_value(),
+            serde_json::json!({"visits": 3, "source": "warehouse"})
+        );
+        assert_eq!(rows[0].unset, vec![Arc::<str>::from("tier")]);
+        assert_eq!(stamped_names(&rows[0]), ["visits", "source", "tier"]);
     }
 
     #[test]
