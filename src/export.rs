@@ -4,13 +4,18 @@
 use crate::settings::Settings;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::{pin_mut, TryStreamExt};
+use std::collections::BTreeMap;
 use std::io::Write;
 use tokio_postgres::Row;
 
 const PROFILES_SQL: &str = "SELECT p.profile_id, p.properties, p.source_updated_at,
         p.first_event_at, p.last_event_at, p.event_count,
         coalesce(jsonb_object_agg(i.kind, i.value) FILTER (WHERE i.kind IS NOT NULL), '{}'::jsonb)
-          || jsonb_strip_nulls(jsonb_build_object('email', p.email, 'phone', p.phone))
+          || jsonb_strip_nulls(jsonb_build_object('email', p.email, 'phone', p.phone)),
+        (SELECT jsonb_object_agg(s.topic, jsonb_build_object('status', s.status,
+                                                           'changed_at', s.changed_at))
+           FROM profile_store.subscriptions s
+          WHERE s.workspace_id = p.workspace_id AND s.profile_id = p.profile_id)
    FROM profile_store.profiles p
    LEFT JOIN profile_store.identities i ON i.workspace_id = p.workspace_id AND i.profile_id = p.profile_id
   WHERE p.workspace_id = $1
@@ -27,8 +32,10 @@ fn time(value: Option<DateTime<Utc>>) -> Option<String> {
     value.map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))
 }
 
+/// A profile's line; `subscriptions` (channels by name, groups under `groups`) only when it
+/// holds a status.
 fn profile(row: &Row) -> serde_json::Value {
-    serde_json::json!({
+    let mut line = serde_json::json!({
         "profile_id": row.get::<_, i64>(0),
         "identities": row.get::<_, serde_json::Value>(6),
         "properties": row.get::<_, serde_json::Value>(1),
@@ -36,7 +43,14 @@ fn profile(row: &Row) -> serde_json::Value {
         "first_event_at": time(row.get(3)),
         "last_event_at": time(row.get(4)),
         "event_count": row.get::<_, i64>(5),
-    })
+    });
+    let statuses: Option<BTreeMap<String, serde_json::Value>> = row
+        .get::<_, Option<serde_json::Value>>(7)
+        .and_then(|v| serde_json::from_value(v).ok());
+    if let Some(statuses) = statuses {
+        line["subscriptions"] = sluice_coordinator::consent::nested(&statuses);
+    }
+    line
 }
 
 fn event(row: &Row) -> serde_json::Value {

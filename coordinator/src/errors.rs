@@ -260,5 +260,6 @@ fn empty_mapping() -> Mapping {
         payload: None,
         timezone: None,
         records: Default::default(),
+        subscriptions: None,
     }
 }

@@ -8,6 +8,7 @@ pub mod api;
 pub mod apply;
 pub mod commands;
 pub mod connections;
+pub mod consent;
 pub mod database;
 pub mod dry_run;
 pub mod errors;
@@ -65,4 +66,8 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     (16, include_str!("../migrations/0016_chunk_window.sql")),
     (17, include_str!("../migrations/0017_dry_run_advice.sql")),
     (18, include_str!("../migrations/0018_stores.sql")),
+    (
+        19,
+        include_str!("../migrations/0019_subscription_counts.sql"),
+    ),
 ];

@@ -51,7 +51,8 @@ const LOADED: &str = "UPDATE control.chunks
         rows_skipped = $7, identities_ambiguous = $8, rows_rejected_load = $9,
         load_rejected_by_reason = $10, sample = $11, events_inserted = $12, events_duplicate = $13,
         profiles_deleted = $14, deletes_not_found = $15, properties_stale = $16,
-        identities_conflicting = $17, profiles_removed_from_source = $18, updated_at = now(), status = CASE WHEN status = 'failed' THEN status ELSE 'loaded' END
+        identities_conflicting = $17, profiles_removed_from_source = $18,
+        subscriptions_changed = $19, subscriptions_stale = $20, updated_at = now(), status = CASE WHEN status = 'failed' THEN status ELSE 'loaded' END
   WHERE run_id = $1 AND seq = $2";
 
 const FAILED: &str = "UPDATE control.chunks
@@ -239,6 +240,8 @@ async fn record(
                     &(s.properties_stale as i64),
                     &(s.identities_conflicting as i64),
                     &(s.profiles_removed_from_source as i64),
+                    &(!s.subscriptions_changed.is_empty()).then(|| json(&s.subscriptions_changed)),
+                    &(s.subscriptions_stale as i64),
                 ],
             )
             .await?;

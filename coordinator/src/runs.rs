@@ -237,6 +237,13 @@ pub struct RunSummary {
     pub identities_ambiguous: i64,
     /// Rejected rows by reason code.
     pub rejected_by_reason: BTreeMap<String, i64>,
+    /// Consent: changes of status by channel or group (`group:` and its name), then by the
+    /// status changed to.
+    #[serde(default)]
+    pub subscriptions_changed: BTreeMap<String, BTreeMap<String, i64>>,
+    /// Consent: statuses not applied because the profile held a newer one.
+    #[serde(default)]
+    pub subscriptions_stale: i64,
     /// Events stored for the first time.
     pub events_inserted: i64,
     /// Events the store already held (replays, resyncs, repeated rows): not stored again.
@@ -310,7 +317,17 @@ const SUMMARY_SQL: &str = "SELECT r.id, w.name, i.name, r.status, r.dry_run,
         coalesce(sum(c.profiles_removed_from_source), 0)::int8,
         r.rows_without_watermark, r.rows_without_key, r.promotion, r.promoted,
         (SELECT coalesce(jsonb_agg(c4.date_formats ORDER BY c4.seq), '[]'::jsonb)
-           FROM control.chunks c4 WHERE c4.run_id = r.id AND c4.date_formats IS NOT NULL)
+           FROM control.chunks c4 WHERE c4.run_id = r.id AND c4.date_formats IS NOT NULL),
+        (SELECT coalesce(jsonb_object_agg(topic, statuses), '{}'::jsonb) FROM (
+            SELECT topic, jsonb_object_agg(status, n) AS statuses FROM (
+                SELECT t.key AS topic, s.key AS status, sum(s.value::int8) AS n
+                  FROM control.chunks c5
+                 CROSS JOIN LATERAL jsonb_each(c5.subscriptions_changed) t
+                 CROSS JOIN LATERAL jsonb_each_text(t.value) s
+                 WHERE c5.run_id = r.id AND c5.subscriptions_changed IS NOT NULL
+                 GROUP BY t.key, s.key) y
+             GROUP BY topic) x),
+        coalesce(sum(c.subscriptions_stale), 0)::int8
    FROM control.runs r
    JOIN control.workspaces w ON w.id = r.workspace_id
    JOIN control.imports i ON i.id = r.import_id
@@ -396,6 +413,8 @@ pub async fn summary(
             promotion: r.get(31),
             promoted: r.get(32),
             format_hints: format_hints(r.get(33)),
+            subscriptions_changed: serde_json::from_value(r.get(34)).unwrap_or_default(),
+            subscriptions_stale: r.get(35),
         }))
 }
 

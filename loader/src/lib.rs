@@ -17,6 +17,7 @@ pub mod resolve;
 pub mod staging;
 pub mod statistics;
 pub mod stores;
+pub mod subscriptions;
 
 pub use load::{load, Loader};
 pub use rate::RowRateLimiter;
@@ -45,4 +46,5 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("../migrations/0008_identity_probe_plans.sql"),
     ),
     (9, include_str!("../migrations/0009_profile_statistics.sql")),
+    (10, include_str!("../migrations/0010_subscriptions.sql")),
 ];

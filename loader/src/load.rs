@@ -7,10 +7,10 @@ use crate::events::{ensure_partitions, month_of};
 use crate::profiles;
 use crate::rate::RowRateLimiter;
 use crate::registry::Registry;
-use crate::resolve::{resolve, Unmatched, COPY_STAGE, COPY_TYPES, CREATE_STAGE};
+use crate::resolve::{resolve, Probes, Unmatched, COPY_STAGE, COPY_TYPES, CREATE_STAGE};
 use crate::staging::{names_hash, stage_rows, stamped_names};
 use crate::stores::StorePools;
-use crate::{deletes, events, removals, statistics};
+use crate::{deletes, events, removals, statistics, subscriptions};
 use futures::pin_mut;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -237,6 +237,9 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
                     &row.event_time,
                     &row.dedup_key,
                     &row.price,
+                    &row.subs,
+                    &row.consented_at,
+                    &row.addressless,
                 ])
                 .await
                 .map_err(store_error)?;
@@ -249,6 +252,7 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
         import_id,
         &mapping.precedence(),
         unmatched(mapping),
+        Probes::WhenNeeded,
     )
     .await?;
     match &mapping.records {
@@ -257,6 +261,15 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
             removals::apply(&tx, workspace, import_id, &names, &mut stats).await?
         }
         Records::Profiles => {
+            let addressless = subscriptions::reject_addressless(
+                &tx,
+                workspace,
+                mapping,
+                unmatched(mapping) != Unmatched::Skip,
+            )
+            .await?;
+            stats.rows_loaded = stats.rows_loaded.saturating_sub(addressless.len() as u64);
+            errors.rejected.extend(addressless);
             profiles::apply(
                 &tx,
                 workspace,
@@ -266,7 +279,13 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
                 &mut stats,
                 &mut errors,
             )
-            .await?
+            .await?;
+            if mapping.subscriptions.is_some() {
+                let consent =
+                    subscriptions::apply(&tx, workspace, import_id, work.chunk.run_id).await?;
+                stats.subscriptions_changed = consent.changed;
+                stats.subscriptions_stale = consent.stale;
+            }
         }
         Records::Events(_) => {
             if !work.dry_run {
@@ -284,7 +303,15 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
             .await?
         }
         Records::UserDeletes { delete_events } => {
-            deletes::apply(&tx, workspace, *delete_events, &mut stats).await?
+            deletes::apply(
+                &tx,
+                workspace,
+                import_id,
+                work.chunk.run_id,
+                *delete_events,
+                &mut stats,
+            )
+            .await?
         }
     }
     let mut rejections = errors.rejected;

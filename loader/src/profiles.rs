@@ -25,14 +25,23 @@ pub async fn apply(
     if dry_run {
         stats.sample = sample(tx, workspace, import).await?;
     }
-    let counts = tx
-        .query_one(UPSERT_PROFILES.as_str(), &[&workspace, &import])
-        .await
-        .map_err(store_error)?;
-    let (updated, stale): (i64, i64) = (counts.get(0), counts.get(1));
-    stats.profiles_updated = updated as u64;
-    stats.properties_stale = stale as u64;
-    stats.profiles_unchanged = found.existing.saturating_sub(updated as u64);
+    // A chunk that names no existing profile (every initial load) has nothing to upsert.
+    let (updated, stale) = match found.existing {
+        0 => (0, found.superseded_names),
+        _ => {
+            let counts = tx
+                .query_one(UPSERT_PROFILES.as_str(), &[&workspace, &import])
+                .await
+                .map_err(store_error)?;
+            (
+                counts.get::<_, i64>(0) as u64,
+                counts.get::<_, i64>(1) as u64,
+            )
+        }
+    };
+    stats.profiles_updated = updated;
+    stats.properties_stale = stale;
+    stats.profiles_unchanged = found.existing.saturating_sub(updated);
     stats.rows_skipped = found.unmatched;
     stats.identities_ambiguous = found.ambiguous;
     Ok(())
@@ -58,6 +67,10 @@ async fn sample(
             outcome: r.get(4),
             properties: r.get(5),
             stale_properties: r.get(6),
+            subscriptions: r
+                .get::<_, Option<serde_json::Value>>(7)
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default(),
         })
         .collect())
 }

@@ -303,6 +303,9 @@ mod tests {
             event_time: None,
             dedup_key: None,
             price: None,
+            subs: None,
+            consented_at: None,
+            addressless: false,
         }
     }
 

@@ -36,7 +36,10 @@ pub const CREATE_STAGE: &str = "CREATE TEMP TABLE sluice_rows (
     event_name    text,
     event_time    timestamptz,
     dedup_key     text COLLATE \"C\",
-    price         text
+    price         text,
+    subs          jsonb,
+    consented_at  timestamptz,
+    addressless   boolean NOT NULL DEFAULT false
 ) ON COMMIT DROP;
 CREATE TEMP TABLE sluice_stage (
     LIKE sluice_rows INCLUDING ALL,
@@ -52,7 +55,7 @@ CREATE TEMP TABLE sluice_stage (
 pub const COPY_STAGE: &str =
     "COPY sluice_rows (key, updated_at, identity, external_id, alias_kind, alias_name, email,
     phone, profile_ref, create_kind, create_value, props, unset, names, names_hash, event_name,
-    event_time, dedup_key, price)
+    event_time, dedup_key, price, subs, consented_at, addressless)
     FROM STDIN (FORMAT binary)";
 
 /// The column types of `COPY_STAGE`, in order.
@@ -76,6 +79,9 @@ pub const COPY_TYPES: &[Type] = &[
     Type::TIMESTAMPTZ,
     Type::TEXT,
     Type::TEXT,
+    Type::JSONB,
+    Type::TIMESTAMPTZ,
+    Type::BOOL,
 ];
 
 /// Statistics for the planner once resolution has filled the staging table.
@@ -145,17 +151,87 @@ fn candidate(kind: IdentityKind) -> Candidate {
     }
 }
 
+/// Whether resolution may skip the per-row probes of a chunk that provably matches nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probes {
+    /// Probe row by row unless a few checks prove that no row can match (what loads do).
+    WhenNeeded,
+    /// Always probe row by row: the general path the checks must agree with.
+    Always,
+}
+
+/// The condition under which no copied row can match an existing profile, proved with a few
+/// index probes instead of one per row: the workspace has no profile at all, or for every
+/// kind of the precedence the chunk's values name nothing. For the unique kinds that is the
+/// range from the chunk's least to its greatest value of each kind holding no identity of the
+/// workspace (one probe of the identities' key each; a chunk of new identities that sort
+/// after the store's, or apart from them, passes); for a profile id, the range of the ids the
+/// chunk names holding no profile; email and phone pass only when no row carries one (their
+/// index is not led by the workspace, so a range of addresses is not one probe).
+fn fresh_condition(precedence: &[IdentityKind]) -> String {
+    let mut unique = Vec::new();
+    let mut checks = Vec::new();
+    for kind in precedence {
+        match kind {
+            IdentityKind::Identity => unique.push("('identity', r.identity)"),
+            IdentityKind::ExternalId => unique.push("('external_id', r.external_id)"),
+            IdentityKind::Alias => unique.push("(r.alias_kind, r.alias_name)"),
+            IdentityKind::Email => {
+                checks.push("NOT EXISTS (SELECT 1 FROM sluice_rows WHERE email IS NOT NULL)".into())
+            }
+            IdentityKind::Phone => {
+                checks.push("NOT EXISTS (SELECT 1 FROM sluice_rows WHERE phone IS NOT NULL)".into())
+            }
+            IdentityKind::ProfileId => checks.push(
+                "NOT EXISTS (SELECT 1 FROM profile_store.profiles p
+                  WHERE p.workspace_id = $1
+                    AND p.profile_id BETWEEN (SELECT min(profile_ref) FROM sluice_rows)
+                                         AND (SELECT max(profile_ref) FROM sluice_rows))"
+                    .into(),
+            ),
+        }
+    }
+    if !unique.is_empty() {
+        checks.push(format!(
+            "NOT EXISTS (SELECT 1
+                FROM (SELECT v.kind, min(v.value) AS lo, max(v.value) AS hi
+                        FROM sluice_rows r CROSS JOIN LATERAL (VALUES {}) AS v(kind, value)
+                       WHERE v.kind IS NOT NULL AND v.value IS NOT NULL
+                       GROUP BY v.kind) b
+               WHERE EXISTS (SELECT 1 FROM profile_store.identities i
+                              WHERE i.workspace_id = $1 AND i.kind = b.kind
+                                AND i.value BETWEEN b.lo AND b.hi))",
+            unique.join(", ")
+        ));
+    }
+    let ranges = match checks.is_empty() {
+        true => "true".to_string(),
+        false => checks.join("\n         AND "),
+    };
+    format!(
+        "NOT EXISTS (SELECT 1 FROM profile_store.profiles WHERE workspace_id = $1)
+         OR ({ranges})"
+    )
+}
+
+/// Whether the copied rows provably match no profile of workspace `$1`: what lets a load
+/// skip the per-row probes (see `fresh_condition`).
+pub fn fresh_query(precedence: &[IdentityKind]) -> String {
+    format!("SELECT {}", fresh_condition(precedence))
+}
+
 /// The match of every copied row, in `precedence` order: one lateral probe per kind, taken
-/// only while no earlier kind has matched and the row carries the value (`OFFSET 0` keeps each
-/// probe a subquery of its own, run once per row, instead of being inlined wherever its result
-/// is used); the first kind that names a profile gives the row its profile, kind and value.
+/// only while no earlier kind has matched, the row carries the value and the chunk is not
+/// `fresh` (`OFFSET 0` keeps each probe a subquery of its own, run once per row, instead of
+/// being inlined wherever its result is used); the first kind that names a profile gives the
+/// row its profile, kind and value.
 fn matched_statement(precedence: &[IdentityKind]) -> String {
     let kinds: Vec<Candidate> = precedence.iter().map(|k| candidate(*k)).collect();
     let mut probes = String::new();
     for (ord, c) in kinds.iter().enumerate() {
         let unmatched: String = (0..ord).map(|o| format!(" AND c{o}.id IS NULL")).collect();
         probes.push_str(&format!(
-            "\n      LEFT JOIN LATERAL (SELECT CASE WHEN {value} IS NOT NULL{unmatched} THEN {profile} END AS id OFFSET 0) c{ord} ON true",
+            "\n      LEFT JOIN LATERAL (SELECT CASE WHEN {value} IS NOT NULL AND NOT f.yes{unmatched} THEN {profile} END AS id OFFSET 0) c{ord} ON true",
             value = c.value,
             profile = c.profile,
         ));
@@ -172,7 +248,7 @@ fn matched_statement(precedence: &[IdentityKind]) -> String {
     format!(
         "SELECT r.*, coalesce({ids}) AS profile_id, {kind} AS matched_kind,
            {value} AS matched_value, {shared} AS ambiguous
-      FROM sluice_rows r{probes}",
+      FROM sluice_rows r CROSS JOIN fresh f{probes}",
         ids = ids.join(", "),
         kind = pick(&|c| c.kind),
         value = pick(&|c| c.value),
@@ -187,19 +263,23 @@ fn matched_statement(precedence: &[IdentityKind]) -> String {
 /// that identity (email and phone are set on the profile); and writes every row, resolved,
 /// into `sluice_stage`. With `$3` (a profile load) a created profile is written whole at once
 /// from the newest of its rows, stamped with that row (`$4` is the import), so the upsert has
-/// nothing left to do for it. Two loaders
+/// nothing left to do for it. A row subscribing a channel it carries no address for never
+/// creates a profile (a new profile would have no address; see `subscriptions.rs`). With `$5`, a chunk proved fresh (`fresh_condition`) skips the
+/// per-row probes: none of them could find a profile. Two loaders
 /// creating the same unique identity collide on the identities key; the loser retries and
 /// then finds the profile.
 pub fn resolve_statement(precedence: &[IdentityKind]) -> String {
     format!(
-        "WITH matched AS MATERIALIZED (
+        "WITH fresh AS MATERIALIZED (
+    SELECT $5::boolean AND ({}) AS yes
+), matched AS MATERIALIZED (
     {}
 ), missing AS MATERIALIZED (
     SELECT d.*, nextval('profile_store.profile_id_seq') AS new_id
       FROM (SELECT DISTINCT ON (create_kind, create_value) create_kind, create_value,
                    props, unset, email, phone, updated_at, key, names_hash
               FROM matched
-             WHERE $2 AND profile_id IS NULL AND create_kind IS NOT NULL
+             WHERE $2 AND profile_id IS NULL AND create_kind IS NOT NULL AND NOT addressless
              ORDER BY create_kind, create_value, updated_at DESC, key DESC) d
 ), created AS (
     INSERT INTO profile_store.profiles
@@ -224,13 +304,14 @@ INSERT INTO sluice_stage
 SELECT m.key, m.updated_at, m.identity, m.external_id, m.alias_kind, m.alias_name, m.email,
        m.phone, m.profile_ref, m.create_kind, m.create_value, m.props, m.unset, m.names,
        m.names_hash, m.event_name,
-       m.event_time, m.dedup_key, m.price,
+       m.event_time, m.dedup_key, m.price, m.subs, m.consented_at, m.addressless,
        coalesce(m.profile_id, x.new_id), coalesce(m.matched_kind, x.create_kind),
        coalesce(m.matched_value, x.create_value), m.ambiguous, x.new_id IS NOT NULL,
        x.new_id IS NOT NULL AND x.key <> m.key
   FROM matched m
   LEFT JOIN missing x ON m.profile_id IS NULL
                      AND x.create_kind = m.create_kind AND x.create_value = m.create_value",
+        fresh_condition(precedence),
         matched_statement(precedence)
     )
 }
@@ -273,11 +354,12 @@ pub const UNMATCHED: &str = "SELECT key, coalesce(create_kind, 'profile_id'),
   FROM sluice_stage WHERE profile_id IS NULL ORDER BY key";
 
 /// (rows matching no profile, rows matched ambiguously, existing profiles the chunk names,
-/// profiles it created).
+/// profiles it created, the names of the created profiles' superseded rows), in one pass.
 pub const RESOLUTION_COUNTS: &str = "SELECT count(*) FILTER (WHERE profile_id IS NULL),
        count(*) FILTER (WHERE ambiguous),
        count(DISTINCT profile_id) FILTER (WHERE NOT created),
-       count(DISTINCT profile_id) FILTER (WHERE created)
+       count(DISTINCT profile_id) FILTER (WHERE created),
+       coalesce(sum(cardinality(names)) FILTER (WHERE superseded), 0)::int8
   FROM sluice_stage";
 
 /// A dry run's sample: what would happen to the first rows (`$3` is the import), with the
@@ -292,7 +374,7 @@ pub const SAMPLE: &str = "SELECT s.key, s.matched_kind, s.matched_value, s.profi
               OR v.phone IS DISTINCT FROM o.phone THEN 'updated'
             ELSE 'unchanged' END,
        (CASE WHEN s.created THEN s.props - s.unset ELSE v.properties END),
-       x.stale
+       x.stale, s.subs
   FROM sluice_stage s
   LEFT JOIN profile_store.profiles o ON o.workspace_id = $1 AND o.profile_id = s.profile_id
  CROSS JOIN LATERAL (
@@ -324,6 +406,9 @@ pub struct Resolution {
     pub ambiguous: u64,
     /// Existing profiles the chunk names.
     pub existing: u64,
+    /// The names carried by rows of created profiles that a newer row of the same profile
+    /// superseded: stale values.
+    pub superseded_names: u64,
     /// Rows whose unique identities name another profile than the one they were applied to,
     /// as error-stream records (`identity_conflict`).
     pub conflicts: Vec<RowRejection>,
@@ -340,19 +425,22 @@ pub enum Unmatched {
     CreateWhole,
 }
 
-/// Resolves the copied rows into `sluice_stage`, creating profiles as `unmatched` says.
+/// Resolves the copied rows into `sluice_stage`, creating profiles as `unmatched` says and
+/// probing row by row as `probes` says.
 pub async fn resolve(
     tx: &Transaction<'_>,
     workspace: i64,
     import: i64,
     precedence: &[IdentityKind],
     unmatched: Unmatched,
+    probes: Probes,
 ) -> Result<(), LoadError> {
     let create = unmatched != Unmatched::Skip;
     let whole = unmatched == Unmatched::CreateWhole;
+    let shortcut = probes == Probes::WhenNeeded;
     tx.execute(
         &resolve_statement(precedence),
-        &[&workspace, &create, &whole, &import],
+        &[&workspace, &create, &whole, &import, &shortcut],
     )
     .await
     .map_err(store_error)?;
@@ -398,6 +486,7 @@ pub async fn link(
         unmatched: counts.get::<_, i64>(0) as u64,
         ambiguous: counts.get::<_, i64>(1) as u64,
         existing: counts.get::<_, i64>(2) as u64,
+        superseded_names: counts.get::<_, i64>(4) as u64,
         conflicts,
     })
 }

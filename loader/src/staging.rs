@@ -11,6 +11,7 @@ use arrow::datatypes::DataType;
 use arrow::datatypes::{Date32Type, Float64Type, Int64Type, TimestampMicrosecondType};
 use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
 use serde_json::{Number, Value};
+use sluice_proto::subscription::{SubscriptionMapping, Topic};
 use sluice_proto::{
     columns, EventMapping, IdentityField, IdentityKind, Mapping, PropertyType, Records,
 };
@@ -56,6 +57,12 @@ pub struct StagedRow {
     pub dedup_key: Option<String>,
     /// A purchase's price, as a canonical decimal.
     pub price: Option<String>,
+    /// Consent statuses by channel or group, as a JSON object; `None` when the row has none.
+    pub subs: Option<Value>,
+    /// When the row's consent was given or withdrawn, when the import maps it.
+    pub consented_at: Option<DateTime<Utc>>,
+    /// Whether the row subscribes a channel whose address it does not carry itself.
+    pub addressless: bool,
 }
 
 /// The names email and phone are stamped under in a profile's freshness (names starting with
@@ -196,6 +203,10 @@ pub fn stage_rows(
         Records::Events(events) => Some(EventColumns::read(batch, events)?),
         _ => None,
     };
+    let consent = match &mapping.subscriptions {
+        Some(s) => Some(ConsentColumns::read(batch, s)?),
+        None => None,
+    };
 
     let mut rows = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
@@ -252,14 +263,80 @@ pub fn stage_rows(
             event_time: None,
             dedup_key: None,
             price: None,
+            subs: None,
+            consented_at: None,
+            addressless: false,
         };
         if let Some(events) = &events {
             events.fill(row, import_id, &mut staged);
+        }
+        if let Some(consent) = &consent {
+            consent.fill(row, &mut staged);
         }
         (staged.create_kind, staged.create_value) = creating_identity(&staged, &precedence);
         rows.push(staged);
     }
     Ok(rows)
+}
+
+/// The consent columns of a normalized batch: each topic's status, and the consent time.
+struct ConsentColumns {
+    topics: Vec<(Topic, ArrayRef)>,
+    consented_at: Option<ArrayRef>,
+}
+
+impl ConsentColumns {
+    fn read(batch: &RecordBatch, mapping: &SubscriptionMapping) -> Result<Self, StagingError> {
+        let topics = mapping
+            .topics()
+            .into_iter()
+            .map(|(topic, _)| {
+                let array = column(batch, &columns::subscription(&topic.key()))?;
+                Ok((topic, array))
+            })
+            .collect::<Result<_, StagingError>>()?;
+        let consented_at = match &mapping.consented_at {
+            Some(_) => Some(column(batch, columns::CONSENTED_AT)?),
+            None => None,
+        };
+        Ok(ConsentColumns {
+            topics,
+            consented_at,
+        })
+    }
+
+    /// Sets the consent fields of a staged row.
+    fn fill(&self, row: usize, staged: &mut StagedRow) {
+        let statuses: Vec<(&Topic, &str)> = self
+            .topics
+            .iter()
+            .filter(|(_, a)| !a.is_null(row))
+            .map(|(t, a)| (t, a.as_string::<i32>().value(row)))
+            .collect();
+        if statuses.is_empty() {
+            return;
+        }
+        staged.addressless = crate::subscriptions::addressless(
+            statuses.iter().copied(),
+            staged.email.is_some(),
+            staged.phone.is_some(),
+        );
+        staged.subs = Some(Value::Object(
+            statuses
+                .iter()
+                .map(|(t, s)| (t.key(), Value::String(s.to_string())))
+                .collect(),
+        ));
+        staged.consented_at = self
+            .consented_at
+            .as_ref()
+            .filter(|a| !a.is_null(row))
+            .and_then(|a| {
+                DateTime::from_timestamp_micros(
+                    a.as_primitive::<TimestampMicrosecondType>().value(row),
+                )
+            });
+    }
 }
 
 /// The event columns of a normalized batch.

@@ -3,9 +3,10 @@
 //! are loaded in chunks whose order is shuffled; the store must hold, for every property, the
 //! value of the newest row that set or removed it (source time, then import, then key), and
 //! the stale counts must be the values a store applying the rule one chunk at a time refuses.
+//! Every test runs both ways: with the probes a fresh chunk may skip, and probing every row.
 
 use sluice_loader::profiles;
-use sluice_loader::resolve::{resolve, Unmatched, CREATE_STAGE};
+use sluice_loader::resolve::{resolve, Probes, Unmatched, CREATE_STAGE};
 use sluice_loader::staging;
 use sluice_proto::IdentityKind;
 use std::collections::BTreeMap;
@@ -15,6 +16,15 @@ mod common;
 
 const NAMES: [&str; 4] = ["a", "b", "c", "$email"];
 const WORKSPACE: i64 = 1;
+const BOTH_WAYS: [Probes; 2] = [Probes::Always, Probes::WhenNeeded];
+
+/// Empties the store, so each way starts from the same nothing.
+async fn empty(client: &Client) {
+    client
+        .batch_execute("TRUNCATE profile_store.profiles, profile_store.identities")
+        .await
+        .unwrap();
+}
 
 /// A small deterministic generator, so a failure can be replayed from its seed.
 struct Rng(u64);
@@ -164,7 +174,7 @@ impl Model {
 
 /// Loads one chunk through the loader's own resolution and upsert, as import `import`;
 /// returns (profiles updated, values stale).
-async fn load(client: &mut Client, chunk: &[Row]) -> (u64, u64) {
+async fn load(client: &mut Client, chunk: &[Row], probes: Probes) -> (u64, u64) {
     let import = chunk[0].import;
     let tx = client.transaction().await.unwrap();
     tx.batch_execute(CREATE_STAGE).await.unwrap();
@@ -209,6 +219,7 @@ async fn load(client: &mut Client, chunk: &[Row]) -> (u64, u64) {
         import,
         &[IdentityKind::ExternalId],
         Unmatched::CreateWhole,
+        probes,
     )
     .await
     .unwrap();
@@ -251,24 +262,24 @@ async fn stored(client: &Client) -> BTreeMap<u64, (serde_json::Value, Option<Str
 async fn every_property_holds_its_newest_row_whatever_the_chunk_order() {
     let url = common::store(&format!("loader_freshness_{}", std::process::id())).await;
     let mut client = common::connect(&url).await;
-    for seed in [
+    for (seed, probes) in [
         0x9e37_79b9_7f4a_7c15u64,
         0xdead_beef_cafe_f00d,
         12_345_678_901,
-    ] {
-        client
-            .batch_execute("TRUNCATE profile_store.profiles, profile_store.identities")
-            .await
-            .unwrap();
+    ]
+    .into_iter()
+    .flat_map(|seed| BOTH_WAYS.map(|p| (seed, p)))
+    {
+        empty(&client).await;
         let mut rng = Rng(seed);
         let rows = rows(&mut rng, 60);
         let mut model = Model::default();
         for chunk in chunks(&mut rng, &rows) {
             let expected_stale = model.apply(&chunk);
-            let (_, stale) = load(&mut client, &chunk).await;
+            let (_, stale) = load(&mut client, &chunk, probes).await;
             assert_eq!(
                 stale, expected_stale,
-                "seed {seed:#x}: stale values of {chunk:?}"
+                "seed {seed:#x}, {probes:?}: stale values of {chunk:?}"
             );
         }
         let store = stored(&client).await;
@@ -276,7 +287,7 @@ async fn every_property_holds_its_newest_row_whatever_the_chunk_order() {
             assert_eq!(
                 store.get(&profile),
                 Some(&expected),
-                "seed {seed:#x}: profile {profile}"
+                "seed {seed:#x}, {probes:?}: profile {profile}"
             );
         }
     }
@@ -302,32 +313,45 @@ async fn a_row_already_applied_changes_nothing_and_an_older_one_is_all_stale() {
         key: key.to_string(),
         values: BTreeMap::from([("a", Some(a.to_string())), ("b", None)]),
     };
-    load(&mut client, &[row(1, 5, "k1", "first")]).await;
-    let before = row_version(&client).await;
-    assert_eq!(load(&mut client, &[row(1, 5, "k1", "first")]).await, (0, 0));
-    assert_eq!(
-        row_version(&client).await,
-        before,
-        "a replayed row is not written"
-    );
-    assert_eq!(load(&mut client, &[row(2, 4, "k9", "older")]).await, (0, 2));
-    let (props, _) = stored(&client).await.remove(&1).unwrap();
-    assert_eq!(props, serde_json::json!({"a": "first"}));
-    // The same instant from a later import wins the tie.
-    assert_eq!(load(&mut client, &[row(2, 5, "k0", "tie")]).await, (1, 0));
-    let (props, _) = stored(&client).await.remove(&1).unwrap();
-    assert_eq!(props, serde_json::json!({"a": "tie"}));
-    // Within a chunk the newest row of a profile wins; the others' values are stale.
-    assert_eq!(
-        load(
-            &mut client,
-            &[row(2, 6, "k5", "older"), row(2, 7, "k4", "newest")]
-        )
-        .await,
-        (1, 2)
-    );
-    let (props, _) = stored(&client).await.remove(&1).unwrap();
-    assert_eq!(props, serde_json::json!({"a": "newest"}));
+    for probes in BOTH_WAYS {
+        empty(&client).await;
+        load(&mut client, &[row(1, 5, "k1", "first")], probes).await;
+        let before = row_version(&client).await;
+        assert_eq!(
+            load(&mut client, &[row(1, 5, "k1", "first")], probes).await,
+            (0, 0)
+        );
+        assert_eq!(
+            row_version(&client).await,
+            before,
+            "a replayed row is not written"
+        );
+        assert_eq!(
+            load(&mut client, &[row(2, 4, "k9", "older")], probes).await,
+            (0, 2)
+        );
+        let (props, _) = stored(&client).await.remove(&1).unwrap();
+        assert_eq!(props, serde_json::json!({"a": "first"}));
+        // The same instant from a later import wins the tie.
+        assert_eq!(
+            load(&mut client, &[row(2, 5, "k0", "tie")], probes).await,
+            (1, 0)
+        );
+        let (props, _) = stored(&client).await.remove(&1).unwrap();
+        assert_eq!(props, serde_json::json!({"a": "tie"}));
+        // Within a chunk the newest row of a profile wins; the others' values are stale.
+        assert_eq!(
+            load(
+                &mut client,
+                &[row(2, 6, "k5", "older"), row(2, 7, "k4", "newest")],
+                probes
+            )
+            .await,
+            (1, 2)
+        );
+        let (props, _) = stored(&client).await.remove(&1).unwrap();
+        assert_eq!(props, serde_json::json!({"a": "newest"}));
+    }
 }
 
 #[tokio::test]
@@ -352,7 +376,10 @@ async fn a_profile_created_from_several_rows_of_a_chunk_counts_the_older_ones_st
         ),
         row(2, "k2", &[("a", Some("new"))]),
     ];
-    assert_eq!(load(&mut client, &chunk).await, (0, 3));
-    let (props, _) = stored(&client).await.remove(&1).unwrap();
-    assert_eq!(props, serde_json::json!({"a": "new"}));
+    for probes in BOTH_WAYS {
+        empty(&client).await;
+        assert_eq!(load(&mut client, &chunk, probes).await, (0, 3));
+        let (props, _) = stored(&client).await.remove(&1).unwrap();
+        assert_eq!(props, serde_json::json!({"a": "new"}));
+    }
 }

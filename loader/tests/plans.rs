@@ -45,6 +45,25 @@ async fn plan(
         .join("\n")
 }
 
+/// `plan` without the subtree of its CTE `name`.
+fn without_cte(plan: &str, name: &str) -> String {
+    let mut kept = Vec::new();
+    let mut inside: Option<usize> = None;
+    for line in plan.lines() {
+        let indent = line.len() - line.trim_start().len();
+        match inside {
+            Some(depth) if indent > depth => continue,
+            _ => inside = None,
+        }
+        if line.trim_start() == format!("CTE {name}") {
+            inside = Some(indent);
+            continue;
+        }
+        kept.push(line);
+    }
+    kept.join("\n")
+}
+
 /// Index scans in `plan` whose only index condition is the workspace: a walk of the
 /// workspace filtered row by row.
 fn workspace_walks(plan: &str) -> Vec<String> {
@@ -101,12 +120,16 @@ async fn probes_keep_their_index_plans_in_a_workspace_the_statistics_call_empty(
         vec![IdentityKind::ExternalId, IdentityKind::Phone],
         vec![IdentityKind::Email, IdentityKind::Identity],
     ] {
-        let resolving = plan(
-            &client,
-            &resolve_statement(&precedence),
-            &[&workspace, &true, &true, &7_i64],
-        )
-        .await;
+        // The check that may skip the probes reads the profiles' key once, by design.
+        let resolving = without_cte(
+            &plan(
+                &client,
+                &resolve_statement(&precedence),
+                &[&workspace, &true, &true, &7_i64, &true],
+            )
+            .await,
+            "fresh",
+        );
         assert_eq!(
             workspace_walks(&resolving),
             Vec::<String>::new(),

@@ -31,6 +31,8 @@ pub const CURRENCY: &str = "__currency";
 pub const PRICE: &str = "__price";
 /// A purchase's items, a JSON array as text.
 pub const ITEMS: &str = "__items";
+/// When the person gave or withdrew the row's consent (UTC, microseconds).
+pub const CONSENTED_AT: &str = "__consented_at";
 /// Source column a rejected row failed on.
 pub const REJECT_COLUMN: &str = "__reject_column";
 /// The failing value, truncated.
@@ -48,4 +50,9 @@ pub fn identity(field: crate::mapping::IdentityField) -> String {
 /// The column holding a property's normalized value.
 pub fn property(name: &str) -> String {
     format!("prop:{name}")
+}
+
+/// The column holding a subscription topic's normalized status.
+pub fn subscription(topic: &str) -> String {
+    format!("sub:{topic}")
 }

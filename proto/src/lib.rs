@@ -27,6 +27,7 @@ pub mod rejection;
 pub mod secrets;
 pub mod stage;
 pub mod storage;
+pub mod subscription;
 pub mod topology;
 pub mod trace;
 

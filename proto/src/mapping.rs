@@ -68,6 +68,9 @@ pub struct Mapping {
     /// What the rows become: profiles (the default), events, or deletions.
     #[serde(default)]
     pub records: Records,
+    /// Profiles: consent per channel and group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriptions: Option<crate::subscription::SubscriptionMapping>,
 }
 
 /// What an import's rows become in the stores.
@@ -484,6 +487,7 @@ impl Mapping {
             payload: None,
             timezone: self.timezone.clone(),
             records: Records::Profiles,
+            subscriptions: None,
         }
     }
 
@@ -518,6 +522,14 @@ impl Mapping {
         if let Records::Events(events) = &self.records {
             for column in events.columns() {
                 add(column);
+            }
+        }
+        if let Some(subscriptions) = &self.subscriptions {
+            for (_, status) in subscriptions.topics() {
+                add(&status.column);
+            }
+            if let Some(time) = &subscriptions.consented_at {
+                add(&time.column);
             }
         }
         columns

@@ -360,6 +360,13 @@ pub struct LoadStats {
     /// had set them are gone.
     #[serde(default)]
     pub profiles_removed_from_source: u64,
+    /// Consent: changes of status by channel or group (`group:` and its name), then by the
+    /// status changed to.
+    #[serde(default)]
+    pub subscriptions_changed: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Consent: statuses not applied because the profile holds a newer one.
+    #[serde(default)]
+    pub subscriptions_stale: u64,
 }
 
 /// A dry run reports at most this many sample rows.
@@ -385,6 +392,9 @@ pub struct SampleRow {
     /// for email and phone).
     #[serde(default)]
     pub stale_properties: Vec<String>,
+    /// The consent statuses the row carries, by channel or group.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subscriptions: BTreeMap<String, String>,
 }
 
 /// The loader's output.

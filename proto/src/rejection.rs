@@ -62,11 +62,16 @@ pub enum Reason {
     MissingWatermark,
     /// A source row without a key, which no keyset can place.
     MissingKey,
+    /// A subscription status column holds a value that reads as no status.
+    InvalidSubscriptionStatus,
+    /// A row subscribes a channel whose address (email, phone) neither it nor its profile
+    /// has.
+    MissingChannelAddress,
 }
 
 impl Reason {
     /// Every code, for documentation and tests.
-    pub const ALL: [Reason; 25] = [
+    pub const ALL: [Reason; 27] = [
         Reason::MissingIdentity,
         Reason::IdentityTooLong,
         Reason::ReservedIdentity,
@@ -92,6 +97,8 @@ impl Reason {
         Reason::IdentityConflict,
         Reason::MissingWatermark,
         Reason::MissingKey,
+        Reason::InvalidSubscriptionStatus,
+        Reason::MissingChannelAddress,
     ];
 
     /// The code as stored and shown.
@@ -122,6 +129,8 @@ impl Reason {
             Reason::IdentityConflict => "identity_conflict",
             Reason::MissingWatermark => "missing_watermark",
             Reason::MissingKey => "missing_key",
+            Reason::InvalidSubscriptionStatus => "invalid_subscription_status",
+            Reason::MissingChannelAddress => "missing_channel_address",
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod duration;
 pub mod schedule;
+mod subscriptions;
 pub mod suggest;
 
 use crate::schedule::ScheduleDecl;
@@ -144,6 +145,10 @@ pub struct ImportDecl {
     /// Properties given the same value on every row.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub constants: BTreeMap<String, serde_json::Value>,
+    /// Profiles: consent per channel (email, sms, whatsapp, push) and named group, each
+    /// from a status column, and when it was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriptions: Option<sluice_proto::subscription::SubscriptionMapping>,
     /// A column holding a JSON object whose keys become properties.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<String>,
@@ -327,6 +332,21 @@ impl ImportDecl {
         if let Some(payload) = &self.payload {
             fields.push(("payload".to_string(), payload));
         }
+        if let Some(subscriptions) = &self.subscriptions {
+            for (topic, status) in subscriptions.topics() {
+                let at = match &topic {
+                    sluice_proto::subscription::Topic::Channel(c) => c.as_str().to_string(),
+                    sluice_proto::subscription::Topic::Group(g) => format!("groups.{g}"),
+                };
+                fields.push((format!("subscriptions.{at}.column"), &status.column));
+            }
+            if let Some(time) = &subscriptions.consented_at {
+                fields.push((
+                    "subscriptions.consented_at.column".to_string(),
+                    &time.column,
+                ));
+            }
+        }
         if let Some(EventName::Column(c)) = &self.event_name {
             fields.push(("event_name.column".to_string(), c));
         }
@@ -358,6 +378,7 @@ impl ImportDecl {
             constants: self.constants.clone(),
             payload: self.payload.clone(),
             timezone: self.timezone.clone(),
+            subscriptions: self.subscriptions.clone(),
         }
     }
 }
@@ -590,6 +611,7 @@ pub fn validate(spec: &SpecFile, check_connection: ConnectionCheck) -> Result<()
             ));
         }
         validate_values(&field, import)?;
+        subscriptions::validate(&field, import)?;
         for (name, p) in &import.properties {
             let pfield = format!("{field}.properties.{name}");
             check_name(&pfield, name)?;
@@ -963,6 +985,56 @@ imports:
         assert!(printed.contains("127.0.0.1:5432"), "{printed}");
         assert!(!printed.contains("pa55word"), "{printed}");
         assert!(!printed.contains("0123456789abcdef"), "{printed}");
+    }
+
+    #[test]
+    fn a_subscriptions_block_is_checked_field_by_field() {
+        let with = |block: &str| {
+            parse(&GOOD.replace(
+                "chunk_rows: 50000",
+                &format!("chunk_rows: 50000\n    subscriptions:\n{block}"),
+            ))
+        };
+        let spec = with(
+            "      email: { column: email_status }
+      sms: { column: sms_opt_in, values: { \"Y\": subscribed, \"N\": unsubscribed } }
+      groups: { weekly_digest: { column: digest } }
+      consented_at: { column: consent_ts, format: \"yyyy-MM-dd HH:mm:ss\" }",
+        )
+        .unwrap();
+        let mapping = spec.imports[0].mapping();
+        let subscriptions = mapping.subscriptions.as_ref().unwrap();
+        assert_eq!(subscriptions.topics().len(), 3);
+        assert!(mapping.columns().contains(&"consent_ts".to_string()));
+        let fields: Vec<String> = spec.imports[0]
+            .column_fields()
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect();
+        assert!(fields.contains(&"subscriptions.groups.weekly_digest.column".to_string()));
+
+        let err = with("      fax: { column: f }").unwrap_err();
+        assert_eq!(err.field, "imports[0].subscriptions.fax");
+        assert!(err.reason.contains("whatsapp"), "{err}");
+        let err = with("      sms: { column: s, values: { \"Y\": maybe } }").unwrap_err();
+        assert!(err.field.contains("subscriptions.sms"), "{err}");
+        let err = with("      groups: { \"two words\": { column: d } }").unwrap_err();
+        assert_eq!(err.field, "imports[0].subscriptions.groups.two words");
+        let err = with("      email: { column: \" \" }").unwrap_err();
+        assert_eq!(err.field, "imports[0].subscriptions.email.column");
+        let err = with("      consented_at: { column: c }").unwrap_err();
+        assert_eq!(err.field, "imports[0].subscriptions");
+        let err =
+            with("      email: { column: e }\n      consented_at: { column: c, format: \"qq\" }")
+                .unwrap_err();
+        assert_eq!(err.field, "imports[0].subscriptions.consented_at.format");
+        let events = parse(
+            &GOOD
+                .replace("data_type: profiles", "data_type: events\n    event_name: { value: Seen }\n    event_time: { column: t }")
+                .replace("chunk_rows: 50000", "chunk_rows: 50000\n    subscriptions: { email: { column: e } }"),
+        )
+        .unwrap_err();
+        assert_eq!(events.field, "imports[0].subscriptions");
     }
 
     #[test]

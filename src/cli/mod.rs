@@ -10,6 +10,7 @@ mod context;
 pub mod follow;
 mod imports;
 pub mod output;
+mod profiles;
 pub mod runs;
 mod serve;
 mod stores;
@@ -86,10 +87,10 @@ enum Command {
         #[command(subcommand)]
         command: ExportCommand,
     },
-    /// Profiles in the profile store.
+    /// Profiles in the profile store: export them, read one's consent.
     Profiles {
         #[command(subcommand)]
-        command: ExportCommand,
+        command: profiles::ProfilesCommand,
     },
     /// API tokens: make one for a workspace (the first admin token of a new workspace too).
     Tokens {
@@ -176,13 +177,9 @@ pub async fn execute(cli: Cli) -> anyhow::Result<i32> {
             let workspace = context::workspace(settings)?;
             crate::export::events(settings, &workspace).await.map(|_| 0)
         }
-        C::Profiles {
-            command: ExportCommand::Export,
-        } => {
+        C::Profiles { command } => {
             let workspace = context::workspace(settings)?;
-            crate::export::profiles(settings, &workspace)
-                .await
-                .map(|_| 0)
+            profiles::execute(settings, &workspace, command).await
         }
         C::Tokens { command } => admin::tokens(settings, command).await,
         C::Workspaces { command } => admin::workspaces(settings, command).await,

@@ -56,6 +56,26 @@ pub fn write_summary(out: &mut dyn Write, s: &RunSummary) -> std::io::Result<()>
             n(s.events_time_imputed)
         )?;
     }
+    if !s.subscriptions_changed.is_empty() || s.subscriptions_stale > 0 {
+        let changes: Vec<String> = s
+            .subscriptions_changed
+            .iter()
+            .flat_map(|(topic, statuses)| {
+                statuses
+                    .iter()
+                    .map(move |(status, count)| format!("{topic} {status} {}", n(*count)))
+            })
+            .collect();
+        let changes = match changes.is_empty() {
+            true => "none".to_string(),
+            false => changes.join(", "),
+        };
+        writeln!(
+            out,
+            "  subscriptions {would}changed: {changes}; {} stale",
+            n(s.subscriptions_stale)
+        )?;
+    }
     if s.profiles_removed_from_source > 0 {
         writeln!(
             out,

@@ -9,6 +9,7 @@ pub mod key_set;
 pub mod mapping;
 mod metrics;
 pub mod number;
+mod subscriptions;
 pub mod transform;
 
 pub use transform::{transform, Transformer};

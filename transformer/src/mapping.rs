@@ -62,14 +62,14 @@ fn reason_text(reason: Reason, message: &str) -> String {
 /// Three `CASE` expressions (column, value, reason) built up one condition at a time; the
 /// first condition that holds names the row's problem.
 #[derive(Default)]
-struct FirstProblem {
+pub(crate) struct FirstProblem {
     column: Vec<(Box<Expr>, Box<Expr>)>,
     value: Vec<(Box<Expr>, Box<Expr>)>,
     reason: Vec<(Box<Expr>, Box<Expr>)>,
 }
 
 impl FirstProblem {
-    fn add(&mut self, condition: Expr, column: &str, value: Expr, reason: Expr) {
+    pub(crate) fn add(&mut self, condition: Expr, column: &str, value: Expr, reason: Expr) {
         self.add_named(condition, lit(column), value, reason)
     }
 
@@ -316,6 +316,17 @@ pub fn plan(
         accepted.push(output);
     }
 
+    if let Some(subscriptions) = &mapping.subscriptions {
+        crate::subscriptions::plan(
+            subscriptions,
+            mapping.timezone.as_deref(),
+            &column_type,
+            &mut normalize,
+            &mut accepted,
+            &mut problems,
+        )?;
+    }
+
     let mut classify: Vec<Expr> = accepted.iter().map(ident).collect();
     classify.extend(source_text.iter().map(|(_, text)| ident(text)));
     classify.extend(time_imputed.iter().map(|(column, _)| ident(column)));
@@ -331,7 +342,7 @@ pub fn plan(
 }
 
 /// A problem reason as a literal.
-fn problem(reason: Reason, message: &str) -> Expr {
+pub(crate) fn problem(reason: Reason, message: &str) -> Expr {
     lit(reason_text(reason, message))
 }
 
@@ -530,7 +541,7 @@ fn is_text(t: &DataType) -> bool {
 
 /// The expression converting a source column to a property's declared type; NULL where the
 /// value does not convert.
-fn convert(
+pub(crate) fn convert(
     tag: &str,
     property: &PropertyMapping,
     timezone: Option<&str>,

@@ -1,13 +1,13 @@
 //! `/v1/profiles`: a profile looked up by any of its identities, and its events.
 
 use super::{ApiError, ApiState};
+use crate::consent::{self, SubscriptionChange, SubscriptionStatus};
 use crate::tokens::Caller;
 use axum::extract::{Path, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sluice_proto::identity;
-use sluice_proto::IdentityField;
+use std::collections::BTreeMap;
 
 /// Which identity to look a profile up by.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -37,6 +37,11 @@ pub struct Profile {
     pub first_event_at: Option<DateTime<Utc>>,
     pub last_event_at: Option<DateTime<Utc>>,
     pub event_count: i64,
+    /// Consent: each channel's status by name, the groups' under `groups`.
+    #[schema(value_type = Object)]
+    pub subscriptions: serde_json::Value,
+    /// Consent's history: the latest changes of status, newest first.
+    pub subscription_history: Vec<SubscriptionChange>,
 }
 
 /// One stored event.
@@ -90,6 +95,9 @@ async fn store(state: &ApiState, workspace_id: i64) -> Result<deadpool_postgres:
         .map_err(|e| ApiError::unavailable(format!("the workspace's store is unreachable: {e}")))
 }
 
+/// The changes of consent a profile look-up shows.
+const HISTORY_SHOWN: i64 = 100;
+
 async fn profile(
     state: &ApiState,
     workspace_id: i64,
@@ -125,7 +133,13 @@ async fn profile(
             value: r.get(1),
         })
         .collect();
+    let statuses: BTreeMap<String, SubscriptionStatus> =
+        consent::statuses(&**client, workspace_id, profile_id).await?;
+    let subscription_history =
+        consent::history(&**client, workspace_id, profile_id, HISTORY_SHOWN).await?;
     Ok(Some(Profile {
+        subscriptions: consent::nested(&statuses),
+        subscription_history,
         profile_id: row.get(0),
         identities,
         properties: row.get(1),
@@ -144,36 +158,12 @@ pub async fn lookup(
     caller: Caller,
     super::ApiQuery(lookup): super::ApiQuery<Lookup>,
 ) -> Result<Json<Profile>, ApiError> {
-    let known = matches!(
-        lookup.kind.as_str(),
-        "identity" | "external_id" | "email" | "phone" | "profile_id"
-    ) || lookup
-        .kind
-        .strip_prefix("alias:")
-        .is_some_and(|label| !label.is_empty());
-    if !known {
-        return Err(ApiError::invalid(
-            "kind",
-            format!(
-                "{:?} is not an identity kind: give identity, external_id, email, phone, alias:<label> or profile_id",
-                lookup.kind
-            ),
-        ));
+    if let Some(problem) = consent::kind_problem(&lookup.kind) {
+        return Err(ApiError::invalid("kind", problem));
     }
-    let profile_id = match lookup.kind.as_str() {
-        "profile_id" => lookup.value.parse::<i64>().ok(),
-        "email" | "phone" => by_contact(&state, caller.workspace_id, &lookup).await?,
-        _ => {
-            let client = store(&state, caller.workspace_id).await?;
-            client
-                .query_opt(
-                    "SELECT profile_id FROM profile_store.identities
-                      WHERE workspace_id = $1 AND kind = $2 AND value = $3",
-                    &[&caller.workspace_id, &lookup.kind, &lookup.value],
-                )
-                .await?
-                .map(|r| r.get(0))
-        }
+    let profile_id = {
+        let client = store(&state, caller.workspace_id).await?;
+        consent::profile_id(&**client, caller.workspace_id, &lookup.kind, &lookup.value).await?
     };
     let found = match profile_id {
         Some(id) => profile(&state, caller.workspace_id, id).await?,
@@ -185,36 +175,6 @@ pub async fn lookup(
             lookup.kind, lookup.value
         ))
     })
-}
-
-/// The profile an email or phone names, normalized as imports normalize it: of the profiles
-/// sharing it, the most recently updated one, as resolution chooses. A value no import could
-/// hold names none.
-async fn by_contact(
-    state: &ApiState,
-    workspace_id: i64,
-    lookup: &Lookup,
-) -> Result<Option<i64>, ApiError> {
-    let (field, statement) = match lookup.kind.as_str() {
-        "email" => (
-            IdentityField::Email,
-            "SELECT profile_id FROM profile_store.profiles WHERE email = $2 AND workspace_id + 0 = $1
-              ORDER BY updated_at DESC, profile_id DESC LIMIT 1",
-        ),
-        _ => (
-            IdentityField::Phone,
-            "SELECT profile_id FROM profile_store.profiles WHERE phone = $2 AND workspace_id + 0 = $1
-              ORDER BY updated_at DESC, profile_id DESC LIMIT 1",
-        ),
-    };
-    let Ok(value) = identity::normalize(field, &lookup.value) else {
-        return Ok(None);
-    };
-    let client = store(state, workspace_id).await?;
-    Ok(client
-        .query_opt(statement, &[&workspace_id, &value])
-        .await?
-        .map(|r| r.get(0)))
 }
 
 /// A profile's events, newest first.

@@ -209,6 +209,14 @@ pub fn run(s: &RunSummary, errors: &[RunError]) -> String {
         ("rows held back (future)", s.rows_held_back_future),
         ("rows without a watermark", s.rows_without_watermark),
         ("rows without a key", s.rows_without_key),
+        (
+            "subscription changes",
+            s.subscriptions_changed
+                .values()
+                .flat_map(|m| m.values())
+                .sum(),
+        ),
+        ("stale subscription statuses", s.subscriptions_stale),
     ];
     for (name, value) in stats {
         let _ = write!(body, "<tr><th>{name}</th><td>{value}</td></tr>");

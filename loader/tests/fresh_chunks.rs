@@ -1,0 +1,321 @@
+//! A chunk whose rows provably match no profile skips the per-row probes. Every chunk here
+//! is loaded twice: into one workspace probing every row, and into another taking the
+//! shortcut where its checks allow; the checks must hold exactly where the test says (an
+//! empty workspace, a range of new identities, a kind the store has none of) and fail
+//! wherever a row could match, and both workspaces must end each chunk with the same
+//! profiles and the same counts.
+
+use sluice_loader::load::ChunkErrors;
+use sluice_loader::profiles;
+use sluice_loader::resolve::{fresh_query, resolve, Probes, Unmatched, CREATE_STAGE};
+use sluice_loader::staging;
+use sluice_proto::{IdentityKind, LoadStats, Mapping};
+use std::collections::BTreeSet;
+use tokio_postgres::Client;
+
+mod common;
+
+use IdentityKind::{Alias, Email, ExternalId, Identity, Phone, ProfileId};
+
+/// One source row: its identities (a profile reference names the profile holding that
+/// external id) and one property.
+#[derive(Default, Clone)]
+struct Row {
+    identity: Option<&'static str>,
+    external_id: Option<String>,
+    alias: Option<(&'static str, &'static str)>,
+    email: Option<String>,
+    phone: Option<&'static str>,
+    profile_of: Option<&'static str>,
+    tier: &'static str,
+}
+
+fn ext(external_id: &str, tier: &'static str) -> Row {
+    Row {
+        external_id: Some(external_id.to_string()),
+        tier,
+        ..Row::default()
+    }
+}
+
+/// Rows with external ids `e-from..e-to` (two digits, so they sort as numbers) and emails.
+fn people(from: u32, to: u32, tier: &'static str) -> Vec<Row> {
+    (from..to)
+        .map(|n| Row {
+            email: Some(format!("p{n}@example.com")),
+            ..ext(&format!("e-{n:02}"), tier)
+        })
+        .collect()
+}
+
+/// The first identity of `precedence` the row carries that may create a profile.
+fn creating(row: &Row, precedence: &[IdentityKind]) -> (Option<String>, Option<String>) {
+    for kind in precedence {
+        let found = match kind {
+            Identity => row
+                .identity
+                .map(|v| ("identity".to_string(), v.to_string())),
+            ExternalId => row
+                .external_id
+                .clone()
+                .map(|v| ("external_id".to_string(), v)),
+            Alias => row.alias.map(|(k, v)| (k.to_string(), v.to_string())),
+            Email => row.email.clone().map(|v| ("email".to_string(), v)),
+            Phone => row.phone.map(|v| ("phone".to_string(), v.to_string())),
+            ProfileId => None,
+        };
+        if let Some((k, v)) = found {
+            return (Some(k), Some(v));
+        }
+    }
+    (None, None)
+}
+
+/// What a load counted, comparable across the two ways.
+type Counts = (u64, u64, u64, u64, u64, u64, u64);
+
+/// Loads `rows` into `workspace` as import 1 of `precedence`, probing as `probes` says;
+/// returns whether the shortcut's checks held before resolution, and the counts.
+async fn load(
+    client: &mut Client,
+    workspace: i64,
+    batch: u32,
+    rows: &[Row],
+    precedence: &[IdentityKind],
+    probes: Probes,
+) -> (bool, Counts) {
+    let tx = client.transaction().await.unwrap();
+    tx.batch_execute(CREATE_STAGE).await.unwrap();
+    for (n, row) in rows.iter().enumerate() {
+        let profile_ref: Option<i64> = match row.profile_of {
+            Some("none") => Some(999_999_999),
+            Some(of) => Some(
+                tx.query_one(
+                    "SELECT profile_id FROM profile_store.identities
+                      WHERE workspace_id = $1 AND kind = 'external_id' AND value = $2",
+                    &[&workspace, &of],
+                )
+                .await
+                .unwrap()
+                .get(0),
+            ),
+            None => None,
+        };
+        let (create_kind, create_value) = creating(row, precedence);
+        let names = ["tier"];
+        tx.execute(
+            "INSERT INTO sluice_rows (key, updated_at, identity, external_id, alias_kind,
+                                      alias_name, email, phone, profile_ref, create_kind,
+                                      create_value, props, unset, names, names_hash)
+             VALUES ($1, now() + make_interval(secs => $2), $3, $4, $5, $6, $7, $8, $9, $10,
+                     $11, jsonb_build_object('tier', $12::text), '{}', $13, $14)",
+            &[
+                &format!("{batch}-{n:03}"),
+                &f64::from(batch),
+                &row.identity,
+                &row.external_id,
+                &row.alias.map(|a| a.0),
+                &row.alias.map(|a| a.1),
+                &row.email,
+                &row.phone,
+                &profile_ref,
+                &create_kind,
+                &create_value,
+                &row.tier,
+                &names.to_vec(),
+                &staging::names_hash(&names),
+            ],
+        )
+        .await
+        .unwrap();
+    }
+    let fresh: bool = tx
+        .query_one(&fresh_query(precedence), &[&workspace])
+        .await
+        .unwrap()
+        .get(0);
+    resolve(
+        &tx,
+        workspace,
+        1,
+        precedence,
+        Unmatched::CreateWhole,
+        probes,
+    )
+    .await
+    .unwrap();
+    // Rows carry one unique identity each: no identity conflicts to look for.
+    let mapping: Mapping = serde_json::from_value(serde_json::json!({
+        "identity": {"external_id": "ext"}, "properties": {}
+    }))
+    .unwrap();
+    let mut stats = LoadStats::default();
+    let mut errors = ChunkErrors::default();
+    profiles::apply(&tx, workspace, 1, &mapping, false, &mut stats, &mut errors)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let counts = (
+        stats.profiles_created,
+        stats.profiles_updated,
+        stats.profiles_unchanged,
+        stats.rows_skipped,
+        stats.identities_ambiguous,
+        stats.properties_stale,
+        errors.conflicts.len() as u64,
+    );
+    (fresh, counts)
+}
+
+/// A workspace's profiles without their ids: identities, properties, email and phone.
+async fn profiles_of(client: &Client, workspace: i64) -> BTreeSet<String> {
+    client
+        .query(
+            "SELECT concat_ws(' ', (SELECT string_agg(kind || '=' || value, ',' ORDER BY kind, value)
+                                      FROM profile_store.identities i
+                                     WHERE i.workspace_id = p.workspace_id
+                                       AND i.profile_id = p.profile_id),
+                              p.properties::text, p.email, p.phone)
+               FROM profile_store.profiles p WHERE p.workspace_id = $1",
+            &[&workspace],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn chunks_proved_fresh_load_as_the_probes_would_and_only_they_skip_them() {
+    let url = common::store(&format!("loader_fresh_chunks_{}", std::process::id())).await;
+    let mut client = common::connect(&url).await;
+    let (probing, shortcut) = (1_i64, 2_i64);
+    let alias = |kind, name, tier| Row {
+        alias: Some((kind, name)),
+        tier,
+        ..Row::default()
+    };
+    let cases: Vec<(&str, Vec<IdentityKind>, Vec<Row>, bool)> = vec![
+        (
+            "an empty workspace",
+            vec![ExternalId, Email],
+            people(10, 20, "a"),
+            true,
+        ),
+        (
+            "new external ids sorting after the store's",
+            vec![ExternalId],
+            people(20, 30, "b"),
+            true,
+        ),
+        (
+            "external ids partly held",
+            vec![ExternalId],
+            people(25, 35, "c"),
+            false,
+        ),
+        (
+            "new external ids around held ones",
+            vec![ExternalId],
+            vec![ext("e-05", "d"), ext("e-99", "d")],
+            false,
+        ),
+        (
+            "new external ids with emails the store holds",
+            vec![ExternalId, Email],
+            vec![Row {
+                email: Some("p12@example.com".into()),
+                ..ext("e-50", "e")
+            }],
+            false,
+        ),
+        (
+            "a kind of identity the store has none of",
+            vec![Identity],
+            vec![Row {
+                identity: Some("i-1"),
+                tier: "f",
+                ..Row::default()
+            }],
+            true,
+        ),
+        (
+            "new aliases of one kind",
+            vec![Alias],
+            vec![alias("crm", "c-1", "g"), alias("crm", "c-2", "g")],
+            true,
+        ),
+        (
+            "aliases of two kinds, one of them held",
+            vec![Alias],
+            vec![alias("loyalty", "l-1", "h"), alias("crm", "c-2", "h")],
+            false,
+        ),
+        (
+            "a phone in a workspace with profiles",
+            vec![Phone],
+            vec![Row {
+                phone: Some("+15550001"),
+                tier: "i",
+                ..Row::default()
+            }],
+            false,
+        ),
+        (
+            "a profile id the store holds",
+            vec![ProfileId],
+            vec![Row {
+                profile_of: Some("e-21"),
+                tier: "j",
+                ..Row::default()
+            }],
+            false,
+        ),
+        (
+            "a profile id of no profile",
+            vec![ProfileId],
+            vec![Row {
+                profile_of: Some("none"),
+                tier: "k",
+                ..Row::default()
+            }],
+            true,
+        ),
+    ];
+    for (batch, (case, precedence, rows, fresh)) in cases.into_iter().enumerate() {
+        let batch = batch as u32 + 1;
+        // The probing workspace loads first, so the other one is checked beside a workspace
+        // that already holds the same identities.
+        let (_, probed) = load(
+            &mut client,
+            probing,
+            batch,
+            &rows,
+            &precedence,
+            Probes::Always,
+        )
+        .await;
+        let (held, skipped) = load(
+            &mut client,
+            shortcut,
+            batch,
+            &rows,
+            &precedence,
+            Probes::WhenNeeded,
+        )
+        .await;
+        assert_eq!(held, fresh, "{case}: the checks");
+        assert_eq!(skipped, probed, "{case}: the counts");
+        assert_eq!(
+            profiles_of(&client, shortcut).await,
+            profiles_of(&client, probing).await,
+            "{case}: the profiles"
+        );
+    }
+    let stored = profiles_of(&client, shortcut).await;
+    assert!(
+        stored.iter().any(|p| p.contains("e-12,external_id=e-50")),
+        "the email of e-12 matched: {stored:?}"
+    );
+}

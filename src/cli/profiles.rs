@@ -1,0 +1,139 @@
+//! `sluice profiles`: export a workspace's profiles, and read one profile's consent (its
+//! current statuses and every change, with the import and run that made it).
+
+use super::output::{emit, table, write_table, Output};
+use crate::settings::Settings;
+use clap::Subcommand;
+use serde::Serialize;
+use sluice_coordinator::consent::{self, SubscriptionChange, SubscriptionStatus};
+use std::collections::BTreeMap;
+
+/// `sluice profiles` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ProfilesCommand {
+    /// Print every profile of the workspace, one JSON line each.
+    Export,
+    /// A profile's consent: its status per channel and group, and the history of changes.
+    Subscriptions {
+        /// The profile, by any identity: KIND=VALUE (external_id=u-1, email=a@b.co,
+        /// alias:crm=42, profile_id=7).
+        #[arg(long)]
+        identity: String,
+        /// Changes of the history shown, newest first.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
+}
+
+/// A profile's consent as printed.
+#[derive(Serialize)]
+struct Consent {
+    profile_id: i64,
+    subscriptions: serde_json::Value,
+    history: Vec<SubscriptionChange>,
+}
+
+/// Runs a `sluice profiles` subcommand in `workspace`.
+pub async fn execute(
+    settings: &Settings,
+    workspace: &str,
+    command: ProfilesCommand,
+) -> anyhow::Result<i32> {
+    match command {
+        ProfilesCommand::Export => crate::export::profiles(settings, workspace)
+            .await
+            .map(|_| 0),
+        ProfilesCommand::Subscriptions {
+            identity,
+            limit,
+            output,
+        } => subscriptions(settings, workspace, &identity, limit, output).await,
+    }
+}
+
+async fn subscriptions(
+    settings: &Settings,
+    workspace: &str,
+    identity: &str,
+    limit: i64,
+    output: Output,
+) -> anyhow::Result<i32> {
+    let Some((kind, value)) = identity.split_once('=') else {
+        anyhow::bail!("--identity: give KIND=VALUE, such as external_id=u-1 or email=a@b.co");
+    };
+    if let Some(problem) = consent::kind_problem(kind) {
+        anyhow::bail!("--identity: {problem}");
+    }
+    if !(1..=10_000).contains(&limit) {
+        anyhow::bail!("--limit: must be 1 to 10000");
+    }
+    let control = settings.control().await?;
+    let Some(workspace_id) = sluice_coordinator::apply::workspace_id(&control, workspace).await?
+    else {
+        anyhow::bail!("workspace {workspace:?} does not exist");
+    };
+    let store = sluice_coordinator::stores::workspace_store(&control, workspace).await?;
+    let client = settings.store_named(&control, &store).await?;
+    let Some(profile_id) = consent::profile_id(&client, workspace_id, kind, value).await? else {
+        anyhow::bail!("no profile with {kind} {value:?} in workspace {workspace:?}");
+    };
+    let statuses: BTreeMap<String, SubscriptionStatus> =
+        consent::statuses(&client, workspace_id, profile_id).await?;
+    let history = consent::history(&client, workspace_id, profile_id, limit).await?;
+    let imports: BTreeMap<i64, String> = control
+        .query(
+            "SELECT id, name FROM control.imports WHERE workspace_id = $1",
+            &[&workspace_id],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let import = |id: i64| imports.get(&id).cloned().unwrap_or_else(|| id.to_string());
+    let consent = Consent {
+        profile_id,
+        subscriptions: consent::nested(&statuses),
+        history,
+    };
+    emit(output, &consent, |out| {
+        writeln!(out, "profile {profile_id}")?;
+        let mut current = table(["CHANNEL OR GROUP", "STATUS", "SINCE", "IMPORT"]);
+        for (topic, s) in &statuses {
+            current.add_row([
+                topic.clone(),
+                s.status.clone(),
+                s.changed_at.to_rfc3339(),
+                import(s.import_id),
+            ]);
+        }
+        write_table(out, &current)?;
+        writeln!(out)?;
+        writeln!(out, "history, newest first:")?;
+        let mut changes = table([
+            "CHANNEL OR GROUP",
+            "FROM",
+            "TO",
+            "AT",
+            "IMPORT",
+            "RUN",
+            "CAUSE",
+        ]);
+        for c in &consent.history {
+            changes.add_row([
+                c.topic.clone(),
+                c.from.clone().unwrap_or_else(|| "-".into()),
+                c.to.clone().unwrap_or_else(|| "-".into()),
+                c.changed_at.to_rfc3339(),
+                import(c.import_id),
+                c.run_id
+                    .map(|r| r.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                c.cause.clone(),
+            ]);
+        }
+        write_table(out, &changes)
+    })?;
+    Ok(0)
+}
