@@ -521,7 +521,9 @@ mod tests {
             sql.contains("WHEN c0.id IS NOT NULL THEN 'email' WHEN c1.id IS NOT NULL THEN 'phone'")
         );
         assert!(
-            sql.contains("WHEN r.phone COLLATE \"C\" IS NOT NULL AND c0.id IS NULL THEN"),
+            sql.contains(
+                "WHEN r.phone COLLATE \"C\" IS NOT NULL AND NOT f.yes AND c0.id IS NULL THEN"
+            ),
             "phone is probed only for rows email did not match"
         );
         assert!(
