@@ -70,4 +70,8 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         19,
         include_str!("../migrations/0019_subscription_counts.sql"),
     ),
+    (
+        20,
+        include_str!("../migrations/0020_error_stream_window.sql"),
+    ),
 ];

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use sluice_coordinator::api::apply::Applied;
 use sluice_coordinator::api::connections::{ConnectionItem, KeyPair, TestResult};
+use sluice_coordinator::api::errors::{ErrorQuery, ErrorStreamPage};
 use sluice_coordinator::api::imports::{ImportDeleted, ImportItem, RunAccepted};
 use sluice_coordinator::api::runs::{RunFilter, RunPage};
 use sluice_coordinator::api::service::Service;
@@ -225,6 +226,14 @@ impl Backend {
                 r.get(&format!("/v1/runs/{run_id}/errors?per_page={limit}"))
                     .await
             }
+        }
+    }
+
+    /// A page of the workspace's error stream.
+    pub async fn error_stream(&self, query: &ErrorQuery) -> anyhow::Result<ErrorStreamPage> {
+        match self {
+            Backend::Host(s) => Ok(s.error_stream(query).await?),
+            Backend::Api(r, _) => r.get(&format!("/v1/errors?{}", query.query_string())).await,
         }
     }
 

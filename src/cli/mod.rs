@@ -7,6 +7,7 @@ mod apply;
 pub mod backend;
 mod connections;
 mod context;
+mod errors;
 pub mod follow;
 mod imports;
 pub mod output;
@@ -82,6 +83,9 @@ enum Command {
         #[command(subcommand)]
         command: runs::RunsCommand,
     },
+    /// The workspace's error stream: rejected rows across runs in a window, with counts by
+    /// reason and import.
+    Errors(errors::ErrorsArgs),
     /// Events in the event store.
     Events {
         #[command(subcommand)]
@@ -171,6 +175,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<i32> {
         C::Imports { command } => imports::execute(settings, command).await,
         C::Connections { command } => connections::execute(settings, command).await,
         C::Runs { command } => runs::execute(settings, command).await,
+        C::Errors(args) => errors::execute(settings, args).await,
         C::Events {
             command: ExportCommand::Export,
         } => {

@@ -1,5 +1,5 @@
 //! The operator HTTP API under `/v1`: JSON endpoints for workspaces and tokens, connections,
-//! imports, runs and profiles, each scoped to the bearer token's workspace, with the OpenAPI document
+//! imports, runs, the error stream and profiles, each scoped to the bearer token's workspace, with the OpenAPI document
 //! generated from the handlers and served at `/v1/openapi.json`; and the run listing web page
 //! at `/ui`.
 
@@ -7,6 +7,7 @@ pub mod apply;
 mod auth;
 pub mod connections;
 mod error;
+pub mod errors;
 pub mod imports;
 mod profiles;
 pub mod runs;
@@ -90,6 +91,7 @@ pub fn routes() -> (axum::Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(runs::cancel))
         .routes(routes!(runs::errors))
         .routes(routes!(runs::errors_csv))
+        .routes(routes!(errors::list))
         .routes(routes!(profiles::lookup))
         .routes(routes!(profiles::events))
         .split_for_parts()

@@ -1,6 +1,7 @@
 //! The pages' HTML: one small stylesheet, every value escaped.
 
 use super::{Filters, ImportLine, RunLine};
+use crate::api::errors::{ErrorQuery, ErrorStreamPage};
 use crate::errors::RunError;
 use crate::runs::RunSummary;
 use std::fmt::Write;
@@ -142,12 +143,32 @@ pub fn listing(
         value(&filters.from),
         value(&filters.to)
     );
-    body.push_str("<table id=\"runs\"><tr><th>run</th><th>import</th><th>status</th><th>created by</th><th>created</th></tr>");
+    body.push_str("<table id=\"runs\"><tr><th>run</th><th>import</th><th>status</th><th>created by</th><th>created</th><th>rejected</th></tr>");
     for r in runs {
         let dry = if r.dry_run { " (dry run)" } else { "" };
+        let since = r
+            .created_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let rejected = r
+            .rejected
+            .iter()
+            .map(|(reason, n)| {
+                let query = url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("import", &r.import)
+                    .append_pair("reason", reason)
+                    .append_pair("from", &since)
+                    .finish();
+                format!(
+                    "<a class=\"reason-link\" href=\"/ui/errors?{}\">{} {n}</a>",
+                    escape(&query),
+                    escape(reason)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
         let _ = write!(
             body,
-            "<tr><td><a href=\"/ui/runs/{0}\" class=\"run-link\">{0}</a>{dry}</td><td>{1}</td><td class=\"{2}\">{2}</td><td>{3}</td><td>{4}</td></tr>",
+            "<tr><td><a href=\"/ui/runs/{0}\" class=\"run-link\">{0}</a>{dry}</td><td>{1}</td><td class=\"{2}\">{2}</td><td>{3}</td><td>{4}</td><td>{rejected}</td></tr>",
             r.run_id,
             escape(&r.import),
             escape(&r.status),
@@ -156,7 +177,7 @@ pub fn listing(
         );
     }
     if runs.is_empty() {
-        body.push_str("<tr><td colspan=\"5\" class=\"muted\">no run matches</td></tr>");
+        body.push_str("<tr><td colspan=\"6\" class=\"muted\">no run matches</td></tr>");
     }
     body.push_str("</table>");
     page("Imports", false, &body)
@@ -251,6 +272,70 @@ pub fn run(s: &RunSummary, errors: &[RunError]) -> String {
     }
     body.push_str("</table>");
     page(&format!("Run {}", s.run_id), active, &body)
+}
+
+/// The workspace's error stream: the window's counts by reason and import, and a page of
+/// its rows, newest first.
+pub fn error_stream(stream: &ErrorStreamPage, query: &ErrorQuery) -> String {
+    let mut body = format!(
+        "<p><a href=\"/ui\">← imports</a></p><h1>Rejected rows</h1><p id=\"window\">{} rows from {} to {}{}{}</p>",
+        stream.total,
+        time(&stream.from),
+        time(&stream.to),
+        query
+            .import
+            .as_deref()
+            .map(|i| format!(", import {}", escape(i)))
+            .unwrap_or_default(),
+        query
+            .reason
+            .as_deref()
+            .map(|r| format!(", reason {}", escape(r)))
+            .unwrap_or_default(),
+    );
+    body.push_str("<table id=\"counts\"><tr><th>by reason</th><th>rows</th></tr>");
+    for (reason, n) in &stream.by_reason {
+        let _ = write!(body, "<tr><td>{}</td><td>{n}</td></tr>", escape(reason));
+    }
+    body.push_str("<tr><th>by import</th><th>rows</th></tr>");
+    for (import, n) in &stream.by_import {
+        let _ = write!(body, "<tr><td>{}</td><td>{n}</td></tr>", escape(import));
+    }
+    body.push_str("</table><table id=\"stream\"><tr><th>recorded</th><th>import</th><th>run</th><th>row</th><th>column</th><th>value</th><th>reason</th><th>message</th></tr>");
+    for e in &stream.errors {
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td><a href=\"/ui/runs/{run}\">{run}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            time(&e.recorded_at),
+            escape(&e.import),
+            escape(&e.row_key),
+            escape(&e.column),
+            escape(e.value.as_deref().unwrap_or("")),
+            escape(&e.reason),
+            escape(&e.message),
+            run = e.run_id,
+        );
+    }
+    if stream.errors.is_empty() {
+        body.push_str(
+            "<tr><td colspan=\"8\" class=\"muted\">no rejected rows in this window</td></tr>",
+        );
+    }
+    body.push_str("</table>");
+    let shown =
+        i64::from(stream.page - 1) * i64::from(stream.per_page) + stream.errors.len() as i64;
+    if shown < stream.total {
+        let mut next = query.clone();
+        next.from = Some(stream.from);
+        next.to = Some(stream.to);
+        next.page = Some(stream.page + 1);
+        let _ = write!(
+            body,
+            "<p><a id=\"next-page\" href=\"/ui/errors?{}\">next page</a></p>",
+            escape(&next.query_string())
+        );
+    }
+    page("Rejected rows", false, &body)
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! token opens a server-side session whose id the browser keeps in an HttpOnly cookie (never
 //! the token); every page is scoped to its workspace like the API. The listing shows each import's status, schedule, health, last and next run, and the
 //! runs filtered by status, creator and date; a run's page shows its stats, chunk progress and
-//! errors, and refreshes itself while the run is active.
+//! errors, and refreshes itself while the run is active; each run's rejections by reason link
+//! to the workspace's error stream, filtered to that import and reason.
 
 mod html;
 
@@ -55,6 +56,7 @@ pub fn routes() -> axum::Router<ApiState> {
         .route("/ui", axum::routing::get(listing))
         .route("/ui/login", axum::routing::get(login_form).post(login))
         .route("/ui/runs/{run_id}", axum::routing::get(run_page))
+        .route("/ui/errors", axum::routing::get(error_stream))
         .route(
             "/ui/runs/{run_id}/errors.csv",
             axum::routing::get(errors_csv),
@@ -228,6 +230,8 @@ pub struct RunLine {
     pub created_by: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub dry_run: bool,
+    /// Rejected rows by reason code.
+    pub rejected: std::collections::BTreeMap<String, i64>,
 }
 
 const IMPORTS: &str = "SELECT i.name, i.data_type, i.state, i.spec->'schedule', i.next_fire_at,
@@ -242,7 +246,14 @@ const IMPORTS: &str = "SELECT i.name, i.data_type, i.state, i.spec->'schedule', 
   WHERE i.workspace_id = $1
   ORDER BY i.name";
 
-const RUNS: &str = "SELECT r.id, i.name, r.status, r.requested_by, r.created_at, r.dry_run
+const RUNS: &str = "SELECT r.id, i.name, r.status, r.requested_by, r.created_at, r.dry_run,
+        (SELECT jsonb_object_agg(code, n) FROM (
+            SELECT e.key AS code, sum(e.value::int8) AS n
+              FROM control.chunks c
+             CROSS JOIN LATERAL (SELECT * FROM jsonb_each_text(c.rejected_by_reason)
+                                 UNION ALL
+                                 SELECT * FROM jsonb_each_text(c.load_rejected_by_reason)) e
+             WHERE c.run_id = r.id GROUP BY e.key) x)
    FROM control.runs r JOIN control.imports i ON i.id = r.import_id
   WHERE r.workspace_id = $1
     AND ($2::text IS NULL OR r.status = $2)
@@ -299,6 +310,10 @@ async fn listing(
             created_by: r.get(3),
             created_at: r.get(4),
             dry_run: r.get(5),
+            rejected: r
+                .get::<_, Option<serde_json::Value>>(6)
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default(),
         })
         .collect::<Vec<_>>();
     Ok(Html(html::listing(
@@ -321,6 +336,18 @@ async fn run_page(
         .ok_or_else(|| ApiError::not_found(format!("no run {run_id} in this workspace")))?;
     let errors = crate::errors::list(&**client, run_id, 100, 0).await?;
     Ok(Html(html::run(&summary, &errors)))
+}
+
+/// The workspace's error stream: a window's rejected rows across runs, with its counts.
+async fn error_stream(
+    State(state): State<ApiState>,
+    Viewer(caller): Viewer,
+    Query(query): Query<super::errors::ErrorQuery>,
+) -> Result<Html<String>, ApiError> {
+    let page = super::service::Service::new(&state, caller)
+        .error_stream(&query)
+        .await?;
+    Ok(Html(html::error_stream(&page, &query)))
 }
 
 async fn errors_csv(
