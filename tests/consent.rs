@@ -150,7 +150,19 @@ async fn consent_is_imported_exactly_newest_first_with_its_history() {
     let warehouse = fleet.warehouse().await;
     create_tables(&warehouse).await;
     fleet.apply_ok(&spec(&fleet));
-    fleet.start("all", &[]);
+    let out = fleet.sluice(&[
+        "tokens",
+        "create",
+        "--workspace",
+        "acme",
+        "--role",
+        "viewer",
+        "--name",
+        "consent",
+    ]);
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let port = common::free_port();
+    fleet.start("all", &["--http-addr", &format!("127.0.0.1:{port}")]);
     let control = fleet.control().await;
 
     // A dry run counts what the run will change and writes nothing.
@@ -309,6 +321,42 @@ async fn consent_is_imported_exactly_newest_first_with_its_history() {
         .map(|c| (c["from"].as_str().unwrap_or("-"), c["to"].as_str().unwrap()))
         .collect();
     assert_eq!(email, [("subscribed", "unsubscribed"), ("-", "subscribed")]);
+
+    // The API's look-up and the export show the same statuses.
+    let response = reqwest::Client::new()
+        .get(format!(
+            "http://127.0.0.1:{port}/v1/profiles?kind=external_id&value=user-5"
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let profile: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        profile["subscriptions"], consent["subscriptions"],
+        "{profile}"
+    );
+    assert_eq!(
+        profile["subscription_history"].as_array().map(Vec::len),
+        Some(3),
+        "{profile}"
+    );
+    let out = fleet.sluice(&["profiles", "export", "--workspace", "acme"]);
+    let exported: serde_json::Value = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|p| p["identities"]["external_id"] == "user-3")
+        .unwrap();
+    assert_eq!(
+        exported["subscriptions"]["email"]["status"], "opted_in",
+        "{exported}"
+    );
+    assert_eq!(
+        exported["subscriptions"]["groups"]["weekly_digest"]["status"], "subscribed",
+        "{exported}"
+    );
 
     // Values that are no status, and a subscribe without an address, are rejected by row.
     warehouse
