@@ -6,6 +6,7 @@
 
 pub mod deletes;
 pub mod events;
+pub mod guesses;
 pub mod load;
 mod metrics;
 pub mod profiles;

@@ -10,7 +10,7 @@ use crate::registry::Registry;
 use crate::resolve::{resolve, Probes, Unmatched, COPY_STAGE, COPY_TYPES, CREATE_STAGE};
 use crate::staging::{names_hash, stage_rows, stamped_names};
 use crate::stores::StorePools;
-use crate::{deletes, events, removals, statistics, subscriptions};
+use crate::{deletes, events, guesses, removals, statistics, subscriptions};
 use futures::pin_mut;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -130,6 +130,11 @@ fn unmatched(mapping: &Mapping) -> Unmatched {
     }
 }
 
+/// Whether resolution matched no existing profile: what makes the run's next chunks worth
+/// resolving on a guess.
+const MATCHED_NOTHING: &str =
+    "SELECT NOT EXISTS (SELECT 1 FROM sluice_stage WHERE profile_id IS NOT NULL AND NOT created)";
+
 /// Memory a load's statements sort and hash a chunk in before spilling to disk.
 const WORK_MEM: &str = "64MB";
 
@@ -246,15 +251,53 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
         }
     }
     writer.finish().await.map_err(store_error)?;
-    resolve(
-        &tx,
-        workspace,
-        import_id,
-        &mapping.precedence(),
-        unmatched(mapping),
-        Probes::WhenNeeded,
-    )
-    .await?;
+    let run = work.chunk.run_id;
+    let precedence = mapping.precedence();
+    let guessable = Probes::may_guess(&precedence, unmatched(mapping));
+    let guessed = guessable && guesses::expect_fresh(run) && {
+        tx.batch_execute("SAVEPOINT guess")
+            .await
+            .map_err(store_error)?;
+        match resolve(
+            &tx,
+            workspace,
+            import_id,
+            &precedence,
+            unmatched(mapping),
+            Probes::Guess,
+        )
+        .await
+        {
+            Ok(()) => true,
+            Err(LoadError::Conflict(_)) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT guess")
+                    .await
+                    .map_err(store_error)?;
+                guesses::record(run, false);
+                false
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    if !guessed {
+        resolve(
+            &tx,
+            workspace,
+            import_id,
+            &precedence,
+            unmatched(mapping),
+            Probes::WhenNeeded,
+        )
+        .await?;
+        if guessable {
+            let fresh: bool = tx
+                .query_one(MATCHED_NOTHING, &[])
+                .await
+                .map_err(store_error)?
+                .get(0);
+            guesses::record(run, fresh);
+        }
+    }
     match &mapping.records {
         Records::Profiles if removals => {
             let names = work.mapping.own_properties();

@@ -158,6 +158,27 @@ pub enum Probes {
     WhenNeeded,
     /// Always probe row by row: the general path the checks must agree with.
     Always,
+    /// Probe no row: the caller expects the chunk to match nothing and holds a savepoint
+    /// to return to when the identities' key proves it wrong (see
+    /// [`Probes::may_guess`]).
+    Guess,
+}
+
+impl Probes {
+    /// Whether a chunk of `precedence` may be resolved on a guess that it matches nothing,
+    /// undone when the guess is wrong: only when every row names its profile by one unique
+    /// identity kind and the rows that match none create profiles. A created profile's
+    /// identity is then inserted under the identities' key, so a row whose identity the
+    /// store already holds fails the statement instead of creating a second profile.
+    /// (With email or phone, several profiles may share the value; with a second unique
+    /// kind, a row could match by the other kind while it creates by this one.)
+    pub fn may_guess(precedence: &[IdentityKind], unmatched: Unmatched) -> bool {
+        unmatched != Unmatched::Skip
+            && matches!(
+                precedence,
+                [IdentityKind::Identity | IdentityKind::ExternalId | IdentityKind::Alias]
+            )
+    }
 }
 
 /// The condition under which no copied row can match an existing profile, proved with a few
@@ -264,14 +285,14 @@ fn matched_statement(precedence: &[IdentityKind]) -> String {
 /// into `sluice_stage`. With `$3` (a profile load) a created profile is written whole at once
 /// from the newest of its rows, stamped with that row (`$4` is the import), so the upsert has
 /// nothing left to do for it. A row subscribing a channel it carries no address for never
-/// creates a profile (a new profile would have no address; see `subscriptions.rs`). With `$5`, a chunk proved fresh (`fresh_condition`) skips the
+/// creates a profile (a new profile would have no address; see `subscriptions.rs`). With `$5`, a chunk proved fresh (`fresh_condition`), or guessed fresh (`$6`), skips the
 /// per-row probes: none of them could find a profile. Two loaders
 /// creating the same unique identity collide on the identities key; the loser retries and
 /// then finds the profile.
 pub fn resolve_statement(precedence: &[IdentityKind]) -> String {
     format!(
         "WITH fresh AS MATERIALIZED (
-    SELECT $5::boolean AND ({}) AS yes
+    SELECT $5::boolean AND ($6::boolean OR ({})) AS yes
 ), matched AS MATERIALIZED (
     {}
 ), missing AS MATERIALIZED (
@@ -437,10 +458,11 @@ pub async fn resolve(
 ) -> Result<(), LoadError> {
     let create = unmatched != Unmatched::Skip;
     let whole = unmatched == Unmatched::CreateWhole;
-    let shortcut = probes == Probes::WhenNeeded;
+    let shortcut = probes != Probes::Always;
+    let guess = probes == Probes::Guess;
     tx.execute(
         &resolve_statement(precedence),
-        &[&workspace, &create, &whole, &import, &shortcut],
+        &[&workspace, &create, &whole, &import, &shortcut, &guess],
     )
     .await
     .map_err(store_error)?;

@@ -319,3 +319,81 @@ async fn chunks_proved_fresh_load_as_the_probes_would_and_only_they_skip_them() 
         "the email of e-12 matched: {stored:?}"
     );
 }
+
+#[tokio::test]
+async fn a_wrong_guess_fails_on_the_identities_key_and_a_right_one_loads_as_the_probes_would() {
+    let url = common::store(&format!("loader_guessed_chunks_{}", std::process::id())).await;
+    let mut client = common::connect(&url).await;
+    let (probing, guessing) = (1_i64, 2_i64);
+    let precedence = [ExternalId];
+    assert!(Probes::may_guess(&precedence, Unmatched::CreateWhole));
+    assert!(!Probes::may_guess(&precedence, Unmatched::Skip));
+    assert!(!Probes::may_guess(
+        &[ExternalId, Email],
+        Unmatched::CreateWhole
+    ));
+    assert!(!Probes::may_guess(
+        &[ExternalId, Identity],
+        Unmatched::CreateEmpty
+    ));
+    for (batch, rows) in [(1, people(10, 20, "a")), (2, people(30, 40, "b"))] {
+        let (_, probed) = load(
+            &mut client,
+            probing,
+            batch,
+            &rows,
+            &precedence,
+            Probes::Always,
+        )
+        .await;
+        let (_, guessed) = load(
+            &mut client,
+            guessing,
+            batch,
+            &rows,
+            &precedence,
+            Probes::Guess,
+        )
+        .await;
+        assert_eq!(guessed, probed, "batch {batch}: the counts");
+        assert_eq!(
+            profiles_of(&client, guessing).await,
+            profiles_of(&client, probing).await,
+            "batch {batch}: the profiles"
+        );
+    }
+    // A chunk naming a profile the store holds: the guess fails, and nothing of it stays.
+    let tx = client.transaction().await.unwrap();
+    tx.batch_execute(CREATE_STAGE).await.unwrap();
+    tx.batch_execute(
+        "INSERT INTO sluice_rows (key, updated_at, external_id, create_kind, create_value,
+                                  props, unset, names, names_hash)
+         VALUES ('k', now(), 'e-35', 'external_id', 'e-35', '{}', '{}', '{}', 0),
+                ('n', now(), 'e-99', 'external_id', 'e-99', '{}', '{}', '{}', 0)",
+    )
+    .await
+    .unwrap();
+    let wrong = resolve(
+        &tx,
+        guessing,
+        1,
+        &precedence,
+        Unmatched::CreateWhole,
+        Probes::Guess,
+    )
+    .await;
+    assert!(
+        matches!(wrong, Err(sluice_loader::load::LoadError::Conflict(_))),
+        "{wrong:?}"
+    );
+    tx.rollback().await.unwrap();
+    let held: i64 = client
+        .query_one(
+            "SELECT count(*) FROM profile_store.identities WHERE workspace_id = $1",
+            &[&guessing],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(held, 20);
+}
