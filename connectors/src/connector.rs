@@ -1,13 +1,13 @@
 //! The one interface every warehouse connector implements: test the connection, discover the
 //! source's columns, preview its first rows, plan a run's range and chunk boundaries on the
-//! `(watermark, key)` order, and stream one chunk as Arrow batches. The coordinator calls the
+//! `(watermark, key)` order, and stream one chunk (or the rows of some keys) as Arrow batches. The coordinator calls the
 //! planning parts and the extractor the reading parts, so a connector's code lives once. Each
 //! kind implements [`Connector`] itself; [`Source`] is whichever kind a connection names, opened
 //! through the registry (`registry.rs`).
 
 use crate::error::SourceError;
 use crate::registry::Registry;
-use crate::source::{RangePlan, SourceShape, SourceSpec};
+use crate::source::{RangePlan, Rows, SourceShape, SourceSpec};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
@@ -61,13 +61,13 @@ pub trait Connector: Send + Sync {
         at: DateTime<Utc>,
     ) -> Result<Option<Bound>, SourceError>;
 
-    /// Reads exactly the rows of `(lo, hi]`, handing batches of at most `batch_rows` rows to
-    /// `sink` in `(watermark, key)` order where the source keeps one; returns the rows read.
-    async fn read_chunk(
+    /// Reads exactly `rows` (a chunk's `(lo, hi]`, or the rows of some keys up to a bound),
+    /// handing batches of at most `batch_rows` rows to `sink` in `(watermark, key)` order where
+    /// the source keeps one; returns the rows read.
+    async fn read(
         &self,
         shape: &SourceShape,
-        lo: Option<&Bound>,
-        hi: &Bound,
+        rows: Rows<'_>,
         batch_rows: usize,
         sink: &mut dyn BatchSink,
     ) -> Result<u64, SourceError>;

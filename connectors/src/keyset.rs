@@ -3,6 +3,7 @@
 //! source says only how it writes an instant and a key ([`Binder`]): as a literal, or as a
 //! placeholder whose value it keeps.
 
+use crate::source::Rows;
 use chrono::{DateTime, Utc};
 use sluice_proto::{Bound, KeyValue};
 
@@ -57,6 +58,20 @@ impl Keyset {
             filter.push_str(&format!(" AND {}", self.after(lo, bind)));
         }
         filter
+    }
+
+    /// The condition of `rows`: a chunk's range, or the listed keys at or before a bound.
+    pub fn selecting(&self, rows: Rows<'_>, bind: &mut impl Binder) -> String {
+        match rows {
+            Rows::Range { lo, hi } => self.within(lo, hi, bind),
+            Rows::Keys { keys: [], .. } => "1 = 0".to_string(),
+            Rows::Keys { keys, upto } => {
+                let mut filter = self.up_to(upto, bind);
+                let listed: Vec<String> = keys.iter().map(|k| bind.key(k)).collect();
+                filter.push_str(&format!(" AND {} IN ({})", self.key, listed.join(", ")));
+                filter
+            }
+        }
     }
 
     /// The last row with a key below `cap` and after `lo`: a run's upper bound.
@@ -185,6 +200,33 @@ mod tests {
         assert_eq!(bind.0[2], "Int(3)");
         assert_eq!(bind.0[3], "2024-01-01T00:00:01+00:00");
         assert_eq!(bind.0[5], "Int(7)");
+    }
+
+    #[test]
+    fn rows_by_key_are_the_listed_keys_up_to_a_bound() {
+        let mut bind = Numbered(Vec::new());
+        let keys = [KeyValue::Int(4), KeyValue::Int(9)];
+        let upto = bound(5, 2);
+        let sql = keyset().selecting(
+            Rows::Keys {
+                keys: &keys,
+                upto: &upto,
+            },
+            &mut bind,
+        );
+        assert_eq!(
+            sql,
+            "id IS NOT NULL AND (wm < $1 OR (wm = $2 AND id <= $3)) AND id IN ($4, $5)"
+        );
+        assert_eq!(bind.0[3], "Int(4)");
+        let none = keyset().selecting(
+            Rows::Keys {
+                keys: &[],
+                upto: &upto,
+            },
+            &mut bind,
+        );
+        assert_eq!(none, "1 = 0");
     }
 
     #[test]

@@ -22,4 +22,4 @@ pub mod warehouse;
 pub use connector::{BatchSink, Canceller, Connector, Source};
 pub use error::SourceError;
 pub use registry::{check_url, Kind, Registry};
-pub use source::{RangePlan, SourceShape, SourceSpec};
+pub use source::{RangePlan, Rows, SourceShape, SourceSpec};

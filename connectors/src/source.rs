@@ -4,7 +4,7 @@
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
 use sluice_proto::columns::{SOURCE_KEY, SOURCE_WATERMARK};
-use sluice_proto::{Bound, SourceRelation};
+use sluice_proto::{Bound, KeyValue, SourceRelation};
 use std::sync::Arc;
 
 /// What an import reads: a table or query, its unique key, its watermark and mapped columns.
@@ -27,6 +27,26 @@ impl SourceSpec {
         names.extend(self.columns.iter().cloned());
         names
     }
+}
+
+/// Which of a source's rows a read takes.
+#[derive(Debug, Clone, Copy)]
+pub enum Rows<'a> {
+    /// A chunk: the rows of `(lo, hi]` in `(watermark, key)` order.
+    Range {
+        /// The exclusive lower bound; `None` from the source's first row.
+        lo: Option<&'a Bound>,
+        /// The inclusive upper bound.
+        hi: &'a Bound,
+    },
+    /// The rows with these keys at or before `upto`: rows read again by key (a row past
+    /// `upto` has changed, and the run's chunks read it).
+    Keys {
+        /// The keys, each naming at most one row.
+        keys: &'a [KeyValue],
+        /// The inclusive upper bound.
+        upto: &'a Bound,
+    },
 }
 
 /// The instant a run reads below: `settle_lag` before the source's `now`, and no later than

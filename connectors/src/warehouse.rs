@@ -8,7 +8,7 @@ use crate::error::SourceError;
 use crate::keyset::{Binder, Keyset};
 pub use crate::source::chunk_schema;
 use crate::source::{
-    ColumnShape, KeyKind, RangePlan, SourceShape, SourceSpec, Unreadable, UNREADABLE_SAMPLES,
+    ColumnShape, KeyKind, RangePlan, Rows, SourceShape, SourceSpec, Unreadable, UNREADABLE_SAMPLES,
 };
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::cast;
@@ -443,18 +443,17 @@ impl<W: SqlWarehouse + 'static> Connector for SqlSource<W> {
         self.position(sql, shape).await
     }
 
-    /// Reads `(lo, hi]`, in batches of at most `batch_rows` rows.
-    async fn read_chunk(
+    /// Reads `rows`, in batches of at most `batch_rows` rows.
+    async fn read(
         &self,
         shape: &SourceShape,
-        lo: Option<&Bound>,
-        hi: &Bound,
+        rows: Rows<'_>,
         batch_rows: usize,
         sink: &mut dyn BatchSink,
     ) -> Result<u64, SourceError> {
         let filter = self
             .keyset(shape)
-            .within(lo, hi, &mut Literals(&self.warehouse));
+            .selecting(rows, &mut Literals(&self.warehouse));
         let sink = tokio::sync::Mutex::new(sink);
         self.stream(shape, &format!("WHERE {filter}"), batch_rows, feed(&sink))
             .await

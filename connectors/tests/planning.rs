@@ -4,7 +4,7 @@
 
 use arrow::record_batch::RecordBatch;
 use sluice_connectors::postgres::PostgresSource;
-use sluice_connectors::{BatchSink, Connector, SourceError, SourceSpec};
+use sluice_connectors::{BatchSink, Connector, Rows, SourceError, SourceSpec};
 use sluice_proto::{Bound, SourceRelation};
 use std::time::Duration;
 use tokio_postgres::NoTls;
@@ -86,7 +86,15 @@ async fn chunks_inside_a_run_of_ties_cover_every_row_once() {
     let mut lo: Option<Bound> = None;
     for b in boundaries.iter().chain(std::iter::once(&hi)) {
         let rows = source
-            .read_chunk(&shape, lo.as_ref(), b, 256, &mut Vec::new())
+            .read(
+                &shape,
+                Rows::Range {
+                    lo: lo.as_ref(),
+                    hi: b,
+                },
+                256,
+                &mut Vec::new(),
+            )
             .await
             .unwrap();
         assert!(rows <= 700, "chunk ({lo:?}, {b}] has {rows} rows");
@@ -161,7 +169,12 @@ async fn a_redshift_session_reads_chunks_through_a_server_side_cursor() {
         seen: Vec::new(),
     };
     let rows = source
-        .read_chunk(&shape, None, &hi, 1_000, &mut observer)
+        .read(
+            &shape,
+            Rows::Range { lo: None, hi: &hi },
+            1_000,
+            &mut observer,
+        )
         .await
         .unwrap();
     assert_eq!(rows, 5_000);

@@ -5,7 +5,7 @@ mod toy;
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
-use sluice_connectors::{Registry, SourceSpec};
+use sluice_connectors::{Registry, Rows, SourceSpec};
 use sluice_proto::{ConnectionKind, SourceRelation};
 use std::time::Duration;
 
@@ -61,7 +61,15 @@ async fn a_kind_added_with_one_registry_line_is_checked_planned_and_read() {
     for b in boundaries.iter().chain(std::iter::once(&hi)) {
         let mut batches: Vec<RecordBatch> = Vec::new();
         let rows = source
-            .read_chunk(&shape, lo.as_ref(), b, 8, &mut batches)
+            .read(
+                &shape,
+                Rows::Range {
+                    lo: lo.as_ref(),
+                    hi: b,
+                },
+                8,
+                &mut batches,
+            )
             .await
             .unwrap();
         assert!(rows <= 20, "a chunk holds at most its share: {rows}");

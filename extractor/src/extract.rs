@@ -7,7 +7,7 @@ use object_store::ObjectStore;
 use parquet::arrow::async_writer::AsyncArrowWriter;
 use sluice_connectors::SourceError;
 use sluice_connectors::SourceSpec;
-use sluice_connectors::{BatchSink, Source};
+use sluice_connectors::{BatchSink, Rows, Source};
 use sluice_proto::chunk_file;
 use sluice_proto::health::Readiness;
 use sluice_proto::key_probe::{self, KeyCheck};
@@ -82,10 +82,12 @@ pub async fn extract(task: &ChunkTask, deps: &Extractor) -> Result<ChunkExtracte
         .map_err(|e| SourceError::Storage(e.to_string()))?;
     let mut sink = ParquetSink(writer);
     let rows_read = connector
-        .read_chunk(
+        .read(
             &shape,
-            source.lo.as_ref(),
-            &source.hi,
+            Rows::Range {
+                lo: source.lo.as_ref(),
+                hi: &source.hi,
+            },
             BATCH_ROWS,
             &mut sink,
         )

@@ -13,7 +13,7 @@ use crate::connector::Connector;
 use crate::connector::{feed, BatchSink};
 use crate::error::SourceError;
 use crate::registry::Kind;
-use crate::source::{ColumnShape, KeyKind, RangePlan, SourceShape, SourceSpec};
+use crate::source::{ColumnShape, KeyKind, RangePlan, Rows, SourceShape, SourceSpec};
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
@@ -368,12 +368,11 @@ impl FilesSource {
         Ok(index)
     }
 
-    /// The rows of `(lo, hi]`, file by file.
+    /// The rows of `rows`, file by file.
     async fn read_rows<F, Fut>(
         &self,
         shape: &SourceShape,
-        lo: Option<&Bound>,
-        hi: &Bound,
+        rows: Rows<'_>,
         _batch_rows: usize,
         mut on_batch: F,
     ) -> Result<u64, SourceError>
@@ -383,9 +382,12 @@ impl FilesSource {
     {
         let mut total = 0u64;
         let mut selected = Vec::new();
-        let from = lo.map(|b| b.watermark);
-        self.each_chunk_batch(shape, from, Some(hi.watermark), |batch| {
-            let kept = within(&batch, lo, hi).and_then(|mask| {
+        let (from, until) = match rows {
+            Rows::Range { lo, hi } => (lo.map(|b| b.watermark), hi.watermark),
+            Rows::Keys { upto, .. } => (None, upto.watermark),
+        };
+        self.each_chunk_batch(shape, from, Some(until), |batch| {
+            let kept = selection(&batch, rows).and_then(|mask| {
                 filter_record_batch(&batch, &mask)
                     .map_err(|e| SourceError::Query(format!("filtering rows: {e}")))
             });
@@ -435,6 +437,29 @@ fn bounds_of(batch: &RecordBatch) -> Vec<Bound> {
             })
         })
         .collect()
+}
+
+/// The mask of the batch's rows that are among `rows`.
+fn selection(batch: &RecordBatch, rows: Rows<'_>) -> Result<BooleanArray, SourceError> {
+    let (keys, upto) = match rows {
+        Rows::Range { lo, hi } => return within(batch, lo, hi),
+        Rows::Keys { keys, upto } => (keys, upto),
+    };
+    let upper = within(batch, None, upto)?;
+    let key = batch.column(0);
+    let listed: BooleanArray = (0..batch.num_rows())
+        .map(|i| {
+            let value = match key.data_type() {
+                _ if key.is_null(i) => return Some(false),
+                DataType::Int64 => {
+                    KeyValue::Int(key.as_primitive::<arrow::datatypes::Int64Type>().value(i))
+                }
+                _ => KeyValue::Text(key.as_string::<i32>().value(i).to_string()),
+            };
+            Some(keys.contains(&value))
+        })
+        .collect();
+    and(&upper, &listed).map_err(|e| SourceError::Query(format!("filtering rows: {e}")))
 }
 
 /// The mask of rows with `lo < (watermark, key) <= hi`.
@@ -510,17 +535,16 @@ fn normalize(
 /// Files and Delta tables read through the one connector interface.
 #[async_trait::async_trait]
 impl Connector for FilesSource {
-    /// Reads `(lo, hi]`, in batches of at most `batch_rows` rows.
-    async fn read_chunk(
+    /// Reads `rows`, in batches of at most `batch_rows` rows.
+    async fn read(
         &self,
         shape: &SourceShape,
-        lo: Option<&Bound>,
-        hi: &Bound,
+        rows: Rows<'_>,
         batch_rows: usize,
         sink: &mut dyn BatchSink,
     ) -> Result<u64, SourceError> {
         let sink = tokio::sync::Mutex::new(sink);
-        self.read_rows(shape, lo, hi, batch_rows, feed(&sink)).await
+        self.read_rows(shape, rows, batch_rows, feed(&sink)).await
     }
 
     /// Lists the store's root.
@@ -653,7 +677,11 @@ impl Connector for FilesSource {
             return Ok(RecordBatch::new_empty(schema));
         };
         let mut batches = Vec::new();
-        self.read_rows(shape, None, &last, rows, |b| {
+        let first = Rows::Range {
+            lo: None,
+            hi: &last,
+        };
+        self.read_rows(shape, first, rows, |b| {
             batches.push(b);
             async { Ok(()) }
         })

@@ -10,7 +10,7 @@ use crate::error::SourceError;
 use crate::keyset::{Binder, Keyset};
 use crate::registry::Kind;
 use crate::source::{
-    ColumnShape, KeyKind, RangePlan, SourceShape, SourceSpec, Unreadable, UNREADABLE_SAMPLES,
+    ColumnShape, KeyKind, RangePlan, Rows, SourceShape, SourceSpec, Unreadable, UNREADABLE_SAMPLES,
 };
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
@@ -222,12 +222,11 @@ impl MysqlSource {
         Ok(found)
     }
 
-    /// Reads `(lo, hi]` in one consistent, read-only snapshot, in batches of `batch_rows`.
+    /// Reads `rows` in one consistent, read-only snapshot, in batches of `batch_rows`.
     async fn read_rows<F, Fut>(
         &self,
         shape: &SourceShape,
-        lo: Option<&Bound>,
-        hi: &Bound,
+        rows: Rows<'_>,
         batch_rows: usize,
         on_batch: F,
     ) -> Result<u64, SourceError>
@@ -236,7 +235,7 @@ impl MysqlSource {
         Fut: Future<Output = Result<(), SourceError>>,
     {
         let mut params = Params::default();
-        let filter = Self::keyset(shape).within(lo, hi, &mut params);
+        let filter = Self::keyset(shape).selecting(rows, &mut params);
         self.stream(
             shape,
             &format!("WHERE {filter}"),
@@ -291,17 +290,16 @@ impl MysqlSource {
 /// MySQL reads through the one connector interface.
 #[async_trait::async_trait]
 impl Connector for MysqlSource {
-    /// Reads `(lo, hi]`, in batches of at most `batch_rows` rows.
-    async fn read_chunk(
+    /// Reads `rows`, in batches of at most `batch_rows` rows.
+    async fn read(
         &self,
         shape: &SourceShape,
-        lo: Option<&Bound>,
-        hi: &Bound,
+        rows: Rows<'_>,
         batch_rows: usize,
         sink: &mut dyn BatchSink,
     ) -> Result<u64, SourceError> {
         let sink = tokio::sync::Mutex::new(sink);
-        self.read_rows(shape, lo, hi, batch_rows, feed(&sink)).await
+        self.read_rows(shape, rows, batch_rows, feed(&sink)).await
     }
 
     fn chunk_schema(&self, shape: &SourceShape) -> arrow::datatypes::SchemaRef {

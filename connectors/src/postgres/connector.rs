@@ -4,7 +4,7 @@
 use super::PostgresSource;
 use crate::connector::{feed, BatchSink, Canceller, Connector};
 use crate::error::SourceError;
-use crate::source::{RangePlan, SourceShape, SourceSpec};
+use crate::source::{RangePlan, Rows, SourceShape, SourceSpec};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
 use sluice_proto::Bound;
@@ -12,17 +12,16 @@ use std::time::Duration;
 
 #[async_trait::async_trait]
 impl Connector for PostgresSource {
-    /// Reads `(lo, hi]`, in batches of at most `batch_rows` rows.
-    async fn read_chunk(
+    /// Reads `rows`, in batches of at most `batch_rows` rows.
+    async fn read(
         &self,
         shape: &SourceShape,
-        lo: Option<&Bound>,
-        hi: &Bound,
+        rows: Rows<'_>,
         batch_rows: usize,
         sink: &mut dyn BatchSink,
     ) -> Result<u64, SourceError> {
         let sink = tokio::sync::Mutex::new(sink);
-        self.read_rows(shape, lo, hi, batch_rows, feed(&sink)).await
+        self.read_rows(shape, rows, batch_rows, feed(&sink)).await
     }
 
     fn chunk_schema(&self, shape: &SourceShape) -> arrow::datatypes::SchemaRef {

@@ -9,7 +9,7 @@ use super::sql::{
 };
 use super::{classify, Dialect, PostgresSource, APPLICATION_NAME};
 use crate::error::SourceError;
-use crate::source::{KeyKind, RangePlan, SourceShape, Unreadable, UNREADABLE_SAMPLES};
+use crate::source::{KeyKind, RangePlan, Rows, SourceShape, Unreadable, UNREADABLE_SAMPLES};
 use chrono::{DateTime, Utc};
 use sluice_proto::{Bound, KeyValue, Reason, SourceRelation};
 use std::time::Duration;
@@ -65,6 +65,51 @@ pub(crate) fn range_clause(
     }
     clause.push_str(&format!("{keyset} <= {}", bound_params(shape, next)));
     params.extend(bound_values(hi));
+    (clause, params)
+}
+
+/// A `WHERE` clause for `rows`, with parameters from `$first`: a chunk's range, or the
+/// listed keys at or before a bound (the keys as one array parameter).
+pub(crate) fn rows_clause(
+    shape: &SourceShape,
+    dialect: Dialect,
+    rows: Rows<'_>,
+    first: usize,
+) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
+    let (keys, upto) = match rows {
+        Rows::Range { lo, hi } => return range_clause(shape, dialect, lo, hi, first),
+        Rows::Keys { keys, upto } => (keys, upto),
+    };
+    let keyset = keyset(shape);
+    let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+    let mut clause = format!(
+        "{} AND {keyset} <= {}",
+        readable(shape, dialect == Dialect::Postgres),
+        bound_params(shape, first)
+    );
+    params.extend(bound_values(upto));
+    let column = quote_ident(&shape.spec.key_column);
+    let any = first + 2;
+    match &shape.key {
+        KeyKind::Int => {
+            let ints: Vec<i64> = keys
+                .iter()
+                .filter_map(|k| match k {
+                    KeyValue::Int(v) => Some(*v),
+                    KeyValue::Text(v) => v.parse().ok(),
+                })
+                .collect();
+            clause.push_str(&format!(" AND {column} = ANY(${any}::int8[])"));
+            params.push(Box::new(ints));
+        }
+        KeyKind::Text { type_name } => {
+            let texts: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+            clause.push_str(&format!(
+                " AND {column} = ANY(${any}::text[]::{type_name}[])"
+            ));
+            params.push(Box::new(texts));
+        }
+    }
     (clause, params)
 }
 

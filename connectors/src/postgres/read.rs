@@ -1,10 +1,10 @@
 //! Reading one chunk from PostgreSQL in a read-only snapshot, as Arrow record batches.
 
-use super::plan::{as_refs as param_refs, range_clause};
+use super::plan::{as_refs as param_refs, rows_clause};
 use super::sql::{key_select, quote_ident, relation, watermark_select};
 use super::{classify, Dialect, PostgresSource};
 use crate::error::SourceError;
-use crate::source::{KeyKind, SourceShape};
+use crate::source::{KeyKind, Rows, SourceShape};
 use arrow::array::{
     ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
     TimestampMicrosecondBuilder,
@@ -12,7 +12,6 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use futures::{pin_mut, TryStreamExt};
-use sluice_proto::Bound;
 use std::future::Future;
 use std::sync::Arc;
 use tokio_postgres::types::{FromSql, Type};
@@ -239,13 +238,12 @@ pub fn chunk_schema(shape: &SourceShape) -> SchemaRef {
 }
 
 impl PostgresSource {
-    /// Reads the rows of `(lo, hi]` in one repeatable-read, read-only snapshot, handing each
-    /// batch of at most `batch_rows` rows to `on_batch`. Returns the number of rows read.
+    /// Reads `rows` in one repeatable-read, read-only snapshot, handing each batch of at most
+    /// `batch_rows` rows to `on_batch`. Returns the number of rows read.
     pub(super) async fn read_rows<F, Fut>(
         &self,
         shape: &SourceShape,
-        lo: Option<&Bound>,
-        hi: &Bound,
+        rows: Rows<'_>,
         batch_rows: usize,
         on_batch: F,
     ) -> Result<u64, SourceError>
@@ -253,7 +251,7 @@ impl PostgresSource {
         F: FnMut(RecordBatch) -> Fut,
         Fut: Future<Output = Result<(), SourceError>>,
     {
-        let (clause, params) = range_clause(shape, self.dialect(), lo, hi, 1);
+        let (clause, params) = rows_clause(shape, self.dialect(), rows, 1);
         self.stream(
             shape,
             &format!("WHERE {clause}"),

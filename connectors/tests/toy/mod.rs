@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use sluice_connectors::source::{chunk_schema, keyset_boundaries, read_cap, ColumnShape, KeyKind};
 use sluice_connectors::{
-    BatchSink, Connector, Kind, RangePlan, SourceError, SourceShape, SourceSpec,
+    BatchSink, Connector, Kind, RangePlan, Rows, SourceError, SourceShape, SourceSpec,
 };
 use sluice_proto::{Bound, KeyValue};
 use std::sync::Arc;
@@ -61,8 +61,8 @@ impl Toy {
         lo.map_or(0, |b| id_of(b) + 1)..(id_of(hi) + 1).min(self.rows)
     }
 
-    fn batch(&self, shape: &SourceShape, ids: std::ops::Range<i64>) -> RecordBatch {
-        let ids: Vec<i64> = ids.collect();
+    fn batch(&self, shape: &SourceShape, ids: impl IntoIterator<Item = i64>) -> RecordBatch {
+        let ids: Vec<i64> = ids.into_iter().collect();
         RecordBatch::try_new(
             chunk_schema(shape),
             vec![
@@ -161,21 +161,23 @@ impl Connector for Toy {
             .map(bound))
     }
 
-    async fn read_chunk(
+    async fn read(
         &self,
         shape: &SourceShape,
-        lo: Option<&Bound>,
-        hi: &Bound,
+        rows: Rows<'_>,
         batch_rows: usize,
         sink: &mut dyn BatchSink,
     ) -> Result<u64, SourceError> {
-        let range = self.range(lo, hi);
-        let mut start = range.start;
-        while start < range.end {
-            let end = (start + batch_rows.max(1) as i64).min(range.end);
-            sink.put(self.batch(shape, start..end)).await?;
-            start = end;
+        let ids: Vec<i64> = match rows {
+            Rows::Range { lo, hi } => self.range(lo, hi).collect(),
+            Rows::Keys { keys, upto } => self
+                .range(None, upto)
+                .filter(|id| keys.contains(&KeyValue::Int(*id)))
+                .collect(),
+        };
+        for part in ids.chunks(batch_rows.max(1)) {
+            sink.put(self.batch(shape, part.iter().copied())).await?;
         }
-        Ok((range.end - range.start).max(0) as u64)
+        Ok(ids.len() as u64)
     }
 }
