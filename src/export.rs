@@ -82,14 +82,8 @@ async fn export(
     sql: &str,
     line: fn(&Row) -> serde_json::Value,
 ) -> anyhow::Result<()> {
-    let control = settings.control().await?;
-    let Some(workspace_id) = sluice_coordinator::apply::workspace_id(&control, workspace).await?
-    else {
-        anyhow::bail!("workspace {workspace:?} does not exist");
-    };
-    let store = sluice_coordinator::stores::workspace_store(&control, workspace).await?;
-    let client = settings.store_named(&control, &store).await?;
-    let rows = client.query_raw(sql, [&workspace_id]).await?;
+    let found = WorkspaceStore::open(settings, workspace).await?;
+    let rows = found.store.query_raw(sql, [&found.workspace_id]).await?;
     pin_mut!(rows);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -99,6 +93,35 @@ async fn export(
         }
     }
     out.flush().or_else(quiet_on_closed_pipe)
+}
+
+/// A workspace's id with connections to the control plane and to the store it lives in.
+pub struct WorkspaceStore {
+    /// The control plane.
+    pub control: tokio_postgres::Client,
+    /// The workspace's id.
+    pub workspace_id: i64,
+    /// The store the workspace lives in.
+    pub store: tokio_postgres::Client,
+}
+
+impl WorkspaceStore {
+    /// Connects to the control plane and to the store of `workspace`, which must exist.
+    pub async fn open(settings: &Settings, workspace: &str) -> anyhow::Result<Self> {
+        let control = settings.control().await?;
+        let Some(workspace_id) =
+            sluice_coordinator::apply::workspace_id(&control, workspace).await?
+        else {
+            anyhow::bail!("workspace {workspace:?} does not exist");
+        };
+        let name = sluice_coordinator::stores::workspace_store(&control, workspace).await?;
+        let store = settings.store_named(&control, &name).await?;
+        Ok(WorkspaceStore {
+            control,
+            workspace_id,
+            store,
+        })
+    }
 }
 
 /// A reader that stopped reading (`| head`) is not an error.

@@ -24,33 +24,6 @@ struct Api {
     beta_admin: String,
 }
 
-fn token(fleet: &Fleet, workspace: &str, role: &str) -> String {
-    let out = fleet.sluice(&[
-        "tokens",
-        "create",
-        "--workspace",
-        workspace,
-        "--role",
-        role,
-        "--name",
-        "test",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Api {
     async fn start() -> Api {
         let mut fleet = Fleet::new().await;
@@ -67,28 +40,16 @@ impl Api {
             .replace("name: users", "name: beta_only");
         fleet.apply_ok(&beta);
         let (admin, operator, viewer) = (
-            token(&fleet, "acme", "admin"),
-            token(&fleet, "acme", "operator"),
-            token(&fleet, "acme", "viewer"),
+            fleet.token("acme", "admin"),
+            fleet.token("acme", "operator"),
+            fleet.token("acme", "viewer"),
         );
-        let beta_admin = token(&fleet, "beta", "admin");
-        let port = free_port();
+        let beta_admin = fleet.token("beta", "admin");
+        let port = common::free_port();
         fleet.start("all", &["--http-addr", &format!("127.0.0.1:{port}")]);
         let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
-        let started = Instant::now();
-        while http
-            .get(format!("{base}/v1/openapi.json"))
-            .send()
-            .await
-            .is_err()
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the API did not listen"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        common::wait_for_api(&base).await;
         Api {
             fleet,
             base,

@@ -150,17 +150,7 @@ async fn consent_is_imported_exactly_newest_first_with_its_history() {
     let warehouse = fleet.warehouse().await;
     create_tables(&warehouse).await;
     fleet.apply_ok(&spec(&fleet));
-    let out = fleet.sluice(&[
-        "tokens",
-        "create",
-        "--workspace",
-        "acme",
-        "--role",
-        "viewer",
-        "--name",
-        "consent",
-    ]);
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let token = fleet.token("acme", "viewer");
     let port = common::free_port();
     fleet.start("all", &["--http-addr", &format!("127.0.0.1:{port}")]);
     let control = fleet.control().await;

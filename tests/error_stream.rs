@@ -6,7 +6,6 @@ mod common;
 
 use common::Fleet;
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 /// `public.people` and `public.points` (the same columns), each row with an email, one in ten
@@ -91,17 +90,7 @@ async fn the_error_stream_lists_every_rejected_row_of_a_window_with_its_counts()
     let warehouse = fleet.warehouse().await;
     create_tables(&warehouse).await;
     fleet.apply_ok(&fleet.spec(&format!("{}{}", import("people"), import("points"))));
-    let out = fleet.sluice(&[
-        "tokens",
-        "create",
-        "--workspace",
-        "acme",
-        "--role",
-        "viewer",
-        "--name",
-        "stream",
-    ]);
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let token = fleet.token("acme", "viewer");
     let port = common::free_port();
     fleet.start("all", &["--http-addr", &format!("127.0.0.1:{port}")]);
 
@@ -191,19 +180,7 @@ async fn the_error_stream_lists_every_rejected_row_of_a_window_with_its_counts()
     // The API pages through the same rows, seven at a time.
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while http
-        .get(format!("{base}/v1/openapi.json"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the API did not listen"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    common::wait_for_api(&base).await;
     let window = format!(
         "from={}&to={}",
         stream["from"].as_str().unwrap().replace('+', "%2B"),

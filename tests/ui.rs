@@ -129,22 +129,8 @@ async fn the_run_listing_filters_to_a_failed_run_and_shows_its_errors() {
         );
     fleet.apply_ok(&common::users_spec(&fleet, 400));
     fleet.apply_ok(&strict);
-    let out = fleet.sluice(&[
-        "tokens",
-        "create",
-        "--workspace",
-        "acme",
-        "--role",
-        "viewer",
-        "--name",
-        "ui",
-    ]);
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let token = fleet.token("acme", "viewer");
+    let port = common::free_port();
     fleet.start(
         "all",
         &[

@@ -91,12 +91,12 @@ pub async fn execute(settings: &Settings, args: ErrorsArgs) -> anyhow::Result<i3
                     e.recorded_at.to_rfc3339(),
                     e.run_id.to_string(),
                     e.import.clone(),
-                    e.chunk.to_string(),
-                    e.row_key.clone(),
-                    e.column.clone(),
-                    e.value.clone().unwrap_or_default(),
-                    e.reason.clone(),
-                    e.message.clone(),
+                    e.error.chunk.to_string(),
+                    e.error.row_key.clone(),
+                    e.error.column.clone(),
+                    e.error.value.clone().unwrap_or_default(),
+                    e.error.reason.clone(),
+                    e.error.message.clone(),
                 ])?;
             }
             if page.errors.len() < page.per_page as usize {
@@ -147,12 +147,10 @@ fn write_page(out: &mut dyn Write, page: &ErrorStreamPage) -> std::io::Result<()
             e.recorded_at.format("%Y-%m-%d %H:%M:%S").to_string(),
             e.import.clone(),
             e.run_id.to_string(),
-            e.row_key.clone(),
-            e.reason.clone(),
-            e.column.clone(),
-            e.value
-                .as_deref()
-                .map_or("NULL".to_string(), |v| format!("{v:?}")),
+            e.error.row_key.clone(),
+            e.error.reason.clone(),
+            e.error.column.clone(),
+            super::runs::shown_value(&e.error.value),
         ]);
     }
     write_table(out, &t)?;

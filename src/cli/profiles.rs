@@ -69,13 +69,11 @@ async fn subscriptions(
     if !(1..=10_000).contains(&limit) {
         anyhow::bail!("--limit: must be 1 to 10000");
     }
-    let control = settings.control().await?;
-    let Some(workspace_id) = sluice_coordinator::apply::workspace_id(&control, workspace).await?
-    else {
-        anyhow::bail!("workspace {workspace:?} does not exist");
-    };
-    let store = sluice_coordinator::stores::workspace_store(&control, workspace).await?;
-    let client = settings.store_named(&control, &store).await?;
+    let crate::export::WorkspaceStore {
+        control,
+        workspace_id,
+        store: client,
+    } = crate::export::WorkspaceStore::open(settings, workspace).await?;
     let Some(profile_id) = consent::profile_id(&client, workspace_id, kind, value).await? else {
         anyhow::bail!("no profile with {kind} {value:?} in workspace {workspace:?}");
     };

@@ -340,6 +340,13 @@ pub async fn execute(settings: &Settings, command: RunsCommand) -> anyhow::Resul
     }
 }
 
+/// A rejected value as a table shows it: quoted, or NULL.
+pub fn shown_value(value: &Option<String>) -> String {
+    value
+        .as_deref()
+        .map_or("NULL".to_string(), |v| format!("{v:?}"))
+}
+
 /// `sluice runs errors`.
 async fn errors(
     settings: &Settings,
@@ -370,9 +377,7 @@ async fn errors(
                 e.row_key.clone(),
                 e.reason.clone(),
                 e.column.clone(),
-                e.value
-                    .as_deref()
-                    .map_or("NULL".to_string(), |v| format!("{v:?}")),
+                shown_value(&e.value),
                 e.message.clone(),
             ]);
         }

@@ -27,6 +27,24 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Waits until the HTTP API at `base` answers, for up to 30 seconds.
+pub async fn wait_for_api(base: &str) {
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    while http
+        .get(format!("{base}/v1/openapi.json"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the API at {base} did not listen"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// One test's isolated fleet.
 pub struct Fleet {
     pub id: String,
@@ -189,6 +207,26 @@ impl Fleet {
             "workspace: acme\nconnections:\n  - name: wh\n    kind: postgres\n    url: {}\nimports:\n{imports}",
             self.warehouse_url()
         )
+    }
+
+    /// A new API token of `workspace` with `role`, as `sluice tokens create` prints it.
+    pub fn token(&self, workspace: &str, role: &str) -> String {
+        let out = self.sluice(&[
+            "tokens",
+            "create",
+            "--workspace",
+            workspace,
+            "--role",
+            role,
+            "--name",
+            "test",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
     /// Starts a long-running role (`all`, `coordinator`, `loader`, ...), logging to a file.

@@ -3,6 +3,7 @@
 
 use super::service::Service;
 use super::{ApiError, ApiState};
+use crate::errors::RunError;
 use crate::tokens::Caller;
 use axum::extract::State;
 use axum::Json;
@@ -61,22 +62,9 @@ pub struct StreamError {
     pub run_id: Uuid,
     /// The run's import.
     pub import: String,
-    /// The chunk it was in.
-    pub chunk: i32,
-    /// The stage that rejected it: `transform` or `load`.
-    pub stage: String,
-    /// The source row's key.
-    pub row_key: String,
-    /// The column at fault.
-    pub column: String,
-    /// The value at fault, as the source gave it; `None` when NULL.
-    pub value: Option<String>,
-    /// The reason code.
-    pub reason: String,
-    /// What was wrong, for people.
-    pub message: String,
-    /// The row's mapped columns, as the source gave them.
-    pub row: BTreeMap<String, Option<String>>,
+    /// The row, as the run's own error listing shows it.
+    #[serde(flatten)]
+    pub error: RunError,
 }
 
 /// A page of the error stream and the window's counts.
@@ -195,14 +183,16 @@ impl Service {
                     recorded_at: r.get(0),
                     run_id: r.get(1),
                     import: r.get(2),
-                    chunk: r.get(3),
-                    stage: r.get(4),
-                    row_key: r.get(5),
-                    column: r.get(6),
-                    value: r.get(7),
-                    reason: r.get(8),
-                    message: r.get(9),
-                    row: serde_json::from_value(r.get(10)).unwrap_or_default(),
+                    error: RunError {
+                        chunk: r.get(3),
+                        stage: r.get(4),
+                        row_key: r.get(5),
+                        column: r.get(6),
+                        value: r.get(7),
+                        reason: r.get(8),
+                        message: r.get(9),
+                        row: serde_json::from_value(r.get(10)).unwrap_or_default(),
+                    },
                 })
                 .collect(),
             page,

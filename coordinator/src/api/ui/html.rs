@@ -308,11 +308,11 @@ pub fn error_stream(stream: &ErrorStreamPage, query: &ErrorQuery) -> String {
             "<tr><td>{}</td><td>{}</td><td><a href=\"/ui/runs/{run}\">{run}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             time(&e.recorded_at),
             escape(&e.import),
-            escape(&e.row_key),
-            escape(&e.column),
-            escape(e.value.as_deref().unwrap_or("")),
-            escape(&e.reason),
-            escape(&e.message),
+            escape(&e.error.row_key),
+            escape(&e.error.column),
+            escape(e.error.value.as_deref().unwrap_or("")),
+            escape(&e.error.reason),
+            escape(&e.error.message),
             run = e.run_id,
         );
     }
