@@ -188,8 +188,8 @@ async fn profiles_of(client: &Client, workspace: i64) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn chunks_proved_fresh_load_as_the_probes_would_and_only_they_skip_them() {
-    let url = common::store(&format!("loader_fresh_chunks_{}", std::process::id())).await;
-    let mut client = common::connect(&url).await;
+    let store = common::store(&format!("loader_fresh_chunks_{}", std::process::id())).await;
+    let mut client = common::connect(&store.url).await;
     let (probing, shortcut) = (1_i64, 2_i64);
     let alias = |kind, name, tier| Row {
         alias: Some((kind, name)),
@@ -322,8 +322,8 @@ async fn chunks_proved_fresh_load_as_the_probes_would_and_only_they_skip_them() 
 
 #[tokio::test]
 async fn a_wrong_guess_fails_on_the_identities_key_and_a_right_one_loads_as_the_probes_would() {
-    let url = common::store(&format!("loader_guessed_chunks_{}", std::process::id())).await;
-    let mut client = common::connect(&url).await;
+    let store = common::store(&format!("loader_guessed_chunks_{}", std::process::id())).await;
+    let mut client = common::connect(&store.url).await;
     let (probing, guessing) = (1_i64, 2_i64);
     let precedence = [ExternalId];
     assert!(Probes::may_guess(&precedence, Unmatched::CreateWhole));

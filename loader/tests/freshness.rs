@@ -260,8 +260,8 @@ async fn stored(client: &Client) -> BTreeMap<u64, (serde_json::Value, Option<Str
 
 #[tokio::test]
 async fn every_property_holds_its_newest_row_whatever_the_chunk_order() {
-    let url = common::store(&format!("loader_freshness_{}", std::process::id())).await;
-    let mut client = common::connect(&url).await;
+    let store = common::store(&format!("loader_freshness_{}", std::process::id())).await;
+    let mut client = common::connect(&store.url).await;
     for (seed, probes) in [
         0x9e37_79b9_7f4a_7c15u64,
         0xdead_beef_cafe_f00d,
@@ -304,8 +304,8 @@ async fn row_version(client: &Client) -> String {
 
 #[tokio::test]
 async fn a_row_already_applied_changes_nothing_and_an_older_one_is_all_stale() {
-    let url = common::store(&format!("loader_freshness_again_{}", std::process::id())).await;
-    let mut client = common::connect(&url).await;
+    let store = common::store(&format!("loader_freshness_again_{}", std::process::id())).await;
+    let mut client = common::connect(&store.url).await;
     let row = |import: i64, second: i64, key: &str, a: &str| Row {
         profile: 1,
         import,
@@ -356,8 +356,8 @@ async fn a_row_already_applied_changes_nothing_and_an_older_one_is_all_stale() {
 
 #[tokio::test]
 async fn a_profile_created_from_several_rows_of_a_chunk_counts_the_older_ones_stale() {
-    let url = common::store(&format!("loader_freshness_created_{}", std::process::id())).await;
-    let mut client = common::connect(&url).await;
+    let store = common::store(&format!("loader_freshness_created_{}", std::process::id())).await;
+    let mut client = common::connect(&store.url).await;
     let row = |second: i64, key: &str, values: &[(&'static str, Option<&str>)]| Row {
         profile: 1,
         import: 1,

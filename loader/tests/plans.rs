@@ -82,8 +82,8 @@ fn workspace_walks(plan: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn probes_keep_their_index_plans_in_a_workspace_the_statistics_call_empty() {
-    let url = store("sluice_loader_plans").await;
-    let client = connect(&url).await;
+    let store = store("sluice_loader_plans").await;
+    let client = connect(&store.url).await;
     client
         .batch_execute(
             "ALTER TABLE profile_store.profiles SET (autovacuum_enabled = false);

@@ -9,7 +9,7 @@ use tokio_postgres::{Client, NoTls};
 
 mod common;
 
-use common::{connect, store, PG};
+use common::{connect, store};
 
 /// The lock `statistics::refresh` takes; held here to play the loader already refreshing.
 const STATISTICS_LOCK: i64 = 7_405_340_580;
@@ -74,9 +74,9 @@ async fn until(client: &Client, table: &str, done: impl Fn((i64, i64)) -> bool) 
 #[tokio::test]
 async fn a_store_grown_from_empty_is_analyzed_once_by_one_loader() {
     let name = format!("loader_statistics_{}", std::process::id());
-    let url = store(&name).await;
-    let client = connect(&url).await;
-    let pool = pool(&url);
+    let store = store(&name).await;
+    let client = connect(&store.url).await;
+    let pool = pool(&store.url);
 
     add_profiles(&client, 1, 5001).await;
     until(&client, "identities", |(_, changed)| changed >= 5000).await;
@@ -110,7 +110,7 @@ async fn a_store_grown_from_empty_is_analyzed_once_by_one_loader() {
     // More than it held: stale, but another loader holds the refresh, so this one skips it.
     add_profiles(&client, 9001, 12001).await;
     until(&client, "identities", |(_, changed)| changed >= 7000).await;
-    let other = connect(&url).await;
+    let other = connect(&store.url).await;
     other
         .execute("SELECT pg_advisory_lock($1)", &[&STATISTICS_LOCK])
         .await
@@ -128,9 +128,4 @@ async fn a_store_grown_from_empty_is_analyzed_once_by_one_loader() {
     drop(client);
     drop(other);
     pool.close();
-    connect(&format!("{PG}/postgres"))
-        .await
-        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .await
-        .unwrap();
 }

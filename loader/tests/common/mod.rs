@@ -11,8 +11,35 @@ pub async fn connect(url: &str) -> Client {
     client
 }
 
-/// A fresh database `name` holding the profile store's schema; returns its URL.
-pub async fn store(name: &str) -> String {
+/// A test's database holding the profile store's schema, dropped when the test ends.
+pub struct Store {
+    /// Its URL.
+    pub url: String,
+    name: String,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // The test's runtime may be shutting down: the drop runs on a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let admin = connect(&format!("{PG}/postgres")).await;
+                let _ = admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+            });
+        })
+        .join();
+    }
+}
+
+/// A fresh database `name` holding the profile store's schema.
+pub async fn store(name: &str) -> Store {
     let admin = connect(&format!("{PG}/postgres")).await;
     for statement in [
         format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
@@ -29,5 +56,8 @@ pub async fn store(name: &str) -> String {
     for (_, sql) in sluice_loader::MIGRATIONS {
         client.batch_execute(sql).await.unwrap();
     }
-    url
+    Store {
+        url,
+        name: name.to_string(),
+    }
 }
