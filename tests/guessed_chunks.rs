@@ -46,7 +46,8 @@ async fn a_wrong_guess_is_undone_and_the_store_is_exact() {
         )
     };
     fleet.apply_ok(&fleet.spec(&format!("{}{}", import("early"), import("people"))));
-    fleet.start("all", &[]);
+    let port = common::free_port();
+    fleet.start("all", &["--http-addr", &format!("127.0.0.1:{port}")]);
     let early = fleet.run("acme", "early");
     assert_eq!(early["profiles_created"], 2_000, "{early}");
     let people = fleet.run("acme", "people");
@@ -69,5 +70,28 @@ async fn a_wrong_guess_is_undone_and_the_store_is_exact() {
     assert_eq!(profiles, 8_000, "a person has two profiles");
     assert_eq!(people_named, 8_000);
     assert_eq!(late, 8_000, "every profile holds the newest row");
+
+    // The new people's chunks were resolved on a guess, and a guess was proved wrong.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let guesses = |outcome: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("sluice_resolution_guesses_total")
+                    && l.contains(&format!("outcome=\"{outcome}\""))
+            })
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    };
+    assert!(guesses("right") >= 1.0, "no chunk was guessed: {metrics}");
+    assert!(
+        guesses("wrong") >= 1.0,
+        "no guess was proved wrong: {metrics}"
+    );
     fleet.cleanup().await;
 }

@@ -268,11 +268,15 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
         )
         .await
         {
-            Ok(()) => true,
+            Ok(()) => {
+                crate::metrics::record_guess(true);
+                true
+            }
             Err(LoadError::Conflict(_)) => {
                 tx.batch_execute("ROLLBACK TO SAVEPOINT guess")
                     .await
                     .map_err(store_error)?;
+                crate::metrics::record_guess(false);
                 guesses::record(run, false);
                 false
             }

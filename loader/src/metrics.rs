@@ -1,5 +1,6 @@
 //! The load stage's metrics: rows written to the stores, rows the loader rejected, values left
-//! aside as older than the store's, and time spent waiting on the workspace's rate limit.
+//! aside as older than the store's, chunks resolved on a guess, and time spent waiting on the
+//! workspace's rate limit.
 
 use opentelemetry::metrics::{Counter, Histogram};
 use opentelemetry::KeyValue;
@@ -12,6 +13,7 @@ struct LoadMetrics {
     written: Counter<u64>,
     rejected: Counter<u64>,
     stale: Counter<u64>,
+    guesses: Counter<u64>,
     rate_wait: Histogram<f64>,
 }
 
@@ -32,6 +34,12 @@ fn metrics() -> &'static LoadMetrics {
             .u64_counter("sluice_properties_stale_total")
             .with_description(
                 "Property values not applied because a newer source row had set the property",
+            )
+            .build(),
+        guesses: meter()
+            .u64_counter("sluice_resolution_guesses_total")
+            .with_description(
+                "Chunks resolved without probes on the guess that they match nothing, by whether the guess held",
             )
             .build(),
         rate_wait: seconds_histogram(
@@ -64,6 +72,14 @@ pub fn record_chunk(workspace: i64, store: &'static str, dry_run: bool, stats: &
         ],
     );
     tracing::Span::current().record("sluice.rows", stats.rows_loaded);
+}
+
+/// Records a chunk resolved on a guess: `held` when it matched nothing, as guessed.
+pub fn record_guess(held: bool) {
+    let outcome = if held { "right" } else { "wrong" };
+    metrics()
+        .guesses
+        .add(1, &[KeyValue::new("outcome", outcome)]);
 }
 
 /// Records a wait on the rate limit.
