@@ -166,6 +166,20 @@ async fn consent_is_imported_exactly_newest_first_with_its_history() {
         statuses(&control).await.is_empty(),
         "a dry run wrote statuses"
     );
+    // Its sample shows each row's statuses: user-1 subscribes email, refuses SMS and the
+    // digest.
+    let sample = dry["sample"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["row_key"] == "1")
+        .unwrap_or_else(|| panic!("row 1 is not in the sample: {dry}"));
+    assert_eq!(
+        sample["subscriptions"],
+        serde_json::json!({"email": "subscribed", "sms": "unsubscribed",
+                           "group:weekly_digest": "unsubscribed"}),
+        "{sample}"
+    );
 
     let run = fleet.run("acme", "people");
     assert_eq!(run["status"], "succeeded", "{run}");

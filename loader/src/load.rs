@@ -130,6 +130,71 @@ fn unmatched(mapping: &Mapping) -> Unmatched {
     }
 }
 
+/// Resolves the staged rows: on the guess that they match nothing when an earlier chunk of
+/// the run matched nothing and the mapping allows a guess (undone to a savepoint when the
+/// identities' key proves it wrong), else with the probes a chunk needs; after probing, records
+/// for the run's next chunks whether this one matched nothing.
+async fn resolve_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    work: &ChunkWork,
+    mapping: &Mapping,
+) -> Result<(), LoadError> {
+    let (workspace, import_id, run) = (
+        work.chunk.workspace_id,
+        work.chunk.import_id,
+        work.chunk.run_id,
+    );
+    let precedence = mapping.precedence();
+    let creating = unmatched(mapping);
+    let guessable = Probes::may_guess(&precedence, creating);
+    if guessable && guesses::expect_fresh(run) {
+        tx.batch_execute("SAVEPOINT guess")
+            .await
+            .map_err(store_error)?;
+        match resolve(
+            tx,
+            workspace,
+            import_id,
+            &precedence,
+            creating,
+            Probes::Guess,
+        )
+        .await
+        {
+            Ok(()) => {
+                crate::metrics::record_guess(true);
+                return Ok(());
+            }
+            Err(LoadError::Conflict(_)) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT guess")
+                    .await
+                    .map_err(store_error)?;
+                crate::metrics::record_guess(false);
+                guesses::record(run, false);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    resolve(
+        tx,
+        workspace,
+        import_id,
+        &precedence,
+        creating,
+        Probes::WhenNeeded,
+    )
+    .await?;
+    if guessable {
+        let fresh: bool = tx
+            .query_one(MATCHED_NOTHING, &[])
+            .await
+            .map_err(store_error)?
+            .get(0);
+        guesses::record(run, fresh);
+    }
+    Ok(())
+}
+
 /// Whether resolution matched no existing profile: what makes the run's next chunks worth
 /// resolving on a guess.
 const MATCHED_NOTHING: &str =
@@ -251,57 +316,7 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
         }
     }
     writer.finish().await.map_err(store_error)?;
-    let run = work.chunk.run_id;
-    let precedence = mapping.precedence();
-    let guessable = Probes::may_guess(&precedence, unmatched(mapping));
-    let guessed = guessable && guesses::expect_fresh(run) && {
-        tx.batch_execute("SAVEPOINT guess")
-            .await
-            .map_err(store_error)?;
-        match resolve(
-            &tx,
-            workspace,
-            import_id,
-            &precedence,
-            unmatched(mapping),
-            Probes::Guess,
-        )
-        .await
-        {
-            Ok(()) => {
-                crate::metrics::record_guess(true);
-                true
-            }
-            Err(LoadError::Conflict(_)) => {
-                tx.batch_execute("ROLLBACK TO SAVEPOINT guess")
-                    .await
-                    .map_err(store_error)?;
-                crate::metrics::record_guess(false);
-                guesses::record(run, false);
-                false
-            }
-            Err(e) => return Err(e),
-        }
-    };
-    if !guessed {
-        resolve(
-            &tx,
-            workspace,
-            import_id,
-            &precedence,
-            unmatched(mapping),
-            Probes::WhenNeeded,
-        )
-        .await?;
-        if guessable {
-            let fresh: bool = tx
-                .query_one(MATCHED_NOTHING, &[])
-                .await
-                .map_err(store_error)?
-                .get(0);
-            guesses::record(run, fresh);
-        }
-    }
+    resolve_rows(&tx, work, mapping).await?;
     match &mapping.records {
         Records::Profiles if removals => {
             let names = work.mapping.own_properties();

@@ -281,7 +281,8 @@ pub fn stage_rows(
 
 /// The consent columns of a normalized batch: each topic's status, and the consent time.
 struct ConsentColumns {
-    topics: Vec<(Topic, ArrayRef)>,
+    /// Each topic, its key as staged (made once per batch), and its status column.
+    topics: Vec<(Topic, String, ArrayRef)>,
     consented_at: Option<ArrayRef>,
 }
 
@@ -291,8 +292,9 @@ impl ConsentColumns {
             .topics()
             .into_iter()
             .map(|(topic, _)| {
-                let array = column(batch, &columns::subscription(&topic.key()))?;
-                Ok((topic, array))
+                let key = topic.key();
+                let array = column(batch, &columns::subscription(&key))?;
+                Ok((topic, key, array))
             })
             .collect::<Result<_, StagingError>>()?;
         let consented_at = match &mapping.consented_at {
@@ -307,24 +309,24 @@ impl ConsentColumns {
 
     /// Sets the consent fields of a staged row.
     fn fill(&self, row: usize, staged: &mut StagedRow) {
-        let statuses: Vec<(&Topic, &str)> = self
+        let statuses: Vec<(&Topic, &String, &str)> = self
             .topics
             .iter()
-            .filter(|(_, a)| !a.is_null(row))
-            .map(|(t, a)| (t, a.as_string::<i32>().value(row)))
+            .filter(|(_, _, a)| !a.is_null(row))
+            .map(|(t, k, a)| (t, k, a.as_string::<i32>().value(row)))
             .collect();
         if statuses.is_empty() {
             return;
         }
         staged.addressless = crate::subscriptions::addressless(
-            statuses.iter().copied(),
+            statuses.iter().map(|(t, _, s)| (*t, *s)),
             staged.email.is_some(),
             staged.phone.is_some(),
         );
         staged.subs = Some(Value::Object(
             statuses
                 .iter()
-                .map(|(t, s)| (t.key(), Value::String(s.to_string())))
+                .map(|(_, k, s)| ((*k).clone(), Value::String(s.to_string())))
                 .collect(),
         ));
         staged.consented_at = self
