@@ -186,7 +186,8 @@ fn spec(fleet: &Fleet, warehouse: &Warehouse, url: &str) -> String {
 }
 
 /// 30,000 rows with ties import exactly, a preview shows the first ten, and the next run
-/// reads only the 3,000 changed rows.
+/// reads only the 3,000 changed rows; 30 rows rejected for a registry conflict are read
+/// again by key once it is fixed.
 async fn imports_exactly_and_then_only_changes(fleet: &mut Fleet, warehouse: &Warehouse) {
     create_users(warehouse, 30_000).await;
     fleet.apply_ok(&spec(fleet, warehouse, &warehouse.url(fleet, true)));
@@ -213,6 +214,31 @@ async fn imports_exactly_and_then_only_changes(fleet: &mut Fleet, warehouse: &Wa
         second["rows_read"], 3_000,
         "only changed rows are read: {second}"
     );
+    assert_eq!(
+        common::stored_profiles(fleet).await,
+        warehouse.profiles().await
+    );
+
+    // Rows rejected for a schema-registry conflict are read again by key, through the
+    // warehouse, once the registry is fixed.
+    common::retype(fleet, "points", "string").await;
+    warehouse
+        .execute(
+            "UPDATE users SET loyalty_points = loyalty_points + 1,
+                    updated_at = CURRENT_TIMESTAMP() - INTERVAL 1 MINUTE WHERE MOD(id, 1000) = 7",
+        )
+        .await;
+    let conflicted = fleet.run("acme", "users");
+    assert_eq!(
+        conflicted["rejected_by_reason"],
+        serde_json::json!({"type_conflict": 30}),
+        "{conflicted}"
+    );
+    common::retype(fleet, "points", "integer").await;
+    let recovered = fleet.run("acme", "users");
+    assert_eq!(recovered["rows_read"], 0, "{recovered}");
+    assert_eq!(recovered["rows_retried"], 30, "{recovered}");
+    assert_eq!(recovered["rows_recovered"], 30, "{recovered}");
     assert_eq!(
         common::stored_profiles(fleet).await,
         warehouse.profiles().await

@@ -32,8 +32,12 @@ pub struct Commands {
     pub sessions: Sessions,
 }
 
-fn store_error(e: impl std::fmt::Display) -> StageError {
-    StageError::retryable(ErrorCode::Internal, format!("control plane: {e}"))
+/// A control-plane failure, retried, with the server's own message (the error's causes).
+fn store_error<E: std::error::Error + 'static>(e: E) -> StageError {
+    StageError::retryable(
+        ErrorCode::Internal,
+        format!("control plane: {}", sluice_proto::error::chain(&e)),
+    )
 }
 
 impl Commands {
@@ -171,12 +175,12 @@ impl Commands {
                 .await
                 .map_err(store_error)?;
             tx.commit().await.map_err(store_error)?;
-            if !recorded {
+            let Some(chunks) = recorded else {
                 tracing::info!(run = %run_id, "the run was stopped while it was planned; its plan is dropped");
                 return Ok(Vec::new());
-            }
-            tracing::info!(run = %run_id, chunks = plan.chunks.len(), held_back_future = plan.held_back_future, "run planned");
-            if plan.chunks.is_empty() && plan.keys.is_none() {
+            };
+            tracing::info!(run = %run_id, chunks, held_back_future = plan.held_back_future, "run planned");
+            if chunks == 0 {
                 return Ok(Vec::new());
             }
         } else if current != status::RUNNING {

@@ -21,6 +21,7 @@ pub mod planner;
 pub mod preview;
 pub mod results;
 pub mod retention;
+pub mod retries;
 pub mod run_state;
 pub mod runs;
 pub mod scheduler;
@@ -74,4 +75,5 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         20,
         include_str!("../migrations/0020_error_stream_window.sql"),
     ),
+    (21, include_str!("../migrations/0021_retry_rows.sql")),
 ];

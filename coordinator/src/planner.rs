@@ -1,6 +1,7 @@
 //! Plans a run: fixes its upper bound below `now − settle_lag` (and any older open
-//! transaction), cuts `(watermark, hi]` into chunks on the source's index, adds a mirror
-//! import's key chunk (every key of the source), records them, and builds each chunk's task.
+//! transaction), cuts `(watermark, hi]` into chunks on the source's index, adds the chunks that
+//! read rejected rows again by key (`retries.rs`) and a mirror import's key chunk (every key of
+//! the source), records them, and builds each chunk's task.
 
 use crate::apply::{open_credentials, source_spec, ApplyError};
 use crate::run_state::{transition_if_allowed, RunEvent};
@@ -245,18 +246,21 @@ pub async fn plan(source: &Source, ctx: &RunContext) -> Result<Plan, PlanError> 
     })
 }
 
-/// Records the plan: the chunks and the run's range, and releases the first `window` chunks;
-/// a run with nothing to read succeeds now. False when the run is no longer being planned (it
-/// was stopped meanwhile).
+/// Records the plan: the chunks (its ranges, then the retry chunks that read the import's
+/// rejected rows again, then a mirror run's key chunk) and the run's range, and releases the
+/// first `window` chunks; a run with nothing to read succeeds now. Returns how many chunks the
+/// run has, or `None` when it is no longer being planned (it was stopped meanwhile).
 pub async fn record(
     client: &impl GenericClient,
     ctx: &RunContext,
     plan: &Plan,
     window: u32,
-) -> Result<bool, tokio_postgres::Error> {
+) -> Result<Option<usize>, tokio_postgres::Error> {
     let unreadable = &plan.unreadable;
+    let retries = crate::retries::chunks(client, ctx).await?;
+    let retry_batches = retries.as_ref().map_or(&[][..], |r| &r.batches[..]);
     let planned = RunEvent::Planned {
-        chunks: plan.chunks.len() + usize::from(plan.keys.is_some()),
+        chunks: plan.chunks.len() + retry_batches.len() + usize::from(plan.keys.is_some()),
         unreadable: unreadable.without_watermark + unreadable.without_key > 0,
     };
     // A run stopped while it was planned stays stopped: nothing of its plan is recorded.
@@ -264,22 +268,33 @@ pub async fn record(
         .await?
         .is_none()
     {
-        return Ok(false);
+        return Ok(None);
     }
+    crate::retries::expire(client, ctx).await?;
     let json = |b: &Option<Bound>| {
         b.as_ref()
             .map(|b| serde_json::to_value(b).expect("serializes"))
     };
-    let keys = plan.keys.iter().map(|hi| (None, hi.clone(), "keys"));
     let ranges = plan
         .chunks
         .iter()
-        .map(|(lo, hi)| (lo.clone(), hi.clone(), "rows"));
-    let chunks: Vec<(Option<Bound>, Bound, &str)> = ranges.chain(keys).collect();
-    for (seq, (lo, hi, kind)) in chunks.iter().enumerate() {
+        .map(|(lo, hi)| (lo.clone(), hi.clone(), "rows", None));
+    let retry = retry_batches.iter().map(|keys| {
+        let upto = retries
+            .as_ref()
+            .expect("batches come with a bound")
+            .upto
+            .clone();
+        (None, upto, "retry", Some(keys))
+    });
+    let keys = plan.keys.iter().map(|hi| (None, hi.clone(), "keys", None));
+    let chunks: Vec<(Option<Bound>, Bound, &str, Option<&serde_json::Value>)> =
+        ranges.chain(retry).chain(keys).collect();
+    for (seq, (lo, hi, kind, keys)) in chunks.iter().enumerate() {
         client
             .execute(
-                "INSERT INTO control.chunks (run_id, seq, lo, hi, kind) VALUES ($1, $2, $3, $4, $5)
+                "INSERT INTO control.chunks (run_id, seq, lo, hi, kind, keys)
+                 VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (run_id, seq) DO NOTHING",
                 &[
                     &ctx.run_id,
@@ -287,6 +302,7 @@ pub async fn record(
                     &json(lo),
                     &serde_json::to_value(hi).expect("serializes"),
                     kind,
+                    keys,
                 ],
             )
             .await?;
@@ -329,7 +345,7 @@ pub async fn record(
     } else if ctx.dry_run {
         crate::dry_run::conclude(client, ctx.run_id).await?;
     }
-    Ok(true)
+    Ok(Some(chunks.len()))
 }
 
 /// Which released chunks to publish.
@@ -353,7 +369,7 @@ pub async fn pending_tasks(
     };
     let rows = client
         .query(
-            "SELECT seq, lo, hi, kind FROM control.chunks
+            "SELECT seq, lo, hi, kind, keys FROM control.chunks
               WHERE run_id = $1 AND status = 'pending' AND released_at IS NOT NULL
                 AND ($2::int4 IS NULL OR released_by = $2)
               ORDER BY seq",
@@ -414,6 +430,11 @@ pub async fn pending_tasks(
                     columns,
                     lo: lo.map(bound).transpose()?,
                     hi: bound(row.get(2))?,
+                    keys: row
+                        .get::<_, Option<serde_json::Value>>(4)
+                        .map(serde_json::from_value::<Vec<KeyValue>>)
+                        .transpose()
+                        .map_err(|e| PlanError::Import(format!("stored retry keys: {e}")))?,
                 },
             })
         })

@@ -31,8 +31,12 @@ pub struct Results {
     pub window: Arc<ChunkWindow>,
 }
 
-fn store_error(e: impl std::fmt::Display) -> StageError {
-    StageError::retryable(ErrorCode::Internal, format!("control plane: {e}"))
+/// A control-plane failure, retried, with the server's own message (the error's causes).
+fn store_error<E: std::error::Error + 'static>(e: E) -> StageError {
+    StageError::retryable(
+        ErrorCode::Internal,
+        format!("control plane: {}", sluice_proto::error::chain(&e)),
+    )
 }
 
 const EXTRACTED: &str = "UPDATE control.chunks
@@ -104,6 +108,8 @@ async fn complete_if_done(
     let outcome = moved.to.as_str();
     if run.get::<_, bool>(3) {
         crate::dry_run::conclude(tx, chunk.run_id).await?;
+    } else {
+        crate::retries::settle(tx, chunk.run_id).await?;
     }
     // Dry runs and replays leave the watermark where it is.
     let keeps_watermark: bool = run.get(1);

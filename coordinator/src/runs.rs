@@ -260,6 +260,17 @@ pub struct RunSummary {
     /// Source rows without a key in the run's range, which no run can read; counted among the
     /// rejected rows as `missing_key`.
     pub rows_without_key: i64,
+    /// Rows rejected by earlier runs for a cause that can go away (`type_conflict`,
+    /// `unknown_identity`, `missing_channel_address`) that this run read again by key.
+    #[serde(default)]
+    pub rows_retried: i64,
+    /// Of the rows read again, those that passed this time (not rejected again).
+    #[serde(default)]
+    pub rows_recovered: i64,
+    /// Rejected rows dropped from the retry set because they were retried for longer than the
+    /// import's `retry_rejected_for`.
+    #[serde(default)]
+    pub rows_retry_expired: i64,
     /// Chunks the run was cut into.
     pub chunks: i32,
     /// Chunks loaded so far.
@@ -327,7 +338,11 @@ const SUMMARY_SQL: &str = "SELECT r.id, w.name, i.name, r.status, r.dry_run,
                  WHERE c5.run_id = r.id AND c5.subscriptions_changed IS NOT NULL
                  GROUP BY t.key, s.key) y
              GROUP BY topic) x),
-        coalesce(sum(c.subscriptions_stale), 0)::int8
+        coalesce(sum(c.subscriptions_stale), 0)::int8,
+        coalesce(sum(c.rows_read) FILTER (WHERE c.kind = 'retry'), 0)::int8,
+        coalesce(sum(c.rows_read - c.rows_rejected - c.rows_rejected_load)
+                 FILTER (WHERE c.kind = 'retry' AND c.status = 'loaded'), 0)::int8,
+        r.rows_retry_expired
    FROM control.runs r
    JOIN control.workspaces w ON w.id = r.workspace_id
    JOIN control.imports i ON i.id = r.import_id
@@ -415,6 +430,9 @@ pub async fn summary(
             format_hints: format_hints(r.get(33)),
             subscriptions_changed: serde_json::from_value(r.get(34)).unwrap_or_default(),
             subscriptions_stale: r.get(35),
+            rows_retried: r.get(36),
+            rows_recovered: r.get(37),
+            rows_retry_expired: r.get(38),
         }))
 }
 

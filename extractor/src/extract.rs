@@ -1,5 +1,6 @@
-//! The extract stage: opens the chunk's source, reads exactly its `(lo, hi]` rows and streams
-//! them into one Parquet object at the chunk's deterministic key.
+//! The extract stage: opens the chunk's source, reads exactly its `(lo, hi]` rows (or, for a
+//! retry chunk, the rows of its keys up to `hi`) and streams them into one Parquet object at
+//! the chunk's deterministic key.
 
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
@@ -81,17 +82,17 @@ pub async fn extract(task: &ChunkTask, deps: &Extractor) -> Result<ChunkExtracte
     let writer = AsyncArrowWriter::try_new(sink, schema, Some(chunk_file::writer_properties()))
         .map_err(|e| SourceError::Storage(e.to_string()))?;
     let mut sink = ParquetSink(writer);
-    let rows_read = connector
-        .read(
-            &shape,
-            Rows::Range {
-                lo: source.lo.as_ref(),
-                hi: &source.hi,
-            },
-            BATCH_ROWS,
-            &mut sink,
-        )
-        .await?;
+    let rows = match &source.keys {
+        Some(keys) => Rows::Keys {
+            keys,
+            upto: &source.hi,
+        },
+        None => Rows::Range {
+            lo: source.lo.as_ref(),
+            hi: &source.hi,
+        },
+    };
+    let rows_read = connector.read(&shape, rows, BATCH_ROWS, &mut sink).await?;
     let mut writer = sink.0;
     writer
         .finish()

@@ -1,7 +1,7 @@
 //! The messages of a run's life: requested, chunk task, extracted, transformed, loaded, failed.
 //! Each carries what the next stage needs, so workers hold no state between messages.
 
-use crate::bounds::Bound;
+use crate::bounds::{Bound, KeyValue};
 use crate::envelope::Message;
 use crate::error::StageError;
 use crate::mapping::Mapping;
@@ -263,6 +263,10 @@ pub struct SourceTask {
     pub lo: Option<Bound>,
     /// Inclusive upper bound.
     pub hi: Bound,
+    /// A retry chunk: read only the rows with these keys whose position is at or before
+    /// `hi` (rows rejected by earlier runs, read again by key); `lo` is then unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Vec<KeyValue>>,
 }
 
 /// The extractor's input: read one chunk's rows into Parquet.

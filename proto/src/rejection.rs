@@ -134,6 +134,25 @@ impl Reason {
         }
     }
 
+    /// Whether the cause can go away without the source row changing (a profile import
+    /// creates the identity, an operator changes the schema registry, the profile gains the
+    /// channel's address), so that reading the row again later may load it.
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            Reason::TypeConflict | Reason::UnknownIdentity | Reason::MissingChannelAddress
+        )
+    }
+
+    /// The codes [`Reason::retryable`] holds for, as stored.
+    pub fn retryable_codes() -> Vec<&'static str> {
+        Reason::ALL
+            .into_iter()
+            .filter(|r| r.retryable())
+            .map(Reason::as_str)
+            .collect()
+    }
+
     /// Reads a code as stored.
     pub fn parse(code: &str) -> Option<Reason> {
         Reason::ALL.into_iter().find(|r| r.as_str() == code)

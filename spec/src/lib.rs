@@ -101,6 +101,14 @@ fn default_object_retention() -> Duration {
     DEFAULT_OBJECT_RETENTION
 }
 
+/// How long a rejected row is read again by later runs before it is dropped, unless an
+/// import says otherwise.
+pub const DEFAULT_RETRY_REJECTED_FOR: Duration = Duration::from_secs(7 * 86_400);
+
+fn default_retry_rejected_for() -> Duration {
+    DEFAULT_RETRY_REJECTED_FOR
+}
+
 /// What a profiles import does when a source row it loaded is gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -199,6 +207,17 @@ pub struct ImportDecl {
         with = "crate::duration::serde_text"
     )]
     pub object_retention: Duration,
+    /// Whether rows rejected for a cause outside the row (a type conflict, an unknown
+    /// identity, a missing channel address) are read again by later runs; on by default for
+    /// profiles, events and purchases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_rejected: Option<bool>,
+    /// How long a rejected row is read again before it is dropped, from its first rejection.
+    #[serde(
+        default = "default_retry_rejected_for",
+        with = "crate::duration::serde_text"
+    )]
+    pub retry_rejected_for: Duration,
     /// Where the import's run events are sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<NotifyDecl>,
@@ -290,6 +309,12 @@ fn validate_notify(field: &str, notify: &NotifyDecl) -> Result<(), SpecError> {
 pub const PURCHASE_EVENT: &str = "Charged";
 
 impl ImportDecl {
+    /// Whether later runs read this import's retryable rejected rows again.
+    pub fn retries_rejected(&self) -> bool {
+        self.retry_rejected
+            .unwrap_or(self.data_type != DataType::UserDeletes)
+    }
+
     /// What the rows become.
     pub fn records(&self) -> Records {
         match self.data_type {
@@ -610,6 +635,20 @@ pub fn validate(spec: &SpecFile, check_connection: ConnectionCheck) -> Result<()
                 "must be at most 365d: the objects hold the source's rows as read",
             ));
         }
+        if import.retry_rejected == Some(true) && import.data_type == DataType::UserDeletes {
+            return Err(invalid(
+                format!("{field}.retry_rejected"),
+                "user deletes reject no row for a cause that can change; remove it",
+            ));
+        }
+        if import.retry_rejected_for > Duration::from_secs(90 * 86_400)
+            || import.retry_rejected_for < Duration::from_secs(60)
+        {
+            return Err(invalid(
+                format!("{field}.retry_rejected_for"),
+                "must be between 1m and 90d",
+            ));
+        }
         validate_values(&field, import)?;
         subscriptions::validate(&field, import)?;
         for (name, p) in &import.properties {
@@ -887,6 +926,42 @@ imports:
         assert_eq!(
             spec.imports[0].mapping().columns(),
             vec!["external_id", "birthday", "first_name"]
+        );
+    }
+
+    #[test]
+    fn rejected_rows_are_retried_by_default_for_a_bounded_time() {
+        let spec = parse(GOOD).unwrap();
+        assert!(spec.imports[0].retries_rejected());
+        assert_eq!(
+            spec.imports[0].retry_rejected_for,
+            DEFAULT_RETRY_REJECTED_FOR
+        );
+        let off = parse(&GOOD.replace(
+            "settle_lag: 5s",
+            "settle_lag: 5s\n    retry_rejected: false",
+        ))
+        .unwrap();
+        assert!(!off.imports[0].retries_rejected());
+        let long = GOOD.replace(
+            "settle_lag: 5s",
+            "settle_lag: 5s\n    retry_rejected_for: 91d",
+        );
+        assert_eq!(
+            parse(&long).unwrap_err().field,
+            "imports[0].retry_rejected_for"
+        );
+        let deletes = GOOD
+            .replace("data_type: profiles", "data_type: user_deletes\n    allow_deletes: true")
+            .replace(
+                "    properties:\n      first_name: { column: first_name, type: string }\n      birthday: { column: birthday, type: date, format: \"yyyy-MM-dd\" }\n",
+                "",
+            );
+        assert!(!parse(&deletes).unwrap().imports[0].retries_rejected());
+        let refused = deletes.replace("settle_lag: 5s", "settle_lag: 5s\n    retry_rejected: true");
+        assert_eq!(
+            parse(&refused).unwrap_err().field,
+            "imports[0].retry_rejected"
         );
     }
 

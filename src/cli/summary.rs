@@ -91,6 +91,15 @@ pub fn write_summary(out: &mut dyn Write, s: &RunSummary) -> std::io::Result<()>
             n(s.deletes_not_found)
         )?;
     }
+    if s.rows_retried + s.rows_retry_expired > 0 {
+        writeln!(
+            out,
+            "  rejected rows read again: {}, {} {would}recovered; {} dropped after retry_rejected_for",
+            n(s.rows_retried),
+            n(s.rows_recovered),
+            n(s.rows_retry_expired)
+        )?;
+    }
     for (reason, rows) in &s.rejected_by_reason {
         writeln!(out, "  rejected {reason}: {}", n(*rows))?;
     }

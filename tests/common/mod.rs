@@ -493,6 +493,21 @@ pub async fn create_users(warehouse: &Client, rows: i64) {
         .unwrap();
 }
 
+/// Changes the type the schema registry holds for a profile property, as an operator fixing a
+/// type conflict does.
+pub async fn retype(fleet: &Fleet, property: &str, kind: &str) {
+    let changed = fleet
+        .control()
+        .await
+        .execute(
+            "UPDATE profile_store.property_types SET type = $2 WHERE name = $1",
+            &[&property, &kind],
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed, 1, "the registry holds {property}");
+}
+
 /// The spec importing `public.users` as profiles.
 pub fn users_spec(fleet: &Fleet, chunk_rows: u64) -> String {
     format!(

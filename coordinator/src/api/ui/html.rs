@@ -213,6 +213,12 @@ pub fn run(s: &RunSummary, errors: &[RunError]) -> String {
         ("rows read", s.rows_read),
         ("rows rejected", s.rows_rejected),
         ("rows loaded", s.rows_loaded),
+        ("rejected rows read again", s.rows_retried),
+        ("rejected rows recovered", s.rows_recovered),
+        (
+            "rejected rows dropped (retried too long)",
+            s.rows_retry_expired,
+        ),
         ("profiles created", s.profiles_created),
         ("profiles updated", s.profiles_updated),
         ("profiles unchanged", s.profiles_unchanged),
