@@ -164,6 +164,7 @@ pub async fn run(
                     amqp_url: settings.amqp_url.clone(),
                     topology: settings.topology(),
                     master_key: key.clone(),
+                    objects: store.clone(),
                 });
                 let listener = listener.take().expect("one coordinator role");
                 tasks.spawn(ops::serve(

@@ -14,6 +14,7 @@ pub mod dry_run;
 pub mod errors;
 pub mod imports;
 pub mod keys;
+pub mod lineage;
 pub mod metrics;
 pub mod migrate;
 pub mod notify;
@@ -76,4 +77,5 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("../migrations/0020_error_stream_window.sql"),
     ),
     (21, include_str!("../migrations/0021_retry_rows.sql")),
+    (22, include_str!("../migrations/0022_lineage_retention.sql")),
 ];

@@ -312,7 +312,7 @@ pub async fn record(
             "UPDATE control.runs
                 SET lo = $2, hi = $3, cap = $4, held_back_future = $5, chunk_count = $6,
                     rows_without_watermark = $7, rows_without_key = $8,
-                    object_retention_seconds = $9,
+                    object_retention_seconds = $9, lineage_retention_seconds = $10,
                     started_at = coalesce(started_at, now())
               WHERE id = $1",
             &[
@@ -325,6 +325,7 @@ pub async fn record(
                 &(unreadable.without_watermark as i64),
                 &(unreadable.without_key as i64),
                 &(ctx.import.object_retention.as_secs() as i64),
+                &(ctx.import.lineage_retention.as_secs() as i64),
             ],
         )
         .await?;
@@ -420,6 +421,7 @@ pub async fn pending_tasks(
                     run_started_at: Some(ctx.requested_at),
                     key_set,
                     store: ctx.store.clone(),
+                    lineage: !ctx.import.lineage_retention.is_zero(),
                 },
                 source: SourceTask {
                     kind: ctx.kind.clone(),

@@ -1,12 +1,13 @@
 //! Deleting the chunk objects of runs whose import's `object_retention` has passed since they
-//! ended: those objects are the source's rows at rest, and they get a documented lifetime.
+//! ended (those objects are the source's rows at rest, and they get a documented lifetime), and
+//! their lineage once `lineage_retention` has.
 //! Every coordinator sweeps; a run is claimed by one of them at a time.
 
 use deadpool_postgres::Pool;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-use sluice_proto::ChunkObjects;
+use sluice_proto::{lineage, ChunkObjects};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -18,12 +19,51 @@ const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// Runs claimed per sweep.
 const BATCH: i64 = 100;
 
-/// Claims due runs: marked deleted now, so no other coordinator takes them too.
-const CLAIM: &str = "UPDATE control.runs SET objects_deleted_at = now()
+/// What a run leaves in the object store for a documented time.
+#[derive(Debug, Clone, Copy)]
+enum Kept {
+    /// The chunk objects: the source's rows as read, normalized and rejected.
+    Objects,
+    /// The lineage: what happened to each row.
+    Lineage,
+}
+
+impl Kept {
+    /// Claims due runs: marked deleted now, so no other coordinator takes them too.
+    fn claim(self) -> &'static str {
+        match self {
+            Kept::Objects => {
+                "UPDATE control.runs SET objects_deleted_at = now()
  WHERE id IN (SELECT id FROM control.runs
                WHERE objects_deleted_at IS NULL AND objects_expire_at <= now()
                ORDER BY objects_expire_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-RETURNING id, workspace_id, import_id";
+RETURNING id, workspace_id, import_id"
+            }
+            Kept::Lineage => {
+                "UPDATE control.runs SET lineage_deleted_at = now()
+ WHERE id IN (SELECT id FROM control.runs
+               WHERE lineage_deleted_at IS NULL AND lineage_expire_at <= now()
+               ORDER BY lineage_expire_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+RETURNING id, workspace_id, import_id"
+            }
+        }
+    }
+
+    /// Gives a claimed run back, for the next sweep to try again.
+    fn release(self) -> &'static str {
+        match self {
+            Kept::Objects => "UPDATE control.runs SET objects_deleted_at = NULL WHERE id = $1",
+            Kept::Lineage => "UPDATE control.runs SET lineage_deleted_at = NULL WHERE id = $1",
+        }
+    }
+
+    fn prefix(self, workspace_id: i64, import_id: i64, run_id: Uuid) -> String {
+        match self {
+            Kept::Objects => ChunkObjects::run_prefix(workspace_id, import_id, run_id),
+            Kept::Lineage => lineage::run_prefix(workspace_id, import_id, run_id),
+        }
+    }
+}
 
 /// Why a sweep stopped.
 #[derive(Debug, thiserror::Error)]
@@ -39,44 +79,48 @@ pub enum SweepError {
     Objects(#[from] object_store::Error),
 }
 
-/// Deletes the objects of the runs that are due; returns how many runs were swept.
+/// Deletes the chunk objects and the lineage of the runs whose retention has passed; returns
+/// how many runs were swept.
 pub async fn sweep(pool: &Pool, store: &dyn ObjectStore) -> Result<usize, SweepError> {
+    Ok(sweep_kept(pool, store, Kept::Objects).await?
+        + sweep_kept(pool, store, Kept::Lineage).await?)
+}
+
+async fn sweep_kept(pool: &Pool, store: &dyn ObjectStore, kept: Kept) -> Result<usize, SweepError> {
     let client = pool.get().await?;
-    let due = client.query(CLAIM, &[&BATCH]).await?;
+    let due = client.query(kept.claim(), &[&BATCH]).await?;
     for row in &due {
         let (run_id, workspace_id, import_id): (Uuid, i64, i64) =
             (row.get(0), row.get(1), row.get(2));
-        let deleted = async {
-            let prefix = Path::from(ChunkObjects::run_prefix(workspace_id, import_id, run_id));
-            let objects: Vec<Path> = store
-                .list(Some(&prefix))
-                .map_ok(|meta| meta.location)
-                .try_collect()
-                .await?;
-            for location in &objects {
-                match store.delete(location).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            Ok::<usize, object_store::Error>(objects.len())
-        }
-        .await;
-        match deleted {
-            Ok(n) => tracing::debug!(run = %run_id, objects = n, "run objects deleted"),
+        let prefix = Path::from(kept.prefix(workspace_id, import_id, run_id));
+        match delete_under(store, &prefix).await {
+            Ok(n) => tracing::debug!(run = %run_id, objects = n, ?kept, "run objects deleted"),
             Err(e) => {
-                // The next sweep tries again.
-                client
-                    .execute(
-                        "UPDATE control.runs SET objects_deleted_at = NULL WHERE id = $1",
-                        &[&run_id],
-                    )
-                    .await?;
+                client.execute(kept.release(), &[&run_id]).await?;
                 return Err(e.into());
             }
         }
     }
     Ok(due.len())
+}
+
+/// Deletes every object under `prefix`; returns how many there were.
+async fn delete_under(
+    store: &dyn ObjectStore,
+    prefix: &Path,
+) -> Result<usize, object_store::Error> {
+    let objects: Vec<Path> = store
+        .list(Some(prefix))
+        .map_ok(|meta| meta.location)
+        .try_collect()
+        .await?;
+    for location in &objects {
+        match store.delete(location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(objects.len())
 }
 
 /// Sweeps every `SWEEP_EVERY` until `shutdown`.

@@ -93,6 +93,8 @@ pub const INSERT_EVENTS: &str = "WITH candidates AS (
     SELECT $1, dedup_key FROM candidates
     ON CONFLICT DO NOTHING
     RETURNING dedup_key
+), kept AS (
+    INSERT INTO sluice_outcome (dedup_key) SELECT dedup_key FROM fresh
 ), inserted AS (
     INSERT INTO profile_store.events (workspace_id, profile_id, import_id, name, time, dedup_key, properties)
     SELECT $1, c.profile_id, $2, c.event_name, c.event_time, c.dedup_key,
@@ -117,10 +119,14 @@ SELECT (SELECT count(*) FROM inserted),
 pub const COUNT_NEW_EVENTS: &str = "WITH candidates AS (
     SELECT DISTINCT ON (dedup_key) dedup_key FROM sluice_stage
      WHERE profile_id IS NOT NULL ORDER BY dedup_key, key
+), new AS (
+    SELECT c.dedup_key FROM candidates c
+     WHERE NOT EXISTS (SELECT 1 FROM profile_store.event_keys k
+                        WHERE k.workspace_id = $1 AND k.dedup_key = c.dedup_key)
+), kept AS (
+    INSERT INTO sluice_outcome (dedup_key) SELECT dedup_key FROM new
 )
-SELECT (SELECT count(*) FROM candidates c
-         WHERE NOT EXISTS (SELECT 1 FROM profile_store.event_keys k
-                            WHERE k.workspace_id = $1 AND k.dedup_key = c.dedup_key)),
+SELECT (SELECT count(*) FROM new),
        (SELECT count(*) FROM sluice_stage WHERE profile_id IS NOT NULL)";
 
 /// Applies a staged event chunk; rows whose identity names no profile (and cannot create

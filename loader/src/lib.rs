@@ -7,6 +7,7 @@
 pub mod deletes;
 pub mod events;
 pub mod guesses;
+pub mod lineage;
 pub mod load;
 mod metrics;
 pub mod profiles;

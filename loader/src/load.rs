@@ -1,7 +1,7 @@
 //! The load stage: checks a chunk's accepted rows against the schema registry, stages them
 //! with binary COPY, resolves their identities, and applies them as profiles, events or
-//! deletes, all in one transaction; a dry run rolls it back and reports what it would have
-//! done.
+//! deletes, all in one transaction, writing what happened to each row as the chunk's lineage;
+//! a dry run rolls it back and reports what it would have done.
 
 use crate::events::{ensure_partitions, month_of};
 use crate::profiles;
@@ -10,7 +10,7 @@ use crate::registry::Registry;
 use crate::resolve::{resolve, Probes, Unmatched, COPY_STAGE, COPY_TYPES, CREATE_STAGE};
 use crate::staging::{names_hash, stage_rows, stamped_names};
 use crate::stores::StorePools;
-use crate::{deletes, events, guesses, removals, statistics, subscriptions};
+use crate::{deletes, events, guesses, lineage, removals, statistics, subscriptions};
 use futures::pin_mut;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -204,10 +204,15 @@ const MATCHED_NOTHING: &str =
 const WORK_MEM: &str = "64MB";
 
 /// Loads a chunk, retrying in place when a concurrent load created the same identity first.
-pub async fn load(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadError> {
+/// `earlier` are the rows the transformer rejected, which the chunk's lineage lists too.
+pub async fn load(
+    work: &ChunkWork,
+    deps: &Loader,
+    earlier: &[RowRejection],
+) -> Result<LoadStats, LoadError> {
     let mut attempt = 0;
     loop {
-        match load_once(work, deps).await {
+        match load_once(work, deps, earlier).await {
             Err(LoadError::Conflict(m)) if attempt < CONFLICT_RETRIES => {
                 attempt += 1;
                 tracing::debug!(error = %m, attempt, "identity race; loading again");
@@ -217,7 +222,11 @@ pub async fn load(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErro
     }
 }
 
-async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadError> {
+async fn load_once(
+    work: &ChunkWork,
+    deps: &Loader,
+    earlier: &[RowRejection],
+) -> Result<LoadStats, LoadError> {
     let workspace = work.chunk.workspace_id;
     let import_id = work.chunk.import_id;
     // A mirror import's key chunk holds the rows gone from the source, staged by their
@@ -376,6 +385,15 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
             .await?
         }
     }
+    // A mirror import's key chunk holds keys, not rows of the run: it has no lineage.
+    if work.lineage && !removals {
+        let seq = work.chunk.seq;
+        let mut rows = lineage::applied(&tx, &mapping.records, seq).await?;
+        lineage::note_conflicts(&mut rows, &errors.conflicts);
+        rows.extend(lineage::rejected(seq, &errors.rejected));
+        rows.extend(lineage::rejected(seq, earlier));
+        lineage::write(deps.store.as_ref(), &work.chunk, work.dry_run, &mut rows).await?;
+    }
     let mut rejections = errors.rejected;
     stats.rows_rejected = rejections.len() as u64;
     stats.rejected_by_reason = rejection::count_by_reason(rejections.iter().map(|r| &r.reason));
@@ -396,6 +414,22 @@ async fn load_once(work: &ChunkWork, deps: &Loader) -> Result<LoadStats, LoadErr
         statistics::refresh(client);
     }
     Ok(stats)
+}
+
+impl Loader {
+    /// The rows the transformer rejected from the chunk, for its lineage.
+    async fn transform_rejections(&self, work: &ChunkWork) -> Result<Vec<RowRejection>, LoadError> {
+        let bytes = self
+            .store
+            .get(&Path::from(work.objects.rejected.as_str()))
+            .await
+            .map_err(|e| LoadError::Storage(e.to_string()))?
+            .bytes()
+            .await
+            .map_err(|e| LoadError::Storage(e.to_string()))?;
+        rejection::from_json_lines(&bytes)
+            .map_err(|e| LoadError::Storage(format!("reading rejected rows: {e}")))
+    }
 }
 
 impl Stage for Loader {
@@ -423,7 +457,11 @@ impl Stage for Loader {
                 )
                 .await;
         }
-        let stats = load(&input.work, self).await?;
+        let earlier = match input.rows_rejected > 0 && input.work.lineage {
+            true => self.transform_rejections(&input.work).await?,
+            false => Vec::new(),
+        };
+        let stats = load(&input.work, self, &earlier).await?;
         let store = match input.work.mapping.records {
             Records::Profiles => "profiles",
             Records::Events(_) => "events",

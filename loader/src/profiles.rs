@@ -165,13 +165,16 @@ const UPSERT_TEMPLATE: &str = "WITH r AS MATERIALIZED (
             OR ((p.properties || r.props) - r.unset) IS DISTINCT FROM p.properties
             OR (r.email IS NOT NULL AND r.email IS DISTINCT FROM p.email)
             OR (r.phone IS NOT NULL AND r.phone IS DISTINCT FROM p.phone))
-    RETURNING p.updated_at = now() AS changed,
+    RETURNING p.profile_id, p.updated_at = now() AS changed,
               CASE WHEN (p.source_updated_at, p.source_import_id, p.source_key)
                         = (r.updated_at, $2::bigint, r.key) THEN 0
                    ELSE (SELECT count(*) FROM unnest(r.names) x
                           WHERE p.property_stamps -> x
                                 IS DISTINCT FROM profile_store.stamp(r.updated_at, $2::bigint, r.key))
               END AS stale
+), kept AS (
+    INSERT INTO sluice_outcome (profile_id, changed, stale)
+    SELECT profile_id, changed, stale FROM u
 )
 SELECT (SELECT count(*) FILTER (WHERE changed) FROM u),
        ((SELECT coalesce(sum(stale), 0) FROM u)

@@ -14,8 +14,10 @@ use tokio_postgres::Transaction;
 /// The chunk's rows as copied in, and the staging table the resolution statement fills from
 /// them: the same columns and the resolution's (the profile, the identity that matched it,
 /// whether another profile shares it, whether the chunk created it, and whether it is one of a
-/// created profile's rows older than the one it was created from). Both are dropped at
-/// commit; the event columns are NULL for profile loads. Identity columns and the dedup key
+/// created profile's rows older than the one it was created from), and the outcomes the
+/// apply statements leave for the chunk's lineage (each upserted profile's change and stale
+/// values; each event's dedup key stored). All are dropped at commit; the event columns are
+/// NULL for profile loads. Identity columns and the dedup key
 /// compare as the store's tables do (collation "C").
 pub const CREATE_STAGE: &str = "CREATE TEMP TABLE sluice_rows (
     key           text NOT NULL,
@@ -49,6 +51,12 @@ CREATE TEMP TABLE sluice_stage (
     ambiguous     boolean,
     created       boolean NOT NULL DEFAULT false,
     superseded    boolean NOT NULL DEFAULT false
+) ON COMMIT DROP;
+CREATE TEMP TABLE sluice_outcome (
+    profile_id    bigint,
+    changed       boolean,
+    stale         bigint,
+    dedup_key     text COLLATE \"C\"
 ) ON COMMIT DROP";
 
 /// Binary COPY into the staging table.

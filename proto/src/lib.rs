@@ -17,6 +17,7 @@ pub mod headers;
 pub mod health;
 pub mod identity;
 pub mod key_probe;
+pub mod lineage;
 pub mod mapping;
 pub mod messages;
 pub mod metrics;

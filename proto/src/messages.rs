@@ -176,6 +176,10 @@ pub struct ChunkWork {
     /// The store the chunk's workspace lives in; `None` is the fleet's default store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<StoreRoute>,
+    /// Whether the loader writes what happened to each row (`sluice_proto::lineage`): the
+    /// import keeps lineage (`lineage_retention` above zero).
+    #[serde(default)]
+    pub lineage: bool,
 }
 
 /// A store registered with `sluice stores add`, as a loader needs it to write there: its

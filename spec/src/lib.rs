@@ -109,6 +109,14 @@ fn default_retry_rejected_for() -> Duration {
     DEFAULT_RETRY_REJECTED_FOR
 }
 
+/// How long a run's lineage (what happened to each row) is kept after it ends, unless an
+/// import says otherwise.
+pub const DEFAULT_LINEAGE_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+
+fn default_lineage_retention() -> Duration {
+    DEFAULT_LINEAGE_RETENTION
+}
+
 /// What a profiles import does when a source row it loaded is gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -207,6 +215,13 @@ pub struct ImportDecl {
         with = "crate::duration::serde_text"
     )]
     pub object_retention: Duration,
+    /// How long a run's lineage (what happened to each row) is kept after the run ends; `0s`
+    /// writes none.
+    #[serde(
+        default = "default_lineage_retention",
+        with = "crate::duration::serde_text"
+    )]
+    pub lineage_retention: Duration,
     /// Whether rows rejected for a cause outside the row (a type conflict, an unknown
     /// identity, a missing channel address) are read again by later runs; on by default for
     /// profiles, events and purchases.
@@ -633,6 +648,12 @@ pub fn validate(spec: &SpecFile, check_connection: ConnectionCheck) -> Result<()
             return Err(invalid(
                 format!("{field}.object_retention"),
                 "must be at most 365d: the objects hold the source's rows as read",
+            ));
+        }
+        if import.lineage_retention > Duration::from_secs(365 * 86_400) {
+            return Err(invalid(
+                format!("{field}.lineage_retention"),
+                "must be at most 365d (0s keeps no lineage)",
             ));
         }
         if import.retry_rejected == Some(true) && import.data_type == DataType::UserDeletes {

@@ -15,6 +15,7 @@ use sluice_coordinator::api::service::Service;
 use sluice_coordinator::api::steering::{Moved, Preview, Stopped};
 use sluice_coordinator::errors::RunError;
 use sluice_coordinator::imports::ImportView;
+use sluice_coordinator::lineage::{LineageFilter, RunLineage};
 use sluice_coordinator::runs::RunSummary;
 use sluice_coordinator::tokens::Caller;
 use uuid::Uuid;
@@ -118,13 +119,17 @@ impl Backend {
             };
         let pool = sluice_coordinator::database::pool(&settings.database_url, 2)?;
         let master_key = access.secrets.then(|| settings.master_key()).transpose()?;
-        Ok(Backend::Host(Box::new(Service::on_host(
-            pool,
-            &settings.amqp_url,
-            settings.topology(),
-            master_key,
-            caller,
-        ))))
+        let objects = sluice_proto::storage::open(&settings.object_store_url())?;
+        Ok(Backend::Host(Box::new(
+            Service::on_host(
+                pool,
+                &settings.amqp_url,
+                settings.topology(),
+                master_key,
+                caller,
+            )
+            .with_objects(objects),
+        )))
     }
 
     /// The backend for a run: over the API the token's workspace (the API refuses a run of
@@ -234,6 +239,21 @@ impl Backend {
         match self {
             Backend::Host(s) => Ok(s.error_stream(query).await?),
             Backend::Api(r, _) => r.get(&format!("/v1/errors?{}", query.query_string())).await,
+        }
+    }
+
+    /// A page of a run's lineage.
+    pub async fn run_lineage(
+        &self,
+        run_id: Uuid,
+        filter: &LineageFilter,
+    ) -> anyhow::Result<RunLineage> {
+        match self {
+            Backend::Host(s) => Ok(s.run_lineage(run_id, filter).await?),
+            Backend::Api(r, _) => {
+                let query = filter.query_string();
+                r.get(&format!("/v1/runs/{run_id}/lineage?{query}")).await
+            }
         }
     }
 

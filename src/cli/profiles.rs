@@ -1,5 +1,6 @@
-//! `sluice profiles`: export a workspace's profiles, and read one profile's consent (its
-//! current statuses and every change, with the import and run that made it).
+//! `sluice profiles`: export a workspace's profiles, read one profile's consent (its current
+//! statuses and every change, with the import and run that made it) and the runs that touched
+//! it (from the runs' lineage).
 
 use super::output::{emit, table, write_table, Output};
 use crate::settings::Settings;
@@ -22,6 +23,16 @@ pub enum ProfilesCommand {
         /// Changes of the history shown, newest first.
         #[arg(long, default_value_t = 100)]
         limit: i64,
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// The runs that touched a profile, newest first, with what each run's rows did to it
+    /// (within the imports' lineage_retention; dry runs left out).
+    History {
+        /// The profile, by any identity: KIND=VALUE (external_id=u-1, email=a@b.co,
+        /// alias:crm=42, profile_id=7; a deleted profile by its profile_id).
+        #[arg(long)]
+        identity: String,
         #[arg(long, value_enum, default_value = "table")]
         output: Output,
     },
@@ -50,7 +61,69 @@ pub async fn execute(
             limit,
             output,
         } => subscriptions(settings, workspace, &identity, limit, output).await,
+        ProfilesCommand::History { identity, output } => {
+            history(settings, workspace, &identity, output).await
+        }
     }
+}
+
+/// Splits `--identity KIND=VALUE`, refusing an unknown kind.
+fn identity_arg(identity: &str) -> anyhow::Result<(&str, &str)> {
+    let Some((kind, value)) = identity.split_once('=') else {
+        anyhow::bail!("--identity: give KIND=VALUE, such as external_id=u-1 or email=a@b.co");
+    };
+    if let Some(problem) = consent::kind_problem(kind) {
+        anyhow::bail!("--identity: {problem}");
+    }
+    Ok((kind, value))
+}
+
+async fn history(
+    settings: &Settings,
+    workspace: &str,
+    identity: &str,
+    output: Output,
+) -> anyhow::Result<i32> {
+    let (kind, value) = identity_arg(identity)?;
+    let crate::export::WorkspaceStore {
+        control,
+        workspace_id,
+        store: client,
+    } = crate::export::WorkspaceStore::open(settings, workspace).await?;
+    let profile_id =
+        sluice_coordinator::lineage::history_profile(&client, workspace_id, kind, value).await?;
+    let Some(profile_id) = profile_id else {
+        anyhow::bail!("no profile with {kind} {value:?} in workspace {workspace:?}");
+    };
+    let objects = sluice_proto::storage::open(&settings.object_store_url())?;
+    let runs =
+        sluice_coordinator::lineage::profile_history(&control, &objects, workspace_id, profile_id)
+            .await?;
+    let found = sluice_coordinator::lineage::ProfileHistory { profile_id, runs };
+    emit(output, &found, |out| {
+        if found.runs.is_empty() {
+            return writeln!(
+                out,
+                "profile {profile_id}: no run within the kept lineage touched it"
+            );
+        }
+        writeln!(out, "profile {profile_id}, newest first:")?;
+        let mut t = table(["RUN", "IMPORT", "REQUESTED", "STATUS", "ROWS", "OUTCOMES"]);
+        for r in &found.runs {
+            let outcomes: Vec<String> =
+                r.outcomes.iter().map(|(o, n)| format!("{o} {n}")).collect();
+            t.add_row([
+                r.run_id.to_string(),
+                r.import.clone(),
+                r.requested_at.to_rfc3339(),
+                r.status.clone(),
+                r.row_keys.join(", "),
+                outcomes.join(", "),
+            ]);
+        }
+        write_table(out, &t)
+    })?;
+    Ok(0)
 }
 
 async fn subscriptions(
@@ -60,12 +133,7 @@ async fn subscriptions(
     limit: i64,
     output: Output,
 ) -> anyhow::Result<i32> {
-    let Some((kind, value)) = identity.split_once('=') else {
-        anyhow::bail!("--identity: give KIND=VALUE, such as external_id=u-1 or email=a@b.co");
-    };
-    if let Some(problem) = consent::kind_problem(kind) {
-        anyhow::bail!("--identity: {problem}");
-    }
+    let (kind, value) = identity_arg(identity)?;
     if !(1..=10_000).contains(&limit) {
         anyhow::bail!("--limit: must be 1 to 10000");
     }

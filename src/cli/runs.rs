@@ -7,6 +7,7 @@ use super::follow::{follow, Followed, OnInterrupt};
 use super::output::{emit, outln, table, write_table, Output};
 use crate::settings::Settings;
 use sluice_coordinator::api::runs::RunFilter;
+use sluice_coordinator::lineage::LineageFilter;
 use sluice_coordinator::runs::{status, RunSummary};
 use std::io::Write;
 use std::path::PathBuf;
@@ -88,6 +89,27 @@ pub enum RunsCommand {
         /// Rows to print (without --csv).
         #[arg(long, default_value_t = 100)]
         limit: i64,
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// What happened to each row of a run: the identity and profile it matched and its
+    /// outcome, with the counts by outcome (kept for the import's lineage_retention).
+    Lineage {
+        /// The run's id, as `sluice run` prints it.
+        run: String,
+        /// Only the row with this source key.
+        #[arg(long)]
+        key: Option<String>,
+        /// Only the rows of this profile id.
+        #[arg(long)]
+        profile: Option<i64>,
+        /// Only rows with this outcome (created, updated, unchanged, superseded, skipped,
+        /// rejected, inserted, duplicate, deleted, not_found).
+        #[arg(long)]
+        outcome: Option<String>,
+        /// Rows to print (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
         #[arg(long, value_enum, default_value = "table")]
         output: Output,
     },
@@ -337,7 +359,69 @@ pub async fn execute(settings: &Settings, command: RunsCommand) -> anyhow::Resul
             limit,
             output,
         } => errors(settings, &run, csv, limit, output).await,
+        RunsCommand::Lineage {
+            run,
+            key,
+            profile,
+            outcome,
+            limit,
+            output,
+        } => {
+            let filter = LineageFilter {
+                key,
+                profile,
+                outcome,
+                page: Some(1),
+                per_page: Some(limit),
+            };
+            lineage(settings, &run, &filter, output).await
+        }
     }
+}
+
+/// `sluice runs lineage`.
+async fn lineage(
+    settings: &Settings,
+    run: &str,
+    filter: &LineageFilter,
+    output: Output,
+) -> anyhow::Result<i32> {
+    let run_id = run_id(run)?;
+    let backend = Backend::for_run(settings, run_id).await?;
+    let found = backend.run_lineage(run_id, filter).await?;
+    emit(output, &found, |out| {
+        if found.counts.is_empty() {
+            return writeln!(
+                out,
+                "run {run_id} has no lineage for these rows (none matched, the import keeps none, or its lineage_retention has passed)"
+            );
+        }
+        let counts: Vec<String> = found
+            .counts
+            .iter()
+            .map(|(outcome, n)| format!("{outcome} {n}"))
+            .collect();
+        writeln!(out, "rows by outcome: {}", counts.join(", "))?;
+        let mut t = table([
+            "CHUNK", "ROW", "OUTCOME", "REASON", "IDENTITY", "PROFILE", "STALE",
+        ]);
+        for e in &found.rows {
+            t.add_row([
+                e.chunk.to_string(),
+                e.row_key.clone(),
+                e.outcome.clone(),
+                e.reason.clone().unwrap_or_else(|| "-".into()),
+                match (&e.identity_kind, &e.identity_value) {
+                    (Some(k), Some(v)) => format!("{k} {v}"),
+                    _ => "-".into(),
+                },
+                e.profile_id.map_or("-".into(), |p| p.to_string()),
+                e.properties_stale.to_string(),
+            ]);
+        }
+        write_table(out, &t)
+    })?;
+    Ok(0)
 }
 
 /// A rejected value as a table shows it: quoted, or NULL.

@@ -87,6 +87,7 @@ async fn run(
         run_started_at: None,
         key_set: None,
         store: None,
+        lineage: false,
     };
     let deps = Transformer {
         store: store.clone(),

@@ -35,6 +35,8 @@ pub struct ApiState {
     pub topology: Topology,
     /// Opens connection credentials to test, preview and rewind; seals applied ones.
     pub master_key: sluice_proto::secrets::MasterKey,
+    /// Where runs' lineage is, read by the lineage queries.
+    pub objects: std::sync::Arc<dyn object_store::ObjectStore>,
 }
 
 #[derive(OpenApi)]
@@ -91,9 +93,11 @@ pub fn routes() -> (axum::Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(runs::cancel))
         .routes(routes!(runs::errors))
         .routes(routes!(runs::errors_csv))
+        .routes(routes!(runs::lineage))
         .routes(routes!(errors::list))
         .routes(routes!(profiles::lookup))
         .routes(routes!(profiles::events))
+        .routes(routes!(profiles::history))
         .split_for_parts()
 }
 

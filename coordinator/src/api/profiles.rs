@@ -217,3 +217,42 @@ pub async fn events(
             .collect(),
     ))
 }
+
+/// The runs that touched the profile one identity names, within the lineage the imports keep
+/// (`lineage_retention`), newest first, with each run's rows of it by outcome.
+#[utoipa::path(operation_id = "profiles_history", get, path = "/v1/profiles/history", tag = "profiles", params(Lookup),
+    responses((status = 200, body = crate::lineage::ProfileHistory), (status = 404, body = super::ErrorBody)))]
+pub async fn history(
+    State(state): State<ApiState>,
+    caller: Caller,
+    super::ApiQuery(lookup): super::ApiQuery<Lookup>,
+) -> Result<Json<crate::lineage::ProfileHistory>, ApiError> {
+    let profile_id = {
+        let client = store(&state, caller.workspace_id).await?;
+        if let Some(problem) = consent::kind_problem(&lookup.kind) {
+            return Err(ApiError::invalid("kind", problem));
+        }
+        crate::lineage::history_profile(&**client, caller.workspace_id, &lookup.kind, &lookup.value)
+            .await
+            .map_err(|e| match e {
+                crate::lineage::HistoryError::Invalid(m) => ApiError::invalid("value", m),
+                other => ApiError::internal(other),
+            })?
+    };
+    let Some(profile_id) = profile_id else {
+        return Err(ApiError::not_found(format!(
+            "no profile with {} {:?} in this workspace",
+            lookup.kind, lookup.value
+        )));
+    };
+    let control = state.pool.get().await?;
+    let runs = crate::lineage::profile_history(
+        &**control,
+        &state.objects,
+        caller.workspace_id,
+        profile_id,
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(Json(crate::lineage::ProfileHistory { profile_id, runs }))
+}

@@ -249,6 +249,41 @@ impl Service {
         Ok(crate::errors::list(&**client, run_id, limit, offset).await?)
     }
 
+    /// A page of a run's lineage: what happened to each row, filtered, with the counts by
+    /// outcome of every row the filter selects.
+    pub async fn run_lineage(
+        &self,
+        run_id: Uuid,
+        filter: &crate::lineage::LineageFilter,
+    ) -> Result<crate::lineage::RunLineage, ApiError> {
+        if let Some(problem) = filter
+            .outcome
+            .as_deref()
+            .and_then(crate::lineage::outcome_problem)
+        {
+            return Err(ApiError::invalid("outcome", problem));
+        }
+        let (limit, offset) = super::profiles::paging(filter.page, filter.per_page, 100, 1000)?;
+        let client = self.client().await?;
+        let import_id: i64 = client
+            .query_opt(
+                "SELECT import_id FROM control.runs WHERE id = $1 AND workspace_id = $2",
+                &[&run_id, &self.caller.workspace_id],
+            )
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no run {run_id} in this workspace")))?
+            .get(0);
+        crate::lineage::of_run(
+            self.objects()?,
+            (self.caller.workspace_id, import_id, run_id),
+            filter,
+            limit as usize,
+            offset as usize,
+        )
+        .await
+        .map_err(ApiError::internal)
+    }
+
     /// Every rejected row of a run as the CSV failure report.
     pub async fn run_errors_csv(&self, run_id: Uuid) -> Result<Vec<u8>, ApiError> {
         self.own_run(run_id).await?;
@@ -302,4 +337,23 @@ pub async fn errors_csv(
         ],
         csv,
     ))
+}
+
+/// What happened to each row of a run: its source key, the identity and profile it matched,
+/// its outcome and why, filtered by key, profile or outcome, page by page, with the counts by
+/// outcome of the rows the filter selects. Empty once the import's `lineage_retention` has
+/// passed.
+#[utoipa::path(operation_id = "runs_lineage", get, path = "/v1/runs/{run_id}/lineage", tag = "runs",
+    params(("run_id" = Uuid, Path, description = "The run's id"), crate::lineage::LineageFilter),
+    responses((status = 200, body = crate::lineage::RunLineage), (status = 404, body = super::ErrorBody)))]
+pub async fn lineage(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(run_id): Path<Uuid>,
+    super::ApiQuery(filter): super::ApiQuery<crate::lineage::LineageFilter>,
+) -> Result<Json<crate::lineage::RunLineage>, ApiError> {
+    Service::new(&state, caller)
+        .run_lineage(run_id, &filter)
+        .await
+        .map(Json)
 }

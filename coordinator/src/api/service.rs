@@ -16,6 +16,7 @@ pub struct Service {
     /// The fleet's exchange and queue names.
     pub topology: Topology,
     master_key: Option<MasterKey>,
+    objects: Option<std::sync::Arc<dyn object_store::ObjectStore>>,
     /// Who is calling.
     pub caller: Caller,
 }
@@ -28,6 +29,7 @@ impl Service {
             amqp_url: state.amqp_url.clone(),
             topology: state.topology.clone(),
             master_key: Some(state.master_key.clone()),
+            objects: Some(state.objects.clone()),
             caller,
         }
     }
@@ -45,8 +47,25 @@ impl Service {
             amqp_url: amqp_url.to_string(),
             topology,
             master_key,
+            objects: None,
             caller,
         }
+    }
+
+    /// The same service, reading runs' lineage from `objects`.
+    pub fn with_objects(
+        mut self,
+        objects: std::sync::Arc<dyn object_store::ObjectStore>,
+    ) -> Service {
+        self.objects = Some(objects);
+        self
+    }
+
+    /// The object store runs' lineage is in.
+    pub fn objects(&self) -> Result<&std::sync::Arc<dyn object_store::ObjectStore>, ApiError> {
+        self.objects
+            .as_ref()
+            .ok_or_else(|| ApiError::unavailable("this needs the fleet's object store"))
     }
 
     /// The fleet's master key, for operations that open connection credentials.
