@@ -60,13 +60,7 @@ fn import(name: &str) -> String {
 fn errors(fleet: &Fleet, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["errors", "--workspace", "acme", "--output", "json"];
     all.extend_from_slice(args);
-    let out = fleet.sluice(&all);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    fleet.sluice_json(&all)
 }
 
 /// The (run, row key) of every row a page lists.

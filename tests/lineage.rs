@@ -52,13 +52,7 @@ fn lineage(fleet: &Fleet, run: &Value, extra: &[&str]) -> Value {
         "runs", "lineage", run, "--output", "json", "--limit", "1000",
     ];
     args.extend_from_slice(extra);
-    let out = fleet.sluice(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    fleet.sluice_json(&args)
 }
 
 fn count(lineage: &Value, outcome: &str) -> i64 {
@@ -206,7 +200,7 @@ async fn every_row_of_a_run_has_its_outcome_and_the_outcomes_equal_the_stats() {
     assert_eq!(seven["rows"][0]["profile_id"], profile_of("user-7").await);
 
     // A profile's history: the runs that touched it, newest first; dry runs left out.
-    let out = fleet.sluice(&[
+    let history = fleet.sluice_json(&[
         "profiles",
         "history",
         "--workspace",
@@ -216,12 +210,6 @@ async fn every_row_of_a_run_has_its_outcome_and_the_outcomes_equal_the_stats() {
         "--output",
         "json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let history: Value = serde_json::from_slice(&out.stdout).unwrap();
     let runs: Vec<(&str, &Value)> = history["runs"]
         .as_array()
         .unwrap()

@@ -50,20 +50,13 @@ pub struct LineageFilter {
 impl LineageFilter {
     /// The filter as the API's query string.
     pub fn query_string(&self) -> String {
-        let mut out = url::form_urlencoded::Serializer::new(String::new());
-        let pairs = [
+        crate::api::query_string([
             ("key", self.key.clone()),
             ("profile", self.profile.map(|p| p.to_string())),
             ("outcome", self.outcome.clone()),
             ("page", self.page.map(|p| p.to_string())),
             ("per_page", self.per_page.map(|p| p.to_string())),
-        ];
-        for (name, value) in pairs {
-            if let Some(value) = value {
-                out.append_pair(name, &value);
-            }
-        }
-        out.finish()
+        ])
     }
 }
 

@@ -203,6 +203,17 @@ const MATCHED_NOTHING: &str =
 /// Memory a load's statements sort and hash a chunk in before spilling to disk.
 const WORK_MEM: &str = "64MB";
 
+/// An object a stage before the loader wrote, whole.
+async fn read_object(store: &dyn ObjectStore, key: &str) -> Result<bytes::Bytes, LoadError> {
+    store
+        .get(&Path::from(key))
+        .await
+        .map_err(|e| LoadError::Storage(format!("{key}: {e}")))?
+        .bytes()
+        .await
+        .map_err(|e| LoadError::Storage(format!("{key}: {e}")))
+}
+
 /// Loads a chunk, retrying in place when a concurrent load created the same identity first.
 /// `earlier` are the rows the transformer rejected, which the chunk's lineage lists too.
 pub async fn load(
@@ -241,14 +252,7 @@ async fn load_once(
         false => &work.mapping,
     };
     // The normalized chunk is compressed and bounded by chunk_rows; it is read whole.
-    let bytes = deps
-        .store
-        .get(&Path::from(work.objects.transformed.as_str()))
-        .await
-        .map_err(|e| LoadError::Storage(e.to_string()))?
-        .bytes()
-        .await
-        .map_err(|e| LoadError::Storage(e.to_string()))?;
+    let bytes = read_object(deps.store.as_ref(), &work.objects.transformed).await?;
     let batches = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(|e| LoadError::Storage(e.to_string()))?
         .with_batch_size(BATCH_ROWS)
@@ -419,14 +423,7 @@ async fn load_once(
 impl Loader {
     /// The rows the transformer rejected from the chunk, for its lineage.
     async fn transform_rejections(&self, work: &ChunkWork) -> Result<Vec<RowRejection>, LoadError> {
-        let bytes = self
-            .store
-            .get(&Path::from(work.objects.rejected.as_str()))
-            .await
-            .map_err(|e| LoadError::Storage(e.to_string()))?
-            .bytes()
-            .await
-            .map_err(|e| LoadError::Storage(e.to_string()))?;
+        let bytes = read_object(self.store.as_ref(), &work.objects.rejected).await?;
         rejection::from_json_lines(&bytes)
             .map_err(|e| LoadError::Storage(format!("reading rejected rows: {e}")))
     }

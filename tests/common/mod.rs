@@ -169,6 +169,24 @@ impl Fleet {
         self.command(args).output().expect("sluice runs")
     }
 
+    /// Runs a `sluice` command that must succeed and prints JSON (`--output json`); its answer.
+    pub fn sluice_json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.sluice(args);
+        assert!(
+            out.status.success(),
+            "sluice {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "sluice {} printed no JSON ({e}): {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
     /// Runs a `sluice` command to completion with extra environment variables.
     pub fn sluice_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut command = self.command(args);

@@ -35,21 +35,14 @@ pub struct ErrorQuery {
 impl ErrorQuery {
     /// The query as a URL's query string, fields left out when unset.
     pub fn query_string(&self) -> String {
-        let mut out = url::form_urlencoded::Serializer::new(String::new());
-        let pairs = [
+        super::query_string([
             ("from", self.from.map(|t| t.to_rfc3339())),
             ("to", self.to.map(|t| t.to_rfc3339())),
             ("import", self.import.clone()),
             ("reason", self.reason.clone()),
             ("page", self.page.map(|p| p.to_string())),
             ("per_page", self.per_page.map(|p| p.to_string())),
-        ];
-        for (name, value) in pairs {
-            if let Some(value) = value {
-                out.append_pair(name, &value);
-            }
-        }
-        out.finish()
+        ])
     }
 }
 

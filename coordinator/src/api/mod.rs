@@ -62,6 +62,18 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// A request's query string from its fields, those unset left out: how the CLI sends a
+/// filter over `--server`.
+pub fn query_string<const N: usize>(pairs: [(&str, Option<String>); N]) -> String {
+    let mut out = url::form_urlencoded::Serializer::new(String::new());
+    for (name, value) in pairs {
+        if let Some(value) = value {
+            out.append_pair(name, &value);
+        }
+    }
+    out.finish()
+}
+
 /// The API's routes and the OpenAPI document describing exactly those routes.
 pub fn routes() -> (axum::Router<ApiState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
