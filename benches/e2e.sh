@@ -14,6 +14,7 @@
 #   cargo build --release && benches/e2e.sh               # ROWS=1000000, EVENTS=1000000
 #   PROCS=2 benches/e2e.sh                                # two processes per worker role
 #   ROWS=200000 EVENTS=0 SLUICE_BIN=target/debug/sluice benches/e2e.sh
+#   LINEAGE=0s benches/e2e.sh                             # the imports keep no lineage
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -115,6 +116,7 @@ imports:
       birthday: { column: birthday, type: date, format: "yyyy-MM-dd" }
     chunk_rows: ${CHUNK_ROWS:-50000}
     settle_lag: 1s
+    lineage_retention: ${LINEAGE:-30d}
   - name: screens
     connection: wh
     source: { table: public.events }
@@ -128,6 +130,7 @@ imports:
       screen: { column: screen, type: string }
     chunk_rows: ${CHUNK_ROWS:-50000}
     settle_lag: 1s
+    lineage_retention: ${LINEAGE:-30d}
 YAML
 "$BIN" apply -f "$DATA/spec.yaml" --ready >/dev/null
 PORT=$((20000 + $$ % 20000))
@@ -270,7 +273,7 @@ fi
 # --- the wide shape ------------------------------------------------------------------------------
 if [ "$WIDE" -gt 0 ]; then source benches/e2e_wide.sh; fi
 
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(date -u +%F); binary $BIN; $PROCS process(es) per worker role; chunk_rows ${CHUNK_ROWS:-50000}"
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(date -u +%F); binary $BIN; $PROCS process(es) per worker role; chunk_rows ${CHUNK_ROWS:-50000}; lineage_retention ${LINEAGE:-30d}"
 printf '| run | rows | baseline rows/s | sluice rows/s | sluice / baseline |\n|---|---|---|---|---|\n'
 for r in "${results[@]}"; do
   set -- $r

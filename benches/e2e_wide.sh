@@ -79,6 +79,7 @@ imports:
     payload: attributes
     chunk_rows: ${CHUNK_ROWS:-50000}
     settle_lag: 1s
+    lineage_retention: ${LINEAGE:-30d}
 YAML
 "$BIN" apply -f "$DATA/wide.yaml" --ready >/dev/null
 

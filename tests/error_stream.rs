@@ -237,7 +237,14 @@ async fn the_error_stream_lists_every_rejected_row_of_a_window_with_its_counts()
     let link = listing
         .split("class=\"reason-link\" href=\"")
         .skip(1)
-        .map(|rest| rest.split('"').next().unwrap().replace("&amp;", "&"))
+        // An attribute's `&` is written as a character reference, named or numbered.
+        .map(|rest| {
+            rest.split('"')
+                .next()
+                .unwrap()
+                .replace("&amp;", "&")
+                .replace("&#38;", "&")
+        })
         .find(|href| href.contains("import=points") && href.contains("reason=invalid_email"))
         .unwrap_or_else(|| panic!("no link to the points import's invalid emails: {listing}"));
     let filtered = http

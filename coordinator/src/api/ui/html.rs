@@ -1,43 +1,19 @@
-//! The pages' HTML: one small stylesheet, every value escaped.
+//! The pages' HTML: askama templates (`coordinator/templates/`), checked when the crate is
+//! compiled and escaping every value; this module gives each page its values, formatted.
 
 use super::{Filters, ImportLine, RunLine};
 use crate::api::errors::{ErrorQuery, ErrorStreamPage};
 use crate::errors::RunError;
 use crate::runs::RunSummary;
-use std::fmt::Write;
+use askama::Template;
 
-/// Text safe inside HTML elements and quoted attributes.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:24px;color:#222}
-table{border-collapse:collapse;margin:12px 0 24px}th,td{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}
-th{background:#f4f4f4}.succeeded{color:#176f2c}.partially_succeeded{color:#8a6d00}.failed{color:#b3261e}
-.running,.planning,.queued{color:#1a56b8}form{margin:8px 0}label{margin-right:10px}
-progress{width:320px;height:16px}.muted{color:#777}";
-
-fn page(title: &str, refresh: bool, body: &str) -> String {
-    let refresh = if refresh {
-        "<meta http-equiv=\"refresh\" content=\"2\">"
-    } else {
-        ""
-    };
-    format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\">{refresh}<title>{} · Sluice</title><style>{STYLE}</style></head><body>{body}</body></html>",
-        escape(title)
-    )
+/// A page as served: its template rendered, or a line saying it could not be (never expected:
+/// the templates are checked when the crate is compiled).
+fn render(page: impl Template) -> String {
+    page.render().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "rendering a page");
+        "the page could not be rendered; the coordinator's log says why".to_string()
+    })
 }
 
 /// A schedule as people read it: its cron expression or interval, and timezone.
@@ -62,29 +38,120 @@ fn time(t: &chrono::DateTime<chrono::Utc>) -> String {
 }
 
 /// The sign-in form.
-pub fn login(problem: Option<&str>) -> String {
-    let problem = problem
-        .map(|p| format!("<p class=\"failed\">{}</p>", escape(p)))
-        .unwrap_or_default();
-    page(
-        "Sign in",
-        false,
-        &format!(
-            "<h1>Sluice</h1>{problem}<form method=\"post\" action=\"/ui/login\">\
-             <label>API token <input name=\"token\" type=\"password\" size=\"60\" autocomplete=\"off\"></label>\
-             <button type=\"submit\" id=\"sign-in\">Sign in</button></form>\
-             <p class=\"muted\">Make a token with <code>sluice tokens create --workspace W --name N --role viewer</code>.</p>"
-        ),
-    )
+#[derive(Template)]
+#[template(path = "login.html")]
+struct Login<'a> {
+    title: &'a str,
+    refresh: bool,
+    problem: Option<&'a str>,
 }
 
-fn option(value: &str, selected: Option<&str>) -> String {
-    let mark = if selected == Some(value) {
-        " selected"
-    } else {
-        ""
-    };
-    format!("<option value=\"{0}\"{mark}>{0}</option>", escape(value))
+/// The sign-in form, with why the last attempt failed.
+pub fn login(problem: Option<&str>) -> String {
+    render(Login {
+        title: "Sign in",
+        refresh: false,
+        problem,
+    })
+}
+
+/// A run an import's line links to.
+struct LastRun {
+    run_id: String,
+    status: String,
+    at: String,
+}
+
+/// An import's line in the listing, formatted.
+struct ImportRow {
+    name: String,
+    data_type: String,
+    state: String,
+    schedule: String,
+    health: String,
+    last_run: Option<LastRun>,
+    next_run: String,
+}
+
+/// A rejected-rows count linking to the error stream.
+struct ReasonLink {
+    reason: String,
+    rows: i64,
+    /// The error stream's query string for the run's import and reason.
+    query: String,
+}
+
+/// A run's line in the listing, formatted.
+struct RunRow {
+    run_id: String,
+    dry_run: bool,
+    import: String,
+    status: String,
+    created_by: String,
+    created: String,
+    rejected: Vec<ReasonLink>,
+}
+
+/// The import listing and the filtered runs.
+#[derive(Template)]
+#[template(path = "listing.html")]
+struct Listing<'a> {
+    title: &'a str,
+    refresh: bool,
+    workspace: &'a str,
+    imports: Vec<ImportRow>,
+    statuses: Vec<String>,
+    status: Option<&'a str>,
+    creator: &'a str,
+    from: &'a str,
+    to: &'a str,
+    runs: Vec<RunRow>,
+}
+
+fn import_row(i: &ImportLine) -> ImportRow {
+    ImportRow {
+        name: i.name.clone(),
+        data_type: i.data_type.clone(),
+        state: i.state.clone(),
+        schedule: i.schedule.clone().unwrap_or_else(|| "manual".into()),
+        health: i
+            .health
+            .map(|h| format!("{:.0}%", h * 100.0))
+            .unwrap_or_else(|| "–".into()),
+        last_run: i.last_run.as_ref().map(|(id, status, at)| LastRun {
+            run_id: id.to_string(),
+            status: status.clone(),
+            at: time(at),
+        }),
+        next_run: i.next_fire_at.as_ref().map(time).unwrap_or_else(|| "–".into()),
+    }
+}
+
+fn run_row(r: &RunLine) -> RunRow {
+    let since = r
+        .created_at
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    RunRow {
+        run_id: r.run_id.to_string(),
+        dry_run: r.dry_run,
+        import: r.import.clone(),
+        status: r.status.clone(),
+        created_by: r.created_by.clone(),
+        created: time(&r.created_at),
+        rejected: r
+            .rejected
+            .iter()
+            .map(|(reason, n)| ReasonLink {
+                reason: reason.clone(),
+                rows: *n,
+                query: url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("import", &r.import)
+                    .append_pair("reason", reason)
+                    .append_pair("from", &since)
+                    .finish(),
+            })
+            .collect(),
+    }
 }
 
 /// The import listing and the filtered runs.
@@ -94,122 +161,46 @@ pub fn listing(
     runs: &[RunLine],
     filters: &Filters,
 ) -> String {
-    let mut body = format!("<h1>Imports of {}</h1>", escape(workspace));
-    body.push_str("<table id=\"imports\"><tr><th>import</th><th>type</th><th>status</th><th>schedule</th><th>health</th><th>last run</th><th>next run</th></tr>");
-    for i in imports {
-        let health = i
-            .health
-            .map(|h| format!("{:.0}%", h * 100.0))
-            .unwrap_or_else(|| "–".into());
-        let last = i
-            .last_run
-            .as_ref()
-            .map(|(id, status, at)| {
-                format!(
-                    "<a href=\"/ui/runs/{id}\" class=\"{0}\">{0}</a> <span class=\"muted\">{1}</span>",
-                    escape(status),
-                    time(at)
-                )
-            })
-            .unwrap_or_else(|| "–".into());
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{health}</td><td>{last}</td><td>{}</td></tr>",
-            escape(&i.name),
-            escape(&i.data_type),
-            escape(&i.state),
-            i.schedule.as_deref().map(escape).unwrap_or_else(|| "manual".into()),
-            i.next_fire_at.as_ref().map(time).unwrap_or_else(|| "–".into()),
-        );
-    }
-    body.push_str("</table><h2>Runs</h2><form method=\"get\" action=\"/ui\" id=\"filters\">");
-    let status = filters.status.as_deref().filter(|s| !s.is_empty());
-    let _ = write!(
-        body,
-        "<label>status <select name=\"status\" id=\"status\"><option value=\"\">any</option>{}</select></label>",
-        crate::runs::status::ALL
-            .iter()
-            .map(|s| option(s, status))
-            .collect::<String>()
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    let (creator, from, to) = (
+        text(&filters.creator),
+        text(&filters.from),
+        text(&filters.to),
     );
-    let value = |v: &Option<String>| escape(v.as_deref().unwrap_or(""));
-    let _ = write!(
-        body,
-        "<label>creator <input name=\"creator\" id=\"creator\" value=\"{}\"></label>\
-         <label>from <input name=\"from\" type=\"date\" value=\"{}\"></label>\
-         <label>to <input name=\"to\" type=\"date\" value=\"{}\"></label>\
-         <button type=\"submit\" id=\"apply-filters\">Filter</button></form>",
-        value(&filters.creator),
-        value(&filters.from),
-        value(&filters.to)
-    );
-    body.push_str("<table id=\"runs\"><tr><th>run</th><th>import</th><th>status</th><th>created by</th><th>created</th><th>rejected</th></tr>");
-    for r in runs {
-        let dry = if r.dry_run { " (dry run)" } else { "" };
-        let since = r
-            .created_at
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let rejected = r
-            .rejected
+    render(Listing {
+        title: "Imports",
+        refresh: false,
+        workspace,
+        imports: imports.iter().map(import_row).collect(),
+        statuses: crate::runs::status::ALL
             .iter()
-            .map(|(reason, n)| {
-                let query = url::form_urlencoded::Serializer::new(String::new())
-                    .append_pair("import", &r.import)
-                    .append_pair("reason", reason)
-                    .append_pair("from", &since)
-                    .finish();
-                format!(
-                    "<a class=\"reason-link\" href=\"/ui/errors?{}\">{} {n}</a>",
-                    escape(&query),
-                    escape(reason)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        let _ = write!(
-            body,
-            "<tr><td><a href=\"/ui/runs/{0}\" class=\"run-link\">{0}</a>{dry}</td><td>{1}</td><td class=\"{2}\">{2}</td><td>{3}</td><td>{4}</td><td>{rejected}</td></tr>",
-            r.run_id,
-            escape(&r.import),
-            escape(&r.status),
-            escape(&r.created_by),
-            time(&r.created_at)
-        );
-    }
-    if runs.is_empty() {
-        body.push_str("<tr><td colspan=\"6\" class=\"muted\">no run matches</td></tr>");
-    }
-    body.push_str("</table>");
-    page("Imports", false, &body)
+            .map(|s| s.to_string())
+            .collect(),
+        status: filters.status.as_deref().filter(|s| !s.is_empty()),
+        creator: &creator,
+        from: &from,
+        to: &to,
+        runs: runs.iter().map(run_row).collect(),
+    })
 }
 
 /// One run: stats, chunk progress, errors with their reasons and the CSV link.
-pub fn run(s: &RunSummary, errors: &[RunError]) -> String {
-    let active = matches!(s.status.as_str(), "queued" | "planning" | "running");
-    let mut body = format!(
-        "<p><a href=\"/ui\">← imports</a></p><h1>Run of {}</h1><p id=\"status\" class=\"{1}\">{1}{2}</p>",
-        escape(&s.import),
-        escape(&s.status),
-        if s.dry_run { " (dry run)" } else { "" }
-    );
-    let _ = write!(
-        body,
-        "<p><progress id=\"progress\" value=\"{}\" max=\"{}\"></progress> {} of {} chunks loaded</p>",
-        s.chunks_loaded,
-        s.chunks.max(1),
-        s.chunks_loaded,
-        s.chunks
-    );
-    if let Some(error) = &s.error {
-        let _ = write!(
-            body,
-            "<p class=\"failed\" id=\"run-error\">{}: {}</p>",
-            escape(s.error_code.as_deref().unwrap_or("error")),
-            escape(error)
-        );
-    }
-    body.push_str("<table id=\"stats\">");
-    let stats = [
+#[derive(Template)]
+#[template(path = "run.html")]
+struct RunPage<'a> {
+    title: String,
+    refresh: bool,
+    s: &'a RunSummary,
+    chunks_max: i32,
+    error_code: &'a str,
+    stats: Vec<(&'static str, i64)>,
+    duration: Option<String>,
+    errors: &'a [RunError],
+}
+
+/// The run's counts as the page lists them.
+fn run_stats(s: &RunSummary) -> Vec<(&'static str, i64)> {
+    vec![
         ("rows read", s.rows_read),
         ("rows rejected", s.rows_rejected),
         ("rows loaded", s.rows_loaded),
@@ -244,104 +235,84 @@ pub fn run(s: &RunSummary, errors: &[RunError]) -> String {
                 .sum(),
         ),
         ("stale subscription statuses", s.subscriptions_stale),
-    ];
-    for (name, value) in stats {
-        let _ = write!(body, "<tr><th>{name}</th><td>{value}</td></tr>");
-    }
-    if let Some(ms) = s.duration_ms {
-        let _ = write!(
-            body,
-            "<tr><th>duration</th><td>{:.1} s</td></tr>",
-            ms as f64 / 1000.0
-        );
-    }
-    body.push_str("</table>");
-    let _ = write!(
-        body,
-        "<h2>Errors</h2><p><a id=\"errors-csv\" href=\"/ui/runs/{}/errors.csv\">all rejected rows as CSV</a></p>",
-        s.run_id
-    );
-    body.push_str("<table id=\"errors\"><tr><th>row</th><th>column</th><th>value</th><th>reason</th><th>message</th></tr>");
-    for e in errors {
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&e.row_key),
-            escape(&e.column),
-            escape(e.value.as_deref().unwrap_or("")),
-            escape(&e.reason),
-            escape(&e.message)
-        );
-    }
-    if errors.is_empty() {
-        body.push_str("<tr><td colspan=\"5\" class=\"muted\">no rejected rows</td></tr>");
-    }
-    body.push_str("</table>");
-    page(&format!("Run {}", s.run_id), active, &body)
+    ]
+}
+
+/// One run's page; it refreshes itself while the run is active.
+pub fn run(s: &RunSummary, errors: &[RunError]) -> String {
+    render(RunPage {
+        title: format!("Run {}", s.run_id),
+        refresh: matches!(s.status.as_str(), "queued" | "planning" | "running"),
+        s,
+        chunks_max: s.chunks.max(1),
+        error_code: s.error_code.as_deref().unwrap_or("error"),
+        stats: run_stats(s),
+        duration: s.duration_ms.map(|ms| format!("{:.1}", ms as f64 / 1000.0)),
+        errors,
+    })
+}
+
+/// A row of the error stream, formatted.
+struct StreamRow {
+    recorded: String,
+    import: String,
+    run_id: String,
+    row_key: String,
+    column: String,
+    value: String,
+    reason: String,
+    message: String,
 }
 
 /// The workspace's error stream: the window's counts by reason and import, and a page of
 /// its rows, newest first.
+#[derive(Template)]
+#[template(path = "errors.html")]
+struct ErrorsPage<'a> {
+    title: &'a str,
+    refresh: bool,
+    stream: &'a ErrorStreamPage,
+    query: &'a ErrorQuery,
+    from: String,
+    to: String,
+    rows: Vec<StreamRow>,
+    next_page: Option<String>,
+}
+
+/// The error stream's page.
 pub fn error_stream(stream: &ErrorStreamPage, query: &ErrorQuery) -> String {
-    let mut body = format!(
-        "<p><a href=\"/ui\">← imports</a></p><h1>Rejected rows</h1><p id=\"window\">{} rows from {} to {}{}{}</p>",
-        stream.total,
-        time(&stream.from),
-        time(&stream.to),
-        query
-            .import
-            .as_deref()
-            .map(|i| format!(", import {}", escape(i)))
-            .unwrap_or_default(),
-        query
-            .reason
-            .as_deref()
-            .map(|r| format!(", reason {}", escape(r)))
-            .unwrap_or_default(),
-    );
-    body.push_str("<table id=\"counts\"><tr><th>by reason</th><th>rows</th></tr>");
-    for (reason, n) in &stream.by_reason {
-        let _ = write!(body, "<tr><td>{}</td><td>{n}</td></tr>", escape(reason));
-    }
-    body.push_str("<tr><th>by import</th><th>rows</th></tr>");
-    for (import, n) in &stream.by_import {
-        let _ = write!(body, "<tr><td>{}</td><td>{n}</td></tr>", escape(import));
-    }
-    body.push_str("</table><table id=\"stream\"><tr><th>recorded</th><th>import</th><th>run</th><th>row</th><th>column</th><th>value</th><th>reason</th><th>message</th></tr>");
-    for e in &stream.errors {
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td><a href=\"/ui/runs/{run}\">{run}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            time(&e.recorded_at),
-            escape(&e.import),
-            escape(&e.error.row_key),
-            escape(&e.error.column),
-            escape(e.error.value.as_deref().unwrap_or("")),
-            escape(&e.error.reason),
-            escape(&e.error.message),
-            run = e.run_id,
-        );
-    }
-    if stream.errors.is_empty() {
-        body.push_str(
-            "<tr><td colspan=\"8\" class=\"muted\">no rejected rows in this window</td></tr>",
-        );
-    }
-    body.push_str("</table>");
     let shown =
         i64::from(stream.page - 1) * i64::from(stream.per_page) + stream.errors.len() as i64;
-    if shown < stream.total {
+    let next_page = (shown < stream.total).then(|| {
         let mut next = query.clone();
         next.from = Some(stream.from);
         next.to = Some(stream.to);
         next.page = Some(stream.page + 1);
-        let _ = write!(
-            body,
-            "<p><a id=\"next-page\" href=\"/ui/errors?{}\">next page</a></p>",
-            escape(&next.query_string())
-        );
-    }
-    page("Rejected rows", false, &body)
+        next.query_string()
+    });
+    render(ErrorsPage {
+        title: "Rejected rows",
+        refresh: false,
+        stream,
+        query,
+        from: time(&stream.from),
+        to: time(&stream.to),
+        rows: stream
+            .errors
+            .iter()
+            .map(|e| StreamRow {
+                recorded: time(&e.recorded_at),
+                import: e.import.clone(),
+                run_id: e.run_id.to_string(),
+                row_key: e.error.row_key.clone(),
+                column: e.error.column.clone(),
+                value: e.error.value.clone().unwrap_or_default(),
+                reason: e.error.reason.clone(),
+                message: e.error.message.clone(),
+            })
+            .collect(),
+        next_page,
+    })
 }
 
 #[cfg(test)]
@@ -350,9 +321,12 @@ mod tests {
 
     #[test]
     fn markup_in_values_is_escaped() {
-        assert_eq!(
-            escape("<b a=\"1\">&'"),
-            "&lt;b a=&quot;1&quot;&gt;&amp;&#39;"
+        let page = login(Some("<b a=\"1\">&'"));
+        assert!(
+            page.contains("&#60;b a=&#34;1&#34;&#62;&#38;&#39;")
+                || page.contains("&lt;b a=&quot;1&quot;&gt;&amp;&#39;"),
+            "{page}"
         );
+        assert!(!page.contains("<b a="));
     }
 }
