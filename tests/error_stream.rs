@@ -207,24 +207,7 @@ async fn the_error_stream_lists_every_rejected_row_of_a_window_with_its_counts()
     assert_eq!(response.status(), 400);
 
     // The run listing links each reason count to the stream, filtered.
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let login = browser
-        .post(format!("{base}/ui/login"))
-        .form(&[("token", token.as_str())])
-        .send()
-        .await
-        .unwrap();
-    let cookie = login
-        .headers()
-        .get_all(reqwest::header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("sluice_session="))
-        .map(|v| v.split(';').next().unwrap().to_string())
-        .expect("a session cookie");
+    let cookie = common::ui_session(&base, &token).await;
     let listing = http
         .get(format!("{base}/ui"))
         .header(reqwest::header::COOKIE, &cookie)

@@ -1,7 +1,8 @@
-//! The run listing web page in headless Chromium (driven through chromedriver): sign in with
-//! a token, filter the runs to the failed one, open it and see why it failed; open a partly
-//! rejected run and see its rejected rows with their reasons. Screenshots of each page are
-//! kept in `target/ui-screenshots/`.
+//! The web page in headless Chromium (driven through chromedriver): sign in with a token,
+//! filter the runs to the failed one, open it and see why it failed; open a partly rejected
+//! run and see its rejected rows with their reasons; sync and pause an import from its page as
+//! an operator, which a viewer can neither see nor do. Screenshots of each page are kept in
+//! `target/ui-screenshots/`.
 
 mod common;
 
@@ -220,5 +221,162 @@ async fn the_run_listing_filters_to_a_failed_run_and_shows_its_errors() {
     assert!(csv.unwrap().ends_with("/errors.csv"));
     screenshot(&browser, "partial-run").await;
     browser.close().await.unwrap();
+    fleet.cleanup().await;
+}
+
+/// Signs `browser` in at `base` with `token`.
+async fn sign_in(browser: &Client, base: &str, token: &str) {
+    browser.goto(&format!("{base}/ui/login")).await.unwrap();
+    browser
+        .find(Locator::Css("input[name=token]"))
+        .await
+        .unwrap()
+        .send_keys(token)
+        .await
+        .unwrap();
+    click(browser, Locator::Id("sign-in")).await;
+    arrive(browser, "/ui").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_syncs_and_pauses_an_import_from_its_page_and_a_viewer_cannot() {
+    let mut fleet = Fleet::new().await;
+    common::create_users(&fleet.warehouse().await, 500).await;
+    let scheduled = common::users_spec(&fleet, 400).replace(
+        "    settle_lag: 1s\n",
+        "    settle_lag: 1s\n    schedule: { cron: \"0 3 * * *\" }\n",
+    );
+    let out = fleet.apply_with(&scheduled, &["--ready"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let operator = fleet.token("acme", "operator");
+    let viewer = fleet.token("acme", "viewer");
+    let port = common::free_port();
+    fleet.start("all", &["--http-addr", &format!("127.0.0.1:{port}")]);
+    let base = format!("http://127.0.0.1:{port}");
+    common::wait_for_api(&base).await;
+
+    let driver = Driver::start();
+    let browser = driver.browser().await;
+    sign_in(&browser, &base, &operator).await;
+    click(&browser, Locator::Css("a.import-link")).await;
+    arrive(&browser, "/ui/imports/users").await;
+    assert_eq!(text(&browser, Locator::Id("state")).await, "scheduled");
+    screenshot(&browser, "import").await;
+
+    // Sync now: the run's page follows the run to its end.
+    click(&browser, Locator::Id("action-run")).await;
+    arrive(&browser, "/ui/runs/").await;
+    let started = Instant::now();
+    loop {
+        let status = text(&browser, Locator::Id("status")).await;
+        if status == "succeeded" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the run did not succeed: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    common::assert_store_equals_source(&fleet).await;
+
+    // Pause: the import is paused, and its page says who did it.
+    browser
+        .goto(&format!("{base}/ui/imports/users"))
+        .await
+        .unwrap();
+    click(&browser, Locator::Id("action-pause")).await;
+    // The page comes back to itself: wait for the button a paused import offers.
+    let started = Instant::now();
+    loop {
+        let source = browser.source().await.unwrap();
+        if source.contains("id=\"action-resume\"") {
+            assert!(source.contains("id=\"state\" class=\"paused\""), "{source}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "not paused: {source}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let changes = text(&browser, Locator::Id("transitions")).await;
+    assert!(
+        changes
+            .lines()
+            .any(|line| line.contains("api:") && line.contains("scheduled paused")),
+        "{changes}"
+    );
+    assert_eq!(fleet.import_view("users")["state"], "paused");
+    screenshot(&browser, "import-paused").await;
+    browser.close().await.unwrap();
+
+    // A viewer sees no action, and the server refuses a viewer's post even with the page's
+    // token; a post without the page's token is refused whoever sends it.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = |cookie: String| {
+        let http = &http;
+        let base = &base;
+        async move {
+            http.get(format!("{base}/ui/imports/users"))
+                .header(reqwest::header::COOKIE, cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let viewing = common::ui_session(&base, &viewer).await;
+    let seen = page(viewing.clone()).await;
+    assert!(seen.contains("id=\"state\""), "{seen}");
+    assert!(!seen.contains("id=\"actions\""), "{seen}");
+    assert!(
+        !seen.contains(&fleet.warehouse_url()),
+        "no connection secret"
+    );
+    let post = |cookie: String, form: Vec<(&'static str, String)>| {
+        let http = &http;
+        let base = &base;
+        async move {
+            http.post(format!("{base}/ui/imports/users"))
+                .header(reqwest::header::COOKIE, cookie)
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let operating = common::ui_session(&base, &operator).await;
+    let forged = post(
+        operating.clone(),
+        vec![("action", "resume".into()), ("csrf", "0".repeat(64))],
+    )
+    .await;
+    assert_eq!(forged, 403, "a post without the page's token");
+    let own = page(operating).await;
+    let csrf = own
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the operator's page has forms")
+        .to_string();
+    // The viewer's page has no form, and the operator's page token is not its session's.
+    let refused = post(viewing, vec![("action", "resume".into()), ("csrf", csrf)]).await;
+    assert_eq!(refused, 403);
+    assert_eq!(
+        fleet.import_view("users")["state"],
+        "paused",
+        "nothing changed"
+    );
     fleet.cleanup().await;
 }

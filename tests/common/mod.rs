@@ -511,6 +511,29 @@ pub async fn create_users(warehouse: &Client, rows: i64) {
         .unwrap();
 }
 
+/// Signs in to the web page at `base` with `token` as a browser would; the session cookie
+/// (`name=value`) to send with later requests.
+pub async fn ui_session(base: &str, token: &str) -> String {
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = browser
+        .post(format!("{base}/ui/login"))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    login
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("sluice_session="))
+        .map(|v| v.split(';').next().unwrap().to_string())
+        .expect("a session cookie")
+}
+
 /// Changes the type the schema registry holds for a profile property, as an operator fixing a
 /// type conflict does.
 pub async fn retype(fleet: &Fleet, property: &str, kind: &str) {

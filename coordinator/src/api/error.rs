@@ -58,6 +58,15 @@ impl ApiError {
         )
     }
 
+    /// A form posted without its page's token, or from another site.
+    pub fn forged_form() -> ApiError {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "post this form from its own page of this site (reload the page and try again)",
+        )
+    }
+
     /// Nothing by that name in the caller's workspace.
     pub fn not_found(what: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", what)

@@ -123,7 +123,11 @@ fn import_row(i: &ImportLine) -> ImportRow {
             status: status.clone(),
             at: time(at),
         }),
-        next_run: i.next_fire_at.as_ref().map(time).unwrap_or_else(|| "–".into()),
+        next_run: i
+            .next_fire_at
+            .as_ref()
+            .map(time)
+            .unwrap_or_else(|| "–".into()),
     }
 }
 
@@ -249,6 +253,104 @@ pub fn run(s: &RunSummary, errors: &[RunError]) -> String {
         stats: run_stats(s),
         duration: s.duration_ms.map(|ms| format!("{:.1}", ms as f64 / 1000.0)),
         errors,
+    })
+}
+
+/// A run just requested from the page, before a coordinator has recorded it.
+#[derive(Template)]
+#[template(path = "requested.html")]
+struct Requested<'a> {
+    title: &'a str,
+    refresh: bool,
+    run_id: uuid::Uuid,
+}
+
+/// The page of a run requested but not yet recorded; it refreshes itself until it is.
+pub fn requested(run_id: uuid::Uuid) -> String {
+    render(Requested {
+        title: "Run requested",
+        refresh: true,
+        run_id,
+    })
+}
+
+/// A change of an import's state, formatted.
+struct TransitionRow {
+    at: String,
+    actor: String,
+    from: String,
+    to: String,
+    reason: String,
+}
+
+/// An import: its state, schedule, watermark and changes (who, when), and the actions the
+/// caller's role allows.
+#[derive(Template)]
+#[template(path = "import.html")]
+struct ImportPage<'a> {
+    title: String,
+    refresh: bool,
+    view: &'a crate::imports::ImportView,
+    schedule: String,
+    watermark: String,
+    transitions: Vec<TransitionRow>,
+    can_operate: bool,
+    csrf: &'a str,
+    actions: Vec<(&'static str, &'static str)>,
+    problem: Option<&'a str>,
+}
+
+/// The actions an import's state offers: (the form's action, the button's label).
+fn actions(state: &str) -> Vec<(&'static str, &'static str)> {
+    use crate::imports::state;
+    let mut actions = Vec::new();
+    if state != state::DRAFT && state != state::STOPPED {
+        actions.push(("run", "Sync now"));
+    }
+    actions.push(("dry_run", "Dry run"));
+    match state {
+        state::SCHEDULED => actions.push(("pause", "Pause")),
+        state::PAUSED | state::STOPPED => actions.push(("resume", "Resume")),
+        _ => {}
+    }
+    if state != state::STOPPED && state != state::DRAFT {
+        actions.push(("stop", "Stop"));
+    }
+    actions
+}
+
+/// An import's page: `csrf` goes in its forms; the action buttons only for `can_operate`.
+pub fn import(
+    view: &crate::imports::ImportView,
+    csrf: &str,
+    can_operate: bool,
+    problem: Option<&str>,
+) -> String {
+    render(ImportPage {
+        title: format!("Import {}", view.name),
+        refresh: false,
+        view,
+        schedule: view
+            .schedule
+            .as_ref()
+            .map(schedule_text)
+            .unwrap_or_else(|| "manual".into()),
+        watermark: view.watermark.clone().unwrap_or_else(|| "–".into()),
+        transitions: view
+            .transitions
+            .iter()
+            .map(|t| TransitionRow {
+                at: time(&t.at),
+                actor: t.actor.clone(),
+                from: t.from.clone().unwrap_or_else(|| "–".into()),
+                to: t.to.clone(),
+                reason: t.reason.clone().unwrap_or_default(),
+            })
+            .collect(),
+        can_operate,
+        csrf,
+        actions: actions(&view.state),
+        problem,
     })
 }
 

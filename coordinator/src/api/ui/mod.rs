@@ -1,9 +1,11 @@
-//! The run listing web page at `/ui`: server-rendered HTML, no script. Signing in with an API
-//! token opens a server-side session whose id the browser keeps in an HttpOnly cookie (never
-//! the token); every page is scoped to its workspace like the API. The listing shows each import's status, schedule, health, last and next run, and the
-//! runs filtered by status, creator and date; a run's page shows its stats, chunk progress and
-//! errors, and refreshes itself while the run is active; each run's rejections by reason link
-//! to the workspace's error stream, filtered to that import and reason.
+//! The web page at `/ui`: server-rendered HTML, no script. Signing in with an API token opens
+//! a server-side session whose id the browser keeps in an HttpOnly cookie (never the token);
+//! every page is scoped to its workspace like the API. The listing shows each import's
+//! status, schedule, health, last and next run, and the runs filtered by status, creator and
+//! date; a run's page shows its stats, chunk progress and errors, and refreshes itself while
+//! the run is active; each run's rejections by reason link to the workspace's error stream,
+//! filtered to that import and reason. An import's page shows its state and changes and, to
+//! operators, its actions, posted with the session's form token through the `/v1` service.
 
 mod html;
 
@@ -18,8 +20,30 @@ use uuid::Uuid;
 
 const COOKIE: &str = "sluice_session";
 
-/// A signed-in browser: the caller its cookie's token names.
-pub struct Viewer(Caller);
+/// A signed-in browser: the caller its cookie's token names, and the token its forms carry
+/// against cross-site requests.
+pub struct Viewer(Caller, Csrf);
+
+/// The token a session's forms carry: derived from the session's secret (which only its
+/// HttpOnly cookie holds), so a page of another site can neither read nor forge it.
+pub struct Csrf(String);
+
+impl Csrf {
+    fn of(session: &str) -> Csrf {
+        use sha2::Digest;
+        let digest = sha2::Sha256::new()
+            .chain_update(b"sluice-ui-form\0")
+            .chain_update(session.as_bytes())
+            .finalize();
+        Csrf(hex::encode(digest))
+    }
+
+    /// Whether a form's token is this session's, compared in constant time.
+    fn accepts(&self, token: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.len() == token.len() && bool::from(self.0.as_bytes().ct_eq(token.as_bytes()))
+    }
+}
 
 impl FromRequestParts<ApiState> for Viewer {
     type Rejection = Response;
@@ -43,7 +67,7 @@ impl FromRequestParts<ApiState> for Viewer {
             .await
             .map_err(|e| ApiError::from(e).into_response())?;
         match tokens::session(&**client, &session).await {
-            Ok(Some(caller)) => Ok(Viewer(caller)),
+            Ok(Some(caller)) => Ok(Viewer(caller, Csrf::of(&session))),
             Ok(None) => Err(Redirect::to("/ui/login").into_response()),
             Err(e) => Err(ApiError::from(e).into_response()),
         }
@@ -56,6 +80,10 @@ pub fn routes() -> axum::Router<ApiState> {
         .route("/ui", axum::routing::get(listing))
         .route("/ui/login", axum::routing::get(login_form).post(login))
         .route("/ui/runs/{run_id}", axum::routing::get(run_page))
+        .route(
+            "/ui/imports/{name}",
+            axum::routing::get(import_page).post(import_action),
+        )
         .route("/ui/errors", axum::routing::get(error_stream))
         .route(
             "/ui/runs/{run_id}/errors.csv",
@@ -265,7 +293,7 @@ const RUNS: &str = "SELECT r.id, i.name, r.status, r.requested_by, r.created_at,
 
 async fn listing(
     State(state): State<ApiState>,
-    Viewer(caller): Viewer,
+    Viewer(caller, _): Viewer,
     Query(filters): Query<Filters>,
 ) -> Result<Html<String>, ApiError> {
     let from = filters.date(&filters.from, "from")?;
@@ -324,16 +352,32 @@ async fn listing(
     )))
 }
 
+/// A run page's address after the page requested the run.
+#[derive(Deserialize)]
+struct RunPageQuery {
+    /// Set when the page itself requested the run: until a coordinator records it, the page
+    /// waits for it instead of answering that there is no such run.
+    #[serde(default)]
+    requested: bool,
+}
+
 async fn run_page(
     State(state): State<ApiState>,
-    Viewer(caller): Viewer,
+    Viewer(caller, _): Viewer,
     Path(run_id): Path<Uuid>,
+    Query(query): Query<RunPageQuery>,
 ) -> Result<Html<String>, ApiError> {
     let client = state.pool.get().await?;
-    let summary = crate::runs::summary(&**client, run_id)
-        .await?
-        .filter(|s| s.workspace == caller.workspace)
-        .ok_or_else(|| ApiError::not_found(format!("no run {run_id} in this workspace")))?;
+    let found = crate::runs::summary(&**client, run_id).await?;
+    let summary = match found {
+        Some(s) if s.workspace == caller.workspace => s,
+        None if query.requested => return Ok(Html(html::requested(run_id))),
+        _ => {
+            return Err(ApiError::not_found(format!(
+                "no run {run_id} in this workspace"
+            )))
+        }
+    };
     let errors = crate::errors::list(&**client, run_id, 100, 0).await?;
     Ok(Html(html::run(&summary, &errors)))
 }
@@ -341,7 +385,7 @@ async fn run_page(
 /// The workspace's error stream: a window's rejected rows across runs, with its counts.
 async fn error_stream(
     State(state): State<ApiState>,
-    Viewer(caller): Viewer,
+    Viewer(caller, _): Viewer,
     Query(query): Query<super::errors::ErrorQuery>,
 ) -> Result<Html<String>, ApiError> {
     let page = super::service::Service::new(&state, caller)
@@ -352,7 +396,7 @@ async fn error_stream(
 
 async fn errors_csv(
     State(state): State<ApiState>,
-    Viewer(caller): Viewer,
+    Viewer(caller, _): Viewer,
     Path(run_id): Path<Uuid>,
 ) -> Result<Response, ApiError> {
     super::runs::errors_csv(State(state), caller, Path(run_id))
@@ -372,5 +416,67 @@ mod tests {
         assert_eq!(secure_suffix(&headers), "");
         headers.insert("x-forwarded-proto", "HTTPS".parse().unwrap());
         assert_eq!(secure_suffix(&headers), "; Secure");
+    }
+}
+
+/// An import's page.
+async fn import_page(
+    State(state): State<ApiState>,
+    Viewer(caller, csrf): Viewer,
+    Path(name): Path<String>,
+) -> Result<Html<String>, ApiError> {
+    let can_operate = caller.role >= tokens::Role::Operator;
+    let view = crate::api::service::Service::new(&state, caller)
+        .show_import(&name)
+        .await?;
+    Ok(Html(html::import(&view, &csrf.0, can_operate, None)))
+}
+
+/// An action's form on an import's page.
+#[derive(Deserialize)]
+struct Action {
+    action: String,
+    csrf: String,
+}
+
+/// Runs an action of an import's page through the same service as `/v1` (which refuses what
+/// the caller's role does not allow): a run or dry run opens its run's page, the others come
+/// back to the import's page; a refused action shows why there.
+async fn import_action(
+    State(state): State<ApiState>,
+    Viewer(caller, csrf): Viewer,
+    Path(name): Path<String>,
+    headers: header::HeaderMap,
+    Form(form): Form<Action>,
+) -> Result<Response, ApiError> {
+    if cross_site(&headers) || !csrf.accepts(&form.csrf) {
+        return Err(ApiError::forged_form());
+    }
+    let can_operate = caller.role >= tokens::Role::Operator;
+    let service = crate::api::service::Service::new(&state, caller);
+    let done = match form.action.as_str() {
+        "run" | "dry_run" => service
+            .trigger(&name, form.action == "dry_run", None, None)
+            .await
+            .map(|run| Some(format!("/ui/runs/{}?requested=true", run.run_id))),
+        "pause" | "resume" => service
+            .set_paused(&name, form.action == "pause")
+            .await
+            .map(|_| None),
+        "stop" => service.stop(&name).await.map(|_| None),
+        other => Err(ApiError::invalid(
+            "action",
+            format!("unknown action {other:?}; one of run, dry_run, pause, resume, stop"),
+        )),
+    };
+    match done {
+        Ok(Some(to)) => Ok(Redirect::to(&to).into_response()),
+        Ok(None) => Ok(Redirect::to(&format!("/ui/imports/{name}")).into_response()),
+        Err(e) if e.status == StatusCode::FORBIDDEN => Err(e),
+        Err(e) => {
+            let view = service.show_import(&name).await?;
+            let page = html::import(&view, &csrf.0, can_operate, Some(&e.body.message));
+            Ok((e.status, Html(page)).into_response())
+        }
     }
 }
