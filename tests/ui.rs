@@ -380,3 +380,76 @@ async fn an_operator_syncs_and_pauses_an_import_from_its_page_and_a_viewer_canno
     );
     fleet.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_makes_a_connection_on_the_page_and_its_url_is_never_shown() {
+    let mut fleet = Fleet::new().await;
+    common::create_users(&fleet.warehouse().await, 10).await;
+    fleet.apply_ok(&common::users_spec(&fleet, 400));
+    let admin = fleet.token("acme", "admin");
+    let port = common::free_port();
+    fleet.start("all", &["--http-addr", &format!("127.0.0.1:{port}")]);
+    let base = format!("http://127.0.0.1:{port}");
+    common::wait_for_api(&base).await;
+
+    let driver = Driver::start();
+    let browser = driver.browser().await;
+    sign_in(&browser, &base, &admin).await;
+    click(&browser, Locator::Id("connections-link")).await;
+    arrive(&browser, "/ui/connections").await;
+    let listed = text(&browser, Locator::Id("connections")).await;
+    assert!(listed.contains("wh"), "{listed}");
+
+    // A user the server does not know: the page says `authentication` and keeps the name.
+    let good = fleet.warehouse_url();
+    let wrong = good.replace("postgres@", "nobody_here:s3cret-pw@");
+    let fill = |name: &'static str, url: String| {
+        let browser = &browser;
+        async move {
+            let field = browser.find(Locator::Id("connection-name")).await.unwrap();
+            field.clear().await.unwrap();
+            field.send_keys(name).await.unwrap();
+            browser
+                .find(Locator::Id("connection-url"))
+                .await
+                .unwrap()
+                .send_keys(&url)
+                .await
+                .unwrap();
+            click(browser, Locator::Id("create-connection")).await;
+        }
+    };
+    fill("crm", wrong).await;
+    let why = text(&browser, Locator::Id("connection-error")).await;
+    assert!(why.contains("authentication"), "{why}");
+    let source = browser.source().await.unwrap();
+    assert!(!source.contains("s3cret-pw"), "the URL is never sent back");
+    screenshot(&browser, "connection-refused").await;
+
+    fill("crm", good.clone()).await;
+    arrive(&browser, "/ui/connections").await;
+    let started = Instant::now();
+    while !text(&browser, Locator::Id("connections"))
+        .await
+        .contains("crm")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "crm not listed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    click(&browser, Locator::Id("test-button-crm")).await;
+    let tested = text(&browser, Locator::Id("test-crm")).await;
+    assert!(tested.starts_with("ok"), "{tested}");
+    let source = browser.source().await.unwrap();
+    assert!(!source.contains(&good), "no connection URL in the page");
+    screenshot(&browser, "connections").await;
+
+    // `wh` is read by an import: deleting it is refused, naming the import.
+    click(&browser, Locator::Id("delete-wh")).await;
+    let refused = text(&browser, Locator::Id("connection-error")).await;
+    assert!(refused.contains("users"), "{refused}");
+    browser.close().await.unwrap();
+    fleet.cleanup().await;
+}

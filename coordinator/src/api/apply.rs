@@ -70,6 +70,26 @@ impl Service {
         let mut client = self.client().await?;
         write(&mut client, self.master_key()?, spec, ready).await
     }
+
+    /// Creates or replaces one connection after testing it (admins); a field at fault is
+    /// named as a one-connection request names it (`url`).
+    pub async fn put_connection(
+        &self,
+        name: &str,
+        kind: sluice_proto::ConnectionKind,
+        url: String,
+    ) -> Result<Applied, ApiError> {
+        self.require(Role::Admin)?;
+        let mut spec = one_object_spec(&self.pool, &self.caller).await?;
+        spec.connections.push(crate::spec::ConnectionDecl {
+            name: name.to_string(),
+            kind,
+            url,
+        });
+        self.write(spec, false)
+            .await
+            .map_err(|e| within(e, &["connections[0].", &format!("connections.{name}.")]))
+    }
 }
 
 /// Tests and writes a spec in the caller's workspace.
@@ -83,9 +103,10 @@ async fn write(
         .await
         .map_err(|e| match e {
             ApplyError::Spec(e) => ApiError::invalid(e.field, e.reason),
-            ApplyError::Connection { field, name, error } => {
-                ApiError::invalid(field, format!("connection {name}: {error}"))
-            }
+            ApplyError::Connection { field, name, error } => ApiError::invalid(
+                field,
+                format!("connection {name}: {error} [{}]", error.code().as_str()),
+            ),
             ApplyError::Source { field, name, error } => {
                 ApiError::invalid(field, format!("import {name}: {error}"))
             }
@@ -98,8 +119,11 @@ async fn write(
 }
 
 /// A spec holding one object of the caller's workspace, keeping its event retention.
-async fn one_object_spec(state: &ApiState, caller: &Caller) -> Result<SpecFile, ApiError> {
-    let client = state.pool.get().await?;
+async fn one_object_spec(
+    pool: &deadpool_postgres::Pool,
+    caller: &Caller,
+) -> Result<SpecFile, ApiError> {
+    let client = pool.get().await?;
     let days: Option<i32> = client
         .query_one(
             "SELECT event_retention_days FROM control.workspaces WHERE id = $1",
@@ -137,19 +161,10 @@ pub async fn put_connection(
     Path(name): Path<String>,
     JsonBody(body): JsonBody<ConnectionBody>,
 ) -> Result<Json<Applied>, ApiError> {
-    require(&caller, Role::Admin)?;
-    let mut spec = one_object_spec(&state, &caller).await?;
-    spec.connections.push(crate::spec::ConnectionDecl {
-        name: name.clone(),
-        kind: body.kind,
-        url: body.url,
-    });
-    // The body is one connection: its fields are named as the body names them.
     Service::new(&state, caller)
-        .write(spec, false)
+        .put_connection(&name, body.kind, body.url)
         .await
         .map(Json)
-        .map_err(|e| within(e, &["connections[0].", &format!("connections.{name}.")]))
 }
 
 /// An error whose field is named inside a one-object spec, renamed as the request body names
@@ -198,7 +213,7 @@ pub async fn put_import(
     }
     let import: crate::spec::ImportDecl =
         serde_json::from_value(body).map_err(|e| ApiError::invalid("import", e.to_string()))?;
-    let mut spec = one_object_spec(&state, &caller).await?;
+    let mut spec = one_object_spec(&state.pool, &caller).await?;
     spec.imports.push(import);
     Service::new(&state, caller)
         .write(spec, query.ready.unwrap_or(false))

@@ -274,6 +274,147 @@ pub fn requested(run_id: uuid::Uuid) -> String {
     })
 }
 
+/// A connection test's result as its row shows it.
+pub struct TestShown {
+    class: &'static str,
+    outcome: String,
+    message: String,
+    hint: &'static str,
+}
+
+/// What to check for each class of failed connection test.
+fn test_hint(code: &str) -> &'static str {
+    match code {
+        "source_unreachable" => {
+            "Check the host and port, and that the fleet's network reaches them (firewall, VPC, allow-list)."
+        }
+        "authentication" => "Check the user and password (or key) in the URL.",
+        "permission_denied" => {
+            "Grant the user SELECT on the table and USAGE on its schema (or the warehouse's equivalent)."
+        }
+        "missing_object" => {
+            "Check the database, schema and table names, and that the user can see them."
+        }
+        "source_timeout" => {
+            "The source did not answer in time: check that it is running and not overloaded."
+        }
+        _ => "",
+    }
+}
+
+impl TestShown {
+    /// How a test's result is shown.
+    pub fn of(result: &crate::api::connections::TestResult) -> TestShown {
+        match (&result.code, result.ok) {
+            (_, true) => TestShown {
+                class: "succeeded",
+                outcome: "ok".into(),
+                message: if result.key_promoted {
+                    "the new key logged in and replaces the old credentials".into()
+                } else {
+                    String::new()
+                },
+                hint: "",
+            },
+            (code, false) => {
+                let code = code.clone().unwrap_or_else(|| "failed".into());
+                TestShown {
+                    class: "failed",
+                    hint: test_hint(&code),
+                    outcome: code,
+                    message: result.message.clone().unwrap_or_default(),
+                }
+            }
+        }
+    }
+}
+
+/// A connection's row.
+pub struct ConnectionRow {
+    name: String,
+    kind: String,
+    imports: i64,
+    test: Option<TestShown>,
+}
+
+impl ConnectionRow {
+    /// A listed connection, with a test's result when it was just tested.
+    pub fn new(item: &crate::api::connections::ConnectionItem, test: Option<TestShown>) -> Self {
+        ConnectionRow {
+            name: item.name.clone(),
+            kind: item.kind.clone(),
+            imports: item.imports,
+            test,
+        }
+    }
+}
+
+/// The workspace's connections, and (to admins) the form making one.
+#[derive(Template)]
+#[template(path = "connections.html")]
+struct ConnectionsPage<'a> {
+    title: &'a str,
+    refresh: bool,
+    workspace: &'a str,
+    connections: Vec<ConnectionRow>,
+    kinds: Vec<String>,
+    can_operate: bool,
+    can_admin: bool,
+    csrf: &'a str,
+    problem: Option<&'a str>,
+    note: Option<&'a str>,
+    statement: Option<&'a str>,
+    draft_name: &'a str,
+    draft_kind: &'a str,
+}
+
+/// What the connections page shows besides the list.
+#[derive(Default)]
+pub struct ConnectionsNotice<'a> {
+    /// Why the last action was refused.
+    pub problem: Option<&'a str>,
+    /// What the last action did.
+    pub note: Option<&'a str>,
+    /// A Snowflake key pair's `ALTER USER` statement.
+    pub statement: Option<&'a str>,
+    /// The refused form's name and kind, shown again (never its URL).
+    pub draft: (&'a str, &'a str),
+}
+
+/// The connections page.
+pub fn connections(
+    workspace: &str,
+    connections: Vec<ConnectionRow>,
+    role: crate::tokens::Role,
+    csrf: &str,
+    notice: ConnectionsNotice<'_>,
+) -> String {
+    use crate::tokens::Role;
+    render(ConnectionsPage {
+        title: "Connections",
+        refresh: false,
+        workspace,
+        connections,
+        kinds: sluice_connectors::registry::Registry::builtin()
+            .names()
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        can_operate: role >= Role::Operator,
+        can_admin: role >= Role::Admin,
+        csrf,
+        problem: notice.problem,
+        note: notice.note,
+        statement: notice.statement,
+        draft_name: notice.draft.0,
+        draft_kind: if notice.draft.1.is_empty() {
+            "postgres"
+        } else {
+            notice.draft.1
+        },
+    })
+}
+
 /// A change of an import's state, formatted.
 struct TransitionRow {
     at: String,

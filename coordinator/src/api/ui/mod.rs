@@ -84,6 +84,14 @@ pub fn routes() -> axum::Router<ApiState> {
             "/ui/imports/{name}",
             axum::routing::get(import_page).post(import_action),
         )
+        .route(
+            "/ui/connections",
+            axum::routing::get(connections_page).post(create_connection),
+        )
+        .route(
+            "/ui/connections/{name}",
+            axum::routing::post(connection_action),
+        )
         .route("/ui/errors", axum::routing::get(error_stream))
         .route(
             "/ui/runs/{run_id}/errors.csv",
@@ -449,9 +457,7 @@ async fn import_action(
     headers: header::HeaderMap,
     Form(form): Form<Action>,
 ) -> Result<Response, ApiError> {
-    if cross_site(&headers) || !csrf.accepts(&form.csrf) {
-        return Err(ApiError::forged_form());
-    }
+    check_form(&headers, &csrf, &form.csrf)?;
     let can_operate = caller.role >= tokens::Role::Operator;
     let service = crate::api::service::Service::new(&state, caller);
     let done = match form.action.as_str() {
@@ -479,4 +485,158 @@ async fn import_action(
             Ok((e.status, Html(page)).into_response())
         }
     }
+}
+
+/// Refuses a form posted from another site or without the session's token.
+fn check_form(headers: &header::HeaderMap, csrf: &Csrf, token: &str) -> Result<(), ApiError> {
+    match cross_site(headers) || !csrf.accepts(token) {
+        true => Err(ApiError::forged_form()),
+        false => Ok(()),
+    }
+}
+
+/// The connections page with `tested` (a connection's name and its test) and `notice`.
+async fn render_connections(
+    service: &crate::api::service::Service,
+    csrf: &Csrf,
+    tested: Option<(&str, html::TestShown)>,
+    notice: html::ConnectionsNotice<'_>,
+) -> Result<String, ApiError> {
+    let mut tested = tested;
+    let rows = service
+        .list_connections()
+        .await?
+        .iter()
+        .map(|c| {
+            let test = match &tested {
+                Some((name, _)) if *name == c.name => tested.take().map(|(_, t)| t),
+                _ => None,
+            };
+            html::ConnectionRow::new(c, test)
+        })
+        .collect();
+    Ok(html::connections(
+        &service.caller.workspace,
+        rows,
+        service.caller.role,
+        &csrf.0,
+        notice,
+    ))
+}
+
+/// The workspace's connections.
+async fn connections_page(
+    State(state): State<ApiState>,
+    Viewer(caller, csrf): Viewer,
+) -> Result<Html<String>, ApiError> {
+    let service = crate::api::service::Service::new(&state, caller);
+    let page = render_connections(&service, &csrf, None, Default::default()).await?;
+    Ok(Html(page))
+}
+
+/// The new-connection form.
+#[derive(Deserialize)]
+struct NewConnection {
+    csrf: String,
+    name: String,
+    kind: String,
+    url: String,
+}
+
+/// Tests and saves a connection from the page (admins), as `PUT /v1/connections/{name}`; a
+/// refused one is shown with why, its name and kind kept and its URL never sent back.
+async fn create_connection(
+    State(state): State<ApiState>,
+    Viewer(caller, csrf): Viewer,
+    headers: header::HeaderMap,
+    Form(form): Form<NewConnection>,
+) -> Result<Response, ApiError> {
+    check_form(&headers, &csrf, &form.csrf)?;
+    let service = crate::api::service::Service::new(&state, caller);
+    let kind = sluice_proto::ConnectionKind::new(form.kind.trim());
+    match service
+        .put_connection(form.name.trim(), kind, form.url)
+        .await
+    {
+        Ok(_) => Ok(Redirect::to("/ui/connections").into_response()),
+        Err(e) if e.status == StatusCode::FORBIDDEN => Err(e),
+        Err(e) => {
+            let problem = match &e.body.field {
+                Some(field) => format!("{field}: {}", e.body.message),
+                None => e.body.message.clone(),
+            };
+            let notice = html::ConnectionsNotice {
+                problem: Some(&problem),
+                draft: (form.name.trim(), form.kind.trim()),
+                ..Default::default()
+            };
+            let page = render_connections(&service, &csrf, None, notice).await?;
+            Ok((e.status, Html(page)).into_response())
+        }
+    }
+}
+
+/// Tests a connection (operators), makes a Snowflake key pair or deletes one (admins), and
+/// shows the page with the outcome.
+async fn connection_action(
+    State(state): State<ApiState>,
+    Viewer(caller, csrf): Viewer,
+    Path(name): Path<String>,
+    headers: header::HeaderMap,
+    Form(form): Form<Action>,
+) -> Result<Response, ApiError> {
+    check_form(&headers, &csrf, &form.csrf)?;
+    let service = crate::api::service::Service::new(&state, caller);
+    let (status, page) = match form.action.as_str() {
+        "test" => {
+            let result = service.test_connection(&name).await?;
+            let shown = html::TestShown::of(&result);
+            let page =
+                render_connections(&service, &csrf, Some((&name, shown)), Default::default())
+                    .await?;
+            (StatusCode::OK, page)
+        }
+        "keygen" => {
+            let pair = service.keygen(&name).await?;
+            let notice = html::ConnectionsNotice {
+                statement: Some(&pair.statement),
+                ..Default::default()
+            };
+            (
+                StatusCode::OK,
+                render_connections(&service, &csrf, None, notice).await?,
+            )
+        }
+        "delete" => match service.delete_connection(&name).await {
+            Ok(()) => {
+                let note = format!("connection {name} deleted");
+                let notice = html::ConnectionsNotice {
+                    note: Some(&note),
+                    ..Default::default()
+                };
+                (
+                    StatusCode::OK,
+                    render_connections(&service, &csrf, None, notice).await?,
+                )
+            }
+            Err(e) if e.status == StatusCode::FORBIDDEN => return Err(e),
+            Err(e) => {
+                let notice = html::ConnectionsNotice {
+                    problem: Some(&e.body.message),
+                    ..Default::default()
+                };
+                (
+                    e.status,
+                    render_connections(&service, &csrf, None, notice).await?,
+                )
+            }
+        },
+        other => {
+            return Err(ApiError::invalid(
+                "action",
+                format!("unknown action {other:?}; one of test, keygen, delete"),
+            ))
+        }
+    };
+    Ok((status, Html(page)).into_response())
 }
