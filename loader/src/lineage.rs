@@ -4,13 +4,16 @@
 //! lineage prefix (`sluice_proto::lineage`).
 
 use crate::load::{store_error, LoadError};
-use arrow::array::{ArrayRef, BooleanArray, Int32Array, Int64Array, StringArray};
+use arrow::array::{
+    ArrayBuilder, ArrayRef, BooleanArray, Int32Array, Int64Builder, StringArray, StringBuilder,
+};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
+use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
-use sluice_proto::lineage::{self, column, LineageRow, Outcome};
+use sluice_proto::lineage::{self, column, Outcome};
 use sluice_proto::{chunk_file, ChunkRef, Records, RowRejection};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -68,63 +71,125 @@ SELECT s.key, coalesce(s.matched_kind, s.create_kind), coalesce(s.matched_value,
   FROM sluice_stage s
   LEFT JOIN pick p ON p.key = s.key";
 
-/// The outcomes of the chunk's staged rows, once applied.
-pub async fn applied(
-    tx: &Transaction<'_>,
-    records: &Records,
-    seq: u32,
-) -> Result<Vec<LineageRow>, LoadError> {
-    let sql = match records {
-        Records::Profiles => PROFILES,
-        Records::Events(_) => EVENTS,
-        Records::UserDeletes { .. } => DELETES,
-    };
-    let rows = tx.query(sql, &[]).await.map_err(store_error)?;
-    rows.iter()
-        .map(|r| {
-            let outcome: &str = r.get(4);
-            Ok(LineageRow {
-                chunk: seq,
-                row_key: r.get(0),
-                identity_kind: r.get(1),
-                identity_value: r.get(2),
-                profile_id: r.get(3),
-                outcome: Outcome::parse(outcome)
-                    .ok_or_else(|| LoadError::Store(format!("unknown outcome {outcome}")))?,
-                reason: None,
-                properties_stale: r.get(5),
-            })
-        })
-        .collect()
+/// A chunk's lineage as it is read: its columns built row by row, straight from the store's
+/// answer (nothing held per row besides the columns themselves).
+pub struct Lineage {
+    chunk: ChunkRef,
+    dry_run: bool,
+    row_key: StringBuilder,
+    identity_kind: StringBuilder,
+    identity_value: StringBuilder,
+    profile_id: Int64Builder,
+    outcome: StringBuilder,
+    reason: StringBuilder,
+    properties_stale: Int64Builder,
 }
 
-/// Rejected rows as lineage.
-pub fn rejected(seq: u32, rows: &[RowRejection]) -> impl Iterator<Item = LineageRow> + '_ {
-    rows.iter().map(move |r| LineageRow {
-        chunk: seq,
-        row_key: r.row_key.clone(),
-        identity_kind: None,
-        identity_value: None,
-        profile_id: None,
-        outcome: Outcome::Rejected,
-        reason: Some(r.reason.as_str().to_string()),
-        properties_stale: 0,
-    })
-}
-
-/// Marks the applied rows whose unique identities named another profile with that reason.
-pub fn note_conflicts(rows: &mut [LineageRow], conflicts: &[RowRejection]) {
-    if conflicts.is_empty() {
-        return;
-    }
-    let reasons: HashMap<&str, &str> = conflicts
-        .iter()
-        .map(|c| (c.row_key.as_str(), c.reason.as_str()))
-        .collect();
-    for row in rows {
-        if let Some(reason) = reasons.get(row.row_key.as_str()) {
-            row.reason = Some(reason.to_string());
+impl Lineage {
+    /// An empty lineage for a chunk of a run (a dry run's or not).
+    pub fn new(chunk: &ChunkRef, dry_run: bool) -> Lineage {
+        Lineage {
+            chunk: chunk.clone(),
+            dry_run,
+            row_key: StringBuilder::new(),
+            identity_kind: StringBuilder::new(),
+            identity_value: StringBuilder::new(),
+            profile_id: Int64Builder::new(),
+            outcome: StringBuilder::new(),
+            reason: StringBuilder::new(),
+            properties_stale: Int64Builder::new(),
         }
+    }
+
+    /// Adds the outcomes of the chunk's staged rows, once applied; a row whose unique
+    /// identities named another profile (`conflicts`) carries that as its reason.
+    pub async fn add_applied(
+        &mut self,
+        tx: &Transaction<'_>,
+        records: &Records,
+        conflicts: &[RowRejection],
+    ) -> Result<(), LoadError> {
+        let sql = match records {
+            Records::Profiles => PROFILES,
+            Records::Events(_) => EVENTS,
+            Records::UserDeletes { .. } => DELETES,
+        };
+        let conflicts: HashMap<&str, &str> = conflicts
+            .iter()
+            .map(|c| (c.row_key.as_str(), c.reason.as_str()))
+            .collect();
+        let rows = tx
+            .query_raw(sql, std::iter::empty::<i32>())
+            .await
+            .map_err(store_error)?;
+        futures::pin_mut!(rows);
+        while let Some(r) = rows.try_next().await.map_err(store_error)? {
+            let key: &str = r.get(0);
+            self.row_key.append_value(key);
+            self.identity_kind
+                .append_option(r.get::<_, Option<&str>>(1));
+            self.identity_value
+                .append_option(r.get::<_, Option<&str>>(2));
+            self.profile_id.append_option(r.get::<_, Option<i64>>(3));
+            self.outcome.append_value(r.get::<_, &str>(4));
+            self.reason.append_option(conflicts.get(key).copied());
+            self.properties_stale.append_value(r.get(5));
+        }
+        Ok(())
+    }
+
+    /// Adds rejected rows.
+    pub fn add_rejected(&mut self, rows: &[RowRejection]) {
+        for r in rows {
+            self.row_key.append_value(&r.row_key);
+            self.identity_kind.append_null();
+            self.identity_value.append_null();
+            self.profile_id.append_null();
+            self.outcome.append_value(Outcome::Rejected.as_str());
+            self.reason.append_value(r.reason.as_str());
+            self.properties_stale.append_value(0);
+        }
+    }
+
+    /// The lineage as one Arrow batch.
+    fn finish(mut self) -> RecordBatch {
+        let n = self.row_key.len();
+        let run = self.chunk.run_id.to_string();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![run.as_str(); n])),
+            Arc::new(Int32Array::from(vec![self.chunk.seq as i32; n])),
+            Arc::new(BooleanArray::from(vec![self.dry_run; n])),
+            Arc::new(self.row_key.finish()),
+            Arc::new(self.identity_kind.finish()),
+            Arc::new(self.identity_value.finish()),
+            Arc::new(self.profile_id.finish()),
+            Arc::new(self.outcome.finish()),
+            Arc::new(self.reason.finish()),
+            Arc::new(self.properties_stale.finish()),
+        ];
+        RecordBatch::try_new(schema(), columns).expect("lineage columns match their schema")
+    }
+
+    /// Writes the chunk's lineage object (replacing an earlier attempt's).
+    pub async fn write(self, store: &dyn ObjectStore) -> Result<(), LoadError> {
+        let key = lineage::object(&self.chunk);
+        let batch = self.finish();
+        let mut bytes = Vec::new();
+        let mut writer = ArrowWriter::try_new(
+            &mut bytes,
+            batch.schema(),
+            Some(chunk_file::writer_properties()),
+        )
+        .map_err(|e| LoadError::Storage(format!("writing lineage: {e}")))?;
+        writer
+            .write(&batch)
+            .and_then(|_| writer.close().map(|_| ()))
+            .map_err(|e| LoadError::Storage(format!("writing lineage: {e}")))?;
+        store
+            .put(&Path::from(key), bytes.into())
+            .await
+            .map_err(|e| LoadError::Storage(format!("writing lineage: {e}")))?;
+        Ok(())
     }
 }
 
@@ -144,90 +209,31 @@ fn schema() -> Arc<Schema> {
     ]))
 }
 
-/// The rows as one Arrow batch, by row key.
-fn batch(chunk: &ChunkRef, dry_run: bool, rows: &mut [LineageRow]) -> RecordBatch {
-    rows.sort_by(|a, b| a.row_key.cmp(&b.row_key));
-    let n = rows.len();
-    let run = chunk.run_id.to_string();
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(vec![run.as_str(); n])),
-        Arc::new(Int32Array::from(vec![chunk.seq as i32; n])),
-        Arc::new(BooleanArray::from(vec![dry_run; n])),
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.row_key.as_str()),
-        )),
-        Arc::new(StringArray::from_iter(
-            rows.iter().map(|r| r.identity_kind.as_deref()),
-        )),
-        Arc::new(StringArray::from_iter(
-            rows.iter().map(|r| r.identity_value.as_deref()),
-        )),
-        Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.profile_id))),
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.outcome.as_str()),
-        )),
-        Arc::new(StringArray::from_iter(
-            rows.iter().map(|r| r.reason.as_deref()),
-        )),
-        Arc::new(Int64Array::from_iter_values(
-            rows.iter().map(|r| r.properties_stale),
-        )),
-    ];
-    RecordBatch::try_new(schema(), columns).expect("lineage columns match their schema")
-}
-
-/// Writes the chunk's lineage object (replacing an earlier attempt's).
-pub async fn write(
-    store: &dyn ObjectStore,
-    chunk: &ChunkRef,
-    dry_run: bool,
-    rows: &mut [LineageRow],
-) -> Result<(), LoadError> {
-    let batch = batch(chunk, dry_run, rows);
-    let mut bytes = Vec::new();
-    let mut writer = ArrowWriter::try_new(
-        &mut bytes,
-        batch.schema(),
-        Some(chunk_file::writer_properties()),
-    )
-    .map_err(|e| LoadError::Storage(format!("writing lineage: {e}")))?;
-    writer
-        .write(&batch)
-        .and_then(|_| writer.close().map(|_| ()))
-        .map_err(|e| LoadError::Storage(format!("writing lineage: {e}")))?;
-    store
-        .put(&Path::from(lineage::object(chunk)), bytes.into())
-        .await
-        .map_err(|e| LoadError::Storage(format!("writing lineage: {e}")))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use sluice_proto::Reason;
 
     #[test]
-    fn a_lineage_batch_is_sorted_by_key_and_round_trips_through_parquet() {
+    fn rejected_rows_become_a_batch_that_round_trips_through_parquet() {
         let chunk = ChunkRef {
             run_id: uuid::Uuid::nil(),
             workspace_id: 1,
             import_id: 2,
             seq: 3,
         };
-        let row = |key: &str, outcome| LineageRow {
-            chunk: 3,
-            row_key: key.into(),
-            identity_kind: Some("external_id".into()),
-            identity_value: Some(format!("user-{key}")),
-            profile_id: Some(7),
-            outcome,
-            reason: None,
-            properties_stale: 1,
-        };
-        let mut rows = vec![row("b", Outcome::Updated), row("a", Outcome::Created)];
-        let batch = batch(&chunk, true, &mut rows);
-        assert_eq!(rows[0].row_key, "a");
+        let mut lineage = Lineage::new(&chunk, true);
+        lineage.add_rejected(&[RowRejection {
+            row_key: "7".into(),
+            column: "email".into(),
+            value: None,
+            reason: Reason::InvalidEmail,
+            message: "bad".into(),
+            row: Default::default(),
+        }]);
+        let batch = lineage.finish();
+        assert_eq!(batch.num_rows(), 1);
         let mut bytes = Vec::new();
         let mut writer = ArrowWriter::try_new(&mut bytes, batch.schema(), None).unwrap();
         writer.write(&batch).unwrap();

@@ -391,12 +391,12 @@ async fn load_once(
     }
     // A mirror import's key chunk holds keys, not rows of the run: it has no lineage.
     if work.lineage && !removals {
-        let seq = work.chunk.seq;
-        let mut rows = lineage::applied(&tx, &mapping.records, seq).await?;
-        lineage::note_conflicts(&mut rows, &errors.conflicts);
-        rows.extend(lineage::rejected(seq, &errors.rejected));
-        rows.extend(lineage::rejected(seq, earlier));
-        lineage::write(deps.store.as_ref(), &work.chunk, work.dry_run, &mut rows).await?;
+        let mut rows = lineage::Lineage::new(&work.chunk, work.dry_run);
+        rows.add_applied(&tx, &mapping.records, &errors.conflicts)
+            .await?;
+        rows.add_rejected(&errors.rejected);
+        rows.add_rejected(earlier);
+        rows.write(deps.store.as_ref()).await?;
     }
     let mut rejections = errors.rejected;
     stats.rows_rejected = rejections.len() as u64;

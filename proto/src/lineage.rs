@@ -114,27 +114,6 @@ impl Outcome {
     }
 }
 
-/// One row of a run's lineage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LineageRow {
-    /// The chunk's position in its run.
-    pub chunk: u32,
-    /// The source row's key.
-    pub row_key: String,
-    /// The identity kind that named the profile.
-    pub identity_kind: Option<String>,
-    /// That identity's value.
-    pub identity_value: Option<String>,
-    /// The profile the row matched, created or deleted.
-    pub profile_id: Option<i64>,
-    /// What happened to it.
-    pub outcome: Outcome,
-    /// Why it was rejected (or the conflict of identities it was applied despite).
-    pub reason: Option<String>,
-    /// Its values not applied because a newer row had set them.
-    pub properties_stale: i64,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
