@@ -20,28 +20,22 @@ use std::sync::Arc;
 use tokio_postgres::Transaction;
 
 /// Profile rows: a row matching nothing is skipped; a created profile's row it was created
-/// from is `created`, its older rows `superseded`; of an existing profile's rows the newest
-/// is applied (`updated` when the upsert changed the profile, else `unchanged`) and the older
-/// ones are `superseded`. Stale values: the upsert's count for the applied row, every name of
-/// a superseded row.
-const PROFILES: &str = "WITH pick AS (
-    SELECT DISTINCT ON (profile_id) profile_id, key FROM sluice_stage
-     WHERE profile_id IS NOT NULL AND NOT created
-     ORDER BY profile_id, updated_at DESC, key DESC
-)
-SELECT s.key, coalesce(s.matched_kind, s.create_kind), coalesce(s.matched_value, s.create_value),
-       s.profile_id,
+/// from is `created`, its older rows `superseded`; of an existing profile's rows the upsert
+/// applied the newest (kept in `sluice_outcome`: `updated` when it changed the profile, else
+/// `unchanged`) and the older ones are `superseded`. Stale values: the upsert's count for the
+/// applied row, every name of a superseded row.
+const PROFILES: &str = "SELECT s.key, coalesce(s.matched_kind, s.create_kind),
+       coalesce(s.matched_value, s.create_value), s.profile_id,
        CASE WHEN s.profile_id IS NULL THEN 'skipped'
             WHEN s.created AND NOT s.superseded THEN 'created'
-            WHEN s.created OR p.key IS NULL THEN 'superseded'
+            WHEN s.created OR o.key IS NULL THEN 'superseded'
             WHEN o.changed THEN 'updated'
             ELSE 'unchanged' END,
        CASE WHEN s.profile_id IS NULL OR (s.created AND NOT s.superseded) THEN 0
-            WHEN s.created OR p.key IS NULL THEN cardinality(s.names)
-            ELSE coalesce(o.stale, 0) END::int8
+            WHEN s.created OR o.key IS NULL THEN cardinality(s.names)
+            ELSE o.stale END::int8
   FROM sluice_stage s
-  LEFT JOIN pick p ON p.profile_id = s.profile_id AND p.key = s.key
-  LEFT JOIN sluice_outcome o ON p.key IS NOT NULL AND o.profile_id = s.profile_id";
+  LEFT JOIN sluice_outcome o ON o.key = s.key AND NOT s.created";
 
 /// Event rows with a profile (the others are rejected): the first row of each dedup key is
 /// `inserted` when its key was stored now, every other row `duplicate`.
@@ -50,11 +44,11 @@ const EVENTS: &str = "WITH pick AS (
      WHERE profile_id IS NOT NULL ORDER BY dedup_key, key
 )
 SELECT s.key, s.matched_kind, s.matched_value, s.profile_id,
-       CASE WHEN EXISTS (SELECT 1 FROM sluice_outcome o WHERE o.dedup_key = p.dedup_key)
-            THEN 'inserted' ELSE 'duplicate' END,
+       CASE WHEN o.dedup_key IS NOT NULL THEN 'inserted' ELSE 'duplicate' END,
        0::int8
   FROM sluice_stage s
   LEFT JOIN pick p ON p.key = s.key
+  LEFT JOIN sluice_outcome o ON o.dedup_key = p.dedup_key
  WHERE s.profile_id IS NOT NULL";
 
 /// Delete rows: the first row naming a profile deleted it, the others are `duplicate`; a row

@@ -347,10 +347,9 @@ async fn load_once(
             errors.rejected.extend(addressless);
             profiles::apply(
                 &tx,
-                workspace,
-                import_id,
+                (workspace, import_id),
                 mapping,
-                work.dry_run,
+                (work.dry_run, work.lineage),
                 &mut stats,
                 &mut errors,
             )

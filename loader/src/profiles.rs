@@ -11,10 +11,9 @@ use tokio_postgres::Transaction;
 /// upsert; a dry run also reads its sample first.
 pub async fn apply(
     tx: &Transaction<'_>,
-    workspace: i64,
-    import: i64,
+    (workspace, import): (i64, i64),
     mapping: &Mapping,
-    dry_run: bool,
+    (dry_run, lineage): (bool, bool),
     stats: &mut LoadStats,
     errors: &mut ChunkErrors,
 ) -> Result<(), LoadError> {
@@ -29,8 +28,12 @@ pub async fn apply(
     let (updated, stale) = match found.existing {
         0 => (0, found.superseded_names),
         _ => {
+            let upsert = match lineage {
+                true => &UPSERT_PROFILES_KEEPING,
+                false => &UPSERT_PROFILES,
+            };
             let counts = tx
-                .query_one(UPSERT_PROFILES.as_str(), &[&workspace, &import])
+                .query_one(upsert.as_str(), &[&workspace, &import])
                 .await
                 .map_err(store_error)?;
             (
@@ -99,7 +102,24 @@ pub static UPSERT_PROFILES: LazyLock<String> = LazyLock::new(|| {
     UPSERT_TEMPLATE
         .replace("{newest}", NEWEST)
         .replace("{stale}", STALE_NAMES)
+        .replace("{kept}", "")
 });
+
+/// `UPSERT_PROFILES` that also keeps, for the chunk's lineage, each existing profile's applied
+/// row (its key) with whether the upsert changed the profile and its stale values.
+pub static UPSERT_PROFILES_KEEPING: LazyLock<String> = LazyLock::new(|| {
+    UPSERT_TEMPLATE
+        .replace("{newest}", NEWEST)
+        .replace("{stale}", STALE_NAMES)
+        .replace("{kept}", KEPT)
+});
+
+/// The applied rows of `r` with what the upsert `u` did to their profiles.
+const KEPT: &str = ", kept AS (
+    INSERT INTO sluice_outcome (profile_id, key, changed, stale)
+    SELECT r.profile_id, r.key, coalesce(u.changed, false), coalesce(u.stale, 0)
+      FROM r LEFT JOIN u ON u.profile_id = r.profile_id
+)";
 
 /// Whether the staged row `r` is at least as new as the profile's own stamp.
 const NEWEST: &str =
@@ -109,7 +129,8 @@ const NEWEST: &str =
 const STALE_NAMES: &str = "profile_store.stale_names(p.properties, p.property_stamps,
     p.source_unset, p.email, p.phone, r.names, profile_store.stamp(r.updated_at, $2::bigint, r.key))";
 
-/// `UPSERT_PROFILES` with `{newest}` and `{stale}` standing for `NEWEST` and `STALE_NAMES`.
+/// `UPSERT_PROFILES` with `{newest}` and `{stale}` standing for `NEWEST` and `STALE_NAMES`, and
+/// `{kept}` for `KEPT` or nothing.
 const UPSERT_TEMPLATE: &str = "WITH r AS MATERIALIZED (
     SELECT DISTINCT ON (profile_id) profile_id, updated_at, key, props, unset, names,
            names_hash, email, phone
@@ -172,10 +193,7 @@ const UPSERT_TEMPLATE: &str = "WITH r AS MATERIALIZED (
                           WHERE p.property_stamps -> x
                                 IS DISTINCT FROM profile_store.stamp(r.updated_at, $2::bigint, r.key))
               END AS stale
-), kept AS (
-    INSERT INTO sluice_outcome (profile_id, changed, stale)
-    SELECT profile_id, changed, stale FROM u
-)
+){kept}
 SELECT (SELECT count(*) FILTER (WHERE changed) FROM u),
        ((SELECT coalesce(sum(stale), 0) FROM u)
         + (SELECT coalesce(sum(cardinality(names)) FILTER (WHERE NOT created OR superseded), 0)

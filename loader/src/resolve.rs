@@ -15,8 +15,8 @@ use tokio_postgres::Transaction;
 /// them: the same columns and the resolution's (the profile, the identity that matched it,
 /// whether another profile shares it, whether the chunk created it, and whether it is one of a
 /// created profile's rows older than the one it was created from), and the outcomes the
-/// apply statements leave for the chunk's lineage (each upserted profile's change and stale
-/// values; each event's dedup key stored). All are dropped at commit; the event columns are
+/// apply statements leave for the chunk's lineage (each existing profile's applied row, with
+/// the upsert's change and stale values; each event's dedup key stored). All are dropped at commit; the event columns are
 /// NULL for profile loads. Identity columns and the dedup key
 /// compare as the store's tables do (collation "C").
 pub const CREATE_STAGE: &str = "CREATE TEMP TABLE sluice_rows (
@@ -54,6 +54,7 @@ CREATE TEMP TABLE sluice_stage (
 ) ON COMMIT DROP;
 CREATE TEMP TABLE sluice_outcome (
     profile_id    bigint,
+    key           text,
     changed       boolean,
     stale         bigint,
     dedup_key     text COLLATE \"C\"

@@ -151,9 +151,16 @@ async fn load(
     .unwrap();
     let mut stats = LoadStats::default();
     let mut errors = ChunkErrors::default();
-    profiles::apply(&tx, workspace, 1, &mapping, false, &mut stats, &mut errors)
-        .await
-        .unwrap();
+    profiles::apply(
+        &tx,
+        (workspace, 1),
+        &mapping,
+        (false, false),
+        &mut stats,
+        &mut errors,
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     let counts = (
         stats.profiles_created,

@@ -229,12 +229,12 @@ async fn load(client: &mut Client, chunk: &[Row], probes: Probes) -> (u64, u64) 
         "identity": {"external_id": "ext"}, "properties": {}
     }))
     .unwrap();
+    // With the outcomes kept for lineage, as every import keeps them by default.
     profiles::apply(
         &tx,
-        WORKSPACE,
-        import,
+        (WORKSPACE, import),
         &mapping,
-        false,
+        (false, true),
         &mut stats,
         &mut errors,
     )
