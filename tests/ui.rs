@@ -197,6 +197,8 @@ async fn the_run_listing_filters_to_a_failed_run_and_shows_its_errors() {
     arrive(&browser, "/ui/runs/").await;
     let why = text(&browser, Locator::Id("run-error")).await;
     assert!(why.contains("missing_object"), "{why}");
+    let hint = text(&browser, Locator::Id("run-hint")).await;
+    assert!(hint.contains("exists") && hint.contains("SELECT"), "{hint}");
     screenshot(&browser, "failed-run").await;
 
     browser
@@ -222,6 +224,19 @@ async fn the_run_listing_filters_to_a_failed_run_and_shows_its_errors() {
     screenshot(&browser, "partial-run").await;
     browser.close().await.unwrap();
     fleet.cleanup().await;
+}
+
+/// Changes the first ten users' names, for a dry run to have something to show.
+async fn warehouse_change(fleet: &Fleet) {
+    fleet
+        .warehouse()
+        .await
+        .batch_execute(
+            "UPDATE public.users SET first_name = 'Renamed', updated_at = now() - interval '1 minute'
+              WHERE id <= 10",
+        )
+        .await
+        .unwrap();
 }
 
 /// Signs `browser` in at `base` with `token`.
@@ -283,6 +298,21 @@ async fn an_operator_syncs_and_pauses_an_import_from_its_page_and_a_viewer_canno
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     common::assert_store_equals_source(&fleet).await;
+
+    // A dry run's page shows what it would do to sample rows.
+    warehouse_change(&fleet).await;
+    browser
+        .goto(&format!("{base}/ui/imports/users"))
+        .await
+        .unwrap();
+    click(&browser, Locator::Id("action-dry_run")).await;
+    arrive(&browser, "/ui/runs/").await;
+    let sample = text(&browser, Locator::Id("sample")).await;
+    assert!(
+        sample.contains("user-1") && sample.contains("updated"),
+        "{sample}"
+    );
+    screenshot(&browser, "dry-run").await;
 
     // Pause: the import is paused, and its page says who did it.
     browser

@@ -33,8 +33,9 @@ pub fn schedule_text(schedule: &serde_json::Value) -> String {
     }
 }
 
+/// A time as the pages show it: ISO-8601 in UTC, with its zone.
 fn time(t: &chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// The sign-in form.
@@ -200,6 +201,42 @@ struct RunPage<'a> {
     stats: Vec<(&'static str, i64)>,
     duration: Option<String>,
     errors: &'a [RunError],
+    hint: &'static str,
+    sample: Vec<SampleShown>,
+}
+
+/// A dry run's sample row, formatted.
+struct SampleShown {
+    row_key: String,
+    outcome: String,
+    identity: String,
+    profile: String,
+    properties: String,
+    stale: String,
+}
+
+/// A dry run's sample rows as the run page lists them, properties cut to 160 characters.
+fn sample_rows(s: &RunSummary) -> Vec<SampleShown> {
+    s.sample
+        .iter()
+        .map(|r| {
+            let mut properties = r.properties.to_string();
+            if properties.chars().count() > 160 {
+                properties = properties.chars().take(159).collect::<String>() + "…";
+            }
+            SampleShown {
+                row_key: r.row_key.clone(),
+                outcome: r.outcome.clone(),
+                identity: match (&r.identity_kind, &r.identity_value) {
+                    (Some(k), Some(v)) => format!("{k} {v}"),
+                    _ => "–".into(),
+                },
+                profile: r.profile_id.map_or("–".into(), |p| p.to_string()),
+                properties,
+                stale: r.stale_properties.join(", "),
+            }
+        })
+        .collect()
 }
 
 /// The run's counts as the page lists them.
@@ -253,6 +290,8 @@ pub fn run(s: &RunSummary, errors: &[RunError]) -> String {
         stats: run_stats(s),
         duration: s.duration_ms.map(|ms| format!("{:.1}", ms as f64 / 1000.0)),
         errors,
+        hint: s.error_code.as_deref().map(error_hint).unwrap_or(""),
+        sample: sample_rows(s),
     })
 }
 
@@ -282,22 +321,26 @@ pub struct TestShown {
     hint: &'static str,
 }
 
-/// What to check for each class of failed connection test.
-fn test_hint(code: &str) -> &'static str {
+/// What to check for each class of error, a failed connection test's or a failed run's.
+fn error_hint(code: &str) -> &'static str {
     match code {
         "source_unreachable" => {
             "Check the host and port, and that the fleet's network reaches them (firewall, VPC, allow-list)."
         }
-        "authentication" => "Check the user and password (or key) in the URL.",
+        "authentication" => "Check the user and password (or key) in the connection's URL.",
         "permission_denied" => {
-            "Grant the user SELECT on the table and USAGE on its schema (or the warehouse's equivalent)."
+            "Grant the connection's user SELECT on the table and USAGE on its schema (or the warehouse's equivalent)."
         }
         "missing_object" => {
-            "Check the database, schema and table names, and that the user can see them."
+            "Check that the import's table (or its query's tables and columns) exists under that name, and that the connection's user can see it (SELECT on the table, USAGE on its schema)."
         }
         "source_timeout" => {
             "The source did not answer in time: check that it is running and not overloaded."
         }
+        "source_query" => "The source refused the statement: the message above is its own.",
+        "storage" => "The object store could not be read or written: check SLUICE_OBJECT_STORE_URL and its credentials.",
+        "store" => "The profile and event store could not be written: check the database's health and space.",
+        "wrong_key" => "A worker holds another master key than the fleet: give every process the same SLUICE_MASTER_KEY.",
         _ => "",
     }
 }
@@ -320,7 +363,7 @@ impl TestShown {
                 let code = code.clone().unwrap_or_else(|| "failed".into());
                 TestShown {
                     class: "failed",
-                    hint: test_hint(&code),
+                    hint: error_hint(&code),
                     outcome: code,
                     message: result.message.clone().unwrap_or_default(),
                 }
