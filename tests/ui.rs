@@ -480,6 +480,13 @@ async fn an_admin_makes_a_connection_on_the_page_and_its_url_is_never_shown() {
     click(&browser, Locator::Id("delete-wh")).await;
     let refused = text(&browser, Locator::Id("connection-error")).await;
     assert!(refused.contains("users"), "{refused}");
+
+    // Signing out ends the session: the page asks to sign in again.
+    browser.goto(&format!("{base}/ui")).await.unwrap();
+    click(&browser, Locator::Id("sign-out")).await;
+    arrive(&browser, "/ui/login").await;
+    browser.goto(&format!("{base}/ui")).await.unwrap();
+    arrive(&browser, "/ui/login").await;
     browser.close().await.unwrap();
     fleet.cleanup().await;
 }

@@ -107,6 +107,7 @@ struct Listing<'a> {
     from: &'a str,
     to: &'a str,
     runs: Vec<RunRow>,
+    csrf: &'a str,
 }
 
 fn import_row(i: &ImportLine) -> ImportRow {
@@ -165,6 +166,7 @@ pub fn listing(
     imports: &[ImportLine],
     runs: &[RunLine],
     filters: &Filters,
+    csrf: &str,
 ) -> String {
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     let (creator, from, to) = (
@@ -186,6 +188,7 @@ pub fn listing(
         from: &from,
         to: &to,
         runs: runs.iter().map(run_row).collect(),
+        csrf,
     })
 }
 

@@ -49,16 +49,7 @@ impl FromRequestParts<ApiState> for Viewer {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Response> {
-        let token = parts
-            .headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == COOKIE)
-            .map(|(_, value)| value.to_string());
-        let Some(session) = token else {
+        let Some(session) = session_cookie(&parts.headers) else {
             return Err(Redirect::to("/ui/login").into_response());
         };
         let client = state
@@ -74,11 +65,24 @@ impl FromRequestParts<ApiState> for Viewer {
     }
 }
 
+/// The session id the browser's cookie holds, if any.
+fn session_cookie(headers: &header::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
 /// The routes of the web page.
 pub fn routes() -> axum::Router<ApiState> {
     axum::Router::new()
         .route("/ui", axum::routing::get(listing))
         .route("/ui/login", axum::routing::get(login_form).post(login))
+        .route("/ui/logout", axum::routing::post(logout))
         .route("/ui/runs/{run_id}", axum::routing::get(run_page))
         .route(
             "/ui/imports/{name}",
@@ -299,9 +303,40 @@ const RUNS: &str = "SELECT r.id, i.name, r.status, r.requested_by, r.created_at,
   ORDER BY r.created_at DESC
   LIMIT 100";
 
+/// The sign-out form's field.
+#[derive(Deserialize)]
+struct SignOut {
+    csrf: String,
+}
+
+/// Ends the browser's session and forgets its cookie.
+async fn logout(
+    State(state): State<ApiState>,
+    Viewer(_, csrf): Viewer,
+    headers: header::HeaderMap,
+    Form(form): Form<SignOut>,
+) -> Result<Response, ApiError> {
+    check_form(&headers, &csrf, &form.csrf)?;
+    if let Some(session) = session_cookie(&headers) {
+        let client = state.pool.get().await?;
+        tokens::close_session(&**client, &session).await?;
+    }
+    Ok((
+        [(
+            header::SET_COOKIE,
+            format!(
+                "{COOKIE}=; HttpOnly; SameSite=Strict; Path=/ui; Max-Age=0{}",
+                secure_suffix(&headers)
+            ),
+        )],
+        Redirect::to("/ui/login"),
+    )
+        .into_response())
+}
+
 async fn listing(
     State(state): State<ApiState>,
-    Viewer(caller, _): Viewer,
+    Viewer(caller, csrf): Viewer,
     Query(filters): Query<Filters>,
 ) -> Result<Html<String>, ApiError> {
     let from = filters.date(&filters.from, "from")?;
@@ -357,6 +392,7 @@ async fn listing(
         &imports,
         &runs,
         &filters,
+        &csrf.0,
     )))
 }
 
