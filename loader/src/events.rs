@@ -82,7 +82,8 @@ pub async fn ensure_partitions(pool: &Pool, months: &BTreeSet<Month>) -> Result<
 
 /// Inserts each staged event whose dedup key the workspace does not hold yet (one per key
 /// within the chunk, the first by source key), and moves the lifecycle of the profiles that
-/// got events. Returns (events inserted, events staged with a profile).
+/// got events; with `$3` it keeps the keys stored for the chunk's lineage. Returns (events
+/// inserted, events staged with a profile).
 pub const INSERT_EVENTS: &str = "WITH candidates AS (
     SELECT DISTINCT ON (dedup_key) profile_id, event_name, event_time, dedup_key, props, price
       FROM sluice_stage
@@ -94,7 +95,7 @@ pub const INSERT_EVENTS: &str = "WITH candidates AS (
     ON CONFLICT DO NOTHING
     RETURNING dedup_key
 ), kept AS (
-    INSERT INTO sluice_outcome (dedup_key) SELECT dedup_key FROM fresh
+    INSERT INTO sluice_outcome (dedup_key) SELECT dedup_key FROM fresh WHERE $3
 ), inserted AS (
     INSERT INTO profile_store.events (workspace_id, profile_id, import_id, name, time, dedup_key, properties)
     SELECT $1, c.profile_id, $2, c.event_name, c.event_time, c.dedup_key,
@@ -115,7 +116,8 @@ SELECT (SELECT count(*) FROM inserted),
        (SELECT count(*) FROM sluice_stage WHERE profile_id IS NOT NULL)";
 
 /// What a dry run reports instead of inserting: (events whose key is new, events staged with
-/// a profile). It needs no partition, so a dry run creates none.
+/// a profile); with `$2` it keeps the new keys for the chunk's lineage. It needs no
+/// partition, so a dry run creates none.
 pub const COUNT_NEW_EVENTS: &str = "WITH candidates AS (
     SELECT DISTINCT ON (dedup_key) dedup_key FROM sluice_stage
      WHERE profile_id IS NOT NULL ORDER BY dedup_key, key
@@ -124,7 +126,7 @@ pub const COUNT_NEW_EVENTS: &str = "WITH candidates AS (
      WHERE NOT EXISTS (SELECT 1 FROM profile_store.event_keys k
                         WHERE k.workspace_id = $1 AND k.dedup_key = c.dedup_key)
 ), kept AS (
-    INSERT INTO sluice_outcome (dedup_key) SELECT dedup_key FROM new
+    INSERT INTO sluice_outcome (dedup_key) SELECT dedup_key FROM new WHERE $2
 )
 SELECT (SELECT count(*) FROM new),
        (SELECT count(*) FROM sluice_stage WHERE profile_id IS NOT NULL)";
@@ -133,10 +135,9 @@ SELECT (SELECT count(*) FROM new),
 /// one) become rejections, rows whose identities name two profiles conflict records.
 pub async fn apply(
     tx: &Transaction<'_>,
-    workspace: i64,
-    import_id: i64,
+    (workspace, import_id): (i64, i64),
     mapping: &Mapping,
-    dry_run: bool,
+    (dry_run, lineage): (bool, bool),
     stats: &mut LoadStats,
     errors: &mut ChunkErrors,
 ) -> Result<(), LoadError> {
@@ -172,9 +173,11 @@ pub async fn apply(
         });
     }
     let counts = if dry_run {
-        tx.query_one(COUNT_NEW_EVENTS, &[&workspace]).await
+        tx.query_one(COUNT_NEW_EVENTS, &[&workspace, &lineage])
+            .await
     } else {
-        tx.query_one(INSERT_EVENTS, &[&workspace, &import_id]).await
+        tx.query_one(INSERT_EVENTS, &[&workspace, &import_id, &lineage])
+            .await
     }
     .map_err(store_error)?;
     let (inserted, staged): (i64, i64) = (counts.get(0), counts.get(1));

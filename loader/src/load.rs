@@ -367,10 +367,9 @@ async fn load_once(
             }
             events::apply(
                 &tx,
-                workspace,
-                import_id,
+                (workspace, import_id),
                 mapping,
-                work.dry_run,
+                (work.dry_run, work.lineage),
                 &mut stats,
                 &mut errors,
             )
