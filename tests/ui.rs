@@ -343,6 +343,23 @@ async fn an_operator_syncs_and_pauses_an_import_from_its_page_and_a_viewer_canno
     );
     assert_eq!(fleet.import_view("users")["state"], "paused");
     screenshot(&browser, "import-paused").await;
+
+    // Its next slot comes (the clock moved to it by hand): a paused import does not fire,
+    // where a scheduled one fires within the scheduler's second.
+    let control = fleet.control().await;
+    let runs = "SELECT count(*) FROM control.runs r JOIN control.imports i ON i.id = r.import_id
+                 WHERE i.name = 'users'";
+    let before: i64 = control.query_one(runs, &[]).await.unwrap().get(0);
+    control
+        .execute(
+            "UPDATE control.imports SET next_fire_at = now() - interval '1 second' WHERE name = 'users'",
+            &[],
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after: i64 = control.query_one(runs, &[]).await.unwrap().get(0);
+    assert_eq!(after, before, "the paused import's slot did not fire");
     browser.close().await.unwrap();
 
     // A viewer sees no action, and the server refuses a viewer's post even with the page's
@@ -488,5 +505,243 @@ async fn an_admin_makes_a_connection_on_the_page_and_its_url_is_never_shown() {
     browser.goto(&format!("{base}/ui")).await.unwrap();
     arrive(&browser, "/ui/login").await;
     browser.close().await.unwrap();
+    fleet.cleanup().await;
+}
+
+/// Selects `value` in the `<select>` with id `select`.
+async fn choose(browser: &Client, select: &str, value: &str) {
+    click(
+        browser,
+        Locator::Css(&format!("#{select} option[value=\"{value}\"]")),
+    )
+    .await;
+}
+
+/// Replaces the text of the input with id `input`.
+async fn type_into(browser: &Client, input: &str, value: &str) {
+    let field = browser.find(Locator::Id(input)).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(value).await.unwrap();
+}
+
+/// Waits until the run page shows a status that has ended, and returns it.
+async fn ended(browser: &Client) -> String {
+    let started = Instant::now();
+    loop {
+        let status = text(browser, Locator::Id("status")).await;
+        let done = ["succeeded", "partially_succeeded", "failed", "cancelled"]
+            .iter()
+            .any(|s| status.starts_with(s));
+        if done {
+            return status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the run did not end: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The stored spec of each workspace's import `name`.
+async fn stored_spec(fleet: &Fleet, workspace: &str, name: &str) -> serde_json::Value {
+    fleet
+        .control()
+        .await
+        .query_one(
+            "SELECT i.spec FROM control.imports i JOIN control.workspaces w ON w.id = i.workspace_id
+              WHERE w.name = $1 AND i.name = $2",
+            &[&workspace, &name],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_user_builds_an_import_on_the_page_from_a_preview_and_runs_it() {
+    let mut fleet = Fleet::new().await;
+    let warehouse = fleet.warehouse().await;
+    common::create_users(&warehouse, 1000).await;
+    // A text date column, one value of which is not a date in its format.
+    warehouse
+        .batch_execute(
+            "ALTER TABLE public.users ADD COLUMN signup text;
+             UPDATE public.users SET signup = to_char(date '2020-01-01' + (id % 1500)::int, 'DD/MM/YYYY');
+             UPDATE public.users SET signup = '31/02/2025' WHERE id = 537;
+             DROP INDEX public.users_watermark;",
+        )
+        .await
+        .unwrap();
+    fleet.apply_ok("workspace: acme\n");
+    let admin = fleet.token("acme", "admin");
+    let port = common::free_port();
+    fleet.start("all", &["--http-addr", &format!("127.0.0.1:{port}")]);
+    let base = format!("http://127.0.0.1:{port}");
+    common::wait_for_api(&base).await;
+
+    let driver = Driver::start();
+    let browser = driver.browser().await;
+    sign_in(&browser, &base, &admin).await;
+
+    // The connection: a user the server does not know first.
+    click(&browser, Locator::Id("connections-link")).await;
+    arrive(&browser, "/ui/connections").await;
+    let good = fleet.warehouse_url();
+    for url in [
+        good.replace("postgres@", "nobody_here:wrong@"),
+        good.clone(),
+    ] {
+        type_into(&browser, "connection-name", "crm").await;
+        type_into(&browser, "connection-url", &url).await;
+        click(&browser, Locator::Id("create-connection")).await;
+        if url != good {
+            let why = text(&browser, Locator::Id("connection-error")).await;
+            assert!(why.contains("authentication"), "{why}");
+        }
+    }
+    arrive(&browser, "/ui/connections").await;
+    let started = Instant::now();
+    while !text(&browser, Locator::Id("connections"))
+        .await
+        .contains("crm")
+    {
+        assert!(started.elapsed() < Duration::from_secs(30), "crm not saved");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The builder: preview the table, pick up what it suggests, type one date.
+    browser.goto(&format!("{base}/ui")).await.unwrap();
+    click(&browser, Locator::Id("new-import")).await;
+    arrive(&browser, "/ui/imports/new").await;
+    type_into(&browser, "import-name", "members").await;
+    type_into(&browser, "source", "public.users").await;
+    click(&browser, Locator::Id("preview")).await;
+    let previewed = text(&browser, Locator::Id("preview-rows")).await;
+    assert!(
+        previewed.contains("user-1") && previewed.contains("Int64"),
+        "{previewed}"
+    );
+    let warning = text(&browser, Locator::Id("index-statement")).await;
+    assert!(
+        warning.contains("CREATE INDEX") && warning.contains("updated_at"),
+        "{warning}"
+    );
+    let row = |field: &str| format!("prop-{}-{field}", 3);
+    let signup = browser
+        .find(Locator::Id(&row("name")))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(signup.as_deref(), Some("signup"));
+    type_into(&browser, "prop-1-name", "points").await;
+    choose(&browser, &row("type"), "date").await;
+    type_into(&browser, &row("format"), "dd/MM/yyyy").await;
+    screenshot(&browser, "builder-preview").await;
+    click(&browser, Locator::Id("check")).await;
+    let parsed = text(&browser, Locator::Id("parse-3")).await;
+    assert!(parsed.contains("999 of 1000 read"), "{parsed}");
+    assert!(parsed.contains("31/02/2025 → rejected"), "{parsed}");
+    let summary = text(&browser, Locator::Id("trial-summary")).await;
+    assert!(summary.contains("1 of 1000"), "{summary}");
+    screenshot(&browser, "builder").await;
+
+    // The bad value is fixed at the source; the schedule shows its next fire times.
+    warehouse
+        .batch_execute("UPDATE public.users SET signup = '28/02/2025' WHERE id = 537")
+        .await
+        .unwrap();
+    choose(&browser, "schedule-kind", "cron").await;
+    type_into(&browser, "schedule", "0 6 * * *").await;
+    type_into(&browser, "schedule-timezone", "Asia/Tokyo").await;
+    click(&browser, Locator::Id("check")).await;
+    let summary = text(&browser, Locator::Id("trial-summary")).await;
+    assert!(summary.contains("All 1000"), "{summary}");
+    let upcoming = text(&browser, Locator::Id("upcoming")).await;
+    assert_eq!(upcoming.matches("T21:00:00Z").count(), 5, "{upcoming}");
+    assert_eq!(upcoming.matches("T06:00:00+09:00").count(), 5, "{upcoming}");
+    click(&browser, Locator::Id("save")).await;
+    arrive(&browser, "/ui/imports/members").await;
+    assert_eq!(text(&browser, Locator::Id("state")).await, "draft");
+
+    // Dry run, then sync: the run page shows the counts, and the store equals the source.
+    click(&browser, Locator::Id("action-dry_run")).await;
+    arrive(&browser, "/ui/runs/").await;
+    assert!(ended(&browser).await.starts_with("succeeded"));
+    browser
+        .goto(&format!("{base}/ui/imports/members"))
+        .await
+        .unwrap();
+    assert_eq!(text(&browser, Locator::Id("state")).await, "scheduled");
+    click(&browser, Locator::Id("action-run")).await;
+    arrive(&browser, "/ui/runs/").await;
+    assert_eq!(ended(&browser).await, "succeeded");
+    let stats = text(&browser, Locator::Id("stats")).await;
+    assert!(stats.contains("profiles created 1000"), "{stats}");
+    screenshot(&browser, "builder-run").await;
+    common::assert_store_equals_source(&fleet).await;
+    let signup: Option<String> = fleet
+        .control()
+        .await
+        .query_one(
+            "SELECT p.properties->>'signup' FROM profile_store.profiles p
+               JOIN profile_store.identities i USING (workspace_id, profile_id)
+              WHERE i.kind = 'external_id' AND i.value = 'user-537'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(signup.as_deref(), Some("2025-02-28"));
+    let source = browser.source().await.unwrap();
+    assert!(!source.contains(&good), "no connection URL in the page");
+
+    // Resync asks first, saying what the next run reads again; the move is on the page.
+    browser
+        .goto(&format!("{base}/ui/imports/members"))
+        .await
+        .unwrap();
+    click(&browser, Locator::Id("action-resync")).await;
+    let asked = text(&browser, Locator::Id("confirm-text")).await;
+    assert!(asked.contains("every row of table public.users"), "{asked}");
+    click(&browser, Locator::Id("confirm")).await;
+    let moves = text(&browser, Locator::Id("watermark-changes")).await;
+    assert!(
+        moves.contains("resync") && moves.contains("api:"),
+        "{moves}"
+    );
+    assert!(fleet.import_view("members")["watermark"].is_null());
+    browser.close().await.unwrap();
+
+    // The downloaded YAML, applied to another workspace, makes the same import there.
+    let cookie = common::ui_session(&base, &admin).await;
+    let yaml = reqwest::Client::new()
+        .get(format!("{base}/ui/imports/members/spec.yaml"))
+        .header(reqwest::header::COOKIE, cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(yaml.contains("format: dd/MM/yyyy"), "{yaml}");
+    fleet.apply_ok(&format!(
+        "workspace: beta\nconnections:\n  - name: crm\n    kind: postgres\n    url: {good}\n"
+    ));
+    let file = std::env::temp_dir().join(format!("members-{port}.yaml"));
+    std::fs::write(&file, &yaml).unwrap();
+    let out = fleet.sluice(&["apply", "-f", file.to_str().unwrap(), "--workspace", "beta"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(
+        stored_spec(&fleet, "beta", "members").await,
+        stored_spec(&fleet, "acme", "members").await
+    );
     fleet.cleanup().await;
 }

@@ -32,6 +32,16 @@ pub trait Connector: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// Whether a table has an index leading with `(watermark, key)`, which keeps every
+    /// chunk's read a range scan, and the statement that creates one; `None` when the kind
+    /// (or a query, or a view) cannot tell.
+    async fn ordering_index(
+        &self,
+        _spec: &SourceSpec,
+    ) -> Result<Option<crate::source::OrderingIndex>, SourceError> {
+        Ok(None)
+    }
+
     /// The first `rows` rows in `(watermark, key)` order, with the schema a chunk read has.
     async fn preview(&self, shape: &SourceShape, rows: usize) -> Result<RecordBatch, SourceError>;
 

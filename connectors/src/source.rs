@@ -29,6 +29,15 @@ impl SourceSpec {
     }
 }
 
+/// Whether a table can read its chunks in `(watermark, key)` order without sorting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderingIndex {
+    /// An index leads with the watermark, then the key.
+    pub present: bool,
+    /// The statement that creates such an index.
+    pub statement: String,
+}
+
 /// Which of a source's rows a read takes.
 #[derive(Debug, Clone, Copy)]
 pub enum Rows<'a> {

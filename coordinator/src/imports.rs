@@ -198,6 +198,9 @@ pub struct ImportView {
     /// When the watermark last moved.
     #[serde(default)]
     pub watermark_updated_at: Option<DateTime<Utc>>,
+    /// Moves of its watermark outside runs (resync, rewind): who, when, from where to where.
+    #[serde(default)]
+    pub watermark_changes: Vec<WatermarkChange>,
     /// The import as declared: source, key, watermark, identity, properties and the rest.
     #[serde(default)]
     #[schema(value_type = Object)]
@@ -237,6 +240,21 @@ pub struct LastRun {
     /// How long it ran, once it ended.
     #[serde(default)]
     pub duration_ms: Option<i64>,
+}
+
+/// A recorded move of a watermark outside a run.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct WatermarkChange {
+    /// `resync` or `rewind`.
+    pub operation: String,
+    /// Who moved it.
+    pub actor: String,
+    /// The position before (`updated_at/key`); `None` at the start.
+    pub from: Option<String>,
+    /// The position after; `None`: the next run reads every row.
+    pub to: Option<String>,
+    /// When.
+    pub at: DateTime<Utc>,
 }
 
 /// A recorded state change.
@@ -349,7 +367,36 @@ pub async fn show(
             at: r.get(4),
         })
         .collect();
+    // A resync's or rewind's positions are bounds; a replay's, the window's ends.
+    let position = |v: Option<serde_json::Value>| {
+        v.map(
+            |v| match serde_json::from_value::<sluice_proto::Bound>(v.clone()) {
+                Ok(bound) => bound.to_string(),
+                Err(_) => match v.get("watermark").and_then(|w| w.as_str()) {
+                    Some(at) => at.to_string(),
+                    None => v.to_string(),
+                },
+            },
+        )
+    };
+    let watermark_changes = client
+        .query(
+            "SELECT operation, actor, from_position, to_position, at
+               FROM control.watermark_changes WHERE import_id = $1 ORDER BY at, id",
+            &[&id],
+        )
+        .await?
+        .iter()
+        .map(|r| WatermarkChange {
+            operation: r.get(0),
+            actor: r.get(1),
+            from: position(r.get(2)),
+            to: position(r.get(3)),
+            at: r.get(4),
+        })
+        .collect();
     Ok(ImportView {
+        watermark_changes,
         workspace: row.get(1),
         name: row.get(2),
         data_type: row.get(3),

@@ -100,20 +100,7 @@ pub async fn preview_connection(
     spec: &SourceSpec,
     rows: usize,
 ) -> Result<RecordBatch, PreviewError> {
-    let row = client
-        .query_opt(
-            "SELECT c.credentials, c.kind FROM control.connections c
-               JOIN control.workspaces w ON w.id = c.workspace_id
-              WHERE w.name = $1 AND c.name = $2",
-            &[&workspace, &connection],
-        )
-        .await?
-        .ok_or_else(|| PreviewError::NoConnection {
-            workspace: workspace.to_string(),
-            connection: connection.to_string(),
-        })?;
-    let kind = ConnectionKind::new(row.get::<_, String>(1));
-    let url = open_credentials(key, connection, &row.get(0)).map_err(|e| source_error(&e))?;
+    let (kind, url) = connection_url(client, key, workspace, connection).await?;
     read(kind, &url, spec, rows).await
 }
 
@@ -135,4 +122,143 @@ async fn read(
         .preview(&shape, rows)
         .await
         .map_err(|e| source_error(&e))
+}
+
+/// What the import builder learns of a table or query before an import reads it: every
+/// column, the key and watermark it was read by (those asked for, or guessed from the
+/// columns' names), the first rows in their order with their types, and whether the source
+/// has the `(watermark, key)` index that keeps chunk reads cheap.
+pub struct Exploration {
+    /// Every column of the table or query.
+    pub columns: Vec<String>,
+    /// The key column the rows were read by.
+    pub key: String,
+    /// The watermark column the rows were read by.
+    pub watermark: String,
+    /// The first rows, or why they could not be read by this key and watermark.
+    pub rows: Result<RecordBatch, String>,
+    /// Whether a table has the ordering index; `None` when the source cannot tell.
+    pub index: Option<sluice_connectors::source::OrderingIndex>,
+}
+
+/// Reads the columns and first `rows` rows of a table or query of a connection, by the key
+/// and watermark given, or guessed where not given (or not a column).
+pub async fn explore(
+    client: &impl GenericClient,
+    master_key: &MasterKey,
+    workspace: &str,
+    connection: &str,
+    relation: sluice_proto::SourceRelation,
+    wanted: (&str, &str),
+    rows: usize,
+) -> Result<Exploration, PreviewError> {
+    let (kind, url) = connection_url(client, master_key, workspace, connection).await?;
+    let source = Source::open(&kind, &url)
+        .await
+        .map_err(|e| source_error(&e))?;
+    let mut spec = SourceSpec {
+        relation,
+        key_column: wanted.0.to_string(),
+        watermark_column: wanted.1.to_string(),
+        columns: Vec::new(),
+    };
+    let mut columns = source.columns(&spec).await.map_err(|e| source_error(&e))?;
+    columns.retain(|c| c != sluice_connectors::files::MODIFIED);
+    if columns.is_empty() && (wanted.0.is_empty() || wanted.1.is_empty()) {
+        return Err(PreviewError::Source(
+            "this kind of source does not list its columns: name the key and watermark".into(),
+        ));
+    }
+    let known = |c: &str| columns.is_empty() || columns.iter().any(|k| k == c);
+    if wanted.0.is_empty() || !known(wanted.0) {
+        spec.key_column = guess_key(&columns);
+    }
+    if wanted.1.is_empty() || !known(wanted.1) {
+        spec.watermark_column = guess_watermark(&columns);
+    }
+    spec.columns = columns.clone();
+    let rows = match source.describe(&spec).await {
+        Ok(shape) => source
+            .preview(&shape, rows)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let index = source.ordering_index(&spec).await.ok().flatten();
+    Ok(Exploration {
+        columns,
+        key: spec.key_column,
+        watermark: spec.watermark_column,
+        rows,
+        index,
+    })
+}
+
+/// The column most likely the unique key: `id`, else one ending in `id`, else the first.
+fn guess_key(columns: &[String]) -> String {
+    let lower = |c: &&String| c.to_ascii_lowercase();
+    columns
+        .iter()
+        .find(|c| lower(c) == "id")
+        .or_else(|| columns.iter().find(|c| lower(c).ends_with("id")))
+        .or(columns.first())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The column most likely the "updated on" one, by its name.
+fn guess_watermark(columns: &[String]) -> String {
+    let lower = |c: &&String| c.to_ascii_lowercase();
+    let named = |words: &[&str]| {
+        columns
+            .iter()
+            .find(|c| words.iter().any(|w| lower(c).contains(w)))
+    };
+    named(&["updated", "modified", "changed"])
+        .or_else(|| named(&["_at", "time", "date", "created"]))
+        .or(columns.get(1))
+        .or(columns.first())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A connection's kind and opened URL.
+async fn connection_url(
+    client: &impl GenericClient,
+    master_key: &MasterKey,
+    workspace: &str,
+    connection: &str,
+) -> Result<(ConnectionKind, String), PreviewError> {
+    let row = client
+        .query_opt(
+            "SELECT c.credentials, c.kind FROM control.connections c
+               JOIN control.workspaces w ON w.id = c.workspace_id
+              WHERE w.name = $1 AND c.name = $2",
+            &[&workspace, &connection],
+        )
+        .await?
+        .ok_or_else(|| PreviewError::NoConnection {
+            workspace: workspace.to_string(),
+            connection: connection.to_string(),
+        })?;
+    let kind = ConnectionKind::new(row.get::<_, String>(1));
+    let url =
+        open_credentials(master_key, connection, &row.get(0)).map_err(|e| source_error(&e))?;
+    Ok((kind, url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_and_watermark_are_guessed_from_column_names() {
+        let columns = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let users = columns(&["customer_id", "email", "created_at", "Updated_On"]);
+        assert_eq!(guess_key(&users), "customer_id");
+        assert_eq!(guess_watermark(&users), "Updated_On");
+        let plain = columns(&["email", "ID", "signup"]);
+        assert_eq!(guess_key(&plain), "ID");
+        assert_eq!(guess_watermark(&plain), "ID");
+    }
 }

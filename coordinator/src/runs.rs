@@ -290,6 +290,9 @@ pub struct RunSummary {
     #[serde(default)]
     #[schema(value_type = Vec<Object>)]
     pub format_hints: Vec<FormatHint>,
+    /// What the import's rows become: `profiles`, `events`, `purchases` or `user_deletes`.
+    #[serde(default)]
+    pub data_type: String,
     /// Dry runs of a draft import: whether the run took it out of draft.
     #[serde(default)]
     pub promoted: Option<bool>,
@@ -342,13 +345,13 @@ const SUMMARY_SQL: &str = "SELECT r.id, w.name, i.name, r.status, r.dry_run,
         coalesce(sum(c.rows_read) FILTER (WHERE c.kind = 'retry'), 0)::int8,
         coalesce(sum(c.rows_read - c.rows_rejected - c.rows_rejected_load)
                  FILTER (WHERE c.kind = 'retry' AND c.status = 'loaded'), 0)::int8,
-        r.rows_retry_expired
+        r.rows_retry_expired, i.data_type
    FROM control.runs r
    JOIN control.workspaces w ON w.id = r.workspace_id
    JOIN control.imports i ON i.id = r.import_id
    LEFT JOIN control.chunks c ON c.run_id = r.id
   WHERE r.id = $1
-  GROUP BY r.id, w.name, i.name";
+  GROUP BY r.id, w.name, i.name, i.data_type";
 
 /// Cancels a queued, planning or running run: its status becomes `cancelled` and its
 /// unfinished chunks are discarded. Returns whether it was active. The caller tells the
@@ -433,6 +436,7 @@ pub async fn summary(
             rows_retried: r.get(36),
             rows_recovered: r.get(37),
             rows_retry_expired: r.get(38),
+            data_type: r.get(39),
         }))
 }
 

@@ -440,7 +440,28 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> SpecError {
     }
 }
 
-/// Replaces `${NAME}` with the environment variable `NAME`; an unset variable is an error.
+/// One import as a spec file `sluice apply -f` takes, so an import set up on the web page can
+/// move to git: its workspace is `${SLUICE_WORKSPACE:-name}`, the one `apply` acts in or, when
+/// none is given, the import's own. Secrets (webhook secrets) are never part of it.
+pub fn import_file(workspace: &str, import: &ImportDecl) -> Result<String, String> {
+    #[derive(Serialize)]
+    struct File<'a> {
+        workspace: String,
+        imports: [&'a ImportDecl; 1],
+    }
+    let text = serde_norway::to_string(&File {
+        workspace: format!("${{SLUICE_WORKSPACE:-{workspace}}}"),
+        imports: [import],
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "# Import {}: sluice apply -f <this file> [--workspace NAME]\n{text}",
+        import.name
+    ))
+}
+
+/// Replaces `${NAME}` with the environment variable `NAME`, and `${NAME:-default}` with it or,
+/// where it is unset or empty, with `default`; an unset variable without a default is an error.
 pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<String, SpecError> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -450,8 +471,15 @@ pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<S
         let end = after
             .find('}')
             .ok_or_else(|| invalid("spec", "an unclosed ${ in the file"))?;
-        let name = &after[..end];
+        let reference = &after[..end];
+        // `${NAME:-default}` falls back to its default where NAME is unset or empty.
+        let (name, default) = match reference.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (reference, None),
+        };
         let value = env(name)
+            .filter(|v| default.is_none() || !v.is_empty())
+            .or_else(|| default.map(str::to_string))
             .ok_or_else(|| invalid(format!("${{{name}}}"), "environment variable is not set"))?;
         out.push_str(&value);
         rest = &after[end + 1..];
@@ -951,6 +979,18 @@ imports:
     }
 
     #[test]
+    fn an_import_file_applies_as_the_same_import_in_any_workspace() {
+        let spec = parse(GOOD).unwrap();
+        let text = import_file("demo", &spec.imports[0]).unwrap();
+        let env = |n: &str| (n == "SLUICE_WORKSPACE").then(|| "beta".to_string());
+        let again = parse_with(&text, env, any_connection).unwrap();
+        assert_eq!(again.workspace, "beta");
+        assert_eq!(again.imports, spec.imports);
+        let own = parse_with(&text, |_| None, any_connection).unwrap();
+        assert_eq!(own.workspace, "demo");
+    }
+
+    #[test]
     fn rejected_rows_are_retried_by_default_for_a_bounded_time() {
         let spec = parse(GOOD).unwrap();
         assert!(spec.imports[0].retries_rejected());
@@ -1279,5 +1319,10 @@ imports:
         assert_eq!(text, "url: pg://x/db");
         let err = interpolate("url: ${MISSING}", |_| None).unwrap_err();
         assert_eq!(err.field, "${MISSING}");
+        let env = |n: &str| (n == "SET").then(|| "beta".to_string());
+        let text = interpolate("a: ${SET:-acme}\nb: ${UNSET:-acme}", env).unwrap();
+        assert_eq!(text, "a: beta\nb: acme");
+        let text = interpolate("a: ${EMPTY:-acme}", |_| Some(String::new())).unwrap();
+        assert_eq!(text, "a: acme");
     }
 }

@@ -23,7 +23,13 @@ pub async fn execute(settings: &Settings, args: ApplyArgs) -> anyhow::Result<i32
     let file = args.file.display();
     let text =
         std::fs::read_to_string(&args.file).map_err(|e| anyhow::anyhow!("reading {file}: {e}"))?;
-    let text = sluice_coordinator::spec::interpolate(&text, |name| std::env::var(name).ok())
+    // `${SLUICE_WORKSPACE:-name}` (as a downloaded spec names its workspace) is the workspace
+    // this command acts in, whether given by flag or by the environment.
+    let env = |name: &str| match name {
+        "SLUICE_WORKSPACE" => settings.workspace.clone(),
+        _ => std::env::var(name).ok(),
+    };
+    let text = sluice_coordinator::spec::interpolate(&text, env)
         .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
     // The spec is checked here first, so a bad file is refused before anything is written.
     let spec = sluice_coordinator::spec::parse_with(&text, |_| None)

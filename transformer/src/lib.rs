@@ -11,5 +11,6 @@ mod metrics;
 pub mod number;
 mod subscriptions;
 pub mod transform;
+pub mod trial;
 
 pub use transform::{transform, Transformer};

@@ -336,6 +336,52 @@ impl Connector for MysqlSource {
         Ok(names)
     }
 
+    /// Whether a table has an index leading with `(watermark, key)`; a view has none.
+    async fn ordering_index(
+        &self,
+        spec: &SourceSpec,
+    ) -> Result<Option<crate::source::OrderingIndex>, SourceError> {
+        let SourceRelation::Table(table) = &spec.relation else {
+            return Ok(None);
+        };
+        let (schema, name) = match table.rsplit_once('.') {
+            Some((schema, name)) => (Some(schema.to_string()), name.to_string()),
+            None => (None, table.clone()),
+        };
+        let mut conn = self.conn.lock().await;
+        let base: Option<String> = conn
+            .exec_first(
+                "SELECT table_type FROM information_schema.tables
+                  WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ?",
+                (schema.clone(), name.clone()),
+            )
+            .await
+            .map_err(classify)?;
+        if base.as_deref() != Some("BASE TABLE") {
+            return Ok(None);
+        }
+        let leading: Vec<String> = conn
+            .exec(
+                "SELECT GROUP_CONCAT(column_name ORDER BY seq_in_index SEPARATOR '\u{1f}')
+                   FROM information_schema.statistics
+                  WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ? AND seq_in_index <= 2
+                  GROUP BY index_name",
+                (schema, name),
+            )
+            .await
+            .map_err(classify)?;
+        let wanted = format!("{}\u{1f}{}", spec.watermark_column, spec.key_column);
+        Ok(Some(crate::source::OrderingIndex {
+            present: leading.iter().any(|l| l.eq_ignore_ascii_case(&wanted)),
+            statement: format!(
+                "CREATE INDEX sluice_watermark_key ON {} ({}, {});",
+                relation(&spec.relation),
+                quote_ident(&spec.watermark_column),
+                quote_ident(&spec.key_column)
+            ),
+        }))
+    }
+
     async fn describe(&self, spec: &SourceSpec) -> Result<SourceShape, SourceError> {
         let names = spec.read_columns();
         let select: Vec<String> = names.iter().map(|n| quote_ident(n)).collect();

@@ -53,6 +53,13 @@ impl Connector for PostgresSource {
         self.columns_inner(spec).await
     }
 
+    async fn ordering_index(
+        &self,
+        spec: &SourceSpec,
+    ) -> Result<Option<crate::source::OrderingIndex>, SourceError> {
+        self.ordering_index_inner(spec).await
+    }
+
     async fn preview(&self, shape: &SourceShape, rows: usize) -> Result<RecordBatch, SourceError> {
         self.preview_inner(shape, rows).await
     }

@@ -213,10 +213,23 @@ pub async fn put_import(
     }
     let import: crate::spec::ImportDecl =
         serde_json::from_value(body).map_err(|e| ApiError::invalid("import", e.to_string()))?;
-    let mut spec = one_object_spec(&state.pool, &caller).await?;
-    spec.imports.push(import);
     Service::new(&state, caller)
-        .write(spec, query.ready.unwrap_or(false))
+        .put_import(import, query.ready.unwrap_or(false))
         .await
         .map(Json)
+}
+
+impl Service {
+    /// Creates or replaces one import after testing its source (admins): a new one is a
+    /// draft unless `ready`.
+    pub async fn put_import(
+        &self,
+        import: crate::spec::ImportDecl,
+        ready: bool,
+    ) -> Result<Applied, ApiError> {
+        self.require(Role::Admin)?;
+        let mut spec = one_object_spec(&self.pool, &self.caller).await?;
+        spec.imports.push(import);
+        self.write(spec, ready).await
+    }
 }

@@ -9,7 +9,7 @@ use askama::Template;
 
 /// A page as served: its template rendered, or a line saying it could not be (never expected:
 /// the templates are checked when the crate is compiled).
-fn render(page: impl Template) -> String {
+pub(super) fn render(page: impl Template) -> String {
     page.render().unwrap_or_else(|e| {
         tracing::error!(error = %e, "rendering a page");
         "the page could not be rendered; the coordinator's log says why".to_string()
@@ -70,8 +70,61 @@ struct ImportRow {
     state: String,
     schedule: String,
     health: String,
+    success_30d: String,
+    chart: Option<Chart>,
     last_run: Option<LastRun>,
     next_run: String,
+}
+
+/// Rows read per run as bars, drawn on the server as SVG.
+struct Chart {
+    width: usize,
+    height: usize,
+    bars: Vec<Bar>,
+}
+
+/// One run's bar.
+struct Bar {
+    x: usize,
+    y: usize,
+    height: usize,
+    status: String,
+    title: String,
+}
+
+/// Bar width and chart height, in pixels.
+const BAR: usize = 6;
+const CHART_HEIGHT: usize = 24;
+
+/// The rows each run read, oldest first, one bar per run coloured by its status.
+fn chart(recent: &[(String, i64, i64)]) -> Option<Chart> {
+    let most = recent.iter().map(|(_, read, _)| *read).max()?.max(1);
+    let bars = recent
+        .iter()
+        .enumerate()
+        .map(|(i, (status, read, rejected))| {
+            let height = ((*read as f64 / most as f64) * CHART_HEIGHT as f64).ceil() as usize;
+            let height = height.max(1);
+            Bar {
+                x: i * BAR,
+                y: CHART_HEIGHT - height,
+                height,
+                status: status.clone(),
+                title: format!("{read} rows read, {rejected} rejected: {status}"),
+            }
+        })
+        .collect();
+    Some(Chart {
+        width: recent.len() * BAR,
+        height: CHART_HEIGHT,
+        bars,
+    })
+}
+
+fn share(value: Option<f64>) -> String {
+    value
+        .map(|h| format!("{:.0}%", h * 100.0))
+        .unwrap_or_else(|| "–".into())
 }
 
 /// A rejected-rows count linking to the error stream.
@@ -90,6 +143,8 @@ struct RunRow {
     status: String,
     created_by: String,
     created: String,
+    rows_read: i64,
+    duration: String,
     rejected: Vec<ReasonLink>,
 }
 
@@ -108,6 +163,9 @@ struct Listing<'a> {
     to: &'a str,
     runs: Vec<RunRow>,
     csrf: &'a str,
+    /// The query strings of the previous and next pages of runs.
+    previous_page: Option<String>,
+    next_page: Option<String>,
 }
 
 fn import_row(i: &ImportLine) -> ImportRow {
@@ -116,10 +174,9 @@ fn import_row(i: &ImportLine) -> ImportRow {
         data_type: i.data_type.clone(),
         state: i.state.clone(),
         schedule: i.schedule.clone().unwrap_or_else(|| "manual".into()),
-        health: i
-            .health
-            .map(|h| format!("{:.0}%", h * 100.0))
-            .unwrap_or_else(|| "–".into()),
+        health: share(i.health),
+        success_30d: share(i.success_30d),
+        chart: chart(&i.recent),
         last_run: i.last_run.as_ref().map(|(id, status, at)| LastRun {
             run_id: id.to_string(),
             status: status.clone(),
@@ -144,6 +201,11 @@ fn run_row(r: &RunLine) -> RunRow {
         status: r.status.clone(),
         created_by: r.created_by.clone(),
         created: time(&r.created_at),
+        rows_read: r.rows_read,
+        duration: r
+            .duration_ms
+            .map(|ms| format!("{:.1} s", ms as f64 / 1000.0))
+            .unwrap_or_else(|| "–".into()),
         rejected: r
             .rejected
             .iter()
@@ -174,7 +236,26 @@ pub fn listing(
         text(&filters.from),
         text(&filters.to),
     );
+    let page_query = |page: u32| {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in [
+            ("status", &filters.status),
+            ("creator", &filters.creator),
+            ("from", &filters.from),
+            ("to", &filters.to),
+        ] {
+            if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+                query.append_pair(name, value);
+            }
+        }
+        query.append_pair("page", &page.to_string());
+        query.finish()
+    };
+    let more = runs.len() as i64 > super::RUNS_PER_PAGE;
+    let runs = &runs[..runs.len().min(super::RUNS_PER_PAGE as usize)];
     render(Listing {
+        previous_page: (filters.page > 0).then(|| page_query(filters.page - 1)),
+        next_page: more.then(|| page_query(filters.page + 1)),
         title: "Imports",
         refresh: false,
         workspace,
@@ -244,6 +325,52 @@ fn sample_rows(s: &RunSummary) -> Vec<SampleShown> {
 
 /// The run's counts as the page lists them.
 fn run_stats(s: &RunSummary) -> Vec<(&'static str, i64)> {
+    let applies = |name: &str| match s.data_type.as_str() {
+        "profiles" => !matches!(
+            name,
+            "events inserted"
+                | "duplicate events"
+                | "events stamped with the run's start"
+                | "profiles deleted"
+                | "profiles not found"
+        ),
+        "events" | "purchases" => !matches!(
+            name,
+            "profiles updated"
+                | "profiles unchanged"
+                | "stale values"
+                | "profiles deleted"
+                | "profiles not found"
+                | "profiles removed from the source"
+                | "subscription changes"
+                | "stale subscription statuses"
+        ),
+        "user_deletes" => !matches!(
+            name,
+            "profiles created"
+                | "profiles updated"
+                | "profiles unchanged"
+                | "stale values"
+                | "conflicting identities"
+                | "events inserted"
+                | "duplicate events"
+                | "events stamped with the run's start"
+                | "profiles removed from the source"
+                | "subscription changes"
+                | "stale subscription statuses"
+                | "rejected rows read again"
+                | "rejected rows recovered"
+                | "rejected rows dropped (retried too long)"
+        ),
+        _ => true,
+    };
+    let mut stats = all_stats(s);
+    stats.retain(|(name, _)| applies(name));
+    stats
+}
+
+/// Every stat a run has, by the name the page shows.
+fn all_stats(s: &RunSummary) -> Vec<(&'static str, i64)> {
     vec![
         ("rows read", s.rows_read),
         ("rows rejected", s.rows_rejected),
@@ -264,6 +391,7 @@ fn run_stats(s: &RunSummary) -> Vec<(&'static str, i64)> {
         ("duplicate events", s.events_duplicate),
         ("events stamped with the run's start", s.events_time_imputed),
         ("profiles deleted", s.profiles_deleted),
+        ("profiles not found", s.deletes_not_found),
         (
             "profiles removed from the source",
             s.profiles_removed_from_source,
@@ -485,6 +613,19 @@ struct ImportPage<'a> {
     csrf: &'a str,
     actions: Vec<(&'static str, &'static str)>,
     problem: Option<&'a str>,
+    confirm: Option<Confirm>,
+    watermark_changes: Vec<TransitionRow>,
+}
+
+/// A watermark move waiting for its confirmation: what will be read again, in words, and the
+/// fields the confirming form posts again.
+pub struct Confirm {
+    /// `resync` or `rewind`.
+    pub action: &'static str,
+    /// What the next run will read again.
+    pub text: String,
+    /// A rewind's instant.
+    pub to: String,
 }
 
 /// The actions an import's state offers: (the form's action, the button's label).
@@ -512,6 +653,7 @@ pub fn import(
     csrf: &str,
     can_operate: bool,
     problem: Option<&str>,
+    confirm: Option<Confirm>,
 ) -> String {
     render(ImportPage {
         title: format!("Import {}", view.name),
@@ -538,6 +680,18 @@ pub fn import(
         csrf,
         actions: actions(&view.state),
         problem,
+        confirm,
+        watermark_changes: view
+            .watermark_changes
+            .iter()
+            .map(|c| TransitionRow {
+                at: time(&c.at),
+                actor: c.actor.clone(),
+                from: c.from.clone().unwrap_or_else(|| "the start".into()),
+                to: c.to.clone().unwrap_or_else(|| "the start".into()),
+                reason: c.operation.clone(),
+            })
+            .collect(),
     })
 }
 

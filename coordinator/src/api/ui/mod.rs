@@ -7,6 +7,8 @@
 //! filtered to that import and reason. An import's page shows its state and changes and, to
 //! operators, its actions, posted with the session's form token through the `/v1` service.
 
+mod builder;
+mod draft;
 mod html;
 
 use super::{ApiError, ApiState};
@@ -85,8 +87,16 @@ pub fn routes() -> axum::Router<ApiState> {
         .route("/ui/logout", axum::routing::post(logout))
         .route("/ui/runs/{run_id}", axum::routing::get(run_page))
         .route(
+            "/ui/imports/new",
+            axum::routing::get(builder::form).post(builder::post),
+        )
+        .route(
             "/ui/imports/{name}",
             axum::routing::get(import_page).post(import_action),
+        )
+        .route(
+            "/ui/imports/{name}/spec.yaml",
+            axum::routing::get(builder::download),
         )
         .route(
             "/ui/connections",
@@ -223,6 +233,9 @@ pub struct Filters {
     pub from: Option<String>,
     /// `YYYY-MM-DD`: runs created that day or earlier.
     pub to: Option<String>,
+    /// The page of runs, from 0.
+    #[serde(default)]
+    pub page: u32,
 }
 
 impl Filters {
@@ -256,8 +269,13 @@ pub struct ImportLine {
     pub data_type: String,
     pub state: String,
     pub schedule: Option<String>,
-    /// Succeeded (or partially succeeded) share of the last 10 finished runs.
+    /// The last 10 finished runs' mean score: 1 for a success, the accepted share of its
+    /// rows for a partial success, 0 for a failure.
     pub health: Option<f64>,
+    /// Succeeded (or partially succeeded) share of the finished runs of the last 30 days.
+    pub success_30d: Option<f64>,
+    /// The last 20 finished runs, oldest first: (status, rows read, rows rejected).
+    pub recent: Vec<(String, i64, i64)>,
     pub last_run: Option<(Uuid, String, chrono::DateTime<chrono::Utc>)>,
     pub next_fire_at: Option<chrono::DateTime<chrono::Utc>>,
 }
@@ -272,14 +290,51 @@ pub struct RunLine {
     pub dry_run: bool,
     /// Rejected rows by reason code.
     pub rejected: std::collections::BTreeMap<String, i64>,
+    /// Rows read from the source.
+    pub rows_read: i64,
+    /// How long it ran, once it ended.
+    pub duration_ms: Option<i64>,
+}
+
+/// Runs per page of the listing.
+pub const RUNS_PER_PAGE: i64 = 50;
+
+impl ImportLine {
+    /// The mean score of the last 10 finished runs: a partial success counts for the share
+    /// of its rows that were not rejected, so many rejections are not healthy.
+    fn health_of(recent: &[(String, i64, i64)]) -> Option<f64> {
+        let last: Vec<f64> = recent
+            .iter()
+            .rev()
+            .take(10)
+            .map(|(status, read, rejected)| match status.as_str() {
+                "succeeded" => 1.0,
+                "partially_succeeded" if *read > 0 => {
+                    (1.0 - *rejected as f64 / *read as f64).clamp(0.0, 1.0)
+                }
+                "partially_succeeded" => 1.0,
+                _ => 0.0,
+            })
+            .collect();
+        (!last.is_empty()).then(|| last.iter().sum::<f64>() / last.len() as f64)
+    }
 }
 
 const IMPORTS: &str = "SELECT i.name, i.data_type, i.state, i.spec->'schedule', i.next_fire_at,
         (SELECT avg(CASE WHEN r.status IN ('succeeded', 'partially_succeeded') THEN 1.0 ELSE 0.0 END)::float8
-           FROM (SELECT status FROM control.runs r
+           FROM control.runs r
+          WHERE r.import_id = i.id AND r.finished_at IS NOT NULL AND NOT r.dry_run
+            AND r.created_at > now() - interval '30 days'),
+        l.id, l.status, l.created_at,
+        (SELECT coalesce(jsonb_agg(jsonb_build_array(x.status, x.read, x.rejected) ORDER BY x.created_at), '[]')
+           FROM (SELECT r.status, r.created_at,
+                        (SELECT coalesce(sum(c.rows_read) FILTER (WHERE c.kind = 'rows'), 0)
+                           FROM control.chunks c WHERE c.run_id = r.id) AS read,
+                        (SELECT coalesce(sum(c.rows_rejected + c.rows_rejected_load), 0)
+                           FROM control.chunks c WHERE c.run_id = r.id) + r.rows_without_key AS rejected
+                   FROM control.runs r
                   WHERE r.import_id = i.id AND r.finished_at IS NOT NULL AND NOT r.dry_run
-                  ORDER BY r.created_at DESC LIMIT 10) r),
-        l.id, l.status, l.created_at
+                  ORDER BY r.created_at DESC LIMIT 20) x)
    FROM control.imports i
    LEFT JOIN LATERAL (SELECT id, status, created_at FROM control.runs
                        WHERE import_id = i.id ORDER BY created_at DESC LIMIT 1) l ON true
@@ -293,7 +348,10 @@ const RUNS: &str = "SELECT r.id, i.name, r.status, r.requested_by, r.created_at,
              CROSS JOIN LATERAL (SELECT * FROM jsonb_each_text(c.rejected_by_reason)
                                  UNION ALL
                                  SELECT * FROM jsonb_each_text(c.load_rejected_by_reason)) e
-             WHERE c.run_id = r.id GROUP BY e.key) x)
+             WHERE c.run_id = r.id GROUP BY e.key) x),
+        (SELECT coalesce(sum(c.rows_read) FILTER (WHERE c.kind = 'rows'), 0)::int8
+           FROM control.chunks c WHERE c.run_id = r.id),
+        (extract(epoch FROM (r.finished_at - r.created_at)) * 1000)::int8
    FROM control.runs r JOIN control.imports i ON i.id = r.import_id
   WHERE r.workspace_id = $1
     AND ($2::text IS NULL OR r.status = $2)
@@ -301,7 +359,7 @@ const RUNS: &str = "SELECT r.id, i.name, r.status, r.requested_by, r.created_at,
     AND ($4::date IS NULL OR r.created_at >= $4::date)
     AND ($5::date IS NULL OR r.created_at < $5::date + 1)
   ORDER BY r.created_at DESC
-  LIMIT 100";
+  LIMIT $6 OFFSET $7";
 
 /// The sign-out form's field.
 #[derive(Deserialize)]
@@ -355,10 +413,16 @@ async fn listing(
                 .filter(|s| !s.is_null())
                 .map(|s| html::schedule_text(&s)),
             next_fire_at: r.get(4),
-            health: r.get(5),
+            success_30d: r.get(5),
             last_run: r
                 .get::<_, Option<Uuid>>(6)
                 .map(|id| (id, r.get(7), r.get(8))),
+            recent: serde_json::from_value(r.get(9)).unwrap_or_default(),
+            health: None,
+        })
+        .map(|mut line| {
+            line.health = ImportLine::health_of(&line.recent);
+            line
         })
         .collect::<Vec<_>>();
     let runs = client
@@ -370,6 +434,8 @@ async fn listing(
                 &Filters::text(&filters.creator),
                 &from,
                 &to,
+                &(RUNS_PER_PAGE + 1),
+                &(i64::from(filters.page) * RUNS_PER_PAGE),
             ],
         )
         .await?
@@ -385,6 +451,8 @@ async fn listing(
                 .get::<_, Option<serde_json::Value>>(6)
                 .and_then(|v| serde_json::from_value(v).ok())
                 .unwrap_or_default(),
+            rows_read: r.get(7),
+            duration_ms: r.get(8),
         })
         .collect::<Vec<_>>();
     Ok(Html(html::listing(
@@ -453,6 +521,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn health_weighs_a_partial_success_by_its_rejected_share() {
+        let run = |status: &str, read, rejected| (status.to_string(), read, rejected);
+        assert_eq!(ImportLine::health_of(&[]), None);
+        let clean = [run("succeeded", 100, 0), run("partially_succeeded", 100, 1)];
+        assert!((ImportLine::health_of(&clean).unwrap() - 0.995).abs() < 1e-9);
+        let mostly_rejected = [run("partially_succeeded", 100, 90), run("failed", 0, 0)];
+        assert!((ImportLine::health_of(&mostly_rejected).unwrap() - 0.05).abs() < 1e-9);
+        let mut many = vec![run("failed", 0, 0); 5];
+        many.extend(vec![run("succeeded", 10, 0); 10]);
+        assert_eq!(ImportLine::health_of(&many), Some(1.0), "the last 10 only");
+    }
+
+    #[test]
     fn the_cookie_is_secure_only_behind_https() {
         let mut headers = header::HeaderMap::new();
         assert_eq!(secure_suffix(&headers), "");
@@ -473,7 +554,7 @@ async fn import_page(
     let view = crate::api::service::Service::new(&state, caller)
         .show_import(&name)
         .await?;
-    Ok(Html(html::import(&view, &csrf.0, can_operate, None)))
+    Ok(Html(html::import(&view, &csrf.0, can_operate, None, None)))
 }
 
 /// An action's form on an import's page.
@@ -481,6 +562,82 @@ async fn import_page(
 struct Action {
     action: String,
     csrf: String,
+    /// A replay's window start.
+    #[serde(default)]
+    from: String,
+    /// A replay's window end.
+    #[serde(default)]
+    until: String,
+    /// A rewind's instant.
+    #[serde(default)]
+    to: String,
+    /// `yes` once a resync or rewind has been confirmed.
+    #[serde(default)]
+    confirm: String,
+}
+
+/// An instant typed in a form: RFC 3339, or a date-time (a date alone) read in UTC.
+fn instant(field: &str, text: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    let text = text.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.to_utc());
+    }
+    for format in [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, format) {
+            return Ok(t.and_utc());
+        }
+    }
+    match chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        Ok(d) => Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()),
+        Err(_) => Err(ApiError::invalid(
+            field,
+            format!("{text:?} is not a time like 2026-12-01T06:00:00Z"),
+        )),
+    }
+}
+
+/// What a resync or rewind will make the next run read again, in words.
+fn confirmation(
+    view: &crate::imports::ImportView,
+    action: &str,
+    to: Option<chrono::DateTime<chrono::Utc>>,
+) -> html::Confirm {
+    let spec: Option<crate::spec::ImportDecl> = serde_json::from_value(view.spec.clone()).ok();
+    let source = spec.as_ref().map_or_else(
+        || "the source".to_string(),
+        |s| match &s.source {
+            sluice_proto::SourceRelation::Table(t) => format!("table {t}"),
+            sluice_proto::SourceRelation::Query(_) => "the source query".to_string(),
+        },
+    );
+    let column = spec.as_ref().map_or("watermark", |s| s.watermark.as_str());
+    let now = view.watermark.as_deref().unwrap_or("the start");
+    match (action, to) {
+        ("rewind", Some(to)) => {
+            let to = to.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            html::Confirm {
+                action: "rewind",
+                text: format!(
+                    "Rewind moves the watermark of {} from {now} back to just before {to}: the next run reads again every row of {source} whose {column} is at or after {to}.",
+                    view.name
+                ),
+                to,
+            }
+        }
+        _ => html::Confirm {
+            action: "resync",
+            text: format!(
+                "Resync forgets the watermark of {} ({now}): the next run reads every row of {source} from its start; profiles merge as usual and events already imported are not imported twice.",
+                view.name
+            ),
+            to: String::new(),
+        },
+    }
 }
 
 /// Runs an action of an import's page through the same service as `/v1` (which refuses what
@@ -506,21 +663,60 @@ async fn import_action(
             .await
             .map(|_| None),
         "stop" => service.stop(&name).await.map(|_| None),
+        "replay" => match (instant("from", &form.from), instant("until", &form.until)) {
+            (Ok(from), Ok(until)) => service
+                .replay(&name, from, until)
+                .await
+                .map(|run| Some(format!("/ui/runs/{}?requested=true", run.run_id))),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        },
+        "resync" | "rewind" => {
+            let to = match form.action.as_str() {
+                "rewind" => match instant("to", &form.to) {
+                    Ok(to) => Some(to),
+                    Err(e) => return refused(&service, &name, &csrf, can_operate, e).await,
+                },
+                _ => None,
+            };
+            if form.confirm != "yes" {
+                service.require(tokens::Role::Admin)?;
+                let view = service.show_import(&name).await?;
+                let confirm = confirmation(&view, &form.action, to);
+                let page = html::import(&view, &csrf.0, can_operate, None, Some(confirm));
+                return Ok(Html(page).into_response());
+            }
+            match to {
+                Some(to) => service.rewind(&name, to).await.map(|_| None),
+                None => service.resync(&name).await.map(|_| None),
+            }
+        }
         other => Err(ApiError::invalid(
             "action",
-            format!("unknown action {other:?}; one of run, dry_run, pause, resume, stop"),
+            format!("unknown action {other:?}; one of run, dry_run, pause, resume, stop, replay, resync, rewind"),
         )),
     };
     match done {
         Ok(Some(to)) => Ok(Redirect::to(&to).into_response()),
         Ok(None) => Ok(Redirect::to(&format!("/ui/imports/{name}")).into_response()),
-        Err(e) if e.status == StatusCode::FORBIDDEN => Err(e),
-        Err(e) => {
-            let view = service.show_import(&name).await?;
-            let page = html::import(&view, &csrf.0, can_operate, Some(&e.body.message));
-            Ok((e.status, Html(page)).into_response())
-        }
+        Err(e) => refused(&service, &name, &csrf, can_operate, e).await,
     }
+}
+
+/// An import's page showing why an action was refused; a refusal of the caller's role is
+/// the API's own answer.
+async fn refused(
+    service: &crate::api::service::Service,
+    name: &str,
+    csrf: &Csrf,
+    can_operate: bool,
+    e: ApiError,
+) -> Result<Response, ApiError> {
+    if e.status == StatusCode::FORBIDDEN {
+        return Err(e);
+    }
+    let view = service.show_import(name).await?;
+    let page = html::import(&view, &csrf.0, can_operate, Some(&e.body.message), None);
+    Ok((e.status, Html(page)).into_response())
 }
 
 /// Refuses a form posted from another site or without the session's token.
