@@ -108,6 +108,16 @@ async fn arrive(browser: &Client, part: &str) {
     }
 }
 
+/// Saves the element `locator` names as `target/ui-screenshots/<name>.png`.
+async fn screenshot_of(browser: &Client, locator: Locator<'_>, name: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ui-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let element = browser.find(locator).await.unwrap();
+    let png = element.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
 /// Saves the page as `target/ui-screenshots/<name>.png`.
 async fn screenshot(browser: &Client, name: &str) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ui-screenshots");
@@ -383,6 +393,21 @@ async fn an_operator_syncs_and_pauses_an_import_from_its_page_and_a_viewer_canno
         }
     };
     let viewing = common::ui_session(&base, &viewer).await;
+    let get = |path: &'static str, cookie: String| {
+        let http = &http;
+        let base = &base;
+        async move {
+            http.get(format!("{base}{path}"))
+                .header(reqwest::header::COOKIE, cookie)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let listing = get("/ui", viewing.clone()).await.text().await.unwrap();
+    assert!(listing.contains("id=\"imports\""), "{listing}");
+    assert!(!listing.contains("new-import"), "no builder for viewers");
+    assert_eq!(get("/ui/imports/new", viewing.clone()).await.status(), 403);
     let seen = page(viewing.clone()).await;
     assert!(seen.contains("id=\"state\""), "{seen}");
     assert!(!seen.contains("id=\"actions\""), "{seen}");
@@ -410,6 +435,19 @@ async fn an_operator_syncs_and_pauses_an_import_from_its_page_and_a_viewer_canno
     )
     .await;
     assert_eq!(forged, 403, "a post without the page's token");
+    let forged_build = http
+        .post(format!("{base}/ui/imports/new"))
+        .header(reqwest::header::COOKIE, operating.clone())
+        .form(&[
+            ("step", "save"),
+            ("name", "forged"),
+            ("source", "public.users"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(forged_build, 403, "a builder post without the page's token");
     let own = page(operating).await;
     let csrf = own
         .split("name=\"csrf\" value=\"")
@@ -640,6 +678,8 @@ async fn a_new_user_builds_an_import_on_the_page_from_a_preview_and_runs_it() {
     choose(&browser, &row("type"), "date").await;
     type_into(&browser, &row("format"), "dd/MM/yyyy").await;
     screenshot(&browser, "builder-preview").await;
+    let source = browser.source().await.unwrap();
+    assert!(!source.contains(&good), "no connection URL in the builder");
     click(&browser, Locator::Id("check")).await;
     let parsed = text(&browser, Locator::Id("parse-3")).await;
     assert!(parsed.contains("999 of 1000 read"), "{parsed}");
@@ -647,6 +687,7 @@ async fn a_new_user_builds_an_import_on_the_page_from_a_preview_and_runs_it() {
     let summary = text(&browser, Locator::Id("trial-summary")).await;
     assert!(summary.contains("1 of 1000"), "{summary}");
     screenshot(&browser, "builder").await;
+    screenshot_of(&browser, Locator::Id("properties"), "builder-mapping").await;
 
     // The bad value is fixed at the source; the schedule shows its next fire times.
     warehouse
@@ -680,6 +721,12 @@ async fn a_new_user_builds_an_import_on_the_page_from_a_preview_and_runs_it() {
     assert_eq!(ended(&browser).await, "succeeded");
     let stats = text(&browser, Locator::Id("stats")).await;
     assert!(stats.contains("profiles created 1000"), "{stats}");
+    assert!(
+        !stats.contains("events inserted"),
+        "only profile stats: {stats}"
+    );
+    let facts = text(&browser, Locator::Id("run-facts")).await;
+    assert!(facts.contains("requested by api:"), "{facts}");
     screenshot(&browser, "builder-run").await;
     common::assert_store_equals_source(&fleet).await;
     let signup: Option<String> = fleet
@@ -697,6 +744,22 @@ async fn a_new_user_builds_an_import_on_the_page_from_a_preview_and_runs_it() {
     assert_eq!(signup.as_deref(), Some("2025-02-28"));
     let source = browser.source().await.unwrap();
     assert!(!source.contains(&good), "no connection URL in the page");
+
+    // The listing: the run's rows and duration, its health, and its bar in the chart.
+    browser.goto(&format!("{base}/ui")).await.unwrap();
+    let imports = text(&browser, Locator::Id("imports")).await;
+    assert!(
+        imports.contains("100% 100%"),
+        "health and 30 days: {imports}"
+    );
+    let bars = browser
+        .find_all(Locator::Css("svg.chart rect.succeeded"))
+        .await
+        .unwrap();
+    assert_eq!(bars.len(), 1, "one finished run that is not a dry run");
+    let runs = text(&browser, Locator::Id("runs")).await;
+    assert!(runs.contains(" 1000 "), "rows read: {runs}");
+    screenshot(&browser, "listing-builder").await;
 
     // Resync asks first, saying what the next run reads again; the move is on the page.
     browser

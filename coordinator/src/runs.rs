@@ -293,6 +293,15 @@ pub struct RunSummary {
     /// What the import's rows become: `profiles`, `events`, `purchases` or `user_deletes`.
     #[serde(default)]
     pub data_type: String,
+    /// When it was requested.
+    #[serde(default)]
+    pub created_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When it ended.
+    #[serde(default)]
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Who requested it (`schedule`, `api:<token>`, `cli:<user>`).
+    #[serde(default)]
+    pub requested_by: String,
     /// Dry runs of a draft import: whether the run took it out of draft.
     #[serde(default)]
     pub promoted: Option<bool>,
@@ -345,7 +354,7 @@ const SUMMARY_SQL: &str = "SELECT r.id, w.name, i.name, r.status, r.dry_run,
         coalesce(sum(c.rows_read) FILTER (WHERE c.kind = 'retry'), 0)::int8,
         coalesce(sum(c.rows_read - c.rows_rejected - c.rows_rejected_load)
                  FILTER (WHERE c.kind = 'retry' AND c.status = 'loaded'), 0)::int8,
-        r.rows_retry_expired, i.data_type
+        r.rows_retry_expired, i.data_type, r.created_at, r.finished_at, r.requested_by
    FROM control.runs r
    JOIN control.workspaces w ON w.id = r.workspace_id
    JOIN control.imports i ON i.id = r.import_id
@@ -437,6 +446,9 @@ pub async fn summary(
             rows_recovered: r.get(37),
             rows_retry_expired: r.get(38),
             data_type: r.get(39),
+            created_at: r.get(40),
+            finished_at: r.get(41),
+            requested_by: r.get(42),
         }))
 }
 

@@ -163,6 +163,8 @@ struct Listing<'a> {
     to: &'a str,
     runs: Vec<RunRow>,
     csrf: &'a str,
+    /// Whether the caller may open the import builder.
+    can_build: bool,
     /// The query strings of the previous and next pages of runs.
     previous_page: Option<String>,
     next_page: Option<String>,
@@ -229,6 +231,7 @@ pub fn listing(
     runs: &[RunLine],
     filters: &Filters,
     csrf: &str,
+    can_build: bool,
 ) -> String {
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     let (creator, from, to) = (
@@ -254,6 +257,7 @@ pub fn listing(
     let more = runs.len() as i64 > super::RUNS_PER_PAGE;
     let runs = &runs[..runs.len().min(super::RUNS_PER_PAGE as usize)];
     render(Listing {
+        can_build,
         previous_page: (filters.page > 0).then(|| page_query(filters.page - 1)),
         next_page: more.then(|| page_query(filters.page + 1)),
         title: "Imports",
@@ -287,6 +291,8 @@ struct RunPage<'a> {
     errors: &'a [RunError],
     hint: &'static str,
     sample: Vec<SampleShown>,
+    created: String,
+    finished: String,
 }
 
 /// A dry run's sample row, formatted.
@@ -423,6 +429,12 @@ pub fn run(s: &RunSummary, errors: &[RunError]) -> String {
         errors,
         hint: s.error_code.as_deref().map(error_hint).unwrap_or(""),
         sample: sample_rows(s),
+        created: s.created_at.as_ref().map(time).unwrap_or_default(),
+        finished: s
+            .finished_at
+            .as_ref()
+            .map(time)
+            .unwrap_or_else(|| "–".into()),
     })
 }
 

@@ -461,6 +461,7 @@ async fn listing(
         &runs,
         &filters,
         &csrf.0,
+        caller.role >= tokens::Role::Operator,
     )))
 }
 
