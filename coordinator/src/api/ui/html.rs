@@ -552,7 +552,41 @@ struct ConnectionsPage<'a> {
     statement: Option<&'a str>,
     draft_name: &'a str,
     draft_kind: &'a str,
+    /// The refused form's host, port, database and user.
+    draft_fields: [&'a str; 4],
+    /// Each kind and the URL it takes.
+    formats: Vec<(&'static str, &'static str)>,
 }
+
+/// The URL each kind of connection takes, as the form shows it.
+const URL_FORMATS: [(&str, &str); 8] = [
+    ("postgres", "postgres://user:password@host:5432/database"),
+    (
+        "redshift",
+        "postgres://user:password@cluster.region.redshift.amazonaws.com:5439/database",
+    ),
+    ("mysql", "mysql://user:password@host:3306/database"),
+    (
+        "snowflake",
+        "snowflake://USER:password@account/DATABASE/SCHEMA?warehouse=WH&role=ROLE",
+    ),
+    (
+        "bigquery",
+        "bigquery://project/dataset?location=EU&credentials=BASE64_KEY",
+    ),
+    (
+        "databricks",
+        "databricks://token:TOKEN@host/sql/1.0/warehouses/ID?catalog=main&schema=crm",
+    ),
+    (
+        "files",
+        "s3://bucket/prefix, gs://…, az://…, or file:///path",
+    ),
+    (
+        "delta",
+        "s3://bucket/tables?aws_region=…&aws_access_key_id=…&aws_secret_access_key=…",
+    ),
+];
 
 /// What the connections page shows besides the list.
 #[derive(Default)]
@@ -565,6 +599,8 @@ pub struct ConnectionsNotice<'a> {
     pub statement: Option<&'a str>,
     /// The refused form's name and kind, shown again (never its URL).
     pub draft: (&'a str, &'a str),
+    /// The refused form's host, port, database and user (never its password).
+    pub draft_fields: [&'a str; 4],
 }
 
 /// The connections page.
@@ -598,6 +634,8 @@ pub fn connections(
         } else {
             notice.draft.1
         },
+        draft_fields: notice.draft_fields,
+        formats: URL_FORMATS.to_vec(),
     })
 }
 

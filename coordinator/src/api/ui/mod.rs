@@ -535,6 +535,54 @@ mod tests {
     }
 
     #[test]
+    fn a_database_connection_is_made_from_its_fields() {
+        let form = |kind: &str, port: &str, password: &str| NewConnection {
+            csrf: String::new(),
+            name: "crm".into(),
+            kind: kind.into(),
+            url: String::new(),
+            host: "db.example.com".into(),
+            port: port.into(),
+            database: "crm".into(),
+            user: "loader".into(),
+            password: password.into(),
+        };
+        assert_eq!(
+            form("postgres", "", "p@ss word/1").url().unwrap(),
+            "postgres://loader:p%40ss%20word%2F1@db.example.com:5432/crm"
+        );
+        assert_eq!(
+            form("redshift", "", "").url().unwrap(),
+            "postgres://loader@db.example.com:5439/crm"
+        );
+        assert_eq!(
+            form("mysql", "3307", "x").url().unwrap(),
+            "mysql://loader:x@db.example.com:3307/crm"
+        );
+        assert_eq!(
+            form("mysql", "many", "x")
+                .url()
+                .unwrap_err()
+                .body
+                .field
+                .as_deref(),
+            Some("port")
+        );
+        assert_eq!(
+            form("snowflake", "", "x")
+                .url()
+                .unwrap_err()
+                .body
+                .field
+                .as_deref(),
+            Some("url")
+        );
+        let mut given = form("postgres", "", "x");
+        given.url = "postgres://other@h/db".into();
+        assert_eq!(given.url().unwrap(), "postgres://other@h/db");
+    }
+
+    #[test]
     fn the_cookie_is_secure_only_behind_https() {
         let mut headers = header::HeaderMap::new();
         assert_eq!(secure_suffix(&headers), "");
@@ -767,13 +815,76 @@ async fn connections_page(
     Ok(Html(page))
 }
 
-/// The new-connection form.
+/// The new-connection form: a URL, or (for database kinds) its parts.
 #[derive(Deserialize)]
 struct NewConnection {
     csrf: String,
     name: String,
     kind: String,
+    #[serde(default)]
     url: String,
+    #[serde(default)]
+    host: String,
+    #[serde(default)]
+    port: String,
+    #[serde(default)]
+    database: String,
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    password: String,
+}
+
+impl NewConnection {
+    /// The URL given, or the one the database fields make (user and password
+    /// percent-encoded; the kind's default port when none is given).
+    fn url(&self) -> Result<String, ApiError> {
+        if !self.url.trim().is_empty() || self.host.trim().is_empty() {
+            return Ok(self.url.trim().to_string());
+        }
+        let (scheme, port) = match self.kind.trim() {
+            "postgres" => ("postgres", "5432"),
+            "redshift" => ("postgres", "5439"),
+            "mysql" => ("mysql", "3306"),
+            other => {
+                return Err(ApiError::invalid(
+                    "url",
+                    format!("a {other} connection is given by its URL"),
+                ))
+            }
+        };
+        let port = match self.port.trim() {
+            "" => port,
+            given if given.parse::<u16>().is_ok() => given,
+            given => {
+                return Err(ApiError::invalid(
+                    "port",
+                    format!("{given:?} is not a port number"),
+                ))
+            }
+        };
+        if self.database.trim().is_empty() || self.user.trim().is_empty() {
+            return Err(ApiError::invalid(
+                "database",
+                "give the database and the user with the host",
+            ));
+        }
+        let encode = |text: &str| {
+            url::form_urlencoded::byte_serialize(text.as_bytes())
+                .collect::<String>()
+                .replace('+', "%20")
+        };
+        let password = match self.password.is_empty() {
+            true => String::new(),
+            false => format!(":{}", encode(&self.password)),
+        };
+        Ok(format!(
+            "{scheme}://{}{password}@{}:{port}/{}",
+            encode(self.user.trim()),
+            self.host.trim(),
+            encode(self.database.trim())
+        ))
+    }
 }
 
 /// Tests and saves a connection from the page (admins), as `PUT /v1/connections/{name}`; a
@@ -787,10 +898,11 @@ async fn create_connection(
     check_form(&headers, &csrf, &form.csrf)?;
     let service = crate::api::service::Service::new(&state, caller);
     let kind = sluice_proto::ConnectionKind::new(form.kind.trim());
-    match service
-        .put_connection(form.name.trim(), kind, form.url)
-        .await
-    {
+    let put = match form.url() {
+        Ok(url) => service.put_connection(form.name.trim(), kind, url).await,
+        Err(e) => Err(e),
+    };
+    match put {
         Ok(_) => Ok(Redirect::to("/ui/connections").into_response()),
         Err(e) if e.status == StatusCode::FORBIDDEN => Err(e),
         Err(e) => {
@@ -801,6 +913,12 @@ async fn create_connection(
             let notice = html::ConnectionsNotice {
                 problem: Some(&problem),
                 draft: (form.name.trim(), form.kind.trim()),
+                draft_fields: [
+                    form.host.trim(),
+                    form.port.trim(),
+                    form.database.trim(),
+                    form.user.trim(),
+                ],
                 ..Default::default()
             };
             let page = render_connections(&service, &csrf, None, notice).await?;
