@@ -780,6 +780,8 @@ async fn a_new_user_builds_an_import_on_the_page_from_a_preview_and_runs_it() {
         .goto(&format!("{base}/ui/imports/members"))
         .await
         .unwrap();
+    let recent = text(&browser, Locator::Id("recent-runs")).await;
+    assert_eq!(recent.matches("api:").count(), 2, "who ran each: {recent}");
     click(&browser, Locator::Id("action-resync")).await;
     let asked = text(&browser, Locator::Id("confirm-text")).await;
     assert!(asked.contains("every row of table public.users"), "{asked}");

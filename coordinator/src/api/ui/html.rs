@@ -664,7 +664,18 @@ struct ImportPage<'a> {
     actions: Vec<(&'static str, &'static str)>,
     problem: Option<&'a str>,
     confirm: Option<Confirm>,
+    runs: Vec<RecentRun>,
     watermark_changes: Vec<TransitionRow>,
+}
+
+/// One of an import's recent runs: who requested it and when.
+struct RecentRun {
+    run_id: String,
+    status: String,
+    dry_run: bool,
+    created_by: String,
+    created: String,
+    finished: String,
 }
 
 /// A watermark move waiting for its confirmation: what will be read again, in words, and the
@@ -700,6 +711,7 @@ fn actions(state: &str) -> Vec<(&'static str, &'static str)> {
 /// An import's page: `csrf` goes in its forms; the action buttons only for `can_operate`.
 pub fn import(
     view: &crate::imports::ImportView,
+    runs: &[crate::api::runs::RunItem],
     csrf: &str,
     can_operate: bool,
     problem: Option<&str>,
@@ -731,6 +743,21 @@ pub fn import(
         actions: actions(&view.state),
         problem,
         confirm,
+        runs: runs
+            .iter()
+            .map(|r| RecentRun {
+                run_id: r.run_id.to_string(),
+                status: r.status.clone(),
+                dry_run: r.dry_run,
+                created_by: r.created_by.clone(),
+                created: time(&r.created_at),
+                finished: r
+                    .finished_at
+                    .as_ref()
+                    .map(time)
+                    .unwrap_or_else(|| "–".into()),
+            })
+            .collect(),
         watermark_changes: view
             .watermark_changes
             .iter()

@@ -600,10 +600,38 @@ async fn import_page(
     Path(name): Path<String>,
 ) -> Result<Html<String>, ApiError> {
     let can_operate = caller.role >= tokens::Role::Operator;
-    let view = crate::api::service::Service::new(&state, caller)
-        .show_import(&name)
-        .await?;
-    Ok(Html(html::import(&view, &csrf.0, can_operate, None, None)))
+    let service = crate::api::service::Service::new(&state, caller);
+    let page = import_html(&service, &name, &csrf, can_operate, None, None).await?;
+    Ok(Html(page))
+}
+
+/// An import's page with its last 10 runs (who requested each and when), the refusal of
+/// the last action and a confirmation waiting, if any.
+async fn import_html(
+    service: &crate::api::service::Service,
+    name: &str,
+    csrf: &Csrf,
+    can_operate: bool,
+    problem: Option<&str>,
+    confirm: Option<(&str, Option<chrono::DateTime<chrono::Utc>>)>,
+) -> Result<String, ApiError> {
+    let view = service.show_import(name).await?;
+    let filter = super::runs::RunFilter {
+        import: Some(name.to_string()),
+        page: Some(1),
+        per_page: Some(10),
+        ..Default::default()
+    };
+    let runs = service.list_runs(&filter).await?.runs;
+    let confirm = confirm.map(|(action, to)| confirmation(&view, action, to));
+    Ok(html::import(
+        &view,
+        &runs,
+        &csrf.0,
+        can_operate,
+        problem,
+        confirm,
+    ))
 }
 
 /// An action's form on an import's page.
@@ -729,9 +757,8 @@ async fn import_action(
             };
             if form.confirm != "yes" {
                 service.require(tokens::Role::Admin)?;
-                let view = service.show_import(&name).await?;
-                let confirm = confirmation(&view, &form.action, to);
-                let page = html::import(&view, &csrf.0, can_operate, None, Some(confirm));
+                let confirm = Some((form.action.as_str(), to));
+                let page = import_html(&service, &name, &csrf, can_operate, None, confirm).await?;
                 return Ok(Html(page).into_response());
             }
             match to {
@@ -763,8 +790,8 @@ async fn refused(
     if e.status == StatusCode::FORBIDDEN {
         return Err(e);
     }
-    let view = service.show_import(name).await?;
-    let page = html::import(&view, &csrf.0, can_operate, Some(&e.body.message), None);
+    let problem = Some(e.body.message.as_str());
+    let page = import_html(service, name, csrf, can_operate, problem, None).await?;
     Ok((e.status, Html(page)).into_response())
 }
 
