@@ -259,6 +259,15 @@ async fn warehouse_change(fleet: &Fleet) {
         .unwrap();
 }
 
+/// Starts the fleet with its API and page on a port of their own; the page's base URL.
+async fn serve(fleet: &mut Fleet) -> String {
+    let port = common::free_port();
+    fleet.start("all", &["--http-addr", &format!("127.0.0.1:{port}")]);
+    let base = format!("http://127.0.0.1:{port}");
+    common::wait_for_api(&base).await;
+    base
+}
+
 /// Signs `browser` in at `base` with `token`.
 async fn sign_in(browser: &Client, base: &str, token: &str) {
     browser.goto(&format!("{base}/ui/login")).await.unwrap();
@@ -289,10 +298,7 @@ async fn an_operator_syncs_and_pauses_an_import_from_its_page_and_a_viewer_canno
     );
     let operator = fleet.token("acme", "operator");
     let viewer = fleet.token("acme", "viewer");
-    let port = common::free_port();
-    fleet.start("all", &["--http-addr", &format!("127.0.0.1:{port}")]);
-    let base = format!("http://127.0.0.1:{port}");
-    common::wait_for_api(&base).await;
+    let base = serve(&mut fleet).await;
 
     let driver = Driver::start();
     let browser = driver.browser().await;
@@ -482,10 +488,7 @@ async fn an_admin_makes_a_connection_on_the_page_and_its_url_is_never_shown() {
     common::create_users(&fleet.warehouse().await, 10).await;
     fleet.apply_ok(&common::users_spec(&fleet, 400));
     let admin = fleet.token("acme", "admin");
-    let port = common::free_port();
-    fleet.start("all", &["--http-addr", &format!("127.0.0.1:{port}")]);
-    let base = format!("http://127.0.0.1:{port}");
-    common::wait_for_api(&base).await;
+    let base = serve(&mut fleet).await;
 
     let driver = Driver::start();
     let browser = driver.browser().await;
@@ -623,10 +626,7 @@ async fn a_new_user_builds_an_import_on_the_page_from_a_preview_and_runs_it() {
         .unwrap();
     fleet.apply_ok("workspace: acme\n");
     let admin = fleet.token("acme", "admin");
-    let port = common::free_port();
-    fleet.start("all", &["--http-addr", &format!("127.0.0.1:{port}")]);
-    let base = format!("http://127.0.0.1:{port}");
-    common::wait_for_api(&base).await;
+    let base = serve(&mut fleet).await;
 
     let driver = Driver::start();
     let browser = driver.browser().await;
@@ -809,7 +809,7 @@ async fn a_new_user_builds_an_import_on_the_page_from_a_preview_and_runs_it() {
     fleet.apply_ok(&format!(
         "workspace: beta\nconnections:\n  - name: crm\n    kind: postgres\n    url: {good}\n"
     ));
-    let file = std::env::temp_dir().join(format!("members-{port}.yaml"));
+    let file = std::env::temp_dir().join(format!("members-{}.yaml", common::free_port()));
     std::fs::write(&file, &yaml).unwrap();
     let out = fleet.sluice(&["apply", "-f", file.to_str().unwrap(), "--workspace", "beta"]);
     assert!(
