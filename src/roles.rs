@@ -197,10 +197,15 @@ pub async fn run(
                     .map(|url| sluice_coordinator::notify::Mailer::new(url, &settings.smtp_from))
                     .transpose()
                     .map_err(|e| anyhow::anyhow!(e))?;
+                let public_url = settings
+                    .public_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{addr}"));
                 tasks.spawn(sluice_coordinator::notify::run(
                     pool.clone(),
                     key.clone(),
                     mailer,
+                    public_url,
                     shutdown.clone(),
                 ));
                 tasks.spawn(sluice_coordinator::retention::run(
@@ -218,6 +223,7 @@ pub async fn run(
                         std::process::id()
                     ),
                     Arc::new(sluice_coordinator::scheduler::SystemClock),
+                    settings.alert_interval,
                     shutdown.clone(),
                 ));
                 spawn(

@@ -71,6 +71,13 @@ pub struct Settings {
         global = true
     )]
     pub smtp_from: String,
+    /// The address people reach the web page at (`https://sluice.example.com`): every
+    /// notification links to its run's page under it; `http://<SLUICE_HTTP_ADDR>` when unset.
+    #[arg(long, env = "SLUICE_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// How often the leading coordinator evaluates the imports' alert rules.
+    #[arg(long, env = "SLUICE_ALERT_INTERVAL", default_value = "30s", value_parser = sluice_coordinator::spec::duration::parse, global = true)]
+    pub alert_interval: std::time::Duration,
     /// A coordinator's HTTP API (`http://host:8080`): admin commands (apply, run, imports and
     /// connections lists, connection tests) go through it instead of the database.
     #[arg(long, env = "SLUICE_SERVER", global = true)]

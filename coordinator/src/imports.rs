@@ -635,8 +635,8 @@ async fn locked(
 pub const PAUSE_AFTER_FAILURES: i32 = 5;
 
 /// After a failed run: pauses a scheduled or ready import whose last `pause_after_failures`
-/// runs (dry runs aside) all failed, records why, and queues the `import.paused`
-/// notification. A paused import keeps its watermark; `resume` schedules it again.
+/// runs (dry runs aside) all failed and records why; the transition queues the
+/// `import.paused` notification. A paused import keeps its watermark; `resume` schedules it again.
 pub async fn pause_after_failures(
     client: &impl GenericClient,
     run_id: uuid::Uuid,
@@ -688,15 +688,7 @@ pub async fn pause_after_failures(
         &format!("paused after {limit} failed runs in a row"),
     )
     .await?;
-    client
-        .execute(
-            "INSERT INTO control.notifications (id, target_id, run_id, event, created_at)
-             SELECT gen_random_uuid(), t.id, $2, 'import.paused', clock_timestamp()
-               FROM control.notification_targets t WHERE t.import_id = $1
-             ON CONFLICT DO NOTHING",
-            &[&import_id, &run_id],
-        )
-        .await?;
+    // The transition queues `import.paused` (a trigger on the transitions).
     tracing::warn!(import_id, %run_id, "import paused after {limit} failed runs in a row");
     Ok(())
 }

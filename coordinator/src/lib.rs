@@ -4,6 +4,7 @@
 // Outside tests a failure is an error with its cause, never a panic.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod alerts;
 pub mod api;
 pub mod apply;
 pub mod commands;
@@ -12,6 +13,7 @@ pub mod consent;
 pub mod database;
 pub mod dry_run;
 pub mod errors;
+pub mod feed;
 pub mod imports;
 pub mod keys;
 pub mod lineage;
@@ -78,4 +80,5 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     ),
     (21, include_str!("../migrations/0021_retry_rows.sql")),
     (22, include_str!("../migrations/0022_lineage_retention.sql")),
+    (23, include_str!("../migrations/0023_alerting.sql")),
 ];

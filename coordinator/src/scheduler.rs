@@ -257,13 +257,15 @@ async fn fire_batch(
 const LEAD: &str = "INSERT INTO control.scheduler_lead (id, holder, since) VALUES (1, $1, now())
 ON CONFLICT (id) DO UPDATE SET holder = EXCLUDED.holder, since = EXCLUDED.since";
 
-/// Runs the scheduler until `shutdown`: follows until it can lead, then ticks every second.
+/// Runs the scheduler until `shutdown`: follows until it can lead, then ticks every second
+/// and evaluates the imports' alert rules every `alert_every`.
 pub async fn run(
     database_url: String,
     amqp_url: String,
     topology: sluice_proto::Topology,
     holder: String,
     clock: std::sync::Arc<dyn Clock>,
+    alert_every: Duration,
     shutdown: CancellationToken,
 ) {
     while !shutdown.is_cancelled() {
@@ -272,7 +274,7 @@ pub async fn run(
             &amqp_url,
             &topology,
             &holder,
-            &*clock,
+            (&*clock, alert_every),
             &shutdown,
         )
         .await
@@ -292,7 +294,7 @@ async fn lead(
     amqp_url: &str,
     topology: &sluice_proto::Topology,
     holder: &str,
-    clock: &dyn Clock,
+    (clock, alert_every): (&dyn Clock, Duration),
     shutdown: &CancellationToken,
 ) -> Result<(), TickError> {
     let mut client = crate::database::connect(database_url)
@@ -316,8 +318,18 @@ async fn lead(
     let Some(bus) = Bus::connect_with_retry(amqp_url, topology, shutdown).await else {
         return Ok(());
     };
+    let mut alerts_at: Option<DateTime<Utc>> = None;
     loop {
-        match tick(&mut client, &bus, clock.now()).await {
+        let now = clock.now();
+        let alerts_due =
+            alerts_at.is_none_or(|at| (now - at).to_std().unwrap_or_default() >= alert_every);
+        if alerts_due {
+            alerts_at = Some(now);
+            if let Err(e) = crate::alerts::evaluate(&mut client, now).await {
+                tracing::warn!(error = %e, "evaluating alert rules; trying again");
+            }
+        }
+        match tick(&mut client, &bus, now).await {
             Ok(_) => {}
             Err(TickError::Store(e)) if client.is_closed() => {
                 bus.close().await;

@@ -49,8 +49,16 @@ pub mod serde_text {
 
 /// Serde support for optional `Duration` fields written as `30d`.
 pub mod serde_text_opt {
-    use serde::{Deserialize, Deserializer};
+    use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
+
+    /// Writes an optional duration as milliseconds (`1500ms`), which `parse` reads back.
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::serde_text::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
 
     /// Reads an optional duration written like `30d`.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {

@@ -245,22 +245,48 @@ pub struct ImportDecl {
     pub promote_max_rejected: Option<f64>,
 }
 
-/// Where an import's run events (started, succeeded, partially succeeded, failed) go:
-/// webhooks and email addresses.
+/// Where an import's events go: webhooks, email addresses and Slack channels, each hearing
+/// the events it chooses, and the alert rules that watch for what a green run can hide.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyDecl {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    /// Webhooks told of the import's runs.
+    /// Webhooks told of the import's events (every event unless `on` says otherwise).
     pub webhooks: Vec<WebhookDecl>,
-    /// Addresses sent an email per event, through the fleet's SMTP server.
+    /// Addresses sent an email per event, through the fleet's SMTP server (failures, pauses
+    /// and alerts unless `on` says otherwise).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub emails: Vec<String>,
+    pub emails: Vec<EmailDecl>,
+    /// Slack incoming webhooks (failures, pauses and alerts unless `on` says otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slack: Vec<SlackDecl>,
     /// A partially succeeded run is notified when more than this share of its rows (0 to 1)
-    /// was rejected; 0, the default, notifies every one.
+    /// was rejected; 0, the default, notifies every one. A target may set its own.
     #[serde(default)]
     pub partial_threshold: f64,
+    /// Alert rules, evaluated by the coordinator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<AlertsDecl>,
 }
+
+/// Every event a target can hear.
+pub const EVENTS: [&str; 7] = [
+    "run.started",
+    "run.succeeded",
+    "run.partially_succeeded",
+    "run.failed",
+    "import.paused",
+    "alert.firing",
+    "alert.resolved",
+];
+
+/// The events email and Slack targets hear unless they choose: what on-call acts on.
+pub const ON_CALL_EVENTS: [&str; 4] = [
+    "run.failed",
+    "import.paused",
+    "alert.firing",
+    "alert.resolved",
+];
 
 /// A webhook: each event is POSTed as JSON, signed with the secret.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -272,6 +298,12 @@ pub struct WebhookDecl {
     /// spec.
     #[serde(default, skip_serializing)]
     pub secret: String,
+    /// The events it hears; every one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<Vec<String>>,
+    /// Its own partial threshold, instead of the import's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_threshold: Option<f64>,
 }
 
 impl std::fmt::Debug for WebhookDecl {
@@ -279,25 +311,186 @@ impl std::fmt::Debug for WebhookDecl {
         f.debug_struct("WebhookDecl")
             .field("url", &self.url)
             .field("secret", &"<redacted>")
+            .field("on", &self.on)
             .finish()
     }
 }
 
-/// Checks an import's notification targets.
-fn validate_notify(field: &str, notify: &NotifyDecl) -> Result<(), SpecError> {
-    if !(0.0..=1.0).contains(&notify.partial_threshold) {
-        return Err(invalid(
-            format!("{field}.partial_threshold"),
-            "a share of rows, from 0 to 1",
-        ));
+/// An email target: an address, or `{ address, on, partial_threshold }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EmailDecl {
+    /// An address hearing failures, pauses and alerts.
+    Address(String),
+    /// An address with the events it chooses.
+    Target {
+        /// The address.
+        address: String,
+        /// The events it hears; failures, pauses and alerts when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        on: Option<Vec<String>>,
+        /// Its own partial threshold, instead of the import's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        partial_threshold: Option<f64>,
+    },
+}
+
+impl EmailDecl {
+    /// The address.
+    pub fn address(&self) -> &str {
+        match self {
+            EmailDecl::Address(a) | EmailDecl::Target { address: a, .. } => a,
+        }
     }
+
+    /// The events chosen, if any.
+    pub fn on(&self) -> Option<&Vec<String>> {
+        match self {
+            EmailDecl::Address(_) => None,
+            EmailDecl::Target { on, .. } => on.as_ref(),
+        }
+    }
+
+    /// Its own partial threshold, if any.
+    pub fn partial_threshold(&self) -> Option<f64> {
+        match self {
+            EmailDecl::Address(_) => None,
+            EmailDecl::Target {
+                partial_threshold, ..
+            } => *partial_threshold,
+        }
+    }
+}
+
+/// A Slack channel's incoming webhook: a short formatted message per event.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackDecl {
+    /// The incoming-webhook URL, a secret: sealed beside the import, never in its stored spec.
+    #[serde(default, skip_serializing)]
+    pub url: String,
+    /// The events it hears; failures, pauses and alerts when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<Vec<String>>,
+    /// Its own partial threshold, instead of the import's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_threshold: Option<f64>,
+}
+
+impl std::fmt::Debug for SlackDecl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlackDecl")
+            .field("url", &"<redacted>")
+            .field("on", &self.on)
+            .finish()
+    }
+}
+
+/// Alert rules: each fires once when it becomes true and resolves once when it stops.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsDecl {
+    /// The import read no row for this long (`24h`).
+    #[serde(
+        default,
+        with = "crate::duration::serde_text_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub no_rows_for: Option<Duration>,
+    /// The latest run read less than this share of the median of the 10 before it (`50%`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_drop: Option<Share>,
+    /// A scheduled slot has not succeeded this long after it (`30m`).
+    #[serde(
+        default,
+        with = "crate::duration::serde_text_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub late_by: Option<Duration>,
+    /// The latest run rejected more than this share of its rows (`1%`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_rate: Option<Share>,
+}
+
+/// A share from 0 to 1, written `50%` or `0.5`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Share(pub f64);
+
+impl Serialize for Share {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let percent = (self.0 * 1e6).round() / 1e4;
+        s.serialize_str(&format!("{percent}%"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Share {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Share, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Number(f64),
+            Text(String),
+        }
+        let value = match Written::deserialize(d)? {
+            Written::Number(n) => n,
+            Written::Text(t) => match t.trim().strip_suffix('%') {
+                Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0).map_err(|_| {
+                    serde::de::Error::custom(format!("{t:?} is not a share like 50% or 0.5"))
+                })?,
+                None => t.trim().parse::<f64>().map_err(|_| {
+                    serde::de::Error::custom(format!("{t:?} is not a share like 50% or 0.5"))
+                })?,
+            },
+        };
+        if !(0.0..=1.0).contains(&value) || value.is_nan() {
+            return Err(serde::de::Error::custom(format!(
+                "{value} is not a share from 0 (0%) to 1 (100%)"
+            )));
+        }
+        Ok(Share(value))
+    }
+}
+
+/// Checks an import's notification targets and alert rules.
+fn validate_notify(field: &str, notify: &NotifyDecl) -> Result<(), SpecError> {
+    let share = |field: String, value: Option<f64>| match value {
+        Some(v) if !(0.0..=1.0).contains(&v) => Err(invalid(field, "a share of rows, from 0 to 1")),
+        _ => Ok(()),
+    };
+    share(
+        format!("{field}.partial_threshold"),
+        Some(notify.partial_threshold),
+    )?;
+    let events = |field: String, on: Option<&Vec<String>>| -> Result<(), SpecError> {
+        for (i, event) in on.into_iter().flatten().enumerate() {
+            if !EVENTS.contains(&event.as_str()) {
+                let hint = suggest::nearest(event, &EVENTS)
+                    .map(|e| format!("; did you mean {e}?"))
+                    .unwrap_or_default();
+                return Err(invalid(
+                    format!("{field}.on[{i}]"),
+                    format!(
+                        "{event:?} is not an event (events: {}){hint}",
+                        EVENTS.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    };
     for (i, email) in notify.emails.iter().enumerate() {
-        if email.parse::<lettre::Address>().is_err() {
+        let field = format!("{field}.emails[{i}]");
+        if email.address().parse::<lettre::Address>().is_err() {
             return Err(invalid(
-                format!("{field}.emails[{i}]"),
-                format!("{email:?} is not an email address"),
+                field,
+                format!("{:?} is not an email address", email.address()),
             ));
         }
+        events(field.clone(), email.on())?;
+        share(
+            format!("{field}.partial_threshold"),
+            email.partial_threshold(),
+        )?;
     }
     for (i, hook) in notify.webhooks.iter().enumerate() {
         let field = format!("{field}.webhooks[{i}]");
@@ -315,6 +508,36 @@ fn validate_notify(field: &str, notify: &NotifyDecl) -> Result<(), SpecError> {
                 format!("{field}.secret"),
                 "give a signing secret of at least 16 characters (e.g. `openssl rand -hex 32`)",
             ));
+        }
+        events(field.clone(), hook.on.as_ref())?;
+        share(format!("{field}.partial_threshold"), hook.partial_threshold)?;
+    }
+    for (i, slack) in notify.slack.iter().enumerate() {
+        let field = format!("{field}.slack[{i}]");
+        match url::Url::parse(&slack.url) {
+            Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
+            _ => return Err(invalid(
+                format!("{field}.url"),
+                "give the channel's incoming-webhook URL (https://hooks.slack.com/services/...)",
+            )),
+        }
+        events(field.clone(), slack.on.as_ref())?;
+        share(
+            format!("{field}.partial_threshold"),
+            slack.partial_threshold,
+        )?;
+    }
+    if let Some(alerts) = &notify.alerts {
+        for (name, value) in [
+            ("no_rows_for", alerts.no_rows_for),
+            ("late_by", alerts.late_by),
+        ] {
+            if value.is_some_and(|d| d < Duration::from_secs(60)) {
+                return Err(invalid(
+                    format!("{field}.alerts.{name}"),
+                    "at least 1m: the rules are evaluated every 30 seconds",
+                ));
+            }
         }
     }
     Ok(())
@@ -988,6 +1211,49 @@ imports:
         assert_eq!(again.imports, spec.imports);
         let own = parse_with(&text, |_| None, any_connection).unwrap();
         assert_eq!(own.workspace, "demo");
+    }
+
+    #[test]
+    fn each_target_chooses_its_events_and_alert_rules_are_checked() {
+        let with = |notify: &str| {
+            parse(&GOOD.replace(
+                "    settle_lag: 5s",
+                &format!("    settle_lag: 5s\n    notify: {notify}"),
+            ))
+        };
+        let spec = with(
+            "{ emails: [a@example.com, { address: b@example.com, on: [run.succeeded] }], \
+               slack: [{ url: \"https://hooks.slack.com/services/T/B/x\" }], \
+               alerts: { no_rows_for: 24h, volume_drop: 50%, rejected_rate: 0.01 } }",
+        )
+        .unwrap();
+        let notify = spec.imports[0].notify.clone().unwrap();
+        assert_eq!(notify.emails[0].on(), None);
+        assert_eq!(
+            notify.emails[1].on().unwrap(),
+            &vec!["run.succeeded".to_string()]
+        );
+        let alerts = notify.alerts.clone().unwrap();
+        assert_eq!(alerts.volume_drop, Some(Share(0.5)));
+        assert_eq!(alerts.rejected_rate, Some(Share(0.01)));
+        // The stored spec keeps the rules and never the Slack URL.
+        let stored = serde_json::to_string(&notify).unwrap();
+        assert!(
+            stored.contains("\"volume_drop\":\"50%\"") && !stored.contains("hooks.slack"),
+            "{stored}"
+        );
+        let again: NotifyDecl = serde_json::from_str(&stored).unwrap();
+        assert_eq!(again.alerts, notify.alerts);
+
+        let err = with("{ emails: [{ address: a@example.com, on: [run.failled] }] }").unwrap_err();
+        assert_eq!(err.field, "imports[0].notify.emails[0].on[0]");
+        assert!(err.reason.contains("run.failed"), "{err}");
+        let err = with("{ alerts: { volume_drop: 150% } }").unwrap_err();
+        assert!(err.to_string().contains("not a share"), "{err}");
+        let err = with("{ slack: [{ on: [run.failed] }] }").unwrap_err();
+        assert_eq!(err.field, "imports[0].notify.slack[0].url");
+        let err = with("{ alerts: { late_by: 10s } }").unwrap_err();
+        assert_eq!(err.field, "imports[0].notify.alerts.late_by");
     }
 
     #[test]

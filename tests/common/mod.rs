@@ -7,6 +7,7 @@ pub mod activity;
 pub mod broker;
 pub mod database;
 pub mod hosts;
+pub mod smtp;
 pub mod stand_in;
 
 use rand::RngCore;

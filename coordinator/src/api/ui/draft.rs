@@ -270,7 +270,12 @@ impl Draft {
             schedule: schedule_value,
             schedule_timezone: text(&schedule.timezone),
             after: import.after.clone(),
-            emails: notify.emails.join(", "),
+            emails: notify
+                .emails
+                .iter()
+                .map(|e| e.address())
+                .collect::<Vec<_>>()
+                .join(", "),
             webhooks: notify
                 .webhooks
                 .iter()
@@ -513,14 +518,31 @@ impl Draft {
         Ok(Some(Value::Object(schedule)))
     }
 
-    /// The notification targets the form declares, keeping the edited import's threshold.
+    /// The notification targets the form declares (emails and webhooks), keeping what the
+    /// edited import declares beyond them: each kept target's events and threshold, Slack
+    /// channels and alert rules.
     fn notify(&self, old: Option<&Value>) -> Option<Value> {
+        let mut notify = match old {
+            Some(Value::Object(old)) => old.clone(),
+            _ => Map::new(),
+        };
+        let kept = |list: &str, key: &str, value: &str| -> Option<Map<String, Value>> {
+            notify.get(list)?.as_array()?.iter().find_map(|t| match t {
+                Value::Object(o) if o.get(key).and_then(Value::as_str) == Some(value) => {
+                    Some(o.clone())
+                }
+                _ => None,
+            })
+        };
         let emails: Vec<Value> = self
             .emails
             .split([',', '\n', ' '])
             .map(str::trim)
             .filter(|e| !e.is_empty())
-            .map(|e| Value::String(e.into()))
+            .map(|e| match kept("emails", "address", e) {
+                Some(target) => Value::Object(target),
+                None => Value::String(e.into()),
+            })
             .collect();
         let secret = self.webhook_secret.trim();
         let webhooks: Vec<Value> = self
@@ -528,21 +550,26 @@ impl Draft {
             .lines()
             .map(str::trim)
             .filter(|w| !w.is_empty())
-            .map(|url| match secret.is_empty() {
-                true => serde_json::json!({ "url": url }),
-                false => serde_json::json!({ "url": url, "secret": secret }),
+            .map(|url| {
+                let mut hook = kept("webhooks", "url", url).unwrap_or_default();
+                hook.insert("url".into(), Value::String(url.into()));
+                if !secret.is_empty() {
+                    hook.insert("secret".into(), Value::String(secret.into()));
+                }
+                Value::Object(hook)
             })
             .collect();
-        if emails.is_empty() && webhooks.is_empty() {
-            return None;
+        for (list, targets) in [("emails", emails), ("webhooks", webhooks)] {
+            match targets.is_empty() {
+                true => notify.remove(list),
+                false => notify.insert(list.into(), Value::Array(targets)),
+            };
         }
-        let mut notify = Map::new();
-        if let Some(threshold) = old.and_then(|o| o.get("partial_threshold")) {
-            notify.insert("partial_threshold".into(), threshold.clone());
-        }
-        notify.insert("emails".into(), Value::Array(emails));
-        notify.insert("webhooks".into(), Value::Array(webhooks));
-        Some(Value::Object(notify))
+        let targets = ["emails", "webhooks", "slack", "alerts"];
+        targets
+            .iter()
+            .any(|t| notify.contains_key(*t))
+            .then_some(Value::Object(notify))
     }
 }
 
@@ -635,7 +662,9 @@ mod tests {
         assert_eq!(import.constants["source"], serde_json::json!("crm"));
         assert_eq!(import.schedule.unwrap().every.as_deref(), Some("1h"));
         assert_eq!(import.after, vec!["accounts"]);
-        assert_eq!(import.notify.unwrap().emails, vec!["ops@example.com"]);
+        let notify = import.notify.unwrap();
+        assert_eq!(notify.emails.len(), 1);
+        assert_eq!(notify.emails[0].address(), "ops@example.com");
     }
 
     #[test]

@@ -165,6 +165,8 @@ struct Listing<'a> {
     csrf: &'a str,
     /// Whether the caller may open the import builder.
     can_build: bool,
+    /// Events the signed-in token has not marked read.
+    unread: i64,
     /// The query strings of the previous and next pages of runs.
     previous_page: Option<String>,
     next_page: Option<String>,
@@ -226,6 +228,7 @@ fn run_row(r: &RunLine) -> RunRow {
 
 /// The import listing and the filtered runs.
 pub fn listing(
+    unread: i64,
     workspace: &str,
     imports: &[ImportLine],
     runs: &[RunLine],
@@ -258,6 +261,7 @@ pub fn listing(
     let runs = &runs[..runs.len().min(super::RUNS_PER_PAGE as usize)];
     render(Listing {
         can_build,
+        unread,
         previous_page: (filters.page > 0).then(|| page_query(filters.page - 1)),
         next_page: more.then(|| page_query(filters.page + 1)),
         title: "Imports",

@@ -10,6 +10,7 @@
 mod builder;
 mod draft;
 mod html;
+mod notifications;
 
 use super::{ApiError, ApiState};
 use crate::tokens::{self, Caller};
@@ -105,6 +106,10 @@ pub fn routes() -> axum::Router<ApiState> {
         .route(
             "/ui/connections/{name}",
             axum::routing::post(connection_action),
+        )
+        .route(
+            "/ui/notifications",
+            axum::routing::get(notifications::page).post(notifications::mark_read),
         )
         .route("/ui/errors", axum::routing::get(error_stream))
         .route(
@@ -455,7 +460,9 @@ async fn listing(
             duration_ms: r.get(8),
         })
         .collect::<Vec<_>>();
+    let unread = crate::feed::unread(&**client, caller.workspace_id, caller.token_id).await?;
     Ok(Html(html::listing(
+        unread,
         &caller.workspace,
         &imports,
         &runs,

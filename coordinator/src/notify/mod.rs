@@ -1,10 +1,16 @@
-//! Run notifications: the webhooks and email addresses an import declares, and the delivery
-//! of the events a trigger on `control.runs` queues (run started, succeeded, partially
-//! succeeded over the import's threshold, failed) and of `import.paused` when repeated
-//! failures pause an import. A webhook delivery is a JSON POST signed
-//! with HMAC-SHA256 over `"<timestamp>.<body>"` (`Sluice-Signature: t=<unix seconds>,v1=<hex>`),
-//! so a receiver can check who sent it and refuse replays; an email goes through the fleet's
-//! SMTP server. Failed deliveries are retried with backoff.
+//! Notifications: the webhooks, email addresses and Slack channels an import declares, each
+//! hearing the events it chooses, and the delivery of the events `control.notify_event`
+//! queues (run started, succeeded, partially succeeded over the target's threshold, failed;
+//! import paused; alert firing and resolved), each carrying the link to its page under the
+//! fleet's public address. A webhook delivery is a JSON POST signed with HMAC-SHA256 over
+//! `"<timestamp>.<body>"` (`Sluice-Signature: t=<unix seconds>,v1=<hex>`), so a receiver can
+//! check who sent it and refuse replays; an email goes through the fleet's SMTP server with a
+//! text and an HTML part; a Slack message is posted to the channel's incoming webhook.
+//! Failed deliveries are retried with backoff.
+
+mod message;
+
+pub use message::headline;
 
 use crate::spec::ImportDecl;
 use hmac::{Hmac, Mac};
@@ -36,13 +42,25 @@ pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     )
 }
 
-/// Makes the import's stored webhooks those its spec declares, secrets sealed.
+/// A target as stored: kind, address, sealed secret, the events it hears (all when
+/// `None`) and its partial threshold.
+type Target = (
+    &'static str,
+    String,
+    Option<serde_json::Value>,
+    Option<Vec<String>>,
+    f64,
+);
+
+/// Makes the import's stored targets those its spec declares, each with the events it hears
+/// and its partial threshold, secrets (webhook secrets, Slack URLs) sealed.
 pub async fn sync_targets(
     client: &impl GenericClient,
     key: &MasterKey,
     workspace_id: i64,
     import: &ImportDecl,
 ) -> Result<(), tokio_postgres::Error> {
+    use crate::spec::ON_CALL_EVENTS;
     let id: i64 = client
         .query_one(
             "SELECT id FROM control.imports WHERE workspace_id = $1 AND name = $2",
@@ -51,32 +69,53 @@ pub async fn sync_targets(
         .await?
         .get(0);
     let notify = import.notify.clone().unwrap_or_default();
-    let mut addresses = Vec::new();
+    let on_call = || Some(ON_CALL_EVENTS.iter().map(|e| e.to_string()).collect());
+    let seal = |secret: &str| {
+        serde_json::to_value(key.seal(secret.as_bytes())).expect("a sealed secret serializes")
+    };
+    let mut targets: Vec<Target> = Vec::new();
     for email in &notify.emails {
-        client
-            .execute(
-                "INSERT INTO control.notification_targets (import_id, kind, address, partial_threshold)
-                 VALUES ($1, 'email', $2, $3)
-                 ON CONFLICT (import_id, kind, address)
-                 DO UPDATE SET partial_threshold = EXCLUDED.partial_threshold",
-                &[&id, email, &notify.partial_threshold],
-            )
-            .await?;
-        addresses.push(email.clone());
+        targets.push((
+            "email",
+            email.address().to_string(),
+            None,
+            email.on().cloned().or_else(on_call),
+            email
+                .partial_threshold()
+                .unwrap_or(notify.partial_threshold),
+        ));
     }
     for hook in &notify.webhooks {
-        let sealed = serde_json::to_value(key.seal(hook.secret.as_bytes()))
-            .expect("a sealed secret serializes");
+        targets.push((
+            "webhook",
+            hook.url.clone(),
+            Some(seal(&hook.secret)),
+            hook.on.clone(),
+            hook.partial_threshold.unwrap_or(notify.partial_threshold),
+        ));
+    }
+    for (i, slack) in notify.slack.iter().enumerate() {
+        targets.push((
+            "slack",
+            format!("slack[{i}]"),
+            Some(seal(&slack.url)),
+            slack.on.clone().or_else(on_call),
+            slack.partial_threshold.unwrap_or(notify.partial_threshold),
+        ));
+    }
+    let mut addresses = Vec::new();
+    for (kind, address, secret, events, threshold) in &targets {
         client
             .execute(
-                "INSERT INTO control.notification_targets (import_id, kind, address, secret, partial_threshold)
-                 VALUES ($1, 'webhook', $2, $3, $4)
+                "INSERT INTO control.notification_targets (import_id, kind, address, secret, events, partial_threshold)
+                 VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (import_id, kind, address)
-                 DO UPDATE SET secret = EXCLUDED.secret, partial_threshold = EXCLUDED.partial_threshold",
-                &[&id, &hook.url, &sealed, &notify.partial_threshold],
+                 DO UPDATE SET secret = EXCLUDED.secret, events = EXCLUDED.events,
+                               partial_threshold = EXCLUDED.partial_threshold",
+                &[&id, kind, address, secret, events, threshold],
             )
             .await?;
-        addresses.push(hook.url.clone());
+        addresses.push(address.clone());
     }
     client
         .execute(
@@ -90,13 +129,16 @@ pub async fn sync_targets(
 /// One queued event with where it goes.
 struct Due {
     id: Uuid,
-    run_id: Uuid,
+    run_id: Option<Uuid>,
     event: String,
     attempts: i32,
     kind: String,
     address: String,
     secret: Option<serde_json::Value>,
     partial_threshold: f64,
+    workspace: String,
+    import: String,
+    detail: serde_json::Value,
 }
 
 /// How emails leave: the fleet's SMTP server and the sender address.
@@ -122,8 +164,13 @@ impl Mailer {
 }
 
 const CLAIM: &str =
-    "SELECT n.id, n.run_id, n.event, n.attempts, t.kind, t.address, t.secret, t.partial_threshold
-   FROM control.notifications n JOIN control.notification_targets t ON t.id = n.target_id
+    "SELECT n.id, n.run_id, n.event, n.attempts, t.kind, t.address, t.secret, t.partial_threshold,
+        w.name, i.name, coalesce(f.detail, '{}'::jsonb)
+   FROM control.notifications n
+   JOIN control.notification_targets t ON t.id = n.target_id
+   JOIN control.imports i ON i.id = t.import_id
+   JOIN control.workspaces w ON w.id = i.workspace_id
+   LEFT JOIN control.feed f ON f.id = n.feed_id
   WHERE n.delivered_at IS NULL AND n.abandoned_at IS NULL AND n.next_attempt_at <= now()
     -- Each target hears its events in order: only its oldest pending one is sent.
     AND NOT EXISTS (SELECT 1 FROM control.notifications e
@@ -141,6 +188,7 @@ pub async fn run(
     pool: deadpool_postgres::Pool,
     key: MasterKey,
     mailer: Option<Mailer>,
+    public_url: String,
     shutdown: CancellationToken,
 ) {
     let http = match reqwest::Client::builder()
@@ -159,6 +207,7 @@ pub async fn run(
             key: &key,
             http: &http,
             mailer: mailer.as_ref(),
+            public_url: public_url.trim_end_matches('/'),
         };
         let delivered = match deliver_due(&pool, &channels).await {
             Ok(n) => n,
@@ -178,14 +227,15 @@ pub async fn run(
     }
 }
 
-/// Sends one batch of due events; returns how many were handled.
-/// What deliveries go through.
+/// What deliveries go through, and the address the pages are reached at.
 struct Channels<'a> {
     key: &'a MasterKey,
     http: &'a reqwest::Client,
     mailer: Option<&'a Mailer>,
+    public_url: &'a str,
 }
 
+/// Sends one batch of due events; returns how many were handled.
 async fn deliver_due(
     pool: &deadpool_postgres::Pool,
     channels: &Channels<'_>,
@@ -206,6 +256,9 @@ async fn deliver_due(
             address: r.get(5),
             secret: r.get(6),
             partial_threshold: r.get(7),
+            workspace: r.get(8),
+            import: r.get(9),
+            detail: r.get(10),
         })
         .collect();
     for n in &due {
@@ -256,41 +309,57 @@ async fn deliver(
     channels: &Channels<'_>,
     n: &Due,
 ) -> Result<Delivery, String> {
-    let run = crate::runs::summary(tx, n.run_id)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("run {} is gone", n.run_id))?;
-    if n.event == "run.partially_succeeded" {
+    let run = match n.run_id {
+        Some(id) => Some(
+            crate::runs::summary(tx, id)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("run {id} is gone"))?,
+        ),
+        None => None,
+    };
+    if let (Some(run), "run.partially_succeeded") = (&run, n.event.as_str()) {
         let share = run.rows_rejected as f64 / run.rows_read.max(1) as f64;
         if share <= n.partial_threshold {
             return Ok(Delivery::BelowThreshold);
         }
     }
+    let url = match &run {
+        Some(run) => format!("{}/ui/runs/{}", channels.public_url, run.run_id),
+        None => format!("{}/ui/imports/{}", channels.public_url, n.import),
+    };
+    let event = message::Event {
+        id: n.id,
+        kind: &n.event,
+        workspace: &n.workspace,
+        import: &n.import,
+        run: run.as_ref(),
+        detail: &n.detail,
+        url,
+    };
     match n.kind.as_str() {
-        "email" => email(channels.mailer, n, &run).await,
-        _ => webhook(channels, n, &run).await,
+        "email" => email(channels.mailer, &n.address, &event).await,
+        "slack" => slack(channels, n, &event).await,
+        _ => webhook(channels, n, &event).await,
     }
     .map(|()| Delivery::Sent)
+}
+
+/// Opens a target's sealed secret.
+fn secret(channels: &Channels<'_>, n: &Due) -> Result<Vec<u8>, String> {
+    let sealed: Sealed = serde_json::from_value(n.secret.clone().unwrap_or_default())
+        .map_err(|e| format!("the target's sealed secret: {e}"))?;
+    channels.key.open(&sealed).map_err(|e| e.to_string())
 }
 
 /// POSTs the event as JSON, signed with the webhook's secret.
 async fn webhook(
     channels: &Channels<'_>,
     n: &Due,
-    run: &crate::runs::RunSummary,
+    event: &message::Event<'_>,
 ) -> Result<(), String> {
-    let sealed: Sealed = serde_json::from_value(n.secret.clone().unwrap_or_default())
-        .map_err(|e| format!("the webhook's sealed secret: {e}"))?;
-    let secret = channels.key.open(&sealed).map_err(|e| e.to_string())?;
-    let body = serde_json::to_vec(&serde_json::json!({
-        "id": n.id,
-        "type": n.event,
-        "created_at": chrono::Utc::now(),
-        "workspace": run.workspace,
-        "import": run.import,
-        "run": run,
-    }))
-    .map_err(|e| e.to_string())?;
+    let secret = secret(channels, n)?;
+    let body = serde_json::to_vec(&event.json()).map_err(|e| e.to_string())?;
     let timestamp = chrono::Utc::now().timestamp();
     let response = channels
         .http
@@ -301,7 +370,13 @@ async fn webhook(
         .body(body)
         .send()
         .await
-        .map_err(|e| format!("{}: {e}", sluice_proto::bus::redact_url(&n.address)))?;
+        .map_err(|e| {
+            format!(
+                "{}: {}",
+                sluice_proto::bus::redact_url(&n.address),
+                e.without_url()
+            )
+        })?;
     if response.status().is_success() {
         Ok(())
     } else {
@@ -309,48 +384,47 @@ async fn webhook(
     }
 }
 
-/// Mails the event to its address: the outcome in the subject, the stats in the body.
+/// POSTs the Slack message to the channel's incoming webhook, whose URL (a secret) is never
+/// logged.
+async fn slack(channels: &Channels<'_>, n: &Due, event: &message::Event<'_>) -> Result<(), String> {
+    let url = String::from_utf8(secret(channels, n)?)
+        .map_err(|_| "the Slack URL is not text".to_string())?;
+    let response = channels
+        .http
+        .post(&url)
+        .json(&event.slack())
+        .send()
+        .await
+        .map_err(|e| format!("Slack {}: {}", n.address, e.without_url()))?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "Slack {} answered {}",
+            n.address,
+            response.status()
+        ))
+    }
+}
+
+/// Mails the event to its address: what happened in the subject, the figures and the page's
+/// link in a text and an HTML part.
 async fn email(
     mailer: Option<&Mailer>,
-    n: &Due,
-    run: &crate::runs::RunSummary,
+    address: &str,
+    event: &message::Event<'_>,
 ) -> Result<(), String> {
     use lettre::AsyncTransport;
     let mailer =
         mailer.ok_or("SLUICE_SMTP_URL is not set on the coordinator; no email can be sent")?;
-    let what = match n.event.as_str() {
-        "import.paused" => "import paused after repeated failed runs".to_string(),
-        event => format!("run {}", event.trim_start_matches("run.").replace('_', " ")),
-    };
-    let mut body = format!(
-        "Run {} of import {} in workspace {}: {what}.\n\n",
-        run.run_id, run.import, run.workspace
-    );
-    for (name, value) in [
-        ("rows read", run.rows_read),
-        ("rows rejected", run.rows_rejected),
-        ("rows loaded", run.rows_loaded),
-        ("profiles created", run.profiles_created),
-        ("profiles updated", run.profiles_updated),
-        ("events inserted", run.events_inserted),
-    ] {
-        body.push_str(&format!("{name}: {value}\n"));
-    }
-    if let Some(error) = &run.error {
-        body.push_str(&format!(
-            "\n{}: {error}\n",
-            run.error_code.as_deref().unwrap_or("error")
-        ));
-    }
     let message = lettre::Message::builder()
         .from(mailer.from.clone())
-        .to(n
-            .address
-            .parse()
-            .map_err(|e| format!("{:?}: {e}", n.address))?)
-        .subject(format!("[Sluice] {}/{}: {what}", run.workspace, run.import))
-        .header(lettre::message::header::ContentType::TEXT_PLAIN)
-        .body(body)
+        .to(address.parse().map_err(|e| format!("{address:?}: {e}"))?)
+        .subject(event.subject())
+        .multipart(lettre::message::MultiPart::alternative_plain_html(
+            event.text(),
+            event.html(),
+        ))
         .map_err(|e| e.to_string())?;
     mailer
         .transport
