@@ -377,3 +377,72 @@ async fn an_email_target_hears_failures_and_pauses_and_not_successes() {
     );
     fleet.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_target_has_its_own_partial_threshold() {
+    let mut fleet = Fleet::new().await;
+    let warehouse = fleet.warehouse().await;
+    common::create_users(&warehouse, 200).await;
+    // One row in ten has a code that is not a number.
+    warehouse
+        .batch_execute(
+            "ALTER TABLE public.users ADD COLUMN code text;
+             UPDATE public.users SET code = CASE WHEN id % 10 = 0 THEN 'x' ELSE id::text END;",
+        )
+        .await
+        .unwrap();
+    let (base, inbox) = receiver().await;
+    let spec = common::users_spec(&fleet, 5_000)
+        .replace(
+            "      birthday:",
+            "      code: { column: code, type: integer }\n      birthday:",
+        )
+        .replace(
+            "    chunk_rows: 5000\n",
+            &format!(
+                "    chunk_rows: 5000
+    notify:
+      webhooks:
+        - {{ url: \"{base}/strict\", secret: \"{SECRET}\", on: [run.partially_succeeded] }}
+        - {{ url: \"{base}/lenient\", secret: \"{SECRET}\", on: [run.partially_succeeded], partial_threshold: 0.2 }}
+      partial_threshold: 0.05
+"
+            ),
+        );
+    fleet.apply_ok(&spec);
+    fleet.start("all", &[]);
+    let run = fleet.run("acme", "users");
+    assert_eq!(run["status"], "partially_succeeded", "{run}");
+    assert_eq!(run["rows_rejected"], 20);
+    until("the strict target heard it", || {
+        !events(&inbox, "strict", "run.").is_empty()
+    })
+    .await;
+    // The lenient target's delivery is settled as below its threshold, never sent.
+    let control = fleet.control().await;
+    let started = Instant::now();
+    loop {
+        let pending: i64 = control
+            .query_one(
+                "SELECT count(*) FROM control.notifications WHERE delivered_at IS NULL",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{pending} pending"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        events(&inbox, "strict", "run."),
+        [("run.partially_succeeded".to_string(), String::new())]
+    );
+    assert!(events(&inbox, "lenient", "run.").is_empty());
+    fleet.cleanup().await;
+}
