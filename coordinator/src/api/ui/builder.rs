@@ -6,7 +6,7 @@
 //! `sluice apply` takes. Plain forms: every button posts the whole form and the page is
 //! rendered again.
 
-use super::draft::{Draft, PropertyRow, IDENTITY_FIELDS, PROPERTY_TYPES};
+use super::draft::{Draft, PropertyRow, ALERT_RULES, IDENTITY_FIELDS, PROPERTY_TYPES};
 use super::{check_form, Csrf, Viewer};
 use crate::api::service::Service;
 use crate::api::{ApiError, ApiState};
@@ -244,6 +244,8 @@ struct BuilderPage<'a> {
     upcoming: Vec<FireTime>,
     schedule_problem: Option<String>,
     imports: Vec<ImportChoice>,
+    /// Each alert rule: its name, an example, and the form's value.
+    alert_rules: Vec<(String, String, String)>,
 }
 
 /// Reads the source the form names, tries the mapping on it, and renders the page.
@@ -367,6 +369,13 @@ async fn render(
         upcoming,
         schedule_problem,
         imports,
+        alert_rules: ALERT_RULES
+            .iter()
+            .map(|(rule, example)| {
+                let value = draft.alerts.get(*rule).cloned().unwrap_or_default();
+                (rule.to_string(), example.to_string(), value)
+            })
+            .collect(),
         columns,
         draft,
     };

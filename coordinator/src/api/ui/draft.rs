@@ -90,7 +90,19 @@ pub struct Draft {
     pub webhooks: String,
     /// The webhooks' signing secret: sent once, never shown again.
     pub webhook_secret: String,
+    /// A Slack channel's incoming-webhook URL: sent once, never shown again.
+    pub slack_url: String,
+    /// Alert rules by name (`no_rows_for`, `volume_drop`, `late_by`, `rejected_rate`).
+    pub alerts: BTreeMap<String, String>,
 }
+
+/// The alert rules the form offers, with an example of each.
+pub const ALERT_RULES: [(&str, &str); 4] = [
+    ("no_rows_for", "24h"),
+    ("volume_drop", "50%"),
+    ("late_by", "30m"),
+    ("rejected_rate", "1%"),
+];
 
 /// A field of the form the import cannot be made from, and why.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,6 +132,10 @@ impl Draft {
         let mut draft = Draft::default();
         let mut rows: BTreeMap<usize, PropertyRow> = BTreeMap::new();
         for (field, value) in pairs {
+            if let Some(rule) = field.strip_prefix("alert.") {
+                draft.alerts.insert(rule.to_string(), value);
+                continue;
+            }
             if let Some(identity) = field.strip_prefix("id.") {
                 draft.identities.insert(identity.to_string(), value);
                 continue;
@@ -166,6 +182,7 @@ impl Draft {
                 "emails" => &mut draft.emails,
                 "webhooks" => &mut draft.webhooks,
                 "webhook_secret" => &mut draft.webhook_secret,
+                "slack_url" => &mut draft.slack_url,
                 "after" => {
                     draft.after.push(value);
                     continue;
@@ -282,6 +299,32 @@ impl Draft {
                 .map(|w| w.url.clone())
                 .collect::<Vec<_>>()
                 .join("\n"),
+            alerts: notify
+                .alerts
+                .as_ref()
+                .and_then(|a| serde_json::to_value(a).ok())
+                .and_then(|v| v.as_object().cloned())
+                .map(|rules| {
+                    rules
+                        .into_iter()
+                        .map(|(rule, v)| {
+                            let text = match v {
+                                Value::String(s) => crate::spec::duration::parse(&s)
+                                    .map(|d| {
+                                        let secs = d.as_secs();
+                                        match secs % 3600 {
+                                            0 => format!("{}h", secs / 3600),
+                                            _ => format!("{}m", secs / 60),
+                                        }
+                                    })
+                                    .unwrap_or(s),
+                                other => other.to_string(),
+                            };
+                            (rule, text)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             ..Default::default()
         }
     }
@@ -559,6 +602,31 @@ impl Draft {
                 Value::Object(hook)
             })
             .collect();
+        let slack = self.slack_url.trim();
+        if !slack.is_empty() {
+            let mut kept: Vec<Value> = notify
+                .get("slack")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            match kept.first_mut() {
+                Some(Value::Object(first)) => {
+                    first.insert("url".into(), Value::String(slack.into()));
+                }
+                _ => kept = vec![serde_json::json!({ "url": slack })],
+            }
+            notify.insert("slack".into(), Value::Array(kept));
+        }
+        let rules: Map<String, Value> = self
+            .alerts
+            .iter()
+            .filter(|(_, v)| !v.trim().is_empty())
+            .map(|(rule, v)| (rule.clone(), Value::String(v.trim().into())))
+            .collect();
+        match rules.is_empty() {
+            true => notify.remove("alerts"),
+            false => notify.insert("alerts".into(), Value::Object(rules)),
+        };
         for (list, targets) in [("emails", emails), ("webhooks", webhooks)] {
             match targets.is_empty() {
                 true => notify.remove(list),
@@ -644,6 +712,9 @@ mod tests {
             ("schedule", "1h"),
             ("after", "accounts"),
             ("emails", "ops@example.com"),
+            ("alert.no_rows_for", "24h"),
+            ("alert.volume_drop", "50%"),
+            ("alert.late_by", ""),
         ])
     }
 
@@ -665,6 +736,13 @@ mod tests {
         let notify = import.notify.unwrap();
         assert_eq!(notify.emails.len(), 1);
         assert_eq!(notify.emails[0].address(), "ops@example.com");
+        let alerts = notify.alerts.unwrap();
+        assert_eq!(
+            alerts.no_rows_for,
+            Some(std::time::Duration::from_secs(86_400))
+        );
+        assert_eq!(alerts.volume_drop, Some(crate::spec::Share(0.5)));
+        assert_eq!(alerts.late_by, None);
     }
 
     #[test]
