@@ -187,25 +187,8 @@ async fn alerts_fire_once_and_resolve_once_and_link_to_the_run() {
 
     // The page shows the firing alert, and the events unread until the reader marks them.
     let viewer = fleet.token("acme", "viewer");
-    let cookie = common::ui_session(&page, &viewer).await;
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let get = |path: &'static str| {
-        let (http, page, cookie) = (&http, &page, &cookie);
-        async move {
-            http.get(format!("{page}{path}"))
-                .header(reqwest::header::COOKIE, cookie)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        }
-    };
-    let shown = get("/ui/notifications").await;
+    let reader = common::UiClient::sign_in(&page, &viewer).await;
+    let shown = reader.page("/ui/notifications").await;
     let firing = shown
         .split("id=\"firing\"")
         .nth(1)
@@ -221,24 +204,13 @@ async fn alerts_fire_once_and_resolve_once_and_link_to_the_run() {
         shown.contains("<b>alert resolved: volume_drop</b>"),
         "unread: {shown}"
     );
-    assert!(get("/ui").await.contains("id=\"unread\""));
-    let csrf = shown
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_string();
-    let marked = http
-        .post(format!("{page}/ui/notifications"))
-        .header(reqwest::header::COOKIE, &cookie)
-        .form(&[("csrf", csrf)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(marked.status(), 303);
-    let shown = get("/ui/notifications").await;
+    assert!(reader.page("/ui").await.contains("id=\"unread\""));
+    let csrf = common::form_token(&shown);
+    let marked = reader.post("/ui/notifications", &[("csrf", &csrf)]).await;
+    assert_eq!(marked, 303);
+    let shown = reader.page("/ui/notifications").await;
     assert!(!shown.contains("<b>alert"), "read: {shown}");
-    assert!(!get("/ui").await.contains("id=\"unread\""));
+    assert!(!reader.page("/ui").await.contains("id=\"unread\""));
     touch(&fleet, 100).await;
     fleet.run("acme", "users");
     until("no_rows_for resolved", || {

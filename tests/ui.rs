@@ -390,89 +390,46 @@ async fn an_operator_syncs_and_pauses_an_import_from_its_page_and_a_viewer_canno
 
     // A viewer sees no action, and the server refuses a viewer's post even with the page's
     // token; a post without the page's token is refused whoever sends it.
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let page = |cookie: String| {
-        let http = &http;
-        let base = &base;
-        async move {
-            http.get(format!("{base}/ui/imports/users"))
-                .header(reqwest::header::COOKIE, cookie)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        }
-    };
-    let viewing = common::ui_session(&base, &viewer).await;
-    let get = |path: &'static str, cookie: String| {
-        let http = &http;
-        let base = &base;
-        async move {
-            http.get(format!("{base}{path}"))
-                .header(reqwest::header::COOKIE, cookie)
-                .send()
-                .await
-                .unwrap()
-        }
-    };
-    let listing = get("/ui", viewing.clone()).await.text().await.unwrap();
+    let viewing = common::UiClient::sign_in(&base, &viewer).await;
+    let listing = viewing.page("/ui").await;
     assert!(listing.contains("id=\"imports\""), "{listing}");
     assert!(!listing.contains("new-import"), "no builder for viewers");
-    assert_eq!(get("/ui/imports/new", viewing.clone()).await.status(), 403);
-    let seen = page(viewing.clone()).await;
+    assert_eq!(viewing.get("/ui/imports/new").await.status(), 403);
+    let seen = viewing.page("/ui/imports/users").await;
     assert!(seen.contains("id=\"state\""), "{seen}");
     assert!(!seen.contains("id=\"actions\""), "{seen}");
     assert!(
         !seen.contains(&fleet.warehouse_url()),
         "no connection secret"
     );
-    let post = |cookie: String, form: Vec<(&'static str, String)>| {
-        let http = &http;
-        let base = &base;
-        async move {
-            http.post(format!("{base}/ui/imports/users"))
-                .header(reqwest::header::COOKIE, cookie)
-                .form(&form)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
-    };
-    let operating = common::ui_session(&base, &operator).await;
-    let forged = post(
-        operating.clone(),
-        vec![("action", "resume".into()), ("csrf", "0".repeat(64))],
-    )
-    .await;
+    let operating = common::UiClient::sign_in(&base, &operator).await;
+    let zeros = "0".repeat(64);
+    let forged = operating
+        .post(
+            "/ui/imports/users",
+            &[("action", "resume"), ("csrf", &zeros)],
+        )
+        .await;
     assert_eq!(forged, 403, "a post without the page's token");
-    let forged_build = http
-        .post(format!("{base}/ui/imports/new"))
-        .header(reqwest::header::COOKIE, operating.clone())
-        .form(&[
-            ("step", "save"),
-            ("name", "forged"),
-            ("source", "public.users"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let forged_build = operating
+        .post(
+            "/ui/imports/new",
+            &[
+                ("step", "save"),
+                ("name", "forged"),
+                ("source", "public.users"),
+            ],
+        )
+        .await;
     assert_eq!(forged_build, 403, "a builder post without the page's token");
-    let own = page(operating).await;
-    let csrf = own
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("the operator's page has forms")
-        .to_string();
+    let csrf = common::form_token(&operating.page("/ui/imports/users").await);
     // The viewer's page has no form, and the operator's page token is not its session's.
-    let refused = post(viewing, vec![("action", "resume".into()), ("csrf", csrf)]).await;
+    let refused = viewing
+        .post(
+            "/ui/imports/users",
+            &[("action", "resume"), ("csrf", &csrf)],
+        )
+        .await;
     assert_eq!(refused, 403);
     assert_eq!(
         fleet.import_view("users")["state"],

@@ -535,6 +535,64 @@ pub async fn ui_session(base: &str, token: &str) -> String {
         .expect("a session cookie")
 }
 
+/// A browser's session on the web page, as plain HTTP: its requests carry the session
+/// cookie and follow no redirect.
+pub struct UiClient {
+    http: reqwest::Client,
+    base: String,
+    cookie: String,
+}
+
+impl UiClient {
+    /// Signs in at `base` with `token`.
+    pub async fn sign_in(base: &str, token: &str) -> UiClient {
+        UiClient {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: base.to_string(),
+            cookie: ui_session(base, token).await,
+        }
+    }
+
+    /// GETs `path`.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .header(reqwest::header::COOKIE, &self.cookie)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The text of the page at `path`.
+    pub async fn page(&self, path: &str) -> String {
+        self.get(path).await.text().await.unwrap()
+    }
+
+    /// POSTs `form` to `path`; the answer's status.
+    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::StatusCode {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .header(reqwest::header::COOKIE, &self.cookie)
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+}
+
+/// The form token a page's forms carry.
+pub fn form_token(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page has a form")
+        .to_string()
+}
+
 /// Changes the type the schema registry holds for a profile property, as an operator fixing a
 /// type conflict does.
 pub async fn retype(fleet: &Fleet, property: &str, kind: &str) {
