@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the services Sluice needs are up on 127.0.0.1: PostgreSQL and RabbitMQ, and MariaDB
-# (a source the MySQL connector's tests read), tmux (the terminal the demo's test runs in) and
-# iproute2 (the network namespaces of the spread-over-hosts test).
+# (a source the MySQL connector's tests read), tmux (the terminal the demo's test runs in),
+# iproute2 (the network namespaces of the spread-over-hosts test) and OpenSSH's server (the
+# bastion of the SSH tunnel tests).
 # Starts them if installed; on Debian/Ubuntu installs them with apt-get if missing.
 # Idempotent: running it again changes nothing. Prints the URLs the fleet will use.
 set -euo pipefail
@@ -77,6 +78,11 @@ ensure_mariadb
 command -v tmux >/dev/null || apt_install tmux
 # The spread-over-hosts test joins network namespaces with veth pairs.
 command -v ip >/dev/null || apt_install iproute2
+# The SSH tunnel tests start their own OpenSSH server (a bastion) on a loopback port; the
+# package's own service is not started.
+[ -x /usr/sbin/sshd ] || apt_install openssh-server
+command -v ssh-keygen >/dev/null || apt_install openssh-client
+command -v pgrep >/dev/null || apt_install procps
 
 echo "SLUICE_DATABASE_URL=${SLUICE_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/sluice}"
 echo "SLUICE_AMQP_URL=${SLUICE_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"

@@ -17,6 +17,7 @@ pub mod postgres;
 pub mod registry;
 pub mod snowflake;
 pub mod source;
+pub mod tunnel;
 pub mod warehouse;
 
 pub use connector::{BatchSink, Canceller, Connector, Source};

@@ -1,0 +1,270 @@
+//! SSH tunnels to databases in private networks: a connection through a bastion host
+//! authenticates with an Ed25519 key Sluice generated (never a password), checks the
+//! bastion's host key against the one pinned for the connection, and forwards a local port on
+//! 127.0.0.1 to the database's host and port through `direct-tcpip` channels, one per
+//! connection made to it. A connector is then opened on the local port as if the database
+//! were there.
+
+use russh::client;
+use russh::keys::ssh_key::private::Ed25519Keypair;
+use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// How long opening the bastion's session may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The bastion a connection goes through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bastion {
+    /// Its host name or address.
+    pub host: String,
+    /// Its SSH port.
+    pub port: u16,
+    /// The user the key is authorized for.
+    pub user: String,
+}
+
+/// Why a tunnel could not be opened, in the classes a connection test reports.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum TunnelError {
+    /// The bastion could not be reached (refused, no route, timed out, not SSH).
+    #[error("the SSH bastion {0} cannot be reached: {1}")]
+    Unreachable(String, String),
+    /// The bastion refused the connection's key.
+    #[error("the SSH bastion {0} refused the key for user {1}: add the connection's public key (sluice connections keygen --ssh) to that user's authorized_keys")]
+    Authentication(String, String),
+    /// The bastion presented another host key than the one pinned.
+    #[error("the SSH bastion {host} presented host key {presented}, not the pinned {pinned}: if the bastion's key was changed on purpose, pin the new one (sluice connections test --repin-ssh-host-key)")]
+    HostKeyChanged {
+        /// The bastion.
+        host: String,
+        /// The key it presented (SHA-256 fingerprint).
+        presented: String,
+        /// The key pinned for the connection.
+        pinned: String,
+    },
+    /// The key kept for the connection cannot be read.
+    #[error("the connection's SSH key cannot be read: {0}")]
+    Key(String),
+    /// The bastion would not forward to the database.
+    #[error("the SSH bastion {0} would not forward to {1}: {2}")]
+    Forward(String, String, String),
+}
+
+/// A new Ed25519 key pair for a connection: the private key in OpenSSH's format (to seal) and
+/// the public key line for the bastion's `authorized_keys`.
+pub fn generate_key(comment: &str) -> Result<(String, String), TunnelError> {
+    let mut seed = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+    let mut key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
+    key.set_comment(comment);
+    let private = key
+        .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+        .map_err(|e| TunnelError::Key(e.to_string()))?
+        .to_string();
+    let public = key
+        .public_key()
+        .to_openssh()
+        .map_err(|e| TunnelError::Key(e.to_string()))?;
+    Ok((private, public))
+}
+
+/// What the session learns of the bastion's host key.
+struct Checker {
+    /// The fingerprint pinned for the connection; any key is accepted (and recorded) when
+    /// none is pinned yet.
+    pinned: Option<String>,
+    /// The fingerprint the bastion presented.
+    presented: Arc<Mutex<Option<String>>>,
+}
+
+impl client::Handler for Checker {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let fingerprint = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key.fingerprint(HashAlg::Sha256),
+            PublicKeyOrCertificate::Certificate(cert) => {
+                cert.public_key().fingerprint(HashAlg::Sha256)
+            }
+        }
+        .to_string();
+        let accepted = self.pinned.as_ref().is_none_or(|p| *p == fingerprint);
+        if let Ok(mut presented) = self.presented.lock() {
+            *presented = Some(fingerprint);
+        }
+        Ok(accepted)
+    }
+}
+
+/// An open tunnel: a local port forwarding to the database through the bastion, until
+/// dropped.
+pub struct Tunnel {
+    /// The local address a connector connects to instead of the database's.
+    pub local: std::net::SocketAddr,
+    /// The bastion's host key (SHA-256 fingerprint), to pin on the first successful test.
+    pub host_key: String,
+    session: Arc<client::Handle<Checker>>,
+    stop: CancellationToken,
+}
+
+impl Drop for Tunnel {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Tunnel {
+    /// Whether the bastion's session is still open.
+    pub fn is_open(&self) -> bool {
+        !self.session.is_closed()
+    }
+
+    /// Opens a session on `bastion` with `private_key` (OpenSSH format), checks its host key
+    /// against `pinned`, and forwards a new local port to `target` (`host`, `port`).
+    pub async fn open(
+        bastion: &Bastion,
+        private_key: &str,
+        pinned: Option<&str>,
+        target: (&str, u16),
+    ) -> Result<Tunnel, TunnelError> {
+        let at = format!("{}:{}", bastion.host, bastion.port);
+        let key = PrivateKey::from_openssh(private_key.as_bytes())
+            .map_err(|e| TunnelError::Key(e.to_string()))?;
+        let presented = Arc::new(Mutex::new(None));
+        let checker = Checker {
+            pinned: pinned.map(str::to_string),
+            presented: presented.clone(),
+        };
+        let config = Arc::new(client::Config {
+            keepalive_interval: Some(Duration::from_secs(30)),
+            ..Default::default()
+        });
+        let connecting = client::connect(config, (bastion.host.as_str(), bastion.port), checker);
+        let connected = tokio::time::timeout(CONNECT_TIMEOUT, connecting).await;
+        let presented = presented.lock().ok().and_then(|p| p.clone());
+        let mut session = match connected {
+            Err(_) => {
+                return Err(TunnelError::Unreachable(
+                    at,
+                    format!("no answer within {CONNECT_TIMEOUT:?}"),
+                ))
+            }
+            Ok(Ok(session)) => session,
+            Ok(Err(e)) => {
+                return Err(match (&presented, pinned) {
+                    (Some(presented), Some(pinned)) if presented != pinned => {
+                        TunnelError::HostKeyChanged {
+                            host: at,
+                            presented: presented.clone(),
+                            pinned: pinned.to_string(),
+                        }
+                    }
+                    _ => TunnelError::Unreachable(at, e.to_string()),
+                })
+            }
+        };
+        let auth = session
+            .authenticate_publickey(
+                bastion.user.clone(),
+                PrivateKeyWithHashAlg::new(Arc::new(key), None),
+            )
+            .await
+            .map_err(|e| TunnelError::Unreachable(at.clone(), e.to_string()))?;
+        if !auth.success() {
+            return Err(TunnelError::Authentication(at, bastion.user.clone()));
+        }
+        let session = Arc::new(session);
+        let (host, port) = (target.0.to_string(), target.1);
+        // One channel is opened at once, so a bastion that will not forward says so here.
+        let probe = session
+            .channel_open_direct_tcpip(host.clone(), u32::from(port), "127.0.0.1", 0)
+            .await
+            .map_err(|e| {
+                TunnelError::Forward(at.clone(), format!("{host}:{port}"), e.to_string())
+            })?;
+        drop(probe);
+        let listener = TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|e| TunnelError::Unreachable(at.clone(), e.to_string()))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| TunnelError::Unreachable(at.clone(), e.to_string()))?;
+        let stop = CancellationToken::new();
+        tokio::spawn(forward(
+            listener,
+            session.clone(),
+            (host, port),
+            stop.clone(),
+        ));
+        Ok(Tunnel {
+            local,
+            host_key: presented.unwrap_or_default(),
+            session,
+            stop,
+        })
+    }
+}
+
+/// Accepts connections on the local port until `stop`, each carried by its own channel.
+async fn forward(
+    listener: TcpListener,
+    session: Arc<client::Handle<Checker>>,
+    (host, port): (String, u16),
+    stop: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((mut socket, peer)) = accepted else {
+            continue;
+        };
+        let session = session.clone();
+        let host = host.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let channel = session
+                .channel_open_direct_tcpip(
+                    host,
+                    u32::from(port),
+                    peer.ip().to_string(),
+                    u32::from(peer.port()),
+                )
+                .await;
+            let Ok(channel) = channel else {
+                tracing::warn!(
+                    "the SSH bastion would not open a channel; the connection is dropped"
+                );
+                return;
+            };
+            let mut stream = channel.into_stream();
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = tokio::io::copy_bidirectional(&mut socket, &mut stream) => {}
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_key_reads_back_and_its_public_line_is_for_authorized_keys() {
+        let (private, public) = generate_key("sluice:acme/crm").unwrap();
+        assert!(private.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
+        assert!(public.starts_with("ssh-ed25519 ") && public.ends_with(" sluice:acme/crm"));
+        let key = PrivateKey::from_openssh(private.as_bytes()).unwrap();
+        assert_eq!(key.public_key().to_openssh().unwrap(), public);
+        assert_ne!(generate_key("x").unwrap().0, generate_key("x").unwrap().0);
+    }
+}
