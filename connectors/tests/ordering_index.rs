@@ -6,10 +6,10 @@ use sluice_connectors::mysql::MysqlSource;
 use sluice_connectors::postgres::PostgresSource;
 use sluice_connectors::{Connector, SourceSpec};
 use sluice_proto::SourceRelation;
-use tokio_postgres::NoTls;
 
-const PG: &str = "postgres://postgres@127.0.0.1:5432";
-const MARIADB: &str = "mysql://root@127.0.0.1:3306";
+mod common;
+
+use common::{MARIADB, PG};
 
 fn spec(relation: SourceRelation) -> SourceSpec {
     SourceSpec {
@@ -55,18 +55,8 @@ where
 
 #[tokio::test]
 async fn postgres_tells_whether_a_table_has_the_ordering_index() {
-    let name = format!("ordering_{}", uuid::Uuid::new_v4().simple());
-    let (admin, conn) = tokio_postgres::connect(&format!("{PG}/postgres"), NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
+    let (name, client) = common::database("ordering").await;
     let url = format!("{PG}/{name}");
-    let (client, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
-    tokio::spawn(conn);
     client
         .batch_execute(
             "CREATE TABLE people (id bigint PRIMARY KEY, v text, updated_at timestamptz NOT NULL);
@@ -81,10 +71,7 @@ async fn postgres_tells_whether_a_table_has_the_ordering_index() {
     })
     .await;
     drop(source);
-    admin
-        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .await
-        .unwrap();
+    common::drop_database(&name).await;
 }
 
 #[tokio::test]

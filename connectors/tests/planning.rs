@@ -7,35 +7,13 @@ use sluice_connectors::postgres::PostgresSource;
 use sluice_connectors::{BatchSink, Connector, Rows, SourceError, SourceSpec};
 use sluice_proto::{Bound, SourceRelation};
 use std::time::Duration;
-use tokio_postgres::NoTls;
 
-const PG: &str = "postgres://postgres@127.0.0.1:5432";
+mod common;
+
+use common::{drop_database, PG};
 
 async fn database() -> (String, tokio_postgres::Client) {
-    let name = format!("plan_{}", uuid::Uuid::new_v4().simple());
-    let (admin, conn) = tokio_postgres::connect(&format!("{PG}/postgres"), NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let url = format!("{PG}/{name}");
-    let (client, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
-    tokio::spawn(conn);
-    (name, client)
-}
-
-async fn drop_database(name: &str) {
-    let (admin, conn) = tokio_postgres::connect(&format!("{PG}/postgres"), NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .unwrap();
+    common::database("plan").await
 }
 
 fn spec() -> SourceSpec {

@@ -11,10 +11,10 @@ use sluice_connectors::{Connector, Rows, SourceSpec};
 use sluice_proto::{Bound, KeyValue, SourceRelation};
 use std::collections::BTreeSet;
 use std::time::Duration;
-use tokio_postgres::NoTls;
 
-const PG: &str = "postgres://postgres@127.0.0.1:5432";
-const MARIADB: &str = "mysql://root@127.0.0.1:3306";
+mod common;
+
+use common::{MARIADB, PG};
 
 fn spec(table: &str) -> SourceSpec {
     SourceSpec {
@@ -88,25 +88,10 @@ async fn check(source: &dyn Connector, spec: &SourceSpec, key: impl Fn(i64) -> K
     assert!(read_keys(source, spec, &[], &key(20)).await.is_empty());
 }
 
-async fn postgres_database() -> String {
-    let name = format!("by_key_{}", uuid::Uuid::new_v4().simple());
-    let (admin, conn) = tokio_postgres::connect(&format!("{PG}/postgres"), NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    name
-}
-
 #[tokio::test]
 async fn postgres_reads_listed_integer_and_text_keys() {
-    let name = postgres_database().await;
+    let (name, client) = common::database("by_key").await;
     let url = format!("{PG}/{name}");
-    let (client, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
-    tokio::spawn(conn);
     client
         .batch_execute(
             "CREATE TABLE ints (id bigint PRIMARY KEY, v text, updated_at timestamptz NOT NULL);
@@ -128,14 +113,7 @@ async fn postgres_reads_listed_integer_and_text_keys() {
     })
     .await;
     drop(source);
-    let (admin, conn) = tokio_postgres::connect(&format!("{PG}/postgres"), NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    admin
-        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .await
-        .unwrap();
+    common::drop_database(&name).await;
 }
 
 #[tokio::test]
