@@ -36,6 +36,15 @@ pub enum SourceError {
     /// The credentials were sealed with the fleet's key, which this process does not hold.
     #[error("{0}")]
     WrongKey(String),
+    /// The SSH tunnel to the source could not be opened.
+    #[error("{0}")]
+    Tunnel(Box<crate::tunnel::TunnelError>),
+}
+
+impl From<crate::tunnel::TunnelError> for SourceError {
+    fn from(e: crate::tunnel::TunnelError) -> Self {
+        SourceError::Tunnel(Box::new(e))
+    }
 }
 
 impl SourceError {
@@ -52,6 +61,7 @@ impl SourceError {
             SourceError::Storage(_) => ErrorCode::Storage,
             SourceError::Secret(_) => ErrorCode::Internal,
             SourceError::WrongKey(_) => ErrorCode::WrongKey,
+            SourceError::Tunnel(e) => e.code(),
         }
     }
 
@@ -64,7 +74,7 @@ impl SourceError {
                 | SourceError::Timeout(_)
                 | SourceError::Query(_)
                 | SourceError::Storage(_)
-        )
+        ) || matches!(self, SourceError::Tunnel(e) if matches!(**e, crate::tunnel::TunnelError::Unreachable(..)))
     }
 }
 

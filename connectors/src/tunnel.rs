@@ -54,6 +54,61 @@ pub enum TunnelError {
     Forward(String, String, String),
 }
 
+impl TunnelError {
+    /// The class a connection test and a failed run report.
+    pub fn code(&self) -> sluice_proto::ErrorCode {
+        use sluice_proto::ErrorCode;
+        match self {
+            TunnelError::Unreachable(..) | TunnelError::Forward(..) => ErrorCode::TunnelUnreachable,
+            TunnelError::Authentication(..) => ErrorCode::TunnelAuthentication,
+            TunnelError::HostKeyChanged { .. } => ErrorCode::TunnelHostKeyChanged,
+            TunnelError::Key(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+/// The tunnels a process holds, one per bastion, key and database: opened on first use,
+/// shared by every session to that database, opened again when the bastion closed it.
+#[derive(Default)]
+pub struct Tunnels {
+    open: tokio::sync::Mutex<std::collections::HashMap<String, Arc<Tunnel>>>,
+}
+
+impl Tunnels {
+    /// The process's tunnels.
+    pub fn global() -> &'static Tunnels {
+        static TUNNELS: std::sync::OnceLock<Tunnels> = std::sync::OnceLock::new();
+        TUNNELS.get_or_init(Tunnels::default)
+    }
+
+    /// The open tunnel to `target` through `bastion` with `private_key`, or a new one.
+    pub async fn get(
+        &self,
+        bastion: &Bastion,
+        private_key: &str,
+        pinned: Option<&str>,
+        target: (&str, u16),
+    ) -> Result<Arc<Tunnel>, TunnelError> {
+        use sha2::Digest;
+        let key_digest = hex_digest(sha2::Sha256::digest(private_key.as_bytes()).as_slice());
+        let name = format!(
+            "{}@{}:{}/{key_digest}/{}:{}",
+            bastion.user, bastion.host, bastion.port, target.0, target.1
+        );
+        let mut open = self.open.lock().await;
+        if let Some(tunnel) = open.get(&name).filter(|t| t.is_open()) {
+            return Ok(tunnel.clone());
+        }
+        let tunnel = Arc::new(Tunnel::open(bastion, private_key, pinned, target).await?);
+        open.insert(name, tunnel.clone());
+        Ok(tunnel)
+    }
+}
+
+fn hex_digest(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A new Ed25519 key pair for a connection: the private key in OpenSSH's format (to seal) and
 /// the public key line for the bastion's `authorized_keys`.
 pub fn generate_key(comment: &str) -> Result<(String, String), TunnelError> {

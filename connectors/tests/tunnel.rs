@@ -217,3 +217,57 @@ async fn a_wrong_key_and_a_changed_host_key_have_their_own_classes() {
         other => panic!("not a changed host key: {other}"),
     }
 }
+
+#[tokio::test]
+async fn a_process_shares_one_tunnel_per_database_and_reopens_a_closed_one() {
+    use sluice_connectors::tunnel::Tunnels;
+    let (private, public) = generate_key("sluice:shared").unwrap();
+    let mut sshd = Sshd::start(&public);
+    let tunnels = Tunnels::default();
+    let target = ("127.0.0.1", 5432);
+    let first = tunnels
+        .get(&sshd.bastion(), &private, None, target)
+        .await
+        .unwrap();
+    let again = tunnels
+        .get(&sshd.bastion(), &private, None, target)
+        .await
+        .unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&first, &again),
+        "one tunnel per database"
+    );
+    sshd.stop();
+    let started = Instant::now();
+    while first.is_open() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the session stayed open"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sshd.restart();
+    let reopened = tunnels
+        .get(&sshd.bastion(), &private, None, target)
+        .await
+        .unwrap();
+    assert!(
+        !std::sync::Arc::ptr_eq(&first, &reopened),
+        "a closed tunnel is opened again"
+    );
+    let url = format!("postgres://postgres@{}/postgres", reopened.local);
+    PostgresSource::connect(&url)
+        .await
+        .unwrap()
+        .test()
+        .await
+        .unwrap();
+    let err = sluice_connectors::SourceError::from(
+        Tunnel::open(&sshd.bastion(), &generate_key("x").unwrap().0, None, target)
+            .await
+            .err()
+            .unwrap(),
+    );
+    assert_eq!(err.code().as_str(), "tunnel_authentication");
+    assert!(!err.retryable());
+}

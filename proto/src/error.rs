@@ -26,6 +26,12 @@ pub enum ErrorCode {
     InvalidData,
     /// The import's spec cannot be applied as written.
     InvalidSpec,
+    /// The SSH bastion a connection goes through could not be reached, or would not forward.
+    TunnelUnreachable,
+    /// The SSH bastion refused the connection's key.
+    TunnelAuthentication,
+    /// The SSH bastion presented another host key than the one pinned for the connection.
+    TunnelHostKeyChanged,
     /// This process holds another master key than the one the message was sealed with by
     /// the fleet: the message goes back for another worker, and the process says not-ready.
     WrongKey,
@@ -47,6 +53,9 @@ impl ErrorCode {
             ErrorCode::Store => "store",
             ErrorCode::InvalidData => "invalid_data",
             ErrorCode::InvalidSpec => "invalid_spec",
+            ErrorCode::TunnelUnreachable => "tunnel_unreachable",
+            ErrorCode::TunnelAuthentication => "tunnel_authentication",
+            ErrorCode::TunnelHostKeyChanged => "tunnel_host_key_changed",
             ErrorCode::WrongKey => "wrong_key",
             ErrorCode::Internal => "internal",
         }

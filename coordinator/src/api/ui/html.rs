@@ -488,6 +488,9 @@ fn error_hint(code: &str) -> &'static str {
         "storage" => "The object store could not be read or written: check SLUICE_OBJECT_STORE_URL and its credentials.",
         "store" => "The profile and event store could not be written: check the database's health and space.",
         "wrong_key" => "A worker holds another master key than the fleet: give every process the same SLUICE_MASTER_KEY.",
+        "tunnel_unreachable" => "Check the SSH bastion's host and port, that sshd runs there, and that it may forward to the database (AllowTcpForwarding).",
+        "tunnel_authentication" => "Add the connection's public key (sluice connections keygen --ssh) to the bastion user's authorized_keys.",
+        "tunnel_host_key_changed" => "The bastion presented another host key than the pinned one: if it was changed on purpose, pin the new key; otherwise someone may be in between.",
         _ => "",
     }
 }
