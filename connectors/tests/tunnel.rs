@@ -135,6 +135,29 @@ impl Drop for Sshd {
     }
 }
 
+/// Checks that PostgreSQL answers through the tunnel's local port.
+async fn reaches_postgres(tunnel: &Tunnel) {
+    let url = format!("postgres://postgres@{}/postgres", tunnel.local);
+    PostgresSource::connect(&url)
+        .await
+        .unwrap()
+        .test()
+        .await
+        .unwrap();
+}
+
+/// Waits until the bastion's session of `tunnel` has closed.
+async fn closed(tunnel: &Tunnel) {
+    let started = Instant::now();
+    while tunnel.is_open() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the session stayed open"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_database_is_reached_through_the_bastion_with_the_generated_key() {
     let (private, public) = generate_key("sluice:test").unwrap();
@@ -147,9 +170,7 @@ async fn a_database_is_reached_through_the_bastion_with_the_generated_key() {
         sshd.host_key(),
         "the bastion's key is learnt"
     );
-    let url = format!("postgres://postgres@{}/postgres", tunnel.local);
-    let source = PostgresSource::connect(&url).await.unwrap();
-    source.test().await.unwrap();
+    reaches_postgres(&tunnel).await;
     // The pinned key is accepted again.
     let pinned = Tunnel::open(
         &sshd.bastion(),
@@ -163,20 +184,7 @@ async fn a_database_is_reached_through_the_bastion_with_the_generated_key() {
 
     // The bastion is killed: the session closes; started again, a new tunnel reaches it.
     sshd.stop();
-    let started = Instant::now();
-    while tunnel.is_open() {
-        if started.elapsed() > Duration::from_secs(10) {
-            let ps = Command::new("ps")
-                .args(["-eo", "pid,pgid,sid,args"])
-                .output()
-                .unwrap();
-            panic!(
-                "the session stayed open: {}",
-                String::from_utf8_lossy(&ps.stdout)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    closed(&tunnel).await;
     let err = Tunnel::open(&sshd.bastion(), &private, None, ("127.0.0.1", 5432))
         .await
         .err()
@@ -186,13 +194,7 @@ async fn a_database_is_reached_through_the_bastion_with_the_generated_key() {
     let again = Tunnel::open(&sshd.bastion(), &private, None, ("127.0.0.1", 5432))
         .await
         .unwrap();
-    let url = format!("postgres://postgres@{}/postgres", again.local);
-    PostgresSource::connect(&url)
-        .await
-        .unwrap()
-        .test()
-        .await
-        .unwrap();
+    reaches_postgres(&again).await;
 }
 
 #[tokio::test]
@@ -238,14 +240,7 @@ async fn a_process_shares_one_tunnel_per_database_and_reopens_a_closed_one() {
         "one tunnel per database"
     );
     sshd.stop();
-    let started = Instant::now();
-    while first.is_open() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the session stayed open"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    closed(&first).await;
     sshd.restart();
     let reopened = tunnels
         .get(&sshd.bastion(), &private, None, target)
@@ -255,13 +250,7 @@ async fn a_process_shares_one_tunnel_per_database_and_reopens_a_closed_one() {
         !std::sync::Arc::ptr_eq(&first, &reopened),
         "a closed tunnel is opened again"
     );
-    let url = format!("postgres://postgres@{}/postgres", reopened.local);
-    PostgresSource::connect(&url)
-        .await
-        .unwrap()
-        .test()
-        .await
-        .unwrap();
+    reaches_postgres(&reopened).await;
     let err = sluice_connectors::SourceError::from(
         Tunnel::open(&sshd.bastion(), &generate_key("x").unwrap().0, None, target)
             .await

@@ -3,6 +3,10 @@
 -- in-app notifications, read per token), pauses are notified however they happen, and
 -- alert rules keep their state so each fires once and resolves once.
 ALTER TABLE control.notification_targets ADD COLUMN events text[];
+-- Email targets stored before hear what a spec applied now gives them: what on-call acts on.
+UPDATE control.notification_targets
+   SET events = ARRAY['run.failed', 'import.paused', 'alert.firing', 'alert.resolved']
+ WHERE kind = 'email';
 ALTER TABLE control.notification_targets DROP CONSTRAINT notification_targets_kind_check;
 ALTER TABLE control.notification_targets ADD CONSTRAINT notification_targets_kind_check
     CHECK (kind IN ('webhook', 'email', 'slack'));

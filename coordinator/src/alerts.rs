@@ -224,17 +224,27 @@ async fn settle(
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
-    let latest_run = "SELECT id FROM control.runs WHERE import_id = $1 AND NOT dry_run
-                       ORDER BY created_at DESC LIMIT 1";
+    let fired: Vec<&(&str, Value)> = now_firing
+        .iter()
+        .filter(|(rule, _)| !was.iter().any(|(r, _, _)| r == rule))
+        .collect();
+    let resolved: Vec<&(String, DateTime<Utc>, Value)> = was
+        .iter()
+        .filter(|(rule, _, _)| !now_firing.iter().any(|(r, _)| r == rule))
+        .collect();
+    if fired.is_empty() && resolved.is_empty() {
+        return Ok(0);
+    }
+    // The import's latest run: the page the events link to.
     let run: Option<uuid::Uuid> = tx
-        .query_opt(latest_run, &[&import_id])
+        .query_opt(
+            "SELECT id FROM control.runs WHERE import_id = $1 AND NOT dry_run
+              ORDER BY created_at DESC LIMIT 1",
+            &[&import_id],
+        )
         .await?
         .map(|r| r.get(0));
-    let mut changed = 0;
-    for (rule, figures) in now_firing {
-        if was.iter().any(|(r, _, _)| r == rule) {
-            continue;
-        }
+    for (rule, figures) in &fired {
         tx.execute(
             "INSERT INTO control.alert_states (import_id, rule, since, figures) VALUES ($1, $2, $3, $4)",
             &[&import_id, rule, &now, figures],
@@ -246,12 +256,8 @@ async fn settle(
             &[&import_id, &run, &detail],
         )
         .await?;
-        changed += 1;
     }
-    for (rule, since, figures) in &was {
-        if now_firing.iter().any(|(r, _)| r == rule) {
-            continue;
-        }
+    for (rule, since, figures) in &resolved {
         tx.execute(
             "DELETE FROM control.alert_states WHERE import_id = $1 AND rule = $2",
             &[&import_id, rule],
@@ -264,9 +270,8 @@ async fn settle(
             &[&import_id, &run, &detail],
         )
         .await?;
-        changed += 1;
     }
-    Ok(changed)
+    Ok(fired.len() + resolved.len())
 }
 
 #[cfg(test)]

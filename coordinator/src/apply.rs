@@ -92,8 +92,9 @@ pub fn open_credentials(
     String::from_utf8(bytes).map_err(|e| secret(e.to_string()))
 }
 
-async fn stored_connection_url(
-    client: &Client,
+/// A stored connection's kind and opened URL; `None` when the workspace has none by that name.
+pub(crate) async fn stored_connection_url(
+    client: &impl tokio_postgres::GenericClient,
     key: &MasterKey,
     workspace: &str,
     name: &str,

@@ -229,22 +229,16 @@ async fn connection_url(
     workspace: &str,
     connection: &str,
 ) -> Result<(ConnectionKind, String), PreviewError> {
-    let row = client
-        .query_opt(
-            "SELECT c.credentials, c.kind FROM control.connections c
-               JOIN control.workspaces w ON w.id = c.workspace_id
-              WHERE w.name = $1 AND c.name = $2",
-            &[&workspace, &connection],
-        )
-        .await?
+    crate::apply::stored_connection_url(client, master_key, workspace, connection)
+        .await
+        .map_err(|e| match e {
+            crate::apply::ApplyError::Database(e) => PreviewError::Store(e),
+            e => source_error(&e),
+        })?
         .ok_or_else(|| PreviewError::NoConnection {
             workspace: workspace.to_string(),
             connection: connection.to_string(),
-        })?;
-    let kind = ConnectionKind::new(row.get::<_, String>(1));
-    let url =
-        open_credentials(master_key, connection, &row.get(0)).map_err(|e| source_error(&e))?;
-    Ok((kind, url))
+        })
 }
 
 #[cfg(test)]

@@ -30,14 +30,33 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(millis))
 }
 
+/// A duration as people write it, in the largest unit that holds it exactly (`24h`, `90s`,
+/// `1500ms`); `parse` reads it back.
+pub fn text(d: Duration) -> String {
+    let millis = d.as_millis();
+    let unit = [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ]
+    .into_iter()
+    .find(|(_, per)| millis > 0 && millis.is_multiple_of(*per));
+    match unit {
+        Some((unit, per)) => format!("{}{unit}", millis / per),
+        None => format!("{millis}ms"),
+    }
+}
+
 /// Serde support for `Duration` fields written as `5s`.
 pub mod serde_text {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
-    /// Writes a duration as milliseconds (`1500ms`), which `parse` reads back.
+    /// Writes a duration in its largest exact unit (`30d`, `1500ms`), which `parse` reads
+    /// back.
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{}ms", d.as_millis()))
+        s.serialize_str(&super::text(*d))
     }
 
     /// Reads a duration written like `30d`, `15m` or `1500ms`.
@@ -52,7 +71,7 @@ pub mod serde_text_opt {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
-    /// Writes an optional duration as milliseconds (`1500ms`), which `parse` reads back.
+    /// Writes an optional duration as `serde_text` does.
     pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         match d {
             Some(d) => super::serde_text::serialize(d, s),
@@ -71,6 +90,16 @@ pub mod serde_text_opt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_duration_is_written_in_its_largest_exact_unit() {
+        for (d, written) in [(86_400, "1d"), (7_200, "2h"), (90, "90s"), (1800, "30m")] {
+            assert_eq!(text(Duration::from_secs(d)), written);
+            assert_eq!(parse(written).unwrap(), Duration::from_secs(d));
+        }
+        assert_eq!(text(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(text(Duration::ZERO), "0ms");
+    }
 
     #[test]
     fn units() {

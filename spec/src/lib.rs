@@ -416,10 +416,17 @@ pub struct AlertsDecl {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Share(pub f64);
 
+impl std::fmt::Display for Share {
+    /// As a percentage (`50%`), which deserializes back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let percent = (self.0 * 1e6).round() / 1e4;
+        write!(f, "{percent}%")
+    }
+}
+
 impl Serialize for Share {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let percent = (self.0 * 1e6).round() / 1e4;
-        s.serialize_str(&format!("{percent}%"))
+        s.collect_str(self)
     }
 }
 

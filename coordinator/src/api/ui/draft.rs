@@ -299,32 +299,7 @@ impl Draft {
                 .map(|w| w.url.clone())
                 .collect::<Vec<_>>()
                 .join("\n"),
-            alerts: notify
-                .alerts
-                .as_ref()
-                .and_then(|a| serde_json::to_value(a).ok())
-                .and_then(|v| v.as_object().cloned())
-                .map(|rules| {
-                    rules
-                        .into_iter()
-                        .map(|(rule, v)| {
-                            let text = match v {
-                                Value::String(s) => crate::spec::duration::parse(&s)
-                                    .map(|d| {
-                                        let secs = d.as_secs();
-                                        match secs % 3600 {
-                                            0 => format!("{}h", secs / 3600),
-                                            _ => format!("{}m", secs / 60),
-                                        }
-                                    })
-                                    .unwrap_or(s),
-                                other => other.to_string(),
-                            };
-                            (rule, text)
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
+            alerts: notify.alerts.as_ref().map(alert_texts).unwrap_or_default(),
             ..Default::default()
         }
     }
@@ -639,6 +614,20 @@ impl Draft {
             .any(|t| notify.contains_key(*t))
             .then_some(Value::Object(notify))
     }
+}
+
+/// An import's alert rules as the form's fields show them (`24h`, `50%`).
+fn alert_texts(alerts: &crate::spec::AlertsDecl) -> BTreeMap<String, String> {
+    use crate::spec::duration::text;
+    [
+        ("no_rows_for", alerts.no_rows_for.map(text)),
+        ("volume_drop", alerts.volume_drop.map(|s| s.to_string())),
+        ("late_by", alerts.late_by.map(text)),
+        ("rejected_rate", alerts.rejected_rate.map(|s| s.to_string())),
+    ]
+    .into_iter()
+    .filter_map(|(rule, value)| Some((rule.to_string(), value?)))
+    .collect()
 }
 
 /// `name = value` lines: a value that reads as JSON (a number, `true`, a quoted text) is

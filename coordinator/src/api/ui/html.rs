@@ -34,7 +34,7 @@ pub fn schedule_text(schedule: &serde_json::Value) -> String {
 }
 
 /// A time as the pages show it: ISO-8601 in UTC, with its zone.
-fn time(t: &chrono::DateTime<chrono::Utc>) -> String {
+pub(super) fn time(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 

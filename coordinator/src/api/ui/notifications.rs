@@ -1,6 +1,7 @@
 //! The page's in-app notifications (`/ui/notifications`): the alert rules firing now and the
 //! workspace's latest events, those the signed-in token has not marked read in bold.
 
+use super::html::time;
 use super::{check_form, Viewer};
 use crate::api::{ApiError, ApiState};
 use askama::Template;
@@ -39,10 +40,6 @@ struct NotificationsPage<'a> {
     csrf: &'a str,
     firing: Vec<FiringRow>,
     entries: Vec<EntryRow>,
-}
-
-fn time(t: &chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// The firing alerts and the latest events.
