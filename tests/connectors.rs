@@ -102,24 +102,6 @@ async fn a_redshift_connection_reads_through_a_cursor_and_imports_exactly() {
     fleet.cleanup().await;
 }
 
-type Profiles = Vec<common::StoredProfile>;
-
-/// The same, read from the MariaDB source table.
-async fn mariadb_profiles(conn: &mut mysql_async::Conn) -> Profiles {
-    use mysql_async::prelude::Queryable;
-    let mut rows: Profiles = conn
-        .query::<(String, Option<String>, Option<i64>, Option<String>), _>(
-            "SELECT external_id, first_name, loyalty_points, DATE_FORMAT(birthday, '%Y-%m-%d') FROM users",
-        )
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(e, f, p, b)| (e, f, p.map(|p| p.to_string()), b))
-        .collect();
-    rows.sort();
-    rows
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_mariadb_table_with_ties_imports_exactly_and_then_only_its_changes() {
     use mysql_async::prelude::Queryable;
@@ -169,7 +151,7 @@ async fn a_mariadb_table_with_ties_imports_exactly_and_then_only_its_changes() {
     assert_eq!(first["rows_read"], 60_000, "{first}");
     assert_eq!(
         common::stored_profiles(&fleet).await,
-        mariadb_profiles(&mut source).await
+        common::mariadb_profiles(&mut source).await
     );
 
     source
@@ -190,7 +172,7 @@ async fn a_mariadb_table_with_ties_imports_exactly_and_then_only_its_changes() {
     );
     assert_eq!(
         common::stored_profiles(&fleet).await,
-        mariadb_profiles(&mut source).await
+        common::mariadb_profiles(&mut source).await
     );
 
     common::preview_users(&fleet, 10);

@@ -145,18 +145,47 @@ impl Canceller {
 }
 
 /// An open connection to a source of whichever kind a connection names.
-pub struct Source(Box<dyn Connector>);
+pub struct Source {
+    connector: Box<dyn Connector>,
+    host_key: Option<String>,
+}
 
 impl Source {
-    /// Opens a read-only session on the source a connection describes, through the kinds this
-    /// build knows ([`Registry::builtin`]).
-    pub async fn open(kind: &ConnectionKind, url: &str) -> Result<Self, SourceError> {
-        Registry::builtin().open(kind, url).await
+    /// Opens a read-only session on the source a connection's opened credentials describe,
+    /// through the kinds this build knows ([`Registry::builtin`]).
+    pub async fn open(kind: &ConnectionKind, credentials: &str) -> Result<Self, SourceError> {
+        Registry::builtin().open(kind, credentials).await
+    }
+
+    /// Opens a session checking a bastion's host key as `check` says (tests learn it).
+    pub async fn open_checking(
+        kind: &ConnectionKind,
+        credentials: &str,
+        check: crate::endpoint::HostKeyCheck,
+    ) -> Result<Self, SourceError> {
+        Registry::builtin()
+            .open_checking(kind, credentials, check)
+            .await
     }
 
     /// Wraps a connector the registry opened.
     pub fn new(connector: Box<dyn Connector>) -> Self {
-        Source(connector)
+        Source {
+            connector,
+            host_key: None,
+        }
+    }
+
+    /// This source reached through a bastion that presented `host_key`.
+    pub fn with_host_key(mut self, host_key: Option<String>) -> Self {
+        self.host_key = host_key;
+        self
+    }
+
+    /// The host key (SHA-256 fingerprint) the SSH bastion presented, for sources reached
+    /// through one.
+    pub fn host_key(&self) -> Option<&str> {
+        self.host_key.as_deref()
     }
 }
 
@@ -164,6 +193,6 @@ impl std::ops::Deref for Source {
     type Target = dyn Connector;
 
     fn deref(&self) -> &Self::Target {
-        self.0.as_ref()
+        self.connector.as_ref()
     }
 }

@@ -8,6 +8,7 @@
 pub mod bigquery;
 pub mod connector;
 pub mod databricks;
+pub mod endpoint;
 pub mod error;
 pub mod files;
 mod http;
@@ -21,6 +22,7 @@ pub mod tunnel;
 pub mod warehouse;
 
 pub use connector::{BatchSink, Canceller, Connector, Source};
+pub use endpoint::{Endpoint, HostKeyCheck, SshRoute};
 pub use error::SourceError;
 pub use registry::{check_url, Kind, Registry};
 pub use source::{RangePlan, Rows, SourceShape, SourceSpec};

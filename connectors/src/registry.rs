@@ -2,6 +2,7 @@
 //! a session on it is opened. Adding a kind is its folder plus one line in [`BUILTIN`].
 
 use crate::connector::{Connector, Source};
+use crate::endpoint::{Endpoint, HostKeyCheck};
 use crate::error::SourceError;
 use futures::future::BoxFuture;
 use sluice_proto::ConnectionKind;
@@ -13,6 +14,9 @@ pub type Opening = BoxFuture<'static, Result<Box<dyn Connector>, SourceError>>;
 pub struct Kind {
     /// The name specs write as `kind:` and the control plane stores.
     pub name: &'static str,
+    /// The database port a tunnel forwards to when the URL names none; `None` for kinds
+    /// that cannot be reached through an SSH bastion.
+    pub tunnel_port: Option<u16>,
     /// Checks a connection URL before anything connects, or says what is wrong with it
     /// (never echoing a secret).
     pub check_url: fn(&str) -> Result<(), String>,
@@ -79,9 +83,29 @@ impl Registry {
     }
 
     /// Opens a read-only session on the source a connection describes.
-    pub async fn open(&self, kind: &ConnectionKind, url: &str) -> Result<Source, SourceError> {
+    /// `credentials` are the connection's opened credentials ([`Endpoint`]): through its
+    /// bastion only with the host key pinned.
+    pub async fn open(
+        &self,
+        kind: &ConnectionKind,
+        credentials: &str,
+    ) -> Result<Source, SourceError> {
+        self.open_checking(kind, credentials, HostKeyCheck::Pinned)
+            .await
+    }
+
+    /// Opens a session as [`Registry::open`] does, checking a bastion's host key as `check`
+    /// says; the source carries the host key the bastion presented.
+    pub async fn open_checking(
+        &self,
+        kind: &ConnectionKind,
+        credentials: &str,
+        check: HostKeyCheck,
+    ) -> Result<Source, SourceError> {
         let kind = self.kind(kind).map_err(SourceError::InvalidSpec)?;
-        Ok(Source::new((kind.open)(url.to_string()).await?))
+        let endpoint = Endpoint::parse(credentials)?;
+        let (url, host_key) = endpoint.route(kind, check).await?;
+        Ok(Source::new((kind.open)(url).await?).with_host_key(host_key))
     }
 }
 

@@ -13,6 +13,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// How many database connections one tunnel carries at once; more wait for one to close.
+const MAX_CHANNELS: usize = 16;
+
 /// How long opening the bastion's session may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -46,6 +49,12 @@ pub enum TunnelError {
         /// The key pinned for the connection.
         pinned: String,
     },
+    /// The connection goes through a bastion but has no key yet.
+    #[error("the connection goes through the SSH bastion {0} but has no key yet: generate one (sluice connections keygen NAME --ssh) and add its public key to the bastion user's authorized_keys")]
+    NoKey(String),
+    /// The bastion's host key has not been pinned by a successful test yet.
+    #[error("the SSH bastion {0}'s host key is not pinned yet: test the connection (sluice connections test NAME), which pins the key the bastion presents")]
+    Unpinned(String),
     /// The key kept for the connection cannot be read.
     #[error("the connection's SSH key cannot be read: {0}")]
     Key(String),
@@ -60,7 +69,10 @@ impl TunnelError {
         use sluice_proto::ErrorCode;
         match self {
             TunnelError::Unreachable(..) | TunnelError::Forward(..) => ErrorCode::TunnelUnreachable,
-            TunnelError::Authentication(..) => ErrorCode::TunnelAuthentication,
+            TunnelError::Authentication(..) | TunnelError::NoKey(_) => {
+                ErrorCode::TunnelAuthentication
+            }
+            TunnelError::Unpinned(_) => ErrorCode::TunnelHostKeyUnpinned,
             TunnelError::HostKeyChanged { .. } => ErrorCode::TunnelHostKeyChanged,
             TunnelError::Key(_) => ErrorCode::Internal,
         }
@@ -96,7 +108,9 @@ impl Tunnels {
             bastion.user, bastion.host, bastion.port, target.0, target.1
         );
         let mut open = self.open.lock().await;
-        if let Some(tunnel) = open.get(&name).filter(|t| t.is_open()) {
+        // A tunnel learnt under another pin is not this caller's: opening again checks it.
+        let reusable = |t: &&Arc<Tunnel>| t.is_open() && pinned.is_none_or(|p| p == t.host_key);
+        if let Some(tunnel) = open.get(&name).filter(reusable) {
             return Ok(tunnel.clone());
         }
         let tunnel = Arc::new(Tunnel::open(bastion, private_key, pinned, target).await?);
@@ -267,14 +281,23 @@ impl Tunnel {
     }
 }
 
-/// Accepts connections on the local port until `stop`, each carried by its own channel.
+/// Accepts connections on the local port until `stop`, each carried by its own channel, at
+/// most [`MAX_CHANNELS`] at once.
 async fn forward(
     listener: TcpListener,
     session: Arc<client::Handle<Checker>>,
     (host, port): (String, u16),
     stop: CancellationToken,
 ) {
+    let channels = Arc::new(tokio::sync::Semaphore::new(MAX_CHANNELS));
     loop {
+        let permit = tokio::select! {
+            _ = stop.cancelled() => return,
+            permit = channels.clone().acquire_owned() => permit,
+        };
+        let Ok(permit) = permit else {
+            return;
+        };
         let accepted = tokio::select! {
             _ = stop.cancelled() => return,
             accepted = listener.accept() => accepted,
@@ -300,6 +323,7 @@ async fn forward(
                 );
                 return;
             };
+            let _permit = permit;
             let mut stream = channel.into_stream();
             tokio::select! {
                 _ = stop.cancelled() => {}

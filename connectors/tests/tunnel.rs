@@ -7,131 +7,19 @@
 use sluice_connectors::postgres::PostgresSource;
 use sluice_connectors::tunnel::{generate_key, Bastion, Tunnel, TunnelError};
 use sluice_connectors::Connector;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// An OpenSSH server on 127.0.0.1 with a configuration and host key of its own.
-struct Sshd {
-    dir: PathBuf,
-    port: u16,
-    child: Option<Child>,
-}
+#[path = "../../tests/common/sshd.rs"]
+mod sshd;
 
-impl Sshd {
-    /// A server accepting `authorized` (a public key line) for the current user.
-    fn start(authorized: &str) -> Sshd {
-        let dir = std::env::temp_dir().join(format!("sshd-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let keygen = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", ""])
-            .arg("-f")
-            .arg(dir.join("host_key"))
-            .status()
-            .expect("ssh-keygen (openssh-client)");
-        assert!(keygen.success());
-        std::fs::write(dir.join("authorized_keys"), format!("{authorized}\n")).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/host_key\nPidFile {dir}/sshd.pid\n\
-             AuthorizedKeysFile {dir}/authorized_keys\nPasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
-             PermitRootLogin prohibit-password\nAllowTcpForwarding yes\nStrictModes no\nUsePAM no\n",
-            dir = dir.display()
-        );
-        std::fs::write(dir.join("sshd_config"), config).unwrap();
-        // Privilege separation wants its directory.
-        let _ = std::fs::create_dir_all("/run/sshd");
-        let mut sshd = Sshd {
-            dir,
-            port,
-            child: None,
-        };
-        sshd.restart();
-        sshd
-    }
+use sshd::Sshd;
 
-    fn restart(&mut self) {
-        let child = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-e", "-f"])
-            .arg(self.dir.join("sshd_config"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sshd (openssh-server, installed by deploy/services.sh)");
-        self.child = Some(child);
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "sshd did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Kills the server and every session it serves (each session's process runs in a
-    /// session of its own, so it is found as a descendant).
-    fn stop(&mut self) {
-        fn descendants(pid: u32) -> Vec<u32> {
-            let out = Command::new("pgrep")
-                .args(["-P", &pid.to_string()])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-                .unwrap_or_default();
-            let children: Vec<u32> = out
-                .split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect();
-            let mut all = children.clone();
-            for child in children {
-                all.extend(descendants(child));
-            }
-            all
-        }
-        if let Some(mut child) = self.child.take() {
-            for pid in descendants(child.id()) {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// The host key's SHA-256 fingerprint, as `ssh-keygen -l` prints it.
-    fn host_key(&self) -> String {
-        let out = Command::new("ssh-keygen")
-            .arg("-lf")
-            .arg(self.dir.join("host_key.pub"))
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .split_whitespace()
-            .nth(1)
-            .unwrap()
-            .to_string()
-    }
-
-    fn bastion(&self) -> Bastion {
-        Bastion {
-            host: "127.0.0.1".into(),
-            port: self.port,
-            user: std::env::var("USER").unwrap_or_else(|_| "root".into()),
-        }
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
+/// The bastion a test's server is, as a tunnel names it.
+fn bastion(sshd: &Sshd) -> Bastion {
+    Bastion {
+        host: sshd.addr.clone(),
+        port: sshd.port,
+        user: sshd.user(),
     }
 }
 
@@ -161,8 +49,8 @@ async fn closed(tunnel: &Tunnel) {
 #[tokio::test]
 async fn a_database_is_reached_through_the_bastion_with_the_generated_key() {
     let (private, public) = generate_key("sluice:test").unwrap();
-    let mut sshd = Sshd::start(&public);
-    let tunnel = Tunnel::open(&sshd.bastion(), &private, None, ("127.0.0.1", 5432))
+    let mut sshd = Sshd::start(&[&public]);
+    let tunnel = Tunnel::open(&bastion(&sshd), &private, None, ("127.0.0.1", 5432))
         .await
         .unwrap();
     assert_eq!(
@@ -173,7 +61,7 @@ async fn a_database_is_reached_through_the_bastion_with_the_generated_key() {
     reaches_postgres(&tunnel).await;
     // The pinned key is accepted again.
     let pinned = Tunnel::open(
-        &sshd.bastion(),
+        &bastion(&sshd),
         &private,
         Some(&tunnel.host_key),
         ("127.0.0.1", 5432),
@@ -185,13 +73,13 @@ async fn a_database_is_reached_through_the_bastion_with_the_generated_key() {
     // The bastion is killed: the session closes; started again, a new tunnel reaches it.
     sshd.stop();
     closed(&tunnel).await;
-    let err = Tunnel::open(&sshd.bastion(), &private, None, ("127.0.0.1", 5432))
+    let err = Tunnel::open(&bastion(&sshd), &private, None, ("127.0.0.1", 5432))
         .await
         .err()
         .unwrap();
     assert!(matches!(err, TunnelError::Unreachable(..)), "{err}");
     sshd.restart();
-    let again = Tunnel::open(&sshd.bastion(), &private, None, ("127.0.0.1", 5432))
+    let again = Tunnel::open(&bastion(&sshd), &private, None, ("127.0.0.1", 5432))
         .await
         .unwrap();
     reaches_postgres(&again).await;
@@ -201,8 +89,8 @@ async fn a_database_is_reached_through_the_bastion_with_the_generated_key() {
 async fn a_wrong_key_and_a_changed_host_key_have_their_own_classes() {
     let (_, public) = generate_key("sluice:authorized").unwrap();
     let (other, _) = generate_key("sluice:other").unwrap();
-    let sshd = Sshd::start(&public);
-    let err = Tunnel::open(&sshd.bastion(), &other, None, ("127.0.0.1", 5432))
+    let sshd = Sshd::start(&[&public]);
+    let err = Tunnel::open(&bastion(&sshd), &other, None, ("127.0.0.1", 5432))
         .await
         .err()
         .unwrap();
@@ -210,7 +98,7 @@ async fn a_wrong_key_and_a_changed_host_key_have_their_own_classes() {
     assert!(err.to_string().contains("authorized_keys"), "{err}");
 
     let pinned = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-    let err = Tunnel::open(&sshd.bastion(), &other, Some(pinned), ("127.0.0.1", 5432))
+    let err = Tunnel::open(&bastion(&sshd), &other, Some(pinned), ("127.0.0.1", 5432))
         .await
         .err()
         .unwrap();
@@ -224,15 +112,15 @@ async fn a_wrong_key_and_a_changed_host_key_have_their_own_classes() {
 async fn a_process_shares_one_tunnel_per_database_and_reopens_a_closed_one() {
     use sluice_connectors::tunnel::Tunnels;
     let (private, public) = generate_key("sluice:shared").unwrap();
-    let mut sshd = Sshd::start(&public);
+    let mut sshd = Sshd::start(&[&public]);
     let tunnels = Tunnels::default();
     let target = ("127.0.0.1", 5432);
     let first = tunnels
-        .get(&sshd.bastion(), &private, None, target)
+        .get(&bastion(&sshd), &private, None, target)
         .await
         .unwrap();
     let again = tunnels
-        .get(&sshd.bastion(), &private, None, target)
+        .get(&bastion(&sshd), &private, None, target)
         .await
         .unwrap();
     assert!(
@@ -243,7 +131,7 @@ async fn a_process_shares_one_tunnel_per_database_and_reopens_a_closed_one() {
     closed(&first).await;
     sshd.restart();
     let reopened = tunnels
-        .get(&sshd.bastion(), &private, None, target)
+        .get(&bastion(&sshd), &private, None, target)
         .await
         .unwrap();
     assert!(
@@ -252,11 +140,39 @@ async fn a_process_shares_one_tunnel_per_database_and_reopens_a_closed_one() {
     );
     reaches_postgres(&reopened).await;
     let err = sluice_connectors::SourceError::from(
-        Tunnel::open(&sshd.bastion(), &generate_key("x").unwrap().0, None, target)
+        Tunnel::open(&bastion(&sshd), &generate_key("x").unwrap().0, None, target)
             .await
             .err()
             .unwrap(),
     );
     assert_eq!(err.code().as_str(), "tunnel_authentication");
     assert!(!err.retryable());
+}
+
+#[tokio::test]
+async fn a_tunnel_learnt_without_a_pin_is_not_reused_under_another_pin() {
+    use sluice_connectors::tunnel::Tunnels;
+    let (private, public) = generate_key("sluice:pins").unwrap();
+    let sshd = Sshd::start(&[&public]);
+    let tunnels = Tunnels::default();
+    let target = ("127.0.0.1", 5432);
+    let learnt = tunnels
+        .get(&bastion(&sshd), &private, None, target)
+        .await
+        .unwrap();
+    let pinned = tunnels
+        .get(&bastion(&sshd), &private, Some(&sshd.host_key()), target)
+        .await
+        .unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&learnt, &pinned),
+        "the pinned key is the one learnt"
+    );
+    let other = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let err = tunnels
+        .get(&bastion(&sshd), &private, Some(other), target)
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, TunnelError::HostKeyChanged { .. }), "{err}");
 }

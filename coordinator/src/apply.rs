@@ -2,7 +2,7 @@
 //! workspace, connections and imports in one transaction, so a bad spec writes nothing.
 
 use crate::spec::{ImportDecl, SpecError, SpecFile};
-use sluice_connectors::{Source, SourceError, SourceSpec};
+use sluice_connectors::{HostKeyCheck, Source, SourceError, SourceSpec};
 use sluice_proto::secrets::{MasterKey, Sealed};
 use sluice_proto::ConnectionKind;
 use std::collections::BTreeMap;
@@ -171,34 +171,44 @@ pub async fn apply(
     options: &ApplyOptions,
 ) -> Result<ApplyReport, ApplyError> {
     crate::spec::validate(spec)?;
-    let mut urls: BTreeMap<String, (ConnectionKind, String)> = BTreeMap::new();
+    // Each connection's credentials as they will be sealed, and whether it can be connected
+    // to yet (a connection through a bastion cannot before its key is generated).
+    let mut urls: BTreeMap<String, (ConnectionKind, String, bool)> = BTreeMap::new();
     for (i, c) in spec.connections.iter().enumerate() {
         let stored = stored_connection_url(client, key, &spec.workspace, &c.name).await?;
-        let url = match stored {
-            Some((kind, old))
-                if kind == ConnectionKind::SNOWFLAKE && c.kind == ConnectionKind::SNOWFLAKE =>
-            {
-                sluice_connectors::snowflake::keep_stored_key(&c.url, &old)
-            }
-            _ => c.url.clone(),
-        };
-        let tested = async {
-            let source = Source::open(&c.kind, &url).await?;
-            source.test().await
-        };
-        tested.await.map_err(|error| ApplyError::Connection {
+        let mut endpoint = crate::connections::declared(c, stored);
+        let failed = |error| ApplyError::Connection {
             field: format!("connections[{i}]"),
             name: c.name.clone(),
             error,
-        })?;
-        urls.insert(c.name.clone(), (c.kind.clone(), url));
+        };
+        let keyed = endpoint
+            .ssh
+            .as_ref()
+            .is_none_or(|ssh| ssh.private_key.is_some());
+        if keyed {
+            let text = endpoint.to_text();
+            let source = Source::open_checking(&c.kind, &text, HostKeyCheck::Learn)
+                .await
+                .map_err(failed)?;
+            source.test().await.map_err(failed)?;
+            if let (Some(ssh), Some(presented)) = (endpoint.ssh.as_mut(), source.host_key()) {
+                ssh.host_key = Some(presented.to_string());
+            }
+        }
+        urls.insert(c.name.clone(), (c.kind.clone(), endpoint.to_text(), keyed));
     }
+    let mut unchecked = Vec::new();
     for (i, import) in spec.imports.iter().enumerate() {
         let field = format!("imports[{i}]");
-        let (kind, url) = match urls.get(&import.connection) {
+        let (kind, url, keyed) = match urls.get(&import.connection) {
             Some(found) => found.clone(),
             None => stored_connection_url(client, key, &spec.workspace, &import.connection)
                 .await?
+                .map(|(kind, text)| {
+                    let keyed = crate::connections::keyed(&text);
+                    (kind, text, keyed)
+                })
                 .ok_or_else(|| {
                     ApplyError::Spec(SpecError {
                         field: format!("{field}.connection"),
@@ -209,6 +219,11 @@ pub async fn apply(
                     })
                 })?,
         };
+        if !keyed {
+            // Checked by its dry run, once the bastion accepts the connection's key.
+            unchecked.push(import.name.clone());
+            continue;
+        }
         let source_error = |error| ApplyError::Source {
             field: field.clone(),
             name: import.name.clone(),
@@ -236,8 +251,8 @@ pub async fn apply(
         .await?
         .get(0);
     for c in &spec.connections {
-        // The tested URL: a Snowflake connection's stored key pair carried over.
-        let url = urls.get(&c.name).map_or(&c.url, |(_, url)| url);
+        // The tested credentials: a stored key pair carried over, a bastion's host key pinned.
+        let url = urls.get(&c.name).map_or(&c.url, |(_, url, _)| url);
         let sealed =
             serde_json::to_value(key.seal(url.as_bytes())).expect("sealed value serializes");
         let kind = serde_json::to_value(&c.kind).expect("kind serializes");
@@ -257,6 +272,18 @@ pub async fn apply(
             c.name,
             if inserted { "created" } else { "updated" }
         ));
+        if let (Some(ssh), Some((_, _, false))) = (&c.ssh, urls.get(&c.name)) {
+            report.lines.push(format!(
+                "connection {name}: reaches its database through the SSH bastion {host}:{port}, and has no key yet: \
+                 run `sluice connections keygen {name} --ssh --workspace {workspace}`, add the public key it prints \
+                 to {user}'s authorized_keys on the bastion, then `sluice connections test {name} --workspace {workspace}`",
+                name = c.name,
+                host = ssh.host,
+                port = ssh.port,
+                user = ssh.user,
+                workspace = spec.workspace,
+            ));
+        }
     }
     for (i, import) in spec.imports.iter().enumerate() {
         let connection: i64 = tx
@@ -318,6 +345,11 @@ pub async fn apply(
     }
     for import in &spec.imports {
         crate::notify::sync_targets(&tx, key, workspace, import).await?;
+    }
+    for name in unchecked {
+        report.lines.push(format!(
+            "import {name}: its source is not checked until its connection's SSH key is accepted; its dry run checks it"
+        ));
     }
     tx.commit().await?;
     Ok(report)

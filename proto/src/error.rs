@@ -32,6 +32,8 @@ pub enum ErrorCode {
     TunnelAuthentication,
     /// The SSH bastion presented another host key than the one pinned for the connection.
     TunnelHostKeyChanged,
+    /// The SSH bastion's host key has not been pinned by a successful connection test yet.
+    TunnelHostKeyUnpinned,
     /// This process holds another master key than the one the message was sealed with by
     /// the fleet: the message goes back for another worker, and the process says not-ready.
     WrongKey,
@@ -56,6 +58,7 @@ impl ErrorCode {
             ErrorCode::TunnelUnreachable => "tunnel_unreachable",
             ErrorCode::TunnelAuthentication => "tunnel_authentication",
             ErrorCode::TunnelHostKeyChanged => "tunnel_host_key_changed",
+            ErrorCode::TunnelHostKeyUnpinned => "tunnel_host_key_unpinned",
             ErrorCode::WrongKey => "wrong_key",
             ErrorCode::Internal => "internal",
         }

@@ -47,7 +47,31 @@ pub struct ConnectionDecl {
     pub kind: ConnectionKind,
     /// Holds the credentials: never printed.
     pub url: String,
+    /// The SSH bastion the database is reached through, when it is in a private network.
+    #[serde(default)]
+    pub ssh: Option<SshDecl>,
 }
+
+/// An SSH bastion a connection goes through: the key is one Sluice generates for the
+/// connection (`sluice connections keygen NAME --ssh`); passwords are not offered.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshDecl {
+    /// The bastion's host name or address.
+    pub host: String,
+    /// Its SSH port.
+    #[serde(default = "default_ssh_port")]
+    pub port: u16,
+    /// The user whose `authorized_keys` holds the connection's public key.
+    pub user: String,
+}
+
+fn default_ssh_port() -> u16 {
+    22
+}
+
+/// The connection kinds that can be reached through an SSH bastion.
+pub const TUNNEL_KINDS: [&str; 3] = ["postgres", "redshift", "mysql"];
 
 impl std::fmt::Debug for ConnectionDecl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -55,6 +79,7 @@ impl std::fmt::Debug for ConnectionDecl {
             .field("name", &self.name)
             .field("kind", &self.kind)
             .field("url", &sluice_proto::bus::redact_url(&self.url))
+            .field("ssh", &self.ssh)
             .finish()
     }
 }
@@ -799,6 +824,37 @@ pub fn any_connection(_: &ConnectionKind, _: &str) -> Result<(), ConnectionProbl
     Ok(())
 }
 
+/// A bastion needs a host, a user and a port, and a kind that speaks over one TCP port.
+fn validate_ssh(field: &str, kind: &ConnectionKind, ssh: &SshDecl) -> Result<(), SpecError> {
+    if !TUNNEL_KINDS.contains(&kind.as_str()) {
+        return Err(invalid(
+            field,
+            format!(
+                "a {} connection cannot go through an SSH bastion; {} connections can",
+                kind.as_str(),
+                TUNNEL_KINDS.join(", ")
+            ),
+        ));
+    }
+    let bad = |c: char| c.is_whitespace() || c.is_control() || c == '@' || c == '/';
+    if ssh.host.is_empty() || ssh.host.contains(bad) {
+        return Err(invalid(
+            format!("{field}.host"),
+            format!("{:?} is not a host name or address", ssh.host),
+        ));
+    }
+    if ssh.user.is_empty() || ssh.user.contains(bad) || ssh.user.contains(':') {
+        return Err(invalid(
+            format!("{field}.user"),
+            format!("{:?} is not a user name", ssh.user),
+        ));
+    }
+    if ssh.port == 0 {
+        return Err(invalid(format!("{field}.port"), "must be 1 to 65535"));
+    }
+    Ok(())
+}
+
 /// Checks everything that can be checked without a source: names, references, types,
 /// date formats, timezones and limits, and each connection's kind and URL with `check_connection`.
 pub fn validate(spec: &SpecFile, check_connection: ConnectionCheck) -> Result<(), SpecError> {
@@ -823,6 +879,9 @@ pub fn validate(spec: &SpecFile, check_connection: ConnectionCheck) -> Result<()
             ConnectionProblem::Kind(e) => invalid(format!("{field}.kind"), e),
             ConnectionProblem::Url(e) => invalid(format!("{field}.url"), e),
         })?;
+        if let Some(ssh) = &c.ssh {
+            validate_ssh(&format!("{field}.ssh"), &c.kind, ssh)?;
+        }
     }
     let mut import_names = Vec::new();
     for (i, import) in spec.imports.iter().enumerate() {
@@ -1206,6 +1265,33 @@ imports:
             spec.imports[0].mapping().columns(),
             vec!["external_id", "birthday", "first_name"]
         );
+    }
+
+    #[test]
+    fn a_bastion_is_declared_on_a_database_connection_and_checked() {
+        let with = |ssh: &str| {
+            parse(&GOOD.replace(
+                "    url: postgres://postgres@127.0.0.1:5432/warehouse",
+                &format!("    url: postgres://postgres@10.0.0.5:5432/warehouse\n    ssh: {ssh}"),
+            ))
+        };
+        let spec = with("{ host: bastion.example.com, user: sluice }").unwrap();
+        let ssh = spec.connections[0].ssh.clone().unwrap();
+        assert_eq!(
+            (ssh.host.as_str(), ssh.port, ssh.user.as_str()),
+            ("bastion.example.com", 22, "sluice")
+        );
+        let err = with("{ host: \"bad host\", user: sluice }").unwrap_err();
+        assert_eq!(err.field, "connections[0].ssh.host");
+        let err = with("{ host: b, user: sluice, password: x }").unwrap_err();
+        assert!(err.reason.contains("password"), "{err}");
+        let files = GOOD.replace("kind: postgres", "kind: files").replace(
+            "    url: postgres://postgres@127.0.0.1:5432/warehouse",
+            "    url: file:///tmp\n    ssh: { host: b, user: u }",
+        );
+        let err = parse(&files).unwrap_err();
+        assert_eq!(err.field, "connections[0].ssh");
+        assert!(err.reason.contains("postgres, redshift, mysql"), "{err}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::settings::Settings;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sluice_coordinator::api::apply::Applied;
-use sluice_coordinator::api::connections::{ConnectionItem, KeyPair, TestResult};
+use sluice_coordinator::api::connections::{ConnectionItem, KeyPair, SshKey, TestResult};
 use sluice_coordinator::api::errors::{ErrorQuery, ErrorStreamPage};
 use sluice_coordinator::api::imports::{ImportDeleted, ImportItem, RunAccepted};
 use sluice_coordinator::api::runs::{RunFilter, RunPage};
@@ -350,10 +350,24 @@ impl Backend {
     }
 
     /// Tests a connection.
-    pub async fn test_connection(&self, name: &str) -> anyhow::Result<TestResult> {
+    pub async fn test_connection(&self, name: &str, repin: bool) -> anyhow::Result<TestResult> {
         match self {
-            Backend::Host(s) => Ok(s.test_connection(name).await?),
-            Backend::Api(r, _) => r.post(&format!("/v1/connections/{name}/test"), None).await,
+            Backend::Host(s) => Ok(s.test_connection(name, repin).await?),
+            Backend::Api(r, _) => {
+                let body = repin.then(|| serde_json::json!({ "repin_ssh_host_key": true }));
+                r.post(&format!("/v1/connections/{name}/test"), body).await
+            }
+        }
+    }
+
+    /// Generates an SSH key pair for a connection through a bastion.
+    pub async fn keygen_ssh(&self, name: &str) -> anyhow::Result<SshKey> {
+        match self {
+            Backend::Host(s) => Ok(s.keygen_ssh(name).await?),
+            Backend::Api(r, _) => {
+                r.post(&format!("/v1/connections/{name}/ssh-keygen"), None)
+                    .await
+            }
         }
     }
 

@@ -1,4 +1,4 @@
-//! `sluice connections …`: list, test, generate Snowflake key pairs for, and delete a
+//! `sluice connections …`: list, test, generate Snowflake and SSH key pairs for, and delete a
 //! workspace's connections (never showing their credentials).
 
 use super::backend::{Access, Backend};
@@ -13,15 +13,26 @@ pub enum ConnectionsCommand {
         #[arg(long, value_enum, default_value = "table")]
         output: Output,
     },
-    /// Test a connection: ok, or what failed (unreachable, authentication, permission, ...).
+    /// Test a connection: ok, or what failed (tunnel_unreachable, tunnel_authentication,
+    /// tunnel_host_key_changed, source_unreachable, authentication, permission_denied, ...).
+    /// The first successful test of a connection through an SSH bastion pins its host key.
     Test {
         name: String,
+        /// Accept the host key the SSH bastion presents now, after it was changed on purpose.
+        #[arg(long)]
+        repin_ssh_host_key: bool,
         #[arg(long, value_enum, default_value = "table")]
         output: Output,
     },
-    /// Generate a key pair for a Snowflake connection (the private key is kept sealed) and
-    /// print the `ALTER USER` statement that registers the public key.
-    Keygen { name: String },
+    /// Generate a key pair for a Snowflake connection and print the `ALTER USER` statement
+    /// that registers the public key; with `--ssh`, an Ed25519 key for the connection's SSH
+    /// bastion and the line for its `authorized_keys`. Private keys are kept sealed.
+    Keygen {
+        name: String,
+        /// A key for the connection's SSH bastion instead of Snowflake.
+        #[arg(long)]
+        ssh: bool,
+    },
     /// Delete a connection; refused, with the imports named, while any import uses it.
     Delete { name: String },
 }
@@ -50,8 +61,12 @@ pub async fn execute(settings: &Settings, command: ConnectionsCommand) -> anyhow
                 write_table(out, &t)
             })?;
         }
-        C::Test { name, output } => {
-            let tested = backend.test_connection(&name).await?;
+        C::Test {
+            name,
+            repin_ssh_host_key,
+            output,
+        } => {
+            let tested = backend.test_connection(&name, repin_ssh_host_key).await?;
             let at = format!("connection {workspace}/{name}");
             emit(output, &tested, |out| {
                 if !tested.ok {
@@ -68,6 +83,16 @@ pub async fn execute(settings: &Settings, command: ConnectionsCommand) -> anyhow
                         "{at}: the new key was refused ({e}); the old credentials stay in use"
                     )?;
                 }
+                match (&tested.ssh_host_key, tested.ssh_host_key_pinned) {
+                    (Some(key), true) => writeln!(
+                        out,
+                        "{at}: the SSH bastion's host key {key} is now pinned: every run accepts only this key"
+                    )?,
+                    (Some(key), false) => {
+                        writeln!(out, "{at}: the SSH bastion presented its pinned host key {key}")?
+                    }
+                    (None, _) => {}
+                }
                 if tested.key_promoted {
                     writeln!(out, "{at}: ok with the new key, which is now in use")?;
                     if let Some(statement) = &tested.retire {
@@ -82,7 +107,27 @@ pub async fn execute(settings: &Settings, command: ConnectionsCommand) -> anyhow
                 return Ok(1);
             }
         }
-        C::Keygen { name } => {
+        C::Keygen { name, ssh: true } => {
+            let key = backend.keygen_ssh(&name).await?;
+            outln!("{}", key.public_key);
+            outln!(
+                "add the line above to ~{}/.ssh/authorized_keys on the bastion {}",
+                key.bastion.split('@').next().unwrap_or_default(),
+                key.bastion
+            );
+            if key.pending {
+                outln!(
+                    "then run `sluice connections test {name} --workspace {workspace}`: the new key \
+                     replaces the old one once the bastion accepts it; until then the old one stays in use."
+                );
+            } else {
+                outln!(
+                    "then run `sluice connections test {name} --workspace {workspace}`, which pins \
+                     the bastion's host key."
+                );
+            }
+        }
+        C::Keygen { name, ssh: false } => {
             let pair = backend.keygen(&name).await?;
             outln!("public key: {}", pair.public_key);
             outln!("register it in Snowflake (as a user with OWNERSHIP or MODIFY on the user):");

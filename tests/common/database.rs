@@ -51,6 +51,29 @@ impl PrivatePostgres {
     /// Creates the cluster and starts it on `host`'s address, inside its namespace, or on
     /// 127.0.0.1 without one.
     pub fn start_on(host: Option<&super::hosts::Host>) -> PrivatePostgres {
+        Self::start_at(
+            host.map(|h| h.netns.as_str()),
+            host.map_or("127.0.0.1", |h| h.addr.as_str()),
+        )
+    }
+
+    /// Creates the cluster and starts it on 127.0.0.1 inside `host`'s namespace: only
+    /// programs on that host reach it over TCP (the test reaches it by its socket,
+    /// [`PrivatePostgres::socket_config`]).
+    pub fn start_hidden_on(host: &super::hosts::Host) -> PrivatePostgres {
+        Self::start_at(Some(&host.netns), "127.0.0.1")
+    }
+
+    /// A client configuration for the server's Unix socket, which any namespace reaches.
+    pub fn socket_config(&self) -> String {
+        format!(
+            "host={} port={} user=postgres dbname=postgres",
+            self.dir.display(),
+            self.port
+        )
+    }
+
+    fn start_at(netns: Option<&str>, addr: &str) -> PrivatePostgres {
         let versions = std::fs::read_dir("/usr/lib/postgresql")
             .expect("PostgreSQL is installed by deploy/services.sh");
         let mut bins: Vec<PathBuf> = versions
@@ -74,8 +97,8 @@ impl PrivatePostgres {
             port: super::free_port(),
             bin,
             dir,
-            addr: host.map_or_else(|| "127.0.0.1".to_string(), |h| h.addr.clone()),
-            netns: host.map(|h| h.netns.clone()),
+            addr: addr.to_string(),
+            netns: netns.map(str::to_string),
         };
         let initdb = as_owner(&db.bin.join("initdb"), None)
             .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
@@ -87,7 +110,7 @@ impl PrivatePostgres {
             "initdb: {}",
             String::from_utf8_lossy(&initdb.stderr)
         );
-        if db.netns.is_some() {
+        if db.netns.is_some() && addr != "127.0.0.1" {
             // The other hosts of the test's network connect by address.
             let hba = db.dir.join("data").join("pg_hba.conf");
             let mut rules = std::fs::read_to_string(&hba).unwrap();

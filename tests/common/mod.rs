@@ -7,7 +7,9 @@ pub mod activity;
 pub mod broker;
 pub mod database;
 pub mod hosts;
+pub mod mariadb;
 pub mod smtp;
+pub mod sshd;
 pub mod stand_in;
 
 use rand::RngCore;
@@ -675,6 +677,39 @@ pub async fn assert_store_equals_source(fleet: &Fleet) {
 
 /// A stored profile: (external id, first name, points, birthday).
 pub type StoredProfile = (String, Option<String>, Option<String>, Option<String>);
+
+/// Every row of a MariaDB `users` table as `StoredProfile`, sorted.
+pub async fn mariadb_profiles(conn: &mut mysql_async::Conn) -> Vec<StoredProfile> {
+    use mysql_async::prelude::Queryable;
+    let mut rows: Vec<StoredProfile> = conn
+        .query::<(String, Option<String>, Option<i64>, Option<String>), _>(
+            "SELECT external_id, first_name, loyalty_points, DATE_FORMAT(birthday, '%Y-%m-%d') FROM users",
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(e, f, p, b)| (e, f, p.map(|p| p.to_string()), b))
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Every row of a PostgreSQL `public.users` table as `StoredProfile`, sorted.
+pub async fn postgres_profiles(warehouse: &Client) -> Vec<StoredProfile> {
+    let mut rows: Vec<StoredProfile> = warehouse
+        .query(
+            "SELECT external_id, first_name, loyalty_points::text, to_char(birthday, 'YYYY-MM-DD')
+               FROM public.users",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    rows.sort();
+    rows
+}
 
 /// Every profile of the store as `StoredProfile`, sorted.
 pub async fn stored_profiles(fleet: &Fleet) -> Vec<StoredProfile> {

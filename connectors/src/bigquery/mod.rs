@@ -16,6 +16,7 @@ pub use settings::{ServiceAccountKey, Settings};
 /// Google BigQuery, over its REST API.
 pub static BIGQUERY: Kind = Kind {
     name: "bigquery",
+    tunnel_port: None,
     check_url: |url| Settings::parse(url).map(|_| ()).map_err(|e| e.to_string()),
     open: |url| Box::pin(async move { Ok(crate::warehouse::connector(Client::open(&url).await?)) }),
 };

@@ -15,6 +15,7 @@ pub use settings::Settings;
 /// A Databricks SQL warehouse, over the SQL Statement Execution API.
 pub static DATABRICKS: Kind = Kind {
     name: "databricks",
+    tunnel_port: None,
     check_url: |url| Settings::parse(url).map(|_| ()).map_err(|e| e.to_string()),
     open: |url| Box::pin(async move { Ok(crate::warehouse::connector(Client::open(&url)?)) }),
 };

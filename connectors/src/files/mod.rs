@@ -147,6 +147,7 @@ fn normalized(t: &DataType) -> DataType {
 /// Parquet, CSV or NDJSON files under a prefix in object storage.
 pub static FILES: Kind = Kind {
     name: "files",
+    tunnel_port: None,
     check_url: |url| check_url("files", url),
     open: |url| {
         Box::pin(
@@ -158,6 +159,7 @@ pub static FILES: Kind = Kind {
 /// Delta Lake tables in object storage, read through their transaction logs.
 pub static DELTA: Kind = Kind {
     name: "delta",
+    tunnel_port: None,
     check_url: |url| check_url("delta", url),
     open: |url| {
         Box::pin(async move {

@@ -30,6 +30,7 @@ const MAX_EXECUTION_MS: u64 = 15 * 60 * 1000;
 /// MySQL or MariaDB.
 pub static MYSQL: Kind = Kind {
     name: "mysql",
+    tunnel_port: Some(3306),
     check_url: |url| {
         if url.starts_with("mysql://") {
             Ok(())

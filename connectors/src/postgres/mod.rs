@@ -33,6 +33,7 @@ pub const EXACT_PLANNING_ROWS: u64 = 5_000_000;
 /// PostgreSQL, read over its own protocol.
 pub static POSTGRES: Kind = Kind {
     name: "postgres",
+    tunnel_port: Some(5432),
     check_url: |url| check_url("postgres", url),
     open: |url| {
         Box::pin(
@@ -44,6 +45,7 @@ pub static POSTGRES: Kind = Kind {
 /// Amazon Redshift, over the PostgreSQL protocol.
 pub static REDSHIFT: Kind = Kind {
     name: "redshift",
+    tunnel_port: Some(5439),
     check_url: |url| check_url("redshift", url),
     open: |url| {
         Box::pin(async move {

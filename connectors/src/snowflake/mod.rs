@@ -17,6 +17,7 @@ pub use settings::{with_param, Credentials, Settings};
 /// Snowflake, over its connector protocol.
 pub static SNOWFLAKE: Kind = Kind {
     name: "snowflake",
+    tunnel_port: None,
     check_url: |url| {
         if url.starts_with("snowflake://") {
             Ok(())

@@ -17,6 +17,7 @@ use std::time::Duration;
 /// The toy kind's registry entry.
 pub static TOY: Kind = Kind {
     name: "toy",
+    tunnel_port: None,
     check_url: |url| rows(url).map(|_| ()),
     open: |url| {
         Box::pin(async move {

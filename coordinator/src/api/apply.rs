@@ -78,6 +78,7 @@ impl Service {
         name: &str,
         kind: sluice_proto::ConnectionKind,
         url: String,
+        ssh: Option<crate::spec::SshDecl>,
     ) -> Result<Applied, ApiError> {
         self.require(Role::Admin)?;
         let mut spec = one_object_spec(&self.pool, &self.caller).await?;
@@ -85,6 +86,7 @@ impl Service {
             name: name.to_string(),
             kind,
             url,
+            ssh,
         });
         self.write(spec, false)
             .await
@@ -148,6 +150,10 @@ pub struct ConnectionBody {
     pub kind: sluice_proto::ConnectionKind,
     /// The connection URL with its credentials (sealed at rest, never shown again).
     pub url: String,
+    /// The SSH bastion the database is reached through: `{ host, port (22), user }`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub ssh: Option<crate::spec::SshDecl>,
 }
 
 /// Creates or replaces a connection after testing it (admins).
@@ -162,7 +168,7 @@ pub async fn put_connection(
     JsonBody(body): JsonBody<ConnectionBody>,
 ) -> Result<Json<Applied>, ApiError> {
     Service::new(&state, caller)
-        .put_connection(&name, body.kind, body.url)
+        .put_connection(&name, body.kind, body.url, body.ssh)
         .await
         .map(Json)
 }

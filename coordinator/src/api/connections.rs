@@ -19,34 +19,57 @@ pub struct ConnectionItem {
     pub kind: String,
     /// How many imports read from it.
     pub imports: i64,
+    /// The SSH bastion it goes through (`user@host:port`), when it declares one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bastion: Option<String>,
+    /// Whether a key for the bastion has been generated (connections through one only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ssh_key: bool,
+    /// The bastion's pinned host key (SHA-256 fingerprint), once a test pinned it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_host_key: Option<String>,
 }
 
 impl Service {
     /// The workspace's connections, never their credentials.
     pub async fn list_connections(&self) -> Result<Vec<ConnectionItem>, ApiError> {
         let client = self.client().await?;
-        Ok(connections::list(&**client, &self.caller.workspace)
+        let key = self.master_key().ok();
+        Ok(connections::list(&**client, key, &self.caller.workspace)
             .await?
             .into_iter()
-            .map(|(name, kind, imports)| ConnectionItem {
-                name,
-                kind,
-                imports,
+            .map(|c| ConnectionItem {
+                bastion: c
+                    .ssh
+                    .as_ref()
+                    .map(|s| format!("{}@{}:{}", s.user, s.host, s.port)),
+                ssh_key: c.ssh.as_ref().is_some_and(|s| s.private_key.is_some()),
+                ssh_host_key: c.ssh.and_then(|s| s.host_key),
+                name: c.name,
+                kind: c.kind,
+                imports: c.imports,
             })
             .collect())
     }
 
     /// Tests a connection: ok, or the classified failure. A Snowflake key waiting to be
     /// rotated in is tried too.
-    pub async fn test_connection(&self, name: &str) -> Result<TestResult, ApiError> {
+    /// `repin` accepts the host key an SSH bastion presents now in place of the pinned one.
+    pub async fn test_connection(&self, name: &str, repin: bool) -> Result<TestResult, ApiError> {
         self.require(crate::tokens::Role::Operator)?;
+        if repin {
+            self.require(crate::tokens::Role::Admin)?;
+        }
         let client = self.client().await?;
-        match connections::test(&**client, self.master_key()?, &self.caller.workspace, name).await {
+        let workspace = &self.caller.workspace;
+        match connections::test(&**client, self.master_key()?, workspace, name, repin).await {
             Ok(tested) => Ok(TestResult {
                 ok: true,
                 key_promoted: tested.promoted.is_some(),
                 retire: tested.promoted.flatten(),
                 pending_key_refused: tested.pending_refused.map(|e| e.to_string()),
+                ssh_host_key: tested.host_key,
+                ssh_host_key_pinned: tested.pinned,
                 ..TestResult::default()
             }),
             Err(connections::ConnectionError::Test { error, .. }) => Ok(TestResult {
@@ -66,6 +89,22 @@ impl Service {
         connections::delete(&mut client, &self.caller.workspace, name)
             .await
             .map_err(connection_error)
+    }
+
+    /// Generates an SSH key pair for a connection through a bastion (admins); the private
+    /// key is kept sealed.
+    pub async fn keygen_ssh(&self, name: &str) -> Result<SshKey, ApiError> {
+        self.require(crate::tokens::Role::Admin)?;
+        let client = self.client().await?;
+        let (public_key, route) =
+            connections::keygen_ssh(&**client, self.master_key()?, &self.caller.workspace, name)
+                .await
+                .map_err(connection_error)?;
+        Ok(SshKey {
+            public_key,
+            bastion: format!("{}@{}:{}", route.user, route.host, route.port),
+            pending: route.pending_key.is_some(),
+        })
     }
 
     /// Generates a Snowflake key pair; the private key is kept sealed as the pending key.
@@ -124,25 +163,41 @@ pub struct TestResult {
     pub code: Option<String>,
     /// What failed, when something did.
     pub message: Option<String>,
-    /// Snowflake: a pending key logged in and now replaces the old credentials.
+    /// A pending key (Snowflake or SSH) logged in and now replaces the old one.
     pub key_promoted: bool,
     /// The statement that retires the old key's slot, once a new key took over.
     pub retire: Option<String>,
-    /// Snowflake: why a pending key was refused (the old credentials stay in use).
+    /// Why a pending key (Snowflake or SSH) was refused; the old one stays in use.
     pub pending_key_refused: Option<String>,
+    /// The host key (SHA-256 fingerprint) of the SSH bastion the connection goes through.
+    pub ssh_host_key: Option<String>,
+    /// This test pinned that host key: the first successful test, or a re-pin.
+    pub ssh_host_key_pinned: bool,
+}
+
+/// How to test a connection.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestOptions {
+    /// Accept the host key the SSH bastion presents now in place of the pinned one, after it
+    /// was changed on purpose (admins).
+    #[serde(default)]
+    pub repin_ssh_host_key: bool,
 }
 
 /// Opens a session the way the extractor does and says what failed.
 #[utoipa::path(operation_id = "connections_test", post, path = "/v1/connections/{name}/test", tag = "connections",
-    params(("name" = String, Path, description = "The connection's name")),
+    params(("name" = String, Path, description = "The connection's name")), request_body = Option<TestOptions>,
     responses((status = 200, body = TestResult), (status = 404, body = super::ErrorBody)))]
 pub async fn test(
     State(state): State<ApiState>,
     caller: Caller,
     Path(name): Path<String>,
+    super::MaybeJson(options): super::MaybeJson<TestOptions>,
 ) -> Result<Json<TestResult>, ApiError> {
+    let repin = options.is_some_and(|o| o.repin_ssh_host_key);
     Service::new(&state, caller)
-        .test_connection(&name)
+        .test_connection(&name, repin)
         .await
         .map(Json)
 }
@@ -153,7 +208,8 @@ fn connection_error(e: connections::ConnectionError) -> ApiError {
             ApiError::not_found(format!("no connection {name:?} in this workspace"))
         }
         e @ (connections::ConnectionError::InUse { .. }
-        | connections::ConnectionError::NotSnowflake { .. }) => ApiError::conflict(e.to_string()),
+        | connections::ConnectionError::NotSnowflake { .. }
+        | connections::ConnectionError::NoBastion { .. }) => ApiError::conflict(e.to_string()),
         connections::ConnectionError::Store(e) => e.into(),
         other => ApiError::internal(other),
     }
@@ -198,6 +254,36 @@ pub async fn keygen(
     Service::new(&state, caller).keygen(&name).await.map(Json)
 }
 
+/// A key pair made for a connection through an SSH bastion.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SshKey {
+    /// The public key line (`ssh-ed25519 AAAA… sluice:WORKSPACE/NAME`) for the bastion
+    /// user's `authorized_keys`.
+    pub public_key: String,
+    /// The bastion: `user@host:port`.
+    pub bastion: String,
+    /// The connection already had a key: the new one is pending, and replaces it once a test
+    /// sees the bastion accept it.
+    pub pending: bool,
+}
+
+/// Makes an Ed25519 key pair for a connection through an SSH bastion; the private key is
+/// kept sealed (admins).
+#[utoipa::path(operation_id = "connections_ssh_keygen", post, path = "/v1/connections/{name}/ssh-keygen", tag = "connections",
+    params(("name" = String, Path, description = "The connection's name")),
+    responses((status = 200, body = SshKey), (status = 404, body = super::ErrorBody),
+              (status = 409, body = super::ErrorBody)))]
+pub async fn ssh_keygen(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<SshKey>, ApiError> {
+    Service::new(&state, caller)
+        .keygen_ssh(&name)
+        .await
+        .map(Json)
+}
+
 /// A table or query to preview through a connection, before an import reads it.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -231,10 +317,10 @@ pub async fn preview(
 ) -> Result<Json<super::steering::Preview>, ApiError> {
     super::auth::require(&caller, crate::tokens::Role::Operator)?;
     let client = state.pool.get().await?;
-    if connections::list(&**client, &caller.workspace)
+    if connections::list(&**client, None, &caller.workspace)
         .await?
         .iter()
-        .all(|(connection, _, _)| connection != &name)
+        .all(|c| c.name != name)
     {
         return Err(ApiError::not_found(format!(
             "no connection {name:?} in this workspace"

@@ -89,6 +89,7 @@ pub fn routes() -> (axum::Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(connections::test))
         .routes(routes!(connections::preview))
         .routes(routes!(connections::keygen))
+        .routes(routes!(connections::ssh_keygen))
         .routes(routes!(apply::apply))
         .routes(routes!(imports::list))
         .routes(routes!(imports::show, apply::put_import, imports::delete))

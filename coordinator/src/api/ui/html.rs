@@ -491,6 +491,7 @@ fn error_hint(code: &str) -> &'static str {
         "tunnel_unreachable" => "Check the SSH bastion's host and port, that sshd runs there, and that it may forward to the database (AllowTcpForwarding).",
         "tunnel_authentication" => "Add the connection's public key (sluice connections keygen --ssh) to the bastion user's authorized_keys.",
         "tunnel_host_key_changed" => "The bastion presented another host key than the pinned one: if it was changed on purpose, pin the new key; otherwise someone may be in between.",
+        "tunnel_host_key_unpinned" => "Test the connection once: the test pins the host key the bastion presents, and runs accept only that key.",
         _ => "",
     }
 }
@@ -502,11 +503,22 @@ impl TestShown {
             (_, true) => TestShown {
                 class: "succeeded",
                 outcome: "ok".into(),
-                message: if result.key_promoted {
-                    "the new key logged in and replaces the old credentials".into()
-                } else {
-                    String::new()
-                },
+                message: [
+                    result.key_promoted.then(|| {
+                        "the new key logged in and replaces the old credentials".to_string()
+                    }),
+                    result.ssh_host_key.as_ref().map(|key| {
+                        if result.ssh_host_key_pinned {
+                            format!("the SSH bastion's host key {key} is now pinned")
+                        } else {
+                            format!("the SSH bastion presented its pinned host key {key}")
+                        }
+                    }),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("; "),
                 hint: "",
             },
             (code, false) => {
@@ -527,6 +539,9 @@ pub struct ConnectionRow {
     name: String,
     kind: String,
     imports: i64,
+    bastion: Option<String>,
+    ssh_key: bool,
+    ssh_host_key: Option<String>,
     test: Option<TestShown>,
 }
 
@@ -537,6 +552,9 @@ impl ConnectionRow {
             name: item.name.clone(),
             kind: item.kind.clone(),
             imports: item.imports,
+            bastion: item.bastion.clone(),
+            ssh_key: item.ssh_key,
+            ssh_host_key: item.ssh_host_key.clone(),
             test,
         }
     }
@@ -557,6 +575,8 @@ struct ConnectionsPage<'a> {
     problem: Option<&'a str>,
     note: Option<&'a str>,
     statement: Option<&'a str>,
+    ssh_key: Option<(&'a str, &'a str)>,
+    draft_ssh: [&'a str; 3],
     draft_name: &'a str,
     draft_kind: &'a str,
     /// The refused form's host, port, database and user.
@@ -604,6 +624,10 @@ pub struct ConnectionsNotice<'a> {
     pub note: Option<&'a str>,
     /// A Snowflake key pair's `ALTER USER` statement.
     pub statement: Option<&'a str>,
+    /// An SSH key's public line, and the bastion whose `authorized_keys` takes it.
+    pub ssh_key: Option<(&'a str, &'a str)>,
+    /// The refused form's bastion host, port and user.
+    pub draft_ssh: [&'a str; 3],
     /// The refused form's name and kind, shown again (never its URL).
     pub draft: (&'a str, &'a str),
     /// The refused form's host, port, database and user (never its password).
@@ -635,6 +659,8 @@ pub fn connections(
         problem: notice.problem,
         note: notice.note,
         statement: notice.statement,
+        ssh_key: notice.ssh_key,
+        draft_ssh: notice.draft_ssh,
         draft_name: notice.draft.0,
         draft_kind: if notice.draft.1.is_empty() {
             "postgres"

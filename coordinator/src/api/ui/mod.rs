@@ -553,6 +553,9 @@ mod tests {
             database: "crm".into(),
             user: "loader".into(),
             password: password.into(),
+            ssh_host: String::new(),
+            ssh_port: String::new(),
+            ssh_user: String::new(),
         };
         assert_eq!(
             form("postgres", "", "p@ss word/1").url().unwrap(),
@@ -587,6 +590,20 @@ mod tests {
         let mut given = form("postgres", "", "x");
         given.url = "postgres://other@h/db".into();
         assert_eq!(given.url().unwrap(), "postgres://other@h/db");
+        assert_eq!(given.ssh().unwrap(), None);
+        given.ssh_host = "bastion.example.com".into();
+        assert_eq!(given.ssh().unwrap_err().body.field.as_deref(), Some("ssh"));
+        given.ssh_user = "sluice".into();
+        let ssh = given.ssh().unwrap().unwrap();
+        assert_eq!(
+            (ssh.host.as_str(), ssh.port, ssh.user.as_str()),
+            ("bastion.example.com", 22, "sluice")
+        );
+        given.ssh_port = "22x".into();
+        assert_eq!(
+            given.ssh().unwrap_err().body.field.as_deref(),
+            Some("ssh.port")
+        );
     }
 
     #[test]
@@ -867,9 +884,40 @@ struct NewConnection {
     user: String,
     #[serde(default)]
     password: String,
+    #[serde(default)]
+    ssh_host: String,
+    #[serde(default)]
+    ssh_port: String,
+    #[serde(default)]
+    ssh_user: String,
 }
 
 impl NewConnection {
+    /// The bastion the form names, when it names one.
+    fn ssh(&self) -> Result<Option<crate::spec::SshDecl>, ApiError> {
+        let (host, user) = (self.ssh_host.trim(), self.ssh_user.trim());
+        if host.is_empty() && user.is_empty() {
+            return Ok(None);
+        }
+        if host.is_empty() || user.is_empty() {
+            return Err(ApiError::invalid(
+                "ssh",
+                "give the bastion's host and the user its key is for",
+            ));
+        }
+        let port = match self.ssh_port.trim() {
+            "" => 22,
+            given => given.parse::<u16>().map_err(|_| {
+                ApiError::invalid("ssh.port", format!("{given:?} is not a port number"))
+            })?,
+        };
+        Ok(Some(crate::spec::SshDecl {
+            host: host.to_string(),
+            port,
+            user: user.to_string(),
+        }))
+    }
+
     /// The URL given, or the one the database fields make (user and password
     /// percent-encoded; the kind's default port when none is given).
     fn url(&self) -> Result<String, ApiError> {
@@ -932,9 +980,13 @@ async fn create_connection(
     check_form(&headers, &csrf, &form.csrf)?;
     let service = crate::api::service::Service::new(&state, caller);
     let kind = sluice_proto::ConnectionKind::new(form.kind.trim());
-    let put = match form.url() {
-        Ok(url) => service.put_connection(form.name.trim(), kind, url).await,
-        Err(e) => Err(e),
+    let put = match (form.url(), form.ssh()) {
+        (Ok(url), Ok(ssh)) => {
+            service
+                .put_connection(form.name.trim(), kind, url, ssh)
+                .await
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e),
     };
     match put {
         Ok(_) => Ok(Redirect::to("/ui/connections").into_response()),
@@ -953,6 +1005,11 @@ async fn create_connection(
                     form.database.trim(),
                     form.user.trim(),
                 ],
+                draft_ssh: [
+                    form.ssh_host.trim(),
+                    form.ssh_port.trim(),
+                    form.ssh_user.trim(),
+                ],
                 ..Default::default()
             };
             let page = render_connections(&service, &csrf, None, notice).await?;
@@ -961,7 +1018,7 @@ async fn create_connection(
     }
 }
 
-/// Tests a connection (operators), makes a Snowflake key pair or deletes one (admins), and
+/// Tests a connection (operators), makes a Snowflake or SSH key pair or deletes one (admins), and
 /// shows the page with the outcome.
 async fn connection_action(
     State(state): State<ApiState>,
@@ -974,7 +1031,7 @@ async fn connection_action(
     let service = crate::api::service::Service::new(&state, caller);
     let (status, page) = match form.action.as_str() {
         "test" => {
-            let result = service.test_connection(&name).await?;
+            let result = service.test_connection(&name, false).await?;
             let shown = html::TestShown::of(&result);
             let page =
                 render_connections(&service, &csrf, Some((&name, shown)), Default::default())
@@ -985,6 +1042,17 @@ async fn connection_action(
             let pair = service.keygen(&name).await?;
             let notice = html::ConnectionsNotice {
                 statement: Some(&pair.statement),
+                ..Default::default()
+            };
+            (
+                StatusCode::OK,
+                render_connections(&service, &csrf, None, notice).await?,
+            )
+        }
+        "ssh-keygen" => {
+            let key = service.keygen_ssh(&name).await?;
+            let notice = html::ConnectionsNotice {
+                ssh_key: Some((&key.public_key, &key.bastion)),
                 ..Default::default()
             };
             (
@@ -1019,7 +1087,7 @@ async fn connection_action(
         other => {
             return Err(ApiError::invalid(
                 "action",
-                format!("unknown action {other:?}; one of test, keygen, delete"),
+                format!("unknown action {other:?}; one of test, keygen, ssh-keygen, delete"),
             ))
         }
     };
