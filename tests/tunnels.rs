@@ -267,7 +267,10 @@ async fn a_refused_key_a_stopped_bastion_and_a_changed_host_key_each_have_their_
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    fleet.start("all", &[]);
+    let port = common::free_port();
+    fleet.start("all", &["--http-addr", &format!("127.0.0.1:{port}")]);
+    let base = format!("http://127.0.0.1:{port}");
+    common::wait_for_api(&base).await;
 
     // No key yet.
     let tested = test_connection(&fleet, "wh", &[]);
@@ -277,14 +280,46 @@ async fn a_refused_key_a_stopped_bastion_and_a_changed_host_key_each_have_their_
         "{tested}"
     );
 
-    let key = keygen(&fleet, "wh");
+    // The key is made on the connections page, which shows the bastion and the line to add.
+    let admin = common::UiClient::sign_in(&base, &fleet.token("acme", "admin")).await;
+    let page = admin.page("/ui/connections").await;
+    let bastion = format!("{}@{}:{}", sshd.user(), sshd.addr, sshd.port);
+    assert!(
+        page.contains(&format!("through {bastion}, no key yet")),
+        "{page}"
+    );
+    let csrf = common::form_token(&page);
+    let (status, page) = admin
+        .post_page(
+            "/ui/connections/wh",
+            &[("csrf", &csrf), ("action", "ssh-keygen")],
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let key = page
+        .split("<pre id=\"ssh-public-key\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</pre>").next())
+        .expect("the public key line is shown")
+        .to_string();
+    assert!(
+        key.starts_with("ssh-ed25519 ") && key.ends_with("sluice:acme/wh"),
+        "{key}"
+    );
+    assert!(!page.contains("PRIVATE KEY"), "{page}");
     // A key the bastion does not accept.
     let tested = test_connection(&fleet, "wh", &[]);
     assert_eq!(tested["ok"], false, "{tested}");
     assert_eq!(tested["code"], "tunnel_authentication", "{tested}");
     sshd.authorize(&[&key]);
+    let (_, page) = admin
+        .post_page("/ui/connections/wh", &[("csrf", &csrf), ("action", "test")])
+        .await;
+    let pinned = format!("host key {} is now pinned", sshd.host_key());
+    assert!(page.contains(&pinned), "{page}");
     let tested = test_connection(&fleet, "wh", &[]);
     assert_eq!(tested["ok"], true, "{tested}");
+    assert_eq!(tested["ssh_host_key_pinned"], false, "{tested}");
     let first = fleet.run("acme", "users");
     assert_eq!(first["status"], "succeeded", "{first}");
     sshd.authorize(&[]);

@@ -575,14 +575,24 @@ impl UiClient {
 
     /// POSTs `form` to `path`; the answer's status.
     pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::StatusCode {
-        self.http
+        self.post_page(path, form).await.0
+    }
+
+    /// POSTs `form` to `path`; the answer's status and page.
+    pub async fn post_page(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> (reqwest::StatusCode, String) {
+        let answer = self
+            .http
             .post(format!("{}{path}", self.base))
             .header(reqwest::header::COOKIE, &self.cookie)
             .form(form)
             .send()
             .await
-            .unwrap()
-            .status()
+            .unwrap();
+        (answer.status(), answer.text().await.unwrap())
     }
 }
 
