@@ -83,8 +83,13 @@ impl TunnelError {
 /// shared by every session to that database, opened again when the bastion closed it.
 #[derive(Default)]
 pub struct Tunnels {
-    open: tokio::sync::Mutex<std::collections::HashMap<String, Arc<Tunnel>>>,
+    /// Each tunnel's slot, locked while it is opened, so opening one (which may wait for an
+    /// unreachable bastion) never holds up the others.
+    open: Mutex<std::collections::HashMap<String, Slot>>,
 }
+
+/// One tunnel's place in [`Tunnels`].
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Tunnel>>>>;
 
 impl Tunnels {
     /// The process's tunnels.
@@ -107,14 +112,23 @@ impl Tunnels {
             "{}@{}:{}/{key_digest}/{}:{}",
             bastion.user, bastion.host, bastion.port, target.0, target.1
         );
-        let mut open = self.open.lock().await;
+        let slot = {
+            let mut open = self
+                .open
+                .lock()
+                .map_err(|_| TunnelError::Key("the tunnels' registry is poisoned".into()))?;
+            open.entry(name).or_default().clone()
+        };
+        let mut held = slot.lock().await;
         // A tunnel learnt under another pin is not this caller's: opening again checks it.
         let reusable = |t: &&Arc<Tunnel>| t.is_open() && pinned.is_none_or(|p| p == t.host_key);
-        if let Some(tunnel) = open.get(&name).filter(reusable) {
+        if let Some(tunnel) = held.as_ref().filter(reusable) {
             return Ok(tunnel.clone());
         }
+        // A closed tunnel stops listening now, whether or not a new one opens.
+        *held = None;
         let tunnel = Arc::new(Tunnel::open(bastion, private_key, pinned, target).await?);
-        open.insert(name, tunnel.clone());
+        *held = Some(tunnel.clone());
         Ok(tunnel)
     }
 }
