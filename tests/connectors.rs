@@ -121,21 +121,7 @@ async fn a_mariadb_table_with_ties_imports_exactly_and_then_only_its_changes() {
     )
     .await
     .unwrap();
-    // Rows 50,001 to 55,000 share one updated_at; every 97th row has no first name.
-    source
-        .query_drop(
-            "CREATE TABLE users (id BIGINT PRIMARY KEY, external_id VARCHAR(64) NOT NULL,
-                first_name VARCHAR(64), loyalty_points INT, birthday DATE,
-                updated_at DATETIME(6) NOT NULL, INDEX users_watermark (updated_at, id));
-             INSERT INTO users
-             SELECT seq, CONCAT('user-', seq), IF(seq % 97 = 0, NULL, CONCAT('Name ', seq)),
-                    (seq * 7) % 1000, DATE '1970-01-01' + INTERVAL (seq % 15000) DAY,
-                    IF(seq BETWEEN 50001 AND 55000, TIMESTAMP '2024-03-01 12:00:00',
-                       TIMESTAMP '2024-01-01 00:00:00' + INTERVAL (seq * 37) * 1000 MICROSECOND)
-               FROM seq_1_to_60000",
-        )
-        .await
-        .unwrap();
+    common::create_mariadb_users(&mut source, 60_000, "user").await;
     let spec = users_spec(&fleet, 8_000)
         .replace("kind: postgres", "kind: mysql")
         .replace(

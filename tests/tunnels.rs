@@ -115,22 +115,7 @@ async fn databases_in_a_private_network_are_imported_through_the_bastion_exactly
         admin.query_drop("CREATE DATABASE wh").await.unwrap();
     }
     let mut msource = maria.connect(Some("wh")).await;
-    {
-        use mysql_async::prelude::Queryable;
-        msource
-            .query_drop(
-                "CREATE TABLE users (id BIGINT PRIMARY KEY, external_id VARCHAR(64) NOT NULL,
-                    first_name VARCHAR(64), loyalty_points INT, birthday DATE,
-                    updated_at DATETIME(6) NOT NULL, INDEX users_watermark (updated_at, id));
-                 INSERT INTO users
-                 SELECT seq, CONCAT('maria-', seq), IF(seq % 89 = 0, NULL, CONCAT('Maria ', seq)),
-                        seq % 500, DATE '1980-01-01' + INTERVAL (seq % 9000) DAY,
-                        TIMESTAMP '2024-02-01 00:00:00' + INTERVAL (seq DIV 3) SECOND
-                   FROM seq_1_to_20000",
-            )
-            .await
-            .unwrap();
-    }
+    common::create_mariadb_users(&mut msource, 20_000, "maria").await;
 
     let mut fleet = Fleet::new().await;
     // Without the bastion the database cannot be reached at all.

@@ -688,6 +688,25 @@ pub async fn assert_store_equals_source(fleet: &Fleet) {
 /// A stored profile: (external id, first name, points, birthday).
 pub type StoredProfile = (String, Option<String>, Option<String>, Option<String>);
 
+/// Creates a MariaDB `users` table of `rows` rows keyed `id`, external ids `PREFIX-N`: rows
+/// 50,001 to 55,000 share one `updated_at`, and every 97th row has no first name.
+pub async fn create_mariadb_users(conn: &mut mysql_async::Conn, rows: i64, prefix: &str) {
+    use mysql_async::prelude::Queryable;
+    conn.query_drop(format!(
+        "CREATE TABLE users (id BIGINT PRIMARY KEY, external_id VARCHAR(64) NOT NULL,
+            first_name VARCHAR(64), loyalty_points INT, birthday DATE,
+            updated_at DATETIME(6) NOT NULL, INDEX users_watermark (updated_at, id));
+         INSERT INTO users
+         SELECT seq, CONCAT('{prefix}-', seq), IF(seq % 97 = 0, NULL, CONCAT('Name ', seq)),
+                (seq * 7) % 1000, DATE '1970-01-01' + INTERVAL (seq % 15000) DAY,
+                IF(seq BETWEEN 50001 AND 55000, TIMESTAMP '2024-03-01 12:00:00',
+                   TIMESTAMP '2024-01-01 00:00:00' + INTERVAL (seq * 37) * 1000 MICROSECOND)
+           FROM seq_1_to_{rows}"
+    ))
+    .await
+    .unwrap();
+}
+
 /// Every row of a MariaDB `users` table as `StoredProfile`, sorted.
 pub async fn mariadb_profiles(conn: &mut mysql_async::Conn) -> Vec<StoredProfile> {
     use mysql_async::prelude::Queryable;
@@ -706,33 +725,30 @@ pub async fn mariadb_profiles(conn: &mut mysql_async::Conn) -> Vec<StoredProfile
 
 /// Every row of a PostgreSQL `public.users` table as `StoredProfile`, sorted.
 pub async fn postgres_profiles(warehouse: &Client) -> Vec<StoredProfile> {
-    let mut rows: Vec<StoredProfile> = warehouse
-        .query(
-            "SELECT external_id, first_name, loyalty_points::text, to_char(birthday, 'YYYY-MM-DD')
-               FROM public.users",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-        .collect();
-    rows.sort();
-    rows
+    sorted_profiles(
+        warehouse,
+        "SELECT external_id, first_name, loyalty_points::text, to_char(birthday, 'YYYY-MM-DD')
+           FROM public.users",
+    )
+    .await
 }
 
 /// Every profile of the store as `StoredProfile`, sorted.
 pub async fn stored_profiles(fleet: &Fleet) -> Vec<StoredProfile> {
-    let mut rows: Vec<StoredProfile> = fleet
-        .control()
-        .await
-        .query(
-            "SELECT i.value, p.properties->>'first_name', p.properties->>'points', p.properties->>'birthday'
-               FROM profile_store.profiles p
-               JOIN profile_store.identities i USING (workspace_id, profile_id)
-              WHERE i.kind = 'external_id'",
-            &[],
-        )
+    sorted_profiles(
+        &fleet.control().await,
+        "SELECT i.value, p.properties->>'first_name', p.properties->>'points', p.properties->>'birthday'
+           FROM profile_store.profiles p
+           JOIN profile_store.identities i USING (workspace_id, profile_id)
+          WHERE i.kind = 'external_id'",
+    )
+    .await
+}
+
+/// The rows of a query of four text columns as `StoredProfile`, sorted.
+async fn sorted_profiles(client: &Client, sql: &str) -> Vec<StoredProfile> {
+    let mut rows: Vec<StoredProfile> = client
+        .query(sql, &[])
         .await
         .unwrap()
         .iter()
