@@ -5,6 +5,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod deletes;
+pub mod destinations;
 pub mod events;
 pub mod guesses;
 pub mod lineage;

@@ -1,0 +1,233 @@
+//! Delivery to an engagement platform a team already runs, instead of the built-in stores:
+//! one [`Api`] per platform builds its documented requests from a chunk's staged rows within
+//! its batch limits and reads its per-record errors; [`send`] sends one request within the
+//! destination's rate limit, waiting out `429`s as `Retry-After` says and retrying `5xx`
+//! answers with backoff, holding no store connection while it waits.
+
+pub mod braze;
+
+use crate::staging::StagedRow;
+use governor::{DefaultDirectRateLimiter, Quota};
+use serde_json::Value;
+use sluice_proto::Records;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+/// One request to a destination's API: its path under the destination's URL, its JSON body,
+/// and the staged row each record of the body came from, in order.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The path, as the vendor documents it (`/users/track`).
+    pub path: &'static str,
+    /// The body.
+    pub body: Value,
+    /// The row of each record, in the body's order.
+    pub rows: Vec<usize>,
+}
+
+/// A record the destination refused, or one that cannot be sent: the row and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordError {
+    /// The staged row.
+    pub row: usize,
+    /// Why, in the vendor's words when it said.
+    pub message: String,
+}
+
+/// One platform's ingestion API.
+pub trait Api: Send + Sync {
+    /// The kind, as specs name it.
+    fn kind(&self) -> &'static str;
+    /// The requests carrying `rows`, each within the vendor's batch limits, and the rows no
+    /// request can carry (no identifier the vendor takes).
+    fn requests(
+        &self,
+        records: &Records,
+        rows: &[StagedRow],
+        update_only: bool,
+    ) -> (Vec<Request>, Vec<RecordError>);
+    /// Adds the credentials to a request.
+    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder;
+    /// The records an accepted request's answer says were refused.
+    fn record_errors(&self, request: &Request, answer: &Value) -> Vec<RecordError>;
+}
+
+/// Why a request was not delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// The destination refused the whole request (a 4xx other than 429): retrying the same
+    /// request will not help.
+    #[error("{kind} refused the request ({status}): {message}")]
+    Refused {
+        /// The destination's kind.
+        kind: &'static str,
+        /// The HTTP status.
+        status: u16,
+        /// The destination's message.
+        message: String,
+    },
+    /// The destination could not be reached or kept failing (5xx, timeouts, 429s past the
+    /// wait the stage allows); the chunk is retried.
+    #[error("{kind} did not accept the request: {message}")]
+    Unavailable {
+        /// The destination's kind.
+        kind: &'static str,
+        /// What happened last.
+        message: String,
+    },
+}
+
+/// How a destination is sent to: its URL, its request rate and how long to keep retrying.
+pub struct Sender {
+    /// The HTTP client (connection pooling, timeouts).
+    pub client: reqwest::Client,
+    /// The API's base URL, without a trailing slash.
+    pub url: String,
+    /// Requests per second this loader may send to the destination.
+    pub limiter: DefaultDirectRateLimiter,
+    /// Attempts of one request on 5xx answers and network failures.
+    pub attempts: u32,
+    /// The first backoff; it doubles per attempt.
+    pub backoff: Duration,
+    /// The longest one `Retry-After` is waited for before the chunk is handed back instead.
+    pub max_wait: Duration,
+}
+
+impl Sender {
+    /// A sender to `url` at `per_second` requests per second.
+    pub fn new(url: &str, per_second: NonZeroU32) -> Self {
+        Sender {
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap_or_default(),
+            url: url.trim_end_matches('/').to_string(),
+            limiter: DefaultDirectRateLimiter::direct(Quota::per_second(per_second)),
+            attempts: 5,
+            backoff: Duration::from_millis(500),
+            max_wait: Duration::from_secs(120),
+        }
+    }
+
+    /// Sends one request until the destination accepts it; the records it refused.
+    pub async fn send(
+        &self,
+        api: &dyn Api,
+        request: &Request,
+    ) -> Result<Vec<RecordError>, DeliveryError> {
+        let kind = api.kind();
+        let mut attempt = 0;
+        let mut waited = Duration::ZERO;
+        loop {
+            self.limiter.until_ready().await;
+            let sent = api
+                .authorize(self.client.post(format!("{}{}", self.url, request.path)))
+                .json(&request.body)
+                .send()
+                .await;
+            let answer = match sent {
+                Ok(answer) => answer,
+                Err(e) => {
+                    attempt += 1;
+                    if attempt >= self.attempts {
+                        return Err(DeliveryError::Unavailable {
+                            kind,
+                            message: e.to_string(),
+                        });
+                    }
+                    tokio::time::sleep(self.backoff * 2u32.pow(attempt - 1)).await;
+                    continue;
+                }
+            };
+            let status = answer.status();
+            if status.as_u16() == 429 {
+                let wait = retry_after(answer.headers()).unwrap_or(self.backoff);
+                waited += wait;
+                if waited > self.max_wait {
+                    return Err(DeliveryError::Unavailable {
+                        kind,
+                        message: format!("rate limited for over {:?}", self.max_wait),
+                    });
+                }
+                tracing::debug!(
+                    destination = kind,
+                    wait_ms = wait.as_millis() as u64,
+                    "rate limited; waiting"
+                );
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            let text = answer.text().await.unwrap_or_default();
+            if status.is_server_error() {
+                attempt += 1;
+                if attempt >= self.attempts {
+                    return Err(DeliveryError::Unavailable {
+                        kind,
+                        message: format!("{status}: {}", snippet(&text)),
+                    });
+                }
+                tokio::time::sleep(self.backoff * 2u32.pow(attempt - 1)).await;
+                continue;
+            }
+            let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            if !status.is_success() {
+                let message = body
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+                    .unwrap_or_else(|| snippet(&text));
+                return Err(DeliveryError::Refused {
+                    kind,
+                    status: status.as_u16(),
+                    message,
+                });
+            }
+            return Ok(api.record_errors(request, &body));
+        }
+    }
+}
+
+/// At most 300 characters of an answer, for messages.
+fn snippet(text: &str) -> String {
+    text.chars().take(300).collect()
+}
+
+/// How long a `429` asks to wait: `Retry-After` in seconds or as an HTTP date, else the
+/// vendors' reset headers (`X-RateLimit-Reset`, seconds since the epoch).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(value) = text("retry-after") {
+        if let Ok(seconds) = value.trim().parse::<f64>() {
+            return Some(Duration::from_secs_f64(seconds.max(0.0)));
+        }
+        if let Ok(at) = chrono::DateTime::parse_from_rfc2822(value.trim()) {
+            let wait = at.to_utc() - chrono::Utc::now();
+            return Some(wait.to_std().unwrap_or_default());
+        }
+    }
+    let reset = text("x-ratelimit-reset")?.trim().parse::<i64>().ok()?;
+    let wait = reset - chrono::Utc::now().timestamp();
+    Some(Duration::from_secs(wait.max(0) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn a_429_waits_as_retry_after_or_the_reset_header_says() {
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
+        let mut headers = HeaderMap::new();
+        let reset = (chrono::Utc::now().timestamp() + 5).to_string();
+        headers.insert("x-ratelimit-reset", HeaderValue::from_str(&reset).unwrap());
+        let wait = retry_after(&headers).unwrap();
+        assert!(
+            wait <= Duration::from_secs(5) && wait >= Duration::from_secs(3),
+            "{wait:?}"
+        );
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
+}

@@ -1,0 +1,153 @@
+//! Delivery to engagement platforms, against a stand-in of each platform's API that checks
+//! the documented request format and batch limits, answers per-record errors, 429s with
+//! `Retry-After` and 5xx, and counts what it was sent.
+
+mod common;
+
+use common::stand_in::StandIn;
+use serde_json::Value;
+use sluice_loader::destinations::braze::{Braze, TRACK_BATCH};
+use sluice_loader::destinations::{Api, Sender};
+use sluice_loader::props::Props;
+use sluice_loader::staging::StagedRow;
+use sluice_proto::{EventMapping, EventName, EventTime, Records, UnknownIdentity};
+use std::num::NonZeroU32;
+
+fn row(i: usize, email: &str) -> StagedRow {
+    let mut props = Props::default();
+    props.push(
+        "tier".into(),
+        None,
+        if i.is_multiple_of(2) {
+            "gold"
+        } else {
+            "silver"
+        },
+    );
+    StagedRow {
+        key: i.to_string(),
+        updated_at: chrono::Utc::now(),
+        identity: None,
+        external_id: Some(format!("user-{i}")),
+        alias_kind: None,
+        alias_name: None,
+        email: Some(email.to_string()),
+        phone: None,
+        profile_ref: None,
+        create_kind: None,
+        create_value: None,
+        props,
+        unset: Vec::new(),
+        event_name: Some("Signed Up".into()),
+        event_time: Some(chrono::Utc::now()),
+        dedup_key: Some(format!("event-{i}")),
+        price: None,
+        subs: None,
+        consented_at: None,
+        addressless: false,
+    }
+}
+
+async fn stats(port: u16) -> Value {
+    reqwest::get(format!("http://127.0.0.1:{port}/_stats"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn braze_gets_every_record_once_in_batches_of_75_and_its_429s_are_waited_out() {
+    let stand_in = StandIn::start(
+        "tests/destinations/platforms_stand_in.py",
+        &[
+            "--api-key",
+            "secret-key",
+            "--throttle-every",
+            "7",
+            "--fail-every",
+            "11",
+        ],
+    );
+    let url = format!("http://127.0.0.1:{}", stand_in.port);
+    let braze = Braze {
+        api_key: "secret-key".into(),
+    };
+    let mut sender = Sender::new(&url, NonZeroU32::new(200).unwrap());
+    sender.backoff = std::time::Duration::from_millis(50);
+    let rows: Vec<StagedRow> = (0..1_000)
+        .map(|i| {
+            row(
+                i,
+                if i % 250 == 3 {
+                    "not-an-email"
+                } else {
+                    "a@example.com"
+                },
+            )
+        })
+        .collect();
+
+    let (requests, unnamed) = braze.requests(&Records::Profiles, &rows, false);
+    assert!(unnamed.is_empty());
+    let mut refused = Vec::new();
+    for request in &requests {
+        refused.extend(sender.send(&braze, request).await.unwrap());
+    }
+    let mut refused_rows: Vec<usize> = refused.iter().map(|e| e.row).collect();
+    refused_rows.sort();
+    assert_eq!(refused_rows, vec![3, 253, 503, 753]);
+    assert!(
+        refused[0].message.contains("Invalid email address"),
+        "{refused:?}"
+    );
+
+    let events = Records::Events(Box::new(EventMapping {
+        name: EventName::Value("Signed Up".into()),
+        time: EventTime {
+            column: "created_at".into(),
+            format: None,
+            timezone: None,
+            if_missing: Default::default(),
+        },
+        dedup_key: None,
+        unknown_identity: UnknownIdentity::Create,
+        purchase: None,
+        retention_days: None,
+    }));
+    let (requests, _) = braze.requests(&events, &rows, false);
+    for request in &requests {
+        sender.send(&braze, request).await.unwrap();
+    }
+
+    let held = stats(stand_in.port).await;
+    assert_eq!(
+        held["max_batch"], TRACK_BATCH as u64,
+        "{}",
+        held["max_batch"]
+    );
+    assert_eq!(held["attributes"].as_object().unwrap().len(), 996);
+    assert_eq!(held["attributes"]["external_id:user-0"]["tier"], "gold");
+    let delivered = held["events"].as_object().unwrap();
+    assert_eq!(delivered.len(), 1_000);
+    assert!(
+        delivered.values().all(|e| e["count"] == 1),
+        "every event once"
+    );
+    assert!(held["throttled"].as_u64().unwrap() > 0 && held["failed"].as_u64().unwrap() > 0);
+    for gap in held["gaps"].as_array().unwrap() {
+        assert!(
+            gap["waited"].as_f64().unwrap() >= gap["asked"].as_f64().unwrap(),
+            "a 429's Retry-After was honoured: {gap}"
+        );
+    }
+
+    // A wrong key is refused as a whole, with the platform's message.
+    let wrong = Braze {
+        api_key: "wrong".into(),
+    };
+    let (requests, _) = wrong.requests(&Records::Profiles, &rows[..1], false);
+    let err = sender.send(&wrong, &requests[0]).await.unwrap_err();
+    assert!(err.to_string().contains("Invalid API key"), "{err}");
+}
