@@ -7,6 +7,7 @@ mod common;
 use common::stand_in::StandIn;
 use serde_json::Value;
 use sluice_loader::destinations::braze::{Braze, TRACK_BATCH};
+use sluice_loader::destinations::clevertap::{CleverTap, UPLOAD_BATCH};
 use sluice_loader::destinations::{Api, Sender};
 use sluice_loader::props::Props;
 use sluice_loader::staging::StagedRow;
@@ -57,6 +58,104 @@ async fn stats(port: u16) -> Value {
         .unwrap()
 }
 
+/// Sign-up events, one per row.
+fn sign_ups() -> Records {
+    Records::Events(Box::new(EventMapping {
+        name: EventName::Value("Signed Up".into()),
+        time: EventTime {
+            column: "created_at".into(),
+            format: None,
+            timezone: None,
+            if_missing: Default::default(),
+        },
+        dedup_key: None,
+        unknown_identity: UnknownIdentity::Create,
+        purchase: None,
+        retention_days: None,
+    }))
+}
+
+/// Every 429 the stand-in answered was followed by a wait at least as long as it asked.
+fn waits_honoured(held: &Value) {
+    assert!(held["throttled"].as_u64().unwrap() > 0 && held["failed"].as_u64().unwrap() > 0);
+    for gap in held["gaps"].as_array().unwrap() {
+        assert!(
+            gap["waited"].as_f64().unwrap() >= gap["asked"].as_f64().unwrap(),
+            "a 429's Retry-After was honoured: {gap}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn clevertap_gets_every_record_once_in_calls_of_1000_with_unprocessed_records_named() {
+    let stand_in = StandIn::start(
+        "tests/destinations/platforms_stand_in.py",
+        &[
+            "--account-id",
+            "ACC",
+            "--passcode",
+            "PASS",
+            "--throttle-every",
+            "3",
+            "--fail-every",
+            "5",
+        ],
+    );
+    let url = format!("http://127.0.0.1:{}", stand_in.port);
+    let clevertap = CleverTap {
+        account_id: "ACC".into(),
+        passcode: "PASS".into(),
+    };
+    let mut sender = Sender::new(&url, NonZeroU32::new(200).unwrap());
+    sender.backoff = std::time::Duration::from_millis(50);
+    let rows: Vec<StagedRow> = (0..2_500)
+        .map(|i| {
+            row(
+                i,
+                if i % 1_000 == 7 {
+                    "nobody"
+                } else {
+                    "a@example.com"
+                },
+            )
+        })
+        .collect();
+    let mut refused = Vec::new();
+    for records in [Records::Profiles, sign_ups()] {
+        let (requests, unnamed) = clevertap.requests(&records, &rows, false);
+        assert!(unnamed.is_empty());
+        for request in &requests {
+            refused.extend(sender.send(&clevertap, request).await.unwrap());
+        }
+    }
+    let mut refused_rows: Vec<usize> = refused.iter().map(|e| e.row).collect();
+    refused_rows.sort();
+    assert_eq!(refused_rows, vec![7, 1_007, 2_007]);
+    assert!(
+        refused[0].message.contains("Invalid email") && refused[0].message.contains("code 515")
+    );
+
+    let held = stats(stand_in.port).await;
+    assert_eq!(held["max_batch"], UPLOAD_BATCH as u64);
+    assert_eq!(held["attributes"].as_object().unwrap().len(), 2_497);
+    assert_eq!(held["attributes"]["identity:user-2"]["tier"], "gold");
+    let delivered = held["events"].as_object().unwrap();
+    assert_eq!(delivered.len(), 2_500);
+    assert!(
+        delivered.values().all(|e| e["count"] == 1),
+        "every event once"
+    );
+    waits_honoured(&held);
+
+    let wrong = CleverTap {
+        account_id: "ACC".into(),
+        passcode: "wrong".into(),
+    };
+    let (requests, _) = wrong.requests(&Records::Profiles, &rows[..1], false);
+    let err = sender.send(&wrong, &requests[0]).await.unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
+}
+
 #[tokio::test]
 async fn braze_gets_every_record_once_in_batches_of_75_and_its_429s_are_waited_out() {
     let stand_in = StandIn::start(
@@ -103,20 +202,7 @@ async fn braze_gets_every_record_once_in_batches_of_75_and_its_429s_are_waited_o
         "{refused:?}"
     );
 
-    let events = Records::Events(Box::new(EventMapping {
-        name: EventName::Value("Signed Up".into()),
-        time: EventTime {
-            column: "created_at".into(),
-            format: None,
-            timezone: None,
-            if_missing: Default::default(),
-        },
-        dedup_key: None,
-        unknown_identity: UnknownIdentity::Create,
-        purchase: None,
-        retention_days: None,
-    }));
-    let (requests, _) = braze.requests(&events, &rows, false);
+    let (requests, _) = braze.requests(&sign_ups(), &rows, false);
     for request in &requests {
         sender.send(&braze, request).await.unwrap();
     }
@@ -135,13 +221,7 @@ async fn braze_gets_every_record_once_in_batches_of_75_and_its_429s_are_waited_o
         delivered.values().all(|e| e["count"] == 1),
         "every event once"
     );
-    assert!(held["throttled"].as_u64().unwrap() > 0 && held["failed"].as_u64().unwrap() > 0);
-    for gap in held["gaps"].as_array().unwrap() {
-        assert!(
-            gap["waited"].as_f64().unwrap() >= gap["asked"].as_f64().unwrap(),
-            "a 429's Retry-After was honoured: {gap}"
-        );
-    }
+    waits_honoured(&held);
 
     // A wrong key is refused as a whole, with the platform's message.
     let wrong = Braze {

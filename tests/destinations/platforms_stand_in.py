@@ -1,11 +1,14 @@
 """Engagement-platform stand-in for the destination tests: Braze's REST API as Braze documents
 it (POST /users/track with attributes, events and purchases, at most 75 objects per request;
 POST /users/delete with at most 50 users; bearer API keys; minor errors naming the object by
-array and index; 429 with Retry-After; 5xx). It keeps what it was sent, so a test can count
-every record delivered and compare.
+array and index) and CleverTap's (POST /1/upload with at most 1,000 profile or event records,
+each with identity, ts and profileData or evtName and evtData; POST /1/delete/profiles.json;
+the account id and passcode headers; unprocessed records echoed with their code and error);
+for both, 429 with Retry-After and 5xx. It keeps what it was sent, so a test can count every
+record delivered and compare.
 
-Usage: platforms_stand_in.py --api-key KEY [--throttle-every N] [--fail-every N]
-       [--retry-after SECONDS] [--host ADDRESS]
+Usage: platforms_stand_in.py --api-key KEY [--account-id ID --passcode P]
+       [--throttle-every N] [--fail-every N] [--retry-after SECONDS] [--host ADDRESS]
 Every Nth request is answered 429 (or 500) instead of being served. Prints the port first.
 GET /_stats answers what it holds: requests served, the largest batch, each user's attributes,
 every event and purchase with how many times its dedup key came, deletes, and for each 429
@@ -20,6 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 TRACK_LIMIT = 75
 DELETE_LIMIT = 50
+UPLOAD_LIMIT = 1000
+CLEVERTAP_DELETE_LIMIT = 100
 
 
 class State:
@@ -41,7 +46,7 @@ class State:
 
 
 def user_of(obj):
-    for field in ("external_id", "email", "phone"):
+    for field in ("external_id", "braze_id", "email", "phone"):
         if field in obj:
             return f"{field}:{obj[field]}"
     if "user_alias" in obj:
@@ -88,7 +93,12 @@ class Handler(BaseHTTPRequestHandler):
         state = self.server.state
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
-        if self.headers.get("Authorization") != f"Bearer {state.args.api_key}":
+        if self.path.startswith("/1/"):
+            if (self.headers.get("X-CleverTap-Account-Id") != state.args.account_id
+                    or self.headers.get("X-CleverTap-Passcode") != state.args.passcode):
+                return self.answer(401, {"status": "fail", "error": "Invalid credentials",
+                                         "code": 401})
+        elif self.headers.get("Authorization") != f"Bearer {state.args.api_key}":
             return self.answer(401, {"message": "Invalid API key"})
         try:
             body = json.loads(raw)
@@ -114,6 +124,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self.track(state, body)
             if self.path == "/users/delete":
                 return self.delete(state, body)
+            if self.path == "/1/upload":
+                return self.upload(state, body)
+            if self.path == "/1/delete/profiles.json":
+                return self.delete_profiles(state, body)
         return self.answer(404, {"message": "not found"})
 
     def track(self, state, body):
@@ -139,7 +153,7 @@ class Handler(BaseHTTPRequestHandler):
                         continue
                     fields = state.attributes.setdefault(user, {})
                     for key, value in obj.items():
-                        if key in ("external_id", "user_alias", "_update_existing_only"):
+                        if key in ("external_id", "braze_id", "user_alias", "_update_existing_only"):
                             continue
                         if value is None:
                             fields.pop(key, None)
@@ -158,8 +172,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def delete(self, state, body):
         users = []
-        for field, kind in (("external_ids", "external_id"), ("email_addresses", "email"),
-                            ("phone_numbers", "phone")):
+        for field, kind in (("external_ids", "external_id"), ("braze_ids", "braze_id"),
+                            ("email_addresses", "email"), ("phone_numbers", "phone")):
             users.extend(f"{kind}:{v}" for v in body.get(field) or [])
         for alias in body.get("user_aliases") or []:
             users.append(f"alias:{alias.get('alias_label')}:{alias.get('alias_name')}")
@@ -173,9 +187,57 @@ class Handler(BaseHTTPRequestHandler):
         return self.answer(202, {"deleted": len(users), "message": "success"})
 
 
+    def upload(self, state, body):
+        records = body.get("d") or []
+        if len(records) > UPLOAD_LIMIT:
+            return self.answer(400, {"status": "fail", "code": 400,
+                                     "error": f"at most {UPLOAD_LIMIT} records per call"})
+        state.max_batch = max(state.max_batch, len(records))
+        unprocessed = []
+        for record in records:
+            identity = record.get("identity")
+            kind = record.get("type")
+            if not identity or not isinstance(record.get("ts"), int) or kind not in ("profile", "event"):
+                unprocessed.append({"status": "fail", "code": 510,
+                                    "error": "identity, ts and type are required", "record": record})
+                continue
+            user = f"identity:{identity}"
+            if kind == "profile":
+                data = record.get("profileData") or {}
+                email = data.get("Email")
+                if email is not None and "@" not in str(email):
+                    unprocessed.append({"status": "fail", "code": 515,
+                                        "error": f"Invalid email {email!r}", "record": record})
+                    continue
+                state.attributes.setdefault(user, {}).update(data)
+            else:
+                data = record.get("evtData") or {}
+                key = str(data.get("sluice_dedup_key"))
+                kept = state.purchases if record.get("evtName") == "Charged" else state.events
+                entry = kept.setdefault(key, {"user": user, "count": 0, "object": record})
+                entry["count"] += 1
+        state.served += 1
+        return self.answer(200, {"status": "success", "processed": len(records) - len(unprocessed),
+                                 "unprocessed": unprocessed})
+
+    def delete_profiles(self, state, body):
+        identities = body.get("identity") or []
+        if len(identities) > CLEVERTAP_DELETE_LIMIT:
+            return self.answer(400, {"status": "fail", "code": 400,
+                                     "error": f"at most {CLEVERTAP_DELETE_LIMIT} identities"})
+        state.max_batch = max(state.max_batch, len(identities))
+        for identity in identities:
+            state.attributes.pop(f"identity:{identity}", None)
+            state.deleted.append(f"identity:{identity}")
+        state.served += 1
+        return self.answer(200, {"status": "success"})
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--api-key", required=True)
+    parser.add_argument("--api-key", default="")
+    parser.add_argument("--account-id", default="")
+    parser.add_argument("--passcode", default="")
     parser.add_argument("--throttle-every", type=int, default=0)
     parser.add_argument("--fail-every", type=int, default=0)
     parser.add_argument("--retry-after", type=int, default=1)

@@ -34,6 +34,8 @@ fn user(row: &StagedRow) -> Option<Map<String, Value>> {
             "user_alias".into(),
             json!({ "alias_name": name, "alias_label": label }),
         );
+    } else if let Some(id) = &row.identity {
+        user.insert("braze_id".into(), json!(id));
     } else if let Some(email) = &row.email {
         user.insert("email".into(), json!(email));
     } else if let Some(phone) = &row.phone {
@@ -115,7 +117,7 @@ impl Api for Braze {
                 Some(user) => named.push((i, user)),
                 None => unnamed.push(RecordError {
                     row: i,
-                    message: "names no user Braze can identify (external_id, a user alias, email or phone)".into(),
+                    message: "names no user Braze can identify (external_id, a user alias, braze_id, email or phone)".into(),
                 }),
             }
         }
@@ -123,11 +125,13 @@ impl Api for Braze {
             Records::UserDeletes { .. } => named
                 .chunks(DELETE_BATCH)
                 .map(|batch| {
-                    let (mut ids, mut aliases, mut emails, mut phones) =
-                        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                    let (mut ids, mut braze_ids, mut aliases, mut emails, mut phones) =
+                        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
                     for (_, user) in batch {
                         if let Some(id) = user.get("external_id") {
                             ids.push(id.clone());
+                        } else if let Some(id) = user.get("braze_id") {
+                            braze_ids.push(id.clone());
                         } else if let Some(alias) = user.get("user_alias") {
                             aliases.push(alias.clone());
                         } else if let Some(email) = user.get("email") {
@@ -139,6 +143,7 @@ impl Api for Braze {
                     let mut body = Map::new();
                     for (field, values) in [
                         ("external_ids", ids),
+                        ("braze_ids", braze_ids),
                         ("user_aliases", aliases),
                         ("email_addresses", emails),
                         ("phone_numbers", phones),

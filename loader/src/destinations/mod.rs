@@ -5,6 +5,7 @@
 //! answers with backoff, holding no store connection while it waits.
 
 pub mod braze;
+pub mod clevertap;
 
 use crate::staging::StagedRow;
 use governor::{DefaultDirectRateLimiter, Quota};
