@@ -8,6 +8,7 @@ use common::stand_in::StandIn;
 use serde_json::Value;
 use sluice_loader::destinations::braze::{Braze, TRACK_BATCH};
 use sluice_loader::destinations::clevertap::{CleverTap, UPLOAD_BATCH};
+use sluice_loader::destinations::klaviyo::{Klaviyo, PROFILE_BATCH};
 use sluice_loader::destinations::{Api, Sender};
 use sluice_loader::props::Props;
 use sluice_loader::staging::StagedRow;
@@ -230,4 +231,79 @@ async fn braze_gets_every_record_once_in_batches_of_75_and_its_429s_are_waited_o
     let (requests, _) = wrong.requests(&Records::Profiles, &rows[..1], false);
     let err = sender.send(&wrong, &requests[0]).await.unwrap_err();
     assert!(err.to_string().contains("Invalid API key"), "{err}");
+}
+
+#[tokio::test]
+async fn klaviyo_gets_every_profile_and_event_once_through_its_bulk_jobs() {
+    let stand_in = StandIn::start(
+        "tests/destinations/platforms_stand_in.py",
+        &[
+            "--klaviyo-key",
+            "pk_test",
+            "--throttle-every",
+            "4",
+            "--fail-every",
+            "9",
+        ],
+    );
+    let url = format!("http://127.0.0.1:{}", stand_in.port);
+    let klaviyo = Klaviyo {
+        api_key: "pk_test".into(),
+    };
+    let mut sender = Sender::new(&url, NonZeroU32::new(50).unwrap());
+    sender.backoff = std::time::Duration::from_millis(50);
+    // 150 bad emails: their errors come on two pages.
+    let rows: Vec<StagedRow> = (0..12_000)
+        .map(|i| {
+            row(
+                i,
+                if i % 80 == 5 {
+                    "broken"
+                } else {
+                    "a@example.com"
+                },
+            )
+        })
+        .collect();
+    let mut refused = Vec::new();
+    for records in [Records::Profiles, sign_ups()] {
+        let (requests, unnamed) = klaviyo.requests(&records, &rows, false);
+        assert!(unnamed.is_empty());
+        for request in &requests {
+            refused.extend(sender.send(&klaviyo, request).await.unwrap());
+        }
+    }
+    let mut refused_rows: Vec<usize> = refused.iter().map(|e| e.row).collect();
+    refused_rows.sort();
+    let expected: Vec<usize> = (0..12_000).filter(|i| i % 80 == 5).collect();
+    assert_eq!(refused_rows, expected);
+    assert!(
+        refused[0].message.contains("Invalid email address"),
+        "{refused:?}"
+    );
+
+    let held = stats(stand_in.port).await;
+    assert_eq!(held["max_batch"], PROFILE_BATCH as u64);
+    assert_eq!(
+        held["attributes"].as_object().unwrap().len(),
+        12_000 - expected.len()
+    );
+    let delivered = held["events"].as_object().unwrap();
+    assert_eq!(delivered.len(), 12_000);
+    assert!(
+        delivered.values().all(|e| e["count"] == 1),
+        "every event once"
+    );
+    waits_honoured(&held);
+
+    let wrong = Klaviyo {
+        api_key: "pk_wrong".into(),
+    };
+    let (requests, _) = wrong.requests(&Records::Profiles, &rows[..1], false);
+    let err = sender.send(&wrong, &requests[0]).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("Incorrect authentication credentials"),
+        "{err}"
+    );
 }

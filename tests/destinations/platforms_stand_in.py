@@ -3,11 +3,14 @@ it (POST /users/track with attributes, events and purchases, at most 75 objects 
 POST /users/delete with at most 50 users; bearer API keys; minor errors naming the object by
 array and index) and CleverTap's (POST /1/upload with at most 1,000 profile or event records,
 each with identity, ts and profileData or evtName and evtData; POST /1/delete/profiles.json;
-the account id and passcode headers; unprocessed records echoed with their code and error);
-for both, 429 with Retry-After and 5xx. It keeps what it was sent, so a test can count every
+the account id and passcode headers; unprocessed records echoed with their code and error)
+and Klaviyo's (JSON:API with a revision header and Klaviyo-API-Key; bulk profile import jobs
+of at most 10,000 profiles, polled until complete, their import-errors paged with the original
+payload; bulk event create jobs of at most 1,000 events with unique_id; deletion jobs);
+for all, 429 with Retry-After and 5xx. It keeps what it was sent, so a test can count every
 record delivered and compare.
 
-Usage: platforms_stand_in.py --api-key KEY [--account-id ID --passcode P]
+Usage: platforms_stand_in.py --api-key KEY [--account-id ID --passcode P] [--klaviyo-key K]
        [--throttle-every N] [--fail-every N] [--retry-after SECONDS] [--host ADDRESS]
 Every Nth request is answered 429 (or 500) instead of being served. Prints the port first.
 GET /_stats answers what it holds: requests served, the largest batch, each user's attributes,
@@ -24,6 +27,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 TRACK_LIMIT = 75
 DELETE_LIMIT = 50
 UPLOAD_LIMIT = 1000
+KLAVIYO_PROFILE_LIMIT = 10000
+KLAVIYO_EVENT_LIMIT = 1000
 CLEVERTAP_DELETE_LIMIT = 100
 
 
@@ -43,6 +48,7 @@ class State:
         self.gaps = []
         self.throttled = 0
         self.failed = 0
+        self.jobs = {}
 
 
 def user_of(obj):
@@ -73,6 +79,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         state = self.server.state
+        if self.path.startswith("/api/profile-bulk-import-jobs/"):
+            return self.klaviyo_job(state)
         if self.path != "/_stats":
             return self.answer(404, {"message": "not found"})
         with state.lock:
@@ -93,7 +101,13 @@ class Handler(BaseHTTPRequestHandler):
         state = self.server.state
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
-        if self.path.startswith("/1/"):
+        if self.path.startswith("/api/"):
+            if self.headers.get("Authorization") != f"Klaviyo-API-Key {state.args.klaviyo_key}":
+                return self.answer(401, klaviyo_error(401, "not_authenticated",
+                                                      "Incorrect authentication credentials."))
+            if not self.headers.get("revision"):
+                return self.answer(400, klaviyo_error(400, "invalid", "Missing revision header."))
+        elif self.path.startswith("/1/"):
             if (self.headers.get("X-CleverTap-Account-Id") != state.args.account_id
                     or self.headers.get("X-CleverTap-Passcode") != state.args.passcode):
                 return self.answer(401, {"status": "fail", "error": "Invalid credentials",
@@ -124,6 +138,16 @@ class Handler(BaseHTTPRequestHandler):
                 return self.track(state, body)
             if self.path == "/users/delete":
                 return self.delete(state, body)
+            if self.path == "/api/profile-bulk-import-jobs":
+                return self.klaviyo_profiles(state, body)
+            if self.path == "/api/event-bulk-create-jobs":
+                return self.klaviyo_events(state, body)
+            if self.path == "/api/data-privacy-deletion-jobs":
+                ids = body["data"]["attributes"]["profile"]["data"]["attributes"]
+                state.deleted.append(ids)
+                state.served += 1
+                return self.answer(202, {"data": {"type": "data-privacy-deletion-job",
+                                                  "id": f"d{state.requests}"}})
             if self.path == "/1/upload":
                 return self.upload(state, body)
             if self.path == "/1/delete/profiles.json":
@@ -233,11 +257,92 @@ class Handler(BaseHTTPRequestHandler):
         return self.answer(200, {"status": "success"})
 
 
+    def klaviyo_profiles(self, state, body):
+        profiles = body["data"]["attributes"]["profiles"]["data"]
+        if len(profiles) > KLAVIYO_PROFILE_LIMIT:
+            return self.answer(400, klaviyo_error(400, "invalid",
+                                                  f"at most {KLAVIYO_PROFILE_LIMIT} profiles a job"))
+        state.max_batch = max(state.max_batch, len(profiles))
+        job = f"j{state.requests}"
+        errors = []
+        for resource in profiles:
+            attributes = resource["attributes"]
+            email = attributes.get("email")
+            if email is not None and "@" not in str(email):
+                errors.append({"type": "import-error", "id": f"e{len(errors)}", "attributes": {
+                    "code": "invalid", "title": "Invalid input.",
+                    "detail": f"Invalid email address {email!r}", "original_payload": attributes}})
+                continue
+            user = next((f"{k}:{attributes[k]}" for k in ("external_id", "email", "phone_number")
+                         if k in attributes), None)
+            fields = state.attributes.setdefault(user, {})
+            for key, value in (attributes.get("properties") or {}).items():
+                if value is None:
+                    fields.pop(key, None)
+                else:
+                    fields[key] = value
+        state.jobs[job] = {"polls": 0, "errors": errors, "total": len(profiles)}
+        state.served += 1
+        return self.answer(202, {"data": {"type": "profile-bulk-import-job", "id": job,
+                                          "attributes": {"status": "queued"}}})
+
+    def klaviyo_job(self, state):
+        parts = self.path.split("?")[0].split("/")
+        job = state.jobs.get(parts[3])
+        if job is None:
+            return self.answer(404, klaviyo_error(404, "not_found", "No such job."))
+        if len(parts) > 4 and parts[4] == "import-errors":
+            query = self.path.partition("?")[2]
+            start = int(query.partition("=")[2] or 0) if query else 0
+            page = job["errors"][start:start + 100]
+            links = {}
+            if start + 100 < len(job["errors"]):
+                links["next"] = (f"http://{self.headers.get('Host')}/api/profile-bulk-import-jobs/"
+                                 f"{parts[3]}/import-errors?page={start + 100}")
+            return self.answer(200, {"data": page, "links": links})
+        with state.lock:
+            job["polls"] += 1
+            status = "complete" if job["polls"] > 1 else "processing"
+        failed = len(job["errors"])
+        return self.answer(200, {"data": {"type": "profile-bulk-import-job", "id": parts[3],
+                                          "attributes": {"status": status,
+                                                         "total_count": job["total"],
+                                                         "failed_count": failed}}})
+
+    def klaviyo_events(self, state, body):
+        entries = body["data"]["attributes"]["events-bulk-create"]["data"]
+        if len(entries) > KLAVIYO_EVENT_LIMIT:
+            return self.answer(400, klaviyo_error(400, "invalid",
+                                                  f"at most {KLAVIYO_EVENT_LIMIT} events a job"))
+        state.max_batch = max(state.max_batch, len(entries))
+        for entry in entries:
+            ids = entry["attributes"]["profile"]["data"]["attributes"]
+            user = next((f"{k}:{ids[k]}" for k in ("external_id", "email", "phone_number")
+                         if k in ids), None)
+            for event in entry["attributes"]["events"]["data"]:
+                attributes = event["attributes"]
+                name = attributes["metric"]["data"]["attributes"]["name"]
+                kept = state.purchases if name == "Placed Order" else state.events
+                key = str(attributes.get("unique_id"))
+                record = kept.setdefault(key, {"user": user, "count": 0, "object": event})
+                record["count"] += 1
+        state.served += 1
+        return self.answer(202, {"data": {"type": "event-bulk-create-job",
+                                          "id": f"ev{state.requests}",
+                                          "attributes": {"status": "queued"}}})
+
+
+def klaviyo_error(status, code, detail):
+    return {"errors": [{"id": "0", "status": status, "code": code, "title": detail,
+                        "detail": detail, "source": {"pointer": "/data/"}}]}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--api-key", default="")
     parser.add_argument("--account-id", default="")
     parser.add_argument("--passcode", default="")
+    parser.add_argument("--klaviyo-key", default="")
     parser.add_argument("--throttle-every", type=int, default=0)
     parser.add_argument("--fail-every", type=int, default=0)
     parser.add_argument("--retry-after", type=int, default=1)

@@ -1,11 +1,13 @@
 //! Delivery to an engagement platform a team already runs, instead of the built-in stores:
 //! one [`Api`] per platform builds its documented requests from a chunk's staged rows within
-//! its batch limits and reads its per-record errors; [`send`] sends one request within the
-//! destination's rate limit, waiting out `429`s as `Retry-After` says and retrying `5xx`
-//! answers with backoff, holding no store connection while it waits.
+//! its batch limits and reads its per-record errors; [`Sender::send`] sends one request within
+//! the destination's rate limit, waiting out `429`s as `Retry-After` says, retrying `5xx`
+//! answers with backoff, and following the bulk job a request started until it ends, holding
+//! no store connection while it waits.
 
 pub mod braze;
 pub mod clevertap;
+pub mod klaviyo;
 
 use crate::staging::StagedRow;
 use governor::{DefaultDirectRateLimiter, Quota};
@@ -49,8 +51,47 @@ pub trait Api: Send + Sync {
     ) -> (Vec<Request>, Vec<RecordError>);
     /// Adds the credentials to a request.
     fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder;
-    /// The records an accepted request's answer says were refused.
+    /// The records an accepted request's answer (or its bulk job's error listing) says
+    /// were refused.
     fn record_errors(&self, request: &Request, answer: &Value) -> Vec<RecordError>;
+    /// The media type of request bodies.
+    fn content_type(&self) -> &'static str {
+        "application/json"
+    }
+    /// The message of a refused request's answer.
+    fn error_message(&self, answer: &Value) -> Option<String> {
+        answer
+            .get("message")
+            .or_else(|| answer.get("error"))
+            .and_then(Value::as_str)
+            .map(String::from)
+    }
+    /// The bulk job an accepted request started, to be followed until it ends: its URL.
+    fn job(&self, _answer: &Value) -> Option<String> {
+        None
+    }
+    /// Where a polled bulk job stands.
+    fn job_state(&self, _job: &Value) -> JobState {
+        JobState::Done { errors: None }
+    }
+    /// The next page of a bulk job's error listing.
+    fn next_page(&self, _listed: &Value) -> Option<String> {
+        None
+    }
+}
+
+/// Where a destination's bulk job stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobState {
+    /// Still running: polled again.
+    Running,
+    /// Ended; the URL listing its per-record errors, when it had any.
+    Done {
+        /// The first page of its errors.
+        errors: Option<String>,
+    },
+    /// Ended without importing (cancelled or failed as a whole).
+    Failed(String),
 }
 
 /// Why a request was not delivered.
@@ -110,23 +151,103 @@ impl Sender {
         }
     }
 
-    /// Sends one request until the destination accepts it; the records it refused.
+    /// Sends one request until the destination accepts it, and follows the bulk job it
+    /// started, if any, until the job ends; the records refused.
     pub async fn send(
         &self,
         api: &dyn Api,
         request: &Request,
     ) -> Result<Vec<RecordError>, DeliveryError> {
+        let answer = self
+            .exchange(
+                api,
+                reqwest::Method::POST,
+                request.path,
+                Some(&request.body),
+            )
+            .await?;
+        let mut refused = api.record_errors(request, &answer);
+        if let Some(job) = api.job(&answer) {
+            refused.extend(self.follow(api, request, &job).await?);
+        }
+        Ok(refused)
+    }
+
+    /// Polls a bulk job until it ends; the records its error listing names.
+    async fn follow(
+        &self,
+        api: &dyn Api,
+        request: &Request,
+        job: &str,
+    ) -> Result<Vec<RecordError>, DeliveryError> {
+        let mut pause = Duration::from_millis(200);
+        let mut waited = Duration::ZERO;
+        loop {
+            let state = self.exchange(api, reqwest::Method::GET, job, None).await?;
+            match api.job_state(&state) {
+                JobState::Running => {
+                    if waited > self.max_wait * 5 {
+                        return Err(DeliveryError::Unavailable {
+                            kind: api.kind(),
+                            message: format!("the bulk job {job} did not end within {:?}", waited),
+                        });
+                    }
+                    tokio::time::sleep(pause).await;
+                    waited += pause;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                JobState::Failed(message) => {
+                    return Err(DeliveryError::Unavailable {
+                        kind: api.kind(),
+                        message: format!("the bulk job {job} failed: {message}"),
+                    })
+                }
+                JobState::Done { errors: None } => return Ok(Vec::new()),
+                JobState::Done {
+                    errors: Some(mut page),
+                } => {
+                    let mut refused = Vec::new();
+                    loop {
+                        let listed = self
+                            .exchange(api, reqwest::Method::GET, &page, None)
+                            .await?;
+                        refused.extend(api.record_errors(request, &listed));
+                        match api.next_page(&listed) {
+                            Some(next) => page = next,
+                            None => return Ok(refused),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One call, repeated until the destination answers it: `429`s waited out as the answer
+    /// says, network failures and `5xx` retried with backoff, any other `4xx` refused.
+    async fn exchange(
+        &self,
+        api: &dyn Api,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, DeliveryError> {
         let kind = api.kind();
+        // Bulk-job links may be absolute.
+        let url = match path.starts_with("http://") || path.starts_with("https://") {
+            true => path.to_string(),
+            false => format!("{}{path}", self.url),
+        };
         let mut attempt = 0;
         let mut waited = Duration::ZERO;
         loop {
             self.limiter.until_ready().await;
-            let sent = api
-                .authorize(self.client.post(format!("{}{}", self.url, request.path)))
-                .json(&request.body)
-                .send()
-                .await;
-            let answer = match sent {
+            let mut call = api.authorize(self.client.request(method.clone(), &url));
+            if let Some(body) = body {
+                call = call
+                    .header(reqwest::header::CONTENT_TYPE, api.content_type())
+                    .body(body.to_string());
+            }
+            let answer = match call.send().await {
                 Ok(answer) => answer,
                 Err(e) => {
                     attempt += 1;
@@ -170,20 +291,17 @@ impl Sender {
                 tokio::time::sleep(self.backoff * 2u32.pow(attempt - 1)).await;
                 continue;
             }
-            let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let answered: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
             if !status.is_success() {
-                let message = body
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .map(String::from)
-                    .unwrap_or_else(|| snippet(&text));
                 return Err(DeliveryError::Refused {
                     kind,
                     status: status.as_u16(),
-                    message,
+                    message: api
+                        .error_message(&answered)
+                        .unwrap_or_else(|| snippet(&text)),
                 });
             }
-            return Ok(api.record_errors(request, &body));
+            return Ok(answered);
         }
     }
 }
