@@ -8,6 +8,7 @@ use common::stand_in::StandIn;
 use serde_json::Value;
 use sluice_loader::destinations::braze::{Braze, TRACK_BATCH};
 use sluice_loader::destinations::clevertap::{CleverTap, UPLOAD_BATCH};
+use sluice_loader::destinations::deliver::{deliver, Delivery};
 use sluice_loader::destinations::klaviyo::{Klaviyo, PROFILE_BATCH};
 use sluice_loader::destinations::{Api, Sender};
 use sluice_loader::props::Props;
@@ -306,4 +307,100 @@ async fn klaviyo_gets_every_profile_and_event_once_through_its_bulk_jobs() {
             .contains("Incorrect authentication credentials"),
         "{err}"
     );
+}
+
+/// A database of the test's own holding the store's schema, and a pool on it.
+async fn store() -> (String, deadpool_postgres::Pool) {
+    let name = format!("dest_{}", uuid::Uuid::new_v4().simple());
+    let admin = common::connect(&format!("{}/postgres", common::PG)).await;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", common::PG);
+    let client = common::connect(&url).await;
+    client
+        .batch_execute(&format!("CREATE SCHEMA {}", sluice_loader::SCHEMA))
+        .await
+        .unwrap();
+    for (_, sql) in sluice_loader::MIGRATIONS {
+        client.batch_execute(sql).await.unwrap();
+    }
+    let mut config = deadpool_postgres::Config::new();
+    config.url = Some(url);
+    let pool = config
+        .create_pool(
+            Some(deadpool_postgres::Runtime::Tokio1),
+            tokio_postgres::NoTls,
+        )
+        .unwrap();
+    (name, pool)
+}
+
+#[tokio::test]
+async fn a_resync_sends_no_event_twice_and_a_dry_run_sends_nothing() {
+    let stand_in = StandIn::start(
+        "tests/destinations/platforms_stand_in.py",
+        &["--api-key", "secret-key", "--throttle-every", "13"],
+    );
+    let (database, pool) = store().await;
+    let braze = Braze {
+        api_key: "secret-key".into(),
+    };
+    let sender = Sender::new(
+        &format!("http://127.0.0.1:{}", stand_in.port),
+        NonZeroU32::new(500).unwrap(),
+    );
+    let records = sign_ups();
+    let delivery = |dry_run| Delivery {
+        workspace: 1,
+        destination: "braze",
+        api: &braze,
+        sender: &sender,
+        records: &records,
+        update_only: false,
+        dry_run,
+    };
+    let mut rows: Vec<StagedRow> = (0..3_000).map(|i| row(i, "a@example.com")).collect();
+    // A row repeated in the chunk is one event.
+    rows.push(row(42, "a@example.com"));
+
+    let dry = deliver(&pool, &delivery(true), rows.clone()).await.unwrap();
+    assert_eq!((dry.accepted, dry.requests), (3_000, 40));
+    let sample = dry.sample.unwrap();
+    assert_eq!(sample["headers"]["Authorization"], "********");
+    assert!(!sample.to_string().contains("secret-key"), "{sample}");
+    assert_eq!(
+        sample["body"]["events"].as_array().unwrap().len(),
+        TRACK_BATCH
+    );
+    assert_eq!(
+        stats(stand_in.port).await["requests"],
+        0,
+        "a dry run sends nothing"
+    );
+
+    let first = deliver(&pool, &delivery(false), rows.clone())
+        .await
+        .unwrap();
+    assert_eq!((first.accepted, first.already_delivered), (3_000, 1));
+    let again = deliver(&pool, &delivery(false), rows).await.unwrap();
+    assert_eq!(
+        (again.accepted, again.already_delivered, again.requests),
+        (0, 3_001, 0)
+    );
+    let held = stats(stand_in.port).await;
+    let delivered = held["events"].as_object().unwrap();
+    assert_eq!(delivered.len(), 3_000);
+    assert!(
+        delivered.values().all(|e| e["count"] == 1),
+        "every event once"
+    );
+
+    drop(pool);
+    let admin = common::connect(&format!("{}/postgres", common::PG)).await;
+    admin
+        .batch_execute(&format!("DROP DATABASE {database} WITH (FORCE)"))
+        .await
+        .unwrap();
 }

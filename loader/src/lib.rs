@@ -50,4 +50,5 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     ),
     (9, include_str!("../migrations/0009_profile_statistics.sql")),
     (10, include_str!("../migrations/0010_subscriptions.sql")),
+    (11, include_str!("../migrations/0011_delivered_events.sql")),
 ];

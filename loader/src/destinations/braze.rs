@@ -196,6 +196,10 @@ impl Api for Braze {
         (requests, unnamed)
     }
 
+    fn credential_headers(&self) -> &'static [&'static str] {
+        &["Authorization"]
+    }
+
     fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         request.bearer_auth(&self.api_key)
     }

@@ -138,6 +138,10 @@ impl Api for CleverTap {
         (requests, unnamed)
     }
 
+    fn credential_headers(&self) -> &'static [&'static str] {
+        &["X-CleverTap-Account-Id", "X-CleverTap-Passcode"]
+    }
+
     fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         request
             .header("X-CleverTap-Account-Id", &self.account_id)

@@ -160,6 +160,10 @@ impl Api for Klaviyo {
         (requests, unnamed)
     }
 
+    fn credential_headers(&self) -> &'static [&'static str] {
+        &["Authorization"]
+    }
+
     fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         request
             .header("Authorization", format!("Klaviyo-API-Key {}", self.api_key))

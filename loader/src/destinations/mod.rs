@@ -7,6 +7,7 @@
 
 pub mod braze;
 pub mod clevertap;
+pub mod deliver;
 pub mod klaviyo;
 
 use crate::staging::StagedRow;
@@ -54,6 +55,8 @@ pub trait Api: Send + Sync {
     /// The records an accepted request's answer (or its bulk job's error listing) says
     /// were refused.
     fn record_errors(&self, request: &Request, answer: &Value) -> Vec<RecordError>;
+    /// The headers carrying credentials, shown masked in a dry run's sample request.
+    fn credential_headers(&self) -> &'static [&'static str];
     /// The media type of request bodies.
     fn content_type(&self) -> &'static str {
         "application/json"
