@@ -30,24 +30,13 @@ fn row(i: usize, email: &str) -> StagedRow {
     StagedRow {
         key: i.to_string(),
         updated_at: chrono::Utc::now(),
-        identity: None,
         external_id: Some(format!("user-{i}")),
-        alias_kind: None,
-        alias_name: None,
         email: Some(email.to_string()),
-        phone: None,
-        profile_ref: None,
-        create_kind: None,
-        create_value: None,
         props,
-        unset: Vec::new(),
         event_name: Some("Signed Up".into()),
         event_time: Some(chrono::Utc::now()),
         dedup_key: Some(format!("event-{i}")),
-        price: None,
-        subs: None,
-        consented_at: None,
-        addressless: false,
+        ..Default::default()
     }
 }
 

@@ -19,7 +19,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 /// One row for the staging table.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct StagedRow {
     /// The row's source key, as text.
     pub key: String,

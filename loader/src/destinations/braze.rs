@@ -7,7 +7,7 @@
 //! (the limit since October 2024), a delete request at most 50 users; minor errors name the
 //! object by array and index.
 
-use super::{Api, RecordError, Request};
+use super::{batched, named, Api, RecordError, Request};
 use crate::staging::StagedRow;
 use serde_json::{json, Map, Value};
 use sluice_proto::Records;
@@ -110,87 +110,54 @@ impl Api for Braze {
         rows: &[StagedRow],
         update_only: bool,
     ) -> (Vec<Request>, Vec<RecordError>) {
-        let mut unnamed = Vec::new();
-        let mut named = Vec::new();
-        for (i, row) in rows.iter().enumerate() {
-            match user(row) {
-                Some(user) => named.push((i, user)),
-                None => unnamed.push(RecordError {
-                    row: i,
-                    message: "names no user Braze can identify (external_id, a user alias, braze_id, email or phone)".into(),
-                }),
-            }
-        }
+        let (named, unnamed) = named(
+            rows,
+            user,
+            "names no user Braze can identify (external_id, a user alias, braze_id, email or phone)",
+        );
         let requests = match records {
-            Records::UserDeletes { .. } => named
-                .chunks(DELETE_BATCH)
-                .map(|batch| {
-                    let (mut ids, mut braze_ids, mut aliases, mut emails, mut phones) =
-                        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            Records::UserDeletes { .. } => {
+                batched(&named, DELETE_BATCH, "/users/delete", |batch| {
+                    let mut lists: [(&str, &str, Vec<Value>); 5] = [
+                        ("external_id", "external_ids", Vec::new()),
+                        ("braze_id", "braze_ids", Vec::new()),
+                        ("user_alias", "user_aliases", Vec::new()),
+                        ("email", "email_addresses", Vec::new()),
+                        ("phone", "phone_numbers", Vec::new()),
+                    ];
                     for (_, user) in batch {
-                        if let Some(id) = user.get("external_id") {
-                            ids.push(id.clone());
-                        } else if let Some(id) = user.get("braze_id") {
-                            braze_ids.push(id.clone());
-                        } else if let Some(alias) = user.get("user_alias") {
-                            aliases.push(alias.clone());
-                        } else if let Some(email) = user.get("email") {
-                            emails.push(email.clone());
-                        } else if let Some(phone) = user.get("phone") {
-                            phones.push(phone.clone());
+                        if let Some((field, value)) = user.iter().next() {
+                            if let Some(list) = lists.iter_mut().find(|l| l.0 == field) {
+                                list.2.push(value.clone());
+                            }
                         }
                     }
-                    let mut body = Map::new();
-                    for (field, values) in [
-                        ("external_ids", ids),
-                        ("braze_ids", braze_ids),
-                        ("user_aliases", aliases),
-                        ("email_addresses", emails),
-                        ("phone_numbers", phones),
-                    ] {
-                        if !values.is_empty() {
-                            body.insert(field.into(), Value::Array(values));
-                        }
-                    }
-                    Request {
-                        path: "/users/delete",
-                        body: Value::Object(body),
-                        rows: batch.iter().map(|(i, _)| *i).collect(),
-                    }
+                    Value::Object(
+                        lists
+                            .into_iter()
+                            .filter(|l| !l.2.is_empty())
+                            .map(|(_, field, values)| (field.to_string(), Value::Array(values)))
+                            .collect(),
+                    )
                 })
-                .collect(),
-            Records::Profiles => named
-                .chunks(TRACK_BATCH)
-                .map(|batch| Request {
-                    path: "/users/track",
-                    body: json!({
-                        "attributes": batch
-                            .iter()
-                            .map(|(i, user)| attributes(&rows[*i], user.clone(), update_only))
-                            .collect::<Vec<_>>()
-                    }),
-                    rows: batch.iter().map(|(i, _)| *i).collect(),
-                })
-                .collect(),
+            }
+            Records::Profiles => batched(&named, TRACK_BATCH, "/users/track", |batch| {
+                json!({ "attributes": batch
+                    .iter()
+                    .map(|(i, user)| attributes(&rows[*i], user.clone(), update_only))
+                    .collect::<Vec<_>>() })
+            }),
             Records::Events(mapping) => {
                 let (array, purchase) = match mapping.purchase {
                     Some(_) => ("purchases", true),
                     None => ("events", false),
                 };
-                named
-                    .chunks(TRACK_BATCH)
-                    .map(|batch| {
-                        let objects: Vec<Value> = batch
-                            .iter()
-                            .map(|(i, user)| event(&rows[*i], user.clone(), purchase))
-                            .collect();
-                        Request {
-                            path: "/users/track",
-                            body: json!({ array: objects }),
-                            rows: batch.iter().map(|(i, _)| *i).collect(),
-                        }
-                    })
-                    .collect()
+                batched(&named, TRACK_BATCH, "/users/track", |batch| {
+                    json!({ array: batch
+                        .iter()
+                        .map(|(i, user)| event(&rows[*i], user.clone(), purchase))
+                        .collect::<Vec<_>>() })
+                })
             }
         };
         (requests, unnamed)
@@ -227,33 +194,12 @@ impl Api for Braze {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::props::Props;
-    use chrono::TimeZone;
 
     fn row(external_id: Option<&str>, email: Option<&str>) -> StagedRow {
-        let mut props = Props::default();
-        props.push("tier".into(), None, "gold");
         StagedRow {
-            key: "1".into(),
-            updated_at: chrono::Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
-            identity: None,
-            external_id: external_id.map(String::from),
-            alias_kind: None,
-            alias_name: None,
-            email: email.map(String::from),
-            phone: None,
-            profile_ref: None,
-            create_kind: None,
-            create_value: None,
-            props,
             unset: vec!["old".into()],
             event_name: Some("Signed Up".into()),
-            event_time: Some(chrono::Utc.timestamp_opt(1_700_000_000, 0).unwrap()),
-            dedup_key: Some("k1".into()),
-            price: None,
-            subs: None,
-            consented_at: None,
-            addressless: false,
+            ..crate::destinations::test_row(external_id, email)
         }
     }
 

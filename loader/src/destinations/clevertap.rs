@@ -9,7 +9,7 @@
 //! (<https://developer.clevertap.com/docs/api-errors>). Purchases are CleverTap's `Charged`
 //! event with their `Amount`.
 
-use super::{Api, RecordError, Request};
+use super::{batched, echoed, named, Api, RecordError, Request};
 use crate::staging::StagedRow;
 use serde_json::{json, Map, Value};
 use sluice_proto::Records;
@@ -99,41 +99,24 @@ impl Api for CleverTap {
         rows: &[StagedRow],
         _update_only: bool,
     ) -> (Vec<Request>, Vec<RecordError>) {
-        let mut unnamed = Vec::new();
-        let mut named = Vec::new();
-        for (i, row) in rows.iter().enumerate() {
-            match identity(row) {
-                Some(identity) => named.push((i, identity)),
-                None => unnamed.push(RecordError {
-                    row: i,
-                    message:
-                        "names no user CleverTap can identify (identity, external_id or email)"
-                            .into(),
-                }),
-            }
-        }
+        let (named, unnamed) = named(
+            rows,
+            identity,
+            "names no user CleverTap can identify (identity, external_id or email)",
+        );
         let requests = match records {
-            Records::UserDeletes { .. } => named
-                .chunks(DELETE_BATCH)
-                .map(|batch| Request {
-                    path: "/1/delete/profiles.json",
-                    body: json!({ "identity": batch.iter().map(|(_, id)| *id).collect::<Vec<_>>() }),
-                    rows: batch.iter().map(|(i, _)| *i).collect(),
-                })
-                .collect(),
-            _ => named
-                .chunks(UPLOAD_BATCH)
-                .map(|batch| Request {
-                    path: "/1/upload",
-                    body: json!({
-                        "d": batch
-                            .iter()
-                            .map(|(i, id)| record(&rows[*i], id, records))
-                            .collect::<Vec<_>>()
-                    }),
-                    rows: batch.iter().map(|(i, _)| *i).collect(),
-                })
-                .collect(),
+            Records::UserDeletes { .. } => batched(
+                &named,
+                DELETE_BATCH,
+                "/1/delete/profiles.json",
+                |batch| json!({ "identity": batch.iter().map(|(_, id)| *id).collect::<Vec<_>>() }),
+            ),
+            _ => batched(&named, UPLOAD_BATCH, "/1/upload", |batch| {
+                json!({ "d": batch
+                    .iter()
+                    .map(|(i, id)| record(&rows[*i], id, records))
+                    .collect::<Vec<_>>() })
+            }),
         };
         (requests, unnamed)
     }
@@ -165,8 +148,7 @@ impl Api for CleverTap {
             .iter()
             .filter_map(|entry| {
                 let echo = entry.get("record")?;
-                let index = (0..sent.len()).find(|&i| !matched[i] && sent[i] == *echo)?;
-                matched[index] = true;
+                let index = echoed(&sent, &mut matched, |record| record == echo)?;
                 let message = match (
                     entry.get("code"),
                     entry.get("error").and_then(Value::as_str),
@@ -187,33 +169,11 @@ impl Api for CleverTap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::props::Props;
-    use chrono::TimeZone;
 
     fn row(identity: Option<&str>, email: Option<&str>) -> StagedRow {
-        let mut props = Props::default();
-        props.push("tier".into(), None, "gold");
         StagedRow {
-            key: "1".into(),
-            updated_at: chrono::Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
-            identity: None,
-            external_id: identity.map(String::from),
-            alias_kind: None,
-            alias_name: None,
-            email: email.map(String::from),
             phone: Some("+4915112345678".into()),
-            profile_ref: None,
-            create_kind: None,
-            create_value: None,
-            props,
-            unset: Vec::new(),
-            event_name: Some("Viewed".into()),
-            event_time: Some(chrono::Utc.timestamp_opt(1_700_000_100, 0).unwrap()),
-            dedup_key: Some("k1".into()),
-            price: None,
-            subs: None,
-            consented_at: None,
-            addressless: false,
+            ..crate::destinations::test_row(identity, email)
         }
     }
 

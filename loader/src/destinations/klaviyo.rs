@@ -9,7 +9,7 @@
 //! as `Authorization: Klaviyo-API-Key`. A profile is named by `external_id`, `email` or
 //! `phone_number`.
 
-use super::{Api, JobState, RecordError, Request};
+use super::{batched, echoed, named, Api, JobState, RecordError, Request};
 use crate::staging::StagedRow;
 use serde_json::{json, Map, Value};
 use sluice_proto::Records;
@@ -104,18 +104,11 @@ impl Api for Klaviyo {
         rows: &[StagedRow],
         _update_only: bool,
     ) -> (Vec<Request>, Vec<RecordError>) {
-        let mut unnamed = Vec::new();
-        let mut named = Vec::new();
-        for (i, row) in rows.iter().enumerate() {
-            match identifiers(row) {
-                Some(ids) => named.push((i, ids)),
-                None => unnamed.push(RecordError {
-                    row: i,
-                    message: "names no profile Klaviyo can identify (external_id, email or phone)"
-                        .into(),
-                }),
-            }
-        }
+        let (named, unnamed) = named(
+            rows,
+            identifiers,
+            "names no profile Klaviyo can identify (external_id, email or phone)",
+        );
         let requests = match records {
             Records::UserDeletes { .. } => named
                 .into_iter()
@@ -127,34 +120,34 @@ impl Api for Klaviyo {
                     rows: vec![i],
                 })
                 .collect(),
-            Records::Profiles => named
-                .chunks(PROFILE_BATCH)
-                .map(|batch| Request {
-                    path: "/api/profile-bulk-import-jobs",
-                    body: json!({ "data": { "type": "profile-bulk-import-job", "attributes": {
+            Records::Profiles => batched(
+                &named,
+                PROFILE_BATCH,
+                "/api/profile-bulk-import-jobs",
+                |batch| {
+                    json!({ "data": { "type": "profile-bulk-import-job", "attributes": {
                         "profiles": { "data": batch
                             .iter()
                             .map(|(i, ids)| profile(&rows[*i], ids.clone()))
                             .collect::<Vec<_>>() }
-                    } } }),
-                    rows: batch.iter().map(|(i, _)| *i).collect(),
-                })
-                .collect(),
+                    } } })
+                },
+            ),
             Records::Events(mapping) => {
                 let purchase = mapping.purchase.is_some();
-                named
-                    .chunks(EVENT_BATCH)
-                    .map(|batch| Request {
-                        path: "/api/event-bulk-create-jobs",
-                        body: json!({ "data": { "type": "event-bulk-create-job", "attributes": {
-                            "events-bulk-create": { "data": batch
-                                .iter()
-                                .map(|(i, ids)| event(&rows[*i], ids.clone(), purchase))
-                                .collect::<Vec<_>>() }
-                        } } }),
-                        rows: batch.iter().map(|(i, _)| *i).collect(),
-                    })
-                    .collect()
+                batched(
+                    &named,
+                    EVENT_BATCH,
+                    "/api/event-bulk-create-jobs",
+                    |batch| {
+                        json!({ "data": { "type": "event-bulk-create-job", "attributes": {
+                        "events-bulk-create": { "data": batch
+                            .iter()
+                            .map(|(i, ids)| event(&rows[*i], ids.clone(), purchase))
+                            .collect::<Vec<_>>() }
+                    } } })
+                    },
+                )
             }
         };
         (requests, unnamed)
@@ -236,10 +229,9 @@ impl Api for Klaviyo {
             .filter_map(|e| {
                 let attributes = &e["attributes"];
                 let echo = &attributes["original_payload"];
-                let index = (0..sent.len()).find(|&i| {
-                    !matched[i] && (sent[i] == *echo || sent[i]["attributes"] == *echo)
+                let index = echoed(&sent, &mut matched, |profile| {
+                    profile == echo || profile["attributes"] == *echo
                 })?;
-                matched[index] = true;
                 let message = attributes["detail"]
                     .as_str()
                     .or(attributes["title"].as_str())
@@ -257,34 +249,9 @@ impl Api for Klaviyo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::props::Props;
-    use chrono::TimeZone;
 
     fn row(external_id: Option<&str>) -> StagedRow {
-        let mut props = Props::default();
-        props.push("tier".into(), None, "gold");
-        StagedRow {
-            key: "1".into(),
-            updated_at: chrono::Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
-            identity: None,
-            external_id: external_id.map(String::from),
-            alias_kind: None,
-            alias_name: None,
-            email: Some("a@x.io".into()),
-            phone: None,
-            profile_ref: None,
-            create_kind: None,
-            create_value: None,
-            props,
-            unset: Vec::new(),
-            event_name: Some("Viewed".into()),
-            event_time: Some(chrono::Utc.timestamp_opt(1_700_000_100, 0).unwrap()),
-            dedup_key: Some("k1".into()),
-            price: None,
-            subs: None,
-            consented_at: None,
-            addressless: false,
-        }
+        crate::destinations::test_row(external_id, Some("a@x.io"))
     }
 
     #[test]

@@ -83,6 +83,56 @@ pub trait Api: Send + Sync {
     }
 }
 
+/// Splits rows into those `name` finds the user of, with it, and those it finds none in,
+/// refused with `message`.
+pub(crate) fn named<'r, T>(
+    rows: &'r [StagedRow],
+    name: impl Fn(&'r StagedRow) -> Option<T>,
+    message: &str,
+) -> (Vec<(usize, T)>, Vec<RecordError>) {
+    let mut found = Vec::new();
+    let mut unnamed = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        match name(row) {
+            Some(user) => found.push((i, user)),
+            None => unnamed.push(RecordError {
+                row: i,
+                message: message.to_string(),
+            }),
+        }
+    }
+    (found, unnamed)
+}
+
+/// Requests to `path` of at most `size` records each, their bodies made by `body`.
+pub(crate) fn batched<T>(
+    named: &[(usize, T)],
+    size: usize,
+    path: &'static str,
+    body: impl Fn(&[(usize, T)]) -> Value,
+) -> Vec<Request> {
+    named
+        .chunks(size)
+        .map(|batch| Request {
+            path,
+            body: body(batch),
+            rows: batch.iter().map(|(i, _)| *i).collect(),
+        })
+        .collect()
+}
+
+/// The record of `sent` an error's echo repeats: the first not matched yet (so two equal
+/// records are told apart by order), marked as matched.
+pub(crate) fn echoed(
+    sent: &[Value],
+    matched: &mut [bool],
+    is: impl Fn(&Value) -> bool,
+) -> Option<usize> {
+    let index = (0..sent.len()).find(|&i| !matched[i] && is(&sent[i]))?;
+    matched[index] = true;
+    Some(index)
+}
+
 /// Where a destination's bulk job stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobState {
@@ -330,6 +380,26 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let reset = text("x-ratelimit-reset")?.trim().parse::<i64>().ok()?;
     let wait = reset - chrono::Utc::now().timestamp();
     Some(Duration::from_secs(wait.max(0) as u64))
+}
+
+/// A staged row for the platforms' tests: a user with a `tier` property and one event.
+#[cfg(test)]
+pub(crate) fn test_row(external_id: Option<&str>, email: Option<&str>) -> StagedRow {
+    use chrono::TimeZone;
+    let mut props = crate::props::Props::default();
+    props.push("tier".into(), None, "gold");
+    let at = |s| chrono::Utc.timestamp_opt(s, 0).single();
+    StagedRow {
+        key: "1".into(),
+        updated_at: at(1_700_000_000).unwrap_or_default(),
+        external_id: external_id.map(String::from),
+        email: email.map(String::from),
+        props,
+        event_name: Some("Viewed".into()),
+        event_time: at(1_700_000_100),
+        dedup_key: Some("k1".into()),
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]
