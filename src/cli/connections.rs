@@ -8,7 +8,8 @@ use crate::settings::Settings;
 /// `sluice connections` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum ConnectionsCommand {
-    /// List the workspace's connections (never their credentials).
+    /// List the workspace's connections (never their credentials), with the SSH bastion each
+    /// goes through and its pinned host key.
     List {
         #[arg(long, value_enum, default_value = "table")]
         output: Output,
@@ -41,6 +42,8 @@ pub enum ConnectionsCommand {
 pub async fn execute(settings: &Settings, command: ConnectionsCommand) -> anyhow::Result<i32> {
     use ConnectionsCommand as C;
     let access = match &command {
+        // With the master key at hand, each connection's bastion is shown too.
+        C::List { .. } if settings.master_key().is_ok() => Access::READ_SECRETS,
         C::List { .. } => Access::READ,
         C::Delete { .. } => Access::WRITE,
         C::Test { .. } | C::Keygen { .. } => Access::WRITE_SECRETS,
@@ -54,9 +57,20 @@ pub async fn execute(settings: &Settings, command: ConnectionsCommand) -> anyhow
                 if connections.is_empty() {
                     return writeln!(out, "workspace {workspace:?} has no connections");
                 }
-                let mut t = table(["NAME", "KIND", "IMPORTS"]);
+                let mut t = table(["NAME", "KIND", "IMPORTS", "SSH BASTION"]);
                 for c in &connections {
-                    t.add_row([c.name.clone(), c.kind.to_string(), c.imports.to_string()]);
+                    let bastion = match (&c.bastion, c.ssh_key, &c.ssh_host_key) {
+                        (None, _, _) => String::new(),
+                        (Some(b), false, _) => format!("{b} (no key yet)"),
+                        (Some(b), true, None) => format!("{b} (host key not pinned)"),
+                        (Some(b), true, Some(k)) => format!("{b} {k}"),
+                    };
+                    t.add_row([
+                        c.name.clone(),
+                        c.kind.to_string(),
+                        c.imports.to_string(),
+                        bastion,
+                    ]);
                 }
                 write_table(out, &t)
             })?;
