@@ -3,6 +3,8 @@
 //! `Retry-After` and 5xx, and counts what it was sent.
 
 mod common;
+#[path = "../loader/tests/common/mod.rs"]
+mod store_db;
 
 use common::stand_in::StandIn;
 use serde_json::Value;
@@ -298,32 +300,18 @@ async fn klaviyo_gets_every_profile_and_event_once_through_its_bulk_jobs() {
     );
 }
 
-/// A database of the test's own holding the store's schema, and a pool on it.
-async fn store() -> (String, deadpool_postgres::Pool) {
-    let name = format!("dest_{}", uuid::Uuid::new_v4().simple());
-    let admin = common::connect(&format!("{}/postgres", common::PG)).await;
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let url = format!("{}/{name}", common::PG);
-    let client = common::connect(&url).await;
-    client
-        .batch_execute(&format!("CREATE SCHEMA {}", sluice_loader::SCHEMA))
-        .await
-        .unwrap();
-    for (_, sql) in sluice_loader::MIGRATIONS {
-        client.batch_execute(sql).await.unwrap();
-    }
+/// A database of the test's own holding the store's schema (dropped with it), and a pool on it.
+async fn store() -> (store_db::Store, deadpool_postgres::Pool) {
+    let store = store_db::store(&format!("dest_{}", uuid::Uuid::new_v4().simple())).await;
     let mut config = deadpool_postgres::Config::new();
-    config.url = Some(url);
+    config.url = Some(store.url.clone());
     let pool = config
         .create_pool(
             Some(deadpool_postgres::Runtime::Tokio1),
             tokio_postgres::NoTls,
         )
         .unwrap();
-    (name, pool)
+    (store, pool)
 }
 
 #[tokio::test]
@@ -332,7 +320,7 @@ async fn a_resync_sends_no_event_twice_and_a_dry_run_sends_nothing() {
         "tests/destinations/platforms_stand_in.py",
         &["--api-key", "secret-key", "--throttle-every", "13"],
     );
-    let (database, pool) = store().await;
+    let (_store, pool) = store().await;
     let braze = Braze {
         api_key: "secret-key".into(),
     };
@@ -385,11 +373,4 @@ async fn a_resync_sends_no_event_twice_and_a_dry_run_sends_nothing() {
         delivered.values().all(|e| e["count"] == 1),
         "every event once"
     );
-
-    drop(pool);
-    let admin = common::connect(&format!("{}/postgres", common::PG)).await;
-    admin
-        .batch_execute(&format!("DROP DATABASE {database} WITH (FORCE)"))
-        .await
-        .unwrap();
 }

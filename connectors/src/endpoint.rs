@@ -110,6 +110,13 @@ impl Endpoint {
             .map_err(|e| SourceError::Secret(format!("connection credentials: {e}")))
     }
 
+    /// Whether the source can be connected to: a bastion needs the connection's key first.
+    pub fn keyed(&self) -> bool {
+        self.ssh
+            .as_ref()
+            .is_none_or(|ssh| ssh.private_key.is_some())
+    }
+
     /// The text to seal: the URL alone when there is no bastion.
     pub fn to_text(&self) -> String {
         match &self.ssh {

@@ -30,6 +30,13 @@ pub struct Bastion {
     pub user: String,
 }
 
+impl std::fmt::Display for Bastion {
+    /// `user@host:port`, as operators write it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}:{}", self.user, self.host, self.port)
+    }
+}
+
 /// Why a tunnel could not be opened, in the classes a connection test reports.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum TunnelError {
@@ -108,10 +115,7 @@ impl Tunnels {
     ) -> Result<Arc<Tunnel>, TunnelError> {
         use sha2::Digest;
         let key_digest = hex_digest(sha2::Sha256::digest(private_key.as_bytes()).as_slice());
-        let name = format!(
-            "{}@{}:{}/{key_digest}/{}:{}",
-            bastion.user, bastion.host, bastion.port, target.0, target.1
-        );
+        let name = format!("{bastion}/{key_digest}/{}:{}", target.0, target.1);
         let slot = {
             let mut open = self
                 .open

@@ -2,7 +2,7 @@
 //! workspace, connections and imports in one transaction, so a bad spec writes nothing.
 
 use crate::spec::{ImportDecl, SpecError, SpecFile};
-use sluice_connectors::{HostKeyCheck, Source, SourceError, SourceSpec};
+use sluice_connectors::{Endpoint, HostKeyCheck, Source, SourceError, SourceSpec};
 use sluice_proto::secrets::{MasterKey, Sealed};
 use sluice_proto::ConnectionKind;
 use std::collections::BTreeMap;
@@ -171,9 +171,8 @@ pub async fn apply(
     options: &ApplyOptions,
 ) -> Result<ApplyReport, ApplyError> {
     crate::spec::validate(spec)?;
-    // Each connection's credentials as they will be sealed, and whether it can be connected
-    // to yet (a connection through a bastion cannot before its key is generated).
-    let mut urls: BTreeMap<String, (ConnectionKind, String, bool)> = BTreeMap::new();
+    // Each connection's credentials as they will be sealed.
+    let mut urls: BTreeMap<String, (ConnectionKind, Endpoint)> = BTreeMap::new();
     for (i, c) in spec.connections.iter().enumerate() {
         let stored = stored_connection_url(client, key, &spec.workspace, &c.name).await?;
         let mut endpoint = crate::connections::declared(c, stored);
@@ -182,11 +181,8 @@ pub async fn apply(
             name: c.name.clone(),
             error,
         };
-        let keyed = endpoint
-            .ssh
-            .as_ref()
-            .is_none_or(|ssh| ssh.private_key.is_some());
-        if keyed {
+        // A connection through a bastion cannot be connected to before its key is generated.
+        if endpoint.keyed() {
             let text = endpoint.to_text();
             let source = Source::open_checking(&c.kind, &text, HostKeyCheck::Learn)
                 .await
@@ -196,19 +192,23 @@ pub async fn apply(
                 ssh.host_key = Some(presented.to_string());
             }
         }
-        urls.insert(c.name.clone(), (c.kind.clone(), endpoint.to_text(), keyed));
+        urls.insert(c.name.clone(), (c.kind.clone(), endpoint));
     }
     let mut unchecked = Vec::new();
     for (i, import) in spec.imports.iter().enumerate() {
         let field = format!("imports[{i}]");
-        let (kind, url, keyed) = match urls.get(&import.connection) {
+        let (kind, endpoint) = match urls.get(&import.connection) {
             Some(found) => found.clone(),
             None => stored_connection_url(client, key, &spec.workspace, &import.connection)
                 .await?
                 .map(|(kind, text)| {
-                    let keyed = crate::connections::keyed(&text);
-                    (kind, text, keyed)
+                    let endpoint = Endpoint::parse(&text).map_err(|e| ApplyError::Secret {
+                        name: import.connection.clone(),
+                        reason: e.to_string(),
+                    })?;
+                    Ok::<_, ApplyError>((kind, endpoint))
                 })
+                .transpose()?
                 .ok_or_else(|| {
                     ApplyError::Spec(SpecError {
                         field: format!("{field}.connection"),
@@ -219,7 +219,7 @@ pub async fn apply(
                     })
                 })?,
         };
-        if !keyed {
+        if !endpoint.keyed() {
             // Checked by its dry run, once the bastion accepts the connection's key.
             unchecked.push(import.name.clone());
             continue;
@@ -229,7 +229,9 @@ pub async fn apply(
             name: import.name.clone(),
             error,
         };
-        let source = Source::open(&kind, &url).await.map_err(source_error)?;
+        let source = Source::open(&kind, &endpoint.to_text())
+            .await
+            .map_err(source_error)?;
         let read = source_spec(import);
         let columns = source.columns(&read).await.map_err(source_error)?;
         missing_column(&field, import, &columns)?;
@@ -252,7 +254,9 @@ pub async fn apply(
         .get(0);
     for c in &spec.connections {
         // The tested credentials: a stored key pair carried over, a bastion's host key pinned.
-        let url = urls.get(&c.name).map_or(&c.url, |(_, url, _)| url);
+        let url = urls
+            .get(&c.name)
+            .map_or_else(|| c.url.clone(), |(_, endpoint)| endpoint.to_text());
         let sealed =
             serde_json::to_value(key.seal(url.as_bytes())).expect("sealed value serializes");
         let kind = serde_json::to_value(&c.kind).expect("kind serializes");
@@ -272,7 +276,8 @@ pub async fn apply(
             c.name,
             if inserted { "created" } else { "updated" }
         ));
-        if let (Some(ssh), Some((_, _, false))) = (&c.ssh, urls.get(&c.name)) {
+        let keyed = urls.get(&c.name).is_none_or(|(_, e)| e.keyed());
+        if let (Some(ssh), false) = (&c.ssh, keyed) {
             report.lines.push(format!(
                 "connection {name}: reaches its database through the SSH bastion {host}:{port}, and has no key yet: \
                  run `sluice connections keygen {name} --ssh --workspace {workspace}`, add the public key it prints \

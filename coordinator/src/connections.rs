@@ -103,13 +103,6 @@ pub fn declared(
     Endpoint { url, ssh }
 }
 
-/// Whether stored credentials can be connected with: a bastion needs its key first.
-pub fn keyed(credentials: &str) -> bool {
-    Endpoint::parse(credentials).map_or(true, |e| {
-        e.ssh.as_ref().is_none_or(|ssh| ssh.private_key.is_some())
-    })
-}
-
 async fn stored(
     client: &impl GenericClient,
     key: &sluice_proto::secrets::MasterKey,
@@ -436,7 +429,7 @@ mod tests {
         direct.ssh = None;
         let direct = declared(&direct, stored);
         assert_eq!(direct.to_text(), "postgres://u@10.0.0.5/crm");
-        assert!(keyed(&direct.to_text()));
-        assert!(!keyed(&declared(&decl("b", 22), None).to_text()));
+        assert!(direct.keyed());
+        assert!(!declared(&decl("b", 22), None).keyed());
     }
 }

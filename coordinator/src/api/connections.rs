@@ -39,10 +39,7 @@ impl Service {
             .await?
             .into_iter()
             .map(|c| ConnectionItem {
-                bastion: c
-                    .ssh
-                    .as_ref()
-                    .map(|s| format!("{}@{}:{}", s.user, s.host, s.port)),
+                bastion: c.ssh.as_ref().map(|s| s.bastion().to_string()),
                 ssh_key: c.ssh.as_ref().is_some_and(|s| s.private_key.is_some()),
                 ssh_host_key: c.ssh.and_then(|s| s.host_key),
                 name: c.name,
@@ -102,7 +99,7 @@ impl Service {
                 .map_err(connection_error)?;
         Ok(SshKey {
             public_key,
-            bastion: format!("{}@{}:{}", route.user, route.host, route.port),
+            bastion: route.bastion().to_string(),
             pending: route.pending_key.is_some(),
         })
     }
