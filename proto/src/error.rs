@@ -34,6 +34,12 @@ pub enum ErrorCode {
     TunnelHostKeyChanged,
     /// The SSH bastion's host key has not been pinned by a successful connection test yet.
     TunnelHostKeyUnpinned,
+    /// A destination platform refused a whole request (its credentials, its URL): retrying
+    /// will not help until the destination is fixed.
+    DestinationRefused,
+    /// A destination platform could not be reached, kept failing or kept limiting the rate
+    /// past the wait allowed.
+    DestinationUnavailable,
     /// This process holds another master key than the one the message was sealed with by
     /// the fleet: the message goes back for another worker, and the process says not-ready.
     WrongKey,
@@ -59,6 +65,8 @@ impl ErrorCode {
             ErrorCode::TunnelAuthentication => "tunnel_authentication",
             ErrorCode::TunnelHostKeyChanged => "tunnel_host_key_changed",
             ErrorCode::TunnelHostKeyUnpinned => "tunnel_host_key_unpinned",
+            ErrorCode::DestinationRefused => "destination_refused",
+            ErrorCode::DestinationUnavailable => "destination_unavailable",
             ErrorCode::WrongKey => "wrong_key",
             ErrorCode::Internal => "internal",
         }

@@ -10,6 +10,7 @@ pub mod chunk_file;
 pub mod columns;
 
 pub mod dateformat;
+pub mod destination;
 pub mod envelope;
 pub mod error;
 pub mod format_hint;

@@ -180,6 +180,9 @@ pub struct ChunkWork {
     /// import keeps lineage (`lineage_retention` above zero).
     #[serde(default)]
     pub lineage: bool,
+    /// The platform the chunk's rows are delivered to instead of the built-in stores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<crate::destination::DestinationRoute>,
 }
 
 /// A store registered with `sluice stores add`, as a loader needs it to write there: its
@@ -375,6 +378,16 @@ pub struct LoadStats {
     /// Consent: statuses not applied because the profile holds a newer one.
     #[serde(default)]
     pub subscriptions_stale: u64,
+    /// Delivery to a destination: records the platform accepted (or, in a dry run, that
+    /// would be sent).
+    #[serde(default)]
+    pub records_delivered: u64,
+    /// Delivery to a destination: requests sent (or, in a dry run, that would be).
+    #[serde(default)]
+    pub delivery_requests: u64,
+    /// A dry run's first request to the destination as it would be sent, credentials masked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_sample: Option<serde_json::Value>,
 }
 
 /// A dry run reports at most this many sample rows.

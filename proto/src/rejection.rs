@@ -67,11 +67,14 @@ pub enum Reason {
     /// A row subscribes a channel whose address (email, phone) neither it nor its profile
     /// has.
     MissingChannelAddress,
+    /// The destination platform refused the record (its message says why), or the record
+    /// names no user by an identifier the platform takes.
+    DestinationRefused,
 }
 
 impl Reason {
     /// Every code, for documentation and tests.
-    pub const ALL: [Reason; 27] = [
+    pub const ALL: [Reason; 28] = [
         Reason::MissingIdentity,
         Reason::IdentityTooLong,
         Reason::ReservedIdentity,
@@ -99,6 +102,7 @@ impl Reason {
         Reason::MissingKey,
         Reason::InvalidSubscriptionStatus,
         Reason::MissingChannelAddress,
+        Reason::DestinationRefused,
     ];
 
     /// The code as stored and shown.
@@ -131,6 +135,7 @@ impl Reason {
             Reason::MissingKey => "missing_key",
             Reason::InvalidSubscriptionStatus => "invalid_subscription_status",
             Reason::MissingChannelAddress => "missing_channel_address",
+            Reason::DestinationRefused => "destination_refused",
         }
     }
 

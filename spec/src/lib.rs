@@ -3,6 +3,7 @@
 // Outside tests a failure is an error with its cause, never a panic.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod destinations;
 pub mod duration;
 pub mod schedule;
 mod subscriptions;
@@ -35,6 +36,9 @@ pub struct SpecFile {
     #[serde(default)]
     /// The imports.
     pub imports: Vec<ImportDecl>,
+    /// The engagement platforms imports may deliver to instead of the built-in stores.
+    #[serde(default)]
+    pub destinations: Vec<destinations::DestinationDecl>,
 }
 
 /// A warehouse connection as declared.
@@ -158,6 +162,9 @@ pub struct ImportDecl {
     pub name: String,
     /// The connection it reads through.
     pub connection: String,
+    /// The destination its rows are delivered to instead of the built-in stores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
     /// `{ table: name }` or `{ query: "SELECT ..." }`.
     #[serde(with = "serde_norway::with::singleton_map")]
     pub source: SourceRelation,
@@ -883,6 +890,18 @@ pub fn validate(spec: &SpecFile, check_connection: ConnectionCheck) -> Result<()
             validate_ssh(&format!("{field}.ssh"), &c.kind, ssh)?;
         }
     }
+    let mut destination_names = Vec::new();
+    for (i, d) in spec.destinations.iter().enumerate() {
+        let field = format!("destinations[{i}]");
+        destinations::validate(&field, d)?;
+        if destination_names.contains(&&d.name) {
+            return Err(invalid(
+                format!("{field}.name"),
+                format!("destination {:?} is declared twice", d.name),
+            ));
+        }
+        destination_names.push(&d.name);
+    }
     let mut import_names = Vec::new();
     for (i, import) in spec.imports.iter().enumerate() {
         let field = format!("imports[{i}]");
@@ -898,6 +917,13 @@ pub fn validate(spec: &SpecFile, check_connection: ConnectionCheck) -> Result<()
         }
         import_names.push(&import.name);
         check_name(&format!("{field}.connection"), &import.connection)?;
+        if let Some(name) = &import.destination {
+            check_object_name(&format!("{field}.destination"), name)?;
+            // One stored earlier is checked by apply, which knows the workspace's.
+            if let Some(d) = spec.destinations.iter().find(|d| &d.name == name) {
+                destinations::check_import(&field, import, d.kind)?;
+            }
+        }
         validate_records(&field, import)?;
         for (i, other) in import.after.iter().enumerate() {
             if other == &import.name {
