@@ -288,6 +288,7 @@ pub async fn run(
                             open_store(pool_size),
                         ),
                         limiter,
+                        senders: Default::default(),
                     },
                     settings,
                     &options,

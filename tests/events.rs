@@ -59,6 +59,7 @@ async fn an_event_chunk_replayed_and_then_resynced_is_stored_exactly_once() {
             key_set: None,
             store: None,
             lineage: false,
+            destination: None,
         },
         rows_accepted: 1_000,
         rows_rejected: 0,

@@ -58,7 +58,7 @@ pub struct ApplyOptions {
 /// What applying did, one line per object.
 #[derive(Debug, Default)]
 pub struct ApplyReport {
-    /// One line per connection and import: what applying did to it.
+    /// One line per connection, destination and import: what applying did to it.
     pub lines: Vec<String>,
 }
 
@@ -163,6 +163,34 @@ pub fn source_spec(import: &ImportDecl) -> SourceSpec {
     }
 }
 
+/// Checks that the destination an import names is declared in the spec or stored in the
+/// workspace, and can take the import (the spec's own were checked with the spec).
+async fn check_destination(
+    client: &Client,
+    spec: &SpecFile,
+    field: &str,
+    import: &ImportDecl,
+) -> Result<(), ApplyError> {
+    let Some(name) = &import.destination else {
+        return Ok(());
+    };
+    if spec.destinations.iter().any(|d| &d.name == name) {
+        return Ok(());
+    }
+    match crate::destinations::stored_kind(client, &spec.workspace, name).await? {
+        Some(kind) => Ok(crate::spec::destinations::check_import(
+            field, import, kind,
+        )?),
+        None => Err(ApplyError::Spec(SpecError {
+            field: format!("{field}.destination"),
+            reason: format!(
+                "no destination named {name:?} in this file or in workspace {:?}",
+                spec.workspace
+            ),
+        })),
+    }
+}
+
 /// Tests, then writes, everything the spec declares.
 pub async fn apply(
     client: &mut Client,
@@ -193,6 +221,9 @@ pub async fn apply(
             }
         }
         urls.insert(c.name.clone(), (c.kind.clone(), endpoint));
+    }
+    for (i, import) in spec.imports.iter().enumerate() {
+        check_destination(client, spec, &format!("imports[{i}]"), import).await?;
     }
     let mut unchecked = Vec::new();
     for (i, import) in spec.imports.iter().enumerate() {
@@ -289,6 +320,14 @@ pub async fn apply(
                 workspace = spec.workspace,
             ));
         }
+    }
+    for d in &spec.destinations {
+        let created = crate::destinations::upsert(&tx, key, workspace, d).await?;
+        report.lines.push(format!(
+            "destination {}: {}",
+            d.name,
+            if created { "created" } else { "updated" }
+        ));
     }
     for (i, import) in spec.imports.iter().enumerate() {
         let connection: i64 = tx

@@ -11,6 +11,7 @@ pub mod commands;
 pub mod connections;
 pub mod consent;
 pub mod database;
+pub mod destinations;
 pub mod dry_run;
 pub mod errors;
 pub mod feed;
@@ -81,4 +82,5 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     (21, include_str!("../migrations/0021_retry_rows.sql")),
     (22, include_str!("../migrations/0022_lineage_retention.sql")),
     (23, include_str!("../migrations/0023_alerting.sql")),
+    (24, include_str!("../migrations/0024_destinations.sql")),
 ];

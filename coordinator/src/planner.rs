@@ -8,6 +8,7 @@ use crate::run_state::{transition_if_allowed, RunEvent};
 use crate::spec::ImportDecl;
 use sluice_connectors::source::{KeyKind, Unreadable, UnreadableRow};
 use sluice_connectors::{Source, SourceError};
+use sluice_proto::destination::{DestinationKind, DestinationRoute};
 use sluice_proto::secrets::{MasterKey, Sealed};
 use sluice_proto::{
     Bound, ChunkObjects, ChunkRef, ChunkTask, ChunkWork, ConnectionKind, KeySetWork, KeyValue,
@@ -66,6 +67,8 @@ pub struct RunContext {
     pub previous_key_set: Option<String>,
     /// The store the workspace lives in, when not the default one.
     pub store: Option<StoreRoute>,
+    /// The platform the import delivers to instead of the stores.
+    pub destination: Option<DestinationRoute>,
 }
 
 impl RunContext {
@@ -82,13 +85,16 @@ pub async fn context(client: &impl GenericClient, run_id: Uuid) -> Result<RunCon
         .query_one(
             "SELECT r.workspace_id, r.import_id, r.dry_run, i.spec, c.credentials, wm.position,
                     w.event_retention_days, r.replay_from, r.replay_until, c.kind,
-                    w.load_rows_per_second, r.created_at, i.key_set, w.store, s.url
+                    w.load_rows_per_second, r.created_at, i.key_set, w.store, s.url,
+                    d.name, d.kind, d.url, d.credentials, d.requests_per_second
                FROM control.runs r
                JOIN control.workspaces w ON w.id = r.workspace_id
                JOIN control.stores s ON s.name = w.store
                JOIN control.imports i ON i.id = r.import_id
                JOIN control.connections c ON c.id = i.connection_id
                LEFT JOIN control.watermarks wm ON wm.import_id = r.import_id
+               LEFT JOIN control.destinations d
+                 ON d.workspace_id = r.workspace_id AND d.name = i.spec->>'destination'
               WHERE r.id = $1",
             &[&run_id],
         )
@@ -110,6 +116,27 @@ pub async fn context(client: &impl GenericClient, run_id: Uuid) -> Result<RunCon
                 .map_err(|e| PlanError::Import(format!("stored store URL: {e}")))?,
         }),
     };
+    let destination = match (&import.destination, row.get::<_, Option<String>>(15)) {
+        (None, _) => None,
+        (Some(name), None) => {
+            return Err(PlanError::Import(format!(
+                "the import delivers to destination {name:?}, which the workspace no longer has"
+            )))
+        }
+        (Some(_), Some(name)) => Some(DestinationRoute {
+            name,
+            kind: DestinationKind::parse(row.get(16)).ok_or_else(|| {
+                PlanError::Import(format!(
+                    "stored destination kind {:?}",
+                    row.get::<_, &str>(16)
+                ))
+            })?,
+            url: row.get(17),
+            credentials: serde_json::from_value(row.get(18))
+                .map_err(|e| PlanError::Import(format!("stored destination credentials: {e}")))?,
+            requests_per_second: row.get::<_, i32>(19).max(1) as u32,
+        }),
+    };
     Ok(RunContext {
         run_id,
         workspace_id: row.get(0),
@@ -128,6 +155,7 @@ pub async fn context(client: &impl GenericClient, run_id: Uuid) -> Result<RunCon
         requested_at: row.get(11),
         previous_key_set: row.get(12),
         store,
+        destination,
     })
 }
 
@@ -421,7 +449,10 @@ pub async fn pending_tasks(
                     run_started_at: Some(ctx.requested_at),
                     key_set,
                     store: ctx.store.clone(),
-                    lineage: !ctx.import.lineage_retention.is_zero(),
+                    // Lineage records what the stores did to each row; a destination's
+                    // platform does not say.
+                    lineage: !ctx.import.lineage_retention.is_zero() && ctx.destination.is_none(),
+                    destination: ctx.destination.clone(),
                 },
                 source: SourceTask {
                     kind: ctx.kind.clone(),

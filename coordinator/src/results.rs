@@ -56,7 +56,8 @@ const LOADED: &str = "UPDATE control.chunks
         load_rejected_by_reason = $10, sample = $11, events_inserted = $12, events_duplicate = $13,
         profiles_deleted = $14, deletes_not_found = $15, properties_stale = $16,
         identities_conflicting = $17, profiles_removed_from_source = $18,
-        subscriptions_changed = $19, subscriptions_stale = $20, updated_at = now(), status = CASE WHEN status = 'failed' THEN status ELSE 'loaded' END
+        subscriptions_changed = $19, subscriptions_stale = $20, records_delivered = $21,
+        delivery_requests = $22, delivery_sample = $23, updated_at = now(), status = CASE WHEN status = 'failed' THEN status ELSE 'loaded' END
   WHERE run_id = $1 AND seq = $2";
 
 const FAILED: &str = "UPDATE control.chunks
@@ -248,6 +249,9 @@ async fn record(
                     &(s.profiles_removed_from_source as i64),
                     &(!s.subscriptions_changed.is_empty()).then(|| json(&s.subscriptions_changed)),
                     &(s.subscriptions_stale as i64),
+                    &(s.records_delivered as i64),
+                    &(s.delivery_requests as i64),
+                    &s.delivery_sample,
                 ],
             )
             .await?;

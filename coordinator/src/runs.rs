@@ -308,6 +308,19 @@ pub struct RunSummary {
     /// Dry runs of a draft import: what the run did to it, and why it stays a draft.
     #[serde(default)]
     pub promotion: Option<String>,
+    /// The destination the import delivers to instead of the built-in stores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    /// Delivery to a destination: records the platform accepted (in a dry run: would be sent).
+    #[serde(default)]
+    pub records_delivered: i64,
+    /// Delivery to a destination: requests sent (in a dry run: that would be).
+    #[serde(default)]
+    pub delivery_requests: i64,
+    /// Dry runs to a destination: the first request as it would be sent, credentials masked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub delivery_sample: Option<serde_json::Value>,
 }
 
 const SUMMARY_SQL: &str = "SELECT r.id, w.name, i.name, r.status, r.dry_run,
@@ -354,13 +367,17 @@ const SUMMARY_SQL: &str = "SELECT r.id, w.name, i.name, r.status, r.dry_run,
         coalesce(sum(c.rows_read) FILTER (WHERE c.kind = 'retry'), 0)::int8,
         coalesce(sum(c.rows_read - c.rows_rejected - c.rows_rejected_load)
                  FILTER (WHERE c.kind = 'retry' AND c.status = 'loaded'), 0)::int8,
-        r.rows_retry_expired, i.data_type, r.created_at, r.finished_at, r.requested_by
+        r.rows_retry_expired, i.data_type, r.created_at, r.finished_at, r.requested_by,
+        i.spec->>'destination', coalesce(sum(c.records_delivered), 0)::int8,
+        coalesce(sum(c.delivery_requests), 0)::int8,
+        (SELECT c6.delivery_sample FROM control.chunks c6
+          WHERE c6.run_id = r.id AND c6.delivery_sample IS NOT NULL ORDER BY c6.seq LIMIT 1)
    FROM control.runs r
    JOIN control.workspaces w ON w.id = r.workspace_id
    JOIN control.imports i ON i.id = r.import_id
    LEFT JOIN control.chunks c ON c.run_id = r.id
   WHERE r.id = $1
-  GROUP BY r.id, w.name, i.name, i.data_type";
+  GROUP BY r.id, w.name, i.name, i.data_type, i.spec->>'destination'";
 
 /// Cancels a queued, planning or running run: its status becomes `cancelled` and its
 /// unfinished chunks are discarded. Returns whether it was active. The caller tells the
@@ -449,6 +466,10 @@ pub async fn summary(
             created_at: r.get(40),
             finished_at: r.get(41),
             requested_by: r.get(42),
+            destination: r.get(43),
+            records_delivered: r.get(44),
+            delivery_requests: r.get(45),
+            delivery_sample: r.get(46),
         }))
 }
 

@@ -14,7 +14,7 @@ use crate::{deletes, events, guesses, lineage, removals, statistics, subscriptio
 use futures::pin_mut;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use sluice_proto::rejection;
 use sluice_proto::stage::{Delivered, Outgoing, Stage};
 use sluice_proto::topology::QueueRole;
@@ -40,8 +40,10 @@ pub struct Loader {
     pub store: Arc<dyn ObjectStore>,
     /// The profile and event stores: the default one and those chunks are routed to.
     pub stores: StorePools,
-    /// Each workspace's rows per second.
+    /// Each workspace's rows per second, and the number of loaders sharing fleet-wide rates.
     pub limiter: Arc<RowRateLimiter>,
+    /// The destinations chunks have been delivered to, each with its request rate.
+    pub senders: crate::destinations::route::Senders,
 }
 
 /// What a chunk's load writes to the run's error stream: rows it rejected, and rows it applied
@@ -69,6 +71,14 @@ pub enum LoadError {
     /// Another loader created a profile for the same identity first; the load is retried.
     #[error("lost a race on identity {0}; retrying")]
     Conflict(String),
+    /// The chunk's destination refused it, or could not be reached.
+    #[error("{message}")]
+    Destination {
+        /// Whether sending again may succeed.
+        retryable: bool,
+        /// What the destination said.
+        message: String,
+    },
 }
 
 impl From<LoadError> for StageError {
@@ -76,6 +86,13 @@ impl From<LoadError> for StageError {
         match e {
             LoadError::Staging(e) => StageError::permanent(ErrorCode::InvalidData, e.to_string()),
             LoadError::Storage(m) => StageError::retryable(ErrorCode::Storage, m),
+            LoadError::Destination {
+                retryable: true,
+                message,
+            } => StageError::retryable(ErrorCode::DestinationUnavailable, message),
+            LoadError::Destination { message, .. } => {
+                StageError::permanent(ErrorCode::DestinationRefused, message)
+            }
             other => StageError::retryable(ErrorCode::Store, other.to_string()),
         }
     }
@@ -233,6 +250,20 @@ pub async fn load(
     }
 }
 
+/// The chunk's normalized rows, in batches of [`BATCH_ROWS`].
+pub(crate) async fn normalized_batches(
+    deps: &Loader,
+    work: &ChunkWork,
+) -> Result<ParquetRecordBatchReader, LoadError> {
+    // The normalized chunk is compressed and bounded by chunk_rows; it is read whole.
+    let bytes = read_object(deps.store.as_ref(), &work.objects.transformed).await?;
+    ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(|e| LoadError::Storage(e.to_string()))?
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| LoadError::Storage(e.to_string()))
+}
+
 async fn load_once(
     work: &ChunkWork,
     deps: &Loader,
@@ -251,13 +282,7 @@ async fn load_once(
         }
         false => &work.mapping,
     };
-    // The normalized chunk is compressed and bounded by chunk_rows; it is read whole.
-    let bytes = read_object(deps.store.as_ref(), &work.objects.transformed).await?;
-    let batches = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(|e| LoadError::Storage(e.to_string()))?
-        .with_batch_size(BATCH_ROWS)
-        .build()
-        .map_err(|e| LoadError::Storage(e.to_string()))?;
+    let batches = normalized_batches(deps, work).await?;
 
     let pool = deps.stores.pool(work.store.as_ref()).await?;
     let mut client = pool
@@ -400,21 +425,43 @@ async fn load_once(
     stats.rows_rejected = rejections.len() as u64;
     stats.rejected_by_reason = rejection::count_by_reason(rejections.iter().map(|r| &r.reason));
     rejections.extend(errors.conflicts);
-    if !rejections.is_empty() {
-        deps.store
-            .put(
-                &Path::from(work.objects.load_rejected.as_str()),
-                rejection::to_json_lines(&rejections).into(),
-            )
-            .await
-            .map_err(|e| LoadError::Storage(e.to_string()))?;
-    }
+    write_rejections(deps, work, &rejections).await?;
     if work.dry_run {
         tx.rollback().await.map_err(store_error)?;
     } else {
         tx.commit().await.map_err(store_error)?;
         statistics::refresh(client);
     }
+    Ok(stats)
+}
+
+/// Writes the rows a chunk's load rejected (or recorded) for the coordinator's error stream.
+async fn write_rejections(
+    deps: &Loader,
+    work: &ChunkWork,
+    rejections: &[RowRejection],
+) -> Result<(), LoadError> {
+    if rejections.is_empty() {
+        return Ok(());
+    }
+    deps.store
+        .put(
+            &Path::from(work.objects.load_rejected.as_str()),
+            rejection::to_json_lines(rejections).into(),
+        )
+        .await
+        .map_err(|e| LoadError::Storage(e.to_string()))?;
+    Ok(())
+}
+
+/// Delivers a chunk to its destination instead of the stores.
+async fn deliver_to(
+    work: &ChunkWork,
+    route: &sluice_proto::destination::DestinationRoute,
+    deps: &Loader,
+) -> Result<LoadStats, LoadError> {
+    let (stats, refused) = crate::destinations::route::deliver_chunk(work, route, deps).await?;
+    write_rejections(deps, work, &refused).await?;
     Ok(stats)
 }
 
@@ -456,7 +503,10 @@ impl Stage for Loader {
             true => self.transform_rejections(&input.work).await?,
             false => Vec::new(),
         };
-        let stats = load(&input.work, self, &earlier).await?;
+        let stats = match &input.work.destination {
+            Some(route) => deliver_to(&input.work, route, self).await?,
+            None => load(&input.work, self, &earlier).await?,
+        };
         let store = match input.work.mapping.records {
             Records::Profiles => "profiles",
             Records::Events(_) => "events",

@@ -40,6 +40,11 @@ impl StorePools {
         StorePools::new(default, None, open)
     }
 
+    /// The master key sealed routes are opened with, when this loader has one.
+    pub fn key(&self) -> Option<&MasterKey> {
+        self.key.as_ref()
+    }
+
     /// The pool of the store a chunk goes to.
     pub async fn pool(&self, route: Option<&StoreRoute>) -> Result<Pool, LoadError> {
         let Some(route) = route else {

@@ -341,6 +341,16 @@ impl Backend {
         }
     }
 
+    /// The workspace's destinations.
+    pub async fn destinations(
+        &self,
+    ) -> anyhow::Result<Vec<sluice_coordinator::destinations::DestinationItem>> {
+        match self {
+            Backend::Host(s) => Ok(s.list_destinations().await?),
+            Backend::Api(r, _) => r.get("/v1/destinations").await,
+        }
+    }
+
     /// The workspace's connections.
     pub async fn connections(&self) -> anyhow::Result<Vec<ConnectionItem>> {
         match self {

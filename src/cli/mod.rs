@@ -7,6 +7,7 @@ mod apply;
 pub mod backend;
 mod connections;
 mod context;
+mod destinations;
 mod errors;
 pub mod follow;
 mod imports;
@@ -77,6 +78,11 @@ enum Command {
     Connections {
         #[command(subcommand)]
         command: connections::ConnectionsCommand,
+    },
+    /// Destinations: the engagement platforms imports deliver to, listed.
+    Destinations {
+        #[command(subcommand)]
+        command: destinations::DestinationsCommand,
     },
     /// Runs: list, show, watch, cancel, and their rejected rows.
     Runs {
@@ -174,6 +180,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<i32> {
         C::Run(args) => runs::run(settings, args).await,
         C::Imports { command } => imports::execute(settings, command).await,
         C::Connections { command } => connections::execute(settings, command).await,
+        C::Destinations { command } => destinations::execute(settings, command).await,
         C::Runs { command } => runs::execute(settings, command).await,
         C::Errors(args) => errors::execute(settings, args).await,
         C::Events {

@@ -35,7 +35,21 @@ pub fn write_summary(out: &mut dyn Write, s: &RunSummary) -> std::io::Result<()>
         n(s.rows_skipped),
         s.chunks
     )?;
-    if s.profiles_created + s.profiles_updated + s.profiles_unchanged > 0 || !s.dry_run {
+    if let Some(destination) = &s.destination {
+        let sent = if s.dry_run {
+            "would be sent"
+        } else {
+            "delivered"
+        };
+        writeln!(
+            out,
+            "  destination {destination}: {} records {sent} in {} requests",
+            n(s.records_delivered),
+            n(s.delivery_requests)
+        )?;
+    }
+    let stored = s.destination.is_none() && !s.dry_run;
+    if s.profiles_created + s.profiles_updated + s.profiles_unchanged > 0 || stored {
         writeln!(
             out,
             "  profiles: {} {would}created, {} {would}updated, {} unchanged; {} stale values; identities {} ambiguous, {} conflicting",
@@ -147,6 +161,16 @@ pub fn write_summary(out: &mut dyn Write, s: &RunSummary) -> std::io::Result<()>
         writeln!(out, "  sample of what the run would do:")?;
         for line in table.lines() {
             writeln!(out, "    {}", line.trim_end())?;
+        }
+    }
+    if let Some(request) = &s.delivery_sample {
+        writeln!(
+            out,
+            "  the first request, as it would be sent (credentials masked):"
+        )?;
+        let text = serde_json::to_string_pretty(request).unwrap_or_default();
+        for line in text.lines() {
+            writeln!(out, "    {line}")?;
         }
     }
     if s.rows_rejected + s.rows_without_watermark > 0 {

@@ -88,6 +88,7 @@ async fn run(
         key_set: None,
         store: None,
         lineage: false,
+        destination: None,
     };
     let deps = Transformer {
         store: store.clone(),

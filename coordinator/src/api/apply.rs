@@ -138,6 +138,7 @@ async fn one_object_spec(
         event_retention: days.map(|d| std::time::Duration::from_secs(d.max(0) as u64 * 86_400)),
         connections: Vec::new(),
         imports: Vec::new(),
+        destinations: Vec::new(),
     })
 }
 

@@ -1,4 +1,4 @@
-//! The operator HTTP API under `/v1`: JSON endpoints for workspaces and tokens, connections,
+//! The operator HTTP API under `/v1`: JSON endpoints for workspaces and tokens, connections, destinations,
 //! imports, runs, the error stream and profiles, each scoped to the bearer token's workspace, with the OpenAPI document
 //! generated from the handlers and served at `/v1/openapi.json`; and the run listing web page
 //! at `/ui`.
@@ -6,6 +6,7 @@
 pub mod apply;
 mod auth;
 pub mod connections;
+pub mod destinations;
 mod error;
 pub mod errors;
 pub mod imports;
@@ -81,6 +82,7 @@ pub fn routes() -> (axum::Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::revoke))
         .routes(routes!(connections::list))
+        .routes(routes!(destinations::list))
         .routes(routes!(
             connections::show,
             connections::delete,

@@ -8,8 +8,9 @@ use super::{Api, DeliveryError, RecordError, Request, Sender};
 use crate::staging::StagedRow;
 use deadpool_postgres::Pool;
 use serde_json::{json, Value};
+use sluice_proto::rejection::{self, Reason, RowRejection};
 use sluice_proto::Records;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 /// What a delivery is: where to, and how the rows are read.
 pub struct Delivery<'a> {
@@ -36,8 +37,9 @@ pub struct Delivered {
     pub accepted: u64,
     /// Events not sent because they had been delivered before.
     pub already_delivered: u64,
-    /// Records the platform refused or that no request can carry, with why.
-    pub refused: Vec<RecordError>,
+    /// Records the platform refused or that no request can carry, as the error stream
+    /// lists them.
+    pub refused: Vec<RowRejection>,
     /// Requests sent (or, in a dry run, that would be).
     pub requests: u64,
     /// A dry run's first request as it would be sent, credentials masked.
@@ -75,7 +77,8 @@ pub async fn deliver(
     let (requests, unnamed) = delivery
         .api
         .requests(delivery.records, &rows, delivery.update_only);
-    done.refused = unnamed;
+    let kind = delivery.api.kind();
+    done.refused = unnamed.iter().map(|e| refusal(kind, &rows, e)).collect();
     done.requests = requests.len() as u64;
     if delivery.dry_run {
         done.accepted = requests.iter().map(|r| r.rows.len() as u64).sum();
@@ -92,7 +95,8 @@ pub async fn deliver(
             .filter(|row| !refused_rows.contains(row))
             .collect();
         done.accepted += accepted.len() as u64;
-        done.refused.extend(refused);
+        done.refused
+            .extend(refused.iter().map(|e| refusal(kind, &rows, e)));
         if events {
             let keys: Vec<&str> = accepted
                 .iter()
@@ -102,6 +106,43 @@ pub async fn deliver(
         }
     }
     Ok(done)
+}
+
+/// A record the platform refused as a row of the error stream: the platform's message, and
+/// the row's identities and properties as sent.
+fn refusal(kind: &str, rows: &[StagedRow], error: &RecordError) -> RowRejection {
+    let row = &rows[error.row];
+    let mut values: BTreeMap<String, Option<String>> = match row.props.to_value() {
+        Value::Object(props) => props
+            .into_iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (k, Some(rejection::truncate(&text)))
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    };
+    for (name, value) in [
+        ("identity", &row.identity),
+        ("external_id", &row.external_id),
+        ("email", &row.email),
+        ("phone", &row.phone),
+    ] {
+        if let Some(value) = value {
+            values.insert(name.to_string(), Some(rejection::truncate(value)));
+        }
+    }
+    RowRejection {
+        row_key: row.key.clone(),
+        column: kind.to_string(),
+        value: None,
+        reason: Reason::DestinationRefused,
+        message: format!("{kind}: {}", error.message),
+        row: values,
+    }
 }
 
 /// The rows whose events the destination has not had: not in its ledger, and the first of
@@ -171,6 +212,26 @@ fn sample(delivery: &Delivery<'_>, request: &Request) -> Value {
             .collect::<serde_json::Map<_, _>>(),
         "content_type": delivery.api.content_type(),
         "records": request.rows.len(),
-        "body": request.body,
+        "body": abridged(&request.body),
     })
+}
+
+/// Records shown of each list in a sample request's body.
+const SAMPLE_RECORDS: usize = 3;
+
+/// A body with each list cut to its first [`SAMPLE_RECORDS`] items: a request of 10,000
+/// profiles is shown by its shape, not whole.
+fn abridged(body: &Value) -> Value {
+    match body {
+        Value::Array(items) => {
+            Value::Array(items.iter().take(SAMPLE_RECORDS).map(abridged).collect())
+        }
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), abridged(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }

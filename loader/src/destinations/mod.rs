@@ -3,12 +3,13 @@
 //! its batch limits and reads its per-record errors; [`Sender::send`] sends one request within
 //! the destination's rate limit, waiting out `429`s as `Retry-After` says, retrying `5xx`
 //! answers with backoff, and following the bulk job a request started until it ends, holding
-//! no store connection while it waits.
+//! no store connection while it waits. A loader sends one call at a time to each destination.
 
 pub mod braze;
 pub mod clevertap;
 pub mod deliver;
 pub mod klaviyo;
+pub mod route;
 
 use crate::staging::StagedRow;
 use governor::{DefaultDirectRateLimiter, Quota};
@@ -186,6 +187,9 @@ pub struct Sender {
     pub backoff: Duration,
     /// The longest one `Retry-After` is waited for before the chunk is handed back instead.
     pub max_wait: Duration,
+    /// Held by the call being sent, through its retries and waits: a loader sends one call at
+    /// a time to a destination, so a `429` pauses every chunk going there, not only its own.
+    turn: tokio::sync::Mutex<()>,
 }
 
 impl Sender {
@@ -201,6 +205,7 @@ impl Sender {
             attempts: 5,
             backoff: Duration::from_millis(500),
             max_wait: Duration::from_secs(120),
+            turn: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -290,6 +295,7 @@ impl Sender {
             true => path.to_string(),
             false => format!("{}{path}", self.url),
         };
+        let _turn = self.turn.lock().await;
         let mut attempt = 0;
         let mut waited = Duration::ZERO;
         loop {

@@ -165,6 +165,7 @@ fn checked(workspace: &str, import: &ImportDecl) -> Result<(), String> {
         event_retention: None,
         connections: Vec::new(),
         imports: vec![import.clone()],
+        destinations: Vec::new(),
     };
     crate::spec::validate(&spec).map_err(|e| {
         let field = e.field.strip_prefix("imports[0].").unwrap_or(&e.field);

@@ -491,6 +491,8 @@ fn error_hint(code: &str) -> &'static str {
         "tunnel_unreachable" => "Check the SSH bastion's host and port, that sshd runs there, and that it may forward to the database (AllowTcpForwarding).",
         "tunnel_authentication" => "Add the connection's public key (sluice connections keygen --ssh) to the bastion user's authorized_keys.",
         "tunnel_host_key_changed" => "The bastion presented another host key than the pinned one: if it was changed on purpose, pin the new key; otherwise someone may be in between.",
+        "destination_refused" => "The destination refused the request as a whole: check its url and credentials in the spec (the message above is the platform's).",
+        "destination_unavailable" => "The destination could not be reached or kept failing: check the platform's status and the destination's url; the run can be retried.",
         "tunnel_host_key_unpinned" => "Test the connection once: the test pins the host key the bastion presents, and runs accept only that key.",
         _ => "",
     }
