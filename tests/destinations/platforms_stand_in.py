@@ -11,8 +11,11 @@ for all, 429 with Retry-After and 5xx. It keeps what it was sent, so a test can 
 record delivered and compare.
 
 Usage: platforms_stand_in.py --api-key KEY [--account-id ID --passcode P] [--klaviyo-key K]
-       [--throttle-every N] [--fail-every N] [--retry-after SECONDS] [--host ADDRESS]
-Every Nth request is answered 429 (or 500) instead of being served. Prints the port first.
+       [--throttle-every N] [--fail-every N] [--retry-after SECONDS] [--refuse-domain D]
+       [--host ADDRESS]
+Every Nth request is answered 429 (or 503) instead of being served. Emails without an @, or
+at the domain D (a platform's own deliverability check), are refused per record. Prints the
+port first.
 GET /_stats answers what it holds: requests served, the largest batch, each user's attributes,
 every event and purchase with how many times its dedup key came, deletes, and for each 429
 how long the client waited before its next request.
@@ -51,6 +54,18 @@ class State:
         self.jobs = {}
 
 
+REFUSED_DOMAIN = None
+
+
+def bad_email(email):
+    """Whether the platform refuses an email address: no @, or at the refused domain."""
+    if email is None:
+        return False
+    email = str(email)
+    return "@" not in email or (REFUSED_DOMAIN is not None
+                                and email.lower().endswith("@" + REFUSED_DOMAIN))
+
+
 def user_of(obj):
     for field in ("external_id", "braze_id", "email", "phone"):
         if field in obj:
@@ -63,6 +78,9 @@ def user_of(obj):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body are written apart: without this, Nagle's algorithm and the client's
+    # delayed acknowledgement hold each answer back by tens of milliseconds.
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):
         pass
@@ -171,7 +189,7 @@ class Handler(BaseHTTPRequestHandler):
                     continue
                 if name == "attributes":
                     email = obj.get("email")
-                    if email is not None and "@" not in str(email):
+                    if bad_email(email):
                         errors.append({"type": f"Invalid email address {email!r}",
                                        "input_array": name, "index": index})
                         continue
@@ -229,7 +247,7 @@ class Handler(BaseHTTPRequestHandler):
             if kind == "profile":
                 data = record.get("profileData") or {}
                 email = data.get("Email")
-                if email is not None and "@" not in str(email):
+                if bad_email(email):
                     unprocessed.append({"status": "fail", "code": 515,
                                         "error": f"Invalid email {email!r}", "record": record})
                     continue
@@ -268,7 +286,7 @@ class Handler(BaseHTTPRequestHandler):
         for resource in profiles:
             attributes = resource["attributes"]
             email = attributes.get("email")
-            if email is not None and "@" not in str(email):
+            if bad_email(email):
                 errors.append({"type": "import-error", "id": f"e{len(errors)}", "attributes": {
                     "code": "invalid", "title": "Invalid input.",
                     "detail": f"Invalid email address {email!r}", "original_payload": attributes}})
@@ -346,8 +364,11 @@ def main():
     parser.add_argument("--throttle-every", type=int, default=0)
     parser.add_argument("--fail-every", type=int, default=0)
     parser.add_argument("--retry-after", type=int, default=1)
+    parser.add_argument("--refuse-domain", default=None)
     parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args()
+    global REFUSED_DOMAIN
+    REFUSED_DOMAIN = args.refuse_domain
     server = ThreadingHTTPServer((args.host, 0), Handler)
     server.state = State(args)
     print(server.server_address[1], flush=True)

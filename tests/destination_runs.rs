@@ -1,0 +1,333 @@
+//! Imports delivered to engagement platforms through the whole fleet: 50,000 profiles and
+//! 200,000 events to a stand-in of each platform's API (its request formats, batch limits,
+//! per-record errors, 429s with Retry-After and 503s), every record delivered once, the runs'
+//! stats equal to what the platform counted, a resync sending no event twice, the platform's
+//! refusals in `sluice runs errors`, and a dry run sending nothing and showing its request.
+
+mod common;
+
+use common::stand_in::StandIn;
+use common::Fleet;
+use serde_json::Value;
+
+const PEOPLE: i64 = 50_000;
+const EVENTS: i64 = 200_000;
+/// Every 5,000th person's email is at the domain the platform refuses: 10 in all.
+const REFUSED_EVERY: i64 = 5_000;
+
+/// One platform as the test drives it.
+struct Platform {
+    kind: &'static str,
+    /// The stand-in's credential flags.
+    flags: &'static [&'static str],
+    /// The destination's credentials, as the spec writes them.
+    credentials: &'static str,
+    /// The platform's documented batch limit for profiles and for events.
+    batches: (u64, u64),
+    /// Every how many requests the stand-in answers 429, and 503.
+    throttle_every: &'static str,
+    fail_every: &'static str,
+}
+
+const BRAZE: Platform = Platform {
+    kind: "braze",
+    flags: &["--api-key", "braze-secret"],
+    credentials: "{ api_key: braze-secret }",
+    batches: (75, 75),
+    throttle_every: "500",
+    fail_every: "211",
+};
+
+const CLEVERTAP: Platform = Platform {
+    kind: "clevertap",
+    flags: &["--account-id", "ACC-1", "--passcode", "clevertap-secret"],
+    credentials: "{ account_id: ACC-1, passcode: clevertap-secret }",
+    batches: (1_000, 1_000),
+    throttle_every: "60",
+    fail_every: "37",
+};
+
+const KLAVIYO: Platform = Platform {
+    kind: "klaviyo",
+    flags: &["--klaviyo-key", "pk_klaviyo-secret"],
+    credentials: "{ api_key: pk_klaviyo-secret }",
+    batches: (10_000, 1_000),
+    throttle_every: "50",
+    fail_every: "41",
+};
+
+/// `public.people` (50,000, every 5,000th email at the refused domain) and `public.views`
+/// (200,000 events, four per person, each with its own id).
+async fn create_tables(fleet: &Fleet) {
+    fleet
+        .warehouse()
+        .await
+        .batch_execute(&format!(
+            "CREATE TABLE public.people (id bigint PRIMARY KEY, ext text NOT NULL, email text,
+                                         tier text, updated_at timestamptz NOT NULL);
+             INSERT INTO public.people
+             SELECT g, 'user-' || g,
+                    CASE WHEN g % {REFUSED_EVERY} = 0 THEN 'p' || g || '@refused.example'
+                         ELSE 'p' || g || '@example.com' END,
+                    CASE WHEN g % 2 = 0 THEN 'gold' ELSE 'silver' END,
+                    timestamptz '2025-01-01 00:00:00+00' + g * interval '1 second'
+               FROM generate_series(1, {PEOPLE}) g;
+             CREATE TABLE public.views (id bigint PRIMARY KEY, ext text NOT NULL,
+                                        page text, viewed_at timestamptz NOT NULL,
+                                        updated_at timestamptz NOT NULL);
+             INSERT INTO public.views
+             SELECT g, 'user-' || (g % {PEOPLE} + 1), '/page/' || (g % 13),
+                    timestamptz '2025-02-01 00:00:00+00' + g * interval '1 second',
+                    timestamptz '2025-03-01 00:00:00+00' + g * interval '1 millisecond'
+               FROM generate_series(1, {EVENTS}) g;"
+        ))
+        .await
+        .unwrap();
+}
+
+/// The spec: the destination and the two imports delivering to it.
+fn spec(fleet: &Fleet, platform: &Platform, url: &str) -> String {
+    let imports = "  - name: people
+    connection: wh
+    destination: platform
+    source: { table: public.people }
+    data_type: profiles
+    key: id
+    watermark: updated_at
+    identity: { external_id: ext, email: email }
+    properties:
+      tier: { column: tier, type: string }
+    chunk_rows: 10000
+    settle_lag: 1s
+  - name: views
+    connection: wh
+    destination: platform
+    source: { table: public.views }
+    data_type: events
+    key: id
+    watermark: updated_at
+    identity: { external_id: ext }
+    event_name: { value: Viewed Page }
+    event_time: { column: viewed_at }
+    dedup_key: id
+    properties:
+      page: { column: page, type: string }
+    chunk_rows: 20000
+    settle_lag: 1s
+";
+    format!(
+        "{}destinations:\n  - name: platform\n    kind: {}\n    url: {url}\n    credentials: {}\n    requests_per_second: 400\n",
+        fleet.spec(imports),
+        platform.kind,
+        platform.credentials
+    )
+}
+
+async fn held(port: u16) -> Value {
+    reqwest::get(format!("http://127.0.0.1:{port}/_stats"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Every 429 was followed by a wait at least as long as it asked for.
+fn waits_honoured(held: &Value) {
+    assert!(
+        held["throttled"].as_u64().unwrap() > 0,
+        "the stand-in throttled"
+    );
+    assert!(
+        held["failed"].as_u64().unwrap() > 0,
+        "the stand-in failed requests"
+    );
+    for gap in held["gaps"].as_array().unwrap() {
+        assert!(
+            gap["waited"].as_f64().unwrap() >= gap["asked"].as_f64().unwrap(),
+            "a 429's Retry-After was honoured: {gap}"
+        );
+    }
+}
+
+fn number(v: &Value) -> i64 {
+    v.as_i64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+async fn delivers_every_record_once(platform: Platform) {
+    let stand_in = {
+        let mut args = platform.flags.to_vec();
+        args.extend([
+            "--throttle-every",
+            platform.throttle_every,
+            "--fail-every",
+            platform.fail_every,
+            "--retry-after",
+            "1",
+            "--refuse-domain",
+            "refused.example",
+        ]);
+        StandIn::start("tests/destinations/platforms_stand_in.py", &args)
+    };
+    let url = format!("http://127.0.0.1:{}", stand_in.port);
+    let mut fleet = Fleet::new().await;
+    create_tables(&fleet).await;
+    fleet.apply_ok(&spec(&fleet, &platform, &url));
+    let listed = fleet.sluice_json(&[
+        "destinations",
+        "list",
+        "--workspace",
+        "acme",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(listed[0]["name"], "platform", "{listed}");
+    assert_eq!(listed[0]["kind"], platform.kind);
+    assert_eq!(listed[0]["imports"], serde_json::json!(["people", "views"]));
+    assert!(
+        !listed.to_string().contains("secret"),
+        "no credentials listed: {listed}"
+    );
+    fleet.start("all", &[]);
+
+    // A dry run builds the requests and sends nothing.
+    let dry = fleet.run_with("acme", "people", &["--dry-run"]);
+    assert_eq!(dry["status"], "succeeded", "{dry}");
+    assert_eq!(number(&dry["records_delivered"]), PEOPLE);
+    assert_eq!(
+        held(stand_in.port).await["requests"],
+        0,
+        "a dry run sends nothing"
+    );
+    let sample = &dry["delivery_sample"];
+    assert!(
+        sample["url"].as_str().unwrap().starts_with(&url),
+        "{sample}"
+    );
+    assert!(
+        !sample.to_string().contains("secret"),
+        "credentials masked: {sample}"
+    );
+    assert!(sample["headers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .all(|v| v == "********"));
+    let text = fleet.sluice(&[
+        "run",
+        "people",
+        "--workspace",
+        "acme",
+        "--dry-run",
+        "--wait",
+    ]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("records would be sent") && text.contains("the first request"),
+        "{text}"
+    );
+    assert_eq!(
+        held(stand_in.port).await["requests"],
+        0,
+        "a dry run sends nothing"
+    );
+
+    // Profiles: each delivered once, the refused ones in the error stream.
+    let run = fleet.run("acme", "people");
+    assert_eq!(run["status"], "partially_succeeded", "{run}");
+    let refused = PEOPLE / REFUSED_EVERY;
+    let after_profiles = held(stand_in.port).await;
+    let users = after_profiles["attributes"].as_object().unwrap();
+    assert_eq!(users.len() as i64, PEOPLE - refused);
+    assert_eq!(number(&run["records_delivered"]), users.len() as i64);
+    assert_eq!(number(&run["rows_rejected"]), refused);
+    assert_eq!(
+        number(&run["rejected_by_reason"]["destination_refused"]),
+        refused
+    );
+    assert!(after_profiles["max_batch"].as_u64().unwrap() <= platform.batches.0);
+    let errors = fleet.sluice_json(&[
+        "runs",
+        "errors",
+        run["run_id"].as_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    let listed = errors.as_array().unwrap();
+    assert_eq!(listed.len() as i64, refused, "{errors}");
+    for error in listed {
+        assert_eq!(error["reason"], "destination_refused");
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains("refused.example") && message.contains("nvalid email"),
+            "the platform's message: {message}"
+        );
+        let key: i64 = error["row_key"].as_str().unwrap().parse().unwrap();
+        assert_eq!(key % REFUSED_EVERY, 0);
+    }
+
+    // Events: each delivered once, in batches within the limit.
+    let run = fleet.run("acme", "views");
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let after_events = held(stand_in.port).await;
+    let events = after_events["events"].as_object().unwrap();
+    assert_eq!(events.len() as i64, EVENTS);
+    assert!(events.values().all(|e| e["count"] == 1), "every event once");
+    assert_eq!(number(&run["records_delivered"]), EVENTS);
+    assert!(
+        after_events["max_batch"].as_u64().unwrap() <= platform.batches.0.max(platform.batches.1)
+    );
+    waits_honoured(&after_events);
+
+    // A resync reads every row again and sends no event twice.
+    let out = fleet.sluice(&["imports", "resync", "views", "--workspace", "acme"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let requests = after_events["requests"].as_u64().unwrap();
+    let resync = fleet.run("acme", "views");
+    assert_eq!(resync["status"], "succeeded", "{resync}");
+    assert_eq!(number(&resync["rows_read"]), EVENTS);
+    assert_eq!(number(&resync["records_delivered"]), 0);
+    assert_eq!(number(&resync["events_duplicate"]), EVENTS);
+    let after_resync = held(stand_in.port).await;
+    assert_eq!(
+        after_resync["requests"].as_u64().unwrap(),
+        requests,
+        "nothing sent again"
+    );
+    let events = after_resync["events"].as_object().unwrap();
+    assert!(events.values().all(|e| e["count"] == 1), "every event once");
+
+    // Nothing reached the built-in stores.
+    let stored: i64 = fleet
+        .control()
+        .await
+        .query_one(
+            "SELECT (SELECT count(*) FROM profile_store.profiles)
+                  + (SELECT count(*) FROM profile_store.events)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 0, "nothing in the built-in stores");
+    fleet.cleanup().await;
+}
+
+#[tokio::test]
+async fn braze_gets_every_profile_and_event_once_with_its_refusals_in_the_error_stream() {
+    delivers_every_record_once(BRAZE).await;
+}
+
+#[tokio::test]
+async fn clevertap_gets_every_profile_and_event_once_with_its_refusals_in_the_error_stream() {
+    delivers_every_record_once(CLEVERTAP).await;
+}
+
+#[tokio::test]
+async fn klaviyo_gets_every_profile_and_event_once_with_its_refusals_in_the_error_stream() {
+    delivers_every_record_once(KLAVIYO).await;
+}
