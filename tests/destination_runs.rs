@@ -331,3 +331,150 @@ async fn clevertap_gets_every_profile_and_event_once_with_its_refusals_in_the_er
 async fn klaviyo_gets_every_profile_and_event_once_with_its_refusals_in_the_error_stream() {
     delivers_every_record_once(KLAVIYO).await;
 }
+
+/// Applies `spec` and returns what it said on stderr; the apply must fail.
+fn refused(fleet: &Fleet, spec: &str) -> String {
+    let out = fleet.apply(spec);
+    assert!(!out.status.success(), "applied: {spec}");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[tokio::test]
+async fn specs_a_platform_cannot_take_are_refused_a_wrong_key_fails_the_run_and_deletes_and_purchases_arrive(
+) {
+    let stand_in = StandIn::start(
+        "tests/destinations/platforms_stand_in.py",
+        &["--klaviyo-key", "pk_right"],
+    );
+    let url = format!("http://127.0.0.1:{}", stand_in.port);
+    let mut fleet = Fleet::new().await;
+    fleet
+        .warehouse()
+        .await
+        .batch_execute(
+            "CREATE TABLE public.orders (id bigint PRIMARY KEY, ext text NOT NULL, sku text,
+                                         cur text, price numeric, at timestamptz NOT NULL);
+             INSERT INTO public.orders
+             SELECT g, 'user-' || g, 'sku-' || (g % 7), 'EUR', g * 1.5,
+                    timestamptz '2025-04-01 00:00:00+00' + g * interval '1 minute'
+               FROM generate_series(1, 300) g;
+             CREATE TABLE public.forget (id bigint PRIMARY KEY, ext text NOT NULL,
+                                         at timestamptz NOT NULL);
+             INSERT INTO public.forget
+             SELECT g, 'user-' || g, timestamptz '2025-05-01 00:00:00+00' + g * interval '1 second'
+               FROM generate_series(1, 120) g;",
+        )
+        .await
+        .unwrap();
+    let destination = |key: &str| {
+        format!(
+            "destinations:\n  - name: kl\n    kind: klaviyo\n    url: {url}\n    credentials: {{ api_key: {key} }}\n    requests_per_second: 100\n"
+        )
+    };
+    let orders = |extra: &str| {
+        format!(
+            "  - name: orders
+    connection: wh
+    destination: kl
+    source: {{ table: public.orders }}
+    data_type: purchases
+    key: id
+    watermark: at
+    identity: {{ external_id: ext }}
+    event_time: {{ column: at }}
+    dedup_key: id
+    purchase: {{ product_id: sku, currency: cur, price: price }}
+    settle_lag: 1s
+{extra}"
+        )
+    };
+    let forget = "  - name: forget
+    connection: wh
+    destination: kl
+    source: { table: public.forget }
+    data_type: user_deletes
+    key: id
+    watermark: at
+    identity: { external_id: ext }
+    allow_deletes: true
+    settle_lag: 1s
+";
+
+    // What the platform cannot take is refused at its field, and nothing is written.
+    let missing = refused(
+        &fleet,
+        &fleet
+            .spec(&format!("{}{}", orders(""), destination("pk_right")))
+            .replace("destination: kl", "destination: nowhere"),
+    );
+    assert!(
+        missing.contains("imports[0].destination") && missing.contains("nowhere"),
+        "{missing}"
+    );
+    let no_key = refused(
+        &fleet,
+        &fleet.spec(&format!(
+            "{}destinations:\n  - name: kl\n    kind: klaviyo\n    url: {url}\n    credentials: {{ token: x }}\n",
+            orders("")
+        )),
+    );
+    assert!(no_key.contains("destinations[0].credentials"), "{no_key}");
+    let update_only = refused(
+        &fleet,
+        &fleet.spec(&format!(
+            "{}{}",
+            orders("    mode: update_only\n"),
+            destination("pk_right")
+        )),
+    );
+    assert!(update_only.contains("imports[0].mode"), "{update_only}");
+    let listed = fleet.sluice(&["destinations", "list", "--workspace", "acme"]);
+    assert!(
+        String::from_utf8_lossy(&listed.stderr).contains("no workspace"),
+        "a refused spec writes nothing"
+    );
+
+    // A key the platform refuses fails the run with its message.
+    fleet.apply_ok(&fleet.spec(&format!(
+        "{}{forget}{}",
+        orders(""),
+        destination("pk_wrong")
+    )));
+    fleet.start("all", &[]);
+    let failed = fleet.run("acme", "orders");
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["error_code"], "destination_refused", "{failed}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("Incorrect authentication credentials"),
+        "{failed}"
+    );
+
+    // With the right key (stored by a spec naming the destination it already has), purchases
+    // and deletes arrive.
+    fleet.apply_ok(&fleet.spec(&format!(
+        "{}{forget}{}",
+        orders(""),
+        destination("pk_right")
+    )));
+    let run = fleet.run("acme", "orders");
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["records_delivered"], 300);
+    let purchases = held(stand_in.port).await["purchases"].clone();
+    let purchases = purchases.as_object().unwrap();
+    assert_eq!(purchases.len(), 300);
+    let first = &purchases["1"]["object"]["attributes"];
+    assert_eq!(first["value"], 1.5, "{first}");
+    assert_eq!(
+        first["metric"]["data"]["attributes"]["name"],
+        "Placed Order"
+    );
+    let run = fleet.run("acme", "forget");
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["records_delivered"], 120);
+    let deleted = held(stand_in.port).await["deleted"].clone();
+    assert_eq!(deleted.as_array().unwrap().len(), 120, "{deleted}");
+    fleet.cleanup().await;
+}
