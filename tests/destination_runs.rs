@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::stand_in::StandIn;
+use common::platforms::{self, assert_waits_honoured, held};
 use common::Fleet;
 use serde_json::Value;
 
@@ -123,33 +123,6 @@ fn spec(fleet: &Fleet, platform: &Platform, url: &str) -> String {
     )
 }
 
-async fn held(port: u16) -> Value {
-    reqwest::get(format!("http://127.0.0.1:{port}/_stats"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-/// Every 429 was followed by a wait at least as long as it asked for.
-fn waits_honoured(held: &Value) {
-    assert!(
-        held["throttled"].as_u64().unwrap() > 0,
-        "the stand-in throttled"
-    );
-    assert!(
-        held["failed"].as_u64().unwrap() > 0,
-        "the stand-in failed requests"
-    );
-    for gap in held["gaps"].as_array().unwrap() {
-        assert!(
-            gap["waited"].as_f64().unwrap() >= gap["asked"].as_f64().unwrap(),
-            "a 429's Retry-After was honoured: {gap}"
-        );
-    }
-}
-
 fn number(v: &Value) -> i64 {
     v.as_i64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
@@ -167,7 +140,7 @@ async fn delivers_every_record_once(platform: Platform) {
             "--refuse-domain",
             "refused.example",
         ]);
-        StandIn::start("tests/destinations/platforms_stand_in.py", &args)
+        platforms::start(&args)
     };
     let url = format!("http://127.0.0.1:{}", stand_in.port);
     let mut fleet = Fleet::new().await;
@@ -277,7 +250,7 @@ async fn delivers_every_record_once(platform: Platform) {
     assert!(
         after_events["max_batch"].as_u64().unwrap() <= platform.batches.0.max(platform.batches.1)
     );
-    waits_honoured(&after_events);
+    assert_waits_honoured(&after_events);
 
     // A resync reads every row again and sends no event twice.
     let out = fleet.sluice(&["imports", "resync", "views", "--workspace", "acme"]);
@@ -342,10 +315,7 @@ fn refused(fleet: &Fleet, spec: &str) -> String {
 #[tokio::test]
 async fn specs_a_platform_cannot_take_are_refused_a_wrong_key_fails_the_run_and_deletes_and_purchases_arrive(
 ) {
-    let stand_in = StandIn::start(
-        "tests/destinations/platforms_stand_in.py",
-        &["--klaviyo-key", "pk_right"],
-    );
+    let stand_in = platforms::start(&["--klaviyo-key", "pk_right"]);
     let url = format!("http://127.0.0.1:{}", stand_in.port);
     let mut fleet = Fleet::new().await;
     fleet

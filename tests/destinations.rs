@@ -6,8 +6,7 @@ mod common;
 #[path = "../loader/tests/common/mod.rs"]
 mod store_db;
 
-use common::stand_in::StandIn;
-use serde_json::Value;
+use common::platforms::{self, assert_waits_honoured, held};
 use sluice_loader::destinations::braze::{Braze, TRACK_BATCH};
 use sluice_loader::destinations::clevertap::{CleverTap, UPLOAD_BATCH};
 use sluice_loader::destinations::deliver::{deliver, Delivery};
@@ -42,15 +41,6 @@ fn row(i: usize, email: &str) -> StagedRow {
     }
 }
 
-async fn stats(port: u16) -> Value {
-    reqwest::get(format!("http://127.0.0.1:{port}/_stats"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// Sign-up events, one per row.
 fn sign_ups() -> Records {
     Records::Events(Box::new(EventMapping {
@@ -68,32 +58,18 @@ fn sign_ups() -> Records {
     }))
 }
 
-/// Every 429 the stand-in answered was followed by a wait at least as long as it asked.
-fn waits_honoured(held: &Value) {
-    assert!(held["throttled"].as_u64().unwrap() > 0 && held["failed"].as_u64().unwrap() > 0);
-    for gap in held["gaps"].as_array().unwrap() {
-        assert!(
-            gap["waited"].as_f64().unwrap() >= gap["asked"].as_f64().unwrap(),
-            "a 429's Retry-After was honoured: {gap}"
-        );
-    }
-}
-
 #[tokio::test]
 async fn clevertap_gets_every_record_once_in_calls_of_1000_with_unprocessed_records_named() {
-    let stand_in = StandIn::start(
-        "tests/destinations/platforms_stand_in.py",
-        &[
-            "--account-id",
-            "ACC",
-            "--passcode",
-            "PASS",
-            "--throttle-every",
-            "3",
-            "--fail-every",
-            "5",
-        ],
-    );
+    let stand_in = platforms::start(&[
+        "--account-id",
+        "ACC",
+        "--passcode",
+        "PASS",
+        "--throttle-every",
+        "3",
+        "--fail-every",
+        "5",
+    ]);
     let url = format!("http://127.0.0.1:{}", stand_in.port);
     let clevertap = CleverTap {
         account_id: "ACC".into(),
@@ -128,7 +104,7 @@ async fn clevertap_gets_every_record_once_in_calls_of_1000_with_unprocessed_reco
         refused[0].message.contains("Invalid email") && refused[0].message.contains("code 515")
     );
 
-    let held = stats(stand_in.port).await;
+    let held = held(stand_in.port).await;
     assert_eq!(held["max_batch"], UPLOAD_BATCH as u64);
     assert_eq!(held["attributes"].as_object().unwrap().len(), 2_497);
     assert_eq!(held["attributes"]["identity:user-2"]["tier"], "gold");
@@ -138,7 +114,7 @@ async fn clevertap_gets_every_record_once_in_calls_of_1000_with_unprocessed_reco
         delivered.values().all(|e| e["count"] == 1),
         "every event once"
     );
-    waits_honoured(&held);
+    assert_waits_honoured(&held);
 
     let wrong = CleverTap {
         account_id: "ACC".into(),
@@ -151,17 +127,14 @@ async fn clevertap_gets_every_record_once_in_calls_of_1000_with_unprocessed_reco
 
 #[tokio::test]
 async fn braze_gets_every_record_once_in_batches_of_75_and_its_429s_are_waited_out() {
-    let stand_in = StandIn::start(
-        "tests/destinations/platforms_stand_in.py",
-        &[
-            "--api-key",
-            "secret-key",
-            "--throttle-every",
-            "7",
-            "--fail-every",
-            "11",
-        ],
-    );
+    let stand_in = platforms::start(&[
+        "--api-key",
+        "secret-key",
+        "--throttle-every",
+        "7",
+        "--fail-every",
+        "11",
+    ]);
     let url = format!("http://127.0.0.1:{}", stand_in.port);
     let braze = Braze {
         api_key: "secret-key".into(),
@@ -200,7 +173,7 @@ async fn braze_gets_every_record_once_in_batches_of_75_and_its_429s_are_waited_o
         sender.send(&braze, request).await.unwrap();
     }
 
-    let held = stats(stand_in.port).await;
+    let held = held(stand_in.port).await;
     assert_eq!(
         held["max_batch"], TRACK_BATCH as u64,
         "{}",
@@ -214,7 +187,7 @@ async fn braze_gets_every_record_once_in_batches_of_75_and_its_429s_are_waited_o
         delivered.values().all(|e| e["count"] == 1),
         "every event once"
     );
-    waits_honoured(&held);
+    assert_waits_honoured(&held);
 
     // A wrong key is refused as a whole, with the platform's message.
     let wrong = Braze {
@@ -227,17 +200,14 @@ async fn braze_gets_every_record_once_in_batches_of_75_and_its_429s_are_waited_o
 
 #[tokio::test]
 async fn klaviyo_gets_every_profile_and_event_once_through_its_bulk_jobs() {
-    let stand_in = StandIn::start(
-        "tests/destinations/platforms_stand_in.py",
-        &[
-            "--klaviyo-key",
-            "pk_test",
-            "--throttle-every",
-            "4",
-            "--fail-every",
-            "9",
-        ],
-    );
+    let stand_in = platforms::start(&[
+        "--klaviyo-key",
+        "pk_test",
+        "--throttle-every",
+        "4",
+        "--fail-every",
+        "9",
+    ]);
     let url = format!("http://127.0.0.1:{}", stand_in.port);
     let klaviyo = Klaviyo {
         api_key: "pk_test".into(),
@@ -274,7 +244,7 @@ async fn klaviyo_gets_every_profile_and_event_once_through_its_bulk_jobs() {
         "{refused:?}"
     );
 
-    let held = stats(stand_in.port).await;
+    let held = held(stand_in.port).await;
     assert_eq!(held["max_batch"], PROFILE_BATCH as u64);
     assert_eq!(
         held["attributes"].as_object().unwrap().len(),
@@ -286,7 +256,7 @@ async fn klaviyo_gets_every_profile_and_event_once_through_its_bulk_jobs() {
         delivered.values().all(|e| e["count"] == 1),
         "every event once"
     );
-    waits_honoured(&held);
+    assert_waits_honoured(&held);
 
     let wrong = Klaviyo {
         api_key: "pk_wrong".into(),
@@ -316,10 +286,7 @@ async fn store() -> (store_db::Store, deadpool_postgres::Pool) {
 
 #[tokio::test]
 async fn a_resync_sends_no_event_twice_and_a_dry_run_sends_nothing() {
-    let stand_in = StandIn::start(
-        "tests/destinations/platforms_stand_in.py",
-        &["--api-key", "secret-key", "--throttle-every", "13"],
-    );
+    let stand_in = platforms::start(&["--api-key", "secret-key", "--throttle-every", "13"]);
     let (_store, pool) = store().await;
     let braze = Braze {
         api_key: "secret-key".into(),
@@ -351,7 +318,7 @@ async fn a_resync_sends_no_event_twice_and_a_dry_run_sends_nothing() {
     assert_eq!(sample["records"], TRACK_BATCH);
     assert_eq!(sample["body"]["events"].as_array().unwrap().len(), 3);
     assert_eq!(
-        stats(stand_in.port).await["requests"],
+        held(stand_in.port).await["requests"],
         0,
         "a dry run sends nothing"
     );
@@ -365,7 +332,7 @@ async fn a_resync_sends_no_event_twice_and_a_dry_run_sends_nothing() {
         (again.accepted, again.already_delivered, again.requests),
         (0, 3_001, 0)
     );
-    let held = stats(stand_in.port).await;
+    let held = held(stand_in.port).await;
     let delivered = held["events"].as_object().unwrap();
     assert_eq!(delivered.len(), 3_000);
     assert!(

@@ -8,6 +8,7 @@ pub mod broker;
 pub mod database;
 pub mod hosts;
 pub mod mariadb;
+pub mod platforms;
 pub mod smtp;
 pub mod sshd;
 pub mod stand_in;
