@@ -10,6 +10,7 @@ use std::time::Duration;
 
 const PASSWORD: &str = "pa55-never-in-a-log";
 const SIGNING_SECRET: &str = "whsec-0123456789abcdef";
+const DESTINATION_KEY: &str = "braze-key-never-in-a-log";
 
 /// Every `.log` file of the fleet, concatenated.
 fn logs(fleet: &Fleet) -> String {
@@ -31,7 +32,8 @@ async fn sealed_key_ids(fleet: &Fleet) -> Vec<String> {
         .query(
             "SELECT credentials->>'key_id' FROM control.connections
              UNION ALL SELECT secret->>'key_id' FROM control.notification_targets
-              WHERE secret IS NOT NULL",
+              WHERE secret IS NOT NULL
+             UNION ALL SELECT credentials->>'key_id' FROM control.destinations",
             &[],
         )
         .await
@@ -57,10 +59,14 @@ async fn the_master_key_rotates_under_a_running_fleet_and_no_log_line_holds_a_se
                 "chunk_rows: 500\n    notify: {{ webhooks: [{{ url: \"http://127.0.0.1:9/hook\", secret: \"{SIGNING_SECRET}\" }}] }}"
             ),
         );
+    // A destination no import delivers to: its credentials are sealed and rotated too.
+    let spec = format!(
+        "{spec}destinations:\n  - name: braze\n    kind: braze\n    url: https://rest.iad-01.braze.com\n    credentials: {{ api_key: {DESTINATION_KEY} }}\n"
+    );
     fleet.apply_ok(&spec);
     let old = fleet.master_key().to_string();
     let old_id = MasterKey::from_hex(&old).unwrap().id().to_string();
-    assert_eq!(sealed_key_ids(&fleet).await, vec![old_id.clone(); 2]);
+    assert_eq!(sealed_key_ids(&fleet).await, vec![old_id.clone(); 3]);
 
     let generated = fleet.sluice(&["keys", "generate"]);
     let new = String::from_utf8(generated.stdout)
@@ -81,7 +87,7 @@ async fn the_master_key_rotates_under_a_running_fleet_and_no_log_line_holds_a_se
     let rotated = fleet.sluice_with_env(&["keys", "rotate"], &rotating);
     let said = String::from_utf8_lossy(&rotated.stdout);
     assert!(
-        rotated.status.success() && said.contains("2 secrets sealed again"),
+        rotated.status.success() && said.contains("3 secrets sealed again"),
         "{said}{}",
         String::from_utf8_lossy(&rotated.stderr)
     );
@@ -89,7 +95,7 @@ async fn the_master_key_rotates_under_a_running_fleet_and_no_log_line_holds_a_se
         fleet.wait_for_run(&run, Duration::from_secs(120)).await,
         "succeeded"
     );
-    assert_eq!(sealed_key_ids(&fleet).await, vec![new_id.clone(); 2]);
+    assert_eq!(sealed_key_ids(&fleet).await, vec![new_id.clone(); 3]);
 
     // A key that sealed nothing stored opens nothing: the rotation refuses and changes nothing.
     let refused = fleet.sluice_with_env(&["keys", "rotate"], &[("SLUICE_MASTER_KEY", &old)]);
@@ -100,7 +106,7 @@ async fn the_master_key_rotates_under_a_running_fleet_and_no_log_line_holds_a_se
             && stderr.contains("SLUICE_PREVIOUS_MASTER_KEYS"),
         "{stderr}"
     );
-    assert_eq!(sealed_key_ids(&fleet).await, vec![new_id.clone(); 2]);
+    assert_eq!(sealed_key_ids(&fleet).await, vec![new_id.clone(); 3]);
 
     // The old key is no longer needed.
     fleet.kill("all");
@@ -129,8 +135,8 @@ async fn the_master_key_rotates_under_a_running_fleet_and_no_log_line_holds_a_se
         "a log line holds the warehouse password"
     );
     assert!(
-        !logs.contains(SIGNING_SECRET),
-        "a log line holds the signing secret"
+        !logs.contains(SIGNING_SECRET) && !logs.contains(DESTINATION_KEY),
+        "a log line holds the signing secret or a destination key"
     );
     assert!(
         !logs.contains(&new) && !logs.contains(&old),

@@ -1,5 +1,5 @@
 //! Master-key rotation: every secret at rest (connection credentials, webhook signing
-//! secrets, registered stores' URLs) sealed again under the current key, in one transaction, while the fleet runs.
+//! secrets, registered stores' URLs, destinations' credentials) sealed again under the current key, in one transaction, while the fleet runs.
 //! Processes hold the new key as current and the old one as previous during the rotation, so
 //! messages sealed either way still open.
 
@@ -33,8 +33,9 @@ pub enum RotateError {
 }
 
 /// The tables and columns that hold sealed values.
-const SEALED: [(&str, &str); 3] = [
+const SEALED: [(&str, &str); 4] = [
     ("control.connections", "credentials"),
+    ("control.destinations", "credentials"),
     ("control.notification_targets", "secret"),
     ("control.stores", "url"),
 ];
