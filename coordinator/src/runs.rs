@@ -198,7 +198,7 @@ pub async fn fail(
 }
 
 /// A run as users see it: status, stats summed over chunks, and timing.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct RunSummary {
     /// The run's id.
     pub run_id: Uuid,

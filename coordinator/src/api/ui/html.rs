@@ -374,8 +374,25 @@ fn run_stats(s: &RunSummary) -> Vec<(&'static str, i64)> {
         ),
         _ => true,
     };
+    // A run to a destination counts what the platform accepted; the stores' counts are
+    // not its own, and a run to the stores delivers nothing.
+    let delivered = |name: &str| match s.destination.is_some() {
+        true => !matches!(
+            name,
+            "profiles created"
+                | "profiles updated"
+                | "profiles unchanged"
+                | "stale values"
+                | "conflicting identities"
+                | "rows skipped"
+                | "events inserted"
+                | "profiles deleted"
+                | "profiles not found"
+        ),
+        false => !matches!(name, "records delivered" | "requests sent"),
+    };
     let mut stats = all_stats(s);
-    stats.retain(|(name, _)| applies(name));
+    stats.retain(|(name, _)| applies(name) && delivered(name));
     stats
 }
 
@@ -385,6 +402,8 @@ fn all_stats(s: &RunSummary) -> Vec<(&'static str, i64)> {
         ("rows read", s.rows_read),
         ("rows rejected", s.rows_rejected),
         ("rows loaded", s.rows_loaded),
+        ("records delivered", s.records_delivered),
+        ("requests sent", s.delivery_requests),
         ("rejected rows read again", s.rows_retried),
         ("rejected rows recovered", s.rows_recovered),
         (
@@ -883,5 +902,28 @@ mod tests {
             "{page}"
         );
         assert!(!page.contains("<b a="));
+    }
+
+    #[test]
+    fn a_run_to_a_destination_shows_what_was_delivered_and_not_the_stores_counts() {
+        let names =
+            |s: &RunSummary| -> Vec<&str> { run_stats(s).iter().map(|(n, _)| *n).collect() };
+        let stored = RunSummary {
+            data_type: "events".into(),
+            ..RunSummary::default()
+        };
+        assert!(names(&stored).contains(&"events inserted"));
+        assert!(!names(&stored).contains(&"records delivered"));
+        let delivered = RunSummary {
+            destination: Some("braze".into()),
+            ..stored
+        };
+        let shown = names(&delivered);
+        assert!(shown.contains(&"records delivered") && shown.contains(&"requests sent"));
+        assert!(
+            shown.contains(&"duplicate events"),
+            "the ledger's skips: {shown:?}"
+        );
+        assert!(!shown.contains(&"events inserted"), "{shown:?}");
     }
 }
