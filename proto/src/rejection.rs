@@ -189,8 +189,14 @@ pub fn truncate(value: &str) -> String {
 /// A row's properties (a JSON object as text) as the error stream's row values, each cut to
 /// `MAX_VALUE_CHARS`; anything but an object gives no values.
 pub fn row_values(props: &str) -> BTreeMap<String, Option<String>> {
-    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(props)
-        .unwrap_or_default()
+    object_values(serde_json::from_str(props).unwrap_or_default())
+}
+
+/// A row's properties as the error stream's row values, each cut to `MAX_VALUE_CHARS`.
+pub fn object_values(
+    props: serde_json::Map<String, serde_json::Value>,
+) -> BTreeMap<String, Option<String>> {
+    props
         .into_iter()
         .map(|(k, v)| {
             let text = match v {

@@ -112,17 +112,8 @@ pub async fn deliver(
 /// the row's identities and properties as sent.
 fn refusal(kind: &str, rows: &[StagedRow], error: &RecordError) -> RowRejection {
     let row = &rows[error.row];
-    let mut values: BTreeMap<String, Option<String>> = match row.props.to_value() {
-        Value::Object(props) => props
-            .into_iter()
-            .map(|(k, v)| {
-                let text = match v {
-                    Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                (k, Some(rejection::truncate(&text)))
-            })
-            .collect(),
+    let mut values = match row.props.to_value() {
+        Value::Object(props) => rejection::object_values(props),
         _ => BTreeMap::new(),
     };
     for (name, value) in [
