@@ -16,9 +16,9 @@ use tokio_postgres::Transaction;
 /// whether another profile shares it, whether the chunk created it, and whether it is one of a
 /// created profile's rows older than the one it was created from), and the outcomes the
 /// apply statements leave for the chunk's lineage (each existing profile's applied row, with
-/// the upsert's change and stale values; each event's dedup key stored). All are dropped at commit; the event columns are
-/// NULL for profile loads. Identity columns and the dedup key
-/// compare as the store's tables do (collation "C").
+/// the upsert's change and stale values; the key of each event row inserted). All are
+/// dropped at commit; the event columns are NULL for profile loads. Identity columns and the
+/// dedup key compare as the store's tables do (collation "C").
 pub const CREATE_STAGE: &str = "CREATE TEMP TABLE sluice_rows (
     key           text NOT NULL,
     updated_at    timestamptz NOT NULL,
@@ -56,8 +56,7 @@ CREATE TEMP TABLE sluice_outcome (
     profile_id    bigint,
     key           text,
     changed       boolean,
-    stale         bigint,
-    dedup_key     text COLLATE \"C\"
+    stale         bigint
 ) ON COMMIT DROP";
 
 /// Binary COPY into the staging table.
@@ -484,13 +483,9 @@ pub async fn link(
     workspace: i64,
     mapping: &Mapping,
 ) -> Result<Resolution, LoadError> {
-    tx.execute(ATTACH_IDENTITIES, &[&workspace])
-        .await
-        .map_err(store_error)?;
-    // Two profiles can be named by one row only when it carries two unique identities.
-    let unique = mapping
-        .precedence()
-        .into_iter()
+    let precedence = mapping.precedence();
+    let unique = precedence
+        .iter()
         .filter(|k| {
             matches!(
                 k,
@@ -498,6 +493,14 @@ pub async fn link(
             )
         })
         .count();
+    // A row carries only the kinds of the precedence; with one kind, it is named by the
+    // identity it carries (matched or created), and has no other to link.
+    if unique > 0 && precedence.len() > 1 {
+        tx.execute(ATTACH_IDENTITIES, &[&workspace])
+            .await
+            .map_err(store_error)?;
+    }
+    // Two profiles can be named by one row only when it carries two unique identities.
     let conflicts = match unique {
         0 | 1 => Vec::new(),
         _ => tx

@@ -71,11 +71,51 @@ fn creating(row: &Row, precedence: &[IdentityKind]) -> (Option<String>, Option<S
     (None, None)
 }
 
-/// What a load counted, comparable across the two ways.
-type Counts = (u64, u64, u64, u64, u64, u64, u64);
+/// What a load resolved and counted, comparable across the two ways.
+type Counts = (Vec<String>, u64, u64, u64, u64, u64, u64, u64);
+
+/// The import mapping each kind of `precedence` from a column, in that order.
+fn mapping_of(precedence: &[IdentityKind]) -> Mapping {
+    let columns: serde_json::Map<String, serde_json::Value> = precedence
+        .iter()
+        .flat_map(|kind| match kind {
+            Alias => vec![("alias_name", "alias"), ("alias_label", "label")],
+            Identity => vec![("identity", "identity")],
+            ExternalId => vec![("external_id", "ext")],
+            Email => vec![("email", "email")],
+            Phone => vec![("phone", "phone")],
+            ProfileId => vec![("profile_id", "profile")],
+        })
+        .map(|(field, column)| (field.to_string(), column.into()))
+        .collect();
+    serde_json::from_value(serde_json::json!({
+        "identity": columns, "precedence": precedence, "properties": {}
+    }))
+    .unwrap()
+}
+
+/// How resolution left each staged row, without profile ids (which differ between
+/// workspaces): its key, the identity that named its profile (and its value, unless that is
+/// a profile id), whether it has one, and whether it was ambiguous, created a profile or was
+/// superseded by a newer row.
+async fn staged(tx: &tokio_postgres::Transaction<'_>) -> Vec<String> {
+    tx.query(
+        "SELECT concat_ws(' ', key, matched_kind,
+                          CASE WHEN matched_kind <> 'profile_id' THEN matched_value END,
+                          profile_id IS NOT NULL, ambiguous, created, superseded)
+           FROM sluice_stage ORDER BY key",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
 
 /// Loads `rows` into `workspace` as import 1 of `precedence`, probing as `probes` says;
-/// returns whether the shortcut's checks held before resolution, and the counts.
+/// returns whether the shortcut's checks held before resolution, and what it resolved and
+/// counted.
 async fn load(
     client: &mut Client,
     workspace: i64,
@@ -144,11 +184,8 @@ async fn load(
     )
     .await
     .unwrap();
-    // Rows carry one unique identity each: no identity conflicts to look for.
-    let mapping: Mapping = serde_json::from_value(serde_json::json!({
-        "identity": {"external_id": "ext"}, "properties": {}
-    }))
-    .unwrap();
+    let staged = staged(&tx).await;
+    let mapping = mapping_of(precedence);
     let mut stats = LoadStats::default();
     let mut errors = ChunkErrors::default();
     profiles::apply(
@@ -163,6 +200,7 @@ async fn load(
     .unwrap();
     tx.commit().await.unwrap();
     let counts = (
+        staged,
         stats.profiles_created,
         stats.profiles_updated,
         stats.profiles_unchanged,
@@ -236,6 +274,18 @@ async fn chunks_proved_fresh_load_as_the_probes_would_and_only_they_skip_them() 
                 ..ext("e-50", "e")
             }],
             false,
+        ),
+        (
+            "new external ids, one of them on two rows",
+            vec![ExternalId],
+            vec![ext("e-60", "l"), ext("e-61", "l"), ext("e-60", "m")],
+            true,
+        ),
+        (
+            "a new external id beside a row naming no one",
+            vec![ExternalId],
+            vec![ext("e-70", "n"), Row::default()],
+            true,
         ),
         (
             "a kind of identity the store has none of",
@@ -324,6 +374,12 @@ async fn chunks_proved_fresh_load_as_the_probes_would_and_only_they_skip_them() 
     assert!(
         stored.iter().any(|p| p.contains("e-12,external_id=e-50")),
         "the email of e-12 matched: {stored:?}"
+    );
+    assert!(
+        stored
+            .iter()
+            .any(|p| p.starts_with("external_id=e-60 ") && p.contains(r#""tier": "m""#)),
+        "e-60 took its newest row: {stored:?}"
     );
 }
 
