@@ -82,10 +82,11 @@ pub async fn ensure_partitions(pool: &Pool, months: &BTreeSet<Month>) -> Result<
 
 /// Inserts each staged event whose dedup key the workspace does not hold yet (one per key
 /// within the chunk, the first by source key), and moves the lifecycle of the profiles that
-/// got events; with `$3` it keeps the keys stored for the chunk's lineage. Returns (events
-/// inserted, events staged with a profile).
+/// got events; with `$3` it keeps the source keys of the rows inserted for the chunk's
+/// lineage. Returns (events inserted, events staged with a profile).
 pub const INSERT_EVENTS: &str = "WITH candidates AS (
-    SELECT DISTINCT ON (dedup_key) profile_id, event_name, event_time, dedup_key, props, price
+    SELECT DISTINCT ON (dedup_key) key, profile_id, event_name, event_time, dedup_key, props,
+           price
       FROM sluice_stage
      WHERE profile_id IS NOT NULL
      ORDER BY dedup_key, key
@@ -94,14 +95,16 @@ pub const INSERT_EVENTS: &str = "WITH candidates AS (
     SELECT $1, dedup_key FROM candidates
     ON CONFLICT DO NOTHING
     RETURNING dedup_key
+), new AS (
+    SELECT c.* FROM candidates c JOIN fresh f USING (dedup_key)
 ), kept AS (
-    INSERT INTO sluice_outcome (dedup_key) SELECT dedup_key FROM fresh WHERE $3
+    INSERT INTO sluice_outcome (key) SELECT key FROM new WHERE $3
 ), inserted AS (
     INSERT INTO profile_store.events (workspace_id, profile_id, import_id, name, time, dedup_key, properties)
     SELECT $1, c.profile_id, $2, c.event_name, c.event_time, c.dedup_key,
            CASE WHEN c.price IS NULL THEN c.props
                 ELSE c.props || jsonb_build_object('price', c.price::numeric) END
-      FROM candidates c JOIN fresh f USING (dedup_key)
+      FROM new c
     RETURNING profile_id, time
 ), lifecycle AS (
     UPDATE profile_store.profiles p
@@ -116,17 +119,17 @@ SELECT (SELECT count(*) FROM inserted),
        (SELECT count(*) FROM sluice_stage WHERE profile_id IS NOT NULL)";
 
 /// What a dry run reports instead of inserting: (events whose key is new, events staged with
-/// a profile); with `$2` it keeps the new keys for the chunk's lineage. It needs no
-/// partition, so a dry run creates none.
+/// a profile); with `$2` it keeps the rows it would insert for the chunk's lineage. It needs
+/// no partition, so a dry run creates none.
 pub const COUNT_NEW_EVENTS: &str = "WITH candidates AS (
-    SELECT DISTINCT ON (dedup_key) dedup_key FROM sluice_stage
+    SELECT DISTINCT ON (dedup_key) key, dedup_key FROM sluice_stage
      WHERE profile_id IS NOT NULL ORDER BY dedup_key, key
 ), new AS (
-    SELECT c.dedup_key FROM candidates c
+    SELECT c.key, c.dedup_key FROM candidates c
      WHERE NOT EXISTS (SELECT 1 FROM profile_store.event_keys k
                         WHERE k.workspace_id = $1 AND k.dedup_key = c.dedup_key)
 ), kept AS (
-    INSERT INTO sluice_outcome (dedup_key) SELECT dedup_key FROM new WHERE $2
+    INSERT INTO sluice_outcome (key) SELECT key FROM new WHERE $2
 )
 SELECT (SELECT count(*) FROM new),
        (SELECT count(*) FROM sluice_stage WHERE profile_id IS NOT NULL)";

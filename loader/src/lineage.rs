@@ -37,18 +37,14 @@ const PROFILES: &str = "SELECT s.key, coalesce(s.matched_kind, s.create_kind),
   FROM sluice_stage s
   LEFT JOIN sluice_outcome o ON o.key = s.key AND NOT s.created";
 
-/// Event rows with a profile (the others are rejected): the first row of each dedup key is
-/// `inserted` when its key was stored now, every other row `duplicate`.
-const EVENTS: &str = "WITH pick AS (
-    SELECT DISTINCT ON (dedup_key) key, dedup_key FROM sluice_stage
-     WHERE profile_id IS NOT NULL ORDER BY dedup_key, key
-)
-SELECT s.key, s.matched_kind, s.matched_value, s.profile_id,
-       CASE WHEN o.dedup_key IS NOT NULL THEN 'inserted' ELSE 'duplicate' END,
+/// Event rows with a profile (the others are rejected): a row the apply statement kept in
+/// `sluice_outcome` (the first row of its dedup key, the key stored now) is `inserted`, every
+/// other row `duplicate`.
+const EVENTS: &str = "SELECT s.key, s.matched_kind, s.matched_value, s.profile_id,
+       CASE WHEN o.key IS NOT NULL THEN 'inserted' ELSE 'duplicate' END,
        0::int8
   FROM sluice_stage s
-  LEFT JOIN pick p ON p.key = s.key
-  LEFT JOIN sluice_outcome o ON o.dedup_key = p.dedup_key
+  LEFT JOIN sluice_outcome o ON o.key = s.key
  WHERE s.profile_id IS NOT NULL";
 
 /// Delete rows: the first row naming a profile deleted it, the others are `duplicate`; a row
