@@ -207,9 +207,37 @@ fn entries(batches: &[RecordBatch]) -> Vec<LineageEntry> {
     out
 }
 
+/// Reads lineage a second time when the first read fails: retention may delete objects
+/// between the listing and the read of them, and the second read sees what is left (nothing
+/// at all: an empty answer). An error that is not such a race fails the second read too.
+async fn read_twice<T, F, Fut>(read: F) -> Result<T, LineageError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, LineageError>>,
+{
+    match read().await {
+        Err(e) => {
+            tracing::debug!(error = %e, "lineage read failed; reading it again");
+            read().await
+        }
+        done => done,
+    }
+}
+
 /// A page of a run's lineage (`limit` rows from `offset`, by chunk and key) with the counts
 /// by outcome of every row `filter` selects.
 pub async fn of_run(
+    store: &Arc<dyn ObjectStore>,
+    run: (i64, i64, Uuid),
+    filter: &LineageFilter,
+    limit: usize,
+    offset: usize,
+) -> Result<RunLineage, LineageError> {
+    read_twice(|| read_run(store, run, filter, limit, offset)).await
+}
+
+/// `of_run`, read once.
+async fn read_run(
     store: &Arc<dyn ObjectStore>,
     (workspace_id, import_id, run_id): (i64, i64, Uuid),
     filter: &LineageFilter,
@@ -257,6 +285,15 @@ pub async fn of_run(
 /// The runs whose kept lineage names `profile_id` in the workspace (dry runs left out), by
 /// run: (run id, outcome, rows, their keys).
 pub async fn runs_of_profile(
+    store: &Arc<dyn ObjectStore>,
+    workspace_id: i64,
+    profile_id: i64,
+) -> Result<BTreeMap<Uuid, (BTreeMap<String, i64>, Vec<String>)>, LineageError> {
+    read_twice(|| read_runs_of_profile(store, workspace_id, profile_id)).await
+}
+
+/// `runs_of_profile`, read once.
+async fn read_runs_of_profile(
     store: &Arc<dyn ObjectStore>,
     workspace_id: i64,
     profile_id: i64,
@@ -366,4 +403,138 @@ pub enum HistoryError {
     /// The control plane failed.
     #[error("control plane: {0}")]
     Control(#[from] tokio_postgres::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::stream::BoxStream;
+    use object_store::memory::InMemory;
+    use object_store::{
+        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
+        ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+    };
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A store whose objects retention deletes just after they were listed: the first read
+    /// of an object deletes every object and finds nothing.
+    #[derive(Debug)]
+    struct Swept {
+        inner: InMemory,
+        swept: AtomicBool,
+    }
+
+    impl std::fmt::Display for Swept {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("swept")
+        }
+    }
+
+    impl Swept {
+        async fn sweep(&self, location: &Path) -> object_store::Result<()> {
+            if !self.swept.swap(true, Ordering::SeqCst) {
+                let all: Vec<ObjectMeta> = self.inner.list(None).try_collect().await?;
+                for meta in all {
+                    self.inner.delete(&meta.location).await?;
+                }
+            }
+            self.inner.head(location).await.map(|_| ())
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for Swept {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<PutResult> {
+            self.inner.put_opts(location, payload, opts).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: GetOptions,
+        ) -> object_store::Result<GetResult> {
+            self.sweep(location).await?;
+            self.inner.get_opts(location, options).await
+        }
+
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, object_store::Result<Path>>,
+        ) -> BoxStream<'static, object_store::Result<Path>> {
+            self.inner.delete_stream(locations)
+        }
+
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&Path>,
+        ) -> object_store::Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+
+        async fn rename_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: RenameOptions,
+        ) -> object_store::Result<()> {
+            self.inner.rename_opts(from, to, options).await
+        }
+    }
+
+    /// A run's one lineage object, in a store that deletes it as it is first read.
+    async fn swept_run() -> Arc<dyn ObjectStore> {
+        let store = Swept {
+            inner: InMemory::new(),
+            swept: AtomicBool::new(false),
+        };
+        let key = format!(
+            "{}/chunk-000000.parquet",
+            lineage::run_prefix(1, 2, Uuid::nil())
+        );
+        store
+            .put(&Path::from(key), PutPayload::from_static(b"PAR1 rows PAR1"))
+            .await
+            .unwrap();
+        Arc::new(store)
+    }
+
+    #[tokio::test]
+    async fn lineage_deleted_while_it_is_read_reads_as_none() {
+        let (run, all) = ((1, 2, Uuid::nil()), LineageFilter::default());
+        let once = read_run(&swept_run().await, run, &all, 10, 0).await;
+        assert!(once.is_err(), "a single read meets the deleted object");
+        let read = of_run(&swept_run().await, run, &all, 10, 0).await.unwrap();
+        assert!(read.counts.is_empty() && read.rows.is_empty(), "{read:?}");
+        let history = runs_of_profile(&swept_run().await, 1, 7).await.unwrap();
+        assert!(history.is_empty(), "{history:?}");
+    }
 }
