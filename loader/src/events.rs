@@ -119,8 +119,8 @@ SELECT (SELECT count(*) FROM inserted),
        (SELECT count(*) FROM sluice_stage WHERE profile_id IS NOT NULL)";
 
 /// What a dry run reports instead of inserting: (events whose key is new, events staged with
-/// a profile); with `$2` it keeps the rows it would insert for the chunk's lineage. It needs
-/// no partition, so a dry run creates none.
+/// a profile); with `$2` it keeps the source keys of the rows it would insert for the chunk's
+/// lineage. It needs no partition, so a dry run creates none.
 pub const COUNT_NEW_EVENTS: &str = "WITH candidates AS (
     SELECT DISTINCT ON (dedup_key) key, dedup_key FROM sluice_stage
      WHERE profile_id IS NOT NULL ORDER BY dedup_key, key
