@@ -8,8 +8,11 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use tokio_postgres::Row;
 
-const PROFILES_SQL: &str = "SELECT p.profile_id, p.properties, p.source_updated_at,
-        p.first_event_at, p.last_event_at, p.event_count,
+/// Every profile of a workspace with its identities, event lifecycle and consent. A profile
+/// no profile row has been applied to yet (one an event created) is stamped `-infinity`,
+/// which it exports as `null`.
+const PROFILES_SQL: &str = "SELECT p.profile_id, p.properties, nullif(p.source_updated_at, '-infinity'),
+        l.first_event_at, l.last_event_at, coalesce(l.event_count, 0),
         coalesce(jsonb_object_agg(i.kind, i.value) FILTER (WHERE i.kind IS NOT NULL), '{}'::jsonb)
           || jsonb_strip_nulls(jsonb_build_object('email', p.email, 'phone', p.phone)),
         (SELECT jsonb_object_agg(s.topic, jsonb_build_object('status', s.status,
@@ -18,8 +21,9 @@ const PROFILES_SQL: &str = "SELECT p.profile_id, p.properties, p.source_updated_
           WHERE s.workspace_id = p.workspace_id AND s.profile_id = p.profile_id)
    FROM profile_store.profiles p
    LEFT JOIN profile_store.identities i ON i.workspace_id = p.workspace_id AND i.profile_id = p.profile_id
+   LEFT JOIN profile_store.event_lifecycle l ON l.workspace_id = p.workspace_id AND l.profile_id = p.profile_id
   WHERE p.workspace_id = $1
-  GROUP BY p.workspace_id, p.profile_id
+  GROUP BY p.workspace_id, p.profile_id, l.first_event_at, l.last_event_at, l.event_count
   ORDER BY p.profile_id";
 
 const EVENTS_SQL: &str =

@@ -1,5 +1,5 @@
 //! Events through the whole fleet, exactly once: replayed messages, resyncs and a killed loader
-//! store nothing twice; events land in monthly partitions and move their profiles' lifecycle;
+//! store nothing twice; events land in monthly partitions and give their profiles a lifecycle;
 //! purchases are validated item by item; unknown identities are created or rejected.
 
 mod common;
@@ -144,7 +144,10 @@ async fn events_over_three_months_fill_their_partitions_and_profiles_carry_their
     let warehouse = fleet.warehouse().await;
     create_activity(&warehouse, 300_000).await;
     fleet.apply_ok(&fleet.spec(&activity_import(50_000)));
-    fleet.start("all", &[]);
+    let port = common::free_port();
+    fleet.start("all", &["--http-addr", &format!("127.0.0.1:{port}")]);
+    let api = format!("http://127.0.0.1:{port}");
+    common::wait_for_api(&api).await;
     let run = fleet.run("acme", "activity");
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["events_inserted"], 300_000, "{run}");
@@ -180,32 +183,84 @@ async fn events_over_three_months_fill_their_partitions_and_profiles_carry_their
         "one partition per month, each with its events"
     );
 
-    let lifecycle_source: String = warehouse
-        .query_one(
-            "SELECT md5(string_agg(user_id || '|' || extract(epoch FROM f) || '|' || extract(epoch FROM l) || '|' || n,
-                    E'\\n' ORDER BY user_id))
-               FROM (SELECT user_id, min(occurred_at) f, max(occurred_at) l, count(*) n
-                       FROM public.activity GROUP BY user_id) x",
+    // Each user's first and last event and count, in the form the export and the API print.
+    let lifecycle_source: Vec<(String, String, String, i64)> = warehouse
+        .query(
+            "SELECT user_id, to_char(min(occurred_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+                    to_char(max(occurred_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), count(*)
+               FROM public.activity GROUP BY user_id ORDER BY user_id",
             &[],
         )
         .await
         .unwrap()
-        .get(0);
-    let lifecycle_store: String = control
-        .query_one(
-            "SELECT md5(string_agg(i.value || '|' || extract(epoch FROM p.first_event_at) || '|' ||
-                    extract(epoch FROM p.last_event_at) || '|' || p.event_count, E'\\n' ORDER BY i.value))
-               FROM profile_store.profiles p
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    let lifecycle_view: Vec<(String, String, String, i64)> = control
+        .query(
+            "SELECT i.value, to_char(l.first_event_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+                    to_char(l.last_event_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), l.event_count
+               FROM profile_store.event_lifecycle l
                JOIN profile_store.identities i USING (workspace_id, profile_id)
-              WHERE i.kind = 'external_id'",
+              WHERE i.kind = 'external_id' ORDER BY i.value",
             &[],
         )
         .await
         .unwrap()
-        .get(0);
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(lifecycle_source.len(), 30_000);
+    assert!(
+        lifecycle_view == lifecycle_source,
+        "the store's view: first/last event and counts per profile"
+    );
+    let out = fleet.sluice(&["profiles", "export", "--workspace", "acme"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut exported: Vec<(String, String, String, i64)> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let p: serde_json::Value = serde_json::from_str(l).unwrap();
+            let text = |name: &str| p[name].as_str().unwrap_or_default().to_string();
+            let user = p["identities"]["external_id"].as_str().unwrap().to_string();
+            (
+                user,
+                text("first_event_at"),
+                text("last_event_at"),
+                p["event_count"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    exported.sort();
+    assert!(
+        exported == lifecycle_source,
+        "the export: first/last event and counts per profile"
+    );
+    let viewer = fleet.token("acme", "viewer");
+    let profile: serde_json::Value = reqwest::Client::new()
+        .get(format!("{api}/v1/profiles?kind=external_id&value=user-7"))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let time = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap();
+    let user_7 = lifecycle_source.iter().find(|l| l.0 == "user-7").unwrap();
     assert_eq!(
-        lifecycle_store, lifecycle_source,
-        "first/last event and counts per profile"
+        (
+            time(profile["first_event_at"].as_str().unwrap()),
+            time(profile["last_event_at"].as_str().unwrap()),
+            profile["event_count"].as_i64().unwrap()
+        ),
+        (time(&user_7.1), time(&user_7.2), user_7.3),
+        "the API: {profile}"
     );
     let names: i64 = control
         .query_one("SELECT count(DISTINCT name) FROM profile_store.events", &[])

@@ -1,6 +1,6 @@
 //! Applying a staged event chunk: monthly partitions created on demand, profiles created (or
 //! rows rejected) for unknown identities, and one insert that skips every dedup key the
-//! workspace already holds and keeps each profile's event lifecycle.
+//! workspace already holds.
 
 use crate::load::{store_error, ChunkErrors, LoadError};
 use crate::resolve::{link, ANALYZE_STAGE, UNMATCHED};
@@ -81,9 +81,10 @@ pub async fn ensure_partitions(pool: &Pool, months: &BTreeSet<Month>) -> Result<
 }
 
 /// Inserts each staged event whose dedup key the workspace does not hold yet (one per key
-/// within the chunk, the first by source key), and moves the lifecycle of the profiles that
-/// got events; with `$3` it keeps the source keys of the rows inserted for the chunk's
-/// lineage. Returns (events inserted, events staged with a profile).
+/// within the chunk, the first by source key); with `$3` it keeps the source keys of the rows
+/// inserted for the chunk's lineage. A profile's lifecycle is read from its events
+/// (`profile_store.event_lifecycle`), so no profile row is touched. Returns (events inserted,
+/// events staged with a profile).
 pub const INSERT_EVENTS: &str = "WITH candidates AS (
     SELECT DISTINCT ON (dedup_key) key, profile_id, event_name, event_time, dedup_key, props,
            price
@@ -105,15 +106,7 @@ pub const INSERT_EVENTS: &str = "WITH candidates AS (
            CASE WHEN c.price IS NULL THEN c.props
                 ELSE c.props || jsonb_build_object('price', c.price::numeric) END
       FROM new c
-    RETURNING profile_id, time
-), lifecycle AS (
-    UPDATE profile_store.profiles p
-       SET first_event_at = least(p.first_event_at, a.first_at),
-           last_event_at = greatest(p.last_event_at, a.last_at),
-           event_count = p.event_count + a.n
-      FROM (SELECT profile_id, min(time) AS first_at, max(time) AS last_at, count(*) AS n
-              FROM inserted GROUP BY profile_id) a
-     WHERE p.workspace_id = $1 AND p.profile_id = a.profile_id
+    RETURNING 1
 )
 SELECT (SELECT count(*) FROM inserted),
        (SELECT count(*) FROM sluice_stage WHERE profile_id IS NOT NULL)";

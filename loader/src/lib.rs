@@ -51,4 +51,8 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     (9, include_str!("../migrations/0009_profile_statistics.sql")),
     (10, include_str!("../migrations/0010_subscriptions.sql")),
     (11, include_str!("../migrations/0011_delivered_events.sql")),
+    (
+        12,
+        include_str!("../migrations/0012_event_lifecycle_view.sql"),
+    ),
 ];

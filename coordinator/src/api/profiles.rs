@@ -106,8 +106,11 @@ async fn profile(
     let client = store(state, workspace_id).await?;
     let Some(row) = client
         .query_opt(
-            "SELECT profile_id, properties, updated_at, first_event_at, last_event_at, event_count
-               FROM profile_store.profiles WHERE workspace_id = $1 AND profile_id = $2",
+            "SELECT p.profile_id, p.properties, p.updated_at,
+                    l.first_event_at, l.last_event_at, coalesce(l.event_count, 0)
+               FROM profile_store.profiles p
+               LEFT JOIN profile_store.event_lifecycle l USING (workspace_id, profile_id)
+              WHERE p.workspace_id = $1 AND p.profile_id = $2",
             &[&workspace_id, &profile_id],
         )
         .await?
