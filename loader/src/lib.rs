@@ -4,6 +4,7 @@
 // Outside tests a failure is an error with its cause, never a panic.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod copy;
 pub mod deletes;
 pub mod destinations;
 pub mod events;

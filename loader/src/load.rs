@@ -3,6 +3,7 @@
 //! deletes, all in one transaction, writing what happened to each row as the chunk's lineage;
 //! a dry run rolls it back and reports what it would have done.
 
+use crate::copy::StageWriter;
 use crate::events::{ensure_partitions, month_of};
 use crate::profiles;
 use crate::rate::RowRateLimiter;
@@ -11,7 +12,6 @@ use crate::resolve::{resolve, Probes, Unmatched, COPY_STAGE, COPY_TYPES, CREATE_
 use crate::staging::{names_hash, stage_rows, stamped_names};
 use crate::stores::StorePools;
 use crate::{deletes, events, guesses, lineage, removals, statistics, subscriptions};
-use futures::pin_mut;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
@@ -24,7 +24,6 @@ use sluice_proto::{
 };
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 
 /// Rows per batch read from the normalized Parquet: each batch's rows are staged before they
@@ -294,8 +293,7 @@ async fn load_once(
         .await
         .map_err(store_error)?;
     let sink = tx.copy_in(COPY_STAGE).await.map_err(store_error)?;
-    let writer = BinaryCopyInWriter::new(sink, COPY_TYPES);
-    pin_mut!(writer);
+    let mut writer = StageWriter::new(sink, COPY_TYPES);
     let mut registry = Registry::default();
     let mut errors = ChunkErrors::default();
     let mut months = BTreeSet::new();
@@ -324,7 +322,6 @@ async fn load_once(
             let hash = names_hash(&names);
             let unset: Vec<&str> = row.unset.iter().map(|n| &**n).collect();
             writer
-                .as_mut()
                 .write(&[
                     &row.key,
                     &row.updated_at,
@@ -349,11 +346,10 @@ async fn load_once(
                     &row.consented_at,
                     &row.addressless,
                 ])
-                .await
-                .map_err(store_error)?;
+                .await?;
         }
     }
-    writer.finish().await.map_err(store_error)?;
+    writer.finish().await?;
     resolve_rows(&tx, work, mapping).await?;
     match &mapping.records {
         Records::Profiles if removals => {
