@@ -138,6 +138,28 @@ async fn a_loader_killed_mid_event_chunk_leaves_every_event_stored_once() {
     fleet.cleanup().await;
 }
 
+/// A profile's (or a source user's) identity, first and last event time as RFC 3339 text in
+/// UTC, and event count.
+type Lifecycle = (String, String, String, i64);
+
+/// The lifecycles `select` returns, ordered by identity: it names the first and last event
+/// times `f` and `l` and prints them where it says `{first}` and `{last}`.
+async fn lifecycles(client: &Client, select: &str) -> Vec<Lifecycle> {
+    const UTC: &str = "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'";
+    let sql = select
+        .replace("{first}", &format!("to_char(f AT TIME ZONE 'UTC', {UTC})"))
+        .replace("{last}", &format!("to_char(l AT TIME ZONE 'UTC', {UTC})"));
+    let mut rows: Vec<Lifecycle> = client
+        .query(&sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    rows.sort();
+    rows
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn events_over_three_months_fill_their_partitions_and_profiles_carry_their_lifecycle() {
     let mut fleet = Fleet::new().await;
@@ -184,32 +206,22 @@ async fn events_over_three_months_fill_their_partitions_and_profiles_carry_their
     );
 
     // Each user's first and last event and count, in the form the export and the API print.
-    let lifecycle_source: Vec<(String, String, String, i64)> = warehouse
-        .query(
-            "SELECT user_id, to_char(min(occurred_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
-                    to_char(max(occurred_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), count(*)
-               FROM public.activity GROUP BY user_id ORDER BY user_id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-        .collect();
-    let lifecycle_view: Vec<(String, String, String, i64)> = control
-        .query(
-            "SELECT i.value, to_char(l.first_event_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
-                    to_char(l.last_event_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), l.event_count
-               FROM profile_store.event_lifecycle l
-               JOIN profile_store.identities i USING (workspace_id, profile_id)
-              WHERE i.kind = 'external_id' ORDER BY i.value",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-        .collect();
+    let lifecycle_source = lifecycles(
+        &warehouse,
+        "SELECT user_id, {first}, {last}, n
+           FROM (SELECT user_id, min(occurred_at) AS f, max(occurred_at) AS l, count(*) AS n
+                   FROM public.activity GROUP BY user_id) a",
+    )
+    .await;
+    let lifecycle_view = lifecycles(
+        &control,
+        "SELECT i.value, {first}, {last}, l.event_count
+           FROM (SELECT workspace_id, profile_id, first_event_at AS f, last_event_at AS l, event_count
+                   FROM profile_store.event_lifecycle) l
+           JOIN profile_store.identities i USING (workspace_id, profile_id)
+          WHERE i.kind = 'external_id'",
+    )
+    .await;
     assert_eq!(lifecycle_source.len(), 30_000);
     assert!(
         lifecycle_view == lifecycle_source,
@@ -221,7 +233,7 @@ async fn events_over_three_months_fill_their_partitions_and_profiles_carry_their
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut exported: Vec<(String, String, String, i64)> = String::from_utf8(out.stdout)
+    let mut exported: Vec<Lifecycle> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .map(|l| {
