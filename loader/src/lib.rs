@@ -8,6 +8,7 @@ pub mod copy;
 pub mod deletes;
 pub mod destinations;
 pub mod events;
+pub mod guessed;
 pub mod guesses;
 pub mod lineage;
 pub mod load;

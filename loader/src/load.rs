@@ -3,13 +3,14 @@
 //! deletes, all in one transaction, writing what happened to each row as the chunk's lineage;
 //! a dry run rolls it back and reports what it would have done.
 
-use crate::copy::StageWriter;
+use crate::copy::Stager;
 use crate::events::{ensure_partitions, month_of};
+use crate::guessed::NewProfiles;
 use crate::profiles;
 use crate::rate::RowRateLimiter;
 use crate::registry::Registry;
-use crate::resolve::{resolve, Probes, Unmatched, COPY_STAGE, COPY_TYPES, CREATE_STAGE};
-use crate::staging::{names_hash, stage_rows, stamped_names};
+use crate::resolve::{resolve, Probes, Unmatched, CREATE_STAGE};
+use crate::staging::stage_rows;
 use crate::stores::StorePools;
 use crate::{deletes, events, guesses, lineage, removals, statistics, subscriptions};
 use object_store::path::Path;
@@ -146,61 +147,72 @@ fn unmatched(mapping: &Mapping) -> Unmatched {
     }
 }
 
-/// Resolves the staged rows: on the guess that they match nothing when an earlier chunk of
-/// the run matched nothing and the mapping allows a guess (undone to a savepoint when the
-/// identities' key proves it wrong), else with the probes a chunk needs; after probing, records
-/// for the run's next chunks whether this one matched nothing.
+/// Whether a chunk of `mapping` may be staged on the guess that it matches nothing, when an
+/// earlier chunk of its run matched nothing (see [`Probes::may_guess`]). Not with
+/// subscriptions: a row subscribing a channel it carries no address for creates no profile
+/// of its own, which only resolution sorts out.
+fn guessable(mapping: &Mapping) -> bool {
+    mapping.subscriptions.is_none() && Probes::may_guess(&mapping.precedence(), unmatched(mapping))
+}
+
+/// Whether a guessable chunk is staged on the guess that it matches nothing: when an earlier
+/// chunk of its run matched nothing, or its workspace holds no profile yet (the first chunks
+/// of an initial load; a concurrent load creating the same identities makes the guess wrong,
+/// which the identities' key catches).
+async fn guess_fresh(
+    tx: &tokio_postgres::Transaction<'_>,
+    work: &ChunkWork,
+) -> Result<bool, LoadError> {
+    if guesses::expect_fresh(work.chunk.run_id) {
+        return Ok(true);
+    }
+    let empty = tx
+        .query_one(EMPTY_WORKSPACE, &[&work.chunk.workspace_id])
+        .await
+        .map_err(store_error)?;
+    Ok(empty.get(0))
+}
+
+/// Whether workspace `$1` holds no profile.
+const EMPTY_WORKSPACE: &str =
+    "SELECT NOT EXISTS (SELECT 1 FROM profile_store.profiles WHERE workspace_id = $1)";
+
+/// Resolves the staged rows: a chunk staged on a guess creates its profiles, unless the
+/// identities' key proves the guess wrong and its rows are resolved after all; any other
+/// chunk with the probes it needs. After probing, records for the run's next chunks whether
+/// this one matched nothing.
 async fn resolve_rows(
     tx: &tokio_postgres::Transaction<'_>,
     work: &ChunkWork,
     mapping: &Mapping,
+    guessed: Option<NewProfiles>,
 ) -> Result<(), LoadError> {
     let (workspace, import_id, run) = (
         work.chunk.workspace_id,
         work.chunk.import_id,
         work.chunk.run_id,
     );
-    let precedence = mapping.precedence();
     let creating = unmatched(mapping);
-    let guessable = Probes::may_guess(&precedence, creating);
-    if guessable && guesses::expect_fresh(run) {
-        tx.batch_execute("SAVEPOINT guess")
-            .await
-            .map_err(store_error)?;
-        match resolve(
-            tx,
-            workspace,
-            import_id,
-            &precedence,
-            creating,
-            Probes::Guess,
-        )
-        .await
-        {
-            Ok(()) => {
-                crate::metrics::record_guess(true);
-                return Ok(());
-            }
-            Err(LoadError::Conflict(_)) => {
-                tx.batch_execute("ROLLBACK TO SAVEPOINT guess")
-                    .await
-                    .map_err(store_error)?;
-                crate::metrics::record_guess(false);
-                guesses::record(run, false);
-            }
-            Err(e) => return Err(e),
+    if let Some(new) = guessed {
+        let whole = creating == Unmatched::CreateWhole;
+        let held = new.create(tx, (workspace, import_id), whole).await?;
+        crate::metrics::record_guess(held);
+        if held {
+            guesses::record(run, true);
+            return Ok(());
         }
+        guesses::record(run, false);
     }
     resolve(
         tx,
         workspace,
         import_id,
-        &precedence,
+        &mapping.precedence(),
         creating,
         Probes::WhenNeeded,
     )
     .await?;
-    if guessable {
+    if guessable(mapping) {
         let fresh: bool = tx
             .query_one(MATCHED_NOTHING, &[])
             .await
@@ -249,18 +261,21 @@ pub async fn load(
     }
 }
 
-/// The chunk's normalized rows, in batches of [`BATCH_ROWS`].
+/// The chunk's normalized rows, in batches of [`BATCH_ROWS`], and how many there are.
 pub(crate) async fn normalized_batches(
     deps: &Loader,
     work: &ChunkWork,
-) -> Result<ParquetRecordBatchReader, LoadError> {
+) -> Result<(ParquetRecordBatchReader, usize), LoadError> {
     // The normalized chunk is compressed and bounded by chunk_rows; it is read whole.
     let bytes = read_object(deps.store.as_ref(), &work.objects.transformed).await?;
-    ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(|e| LoadError::Storage(e.to_string()))?
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(|e| LoadError::Storage(e.to_string()))?;
+    let rows = builder.metadata().file_metadata().num_rows().max(0) as usize;
+    let reader = builder
         .with_batch_size(BATCH_ROWS)
         .build()
-        .map_err(|e| LoadError::Storage(e.to_string()))
+        .map_err(|e| LoadError::Storage(e.to_string()))?;
+    Ok((reader, rows))
 }
 
 async fn load_once(
@@ -281,7 +296,7 @@ async fn load_once(
         }
         false => &work.mapping,
     };
-    let batches = normalized_batches(deps, work).await?;
+    let (batches, chunk_rows) = normalized_batches(deps, work).await?;
 
     let pool = deps.stores.pool(work.store.as_ref()).await?;
     let mut client = pool
@@ -292,8 +307,11 @@ async fn load_once(
     tx.batch_execute(&begin_load(workspace, &mapping.records))
         .await
         .map_err(store_error)?;
-    let sink = tx.copy_in(COPY_STAGE).await.map_err(store_error)?;
-    let mut writer = StageWriter::new(sink, COPY_TYPES);
+    let new = match guessable(mapping) && guess_fresh(&tx, work).await? {
+        true => Some(NewProfiles::reserve(&tx, chunk_rows).await?),
+        false => None,
+    };
+    let mut stager = Stager::open(&tx, &mapping.records, new).await?;
     let mut registry = Registry::default();
     let mut errors = ChunkErrors::default();
     let mut months = BTreeSet::new();
@@ -314,43 +332,12 @@ async fn load_once(
         if !removals {
             stats.rows_loaded += rows.len() as u64;
         }
-        for row in rows {
-            let names = match &mapping.records {
-                Records::Profiles => stamped_names(&row),
-                _ => Vec::new(),
-            };
-            let hash = names_hash(&names);
-            let unset: Vec<&str> = row.unset.iter().map(|n| &**n).collect();
-            writer
-                .write(&[
-                    &row.key,
-                    &row.updated_at,
-                    &row.identity,
-                    &row.external_id,
-                    &row.alias_kind,
-                    &row.alias_name,
-                    &row.email,
-                    &row.phone,
-                    &row.profile_ref,
-                    &row.create_kind,
-                    &row.create_value,
-                    &row.props,
-                    &unset,
-                    &names,
-                    &hash,
-                    &row.event_name,
-                    &row.event_time,
-                    &row.dedup_key,
-                    &row.price,
-                    &row.subs,
-                    &row.consented_at,
-                    &row.addressless,
-                ])
-                .await?;
+        for row in &rows {
+            stager.write(row).await?;
         }
     }
-    writer.finish().await?;
-    resolve_rows(&tx, work, mapping).await?;
+    let new = stager.finish().await?;
+    resolve_rows(&tx, work, mapping, new).await?;
     match &mapping.records {
         Records::Profiles if removals => {
             let names = work.mapping.own_properties();

@@ -166,18 +166,14 @@ pub enum Probes {
     WhenNeeded,
     /// Always probe row by row: the general path the checks must agree with.
     Always,
-    /// Probe no row: the caller expects the chunk to match nothing and holds a savepoint
-    /// to return to when the identities' key proves it wrong (see
-    /// [`Probes::may_guess`]).
-    Guess,
 }
 
 impl Probes {
-    /// Whether a chunk of `precedence` may be resolved on a guess that it matches nothing,
-    /// undone when the guess is wrong: only when every row names its profile by one unique
-    /// identity kind and the rows that match none create profiles. A created profile's
-    /// identity is then inserted under the identities' key, so a row whose identity the
-    /// store already holds fails the statement instead of creating a second profile.
+    /// Whether a chunk of `precedence` may be staged on a guess that it matches nothing
+    /// (`guessed`), undone when the guess is wrong: only when every row names its profile by
+    /// one unique identity kind and the rows that match none create profiles. A created
+    /// profile's identity is then inserted under the identities' key, so a row whose identity
+    /// the store already holds fails the statement instead of creating a second profile.
     /// (With email or phone, several profiles may share the value; with a second unique
     /// kind, a row could match by the other kind while it creates by this one.)
     pub fn may_guess(precedence: &[IdentityKind], unmatched: Unmatched) -> bool {
@@ -293,14 +289,15 @@ fn matched_statement(precedence: &[IdentityKind]) -> String {
 /// into `sluice_stage`. With `$3` (a profile load) a created profile is written whole at once
 /// from the newest of its rows, stamped with that row (`$4` is the import), so the upsert has
 /// nothing left to do for it. A row subscribing a channel it carries no address for never
-/// creates a profile (a new profile would have no address; see `subscriptions.rs`). With `$5`, a chunk proved fresh (`fresh_condition`), or guessed fresh (`$6`), skips the
-/// per-row probes: none of them could find a profile. Two loaders
+/// creates a profile (a new profile would have no address; see `subscriptions.rs`). With
+/// `$5`, a chunk proved fresh (`fresh_condition`) skips the per-row probes: none of them
+/// could find a profile. Two loaders
 /// creating the same unique identity collide on the identities key; the loser retries and
 /// then finds the profile.
 pub fn resolve_statement(precedence: &[IdentityKind]) -> String {
     format!(
         "WITH fresh AS MATERIALIZED (
-    SELECT $5::boolean AND ($6::boolean OR ({})) AS yes
+    SELECT $5::boolean AND ({}) AS yes
 ), matched AS MATERIALIZED (
     {}
 ), missing AS MATERIALIZED (
@@ -467,10 +464,9 @@ pub async fn resolve(
     let create = unmatched != Unmatched::Skip;
     let whole = unmatched == Unmatched::CreateWhole;
     let shortcut = probes != Probes::Always;
-    let guess = probes == Probes::Guess;
     tx.execute(
         &resolve_statement(precedence),
-        &[&workspace, &create, &whole, &import, &shortcut, &guess],
+        &[&workspace, &create, &whole, &import, &shortcut],
     )
     .await
     .map_err(store_error)?;

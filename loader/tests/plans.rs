@@ -125,7 +125,7 @@ async fn probes_keep_their_index_plans_in_a_workspace_the_statistics_call_empty(
             &plan(
                 &client,
                 &resolve_statement(&precedence),
-                &[&workspace, &true, &true, &7_i64, &true, &false],
+                &[&workspace, &true, &true, &7_i64, &true],
             )
             .await,
             "fresh",

@@ -116,7 +116,7 @@ pub async fn deliver_chunk(
 ) -> Result<(LoadStats, Vec<RowRejection>), LoadError> {
     let mapping = &work.mapping;
     let mut rows = Vec::new();
-    for batch in normalized_batches(deps, work).await? {
+    for batch in normalized_batches(deps, work).await?.0 {
         let batch = batch.map_err(|e| LoadError::Storage(e.to_string()))?;
         rows.extend(stage_rows(&batch, mapping, work.chunk.import_id)?);
     }
