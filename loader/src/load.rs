@@ -10,7 +10,7 @@ use crate::profiles;
 use crate::rate::RowRateLimiter;
 use crate::registry::Registry;
 use crate::resolve::{resolve, Probes, Unmatched, CREATE_STAGE};
-use crate::staging::stage_rows;
+use crate::staging::{stage_rows, StagedRow};
 use crate::stores::StorePools;
 use crate::{deletes, events, guesses, lineage, removals, statistics, subscriptions};
 use object_store::path::Path;
@@ -158,24 +158,40 @@ fn guessable(mapping: &Mapping) -> bool {
 /// Whether a guessable chunk is staged on the guess that it matches nothing: when an earlier
 /// chunk of its run matched nothing, or its workspace holds no profile yet (the first chunks
 /// of an initial load; a concurrent load creating the same identities makes the guess wrong,
-/// which the identities' key catches).
+/// which the identities' key catches), and none of a sample of its `first` rows' identities
+/// names a profile (so a run's chunk of updates is not guessed after its chunk of new rows).
 async fn guess_fresh(
     tx: &tokio_postgres::Transaction<'_>,
     work: &ChunkWork,
+    first: &[StagedRow],
 ) -> Result<bool, LoadError> {
-    if guesses::expect_fresh(work.chunk.run_id) {
-        return Ok(true);
-    }
-    let empty = tx
-        .query_one(EMPTY_WORKSPACE, &[&work.chunk.workspace_id])
+    let (kinds, values): (Vec<&str>, Vec<&str>) = first
+        .iter()
+        .step_by((first.len() / GUESS_SAMPLE).max(1))
+        .filter_map(|r| Some((r.create_kind.as_deref()?, r.create_value.as_deref()?)))
+        .unzip();
+    let expected = guesses::expect_fresh(work.chunk.run_id);
+    let guess = tx
+        .query_one(
+            GUESS_FRESH,
+            &[&work.chunk.workspace_id, &expected, &kinds, &values],
+        )
         .await
         .map_err(store_error)?;
-    Ok(empty.get(0))
+    Ok(guess.get(0))
 }
 
-/// Whether workspace `$1` holds no profile.
-const EMPTY_WORKSPACE: &str =
-    "SELECT NOT EXISTS (SELECT 1 FROM profile_store.profiles WHERE workspace_id = $1)";
+/// Rows of a chunk's first batch whose identities are looked up before it is guessed fresh.
+const GUESS_SAMPLE: usize = 16;
+
+/// Whether to guess that a chunk of workspace `$1` matches nothing: its run expects it (`$2`)
+/// or the workspace holds no profile, and no identity of the sample (kinds `$3`, values `$4`)
+/// names one.
+const GUESS_FRESH: &str =
+    "SELECT ($2 OR NOT EXISTS (SELECT 1 FROM profile_store.profiles WHERE workspace_id = $1))
+        AND NOT EXISTS (SELECT 1 FROM profile_store.identities i
+                         WHERE i.workspace_id = $1
+                           AND (i.kind, i.value) IN (SELECT * FROM unnest($3::text[], $4::text[])))";
 
 /// Resolves the staged rows: a chunk staged on a guess creates its profiles, unless the
 /// identities' key proves the guess wrong and its rows are resolved after all; any other
@@ -307,7 +323,14 @@ async fn load_once(
     tx.batch_execute(&begin_load(workspace, &mapping.records))
         .await
         .map_err(store_error)?;
-    let new = match guessable(mapping) && guess_fresh(&tx, work).await? {
+    // The first batch is staged before the copy opens: its identities tell whether to guess.
+    let mut staged = batches.map(|batch| -> Result<Vec<StagedRow>, LoadError> {
+        let batch = batch.map_err(|e| LoadError::Storage(e.to_string()))?;
+        Ok(stage_rows(&batch, mapping, import_id)?)
+    });
+    let first = staged.next().transpose()?;
+    let sample = first.as_deref().unwrap_or_default();
+    let new = match guessable(mapping) && guess_fresh(&tx, work, sample).await? {
         true => Some(NewProfiles::reserve(&tx, chunk_rows).await?),
         false => None,
     };
@@ -316,9 +339,8 @@ async fn load_once(
     let mut errors = ChunkErrors::default();
     let mut months = BTreeSet::new();
     let mut stats = LoadStats::default();
-    for batch in batches {
-        let batch = batch.map_err(|e| LoadError::Storage(e.to_string()))?;
-        let mut rows = stage_rows(&batch, mapping, import_id)?;
+    for rows in first.into_iter().map(Ok).chain(staged) {
+        let mut rows = rows?;
         if !matches!(mapping.records, Records::UserDeletes { .. }) {
             registry
                 .learn(&pool, workspace, import_id, mapping, &rows, work.dry_run)
