@@ -5,7 +5,7 @@
 //! as any chunk's.
 
 use crate::load::{store_error, LoadError};
-use crate::resolve::COPY_TYPES;
+use crate::resolve::{insert_created, COPY_TYPES};
 use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::LazyLock;
@@ -49,25 +49,19 @@ const REPEATED: &str = "UPDATE sluice_stage s SET profile_id = d.first, supersed
 /// Creates each new profile from its newest row (whole with `$3`, else empty, as resolution
 /// does; `$2` is the import) and names it by its creating identity. The identities are
 /// inserted in their key's order; one the workspace already holds fails the statement.
-const CREATE: &str = "WITH created AS (
-    INSERT INTO profile_store.profiles
-           (workspace_id, profile_id, properties, email, phone, source_updated_at,
-            source_import_id, source_key, source_unset, source_names)
-    SELECT $1, profile_id,
-           CASE WHEN $3 THEN props - unset ELSE '{}' END,
-           CASE WHEN $3 THEN email END,
-           CASE WHEN $3 THEN phone END,
-           CASE WHEN $3 THEN updated_at ELSE '-infinity' END,
-           CASE WHEN $3 THEN $2::bigint ELSE 0 END,
-           CASE WHEN $3 THEN key ELSE '' END,
-           CASE WHEN $3 THEN unset ELSE '{}' END,
-           CASE WHEN $3 THEN names_hash END
+static CREATE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH created AS (
+    {}
       FROM sluice_stage WHERE created AND NOT superseded
 )
 INSERT INTO profile_store.identities (workspace_id, kind, value, profile_id)
 SELECT $1, create_kind, create_value, profile_id
   FROM sluice_stage WHERE created AND NOT superseded
- ORDER BY create_kind, create_value";
+ ORDER BY create_kind, create_value",
+        insert_created("profile_id", "$3", "$2")
+    )
+});
 
 /// After a wrong guess: the rows back where resolution reads them, as they were copied.
 const UNSTAGE: &str = "INSERT INTO sluice_rows
@@ -141,7 +135,10 @@ impl NewProfiles {
         tx.batch_execute("SAVEPOINT guess")
             .await
             .map_err(store_error)?;
-        match tx.execute(CREATE, &[&workspace, &import, &whole]).await {
+        match tx
+            .execute(CREATE.as_str(), &[&workspace, &import, &whole])
+            .await
+        {
             Ok(_) => Ok(true),
             Err(e) => match store_error(e) {
                 LoadError::Conflict(_) => {

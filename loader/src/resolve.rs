@@ -308,18 +308,7 @@ pub fn resolve_statement(precedence: &[IdentityKind]) -> String {
              WHERE $2 AND profile_id IS NULL AND create_kind IS NOT NULL AND NOT addressless
              ORDER BY create_kind, create_value, updated_at DESC, key DESC) d
 ), created AS (
-    INSERT INTO profile_store.profiles
-           (workspace_id, profile_id, properties, email, phone, source_updated_at,
-            source_import_id, source_key, source_unset, source_names)
-    SELECT $1, new_id,
-           CASE WHEN $3 THEN props - unset ELSE '{{}}' END,
-           CASE WHEN $3 THEN email END,
-           CASE WHEN $3 THEN phone END,
-           CASE WHEN $3 THEN updated_at ELSE '-infinity' END,
-           CASE WHEN $3 THEN $4::bigint ELSE 0 END,
-           CASE WHEN $3 THEN key ELSE '' END,
-           CASE WHEN $3 THEN unset ELSE '{{}}' END,
-           CASE WHEN $3 THEN names_hash END
+    {}
       FROM missing
 ), named AS (
     INSERT INTO profile_store.identities (workspace_id, kind, value, profile_id)
@@ -338,7 +327,29 @@ SELECT m.key, m.updated_at, m.identity, m.external_id, m.alias_kind, m.alias_nam
   LEFT JOIN missing x ON m.profile_id IS NULL
                      AND x.create_kind = m.create_kind AND x.create_value = m.create_value",
         fresh_condition(precedence),
-        matched_statement(precedence)
+        matched_statement(precedence),
+        insert_created("new_id", "$3", "$4")
+    )
+}
+
+/// The insert of the profiles a chunk creates, each from its newest row (with its columns
+/// and `id`), whole when `whole` is true (its properties, email, phone and stamp from import
+/// `import`), else empty (as an event creates it, stamped older than any row); the rows
+/// follow as a `FROM`. `$1` is the workspace.
+pub(crate) fn insert_created(id: &str, whole: &str, import: &str) -> String {
+    format!(
+        "INSERT INTO profile_store.profiles
+           (workspace_id, profile_id, properties, email, phone, source_updated_at,
+            source_import_id, source_key, source_unset, source_names)
+    SELECT $1, {id},
+           CASE WHEN {whole} THEN props - unset ELSE '{{}}' END,
+           CASE WHEN {whole} THEN email END,
+           CASE WHEN {whole} THEN phone END,
+           CASE WHEN {whole} THEN updated_at ELSE '-infinity' END,
+           CASE WHEN {whole} THEN {import}::bigint ELSE 0 END,
+           CASE WHEN {whole} THEN key ELSE '' END,
+           CASE WHEN {whole} THEN unset ELSE '{{}}' END,
+           CASE WHEN {whole} THEN names_hash END"
     )
 }
 
