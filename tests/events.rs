@@ -149,15 +149,7 @@ async fn lifecycles(client: &Client, select: &str) -> Vec<Lifecycle> {
     let sql = select
         .replace("{first}", &format!("to_char(f AT TIME ZONE 'UTC', {UTC})"))
         .replace("{last}", &format!("to_char(l AT TIME ZONE 'UTC', {UTC})"));
-    let mut rows: Vec<Lifecycle> = client
-        .query(&sql, &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-        .collect();
-    rows.sort();
-    rows
+    common::sorted_rows(client, &sql).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -726,7 +726,7 @@ pub async fn mariadb_profiles(conn: &mut mysql_async::Conn) -> Vec<StoredProfile
 
 /// Every row of a PostgreSQL `public.users` table as `StoredProfile`, sorted.
 pub async fn postgres_profiles(warehouse: &Client) -> Vec<StoredProfile> {
-    sorted_profiles(
+    sorted_rows(
         warehouse,
         "SELECT external_id, first_name, loyalty_points::text, to_char(birthday, 'YYYY-MM-DD')
            FROM public.users",
@@ -736,7 +736,7 @@ pub async fn postgres_profiles(warehouse: &Client) -> Vec<StoredProfile> {
 
 /// Every profile of the store as `StoredProfile`, sorted.
 pub async fn stored_profiles(fleet: &Fleet) -> Vec<StoredProfile> {
-    sorted_profiles(
+    sorted_rows(
         &fleet.control().await,
         "SELECT i.value, p.properties->>'first_name', p.properties->>'points', p.properties->>'birthday'
            FROM profile_store.profiles p
@@ -746,9 +746,15 @@ pub async fn stored_profiles(fleet: &Fleet) -> Vec<StoredProfile> {
     .await
 }
 
-/// The rows of a query of four text columns as `StoredProfile`, sorted.
-async fn sorted_profiles(client: &Client, sql: &str) -> Vec<StoredProfile> {
-    let mut rows: Vec<StoredProfile> = client
+/// The rows of a query of four columns as tuples, sorted.
+pub async fn sorted_rows<A, B, C, D>(client: &Client, sql: &str) -> Vec<(A, B, C, D)>
+where
+    A: for<'a> tokio_postgres::types::FromSql<'a> + Ord,
+    B: for<'a> tokio_postgres::types::FromSql<'a> + Ord,
+    C: for<'a> tokio_postgres::types::FromSql<'a> + Ord,
+    D: for<'a> tokio_postgres::types::FromSql<'a> + Ord,
+{
+    let mut rows: Vec<(A, B, C, D)> = client
         .query(sql, &[])
         .await
         .unwrap()
