@@ -8,6 +8,7 @@ use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
 };
 use lapin::types::FieldTable;
+use lapin::uri::AMQPUri;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +23,14 @@ pub enum BusError {
         url: String,
         /// Why.
         source: lapin::Error,
+    },
+    /// The broker's URL could not be read.
+    #[error("the RabbitMQ URL {url} is not valid: {reason}")]
+    Url {
+        /// The URL, without its password.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// The broker failed an operation.
     #[error("RabbitMQ: {0}")]
@@ -71,13 +80,29 @@ pub struct QueueStats {
     pub consumers: u32,
 }
 
+/// The largest AMQP frame a connection asks for, unless its URL sets `frame_max`. The
+/// client keeps 32 frames of the negotiated size for each direction of a connection, zeroed
+/// at connect: RabbitMQ's default of 128 KiB holds 8 MiB in every process, 32 KiB holds 2.
+/// The fleet's messages are a few KiB; a larger one is sent as several frames.
+const FRAME_MAX: u32 = 32 * 1024;
+
+/// The broker's URL as the client reads it, with the fleet's frame size unless it names one.
+fn amqp_uri(url: &str) -> Result<AMQPUri, BusError> {
+    let mut uri: AMQPUri = url.parse().map_err(|reason| BusError::Url {
+        url: redact_url(url),
+        reason,
+    })?;
+    uri.query.frame_max.get_or_insert(FRAME_MAX);
+    Ok(uri)
+}
+
 /// Times a nacked publish is tried before the nack is an error.
 const NACK_RETRIES: u32 = 6;
 
 impl Bus {
     /// Connects, declares the topology and opens the publisher channel.
     pub async fn connect(url: &str, topology: &Topology) -> Result<Self, BusError> {
-        let connection = Connection::connect(url, ConnectionProperties::default())
+        let connection = Connection::connect_uri(amqp_uri(url)?, ConnectionProperties::default())
             .await
             .map_err(|source| BusError::Connect {
                 url: redact_url(url),
@@ -340,7 +365,23 @@ pub fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{amqp_uri, redact_url, BusError, FRAME_MAX};
+
+    #[test]
+    fn connections_ask_for_small_frames_unless_the_url_names_a_size() {
+        let uri = amqp_uri("amqp://guest:guest@127.0.0.1:5672/%2f").unwrap();
+        assert_eq!(uri.query.frame_max, Some(FRAME_MAX));
+        assert_eq!(uri.authority.port, 5672);
+        let own = amqp_uri("amqp://127.0.0.1:5672/%2f?frame_max=131072").unwrap();
+        assert_eq!(own.query.frame_max, Some(131072));
+        let Err(BusError::Url { url, reason }) = amqp_uri("amqp://u:secret@host:port/") else {
+            panic!("a URL with a port that is not a number is refused");
+        };
+        assert!(
+            !url.contains("secret") && !reason.is_empty(),
+            "{url}: {reason}"
+        );
+    }
 
     #[test]
     fn passwords_are_redacted() {
