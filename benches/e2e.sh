@@ -8,7 +8,8 @@
 # as 8 typed properties and a JSON payload into a workspace of its own, initial and then 10%
 # updated and 1% inserted on one new updated_at, against binary COPY into a flat table with
 # the same columns and one upsert.
-# Prints rows/s for each, the ratio, and the peak RSS of each role's processes.
+# Prints rows/s for each, the ratio, and the peak RSS of each role's processes (with what of it is
+# the process's own memory and what the binary's mapped pages).
 #
 #   cargo bench --bench e2e                               # builds the release binary first
 #   cargo build --release && benches/e2e.sh               # ROWS=1000000, EVENTS=1000000
@@ -315,12 +316,15 @@ if [ -n "${PERF:-}" ]; then
   done
 fi
 [ -z "${EXPLAIN_MS:-}" ] || { echo; echo "plans of statements over $EXPLAIN_MS ms: the server's log (auto_explain)"; }
-printf '\n| role | peak RSS (MiB), each process |\n|---|---|\n'
+# The peak, and at the end its two parts: the process's own memory and the pages of the binary
+# it has mapped (its code, shared with every sluice process on the host).
+printf '\n| role | peak RSS (MiB), each process | at the end: own / the binary'"'"'s pages |\n|---|---|---|\n'
 for role in coordinator extractor transformer loader; do
-  hwms=()
+  hwms=() parts=()
   for i in "${!pids[@]}"; do
     [ "${roles[$i]}" = "$role" ] || continue
     hwms+=("$(awk '/VmHWM/ { print int($2 / 1024) }' "/proc/${pids[$i]}/status")")
+    parts+=("$(awk '/RssAnon/ { a = $2 } /RssFile/ { f = $2 } END { printf "%d/%d", a / 1024, f / 1024 }' "/proc/${pids[$i]}/status")")
   done
-  printf '| %s | %s |\n' "$role" "${hwms[*]}"
+  printf '| %s | %s | %s |\n' "$role" "${hwms[*]}" "${parts[*]}"
 done
