@@ -323,8 +323,9 @@ for role in coordinator extractor transformer loader; do
   hwms=() parts=()
   for i in "${!pids[@]}"; do
     [ "${roles[$i]}" = "$role" ] || continue
-    hwms+=("$(awk '/VmHWM/ { print int($2 / 1024) }' "/proc/${pids[$i]}/status")")
-    parts+=("$(awk '/RssAnon/ { a = $2 } /RssFile/ { f = $2 } END { printf "%d/%d", a / 1024, f / 1024 }' "/proc/${pids[$i]}/status")")
+    read -r hwm part < <(awk '/VmHWM/ { h = $2 } /RssAnon/ { a = $2 } /RssFile/ { f = $2 }
+      END { printf "%d %d/%d\n", h / 1024, a / 1024, f / 1024 }' "/proc/${pids[$i]}/status")
+    hwms+=("$hwm") parts+=("$part")
   done
   printf '| %s | %s | %s |\n' "$role" "${hwms[*]}" "${parts[*]}"
 done
