@@ -78,6 +78,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let coordinator = roles.contains(&Role::Coordinator);
     let loader = roles.contains(&Role::Loader);
+    sluice_proto::Bus::check_url(&settings.amqp_url).context("SLUICE_AMQP_URL (--amqp-url)")?;
     // Each role migrates what it owns; extractors and transformers use no database.
     if coordinator {
         settings.migrate_control().await?;

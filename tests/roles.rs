@@ -1,11 +1,14 @@
 //! Each role holds only what it needs: extractors and transformers run with no database at
-//! all, and the stores can live on another PostgreSQL server than the control plane.
+//! all, and the stores can live on another PostgreSQL server than the control plane. A role
+//! given settings it cannot use stops at once, saying which.
 
 mod common;
 
 use common::database::PrivatePostgres;
 use common::{connect, create_users, users_spec, Fleet};
-use std::time::Duration;
+use std::io::Read;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 /// A database URL nothing answers at: a role that tried to use it could not start. The
 /// extractor has no database setting at all; the transformer has this one, so the test
@@ -146,5 +149,61 @@ async fn read_only_commands_migrate_nothing_and_say_what_to_run() {
         .unwrap()
         .get(0);
     assert_eq!(schemas, 0, "a read-only command created schemas");
+    fleet.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_role_given_a_broker_url_it_cannot_read_stops_at_once_naming_it() {
+    let fleet = Fleet::new().await;
+    let bad = "amqp://sluice:hunter2@127.0.0.1:5672/%2f?frame_max=large";
+    for role in ["coordinator", "extractor", "transformer", "loader"] {
+        let mut child = fleet
+            .command(&[role])
+            .env("SLUICE_AMQP_URL", bad)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                child.kill().unwrap();
+                panic!("{role} kept running with a broker URL it cannot read");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(!status.success(), "{role}: {stderr}");
+        assert!(
+            stderr.contains("SLUICE_AMQP_URL") && stderr.contains("frame_max=large"),
+            "{role} names the setting and what is wrong: {stderr}"
+        );
+        assert!(
+            !stderr.contains("hunter2"),
+            "{role} hides the password: {stderr}"
+        );
+    }
+    // The URL is refused before the coordinator and the loader migrate anything.
+    let database = fleet.database_url();
+    let name = database.rsplit('/').next().unwrap();
+    let created: i64 = connect(&format!("{}/postgres", common::PG))
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(created, 0, "a role migrated before refusing its broker URL");
     fleet.cleanup().await;
 }

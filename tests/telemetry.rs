@@ -236,7 +236,9 @@ async fn one_run_is_one_trace_across_the_coordinator_and_every_worker_process() 
         .unwrap()
         .get(0);
 
-    // Spans arrive in batches; wait until the run's and every chunk's load span are in.
+    // Each process exports its spans in batches of its own, so a chunk's load span can
+    // arrive before its transform span: wait until the run's span and every stage's
+    // span of every chunk are in.
     let of_run = |s: &SpanSeen| s.attributes.get("sluice.run") == Some(&run_id);
     let started = Instant::now();
     let spans: Vec<SpanSeen> = loop {
@@ -249,8 +251,10 @@ async fn one_run_is_one_trace_across_the_coordinator_and_every_worker_process() 
             .filter(|s| of_run(s))
             .cloned()
             .collect();
-        let loads = spans.iter().filter(|s| s.name == "load").count();
-        if spans.iter().any(|s| s.name == "run") && loads >= chunks {
+        let all_in = ["chunk", "extract", "transform", "load"]
+            .iter()
+            .all(|stage| spans.iter().filter(|s| s.name == *stage).count() >= chunks);
+        if spans.iter().any(|s| s.name == "run") && all_in {
             break spans;
         }
         assert!(

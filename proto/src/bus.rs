@@ -120,6 +120,12 @@ impl Bus {
         })
     }
 
+    /// Refuses a broker URL the client cannot read: such a URL never connects, so a role
+    /// checks it before it starts instead of retrying it forever.
+    pub fn check_url(url: &str) -> Result<(), BusError> {
+        amqp_uri(url).map(|_| ())
+    }
+
     /// Connects, retrying with exponential backoff until it works or `shutdown` fires.
     pub async fn connect_with_retry(
         url: &str,
