@@ -96,10 +96,12 @@ pub const COPY_TYPES: &[Type] = &[
 pub const ANALYZE_STAGE: &str = "ANALYZE sluice_stage (profile_id, dedup_key)";
 
 /// How one identity kind of the precedence is looked up for a staged row `r`: the kind and
-/// value it names, the probe for its profile, and whether other profiles share the value.
+/// value it names, the columns of `sluice_rows` in the order of the index the probe reads,
+/// the probe for its profile, and whether other profiles share the value.
 struct Candidate {
     kind: &'static str,
     value: &'static str,
+    order: &'static str,
     profile: &'static str,
     shared: &'static str,
 }
@@ -113,6 +115,7 @@ fn candidate(kind: IdentityKind) -> Candidate {
         IdentityKind::Identity => Candidate {
             kind: "'identity'",
             value: "r.identity",
+            order: "identity",
             profile: "(SELECT i.profile_id FROM profile_store.identities i
               WHERE i.workspace_id = $1 AND i.kind = 'identity' AND i.value = r.identity)",
             shared: "false",
@@ -120,6 +123,7 @@ fn candidate(kind: IdentityKind) -> Candidate {
         IdentityKind::ExternalId => Candidate {
             kind: "'external_id'",
             value: "r.external_id",
+            order: "external_id",
             profile: "(SELECT i.profile_id FROM profile_store.identities i
               WHERE i.workspace_id = $1 AND i.kind = 'external_id' AND i.value = r.external_id)",
             shared: "false",
@@ -127,6 +131,7 @@ fn candidate(kind: IdentityKind) -> Candidate {
         IdentityKind::Alias => Candidate {
             kind: "r.alias_kind",
             value: "r.alias_name",
+            order: "alias_kind, alias_name",
             profile: "(SELECT i.profile_id FROM profile_store.identities i
               WHERE i.workspace_id = $1 AND i.kind = r.alias_kind AND i.value = r.alias_name)",
             shared: "false",
@@ -134,6 +139,7 @@ fn candidate(kind: IdentityKind) -> Candidate {
         IdentityKind::Email => Candidate {
             kind: "'email'",
             value: "r.email COLLATE \"C\"",
+            order: "email",
             profile: "(SELECT p.profile_id FROM profile_store.profiles p
               WHERE p.email = r.email AND p.workspace_id + 0 = $1
               ORDER BY p.updated_at DESC, p.profile_id DESC LIMIT 1)",
@@ -143,6 +149,7 @@ fn candidate(kind: IdentityKind) -> Candidate {
         IdentityKind::Phone => Candidate {
             kind: "'phone'",
             value: "r.phone COLLATE \"C\"",
+            order: "phone",
             profile: "(SELECT p.profile_id FROM profile_store.profiles p
               WHERE p.phone = r.phone AND p.workspace_id + 0 = $1
               ORDER BY p.updated_at DESC, p.profile_id DESC LIMIT 1)",
@@ -152,6 +159,7 @@ fn candidate(kind: IdentityKind) -> Candidate {
         IdentityKind::ProfileId => Candidate {
             kind: "'profile_id'",
             value: "r.profile_ref::text COLLATE \"C\"",
+            order: "profile_ref",
             profile: "(SELECT p.profile_id FROM profile_store.profiles p
               WHERE p.workspace_id = $1 AND p.profile_id = r.profile_ref)",
             shared: "false",
@@ -249,7 +257,9 @@ pub fn fresh_query(precedence: &[IdentityKind]) -> String {
 /// only while no earlier kind has matched, the row carries the value and the chunk is not
 /// `fresh` (`OFFSET 0` keeps each probe a subquery of its own, run once per row, instead of
 /// being inlined wherever its result is used); the first kind that names a profile gives the
-/// row its profile, kind and value.
+/// row its profile, kind and value. The rows are probed in the order of the first kind's
+/// index: a warehouse hands them over in watermark order, where identities fall anywhere in
+/// the index, and consecutive probes of neighbouring values read the same index pages.
 fn matched_statement(precedence: &[IdentityKind]) -> String {
     let kinds: Vec<Candidate> = precedence.iter().map(|k| candidate(*k)).collect();
     let mut probes = String::new();
@@ -273,8 +283,9 @@ fn matched_statement(precedence: &[IdentityKind]) -> String {
     format!(
         "SELECT r.*, coalesce({ids}) AS profile_id, {kind} AS matched_kind,
            {value} AS matched_value, {shared} AS ambiguous
-      FROM sluice_rows r CROSS JOIN fresh f{probes}",
+      FROM (SELECT * FROM sluice_rows ORDER BY {order}) r CROSS JOIN fresh f{probes}",
         ids = ids.join(", "),
+        order = kinds.first().map_or("key", |c| c.order),
         kind = pick(&|c| c.kind),
         value = pick(&|c| c.value),
         shared = pick(&|c| c.shared),
