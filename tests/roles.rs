@@ -104,6 +104,21 @@ async fn the_stores_can_live_on_another_server_than_the_control_plane() {
     fleet.cleanup().await;
 }
 
+/// Whether the fleet's control-plane database has been created.
+async fn control_plane_exists(fleet: &Fleet) -> bool {
+    let database = fleet.database_url();
+    let name = database.rsplit('/').next().unwrap();
+    connect(&format!("{}/postgres", common::PG))
+        .await
+        .query_one(
+            "SELECT count(*) > 0 FROM pg_database WHERE datname = $1",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn read_only_commands_migrate_nothing_and_say_what_to_run() {
     let fleet = Fleet::new().await;
@@ -111,21 +126,12 @@ async fn read_only_commands_migrate_nothing_and_say_what_to_run() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("sluice migrate"), "{stderr}");
-    let database = fleet.database_url();
-    let name = database.rsplit('/').next().unwrap();
-    let created: i64 = connect(&format!("{}/postgres", common::PG))
-        .await
-        .query_one(
-            "SELECT count(*) FROM pg_database WHERE datname = $1",
-            &[&name],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(
-        created, 0,
+    assert!(
+        !control_plane_exists(&fleet).await,
         "a read-only command created the control plane's database"
     );
+    let database = fleet.database_url();
+    let name = database.rsplit('/').next().unwrap();
     // Once it exists but was never migrated, the remedy is the same.
     connect(&format!("{}/postgres", common::PG))
         .await
@@ -193,17 +199,9 @@ async fn a_role_given_a_broker_url_it_cannot_read_stops_at_once_naming_it() {
         );
     }
     // The URL is refused before the coordinator and the loader migrate anything.
-    let database = fleet.database_url();
-    let name = database.rsplit('/').next().unwrap();
-    let created: i64 = connect(&format!("{}/postgres", common::PG))
-        .await
-        .query_one(
-            "SELECT count(*) FROM pg_database WHERE datname = $1",
-            &[&name],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(created, 0, "a role migrated before refusing its broker URL");
+    assert!(
+        !control_plane_exists(&fleet).await,
+        "a role migrated before refusing its broker URL"
+    );
     fleet.cleanup().await;
 }
